@@ -1,0 +1,181 @@
+package seal
+
+import (
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"tagwatch/vault/secret"
+)
+
+// MasterKey wraps the vault's data keys. It prints REDACTED through fmt,
+// slog and encoding/json. Safe for concurrent use.
+type MasterKey struct {
+	aead cipher.AEAD
+	id   string
+}
+
+// ErrNoMasterKey means no master key was found where the configuration says.
+var ErrNoMasterKey = errors.New("seal: no master key")
+
+// NewMasterKey returns a master key of 32 random bytes and its encoded form
+// for a key file or a systemd credential.
+func NewMasterKey() (*MasterKey, []byte, error) {
+	raw := make([]byte, KeySize)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, nil, fmt.Errorf("seal: new master key: %w", err)
+	}
+	enc := []byte(base64.StdEncoding.EncodeToString(raw) + "\n")
+	m, err := ParseMasterKey(enc)
+	clear(raw)
+	return m, enc, err
+}
+
+// ParseMasterKey reads a master key: 32 bytes as base64 or hex text (one
+// line, surrounding white space ignored) or as 32 raw bytes.
+func ParseMasterKey(b []byte) (*MasterKey, error) {
+	var raw []byte
+	text := strings.TrimSpace(string(b))
+	switch {
+	case len(b) == KeySize && !isText(b):
+		raw = append([]byte(nil), b...)
+	case len(text) == 2*KeySize:
+		r, err := hex.DecodeString(text)
+		if err != nil {
+			return nil, fmt.Errorf("seal: master key: 64 characters but not hex")
+		}
+		raw = r
+	default:
+		r, err := base64.StdEncoding.DecodeString(text)
+		if err != nil || len(r) != KeySize {
+			return nil, fmt.Errorf("seal: master key: want 32 bytes as base64 (44 characters), hex (64) or raw, got %d bytes of input", len(b))
+		}
+		raw = r
+	}
+	defer clear(raw)
+	a, err := newAEAD(raw)
+	if err != nil {
+		return nil, err
+	}
+	return &MasterKey{aead: a, id: fingerprint(raw)}, nil
+}
+
+func isText(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// ID returns a fingerprint of the key that is safe to show.
+func (m *MasterKey) ID() string { return m.id }
+
+// String returns REDACTED.
+func (m *MasterKey) String() string { return secret.Redacted }
+
+// Format prints REDACTED for every verb.
+func (m *MasterKey) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, secret.Redacted) }
+
+// LogValue returns REDACTED.
+func (m *MasterKey) LogValue() slog.Value { return slog.StringValue(secret.Redacted) }
+
+// MarshalJSON returns "REDACTED".
+func (m *MasterKey) MarshalJSON() ([]byte, error) { return []byte(`"` + secret.Redacted + `"`), nil }
+
+// Source says where a secret comes from: a file, or a systemd credential
+// (a file under $CREDENTIALS_DIRECTORY). Exactly one should be set.
+type Source struct {
+	File       string
+	Credential string
+}
+
+// IsZero reports whether no source is named.
+func (s Source) IsZero() bool { return s.File == "" && s.Credential == "" }
+
+// String describes the source without its contents.
+func (s Source) String() string {
+	if s.Credential != "" {
+		return "credential " + s.Credential
+	}
+	return "file " + s.File
+}
+
+// Path resolves the source to a file path. A credential needs
+// $CREDENTIALS_DIRECTORY, which systemd sets for LoadCredential=.
+func (s Source) Path() (string, error) {
+	switch {
+	case s.File != "" && s.Credential != "":
+		return "", fmt.Errorf("secret source names both file %s and credential %s: choose one", s.File, s.Credential)
+	case s.File != "":
+		return s.File, nil
+	case s.Credential != "":
+		dir := os.Getenv("CREDENTIALS_DIRECTORY")
+		if dir == "" {
+			return "", fmt.Errorf("credential %s: $CREDENTIALS_DIRECTORY is not set (is the service started with LoadCredential=?)", s.Credential)
+		}
+		if strings.ContainsAny(s.Credential, "/\\") || s.Credential == ".." || s.Credential == "." {
+			return "", fmt.Errorf("credential name %q must be a plain name", s.Credential)
+		}
+		return filepath.Join(dir, s.Credential), nil
+	default:
+		return "", errors.New("no secret source: name a file or a credential")
+	}
+}
+
+// ReadSecretFile reads a secret from src. A file readable by group or
+// others is refused, because a secret there is already shared. A missing
+// file wraps os.ErrNotExist.
+func ReadSecretFile(src Source) ([]byte, error) {
+	p, err := src.Path()
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("read secret %s: %w", src, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read secret %s: %w", src, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("read secret %s: %s is not a regular file", src, p)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("read secret %s: %s has mode %04o, readable by group or others; run chmod 600 %s", src, p, perm, p)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return nil, fmt.Errorf("read secret %s: %w", src, err)
+	}
+	return b, nil
+}
+
+// LoadMasterKey reads and parses the master key from src. A missing key is
+// ErrNoMasterKey.
+func LoadMasterKey(src Source) (*MasterKey, error) {
+	b, err := ReadSecretFile(src)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s does not exist", ErrNoMasterKey, src)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer clear(b)
+	m, err := ParseMasterKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src, err)
+	}
+	return m, nil
+}
