@@ -124,6 +124,7 @@ func Start(t testing.TB, opts Options) *Hydra {
 	for attempt := 0; attempt < 3; attempt++ {
 		h, err := start(t, bin, dir, attempt, srv.URL, opts)
 		if err == nil {
+			h.app = app
 			app.setAdmin(h.adminURL, h.http)
 			return h
 		}
@@ -804,7 +805,8 @@ func getJSON(c *http.Client, u string, out any) error {
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-// tail returns the last n lines of a file.
+// tail returns the last n lines of a file, each cut to 400 bytes (Hydra
+// logs whole requests, with challenges of a kilobyte or more).
 func tail(path string, n int) string {
 	f, err := os.Open(path)
 	if err != nil {
@@ -815,7 +817,11 @@ func tail(path string, n int) string {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
 	for sc.Scan() {
-		lines = append(lines, sc.Text())
+		line := sc.Text()
+		if len(line) > 400 {
+			line = line[:400] + " [...]"
+		}
+		lines = append(lines, line)
 		if len(lines) > n {
 			lines = lines[1:]
 		}
