@@ -1,0 +1,221 @@
+package vault
+
+import (
+	"encoding/json"
+	"time"
+
+	"tagwatch/vault/secret"
+)
+
+// User is a person tagwatch acts for.
+type User struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name,omitempty"`
+	Email     string    `json:"email,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// GrantState is where a grant is in its lifecycle.
+type GrantState string
+
+// Grant states.
+const (
+	GrantActive         GrantState = "active"
+	GrantNeedsReconsent GrantState = "needs_reconsent"
+	GrantRevoked        GrantState = "revoked"
+)
+
+// Grant is a user's consent at one provider: the refresh token (sealed) and
+// the cached access token (sealed) with its absolute expiry.
+type Grant struct {
+	ID       string     `json:"id"`
+	UserID   string     `json:"user_id"`
+	Provider string     `json:"provider"`
+	Issuer   string     `json:"issuer,omitempty"`
+	Subject  string     `json:"subject"`
+	Username string     `json:"username,omitempty"`
+	Scopes   []string   `json:"scopes"`
+	State    GrantState `json:"state"`
+
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	StateSince time.Time `json:"state_since"`
+
+	// AccessExpiry is the cached access token's absolute expiry.
+	AccessExpiry time.Time `json:"access_expiry,omitzero"`
+	// IDTokenAudience is the audience of the ID token at enrollment; an ID
+	// token from a refresh must keep iss, sub and aud.
+	IDTokenAudience []string `json:"id_token_aud,omitempty"`
+
+	RefreshCount    int       `json:"refresh_count"`
+	LastRefreshAt   time.Time `json:"last_refresh_at,omitzero"`
+	LastErrorClass  string    `json:"last_error_class,omitempty"`
+	LastErrorAt     time.Time `json:"last_error_at,omitzero"`
+	TransientErrors int       `json:"transient_errors,omitempty"`
+	// RefreshInFlight is set (to when it started) from the commit before a
+	// call to the token endpoint until the commit of its result. Found set at
+	// start, it means the daemon died in between.
+	RefreshInFlight time.Time `json:"refresh_in_flight,omitzero"`
+	// InFlightRetried is set when the refresh in flight is the one retry
+	// allowed after a lost response.
+	InFlightRetried bool `json:"in_flight_retried,omitempty"`
+	// LostRotations counts refreshes whose response was lost (crash or
+	// timeout) and had to be retried.
+	LostRotations int `json:"lost_rotations,omitempty"`
+
+	SealedRefresh []byte `json:"sealed_refresh,omitempty"`
+	SealedAccess  []byte `json:"sealed_access,omitempty"`
+}
+
+// Tokens are a grant's secrets in the clear. They only exist in memory.
+type Tokens struct {
+	Refresh secret.RefreshToken
+	Access  secret.AccessToken
+}
+
+// WatchState is where a watch is in its lifecycle.
+type WatchState string
+
+// Watch states.
+const (
+	WatchActive    WatchState = "active"
+	WatchPaused    WatchState = "paused"
+	WatchSuspended WatchState = "suspended"
+)
+
+// WatchSpec is what a watch does: the part an enrollment link carries and
+// operators change.
+type WatchSpec struct {
+	Hashtags        []string `json:"hashtags"`
+	Lang            string   `json:"lang,omitempty"`
+	IncludeRetweets bool     `json:"include_retweets,omitempty"`
+	Schedule        string   `json:"schedule"`
+	Targets         []string `json:"targets"`
+	// Backfill asks the first run to read the recent past instead of
+	// starting from now.
+	Backfill bool `json:"backfill,omitempty"`
+}
+
+// Watch is a user's standing search.
+type Watch struct {
+	ID       string `json:"id"`
+	UserID   string `json:"user_id"`
+	Provider string `json:"provider"`
+	WatchSpec
+	State         WatchState `json:"state"`
+	SuspendReason string     `json:"suspend_reason,omitempty"`
+	CreatedAt     time.Time  `json:"created_at"`
+	UpdatedAt     time.Time  `json:"updated_at"`
+}
+
+// Cursor is where a watch's next run resumes, and how its last run went.
+type Cursor struct {
+	WatchID       string    `json:"watch_id"`
+	SinceID       string    `json:"since_id,omitempty"`
+	Started       bool      `json:"started"`
+	LastRunAt     time.Time `json:"last_run_at,omitzero"`
+	LastResult    string    `json:"last_result,omitempty"`
+	LastError     string    `json:"last_error,omitempty"`
+	LastTruncated bool      `json:"last_truncated,omitempty"`
+	Runs          int64     `json:"runs"`
+	PostsRead     int64     `json:"posts_read"`
+	Matches       int64     `json:"matches"`
+}
+
+// EnrollmentPurpose says what a consent link is for.
+type EnrollmentPurpose string
+
+// Enrollment purposes.
+const (
+	PurposeEnroll    EnrollmentPurpose = "enroll"
+	PurposeReconsent EnrollmentPurpose = "reconsent"
+)
+
+// Enrollment is a one-time consent link. Only a hash of its token is kept.
+type Enrollment struct {
+	// Hash is the hex SHA-256 of the link token; it is the record's key.
+	Hash     string            `json:"hash"`
+	ID       string            `json:"id"`
+	Purpose  EnrollmentPurpose `json:"purpose"`
+	UserID   string            `json:"user_id"`
+	Provider string            `json:"provider"`
+	// Expected, when set, names the identity that must consent: a subject,
+	// a username or an email.
+	Expected  string     `json:"expected,omitempty"`
+	Watch     *WatchSpec `json:"watch,omitempty"`
+	GrantID   string     `json:"grant_id,omitempty"`
+	CreatedBy string     `json:"created_by,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt time.Time  `json:"expires_at"`
+	UsedAt    time.Time  `json:"used_at,omitzero"`
+	Canceled  bool       `json:"canceled,omitempty"`
+}
+
+// OutboxState is where a notification is in its lifecycle.
+type OutboxState string
+
+// Outbox states.
+const (
+	OutboxPending   OutboxState = "pending"
+	OutboxRetrying  OutboxState = "retrying"
+	OutboxDelivered OutboxState = "delivered"
+	OutboxDead      OutboxState = "dead"
+	OutboxDropped   OutboxState = "dropped"
+)
+
+// OutboxRow is one notification to deliver to one target. Its ID is
+// deterministic for what it carries, so a repeated enqueue is a no-op and
+// every retry reuses it.
+type OutboxRow struct {
+	ID          string          `json:"id"`
+	Kind        string          `json:"kind"`
+	UserID      string          `json:"user_id"`
+	WatchID     string          `json:"watch_id,omitempty"`
+	Target      string          `json:"target"`
+	Payload     json.RawMessage `json:"payload"`
+	State       OutboxState     `json:"state"`
+	Attempts    int             `json:"attempts"`
+	CreatedAt   time.Time       `json:"created_at"`
+	NextAttempt time.Time       `json:"next_attempt"`
+	DeliveredAt time.Time       `json:"delivered_at,omitzero"`
+	LastError   string          `json:"last_error,omitempty"`
+}
+
+// Audit event kinds.
+const (
+	AuditVaultCreated      = "vault_created"
+	AuditKeyRotated        = "key_rotated"
+	AuditKeyRetired        = "key_retired"
+	AuditMasterRotated     = "master_key_rotated"
+	AuditEnrollmentCreated = "enrollment_created"
+	AuditEnrollmentUsed    = "enrollment_used"
+	AuditEnrollmentRefused = "enrollment_refused"
+	AuditGrantStored       = "grant_stored"
+	AuditGrantState        = "grant_state"
+	AuditGrantRevoked      = "grant_revoked"
+	AuditLostRotation      = "lost_rotation"
+)
+
+// AuditEvent is one entry of the security audit trail. It never carries a
+// secret.
+type AuditEvent struct {
+	Seq     uint64    `json:"seq"`
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"`
+	Actor   string    `json:"actor,omitempty"`
+	UserID  string    `json:"user_id,omitempty"`
+	GrantID string    `json:"grant_id,omitempty"`
+	Detail  string    `json:"detail,omitempty"`
+}
+
+// Revocation is a refresh token still to be revoked at its provider after
+// an unenroll whose revocation call failed. The token stays sealed.
+type Revocation struct {
+	ID          string    `json:"id"`
+	Provider    string    `json:"provider"`
+	GrantID     string    `json:"grant_id"`
+	Sealed      []byte    `json:"sealed"`
+	Attempts    int       `json:"attempts"`
+	NextAttempt time.Time `json:"next_attempt"`
+	CreatedAt   time.Time `json:"created_at"`
+}

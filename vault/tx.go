@@ -1,0 +1,369 @@
+package vault
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"tagwatch/vault/seal"
+	"tagwatch/vault/secret"
+)
+
+// Tx is a transaction on the vault, valid only inside the View or Update
+// closure that received it. Records it returns are copies.
+type Tx struct {
+	tx *bolt.Tx
+	db *DB
+	kr *seal.Keyring
+}
+
+// Now returns the vault's clock reading.
+func (tx *Tx) Now() time.Time { return tx.db.now() }
+
+func getJSON(b *bolt.Bucket, key string, v any) error {
+	raw := b.Get([]byte(key))
+	if raw == nil {
+		return ErrNotFound
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("vault: record %q is corrupt: %w", key, err)
+	}
+	return nil
+}
+
+func putJSON(b *bolt.Bucket, key string, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(key), raw)
+}
+
+func scanJSON[T any](b *bolt.Bucket, prefix []byte, fn func(T) error) error {
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		var rec T
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("vault: record %q is corrupt: %w", k, err)
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func pair(a, b string) []byte { return []byte(a + "\x00" + b) }
+
+// --- users
+
+// User returns the user with the given id, or ErrNotFound.
+func (tx *Tx) User(id string) (User, error) {
+	var u User
+	err := getJSON(tx.tx.Bucket(bucketUsers), id, &u)
+	return u, err
+}
+
+// PutUser creates or replaces a user.
+func (tx *Tx) PutUser(u User) error {
+	if u.ID == "" {
+		return fmt.Errorf("vault: put user: empty id")
+	}
+	if u.CreatedAt.IsZero() {
+		u.CreatedAt = tx.Now()
+	}
+	return putJSON(tx.tx.Bucket(bucketUsers), u.ID, u)
+}
+
+// Users calls fn for every user in id order.
+func (tx *Tx) Users(fn func(User) error) error {
+	return scanJSON(tx.tx.Bucket(bucketUsers), nil, fn)
+}
+
+// --- grants
+
+func grantAD(id, field string) seal.AD { return seal.AD{Kind: "grant", ID: id, Field: field} }
+
+// Grant returns the grant with the given id, or ErrNotFound.
+func (tx *Tx) Grant(id string) (Grant, error) {
+	var g Grant
+	err := getJSON(tx.tx.Bucket(bucketGrants), id, &g)
+	return g, err
+}
+
+// UserGrant returns the user's grant at a provider, or ErrNotFound.
+func (tx *Tx) UserGrant(userID, provider string) (Grant, error) {
+	id := tx.tx.Bucket(bucketUserGrants).Get(pair(userID, provider))
+	if id == nil {
+		return Grant{}, ErrNotFound
+	}
+	return tx.Grant(string(id))
+}
+
+// PutGrant creates or replaces a grant's record (sealed fields as they are
+// in g) and indexes it by user and provider.
+func (tx *Tx) PutGrant(g Grant) error {
+	if g.ID == "" || g.UserID == "" || g.Provider == "" {
+		return fmt.Errorf("vault: put grant: id, user and provider are required")
+	}
+	now := tx.Now()
+	if g.CreatedAt.IsZero() {
+		g.CreatedAt = now
+	}
+	if g.StateSince.IsZero() {
+		g.StateSince = now
+	}
+	g.UpdatedAt = now
+	if err := putJSON(tx.tx.Bucket(bucketGrants), g.ID, g); err != nil {
+		return err
+	}
+	return tx.tx.Bucket(bucketUserGrants).Put(pair(g.UserID, g.Provider), []byte(g.ID))
+}
+
+// DeleteGrant removes a grant and its index entry.
+func (tx *Tx) DeleteGrant(id string) error {
+	g, err := tx.Grant(id)
+	if err != nil {
+		return err
+	}
+	ug := tx.tx.Bucket(bucketUserGrants)
+	if cur := ug.Get(pair(g.UserID, g.Provider)); string(cur) == id {
+		if err := ug.Delete(pair(g.UserID, g.Provider)); err != nil {
+			return err
+		}
+	}
+	return tx.tx.Bucket(bucketGrants).Delete([]byte(id))
+}
+
+// Grants calls fn for every grant in id order.
+func (tx *Tx) Grants(fn func(Grant) error) error {
+	return scanJSON(tx.tx.Bucket(bucketGrants), nil, fn)
+}
+
+// SealTokens seals t into g's sealed fields, bound to g.ID. A zero token
+// clears its field.
+func (tx *Tx) SealTokens(g *Grant, t Tokens) error {
+	var err error
+	g.SealedRefresh, err = tx.sealString(grantAD(g.ID, "refresh_token"), t.Refresh.Value)
+	if err != nil {
+		return err
+	}
+	g.SealedAccess, err = tx.sealString(grantAD(g.ID, "access_token"), t.Access.Value)
+	return err
+}
+
+// OpenTokens opens g's sealed tokens.
+func (tx *Tx) OpenTokens(g Grant) (Tokens, error) {
+	rt, err := tx.openString(grantAD(g.ID, "refresh_token"), g.SealedRefresh)
+	if err != nil {
+		return Tokens{}, fmt.Errorf("vault: grant %s refresh token: %w", g.ID, err)
+	}
+	at, err := tx.openString(grantAD(g.ID, "access_token"), g.SealedAccess)
+	if err != nil {
+		return Tokens{}, fmt.Errorf("vault: grant %s access token: %w", g.ID, err)
+	}
+	return Tokens{Refresh: secret.RefreshToken{Value: rt}, Access: secret.AccessToken{Value: at}}, nil
+}
+
+func (tx *Tx) sealString(ad seal.AD, v secret.Value) ([]byte, error) {
+	if v.IsZero() {
+		return nil, nil
+	}
+	return tx.kr.Seal(ad, []byte(v.Reveal()))
+}
+
+func (tx *Tx) openString(ad seal.AD, env []byte) (secret.Value, error) {
+	if len(env) == 0 {
+		return secret.Value{}, nil
+	}
+	pt, err := tx.kr.Open(ad, env)
+	if err != nil {
+		return secret.Value{}, err
+	}
+	return secret.New(string(pt)), nil
+}
+
+// --- enrollments
+
+// HashLinkToken returns the hex SHA-256 of a one-time link token: the only
+// form in which the vault keeps it.
+func HashLinkToken(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:])
+}
+
+// Enrollment returns the enrollment whose token hashes to hash.
+func (tx *Tx) Enrollment(hash string) (Enrollment, error) {
+	var e Enrollment
+	err := getJSON(tx.tx.Bucket(bucketEnrollments), hash, &e)
+	return e, err
+}
+
+// PutEnrollment creates or replaces an enrollment.
+func (tx *Tx) PutEnrollment(e Enrollment) error {
+	if len(e.Hash) != 64 {
+		return fmt.Errorf("vault: put enrollment: hash must be 64 hex characters")
+	}
+	return putJSON(tx.tx.Bucket(bucketEnrollments), e.Hash, e)
+}
+
+// Enrollments calls fn for every enrollment.
+func (tx *Tx) Enrollments(fn func(Enrollment) error) error {
+	return scanJSON(tx.tx.Bucket(bucketEnrollments), nil, fn)
+}
+
+// --- watches and cursors
+
+// Watch returns the watch with the given id.
+func (tx *Tx) Watch(id string) (Watch, error) {
+	var w Watch
+	err := getJSON(tx.tx.Bucket(bucketWatches), id, &w)
+	return w, err
+}
+
+// PutWatch creates or replaces a watch.
+func (tx *Tx) PutWatch(w Watch) error {
+	if w.ID == "" || w.UserID == "" {
+		return fmt.Errorf("vault: put watch: id and user are required")
+	}
+	now := tx.Now()
+	if w.CreatedAt.IsZero() {
+		w.CreatedAt = now
+	}
+	w.UpdatedAt = now
+	if err := putJSON(tx.tx.Bucket(bucketWatches), w.ID, w); err != nil {
+		return err
+	}
+	return tx.tx.Bucket(bucketUserWatches).Put(pair(w.UserID, w.ID), nil)
+}
+
+// DeleteWatch removes a watch and its cursor.
+func (tx *Tx) DeleteWatch(id string) error {
+	w, err := tx.Watch(id)
+	if err != nil {
+		return err
+	}
+	if err := tx.tx.Bucket(bucketUserWatches).Delete(pair(w.UserID, w.ID)); err != nil {
+		return err
+	}
+	if err := tx.tx.Bucket(bucketCursors).Delete([]byte(id)); err != nil {
+		return err
+	}
+	return tx.tx.Bucket(bucketWatches).Delete([]byte(id))
+}
+
+// Watches calls fn for every watch in id order.
+func (tx *Tx) Watches(fn func(Watch) error) error {
+	return scanJSON(tx.tx.Bucket(bucketWatches), nil, fn)
+}
+
+// UserWatches calls fn for each of a user's watches.
+func (tx *Tx) UserWatches(userID string, fn func(Watch) error) error {
+	c := tx.tx.Bucket(bucketUserWatches).Cursor()
+	prefix := pair(userID, "")
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		w, err := tx.Watch(string(k[len(prefix):]))
+		if err != nil {
+			return err
+		}
+		if err := fn(w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Cursor returns a watch's cursor; a watch that never ran has the zero
+// Cursor (with WatchID set) and no error.
+func (tx *Tx) Cursor(watchID string) (Cursor, error) {
+	c := Cursor{WatchID: watchID}
+	err := getJSON(tx.tx.Bucket(bucketCursors), watchID, &c)
+	if err == ErrNotFound {
+		return Cursor{WatchID: watchID}, nil
+	}
+	return c, err
+}
+
+// PutCursor stores a watch's cursor.
+func (tx *Tx) PutCursor(c Cursor) error {
+	return putJSON(tx.tx.Bucket(bucketCursors), c.WatchID, c)
+}
+
+// --- audit
+
+// Audit appends an event to the audit trail.
+func (tx *Tx) Audit(ev AuditEvent) error {
+	if ev.Time.IsZero() {
+		ev.Time = tx.Now()
+	}
+	return appendAudit(tx.tx, ev)
+}
+
+func appendAudit(btx *bolt.Tx, ev AuditEvent) error {
+	b := btx.Bucket(bucketAudit)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	ev.Seq = seq
+	raw, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	return b.Put(binary.BigEndian.AppendUint64(nil, seq), raw)
+}
+
+// AuditTrail calls fn for every event after seq, oldest first.
+func (tx *Tx) AuditTrail(after uint64, fn func(AuditEvent) error) error {
+	c := tx.tx.Bucket(bucketAudit).Cursor()
+	for k, v := c.Seek(binary.BigEndian.AppendUint64(nil, after+1)); k != nil; k, v = c.Next() {
+		var ev AuditEvent
+		if err := json.Unmarshal(v, &ev); err != nil {
+			return fmt.Errorf("vault: audit event %x is corrupt: %w", k, err)
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// --- pending revocations
+
+// PutRevocation stores a refresh token to revoke later, sealed under its
+// own id.
+func (tx *Tx) PutRevocation(r Revocation, token secret.RefreshToken) error {
+	if r.ID == "" {
+		r.ID = NewID()
+	}
+	if !token.IsZero() {
+		env, err := tx.sealString(seal.AD{Kind: "revocation", ID: r.ID, Field: "refresh_token"}, token.Value)
+		if err != nil {
+			return err
+		}
+		r.Sealed = env
+	}
+	return putJSON(tx.tx.Bucket(bucketRevocations), r.ID, r)
+}
+
+// OpenRevocation returns the refresh token a pending revocation holds.
+func (tx *Tx) OpenRevocation(r Revocation) (secret.RefreshToken, error) {
+	v, err := tx.openString(seal.AD{Kind: "revocation", ID: r.ID, Field: "refresh_token"}, r.Sealed)
+	return secret.RefreshToken{Value: v}, err
+}
+
+// DeleteRevocation removes a pending revocation.
+func (tx *Tx) DeleteRevocation(id string) error {
+	return tx.tx.Bucket(bucketRevocations).Delete([]byte(id))
+}
+
+// Revocations calls fn for every pending revocation.
+func (tx *Tx) Revocations(fn func(Revocation) error) error {
+	return scanJSON(tx.tx.Bucket(bucketRevocations), nil, fn)
+}

@@ -1,0 +1,306 @@
+// Package vault keeps tagwatch's state in one bbolt file: users, grants with
+// their sealed tokens, one-time enrollment links, watches and their cursors,
+// the notification outbox and an audit trail of security events.
+//
+// Secrets are sealed with vault/seal before they are written; the keyring
+// itself is stored wrapped by the master key, and Open refuses a master key
+// that does not open it without writing a byte.
+//
+// Transactions are closure scoped (DB.View, DB.Update). Records are copied
+// out of a transaction before it ends, and no network I/O may happen inside
+// one: callers do their HTTP first and then commit what they learnt.
+//
+// A DB is safe for concurrent use. One process owns the file: a second
+// opener fails with ErrLocked after Options.LockTimeout.
+package vault
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"tagwatch/vault/seal"
+)
+
+// SchemaVersion is the version of the layout this build writes.
+var SchemaVersion = len(migrations)
+
+var (
+	// ErrLocked means another process holds the database file.
+	ErrLocked = errors.New("database is locked by another process")
+	// ErrNotFound means a record does not exist.
+	ErrNotFound = errors.New("vault: not found")
+	// ErrExists means a record with that id already exists.
+	ErrExists = errors.New("vault: already exists")
+	// ErrNoVault means the database file does not exist and Options.Create is off.
+	ErrNoVault = errors.New("vault: database does not exist")
+	// ErrNoKeyring means the file holds no keyring: it is not a tagwatch vault
+	// or was never initialised. A new keyring is never minted over it.
+	ErrNoKeyring = errors.New("vault: database has no keyring")
+	// ErrNewerSchema means the file was written by a newer tagwatch.
+	ErrNewerSchema = errors.New("vault: database schema is newer than this tagwatch")
+)
+
+var (
+	bucketMeta        = []byte("meta")
+	bucketUsers       = []byte("users")
+	bucketGrants      = []byte("grants")
+	bucketUserGrants  = []byte("user_grants")
+	bucketEnrollments = []byte("enrollments")
+	bucketWatches     = []byte("watches")
+	bucketUserWatches = []byte("user_watches")
+	bucketCursors     = []byte("cursors")
+	bucketOutbox      = []byte("outbox")
+	bucketOutboxDue   = []byte("outbox_due")
+	bucketAudit       = []byte("audit")
+	bucketRevocations = []byte("revocations")
+
+	keySchema  = []byte("schema_version")
+	keyKeyring = []byte("keyring")
+)
+
+// migrations[i] moves the layout from version i to i+1. Each runs inside
+// the one transaction that also records the new version.
+var migrations = []func(tx *bolt.Tx) error{
+	// 0 -> 1: the first layout.
+	func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketUsers, bucketGrants, bucketUserGrants, bucketEnrollments,
+			bucketWatches, bucketUserWatches, bucketCursors, bucketOutbox, bucketOutboxDue,
+			bucketAudit, bucketRevocations} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+}
+
+// Options configure Open. The zero value of each field is its default.
+type Options struct {
+	// Path is the database file. Required.
+	Path string
+	// Master is the master key that wraps the data keys. Required.
+	Master *seal.MasterKey
+	// Create allows Open to create the file, with a new keyring, when it does
+	// not exist. An existing file is never given a new keyring.
+	Create bool
+	// LockTimeout bounds the wait for the file lock; default 2 s.
+	LockTimeout time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Logger receives the vault's log; default slog.Default().
+	Logger *slog.Logger
+	// Failpoint, when set, is called at named points of multi-step
+	// operations so tests can crash the process there.
+	Failpoint func(name string)
+}
+
+// DB is an open vault. Safe for concurrent use.
+type DB struct {
+	bolt   *bolt.DB
+	path   string
+	now    func() time.Time
+	log    *slog.Logger
+	fail   func(string)
+	master atomic.Pointer[seal.MasterKey]
+	kr     atomic.Pointer[seal.Keyring]
+	// keyMu is held shared by every transaction and exclusively by key
+	// rotation, so no record is sealed under, or read with, a keyring that
+	// is being replaced.
+	keyMu sync.RWMutex
+}
+
+// Open opens (or, with Options.Create, creates) the vault at Options.Path.
+// It checks the master key before writing anything: a wrong key gives
+// seal.ErrWrongMasterKey and leaves the file byte-for-byte unchanged.
+func Open(opts Options) (*DB, error) {
+	if opts.Path == "" {
+		return nil, errors.New("vault: open: no path")
+	}
+	if opts.Master == nil {
+		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, seal.ErrNoMasterKey)
+	}
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = 2 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Failpoint == nil {
+		opts.Failpoint = func(string) {}
+	}
+	_, statErr := os.Stat(opts.Path)
+	isNew := errors.Is(statErr, os.ErrNotExist)
+	if isNew && !opts.Create {
+		return nil, fmt.Errorf("vault: open %s: %w (run `tagwatchd keys init` to create it)", opts.Path, ErrNoVault)
+	}
+	if statErr != nil && !isNew {
+		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, statErr)
+	}
+	bdb, err := bolt.Open(opts.Path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, ErrLocked)
+	}
+	if err != nil {
+		if isNew {
+			_ = os.Remove(opts.Path)
+		}
+		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, err)
+	}
+	db := &DB{bolt: bdb, path: opts.Path, now: opts.Now, log: opts.Logger, fail: opts.Failpoint}
+	if err := db.load(opts.Master, isNew); err != nil {
+		_ = bdb.Close()
+		if isNew {
+			_ = os.Remove(opts.Path)
+		}
+		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, err)
+	}
+	db.master.Store(opts.Master)
+	return db, nil
+}
+
+// load reads the keyring and schema, checks the master key, and only then
+// initialises a new file or migrates an old one.
+func (db *DB) load(master *seal.MasterKey, isNew bool) error {
+	var st *seal.State
+	version := 0
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			return nil
+		}
+		if v := meta.Get(keySchema); len(v) == 8 {
+			version = int(binary.BigEndian.Uint64(v))
+		}
+		if v := meta.Get(keyKeyring); v != nil {
+			st = new(seal.State)
+			if err := json.Unmarshal(v, st); err != nil {
+				return fmt.Errorf("keyring record is corrupt: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if version > SchemaVersion {
+		return fmt.Errorf("%w: file has version %d, this build knows %d", ErrNewerSchema, version, SchemaVersion)
+	}
+	if st == nil {
+		if !isNew {
+			return ErrNoKeyring
+		}
+		fresh, err := seal.Init(master, db.now())
+		if err != nil {
+			return err
+		}
+		st = &fresh
+	}
+	kr, err := seal.Open(master, *st)
+	if err != nil {
+		return err
+	}
+	db.kr.Store(kr)
+	if version == SchemaVersion && !isNew {
+		return nil
+	}
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		for v := version; v < SchemaVersion; v++ {
+			if err := migrations[v](tx); err != nil {
+				return fmt.Errorf("migrate schema %d to %d: %w", v, v+1, err)
+			}
+		}
+		if err := meta.Put(keySchema, binary.BigEndian.AppendUint64(nil, uint64(SchemaVersion))); err != nil {
+			return err
+		}
+		if isNew {
+			b, err := json.Marshal(st)
+			if err != nil {
+				return err
+			}
+			if err := meta.Put(keyKeyring, b); err != nil {
+				return err
+			}
+			return appendAudit(tx, AuditEvent{Time: db.now(), Kind: AuditVaultCreated, Actor: "tagwatchd",
+				Detail: "new vault with master key " + master.ID()})
+		}
+		return nil
+	})
+}
+
+// Close closes the database file.
+func (db *DB) Close() error { return db.bolt.Close() }
+
+// Path returns the database file's path.
+func (db *DB) Path() string { return db.path }
+
+// Now returns the vault's clock reading.
+func (db *DB) Now() time.Time { return db.now() }
+
+// View runs fn in a read-only transaction.
+func (db *DB) View(fn func(tx *Tx) error) error {
+	db.keyMu.RLock()
+	defer db.keyMu.RUnlock()
+	return db.bolt.View(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, db: db, kr: db.kr.Load()}) })
+}
+
+// Update runs fn in a read-write transaction, committed (and fsynced) when
+// fn returns nil. fn must not do network I/O.
+func (db *DB) Update(fn func(tx *Tx) error) error {
+	db.keyMu.RLock()
+	defer db.keyMu.RUnlock()
+	return db.bolt.Update(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, db: db, kr: db.kr.Load()}) })
+}
+
+// Backup writes a consistent copy of the whole file (still sealed) to w.
+func (db *DB) Backup(w io.Writer) (int64, error) {
+	var n int64
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
+// SchemaVersionOnDisk returns the schema version stored in the file.
+func (db *DB) SchemaVersionOnDisk() (int, error) {
+	v := 0
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketMeta).Get(keySchema); len(b) == 8 {
+			v = int(binary.BigEndian.Uint64(b))
+		}
+		return nil
+	})
+	return v, err
+}
+
+var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
+
+// NewID returns a random 128-bit id, 26 characters of Crockford base32.
+func NewID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("vault: crypto/rand failed: " + err.Error())
+	}
+	return idEncoding.EncodeToString(b[:])
+}
