@@ -1,0 +1,533 @@
+// Package config loads tagwatchd's TOML configuration.
+//
+// Decoding is strict: an unknown key, a value of the wrong type or an
+// invalid value is an error that names the file, the line and the key.
+// Secrets never appear in the file: it names a file path or a systemd
+// credential (a file under $CREDENTIALS_DIRECTORY) for each of them.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/mail"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+	"github.com/robfig/cron/v3"
+)
+
+// DefaultPath is where tagwatchd looks for its configuration.
+const DefaultPath = "/etc/tagwatch/tagwatch.toml"
+
+// Duration is a time.Duration written as a Go duration string ("90s", "72h").
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("not a duration (like 90s, 15m, 72h): %q", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
+
+// Config is the whole configuration.
+type Config struct {
+	// Path is the file the configuration was read from.
+	Path string `toml:"-"`
+
+	Daemon    Daemon     `toml:"daemon"`
+	Keys      Keys       `toml:"keys"`
+	HTTP      HTTP       `toml:"http"`
+	Status    Status     `toml:"status"`
+	Enroll    Enroll     `toml:"enroll"`
+	Renewal   Renewal    `toml:"renewal"`
+	Scheduler Scheduler  `toml:"scheduler"`
+	Notify    Notify     `toml:"notify"`
+	Providers []Provider `toml:"provider"`
+}
+
+// Daemon holds process-wide settings.
+type Daemon struct {
+	StateDir        string   `toml:"state_dir"`
+	Database        string   `toml:"database"`
+	LockTimeout     Duration `toml:"lock_timeout"`
+	LogFormat       string   `toml:"log_format"`
+	LogLevel        string   `toml:"log_level"`
+	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+}
+
+// Keys says where the master key comes from.
+type Keys struct {
+	MasterKeyFile       string `toml:"master_key_file"`
+	MasterKeyCredential string `toml:"master_key_credential"`
+}
+
+// HTTP configures the public listener for consent and link pages.
+type HTTP struct {
+	Listen         string   `toml:"listen"`
+	PublicURL      string   `toml:"public_url"`
+	TLSCertFile    string   `toml:"tls_cert_file"`
+	TLSKeyFile     string   `toml:"tls_key_file"`
+	TrustedProxies []string `toml:"trusted_proxies"`
+	// LinkKeyFile and LinkKeyCredential name the key that signs one-click
+	// pause and revoke links; empty derives it from the master key.
+	LinkKeyFile       string `toml:"link_key_file"`
+	LinkKeyCredential string `toml:"link_key_credential"`
+}
+
+// Status configures the operator socket.
+type Status struct {
+	Socket        string `toml:"socket"`
+	Group         string `toml:"group"`
+	WriteUIDs     []int  `toml:"write_uids"`
+	MetricsListen string `toml:"metrics_listen"`
+}
+
+// Enroll configures one-time consent links.
+type Enroll struct {
+	LinkTTL Duration `toml:"link_ttl"`
+}
+
+// Renewal configures access-token renewal.
+type Renewal struct {
+	Skew       Duration `toml:"skew"`
+	Timeout    Duration `toml:"timeout"`
+	MaxBackoff Duration `toml:"max_backoff"`
+}
+
+// Scheduler configures watch runs.
+type Scheduler struct {
+	Workers                int      `toml:"workers"`
+	MaxPages               int      `toml:"max_pages"`
+	PerUserConcurrency     int      `toml:"per_user_concurrency"`
+	PerProviderConcurrency int      `toml:"per_provider_concurrency"`
+	CatchUpWindow          Duration `toml:"catch_up_window"`
+	MaxHashtags            int      `toml:"max_hashtags"`
+	RunTimeout             Duration `toml:"run_timeout"`
+}
+
+// Notify configures the outbox and its channels.
+type Notify struct {
+	RetrySpan            Duration `toml:"retry_span"`
+	MaxPerDigest         int      `toml:"max_per_digest"`
+	PruneAfter           Duration `toml:"prune_after"`
+	MaxBacklog           int      `toml:"max_backlog"`
+	PerTargetConcurrency int      `toml:"per_target_concurrency"`
+	WebhookTimeout       Duration `toml:"webhook_timeout"`
+	AllowPrivateTargets  bool     `toml:"allow_private_targets"`
+	SMTP                 SMTP     `toml:"smtp"`
+	Webhooks             []Hook   `toml:"webhook"`
+}
+
+// SMTP configures outgoing mail.
+type SMTP struct {
+	Host               string `toml:"host"`
+	Port               int    `toml:"port"`
+	Security           string `toml:"security"`
+	Username           string `toml:"username"`
+	PasswordFile       string `toml:"password_file"`
+	PasswordCredential string `toml:"password_credential"`
+	From               string `toml:"from"`
+	CAFile             string `toml:"ca_file"`
+}
+
+// Hook names the signing secret of a webhook target.
+type Hook struct {
+	URL              string `toml:"url"`
+	SecretFile       string `toml:"secret_file"`
+	SecretCredential string `toml:"secret_credential"`
+	// PreviousSecretFile is the secret being rotated out: during a rotation
+	// deliveries carry both signatures.
+	PreviousSecretFile string `toml:"previous_secret_file"`
+}
+
+// Provider is an OAuth 2.0 or OpenID Connect provider users consent at.
+type Provider struct {
+	Name                   string   `toml:"name"`
+	Kind                   string   `toml:"kind"`
+	Issuer                 string   `toml:"issuer"`
+	ClientID               string   `toml:"client_id"`
+	ClientAuth             string   `toml:"client_auth"`
+	ClientSecretFile       string   `toml:"client_secret_file"`
+	ClientSecretCredential string   `toml:"client_secret_credential"`
+	PrivateKeyFile         string   `toml:"private_key_file"`
+	PrivateKeyCredential   string   `toml:"private_key_credential"`
+	Scopes                 []string `toml:"scopes"`
+	APIURL                 string   `toml:"api_url"`
+	AuthURL                string   `toml:"auth_url"`
+	TokenURL               string   `toml:"token_url"`
+	RevokeURL              string   `toml:"revoke_url"`
+	CAFile                 string   `toml:"ca_file"`
+}
+
+// Default returns the configuration with every default filled in.
+func Default() Config {
+	return Config{
+		Daemon: Daemon{StateDir: "/var/lib/tagwatch", LockTimeout: Duration{2 * time.Second},
+			LogFormat: "text", LogLevel: "info", ShutdownTimeout: Duration{30 * time.Second}},
+		Keys:   Keys{},
+		HTTP:   HTTP{Listen: "127.0.0.1:8080", PublicURL: "http://127.0.0.1:8080"},
+		Status: Status{Socket: "/run/tagwatch/status.sock"},
+		Enroll: Enroll{LinkTTL: Duration{72 * time.Hour}},
+		Renewal: Renewal{Skew: Duration{60 * time.Second}, Timeout: Duration{15 * time.Second},
+			MaxBackoff: Duration{10 * time.Minute}},
+		Scheduler: Scheduler{Workers: 32, MaxPages: 5, PerUserConcurrency: 1, PerProviderConcurrency: 64,
+			CatchUpWindow: Duration{5 * time.Minute}, MaxHashtags: 10, RunTimeout: Duration{2 * time.Minute}},
+		Notify: Notify{RetrySpan: Duration{72 * time.Hour}, MaxPerDigest: 20, PruneAfter: Duration{7 * 24 * time.Hour},
+			MaxBacklog: 10000, PerTargetConcurrency: 4, WebhookTimeout: Duration{20 * time.Second},
+			SMTP: SMTP{Port: 587, Security: "starttls"}},
+	}
+}
+
+// DatabasePath returns the vault's file: Database, or tagwatch.db in StateDir.
+func (c *Config) DatabasePath() string {
+	if c.Daemon.Database != "" {
+		return c.Daemon.Database
+	}
+	return filepath.Join(c.Daemon.StateDir, "tagwatch.db")
+}
+
+// Provider returns the provider with the given name.
+func (c *Config) Provider(name string) (Provider, bool) {
+	for _, p := range c.Providers {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Provider{}, false
+}
+
+// Error is a configuration error at a place in a file.
+type Error struct {
+	File string
+	Line int // 0 when the key is not written in the file
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Key != "" {
+		fmt.Fprintf(&b, ": %s", e.Key)
+	}
+	fmt.Fprintf(&b, ": %s", e.Msg)
+	return b.String()
+}
+
+// Load reads, decodes and validates the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates data, naming the file as path in errors.
+// Every error is an *Error, or errors.Join of several.
+func Parse(path string, data []byte) (*Config, error) {
+	cfg := Default()
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, decodeError(path, data, err)
+	}
+	cfg.Path = path
+	lines := keyLines(data)
+	var errs []error
+	for _, fe := range cfg.validate() {
+		errs = append(errs, &Error{File: path, Line: lineOfKey(lines, fe.key), Key: fe.key, Msg: fe.msg})
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &cfg, nil
+}
+
+func decodeError(path string, data []byte, err error) error {
+	var sm *toml.StrictMissingError
+	if errors.As(err, &sm) {
+		var errs []error
+		for i := range sm.Errors {
+			de := &sm.Errors[i]
+			row, _ := de.Position()
+			errs = append(errs, &Error{File: path, Line: row, Key: strings.Join(de.Key(), "."), Msg: "unknown key"})
+		}
+		return errors.Join(errs...)
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, _ := de.Position()
+		key := strings.Join(de.Key(), ".")
+		msg := de.Error()
+		if key == "" {
+			key = keyAtLine(data, row)
+		}
+		return &Error{File: path, Line: row, Key: key, Msg: msg}
+	}
+	return &Error{File: path, Msg: err.Error()}
+}
+
+// keyAtLine returns the key written on a line, for errors that carry only
+// a position.
+func keyAtLine(data []byte, line int) string {
+	for k, l := range keyLines(data) {
+		if l == line && !strings.HasSuffix(k, "]") {
+			return k
+		}
+	}
+	return ""
+}
+
+// lineOfKey returns the line of key, or of the nearest table that holds
+// it when the key itself is not written (a missing required key).
+func lineOfKey(lines map[string]int, key string) int {
+	for key != "" {
+		if l, ok := lines[key]; ok {
+			return l
+		}
+		i := strings.LastIndexByte(key, '.')
+		if i < 0 {
+			return 0
+		}
+		key = key[:i]
+	}
+	return 0
+}
+
+type fieldErr struct{ key, msg string }
+
+var (
+	nameRE       = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+	credentialRE = regexp.MustCompile(`^[A-Za-z0-9_.@-]{1,255}$`)
+)
+
+func (c *Config) validate() []fieldErr {
+	var errs []fieldErr
+	add := func(key, format string, args ...any) {
+		errs = append(errs, fieldErr{key, fmt.Sprintf(format, args...)})
+	}
+	positive := func(key string, d Duration) {
+		if d.Duration <= 0 {
+			add(key, "must be a positive duration, got %s", d.Duration)
+		}
+	}
+	atLeast := func(key string, v, min int) {
+		if v < min {
+			add(key, "must be at least %d, got %d", min, v)
+		}
+	}
+	oneOf := func(key, v string, allowed ...string) {
+		for _, a := range allowed {
+			if v == a {
+				return
+			}
+		}
+		add(key, "must be one of %s, got %q", strings.Join(allowed, ", "), v)
+	}
+	secretSource := func(fileKey, file, credKey, cred string, required bool) {
+		switch {
+		case file != "" && cred != "":
+			add(fileKey, "name either %s or %s, not both", fileKey, credKey)
+		case file != "" && !filepath.IsAbs(file):
+			add(fileKey, "must be an absolute path, got %q", file)
+		case cred != "" && !credentialRE.MatchString(cred):
+			add(credKey, "must be a systemd credential name (letters, digits, _ . @ -), got %q", cred)
+		case required && file == "" && cred == "":
+			add(fileKey, "a secret is required: set %s or %s", fileKey, credKey)
+		}
+	}
+
+	if c.Daemon.StateDir == "" || !filepath.IsAbs(c.Daemon.StateDir) {
+		add("daemon.state_dir", "must be an absolute path, got %q", c.Daemon.StateDir)
+	}
+	if c.Daemon.Database != "" && !filepath.IsAbs(c.Daemon.Database) {
+		add("daemon.database", "must be an absolute path, got %q", c.Daemon.Database)
+	}
+	positive("daemon.lock_timeout", c.Daemon.LockTimeout)
+	positive("daemon.shutdown_timeout", c.Daemon.ShutdownTimeout)
+	oneOf("daemon.log_format", c.Daemon.LogFormat, "text", "json", "journal")
+	oneOf("daemon.log_level", c.Daemon.LogLevel, "debug", "info", "warn", "error")
+
+	secretSource("keys.master_key_file", c.Keys.MasterKeyFile, "keys.master_key_credential", c.Keys.MasterKeyCredential, false)
+
+	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+		add("http.listen", "must be host:port, got %q", c.HTTP.Listen)
+	}
+	if err := CheckURL(c.HTTP.PublicURL, false); err != nil {
+		add("http.public_url", "%v", err)
+	}
+	if (c.HTTP.TLSCertFile == "") != (c.HTTP.TLSKeyFile == "") {
+		add("http.tls_cert_file", "tls_cert_file and tls_key_file go together")
+	}
+	for i, p := range c.HTTP.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			if _, err := netip.ParseAddr(p); err != nil {
+				add("http.trusted_proxies", "entry %d: not an address or CIDR prefix: %q", i, p)
+			}
+		}
+	}
+	secretSource("http.link_key_file", c.HTTP.LinkKeyFile, "http.link_key_credential", c.HTTP.LinkKeyCredential, false)
+
+	if c.Status.Socket == "" || !filepath.IsAbs(c.Status.Socket) {
+		add("status.socket", "must be an absolute path, got %q", c.Status.Socket)
+	}
+	for _, uid := range c.Status.WriteUIDs {
+		if uid < 0 {
+			add("status.write_uids", "uid %d is negative", uid)
+		}
+	}
+	if c.Status.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.Status.MetricsListen); err != nil {
+			add("status.metrics_listen", "must be host:port, got %q", c.Status.MetricsListen)
+		}
+	}
+
+	positive("enroll.link_ttl", c.Enroll.LinkTTL)
+	positive("renewal.skew", c.Renewal.Skew)
+	positive("renewal.timeout", c.Renewal.Timeout)
+	positive("renewal.max_backoff", c.Renewal.MaxBackoff)
+
+	atLeast("scheduler.workers", c.Scheduler.Workers, 1)
+	atLeast("scheduler.max_pages", c.Scheduler.MaxPages, 1)
+	atLeast("scheduler.per_user_concurrency", c.Scheduler.PerUserConcurrency, 1)
+	atLeast("scheduler.per_provider_concurrency", c.Scheduler.PerProviderConcurrency, 1)
+	atLeast("scheduler.max_hashtags", c.Scheduler.MaxHashtags, 1)
+	positive("scheduler.catch_up_window", c.Scheduler.CatchUpWindow)
+	positive("scheduler.run_timeout", c.Scheduler.RunTimeout)
+
+	positive("notify.retry_span", c.Notify.RetrySpan)
+	positive("notify.prune_after", c.Notify.PruneAfter)
+	atLeast("notify.max_per_digest", c.Notify.MaxPerDigest, 1)
+	atLeast("notify.max_backlog", c.Notify.MaxBacklog, 1)
+	atLeast("notify.per_target_concurrency", c.Notify.PerTargetConcurrency, 1)
+	if t := c.Notify.WebhookTimeout.Duration; t < 15*time.Second || t > 30*time.Second {
+		add("notify.webhook_timeout", "must be between 15s and 30s, got %s", t)
+	}
+	if s := c.Notify.SMTP; s.Host != "" {
+		oneOf("notify.smtp.security", s.Security, "starttls", "tls", "none")
+		if s.Port < 1 || s.Port > 65535 {
+			add("notify.smtp.port", "must be a TCP port, got %d", s.Port)
+		}
+		if _, err := mail.ParseAddress(s.From); err != nil {
+			add("notify.smtp.from", "must be a mail address, got %q", s.From)
+		}
+		secretSource("notify.smtp.password_file", s.PasswordFile, "notify.smtp.password_credential", s.PasswordCredential, s.Username != "")
+	}
+	for i, h := range c.Notify.Webhooks {
+		key := fmt.Sprintf("notify.webhook[%d]", i)
+		if err := CheckURL(h.URL, false); err != nil {
+			add(key+".url", "%v", err)
+		}
+		secretSource(key+".secret_file", h.SecretFile, key+".secret_credential", h.SecretCredential, true)
+	}
+
+	seen := map[string]bool{}
+	for i, p := range c.Providers {
+		key := fmt.Sprintf("provider[%d]", i)
+		if !nameRE.MatchString(p.Name) {
+			add(key+".name", "must be a short lower-case name (a-z, 0-9, _ -), got %q", p.Name)
+		} else if seen[p.Name] {
+			add(key+".name", "provider %q is defined twice", p.Name)
+		}
+		seen[p.Name] = true
+		oneOf(key+".kind", p.Kind, "x", "oidc")
+		if p.ClientID == "" {
+			add(key+".client_id", "is required")
+		}
+		auth := p.ClientAuth
+		if auth == "" {
+			auth = "client_secret_basic"
+		}
+		oneOf(key+".client_auth", auth, "client_secret_basic", "client_secret_post", "private_key_jwt")
+		if auth == "private_key_jwt" {
+			secretSource(key+".private_key_file", p.PrivateKeyFile, key+".private_key_credential", p.PrivateKeyCredential, true)
+		} else {
+			secretSource(key+".client_secret_file", p.ClientSecretFile, key+".client_secret_credential", p.ClientSecretCredential, true)
+		}
+		if p.Kind == "oidc" {
+			if p.Issuer == "" {
+				add(key+".issuer", "is required for kind oidc")
+			}
+			if p.APIURL == "" {
+				add(key+".api_url", "is required for kind oidc: name the X-v2-compatible API its access tokens are for")
+			}
+		}
+		for _, u := range []struct{ k, v string }{{"issuer", p.Issuer}, {"api_url", p.APIURL},
+			{"auth_url", p.AuthURL}, {"token_url", p.TokenURL}, {"revoke_url", p.RevokeURL}} {
+			if u.v == "" {
+				continue
+			}
+			if err := CheckURL(u.v, true); err != nil {
+				add(key+"."+u.k, "%v", err)
+			}
+		}
+		if p.CAFile != "" && !filepath.IsAbs(p.CAFile) {
+			add(key+".ca_file", "must be an absolute path, got %q", p.CAFile)
+		}
+	}
+	return errs
+}
+
+// CheckURL accepts an absolute https URL, or http on a loopback host
+// (allowed for development and tests). Query and fragment are refused when
+// strict, for endpoint URLs.
+func CheckURL(raw string, strict bool) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || !u.IsAbs() {
+		return fmt.Errorf("must be an absolute URL, got %q", raw)
+	}
+	if u.User != nil {
+		return fmt.Errorf("must not carry credentials: %q", u.Redacted())
+	}
+	if strict && (u.RawQuery != "" || u.Fragment != "") {
+		return fmt.Errorf("must not have a query or fragment: %q", raw)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if IsLoopbackHost(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("must be https (http is allowed only on loopback), got %q", raw)
+	default:
+		return fmt.Errorf("must be https, got scheme %q", u.Scheme)
+	}
+}
+
+// IsLoopbackHost reports whether host is localhost or a loopback address.
+func IsLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+// ValidateSchedule checks a watch schedule with robfig/cron's parser:
+// five fields, an optional leading seconds field, descriptors such as
+// @hourly and @every 5m, and CRON_TZ=.
+func ValidateSchedule(spec string) (cron.Schedule, error) {
+	return ScheduleParser.Parse(spec)
+}
+
+// ScheduleParser parses watch schedules.
+var ScheduleParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
