@@ -1,0 +1,517 @@
+package xsandbox
+
+import (
+	"encoding/base32"
+	"encoding/binary"
+	"encoding/json"
+	"hash/fnv"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const (
+	contentJSON    = "application/json; charset=utf-8"
+	contentProblem = "application/problem+json"
+
+	bodyUnauthorized    = `{"title":"Unauthorized","type":"about:blank","status":401,"detail":"Unauthorized"}`
+	bodyForbidden       = `{"title":"Forbidden","type":"about:blank","status":403,"detail":"Forbidden"}`
+	bodyTooManyRequests = `{"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429}`
+	bodyUsageCapped     = `{"account_id":1,"product_name":"pay-per-use","title":"UsageCapExceeded","period":"Monthly","scope":"Product","detail":"Usage cap exceeded: Monthly product cap","type":"https://api.x.com/2/problems/usage-capped","status":429}`
+)
+
+func writeRaw(w http.ResponseWriter, status int, contentType, body string) {
+	h := w.Header()
+	h["Content-Type"] = []string{contentType}
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(body))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil { // only sandbox-built values get here
+		panic("xsandbox: marshal response: " + err.Error())
+	}
+	h := w.Header()
+	h["Content-Type"] = []string{contentJSON}
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func formatID(id uint64) string { return strconv.FormatUint(id, 10) }
+
+// paramError is one entry of an invalid-request problem.
+type paramError struct {
+	Parameters map[string][]string `json:"parameters"`
+	Message    string              `json:"message"`
+}
+
+// invalidRequest writes X's 400 invalid-request problem about one parameter.
+func invalidRequest(w http.ResponseWriter, param, value, msg string) {
+	writeJSON400(w, struct {
+		Errors []paramError `json:"errors"`
+		Title  string       `json:"title"`
+		Detail string       `json:"detail"`
+		Type   string       `json:"type"`
+		Status int          `json:"status"`
+	}{
+		Errors: []paramError{{Parameters: map[string][]string{param: {value}}, Message: msg}},
+		Title:  "Invalid Request",
+		Detail: "One or more parameters to your request was invalid.",
+		Type:   "https://api.x.com/2/problems/invalid-request",
+		Status: http.StatusBadRequest,
+	})
+}
+
+func writeJSON400(w http.ResponseWriter, v any) {
+	b, _ := json.Marshal(v)
+	writeRaw(w, http.StatusBadRequest, contentProblem, string(b))
+}
+
+// authenticate resolves the bearer token of r to a user with the needed
+// scopes, writing the 401 or 403 itself when it cannot.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ep Endpoint) (User, bool) {
+	h := r.Header.Get("Authorization")
+	tok := ""
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		tok = strings.TrimSpace(h[7:])
+	}
+	var userID string
+	var scopes []string
+	found, ok := false, false
+	if tok != "" {
+		now := s.now()
+		s.mu.Lock()
+		if a := s.access[tok]; a != nil {
+			found = true
+			if !a.revoked && !a.grant.revoked && now.Before(a.expires) {
+				ok = true
+				userID, scopes = a.grant.userID, a.grant.scopes
+			}
+		}
+		s.mu.Unlock()
+		if !found && s.cfg.ExternalToken != nil {
+			id, sc, err := s.cfg.ExternalToken(r.Context(), tok)
+			if err == nil && validID(id) {
+				ok, userID, scopes = true, id, sc
+			} else if err != nil {
+				s.log.Debug("external token refused", "err", err)
+			}
+		}
+	}
+	if !ok {
+		s.mu.Lock()
+		s.stats.Unauthorized++
+		s.mu.Unlock()
+		s.peekLimitHeaders(w, ep)
+		writeRaw(w, http.StatusUnauthorized, contentProblem, bodyUnauthorized)
+		return User{}, false
+	}
+	if !hasScope(scopes, "tweet.read") || !hasScope(scopes, "users.read") {
+		writeRaw(w, http.StatusForbidden, contentProblem, bodyForbidden)
+		return User{}, false
+	}
+	u, known := s.store.user(userID)
+	if !known {
+		u = User{ID: userID, Username: "user" + userID, Name: "User " + userID}
+	}
+	return u, true
+}
+
+func hasScope(scopes []string, want string) bool {
+	for _, s := range scopes {
+		if s == want {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	usersMeParams = set("expansions", "tweet.fields", "user.fields")
+	searchParams  = set("query", "start_time", "end_time", "since_id", "until_id", "max_results",
+		"next_token", "pagination_token", "sort_order", "expansions", "tweet.fields", "post.fields",
+		"user.fields", "media.fields", "place.fields", "poll.fields")
+	tweetFields = set("article", "attachments", "author_id", "card_uri", "community_id", "context_annotations",
+		"conversation_id", "created_at", "display_text_range", "edit_controls", "edit_history_tweet_ids",
+		"edit_history_post_ids", "entities", "geo", "id", "in_reply_to_user_id", "lang", "media_metadata",
+		"non_public_metrics", "note_tweet", "organic_metrics", "possibly_sensitive", "promoted_metrics",
+		"public_metrics", "referenced_tweets", "reply_settings", "scopes", "source", "text", "withheld")
+	userFields = set("affiliation", "connection_status", "created_at", "description", "entities", "id",
+		"location", "most_recent_tweet_id", "name", "pinned_tweet_id", "profile_banner_url",
+		"profile_image_url", "protected", "public_metrics", "receives_your_dm", "subscription_type", "url",
+		"username", "verified", "verified_type", "withheld")
+	searchExpansions = set("attachments.poll_ids", "attachments.media_keys", "author_id",
+		"edit_history_tweet_ids", "entities.mentions.username", "geo.place_id", "in_reply_to_user_id",
+		"referenced_tweets.id", "referenced_tweets.id.author_id", "article.cover_media", "article.media_entities")
+	usersMeExpansions = set("pinned_tweet_id", "affiliation.user_id", "most_recent_tweet_id")
+)
+
+func set(xs ...string) map[string]bool {
+	m := make(map[string]bool, len(xs))
+	for _, x := range xs {
+		m[x] = true
+	}
+	return m
+}
+
+// checkParams refuses unknown query parameters and unknown values of the
+// comma-separated field lists, as X does.
+func checkParams(w http.ResponseWriter, q url.Values, allowed map[string]bool, lists map[string]map[string]bool) bool {
+	for k, vs := range q {
+		if !allowed[k] {
+			invalidRequest(w, k, strings.Join(vs, ","), "The query parameter ["+k+"] is not one of the parameters this endpoint accepts")
+			return false
+		}
+		valid := lists[k]
+		if valid == nil {
+			continue
+		}
+		for _, v := range vs {
+			for _, f := range strings.Split(v, ",") {
+				if !valid[f] {
+					invalidRequest(w, k, f, "The `"+k+"` query parameter value ["+f+"] is not one of the values this parameter accepts")
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+type userJSON struct {
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Username string `json:"username"`
+}
+
+func (s *Server) handleUsersMe(w http.ResponseWriter, r *http.Request) {
+	u, ok := s.authenticate(w, r, EndpointUsersMe)
+	if !ok || !s.admit(w, EndpointUsersMe, u.ID) {
+		return
+	}
+	if !checkParams(w, r.URL.Query(), usersMeParams, map[string]map[string]bool{
+		"expansions": usersMeExpansions, "tweet.fields": tweetFields, "user.fields": userFields,
+	}) {
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Data userJSON `json:"data"`
+	}{userJSON{u.ID, u.Name, u.Username}})
+}
+
+type tweetJSON struct {
+	ID          string   `json:"id"`
+	Text        string   `json:"text"`
+	EditHistory []string `json:"edit_history_tweet_ids"`
+	AuthorID    string   `json:"author_id,omitempty"`
+	CreatedAt   string   `json:"created_at,omitempty"`
+	Lang        string   `json:"lang,omitempty"`
+	ConvID      string   `json:"conversation_id,omitempty"`
+}
+
+type metaJSON struct {
+	NewestID    string `json:"newest_id,omitempty"`
+	OldestID    string `json:"oldest_id,omitempty"`
+	ResultCount int    `json:"result_count"`
+	NextToken   string `json:"next_token,omitempty"`
+}
+
+type partialError struct {
+	Value        string `json:"value"`
+	Detail       string `json:"detail"`
+	Title        string `json:"title"`
+	ResourceType string `json:"resource_type"`
+	Parameter    string `json:"parameter"`
+	ResourceID   string `json:"resource_id"`
+	Type         string `json:"type"`
+}
+
+type includesJSON struct {
+	Users []userJSON `json:"users,omitempty"`
+}
+
+type searchResponse struct {
+	Data     []tweetJSON    `json:"data,omitempty"`
+	Includes *includesJSON  `json:"includes,omitempty"`
+	Errors   []partialError `json:"errors,omitempty"`
+	Meta     metaJSON       `json:"meta"`
+}
+
+func authorNotFound(id string) partialError {
+	return partialError{
+		Value:        id,
+		Detail:       "Could not find user with author_id: [" + id + "].",
+		Title:        "Not Found Error",
+		ResourceType: "user",
+		Parameter:    "author_id",
+		ResourceID:   id,
+		Type:         "https://api.x.com/2/problems/resource-not-found",
+	}
+}
+
+// pageTokenEnc is lower-case base32 without padding: opaque, URL-safe.
+var pageTokenEnc = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+func queryHash(q string) uint32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(q))
+	return h.Sum32()
+}
+
+// encodePageToken makes a next_token: the exclusive upper bound of the next
+// page and a hash of the query it belongs to. It never expires, and new
+// posts (which get larger ids) cannot shift the page it names.
+func encodePageToken(bound uint64, q string) string {
+	var b [12]byte
+	binary.BigEndian.PutUint64(b[:8], bound)
+	binary.BigEndian.PutUint32(b[8:], queryHash(q))
+	return pageTokenEnc.EncodeToString(b[:])
+}
+
+func decodePageToken(tok, q string) (uint64, bool) {
+	b, err := pageTokenEnc.DecodeString(tok)
+	if err != nil || len(b) != 12 || binary.BigEndian.Uint32(b[8:]) != queryHash(q) {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(b[:8]), true
+}
+
+func parseIDParam(w http.ResponseWriter, q url.Values, name string) (uint64, bool, bool) {
+	v := q.Get(name)
+	if v == "" {
+		return 0, false, true
+	}
+	if !validID(v) {
+		invalidRequest(w, name, v, "The `"+name+"` query parameter value ["+v+"] does not match ^[0-9]{1,19}$")
+		return 0, false, false
+	}
+	id, _ := strconv.ParseUint(v, 10, 64)
+	return id, true, true
+}
+
+func parseTimeParam(w http.ResponseWriter, q url.Values, name string) (time.Time, bool) {
+	v := q.Get(name)
+	if v == "" {
+		return time.Time{}, true
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		invalidRequest(w, name, v, "Invalid '"+name+"':'"+v+"'. '"+name+"' must be a valid RFC 3339 date-time.")
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) {
+	u, ok := s.authenticate(w, r, EndpointSearch)
+	if !ok || !s.admit(w, EndpointSearch, u.ID) {
+		return
+	}
+	q := r.URL.Query()
+	fieldLists := map[string]map[string]bool{
+		"expansions": searchExpansions, "tweet.fields": tweetFields, "post.fields": tweetFields, "user.fields": userFields,
+	}
+	if !checkParams(w, q, searchParams, fieldLists) {
+		return
+	}
+	now := s.now()
+	query := q.Get("query")
+	if query == "" {
+		invalidRequest(w, "query", "", "The `query` query parameter can not be empty")
+		return
+	}
+	root, err := parseQuery(query)
+	if err != nil {
+		invalidRequest(w, "query", query, "There were errors processing your request: "+err.Error())
+		return
+	}
+	maxResults := 10
+	if v := q.Get("max_results"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 10 || n > 100 {
+			invalidRequest(w, "max_results", v, "The `max_results` query parameter value ["+v+"] is not between 10 and 100")
+			return
+		}
+		maxResults = n
+	}
+	sinceID, _, ok := parseIDParam(w, q, "since_id")
+	if !ok {
+		return
+	}
+	untilID, hasUntil, ok := parseIDParam(w, q, "until_id")
+	if !ok {
+		return
+	}
+	startTime, ok := parseTimeParam(w, q, "start_time")
+	if !ok {
+		return
+	}
+	endTime, ok := parseTimeParam(w, q, "end_time")
+	if !ok {
+		return
+	}
+	cutoff := now.Add(-SearchWindow)
+	if !startTime.IsZero() && startTime.Before(cutoff) {
+		invalidRequest(w, "start_time", q.Get("start_time"), "Invalid 'start_time':'"+q.Get("start_time")+"'. 'start_time' must be on or after "+cutoff.UTC().Format(time.RFC3339))
+		return
+	}
+	if !startTime.IsZero() && !endTime.IsZero() && !startTime.Before(endTime) {
+		invalidRequest(w, "end_time", q.Get("end_time"), "Invalid 'end_time':'"+q.Get("end_time")+"'. 'end_time' must be after 'start_time'")
+		return
+	}
+	if so := q.Get("sort_order"); so != "" && so != "recency" && so != "relevancy" {
+		invalidRequest(w, "sort_order", so, "The `sort_order` query parameter value ["+so+"] is not one of [recency,relevancy]")
+		return
+	}
+	tokName, tok := "next_token", q.Get("next_token")
+	if tok == "" {
+		tokName, tok = "pagination_token", q.Get("pagination_token")
+	}
+	if tok != "" {
+		bound, ok := decodePageToken(tok, query)
+		if !ok {
+			invalidRequest(w, tokName, tok, "The `"+tokName+"` query parameter value ["+tok+"] is not valid for this query")
+			return
+		}
+		if !hasUntil || bound < untilID {
+			untilID, hasUntil = bound, true
+		}
+	}
+	fields := map[string]bool{}
+	for _, k := range []string{"tweet.fields", "post.fields"} {
+		for _, v := range q[k] {
+			for _, f := range strings.Split(v, ",") {
+				fields[f] = true
+			}
+		}
+	}
+	expandAuthor := false
+	for _, v := range q["expansions"] {
+		for _, f := range strings.Split(v, ",") {
+			expandAuthor = expandAuthor || f == "author_id"
+		}
+	}
+
+	// Bounds: ids are >= the snowflake of their time, so nothing below the
+	// snowflake of the cutoff (or start_time) can be visible.
+	lowID := max(sinceID+1, snowflake(cutoff))
+	if !startTime.IsZero() {
+		lowID = max(lowID, snowflake(startTime))
+	}
+	notBefore := cutoff.UnixNano()
+	if !startTime.IsZero() {
+		notBefore = max(notBefore, startTime.UnixNano())
+	}
+	notAfter := int64(1<<63 - 1)
+	if !endTime.IsZero() {
+		notAfter = endTime.UnixNano() - 1 // end_time is exclusive
+	}
+
+	st := s.store
+	st.mu.RLock()
+	sn := snapshot{posts: st.posts, tagArena: st.tagArena}
+	root.resolve(st)
+	st.mu.RUnlock()
+
+	lo := int32(sn.posFrom(lowID))
+	hi := int32(len(sn.posts))
+	if hasUntil {
+		hi = int32(sn.posFrom(untilID))
+	}
+	var cur cursor
+	if c, _, ok := root.plan(lo, hi); ok {
+		cur = c
+	} else {
+		cur = &rangeCursor{cur: hi - 1, lo: lo}
+	}
+	var found [101]int32
+	hits := found[:0]
+	for pos := cur.next(); pos >= 0; pos = cur.next() {
+		p := &sn.posts[pos]
+		if p.created < notBefore || p.created > notAfter || !root.match(&sn, p) {
+			continue
+		}
+		hits = append(hits, pos)
+		if len(hits) > maxResults {
+			break
+		}
+	}
+
+	var resp searchResponse
+	page := hits[:min(len(hits), maxResults)]
+	if len(hits) > maxResults {
+		resp.Meta.NextToken = encodePageToken(sn.posts[page[len(page)-1]].id, query)
+	}
+	resp.Meta.ResultCount = len(page)
+	if len(page) > 0 {
+		resp.Meta.NewestID = formatID(sn.posts[page[0]].id)
+		resp.Meta.OldestID = formatID(sn.posts[page[len(page)-1]].id)
+		resp.Data = make([]tweetJSON, len(page))
+	}
+	for i, pos := range page {
+		p := &sn.posts[pos]
+		id := formatID(p.id)
+		t := tweetJSON{ID: id, Text: p.text, EditHistory: []string{id}}
+		if fields["author_id"] {
+			t.AuthorID = p.author
+		}
+		if fields["created_at"] {
+			t.CreatedAt = time.Unix(0, p.created).UTC().Format("2006-01-02T15:04:05.000Z")
+		}
+		if fields["lang"] {
+			t.Lang = p.lang
+		}
+		if fields["conversation_id"] {
+			t.ConvID = id
+		}
+		resp.Data[i] = t
+	}
+	if expandAuthor && len(page) > 0 {
+		inc := &includesJSON{}
+		seen := make(map[string]bool, len(page))
+		st.mu.RLock()
+		for _, pos := range page {
+			a := sn.posts[pos].author
+			if seen[a] {
+				continue
+			}
+			seen[a] = true
+			if u, ok := st.users[a]; ok {
+				inc.Users = append(inc.Users, userJSON{u.ID, u.Name, u.Username})
+			} else {
+				resp.Errors = append(resp.Errors, authorNotFound(a))
+			}
+		}
+		st.mu.RUnlock()
+		if len(inc.Users) > 0 {
+			resp.Includes = inc
+		}
+	}
+
+	s.mu.Lock()
+	s.rollMonthLocked(now)
+	s.stats.PostsRead[u.ID] += len(page)
+	s.stats.PostsReadTotal += len(page)
+	s.monthRead += int64(len(page))
+	injectPartial := s.partialErrors > 0
+	if injectPartial {
+		s.partialErrors--
+	}
+	if injectPartial || len(resp.Errors) > 0 {
+		s.stats.PartialErrors++
+	}
+	s.mu.Unlock()
+	if injectPartial {
+		a := "0"
+		if len(page) > 0 {
+			a = sn.posts[page[0]].author
+		}
+		resp.Errors = append(resp.Errors, authorNotFound(a))
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
