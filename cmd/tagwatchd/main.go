@@ -1,3 +1,119 @@
+// Command tagwatchd is the tagwatch daemon: it keeps users' grants sealed in
+// its vault, runs their hashtag watches on schedule with renewed access
+// tokens, and delivers notifications. It is meant to run as a systemd
+// service (see systemd/tagwatch.service).
+//
+// Usage:
+//
+//	tagwatchd [-config FILE]              run the daemon
+//	tagwatchd -version                    print the version
+//	tagwatchd check-config [-config FILE] validate the configuration and exit
+//	tagwatchd keys init|status|rotate|rotate-master|generate
+//	                                      manage the vault's keys (daemon stopped)
 package main
 
-func main() {}
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+)
+
+// version is set at link time with -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+// Version returns the build's version: the link-time one, else the module's.
+func Version() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+// exitError carries an exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without os.Exit, for tests.
+func run(args []string, stdout, stderr io.Writer) int {
+	err := dispatch(args, stdout, stderr)
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	fmt.Fprintf(stderr, "tagwatchd: %v\n", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return 1
+}
+
+func dispatch(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "check-config":
+			return cmdCheckConfig(args[1:], stdout, stderr)
+		case "keys":
+			return cmdKeys(args[1:], stdout, stderr)
+		case "help", "-h", "-help", "--help":
+			fmt.Fprint(stdout, usage)
+			return nil
+		}
+	}
+	fs := flag.NewFlagSet("tagwatchd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	cfgPath := fs.String("config", defaultConfigPath(), "configuration file")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "tagwatchd %s\n", Version())
+		return nil
+	}
+	if fs.NArg() > 0 {
+		return &exitError{2, fmt.Errorf("unknown command %q (see tagwatchd help)", fs.Arg(0))}
+	}
+	return runDaemon(*cfgPath, stderr)
+}
+
+const usage = `tagwatchd: the tagwatch daemon
+
+Usage:
+  tagwatchd [-config FILE]                  run the daemon
+  tagwatchd -version                        print the version
+  tagwatchd check-config [-config FILE]     validate the configuration and exit
+  tagwatchd keys init [-generate]           create the vault (and with -generate a master key file)
+  tagwatchd keys status                     show the keyring: master key id, data keys and their use
+  tagwatchd keys rotate                     new data key; re-seal every record; retire unused keys
+  tagwatchd keys rotate-master -new-key F   re-wrap the data keys under the master key in file F
+  tagwatchd keys generate FILE              write a new random master key to FILE (mode 0600)
+
+The keys commands work on the vault file of a stopped daemon.
+The default configuration file is /etc/tagwatch/tagwatch.toml ($TAGWATCH_CONFIG overrides it).
+`
+
+func defaultConfigPath() string {
+	if p := os.Getenv("TAGWATCH_CONFIG"); p != "" {
+		return p
+	}
+	return "/etc/tagwatch/tagwatch.toml"
+}

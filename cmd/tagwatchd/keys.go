@@ -1,0 +1,183 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"tagwatch/cmd/internal/config"
+	"tagwatch/vault"
+	"tagwatch/vault/seal"
+)
+
+func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", defaultConfigPath(), "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d providers, vault %s)\n", cfg.Path, len(cfg.Providers), cfg.DatabasePath())
+	return nil
+}
+
+// masterSource returns where the configuration says the master key is.
+func masterSource(cfg *config.Config) seal.Source {
+	if cfg.Keys.MasterKeyFile != "" {
+		return seal.Source{File: cfg.Keys.MasterKeyFile}
+	}
+	if cfg.Keys.MasterKeyCredential != "" {
+		return seal.Source{Credential: cfg.Keys.MasterKeyCredential}
+	}
+	return seal.Source{Credential: "master-key"}
+}
+
+// openVault loads the master key and opens the existing vault.
+func openVault(cfg *config.Config, logger *slog.Logger) (*vault.DB, error) {
+	master, err := seal.LoadMasterKey(masterSource(cfg))
+	if err != nil {
+		return nil, err
+	}
+	db, err := vault.Open(vault.Options{Path: cfg.DatabasePath(), Master: master,
+		LockTimeout: cfg.Daemon.LockTimeout.Duration, Logger: logger})
+	if errors.Is(err, seal.ErrWrongMasterKey) {
+		return nil, fmt.Errorf("%w\nthe vault %s was not changed; check %s", err, cfg.DatabasePath(), masterSource(cfg))
+	}
+	return db, err
+}
+
+func cmdKeys(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return &exitError{2, errors.New("keys: want a subcommand: init, status, rotate, rotate-master, generate")}
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("keys "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", defaultConfigPath(), "configuration file")
+	generate := fs.Bool("generate", false, "init: also write a new master key to keys.master_key_file if it does not exist")
+	newKey := fs.String("new-key", "", "rotate-master: file holding the new master key")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if sub == "generate" {
+		if fs.NArg() != 1 {
+			return &exitError{2, errors.New("keys generate: want one FILE")}
+		}
+		return writeNewMasterKey(fs.Arg(0), stdout)
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	switch sub {
+	case "init":
+		src := masterSource(cfg)
+		if *generate {
+			if src.File == "" {
+				return &exitError{2, errors.New("keys init -generate: keys.master_key_file is not set (a systemd credential is created with systemd-creds, not here)")}
+			}
+			if _, err := os.Stat(src.File); errors.Is(err, os.ErrNotExist) {
+				if err := writeNewMasterKey(src.File, stdout); err != nil {
+					return err
+				}
+			}
+		}
+		if _, err := os.Stat(cfg.DatabasePath()); err == nil {
+			return fmt.Errorf("keys init: the vault %s already exists; it is never re-initialised", cfg.DatabasePath())
+		}
+		master, err := seal.LoadMasterKey(src)
+		if err != nil {
+			return fmt.Errorf("keys init: %w", err)
+		}
+		db, err := vault.Open(vault.Options{Path: cfg.DatabasePath(), Master: master, Create: true,
+			LockTimeout: cfg.Daemon.LockTimeout.Duration, Logger: logger})
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		fmt.Fprintf(stdout, "created vault %s sealed under master key %s\n", cfg.DatabasePath(), master.ID())
+		return nil
+	case "status", "rotate", "rotate-master":
+	default:
+		return &exitError{2, fmt.Errorf("keys: unknown subcommand %q", sub)}
+	}
+	db, err := openVault(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	switch sub {
+	case "rotate":
+		id, err := db.RotateDataKey("tagwatchd keys rotate", 100)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "data key %d is active; records re-sealed\n", id)
+	case "rotate-master":
+		if *newKey == "" {
+			return &exitError{2, errors.New("keys rotate-master: -new-key FILE is required")}
+		}
+		next, err := seal.LoadMasterKey(seal.Source{File: *newKey})
+		if err != nil {
+			return err
+		}
+		if err := db.RotateMaster(next, "tagwatchd keys rotate-master"); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "data keys re-wrapped under master key %s.\nReplace %s with %s before the next start: only the new key opens the vault now.\n",
+			next.ID(), masterSource(cfg), *newKey)
+	}
+	return printKeyStatus(db, stdout)
+}
+
+func printKeyStatus(db *vault.DB, w io.Writer) error {
+	ks, err := db.KeyStatus()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "master key %s; active data key %d\n", ks.MasterID, ks.Active)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tCREATED\tSEALED FIELDS\tACTIVE")
+	for _, k := range ks.Keys {
+		active := ""
+		if k.ID == ks.Active {
+			active = "yes"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\n", k.ID, k.Created.Format(time.RFC3339), k.Records, active)
+	}
+	return tw.Flush()
+}
+
+func writeNewMasterKey(path string, stdout io.Writer) error {
+	m, enc, err := seal.NewMasterKey()
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("write master key: %w", err)
+	}
+	if _, err := f.Write(enc); err != nil {
+		f.Close()
+		return fmt.Errorf("write master key %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote master key %s to %s (mode 0600); keep a copy offline\n", m.ID(), path)
+	return nil
+}
