@@ -112,6 +112,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, ep Endpoin
 		return User{}, false
 	}
 	if !hasScope(scopes, "tweet.read") || !hasScope(scopes, "users.read") {
+		s.peekLimitHeaders(w, ep)
 		writeRaw(w, http.StatusForbidden, contentProblem, bodyForbidden)
 		return User{}, false
 	}

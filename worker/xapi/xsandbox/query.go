@@ -356,7 +356,7 @@ func (n *node) render(b *strings.Builder) {
 		b.WriteString(n.value)
 	case nodeNot:
 		b.WriteByte('-')
-		n.kids[0].renderGrouped(b)
+		n.kids[0].renderGrouped(b, true)
 	case nodeAnd, nodeOr:
 		sep := " "
 		if n.kind == nodeOr {
@@ -366,13 +366,15 @@ func (n *node) render(b *strings.Builder) {
 			if i > 0 {
 				b.WriteString(sep)
 			}
-			k.renderGrouped(b)
+			k.renderGrouped(b, false)
 		}
 	}
 }
 
-func (n *node) renderGrouped(b *strings.Builder) {
-	if n.kind == nodeAnd || n.kind == nodeOr || n.kind == nodeNot {
+// renderGrouped renders n in parentheses when it is a group (or, with
+// groupNot, a negation: "--" does not lex).
+func (n *node) renderGrouped(b *strings.Builder, groupNot bool) {
+	if n.kind == nodeAnd || n.kind == nodeOr || (groupNot && n.kind == nodeNot) {
 		b.WriteByte('(')
 		n.render(b)
 		b.WriteByte(')')
