@@ -47,6 +47,13 @@ var sealedBuckets = []sealedBucket{
 			{grantAD(g.ID, "access_token"), &g.SealedAccess},
 		}, nil
 	}},
+	{bucketOutbox, func(raw []byte) (any, []sealedField, error) {
+		r := new(OutboxRow)
+		if err := json.Unmarshal(raw, r); err != nil {
+			return nil, nil, err
+		}
+		return r, []sealedField{{seal.AD{Kind: "outbox", ID: r.ID, Field: "secret"}, &r.SealedSecret}}, nil
+	}},
 	{bucketRevocations, func(raw []byte) (any, []sealedField, error) {
 		r := new(Revocation)
 		if err := json.Unmarshal(raw, r); err != nil {

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"tagwatch/vault/seal"
+	"tagwatch/vault/secret"
 )
 
 // OutboxID returns the deterministic id of a notification for the given
@@ -39,6 +42,18 @@ func (tx *Tx) Enqueue(r OutboxRow) (bool, error) {
 		r.NextAttempt = now
 	}
 	return true, tx.putOutbox(r, time.Time{})
+}
+
+// SealOutboxSecret seals v into r.SealedSecret, bound to r.ID.
+func (tx *Tx) SealOutboxSecret(r *OutboxRow, v secret.Value) error {
+	env, err := tx.sealString(seal.AD{Kind: "outbox", ID: r.ID, Field: "secret"}, v)
+	r.SealedSecret = env
+	return err
+}
+
+// OpenOutboxSecret opens r.SealedSecret.
+func (tx *Tx) OpenOutboxSecret(r OutboxRow) (secret.Value, error) {
+	return tx.openString(seal.AD{Kind: "outbox", ID: r.ID, Field: "secret"}, r.SealedSecret)
 }
 
 // OutboxRow returns the row with the given id.

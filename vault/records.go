@@ -179,6 +179,10 @@ type OutboxRow struct {
 	NextAttempt time.Time       `json:"next_attempt"`
 	DeliveredAt time.Time       `json:"delivered_at,omitzero"`
 	LastError   string          `json:"last_error,omitempty"`
+	// SealedSecret holds what the message must carry but the database must
+	// not keep in the clear, such as a one-time consent link. Open it with
+	// Tx.OpenOutboxSecret.
+	SealedSecret []byte `json:"sealed_secret,omitempty"`
 }
 
 // Audit event kinds.
@@ -218,4 +222,37 @@ type Revocation struct {
 	Attempts    int       `json:"attempts"`
 	NextAttempt time.Time `json:"next_attempt"`
 	CreatedAt   time.Time `json:"created_at"`
+}
+
+// Notice kinds: what a user is told.
+const (
+	NoticeMatch          = "match"
+	NoticeEnrolled       = "enrolled"
+	NoticeReconsent      = "reconsent_needed"
+	NoticeRevoked        = "access_revoked"
+	NoticeTargetDisabled = "target_disabled"
+)
+
+// Notice is the payload of an outbox row: what the channel renders. A
+// secret it must carry (a consent link) is in the row's SealedSecret, not
+// here.
+type Notice struct {
+	Type     string    `json:"type"`
+	UserID   string    `json:"user_id"`
+	WatchID  string    `json:"watch_id,omitempty"`
+	Provider string    `json:"provider,omitempty"`
+	Hashtags []string  `json:"hashtags,omitempty"`
+	Posts    []Post    `json:"posts,omitempty"`
+	Message  string    `json:"message,omitempty"`
+	Time     time.Time `json:"time"`
+}
+
+// Post is a matching post as notifications show it.
+type Post struct {
+	ID             string    `json:"id"`
+	Text           string    `json:"text"`
+	AuthorID       string    `json:"author_id,omitempty"`
+	AuthorUsername string    `json:"author_username,omitempty"`
+	CreatedAt      time.Time `json:"created_at,omitzero"`
+	URL            string    `json:"url,omitempty"`
 }

@@ -2,10 +2,13 @@ package vault
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -197,6 +200,61 @@ func HashLinkToken(token string) string {
 	h := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(h[:])
 }
+
+// NewLinkToken returns a fresh one-time link token: 256 random bits,
+// base64url without padding.
+func NewLinkToken() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("vault: crypto/rand failed: " + err.Error())
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// CreateEnrollment stores e under the hash of a fresh link token and
+// returns the token, which is not kept anywhere: the caller hands it out
+// once. e.ID, e.CreatedAt and the audit entry are filled in here.
+func (tx *Tx) CreateEnrollment(e Enrollment) (string, Enrollment, error) {
+	if e.UserID == "" || e.Provider == "" || e.ExpiresAt.IsZero() {
+		return "", Enrollment{}, fmt.Errorf("vault: create enrollment: user, provider and expiry are required")
+	}
+	token := NewLinkToken()
+	e.Hash = HashLinkToken(token)
+	if e.ID == "" {
+		e.ID = NewID()
+	}
+	if e.Purpose == "" {
+		e.Purpose = PurposeEnroll
+	}
+	e.CreatedAt = tx.Now()
+	if err := tx.PutEnrollment(e); err != nil {
+		return "", Enrollment{}, err
+	}
+	err := tx.Audit(AuditEvent{Kind: AuditEnrollmentCreated, Actor: e.CreatedBy, UserID: e.UserID, GrantID: e.GrantID,
+		Detail: fmt.Sprintf("%s link %s for provider %s, expires %s", e.Purpose, e.ID, e.Provider, e.ExpiresAt.UTC().Format(time.RFC3339))})
+	return token, e, err
+}
+
+// EnrollmentByID returns the enrollment with the given public id.
+func (tx *Tx) EnrollmentByID(id string) (Enrollment, error) {
+	var found Enrollment
+	err := tx.Enrollments(func(e Enrollment) error {
+		if e.ID == id {
+			found = e
+			return errStop
+		}
+		return nil
+	})
+	if err == errStop {
+		return found, nil
+	}
+	if err != nil {
+		return Enrollment{}, err
+	}
+	return Enrollment{}, ErrNotFound
+}
+
+var errStop = errors.New("stop")
 
 // Enrollment returns the enrollment whose token hashes to hash.
 func (tx *Tx) Enrollment(hash string) (Enrollment, error) {

@@ -1,0 +1,357 @@
+package provider
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"tagwatch/vault/secret"
+)
+
+// Class says what a failure means for a grant.
+type Class string
+
+// Failure classes.
+const (
+	// ClassDeadGrant: the refresh token is spent, revoked or unknown. Terminal
+	// for the grant: it needs a new consent.
+	ClassDeadGrant Class = "dead_grant"
+	// ClassTransient: network, timeout, 5xx, 429. Retry later; the grant is fine.
+	ClassTransient Class = "transient"
+	// ClassClient: the provider refuses tagwatch itself (invalid_client,
+	// unauthorized_client): an operator problem, not a user's.
+	ClassClient Class = "client"
+	// ClassProtocol: the provider answered something tagwatch cannot accept
+	// (a malformed body, a bad ID token, a wrong issuer).
+	ClassProtocol Class = "protocol"
+)
+
+// Error is a failed exchange with a provider. It never carries a secret.
+type Error struct {
+	Op          string // "refresh", "code exchange", "revoke", ...
+	Class       Class
+	Status      int    // HTTP status, 0 without a response
+	Code        string // OAuth error code
+	Description string
+	// Ambiguous: the request was sent but no answer came back (timeout,
+	// dropped connection), so the provider may have acted on it: a refresh
+	// token may have been rotated.
+	Ambiguous bool
+	// RetryAfter is the provider's Retry-After, if it sent one.
+	RetryAfter time.Duration
+	Err        error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "provider: %s: %s", e.Op, e.Class)
+	if e.Status != 0 {
+		fmt.Fprintf(&b, " (HTTP %d", e.Status)
+		if e.Code != "" {
+			fmt.Fprintf(&b, " %s", e.Code)
+		}
+		b.WriteString(")")
+	}
+	if e.Description != "" {
+		fmt.Fprintf(&b, ": %s", e.Description)
+	}
+	if e.Ambiguous {
+		b.WriteString(" (the request may have been processed)")
+	}
+	if e.Err != nil {
+		fmt.Fprintf(&b, ": %v", e.Err)
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ClassOf returns the class of err: the Class of an *Error in its chain,
+// ClassTransient for a context deadline, else ClassProtocol.
+func ClassOf(err error) Class {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe.Class
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ClassTransient
+	}
+	return ClassProtocol
+}
+
+// TokenResult is a token endpoint's answer.
+type TokenResult struct {
+	Access secret.AccessToken
+	// Refresh is the new refresh token; zero when the provider did not
+	// rotate it (keep the old one).
+	Refresh secret.RefreshToken
+	// Expiry is absolute: now + expires_in, or now + DefaultLifetime when
+	// expires_in is missing.
+	Expiry        time.Time
+	NoExpiresIn   bool
+	Scopes        []string // nil when the response has no scope
+	IDToken       secret.Value
+	TokenType     string
+	ReceivedAfter time.Duration // how long the request took
+}
+
+// Exchange redeems an authorization code with its PKCE verifier.
+func (p *Provider) Exchange(ctx context.Context, code, verifier string) (*TokenResult, error) {
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {code},
+		"redirect_uri": {p.cfg.RedirectURL}, "code_verifier": {verifier}}
+	return p.token(ctx, "code exchange", form)
+}
+
+// Refresh redeems a refresh token.
+func (p *Provider) Refresh(ctx context.Context, rt secret.RefreshToken) (*TokenResult, error) {
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt.Reveal()}}
+	return p.token(ctx, "refresh", form)
+}
+
+// Revoke revokes a refresh token (RFC 7009). A provider without a
+// revocation endpoint gives an error of ClassClient.
+func (p *Provider) Revoke(ctx context.Context, rt secret.RefreshToken) error {
+	if p.revokeURL == "" {
+		return &Error{Op: "revoke", Class: ClassClient, Description: "the provider has no revocation endpoint"}
+	}
+	form := url.Values{"token": {rt.Reveal()}, "token_type_hint": {"refresh_token"}}
+	resp, body, err := p.post(ctx, "revoke", p.revokeURL, form)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode == http.StatusOK {
+		return nil
+	}
+	return classify("revoke", resp, body)
+}
+
+func (p *Provider) token(ctx context.Context, op string, form url.Values) (*TokenResult, error) {
+	start := p.cfg.Now()
+	resp, body, err := p.post(ctx, op, p.oauth.Endpoint.TokenURL, form)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, classify(op, resp, body)
+	}
+	var tr struct {
+		AccessToken  string          `json:"access_token"`
+		TokenType    string          `json:"token_type"`
+		RefreshToken string          `json:"refresh_token"`
+		ExpiresIn    json.RawMessage `json:"expires_in"`
+		Scope        *string         `json:"scope"`
+		IDToken      string          `json:"id_token"`
+	}
+	if err := json.Unmarshal(body, &tr); err != nil {
+		// The provider acted (a refresh token may have rotated) but the
+		// answer is unusable: as good as lost.
+		return nil, &Error{Op: op, Class: ClassProtocol, Status: resp.StatusCode, Description: "token response is not JSON", Ambiguous: true}
+	}
+	if tr.AccessToken == "" {
+		return nil, &Error{Op: op, Class: ClassProtocol, Status: resp.StatusCode, Description: "token response has no access_token", Ambiguous: true}
+	}
+	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "bearer") {
+		return nil, &Error{Op: op, Class: ClassProtocol, Status: resp.StatusCode, Description: fmt.Sprintf("token_type %q is not bearer", tr.TokenType), Ambiguous: true}
+	}
+	now := p.cfg.Now()
+	res := &TokenResult{Access: secret.NewAccessToken(tr.AccessToken), Refresh: secret.NewRefreshToken(tr.RefreshToken),
+		IDToken: secret.New(tr.IDToken), TokenType: tr.TokenType, ReceivedAfter: now.Sub(start)}
+	secs, ok := parseExpiresIn(tr.ExpiresIn)
+	if ok {
+		res.Expiry = now.Add(time.Duration(secs) * time.Second)
+	} else {
+		res.Expiry, res.NoExpiresIn = now.Add(p.cfg.DefaultLifetime), true
+	}
+	if tr.Scope != nil {
+		res.Scopes = strings.Fields(*tr.Scope)
+	}
+	return res, nil
+}
+
+// parseExpiresIn accepts a JSON number or a numeric string (some providers
+// send one); a missing, zero or negative value is "not given".
+func parseExpiresIn(raw json.RawMessage) (int64, bool) {
+	s := strings.Trim(string(raw), `"`)
+	if s == "" || s == "null" {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f <= 0 || f > 10*365*24*3600 {
+		return 0, false
+	}
+	return int64(f), true
+}
+
+var jtiCounter atomic.Uint64
+
+// post sends a form to a provider endpoint with client authentication and
+// returns the response with its body read (at most 1 MiB).
+func (p *Provider) post(ctx context.Context, op, endpoint string, form url.Values) (*http.Response, []byte, error) {
+	switch p.cfg.ClientAuth {
+	case AuthSecretBasic:
+	case AuthSecretPost:
+		form.Set("client_id", p.cfg.ClientID)
+		form.Set("client_secret", p.cfg.ClientSecret.Reveal())
+	case AuthPrivateKeyJWT:
+		assertion, err := p.clientAssertion(p.oauth.Endpoint.TokenURL)
+		if err != nil {
+			return nil, nil, &Error{Op: op, Class: ClassClient, Description: "sign client assertion", Err: err}
+		}
+		form.Set("client_id", p.cfg.ClientID)
+		form.Set("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+		form.Set("client_assertion", assertion)
+	}
+	var wrote atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) }})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, nil, &Error{Op: op, Class: ClassClient, Description: "bad endpoint URL"}
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if p.cfg.ClientAuth == AuthSecretBasic {
+		// RFC 6749 2.3.1: form-encode id and secret before Basic.
+		req.SetBasicAuth(url.QueryEscape(p.cfg.ClientID), url.QueryEscape(p.cfg.ClientSecret.Reveal()))
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return nil, nil, &Error{Op: op, Class: ClassTransient, Ambiguous: wrote.Load(), Err: scrubURLError(err)}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, nil, &Error{Op: op, Class: ClassTransient, Status: resp.StatusCode, Ambiguous: true, Err: scrubURLError(err)}
+	}
+	return resp, body, nil
+}
+
+// scrubURLError keeps the cause of a transport error but not the URL's
+// query, which never holds a secret here but might one day.
+func scrubURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		u, perr := url.Parse(ue.URL)
+		if perr == nil {
+			u.RawQuery = ""
+			return fmt.Errorf("%s %s: %w", ue.Op, u.Redacted(), ue.Err)
+		}
+	}
+	return err
+}
+
+// classify turns a non-2xx answer into an *Error.
+func classify(op string, resp *http.Response, body []byte) *Error {
+	e := &Error{Op: op, Status: resp.StatusCode}
+	var oe struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+		Title       string `json:"title"`
+		Detail      string `json:"detail"`
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); strings.Contains(mt, "json") || json.Valid(body) {
+		_ = json.Unmarshal(body, &oe)
+	}
+	e.Code = oe.Error
+	e.Description = clip(firstNonEmpty(oe.Description, oe.Detail, oe.Title), 200)
+	if ra := resp.Header.Get("Retry-After"); ra != "" {
+		if secs, err := strconv.Atoi(ra); err == nil && secs >= 0 {
+			e.RetryAfter = time.Duration(secs) * time.Second
+		}
+	}
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		e.Class = ClassTransient
+	case oe.Error == "invalid_grant":
+		e.Class = ClassDeadGrant
+	case oe.Error == "invalid_request" && strings.Contains(oe.Description, "Value passed for the token was invalid"):
+		// X's answer for a spent, revoked or unknown refresh token.
+		e.Class = ClassDeadGrant
+	case oe.Error == "invalid_client" || oe.Error == "unauthorized_client" || resp.StatusCode == http.StatusUnauthorized:
+		e.Class = ClassClient
+	default:
+		e.Class = ClassProtocol
+	}
+	return e
+}
+
+func firstNonEmpty(v ...string) string {
+	for _, s := range v {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// clip shortens s and removes control characters, so a hostile answer
+// cannot forge log lines.
+func clip(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > n {
+		s = s[:n] + "..."
+	}
+	return s
+}
+
+// clientAssertion signs an RFC 7523 client assertion for audience aud.
+func (p *Provider) clientAssertion(aud string) (string, error) {
+	var alg jose.SignatureAlgorithm
+	switch k := p.cfg.PrivateKey.Public().(type) {
+	case *rsa.PublicKey:
+		alg = jose.RS256
+	case *ecdsa.PublicKey:
+		switch k.Curve.Params().BitSize {
+		case 256:
+			alg = jose.ES256
+		case 384:
+			alg = jose.ES384
+		default:
+			return "", fmt.Errorf("unsupported EC curve")
+		}
+	case ed25519.PublicKey:
+		alg = jose.EdDSA
+	default:
+		return "", fmt.Errorf("unsupported private key type %T", k)
+	}
+	opts := (&jose.SignerOptions{}).WithType("JWT")
+	if p.cfg.KeyID != "" {
+		opts = opts.WithHeader("kid", p.cfg.KeyID)
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: p.cfg.PrivateKey}, opts)
+	if err != nil {
+		return "", err
+	}
+	var jti [16]byte
+	if _, err := rand.Read(jti[:]); err != nil {
+		return "", err
+	}
+	now := p.cfg.Now()
+	claims := jwt.Claims{Issuer: p.cfg.ClientID, Subject: p.cfg.ClientID, Audience: jwt.Audience{aud},
+		ID: base64.RawURLEncoding.EncodeToString(jti[:]) + strconv.FormatUint(jtiCounter.Add(1), 36),
+		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now.Add(-5 * time.Second)),
+		Expiry: jwt.NewNumericDate(now.Add(60 * time.Second))}
+	return jwt.Signed(signer).Claims(claims).Serialize()
+}
