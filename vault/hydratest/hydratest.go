@@ -120,12 +120,14 @@ func Start(t testing.TB, opts Options) *Hydra {
 	t.Cleanup(srv.Close)
 
 	dir := t.TempDir()
+	began := time.Now()
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		h, err := start(t, bin, dir, attempt, srv.URL, opts)
 		if err == nil {
 			h.app = app
 			app.setAdmin(h.adminURL, h.http)
+			t.Logf("hydratest: hydra ready in %v: public %s, admin %s", time.Since(began).Round(time.Millisecond), h.publicURL, h.adminURL)
 			return h
 		}
 		lastErr = err
@@ -246,12 +248,11 @@ func start(t testing.TB, bin, dir string, attempt int, appURL string, opts Optio
 	})
 
 	if err := h.waitReady(durationOrDefault(opts.StartTimeout, 60*time.Second)); err != nil {
-		log := tail(logPath, 40)
 		h.stop()
-		if strings.Contains(log, "address already in use") {
+		if strings.Contains(tail(logPath, 40), "address already in use") {
 			return nil, fmt.Errorf("%w: %v", errPortTaken, err)
 		}
-		return nil, fmt.Errorf("%v; last lines of hydra's log:\n%s", err, log)
+		return nil, err // the cleanup above prints the log's tail
 	}
 	return h, nil
 }
@@ -300,8 +301,9 @@ func (h *Hydra) waitReady(timeout time.Duration) error {
 	}
 
 	// Read the endpoints from discovery, as a relying party would, and
-	// fetch the JWKS once so that Hydra generates its signing key now
-	// rather than inside the first token request of a test.
+	// fetch the JWKS once. The first of these makes Hydra generate its ID
+	// token signing key (RSA), which takes seconds on a busy machine: better
+	// here than inside the first token request of a test.
 	var disc struct {
 		Issuer                string `json:"issuer"`
 		AuthorizationEndpoint string `json:"authorization_endpoint"`
@@ -309,6 +311,7 @@ func (h *Hydra) waitReady(timeout time.Duration) error {
 		RevocationEndpoint    string `json:"revocation_endpoint"`
 		JWKSURI               string `json:"jwks_uri"`
 	}
+	client.Timeout = time.Until(deadline) + 10*time.Second
 	if err := getJSON(client, h.publicURL+"/.well-known/openid-configuration", &disc); err != nil {
 		return fmt.Errorf("discovery: %w", err)
 	}
@@ -319,7 +322,6 @@ func (h *Hydra) waitReady(timeout time.Duration) error {
 	var jwks struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
-	client.Timeout = 30 * time.Second
 	if err := getJSON(client, disc.JWKSURI, &jwks); err != nil {
 		return fmt.Errorf("jwks: %w", err)
 	}

@@ -2,12 +2,18 @@ package hydratest_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"maps"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -326,4 +332,125 @@ func TestShortAccessTokens(t *testing.T) {
 	if _, err := f.refresh(tok.RefreshToken); err != nil {
 		t.Errorf("refresh after access expiry = %v, want a token", err)
 	}
+}
+
+// TestClientAuthMethods checks the client authentication methods the
+// providers use: client_secret_post and private_key_jwt (RFC 7523).
+func TestClientAuthMethods(t *testing.T) {
+	h := hydratest.Start(t, hydratest.Options{})
+
+	t.Run("client_secret_post", func(t *testing.T) {
+		c := h.CreateClient(t, hydratest.Client{
+			ID: "post", Secret: "secret-post", RedirectURIs: []string{redirectURI},
+			TokenEndpointAuthMethod: "client_secret_post",
+		})
+		f := &flow{h: h, cfg: &oauth2.Config{
+			ClientID: c.ID, ClientSecret: c.Secret, RedirectURL: redirectURI,
+			Scopes:   []string{"openid", "offline_access"},
+			Endpoint: oauth2.Endpoint{AuthURL: h.AuthURL(), TokenURL: h.TokenURL(), AuthStyle: oauth2.AuthStyleInParams},
+		}}
+		tok := f.enroll(t)
+		tok2, err := f.refresh(tok.RefreshToken)
+		if err != nil {
+			t.Fatalf("refresh with client_secret_post = %v, want a token", err)
+		}
+		// Hydra holds a client to its registered method, and a refused
+		// client authentication leaves the refresh token alone.
+		f.cfg.Endpoint.AuthStyle = oauth2.AuthStyleInHeader
+		_, err = f.refresh(tok2.RefreshToken)
+		if code := errorCode(err); code != "invalid_client" {
+			t.Errorf("refresh with Basic for a client_secret_post client = %v, want invalid_client", err)
+		}
+		if got, _ := h.Introspect(t, tok2.RefreshToken); !got {
+			t.Errorf("after invalid_client, Introspect(refresh) = false, want true")
+		}
+	})
+
+	t.Run("private_key_jwt", func(t *testing.T) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, err := key.PublicKey.Bytes() // 0x04 | X | Y
+		if err != nil {
+			t.Fatal(err)
+		}
+		jwks, _ := json.Marshal(map[string]any{"keys": []any{map[string]any{
+			"kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig", "alg": "ES256",
+			"x": base64.RawURLEncoding.EncodeToString(pub[1:33]),
+			"y": base64.RawURLEncoding.EncodeToString(pub[33:]),
+		}}})
+		c := h.CreateClient(t, hydratest.Client{
+			ID: "pkjwt", RedirectURIs: []string{redirectURI},
+			TokenEndpointAuthMethod: "private_key_jwt", TokenEndpointAuthSigningAlg: "ES256",
+			JWKS: jwks,
+		})
+		f := &flow{h: h, cfg: &oauth2.Config{
+			ClientID: c.ID, RedirectURL: redirectURI, Scopes: []string{"openid", "offline_access"},
+			Endpoint: oauth2.Endpoint{AuthURL: h.AuthURL(), TokenURL: h.TokenURL(), AuthStyle: oauth2.AuthStyleInParams},
+		}}
+		verifier := oauth2.GenerateVerifier()
+		q := f.authorize(t, "state-pkjwt-12345", "nonce-pkjwt-12345", verifier)
+		tok, err := f.cfg.Exchange(context.Background(), q["code"], oauth2.VerifierOption(verifier),
+			oauth2.SetAuthURLParam("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+			oauth2.SetAuthURLParam("client_assertion", signAssertion(t, key, c.ID, h.TokenURL())))
+		if err != nil {
+			t.Fatalf("Exchange with private_key_jwt = %v, want a token", err)
+		}
+		if tok.RefreshToken == "" {
+			t.Fatal("Exchange with private_key_jwt gave no refresh token")
+		}
+		// A replayed assertion (same jti) is refused.
+		a := signAssertion(t, key, c.ID, h.TokenURL())
+		form := func(rt string) url.Values {
+			return url.Values{
+				"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {c.ID},
+				"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+				"client_assertion":      {a},
+			}
+		}
+		resp, err := http.PostForm(h.TokenURL(), form(tok.RefreshToken))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out struct {
+			RefreshToken string `json:"refresh_token"`
+		}
+		json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || out.RefreshToken == "" {
+			t.Fatalf("refresh with private_key_jwt: status %d, want 200 with a refresh token", resp.StatusCode)
+		}
+		resp, err = http.PostForm(h.TokenURL(), form(out.RefreshToken))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("replayed client assertion: status %d, want 400 or 401", resp.StatusCode)
+		}
+		t.Logf("replayed client assertion: %d %s", resp.StatusCode, b)
+	})
+}
+
+// signAssertion makes an RFC 7523 client assertion signed with ES256.
+func signAssertion(t *testing.T, key *ecdsa.PrivateKey, clientID, aud string) string {
+	t.Helper()
+	now := time.Now()
+	hdr, _ := json.Marshal(map[string]any{"alg": "ES256", "kid": "k1", "typ": "JWT"})
+	cl, _ := json.Marshal(map[string]any{
+		"iss": clientID, "sub": clientID, "aud": aud, "jti": rand.Text(),
+		"iat": now.Unix(), "exp": now.Add(time.Minute).Unix(),
+	})
+	signing := base64.RawURLEncoding.EncodeToString(hdr) + "." + base64.RawURLEncoding.EncodeToString(cl)
+	sum := sha256.Sum256([]byte(signing))
+	r, s, err := ecdsa.Sign(rand.Reader, key, sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := make([]byte, 64)
+	r.FillBytes(sig[:32])
+	s.FillBytes(sig[32:])
+	return signing + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
