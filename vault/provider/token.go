@@ -350,7 +350,7 @@ func (p *Provider) clientAssertion(aud string) (string, error) {
 	}
 	now := p.cfg.Now()
 	claims := jwt.Claims{Issuer: p.cfg.ClientID, Subject: p.cfg.ClientID, Audience: jwt.Audience{aud},
-		ID: base64.RawURLEncoding.EncodeToString(jti[:]) + strconv.FormatUint(jtiCounter.Add(1), 36),
+		ID:       base64.RawURLEncoding.EncodeToString(jti[:]) + strconv.FormatUint(jtiCounter.Add(1), 36),
 		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now.Add(-5 * time.Second)),
 		Expiry: jwt.NewNumericDate(now.Add(60 * time.Second))}
 	return jwt.Signed(signer).Claims(claims).Serialize()

@@ -1,0 +1,569 @@
+// Package renew hands every job a valid access token for as long as the
+// user's consent lasts, without ever losing the grant to a race or a crash.
+//
+// A Source serves the cached access token while it is valid beyond a skew;
+// that path takes no lock and allocates nothing. Near expiry exactly one
+// refresh per grant is in flight (a Locker per grant); other callers wait
+// for its result. Before calling the token endpoint the Manager commits a
+// "refresh in flight" marker; on success it stores the rotated refresh
+// token and the new access token with its absolute expiry in one fsynced
+// transaction, and only then does anyone see the new access token. A marker
+// found later (a crash, a lost response) means the next attempt is the one
+// retry with the stored token; if the provider refuses it, the grant needs
+// a new consent.
+//
+// Failures are classified: a dead grant is terminal (state needs_reconsent,
+// the user's watches suspended, a re-consent link created and queued for
+// the user, no further attempts); transient failures back off exponentially
+// with jitter and leave the grant alone; a client failure is an operator
+// alert. A Manager is safe for concurrent use; Run owns its goroutine.
+package renew
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"tagwatch/vault"
+	"tagwatch/vault/provider"
+	"tagwatch/vault/secret"
+)
+
+// Provider is what renewal needs of a provider.
+type Provider interface {
+	Refresh(ctx context.Context, rt secret.RefreshToken) (*provider.TokenResult, error)
+	Revoke(ctx context.Context, rt secret.RefreshToken) error
+	HasRevocation() bool
+	MissingScopes(granted []string) []string
+	VerifyIDToken(ctx context.Context, raw secret.Value, nonce string, prev *provider.Identity) (provider.Identity, error)
+}
+
+var _ Provider = (*provider.Provider)(nil)
+
+// ErrNeedsConsent means the grant is not active: it needs a new consent
+// (or was revoked). No request was made.
+var ErrNeedsConsent = errors.New("renew: grant needs a new consent")
+
+// Event kinds reported to Config.Observer.
+const (
+	EventRenewed        = "renewed"
+	EventRefreshFailed  = "refresh_failed"
+	EventNeedsReconsent = "needs_reconsent"
+	EventOperatorAlert  = "operator_alert"
+	EventLostRotation   = "lost_rotation"
+	EventRevoked        = "revoked"
+)
+
+// Event is something renewal did, for logs, metrics and the demo. It never
+// carries a secret.
+type Event struct {
+	Kind         string
+	GrantID      string
+	UserID       string
+	Provider     string
+	RefreshCount int
+	Class        provider.Class
+	Reason       string
+	Expiry       time.Time
+	Time         time.Time
+}
+
+// Config configures a Manager. Zero values take the documented defaults.
+type Config struct {
+	DB        *vault.DB
+	Providers map[string]Provider
+	// Locker serialises refreshes per grant; default a LocalLocker.
+	Locker Locker
+	// Skew: refresh this long before expiry; default 60 s.
+	Skew time.Duration
+	// Timeout bounds one token request; default 15 s.
+	Timeout time.Duration
+	// MinBackoff and MaxBackoff bound the waits after transient failures;
+	// defaults 2 s and 10 min.
+	MinBackoff, MaxBackoff time.Duration
+	// PublicURL is where re-consent links point (<PublicURL>/enroll/<token>).
+	PublicURL string
+	// LinkTTL is how long a re-consent link lives; default 72 h.
+	LinkTTL time.Duration
+	// RevocationInterval is how often Run retries pending revocations;
+	// default 1 min.
+	RevocationInterval time.Duration
+	Observer           func(Event)
+	Now                func() time.Time
+	Logger             *slog.Logger
+}
+
+// Manager renews access tokens for every grant in the vault.
+type Manager struct {
+	cfg     Config
+	db      *vault.DB
+	locker  Locker
+	now     func() time.Time
+	log     *slog.Logger
+	mu      sync.Mutex
+	entries map[string]*entry
+}
+
+type cached struct {
+	access secret.AccessToken
+	expiry time.Time
+}
+
+// entry is the in-memory state of one grant.
+type entry struct {
+	id  string
+	cur atomic.Pointer[cached]
+	// dead is set when the grant is known not to be active.
+	dead atomic.Bool
+	// slow-path state, guarded by the grant's Locker.
+	notBefore time.Time
+	failures  int
+	lastErr   error
+}
+
+// New returns a Manager.
+func New(cfg Config) *Manager {
+	if cfg.Locker == nil {
+		cfg.Locker = &LocalLocker{}
+	}
+	if cfg.Skew <= 0 {
+		cfg.Skew = 60 * time.Second
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 15 * time.Second
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 2 * time.Second
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 10 * time.Minute
+	}
+	if cfg.LinkTTL <= 0 {
+		cfg.LinkTTL = 72 * time.Hour
+	}
+	if cfg.RevocationInterval <= 0 {
+		cfg.RevocationInterval = time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = func(Event) {}
+	}
+	return &Manager{cfg: cfg, db: cfg.DB, locker: cfg.Locker, now: cfg.Now, log: cfg.Logger, entries: map[string]*entry{}}
+}
+
+func (m *Manager) entry(grantID string) *entry {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.entries[grantID]
+	if e == nil {
+		e = &entry{id: grantID}
+		m.entries[grantID] = e
+	}
+	return e
+}
+
+// Forget drops what the Manager caches about a grant, after it was
+// replaced (a re-consent) or removed.
+func (m *Manager) Forget(grantID string) {
+	e := m.entry(grantID)
+	e.cur.Store(nil)
+	e.dead.Store(false)
+}
+
+// Source is the token source of one grant. Safe for concurrent use.
+type Source struct {
+	m *Manager
+	e *entry
+}
+
+// Source returns the token source of a grant.
+func (m *Manager) Source(grantID string) *Source { return &Source{m: m, e: m.entry(grantID)} }
+
+// Token returns a valid access token: the cached one while it is valid
+// beyond the skew (no lock, no allocation), else a renewed one.
+func (s *Source) Token(ctx context.Context) (secret.AccessToken, error) {
+	if c := s.e.cur.Load(); c != nil && s.m.now().Add(s.m.cfg.Skew).Before(c.expiry) {
+		return c.access, nil
+	}
+	return s.m.renew(ctx, s.e, nil)
+}
+
+// Invalidate reports that the API refused stale (401): unless the grant's
+// token changed meanwhile, it forces one refresh and returns the new token.
+// Callers invoke it at most once per request.
+func (s *Source) Invalidate(ctx context.Context, stale secret.AccessToken) (secret.AccessToken, error) {
+	return s.m.renew(ctx, s.e, &stale)
+}
+
+// NeedsConsentError says why a grant cannot be used.
+type NeedsConsentError struct {
+	GrantID string
+	State   vault.GrantState
+}
+
+func (e *NeedsConsentError) Error() string {
+	return fmt.Sprintf("renew: grant %s is %s", e.GrantID, e.State)
+}
+
+func (e *NeedsConsentError) Unwrap() error { return ErrNeedsConsent }
+
+func (m *Manager) valid(expiry time.Time) bool { return m.now().Add(m.cfg.Skew).Before(expiry) }
+
+func (m *Manager) renew(ctx context.Context, e *entry, stale *secret.AccessToken) (secret.AccessToken, error) {
+	if e.dead.Load() {
+		return secret.AccessToken{}, &NeedsConsentError{GrantID: e.id, State: vault.GrantNeedsReconsent}
+	}
+	unlock, err := m.locker.Lock(ctx, e.id)
+	if err != nil {
+		return secret.AccessToken{}, fmt.Errorf("renew: wait for grant %s: %w", e.id, err)
+	}
+	defer unlock()
+	// Someone else may have renewed while we waited.
+	if c := e.cur.Load(); c != nil && m.valid(c.expiry) && (stale == nil || !c.access.Equal(stale.Value)) {
+		return c.access, nil
+	}
+	// The vault may be fresher than the cache (a restart, a re-consent).
+	var g vault.Grant
+	var tok vault.Tokens
+	err = m.db.View(func(tx *vault.Tx) error {
+		var err error
+		if g, err = tx.Grant(e.id); err != nil {
+			return err
+		}
+		tok, err = tx.OpenTokens(g)
+		return err
+	})
+	if err != nil {
+		return secret.AccessToken{}, fmt.Errorf("renew: load grant %s: %w", e.id, err)
+	}
+	if g.State != vault.GrantActive {
+		e.dead.Store(true)
+		e.cur.Store(nil)
+		return secret.AccessToken{}, &NeedsConsentError{GrantID: e.id, State: g.State}
+	}
+	if g.RefreshInFlight.IsZero() && !tok.Access.IsZero() && m.valid(g.AccessExpiry) && (stale == nil || !tok.Access.Equal(stale.Value)) {
+		e.cur.Store(&cached{access: tok.Access, expiry: g.AccessExpiry})
+		return tok.Access, nil
+	}
+	if now := m.now(); now.Before(e.notBefore) {
+		return secret.AccessToken{}, fmt.Errorf("renew: grant %s backing off until %s: %w", e.id, e.notBefore.Format(time.RFC3339), e.lastErr)
+	}
+	return m.refresh(ctx, e, g)
+}
+
+// refresh runs the refresh protocol. The caller holds the grant's lock.
+func (m *Manager) refresh(ctx context.Context, e *entry, g vault.Grant) (secret.AccessToken, error) {
+	p, ok := m.cfg.Providers[g.Provider]
+	if !ok {
+		return secret.AccessToken{}, fmt.Errorf("renew: grant %s: provider %q is not configured", g.ID, g.Provider)
+	}
+	for attempt := 0; ; attempt++ {
+		// tx 1: the marker. A marker already there means the last request's
+		// outcome is unknown: this is the one retry with the stored token.
+		var rt secret.RefreshToken
+		retry := false
+		err := m.db.Update(func(tx *vault.Tx) error {
+			cur, err := tx.Grant(g.ID)
+			if err != nil {
+				return err
+			}
+			if cur.State != vault.GrantActive {
+				return &NeedsConsentError{GrantID: g.ID, State: cur.State}
+			}
+			tok, err := tx.OpenTokens(cur)
+			if err != nil {
+				return err
+			}
+			if tok.Refresh.IsZero() {
+				return fmt.Errorf("grant %s has no refresh token", g.ID)
+			}
+			rt = tok.Refresh
+			now := m.now()
+			if !cur.RefreshInFlight.IsZero() {
+				retry = true
+				if !cur.InFlightRetried {
+					cur.InFlightRetried = true
+					cur.LostRotations++
+					if err := tx.Audit(vault.AuditEvent{Kind: vault.AuditLostRotation, Actor: "tagwatchd renewal", UserID: cur.UserID, GrantID: cur.ID,
+						Detail: "a refresh's outcome was lost (crash or timeout); retrying once with the stored refresh token"}); err != nil {
+						return err
+					}
+				}
+			}
+			cur.RefreshInFlight = now
+			g = cur
+			return tx.PutGrant(cur)
+		})
+		if err != nil {
+			var nc *NeedsConsentError
+			if errors.As(err, &nc) {
+				e.dead.Store(true)
+				return secret.AccessToken{}, err
+			}
+			return secret.AccessToken{}, fmt.Errorf("renew: grant %s: mark refresh in flight: %w", g.ID, err)
+		}
+		if retry {
+			m.emit(Event{Kind: EventLostRotation, GrantID: g.ID, UserID: g.UserID, Provider: g.Provider})
+			m.log.Warn("retrying a refresh whose outcome was lost", "grant", g.ID, "user", g.UserID, "provider", g.Provider)
+		}
+
+		// The HTTP call, outside any transaction, detached from the caller:
+		// abandoning a sent refresh would only lose its answer.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.Timeout)
+		res, rerr := p.Refresh(rctx, rt)
+		cancel()
+
+		if rerr == nil {
+			return m.commitSuccess(ctx, e, g, p, res)
+		}
+		var pe *provider.Error
+		if !errors.As(rerr, &pe) {
+			pe = &provider.Error{Op: "refresh", Class: provider.ClassTransient, Ambiguous: true, Err: rerr}
+		}
+		switch {
+		case pe.Class == provider.ClassDeadGrant:
+			reason := "dead_grant"
+			if retry {
+				reason = "lost_rotation"
+			}
+			if err := m.needsReconsent(g, reason, false); err != nil {
+				return secret.AccessToken{}, err
+			}
+			e.dead.Store(true)
+			e.cur.Store(nil)
+			return secret.AccessToken{}, &NeedsConsentError{GrantID: g.ID, State: vault.GrantNeedsReconsent}
+		case pe.Ambiguous && !retry && attempt == 0:
+			// The request may have rotated the token: retry once, now, with
+			// the stored one (the marker stays set).
+			m.log.Warn("refresh answer lost; retrying once", "grant", g.ID, "provider", g.Provider, "err", pe)
+			continue
+		default:
+			return secret.AccessToken{}, m.recordFailure(e, g, pe, retry || pe.Ambiguous)
+		}
+	}
+}
+
+// commitSuccess is tx 2 of a refresh: the new tokens, sealed, with the
+// absolute expiry; the marker cleared. Only after it commits is the new
+// access token used.
+func (m *Manager) commitSuccess(ctx context.Context, e *entry, g vault.Grant, p Provider, res *provider.TokenResult) (secret.AccessToken, error) {
+	reason := ""
+	if res.Scopes != nil {
+		if missing := p.MissingScopes(res.Scopes); len(missing) > 0 {
+			reason = "scope_reduced: " + strings.Join(missing, " ")
+		}
+	}
+	if reason == "" && !res.IDToken.IsZero() && g.Issuer != "" {
+		prev := provider.Identity{Issuer: g.Issuer, Subject: g.Subject, Audience: g.IDTokenAudience}
+		if _, err := p.VerifyIDToken(ctx, res.IDToken, "", &prev); err != nil {
+			reason = "id_token_changed"
+			m.log.Error("ID token from a refresh does not match the grant", "grant", g.ID, "err", err)
+		}
+	}
+	var out vault.Grant
+	err := m.db.Update(func(tx *vault.Tx) error {
+		cur, err := tx.Grant(g.ID)
+		if err != nil {
+			return err
+		}
+		old, err := tx.OpenTokens(cur)
+		if err != nil {
+			return err
+		}
+		next := vault.Tokens{Refresh: old.Refresh, Access: res.Access}
+		if !res.Refresh.IsZero() {
+			next.Refresh = res.Refresh
+		}
+		if err := tx.SealTokens(&cur, next); err != nil {
+			return err
+		}
+		now := m.now()
+		cur.AccessExpiry = res.Expiry
+		cur.RefreshInFlight, cur.InFlightRetried = time.Time{}, false
+		cur.RefreshCount++
+		cur.LastRefreshAt = now
+		cur.TransientErrors, cur.LastErrorClass, cur.LastErrorAt = 0, "", time.Time{}
+		if res.Scopes != nil {
+			cur.Scopes = res.Scopes
+		}
+		out = cur
+		return tx.PutGrant(cur)
+	})
+	if err != nil {
+		// The provider rotated but we could not store it: the marker stays,
+		// so the next attempt is the retry and ends the grant cleanly if the
+		// provider refuses the old token.
+		return secret.AccessToken{}, fmt.Errorf("renew: grant %s: store refreshed tokens: %w", g.ID, err)
+	}
+	e.failures, e.lastErr, e.notBefore = 0, nil, time.Time{}
+	if reason != "" {
+		if err := m.needsReconsent(out, reason, true); err != nil {
+			return secret.AccessToken{}, err
+		}
+		e.dead.Store(true)
+		e.cur.Store(nil)
+		return secret.AccessToken{}, &NeedsConsentError{GrantID: g.ID, State: vault.GrantNeedsReconsent}
+	}
+	e.cur.Store(&cached{access: res.Access, expiry: res.Expiry})
+	m.emit(Event{Kind: EventRenewed, GrantID: out.ID, UserID: out.UserID, Provider: out.Provider, RefreshCount: out.RefreshCount, Expiry: res.Expiry})
+	m.log.Info("access token renewed", "grant", out.ID, "user", out.UserID, "provider", out.Provider,
+		"refresh_count", out.RefreshCount, "expires", res.Expiry.UTC().Format(time.RFC3339), "no_expires_in", res.NoExpiresIn)
+	return res.Access, nil
+}
+
+// recordFailure notes a non-terminal failure and sets the backoff. keep
+// leaves the in-flight marker set: the outcome of a sent request is still
+// unknown.
+func (m *Manager) recordFailure(e *entry, g vault.Grant, pe *provider.Error, keep bool) error {
+	e.failures++
+	d := m.backoff(e.failures)
+	if pe.RetryAfter > d {
+		d = pe.RetryAfter
+	}
+	if pe.Class == provider.ClassClient {
+		d = m.cfg.MaxBackoff
+	}
+	now := m.now()
+	e.notBefore, e.lastErr = now.Add(d), pe
+	err := m.db.Update(func(tx *vault.Tx) error {
+		cur, err := tx.Grant(g.ID)
+		if err != nil {
+			return err
+		}
+		if !keep {
+			cur.RefreshInFlight, cur.InFlightRetried = time.Time{}, false
+		}
+		cur.TransientErrors++
+		cur.LastErrorClass, cur.LastErrorAt = string(pe.Class), now
+		if pe.Class == provider.ClassClient {
+			if err := tx.Audit(vault.AuditEvent{Kind: vault.AuditGrantState, Actor: "tagwatchd renewal", UserID: cur.UserID, GrantID: cur.ID,
+				Detail: "operator alert: the provider refuses tagwatch's client: " + pe.Error()}); err != nil {
+				return err
+			}
+		}
+		return tx.PutGrant(cur)
+	})
+	if err != nil {
+		m.log.Error("cannot record a refresh failure", "grant", g.ID, "err", err)
+	}
+	if pe.Class == provider.ClassClient {
+		m.log.Error("operator action needed: the provider refuses tagwatch's client credentials", "provider", g.Provider, "grant", g.ID, "err", pe)
+		m.emit(Event{Kind: EventOperatorAlert, GrantID: g.ID, UserID: g.UserID, Provider: g.Provider, Class: pe.Class})
+	} else {
+		m.log.Warn("refresh failed; will retry", "grant", g.ID, "provider", g.Provider, "class", pe.Class, "retry_in", d.Round(time.Millisecond), "err", pe)
+		m.emit(Event{Kind: EventRefreshFailed, GrantID: g.ID, UserID: g.UserID, Provider: g.Provider, Class: pe.Class})
+	}
+	return fmt.Errorf("renew: grant %s: %w", g.ID, pe)
+}
+
+// backoff is exponential with full jitter between half and the whole step.
+func (m *Manager) backoff(failures int) time.Duration {
+	d := m.cfg.MinBackoff
+	for i := 1; i < failures && d < m.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, m.cfg.MaxBackoff)
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// needsReconsent ends a grant's active life: state, suspended watches, a
+// fresh one-time re-consent link queued for the user, an audit entry; all
+// in one transaction. keepTokens keeps the sealed tokens (they still work,
+// e.g. the scope shrank) so an unenroll can revoke them.
+func (m *Manager) needsReconsent(g vault.Grant, reason string, keepTokens bool) error {
+	var link string
+	var enrollmentID string
+	err := m.db.Update(func(tx *vault.Tx) error {
+		cur, err := tx.Grant(g.ID)
+		if err != nil {
+			return err
+		}
+		if cur.State != vault.GrantActive {
+			return nil
+		}
+		now := m.now()
+		cur.State, cur.StateSince = vault.GrantNeedsReconsent, now
+		cur.LastErrorClass, cur.LastErrorAt = reason, now
+		cur.RefreshInFlight, cur.InFlightRetried = time.Time{}, false
+		if !keepTokens {
+			cur.SealedRefresh, cur.SealedAccess, cur.AccessExpiry = nil, nil, time.Time{}
+		}
+		if err := tx.PutGrant(cur); err != nil {
+			return err
+		}
+		var targets []string
+		var hashtags []string
+		err = tx.UserWatches(cur.UserID, func(w vault.Watch) error {
+			if w.Provider != cur.Provider {
+				return nil
+			}
+			for _, t := range w.Targets {
+				if !slices.Contains(targets, t) {
+					targets = append(targets, t)
+				}
+			}
+			hashtags = append(hashtags, w.Hashtags...)
+			if w.State != vault.WatchActive {
+				return nil
+			}
+			w.State, w.SuspendReason = vault.WatchSuspended, "needs_reconsent"
+			return tx.PutWatch(w)
+		})
+		if err != nil {
+			return err
+		}
+		token, enr, err := tx.CreateEnrollment(vault.Enrollment{Purpose: vault.PurposeReconsent, UserID: cur.UserID, Provider: cur.Provider,
+			Expected: cur.Subject, GrantID: cur.ID, CreatedBy: "tagwatchd renewal", ExpiresAt: now.Add(m.cfg.LinkTTL)})
+		if err != nil {
+			return err
+		}
+		link = strings.TrimRight(m.cfg.PublicURL, "/") + "/enroll/" + token
+		enrollmentID = enr.ID
+		notice := vault.Notice{Type: vault.NoticeReconsent, UserID: cur.UserID, Provider: cur.Provider, Hashtags: hashtags, Time: now,
+			Message: "tagwatch can no longer act for you and has paused your watches. Open the link in this message to allow it again."}
+		payload, err := jsonMarshal(notice)
+		if err != nil {
+			return err
+		}
+		for _, t := range targets {
+			row := vault.OutboxRow{ID: vault.OutboxID(cur.UserID, enr.ID, t, vault.NoticeReconsent), Kind: vault.NoticeReconsent,
+				UserID: cur.UserID, Target: t, Payload: payload}
+			if err := tx.SealOutboxSecret(&row, secret.New(link)); err != nil {
+				return err
+			}
+			if _, err := tx.Enqueue(row); err != nil {
+				return err
+			}
+		}
+		return tx.Audit(vault.AuditEvent{Kind: vault.AuditGrantState, Actor: "tagwatchd renewal", UserID: cur.UserID, GrantID: cur.ID,
+			Detail: fmt.Sprintf("active -> needs_reconsent (%s); re-consent link %s queued to %d targets", reason, enr.ID, len(targets))})
+	})
+	if err != nil {
+		return fmt.Errorf("renew: grant %s: mark needs_reconsent: %w", g.ID, err)
+	}
+	if link != "" {
+		m.log.Warn("grant needs a new consent; watches suspended, re-consent link queued", "grant", g.ID, "user", g.UserID,
+			"provider", g.Provider, "reason", reason, "enrollment", enrollmentID)
+		m.emit(Event{Kind: EventNeedsReconsent, GrantID: g.ID, UserID: g.UserID, Provider: g.Provider, Reason: reason})
+	}
+	return nil
+}
+
+func (m *Manager) emit(ev Event) {
+	if ev.Time.IsZero() {
+		ev.Time = m.now()
+	}
+	m.cfg.Observer(ev)
+}
