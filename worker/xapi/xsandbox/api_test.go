@@ -661,3 +661,25 @@ func TestConcurrentUse(t *testing.T) {
 	})
 	wg.Wait()
 }
+
+func TestAppendJSONString(t *testing.T) {
+	for _, s := range []string{"", "plain", `q"b\s`, "tab\tnl\ncr\r\x00\x1f", "é日本😀", "bad\xff\xfeutf8", "<&>\u2028"} {
+		want, _ := json.Marshal(s)
+		var fromStd, fromOurs string
+		if err := json.Unmarshal(want, &fromStd); err != nil {
+			t.Fatal(err)
+		}
+		got := appendJSONString(nil, s)
+		if err := json.Unmarshal(got, &fromOurs); err != nil || fromOurs != fromStd {
+			t.Errorf("appendJSONString(%q) = %s, decodes to %q (%v), want %q", s, got, fromOurs, err, fromStd)
+		}
+	}
+}
+
+func TestAppendTimeMillis(t *testing.T) {
+	for _, tm := range []time.Time{t0, t0.Add(1234567 * time.Microsecond), time.Date(2030, 12, 31, 23, 59, 59, 999999999, time.UTC), time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		if got, want := string(appendTimeMillis(nil, tm)), tm.Format("2006-01-02T15:04:05.000Z"); got != want {
+			t.Errorf("appendTimeMillis(%v) = %s, want %s", tm, got, want)
+		}
+	}
+}

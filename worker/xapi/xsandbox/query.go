@@ -401,13 +401,13 @@ func (n *node) resolve(st *store) {
 func (n *node) match(sn *snapshot, p *post) bool {
 	switch n.kind {
 	case nodeTag:
-		return n.entry != nil && sn.hasTag(p, n.entry)
+		return n.entry != nil && sn.hasTag(p, n.entry.id)
 	case nodeWords:
 		return containsWords(p.text, n.words)
 	case nodeRetweet:
 		return p.retweet
 	case nodeLang:
-		return p.lang == n.value
+		return sn.names[p.lang] == n.value
 	case nodeNot:
 		return !n.kids[0].match(sn, p)
 	case nodeAnd:

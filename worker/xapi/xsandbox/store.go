@@ -54,19 +54,22 @@ func snowflake(t time.Time) uint64 {
 // tagEntry is the posting list of one lower-cased hashtag: positions in
 // store.posts, ascending (so ids ascending).
 type tagEntry struct {
-	name string
+	id   uint32
 	list []int32
 }
 
 // post is a stored post. Once appended, a post is never modified, which is
 // what lets readers use a snapshot of the slice without a lock.
+//
+// Apart from text it holds no pointers, so the garbage collector has little
+// to scan in a million posts.
 type post struct {
 	id      uint64
 	created int64 // Unix nanoseconds
-	author  string
 	text    string
-	lang    string
-	tagOff  uint32 // tags are tagArena[tagOff : tagOff+tagN]
+	author  uint32 // index in store.names
+	lang    uint32 // index in store.names
+	tagOff  uint32 // tag ids are tagArena[tagOff : tagOff+tagN]
 	tagN    uint16
 	retweet bool
 }
@@ -77,12 +80,14 @@ type post struct {
 type store struct {
 	mu       sync.RWMutex
 	posts    []post
-	tagArena []*tagEntry
+	tagArena []uint32
 	tags     map[string]*tagEntry
-	intern   map[string]string // author ids and langs
+	names    []string          // interned author ids and langs
+	intern   map[string]uint32 // index in names
 	lastID   uint64
 
 	users     map[string]User
+	profiles  []*User // by index in names: the user with that id, or nil
 	byName    map[string]string // lower-cased username -> id
 	userOrder []string
 }
@@ -90,7 +95,7 @@ type store struct {
 func newStore() *store {
 	return &store{
 		tags:   make(map[string]*tagEntry),
-		intern: make(map[string]string),
+		intern: make(map[string]uint32),
 		users:  make(map[string]User),
 		byName: make(map[string]string),
 	}
@@ -124,6 +129,11 @@ func (st *store) addUser(u User) error {
 	}
 	st.users[u.ID] = u
 	st.byName[strings.ToLower(u.Username)] = u.ID
+	i := st.internLocked(u.ID)
+	for int(i) >= len(st.profiles) {
+		st.profiles = append(st.profiles, nil)
+	}
+	st.profiles[i] = &u
 	return nil
 }
 
@@ -163,12 +173,14 @@ func (st *store) userIDs() []string {
 	return append([]string(nil), st.userOrder...)
 }
 
-func (st *store) internLocked(s string) string {
+func (st *store) internLocked(s string) uint32 {
 	if v, ok := st.intern[s]; ok {
 		return v
 	}
-	st.intern[s] = s
-	return s
+	v := uint32(len(st.names))
+	st.names = append(st.names, s)
+	st.intern[s] = v
+	return v
 }
 
 // addLocked stores p and returns its id. st.mu must be held for writing.
@@ -192,11 +204,11 @@ func (st *store) addLocked(p Post, now time.Time, tagBuf []string) ([]string, ui
 	for _, t := range tagBuf {
 		e := st.tags[t]
 		if e == nil {
-			e = &tagEntry{name: t}
+			e = &tagEntry{id: uint32(len(st.tags))}
 			st.tags[t] = e
 		}
 		e.list = append(e.list, pos)
-		st.tagArena = append(st.tagArena, e)
+		st.tagArena = append(st.tagArena, e.id)
 	}
 	st.posts = append(st.posts, post{
 		id:      id,
@@ -214,7 +226,13 @@ func (st *store) addLocked(p Post, now time.Time, tagBuf []string) ([]string, ui
 // snapshot is a consistent, lock-free view of the posts.
 type snapshot struct {
 	posts    []post
-	tagArena []*tagEntry
+	tagArena []uint32
+	names    []string
+}
+
+// snapshotLocked returns a snapshot; st.mu must be held.
+func (st *store) snapshotLocked() snapshot {
+	return snapshot{posts: st.posts, tagArena: st.tagArena, names: st.names}
 }
 
 // posPast returns the first position whose id is > id.
@@ -227,9 +245,9 @@ func (sn *snapshot) posFrom(id uint64) int {
 	return sort.Search(len(sn.posts), func(i int) bool { return sn.posts[i].id >= id })
 }
 
-func (sn *snapshot) hasTag(p *post, e *tagEntry) bool {
+func (sn *snapshot) hasTag(p *post, id uint32) bool {
 	for _, t := range sn.tagArena[p.tagOff : p.tagOff+uint32(p.tagN)] {
-		if t == e {
+		if t == id {
 			return true
 		}
 	}
