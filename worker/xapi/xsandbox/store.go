@@ -87,7 +87,7 @@ type store struct {
 	lastID   uint64
 
 	users     map[string]User
-	profiles  []*User // by index in names: the user with that id, or nil
+	profiles  []*User           // by index in names: the user with that id, or nil
 	byName    map[string]string // lower-cased username -> id
 	userOrder []string
 }
