@@ -78,6 +78,7 @@ func benchServer(b *testing.B) (*Server, []string) {
 		}
 		benchSrv = s
 		benchSetupT = time.Since(start)
+		b.Logf("setup of %d users and %d posts: %v", benchUsers, benchPosts, benchSetupT.Round(time.Millisecond))
 	})
 	if benchSrv == nil {
 		b.Fatal("bench setup failed earlier")
@@ -116,7 +117,6 @@ func runLoad(b *testing.B, c *http.Client, mkReq func(i int64) *http.Request) {
 // like tagwatch's polls (a hashtag, -is:retweet, author expansion).
 func BenchmarkSearchLoopback(b *testing.B) {
 	s, tokens := benchServer(b)
-	b.Logf("setup of %d users and %d posts: %v", benchUsers, benchPosts, benchSetupT.Round(time.Millisecond))
 	c := benchClient()
 	defer c.CloseIdleConnections()
 	// URLs and headers are made up front so that the client, which shares
