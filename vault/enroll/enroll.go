@@ -1,0 +1,215 @@
+// Package enroll turns one-time consent links into grants: an operator
+// creates a link for a user (CreateLink), the user opens it in a browser,
+// reads what tagwatch will do on their behalf, presses the one button, signs
+// in and consents at the provider, and the callback stores the grant sealed
+// in the vault, marks the link used and starts (or resumes) the user's
+// watches, all in one transaction.
+//
+// The flow is the OAuth 2.0 authorization code flow of a confidential
+// client, held server side: a single-use state bound to the browser by a
+// cookie, PKCE S256 with a fresh verifier per flow, a nonce for OpenID
+// Connect, RFC 9207's iss check, one back-channel redemption of the code.
+// Tokens never reach the browser; pages never show a token, a code or a
+// state. A GET never consumes a link, so mail scanners that fetch links do
+// no harm.
+//
+// A Service is safe for concurrent use. It starts no goroutines: flows in
+// progress live in memory, bounded in number and age, and are pruned as new
+// ones start. A daemon restart forgets them; the links themselves stay
+// usable.
+package enroll
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"tagwatch/vault"
+	"tagwatch/vault/provider"
+)
+
+// Provider is what the enrollment flow needs from an OAuth 2.0 / OpenID
+// provider. *provider.Provider implements it.
+type Provider interface {
+	// Kind is provider.KindX or provider.KindOIDC.
+	Kind() string
+	// Issuer is the OpenID issuer, "" for X.
+	Issuer() string
+	// Scopes are the scopes requested, shown on the landing page.
+	Scopes() []string
+	// AuthorizationOrigin is scheme://host of the authorization endpoint,
+	// for the pages' form-action.
+	AuthorizationOrigin() string
+	// AuthCodeURL builds the authorization request.
+	AuthCodeURL(state, verifier, nonce string) string
+	// CheckAuthorizationIssuer applies RFC 9207 to the callback's iss.
+	CheckAuthorizationIssuer(iss string, present bool) error
+	// Exchange redeems the code over the back channel.
+	Exchange(ctx context.Context, code, verifier string) (*provider.TokenResult, error)
+	// Identify says who consented (verified ID token, or X's users/me).
+	Identify(ctx context.Context, tr *provider.TokenResult, nonce string) (provider.Identity, error)
+	// MissingScopes returns the required scopes that granted lacks.
+	MissingScopes(granted []string) []string
+}
+
+// Defaults of Config fields.
+const (
+	DefaultLinkTTL = 72 * time.Hour
+	// MaxLinkTTL bounds a link's life: consent links are short-lived.
+	MaxLinkTTL = 30 * 24 * time.Hour
+	// DefaultFlowTTL is how long a started flow waits for its callback.
+	DefaultFlowTTL = 10 * time.Minute
+	// DefaultMaxFlows bounds the flows in progress.
+	DefaultMaxFlows = 10000
+	// DefaultExchangeTimeout bounds the back-channel work of one callback
+	// (code exchange and identification).
+	DefaultExchangeTimeout = 30 * time.Second
+)
+
+// maxFlowsPerLink bounds the flows one link may have in progress: pressing
+// the button again evicts the oldest, and nobody holding one link can fill
+// the table.
+const maxFlowsPerLink = 8
+
+// SuspendNeedsReconsent is the SuspendReason of a watch paused until its
+// user consents again; a successful enrollment resumes such watches.
+const SuspendNeedsReconsent = string(vault.GrantNeedsReconsent)
+
+// AuditEnrollmentCanceled is the audit kind of a link canceled by an
+// operator.
+const AuditEnrollmentCanceled = "enrollment_canceled"
+
+// Errors returned by CreateLink and CancelLink. A link that does not exist
+// gives vault.ErrNotFound.
+var (
+	ErrUnknownProvider = errors.New("enroll: unknown provider")
+	ErrLinkUsed        = errors.New("enroll: link already used")
+	ErrLinkExpired     = errors.New("enroll: link expired")
+	ErrLinkCanceled    = errors.New("enroll: link canceled")
+	ErrInvalidRequest  = errors.New("enroll: invalid link request")
+)
+
+// Config configures a Service. Zero values take the defaults documented.
+type Config struct {
+	// DB is the vault the links, grants and watches live in. Required.
+	DB *vault.DB
+	// Providers serve the flow, by the name grants and links use. CreateLink
+	// accepts any name that is a key here; a key mapped to nil is accepted by
+	// CreateLink, but its links show "not available" until a Service with a
+	// live provider serves them (tagwatchd enroll creates links for a
+	// stopped daemon this way). Every provider's redirect URL must be
+	// PublicURL + "/callback".
+	Providers map[string]Provider
+	// PublicURL is the base URL users reach the pages at, such as
+	// https://tagwatch.example.com (a path is allowed; the handler then
+	// serves below it). https, or http on a loopback host for development.
+	// Required.
+	PublicURL string
+	// Operator names who asks, on the landing page; default the host of
+	// PublicURL.
+	Operator string
+	// LinkTTL is a link's default lifetime; default DefaultLinkTTL, at most
+	// MaxLinkTTL.
+	LinkTTL time.Duration
+	// FlowTTL is how long a started flow waits for its callback; default
+	// DefaultFlowTTL.
+	FlowTTL time.Duration
+	// MaxFlows bounds the flows in progress; default DefaultMaxFlows. When
+	// it is reached, starting another gives a "busy" page.
+	MaxFlows int
+	// ExchangeTimeout bounds the back-channel requests of one callback;
+	// default DefaultExchangeTimeout.
+	ExchangeTimeout time.Duration
+	// ValidateWatch, when set, is called by CreateLink after its own checks
+	// of a link's watch (the daemon checks the schedule syntax and its
+	// hashtag limit here).
+	ValidateWatch func(vault.WatchSpec) error
+	// OnGrantStored, when set, is called after a transaction that stored a
+	// grant has committed, with the grant's id (renewal drops its cached
+	// token for it). It runs on the request's goroutine and must not block.
+	OnGrantStored func(grantID string)
+	// Logger receives the log; default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Service creates and serves one-time consent links. Safe for concurrent
+// use.
+type Service struct {
+	cfg      Config
+	base     *url.URL // PublicURL, without a trailing slash
+	prefix   string   // base.Path without a trailing slash
+	secure   bool     // cookies are Secure (all but loopback http)
+	operator string
+	log      *slog.Logger
+	flows    *flowStore
+}
+
+// New checks cfg and returns a Service.
+func New(cfg Config) (*Service, error) {
+	if cfg.DB == nil {
+		return nil, errors.New("enroll: no vault")
+	}
+	if err := provider.CheckURL(cfg.PublicURL); err != nil {
+		return nil, fmt.Errorf("enroll: public url: %w", err)
+	}
+	base, err := url.Parse(strings.TrimRight(cfg.PublicURL, "/"))
+	if err != nil {
+		return nil, fmt.Errorf("enroll: public url: %w", err)
+	}
+	if base.RawQuery != "" || base.Fragment != "" {
+		return nil, fmt.Errorf("enroll: public url must not have a query or fragment: %q", cfg.PublicURL)
+	}
+	if cfg.LinkTTL <= 0 {
+		cfg.LinkTTL = DefaultLinkTTL
+	}
+	if cfg.LinkTTL > MaxLinkTTL {
+		return nil, fmt.Errorf("enroll: link ttl %s is longer than %s", cfg.LinkTTL, MaxLinkTTL)
+	}
+	if cfg.FlowTTL <= 0 {
+		cfg.FlowTTL = DefaultFlowTTL
+	}
+	if cfg.MaxFlows <= 0 {
+		cfg.MaxFlows = DefaultMaxFlows
+	}
+	if cfg.ExchangeTimeout <= 0 {
+		cfg.ExchangeTimeout = DefaultExchangeTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Service{
+		cfg:      cfg,
+		base:     base,
+		prefix:   strings.TrimRight(base.Path, "/"),
+		secure:   !(base.Scheme == "http" && provider.IsLoopbackHost(base.Hostname())),
+		operator: cfg.Operator,
+		log:      cfg.Logger,
+		flows:    newFlowStore(cfg.MaxFlows, maxFlowsPerLink),
+	}
+	if s.operator == "" {
+		s.operator = base.Host
+	}
+	return s, nil
+}
+
+// linkStatus says whether a link can still be used.
+func linkStatus(e vault.Enrollment, now time.Time) error {
+	switch {
+	case !e.UsedAt.IsZero():
+		return ErrLinkUsed
+	case e.Canceled:
+		return ErrLinkCanceled
+	case !now.Before(e.ExpiresAt):
+		return ErrLinkExpired
+	}
+	return nil
+}

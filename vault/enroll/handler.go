@@ -1,0 +1,500 @@
+package enroll
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"tagwatch/vault"
+	"tagwatch/vault/provider"
+	"tagwatch/vault/secret"
+)
+
+// Handler returns the HTTP handler of the enrollment pages, to be served at
+// Config.PublicURL:
+//
+//	GET  /enroll/{token}   the landing page: who asks, what tagwatch will do, one button
+//	POST /enroll/{token}   starts the flow: a 303 to the provider's authorization endpoint
+//	GET  /callback         the provider's answer: the grant is stored, then a 303 to
+//	GET  /enrolled/{id}    the success page
+//
+// Every other path is a 404 page. Every response carries the security
+// headers (CSP, no referrer, no caching, no framing).
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	p := s.prefix
+	mux.HandleFunc("GET "+p+"/enroll/{token}", s.landing)
+	mux.HandleFunc("POST "+p+"/enroll/{token}", s.start)
+	mux.HandleFunc("GET "+p+"/callback", s.callback)
+	mux.HandleFunc("GET "+p+"/enrolled/{id}", s.enrolled)
+	for _, route := range []string{p + "/enroll/{token}", p + "/callback", p + "/enrolled/{id}"} {
+		mux.HandleFunc(route, func(w http.ResponseWriter, r *http.Request) {
+			s.fail(w, r, refuse(reasonMethod, nil), "")
+		})
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, refuse(reasonNotFound, nil), "")
+	})
+	return mux
+}
+
+// cookieName is the flow cookie: __Host- (Secure, Path=/, no Domain) when
+// the pages are served over https.
+func (s *Service) cookieName() string {
+	if s.secure {
+		return "__Host-tagwatch-flow"
+	}
+	return "tagwatch-flow"
+}
+
+func (s *Service) cookiePath() string {
+	if s.secure || s.prefix == "" {
+		return "/"
+	}
+	return s.prefix + "/"
+}
+
+// wellFormed reports whether v looks like 32 random bytes in base64url, the
+// form of link tokens and flow bindings.
+func wellFormed(v string) bool {
+	if len(v) != 43 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// link finds the usable link a request names, with its provider.
+func (s *Service) link(r *http.Request) (vault.Enrollment, Provider, error) {
+	token := r.PathValue("token")
+	if !wellFormed(token) {
+		return vault.Enrollment{}, nil, refuse(reasonLinkUnknown, errors.New("malformed link token"))
+	}
+	var e vault.Enrollment
+	err := s.cfg.DB.View(func(tx *vault.Tx) error {
+		var err error
+		e, err = tx.Enrollment(vault.HashLinkToken(token))
+		return err
+	})
+	if errors.Is(err, vault.ErrNotFound) {
+		return e, nil, refuse(reasonLinkUnknown, errors.New("no link with this token"))
+	}
+	if err != nil {
+		return e, nil, refuse(reasonInternal, err)
+	}
+	attrs := []any{"user", e.UserID, "provider", e.Provider, "enrollment", e.ID}
+	if err := linkStatus(e, s.cfg.Now()); err != nil {
+		f := linkFailure(err)
+		f.attrs = attrs
+		return e, nil, f
+	}
+	p := s.cfg.Providers[e.Provider]
+	if p == nil {
+		f := refuse(reasonProviderUnavailable, fmt.Errorf("provider %q is not configured", e.Provider))
+		f.attrs = attrs
+		return e, nil, f
+	}
+	return e, p, nil
+}
+
+func providerName(name string, p Provider) string {
+	if p.Kind() == provider.KindX {
+		return "X"
+	}
+	return name
+}
+
+func hostOf(origin string) string {
+	_, h, ok := strings.Cut(origin, "://")
+	if !ok {
+		return origin
+	}
+	return h
+}
+
+// landing shows what the link will do. It never changes anything: mail
+// scanners fetch links.
+func (s *Service) landing(w http.ResponseWriter, r *http.Request) {
+	e, p, err := s.link(r)
+	if err != nil {
+		s.fail(w, r, err, "")
+		return
+	}
+	d := landingData{
+		Reconsent:    e.Purpose == vault.PurposeReconsent,
+		Operator:     s.operator,
+		Requester:    e.CreatedBy,
+		ProviderName: providerName(e.Provider, p),
+		ProviderHost: hostOf(p.AuthorizationOrigin()),
+		Expected:     e.Expected,
+		Expires:      formatTime(e.ExpiresAt),
+	}
+	d.Title = "Let tagwatch watch hashtags for you"
+	if d.Reconsent {
+		d.Title = "Renew tagwatch's access"
+	}
+	for _, sc := range p.Scopes() {
+		d.Scopes = append(d.Scopes, scopeLine(sc))
+	}
+	specs := []vault.WatchSpec{}
+	if e.Watch != nil {
+		specs = append(specs, *e.Watch)
+	}
+	err = s.cfg.DB.View(func(tx *vault.Tx) error {
+		if u, err := tx.User(e.UserID); err == nil {
+			d.UserName = u.Name
+		}
+		if e.Purpose != vault.PurposeReconsent {
+			return nil
+		}
+		return tx.UserWatches(e.UserID, func(w vault.Watch) error {
+			if w.Provider == e.Provider && w.State == vault.WatchSuspended && w.SuspendReason == SuspendNeedsReconsent {
+				specs = append(specs, w.WatchSpec)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		s.fail(w, r, refuse(reasonInternal, err), "")
+		return
+	}
+	for _, spec := range specs {
+		for _, h := range spec.Hashtags {
+			if !slices.Contains(d.Hashtags, h) {
+				d.Hashtags = append(d.Hashtags, h)
+			}
+		}
+		if d.Cadence == "" {
+			d.Cadence = cadence(spec.Schedule)
+		}
+		for _, t := range spec.Targets {
+			if l := targetLine(t); !slices.Contains(d.Targets, l) {
+				d.Targets = append(d.Targets, l)
+			}
+		}
+	}
+	s.render(w, http.StatusOK, landingTmpl, &d, p.AuthorizationOrigin())
+}
+
+// start begins an authorization request for the link: state, PKCE
+// verifier and nonce stay here; the browser gets a cookie binding it to
+// the flow and a 303 to the authorization endpoint.
+func (s *Service) start(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+	// A form posted from another site must not start a sign-in in this
+	// browser. (Origin is no help: with no-referrer, browsers send "null".)
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		s.fail(w, r, refuse(reasonCrossSite, fmt.Errorf("Sec-Fetch-Site %q", clip(site, 20))), "")
+		return
+	}
+	e, p, err := s.link(r)
+	if err != nil {
+		s.fail(w, r, err, "")
+		return
+	}
+	binding := ""
+	if c, err := r.Cookie(s.cookieName()); err == nil && wellFormed(c.Value) {
+		// The browser's other tabs may have flows bound to it.
+		binding = c.Value
+	} else {
+		binding = randomString(32)
+	}
+	now := s.cfg.Now()
+	state := randomString(32)
+	f := &flow{
+		linkHash:     e.Hash,
+		enrollmentID: e.ID,
+		userID:       e.UserID,
+		provider:     e.Provider,
+		issuer:       p.Issuer(),
+		verifier:     oauth2.GenerateVerifier(),
+		nonce:        randomString(32),
+		binding:      sha256Sum(binding),
+		expires:      now.Add(s.cfg.FlowTTL),
+	}
+	if err := s.flows.add(state, f, now); err != nil {
+		s.fail(w, r, &failure{reason: reasonBusy, err: err, attrs: []any{"user", e.UserID, "provider", e.Provider, "enrollment", e.ID}}, "")
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: s.cookieName(), Value: binding, Path: s.cookiePath(),
+		MaxAge: int(s.cfg.FlowTTL / time.Second), HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode})
+	s.log.Info("consent flow started", "user", e.UserID, "provider", e.Provider, "enrollment", e.ID)
+	setSecurityHeaders(w.Header(), "", p.AuthorizationOrigin())
+	w.Header().Set("Location", p.AuthCodeURL(state, f.verifier, f.nonce))
+	w.WriteHeader(http.StatusSeeOther)
+}
+
+// callbackParams are the authorization response parameters, each of
+// which may appear at most once (RFC 6749 section 3.1).
+var callbackParams = []string{"state", "code", "iss", "error", "error_description", "error_uri"}
+
+// callback finishes a flow: it checks state, cookie and iss, redeems the
+// code once, identifies the user, checks what was granted, and stores it
+// all in one transaction.
+func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	for _, k := range callbackParams {
+		if len(q[k]) > 1 {
+			s.fail(w, r, refuse(reasonBadCallback, fmt.Errorf("parameter %s repeated", k)), "")
+			return
+		}
+	}
+	state := q.Get("state")
+	if state == "" {
+		s.fail(w, r, refuse(reasonBadCallback, errors.New("no state")), "")
+		return
+	}
+	binding := ""
+	if c, err := r.Cookie(s.cookieName()); err == nil {
+		binding = c.Value
+	}
+	f, err := s.flows.take(state, binding, s.cfg.Now())
+	switch {
+	case errors.Is(err, errNoFlow):
+		s.fail(w, r, refuse(reasonFlowUnknown, errors.New("unknown, expired or used state")), "")
+		return
+	case errors.Is(err, errBinding):
+		s.fail(w, r, refuse(reasonFlowBrowser, errors.New("state without its browser's cookie")), "")
+		return
+	case err != nil:
+		s.fail(w, r, refuse(reasonInternal, err), "")
+		return
+	}
+	if err := s.finish(r, f, q); err != nil {
+		var fl *failure
+		if !errors.As(err, &fl) {
+			fl = refuse(reasonInternal, err)
+		}
+		fl.attrs = append(fl.attrs, "user", f.userID, "provider", f.provider, "enrollment", f.enrollmentID)
+		s.fail(w, r, fl, "")
+		return
+	}
+	setSecurityHeaders(w.Header(), "", "")
+	w.Header().Set("Location", s.prefix+"/enrolled/"+f.enrollmentID)
+	w.WriteHeader(http.StatusSeeOther)
+}
+
+// finish does the callback's work once the flow is known.
+func (s *Service) finish(r *http.Request, f *flow, q map[string][]string) error {
+	get := func(k string) string {
+		if v := q[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	p := s.cfg.Providers[f.provider]
+	if p == nil {
+		return refuse(reasonProviderUnavailable, fmt.Errorf("provider %q is not configured", f.provider))
+	}
+	if p.Issuer() != f.issuer {
+		return refuse(reasonIssuer, errors.New("the provider's issuer changed during the flow"))
+	}
+	_, issPresent := q["iss"]
+	if err := p.CheckAuthorizationIssuer(get("iss"), issPresent); err != nil {
+		return refuse(reasonIssuer, err)
+	}
+	if _, ok := q["error"]; ok {
+		code := clip(get("error"), 64)
+		cause := fmt.Errorf("provider answered error %q: %s", code, clip(get("error_description"), 200))
+		if code == "access_denied" {
+			fl := refuse(reasonDenied, cause)
+			_ = s.cfg.DB.View(func(tx *vault.Tx) error {
+				if e, err := tx.Enrollment(f.linkHash); err == nil && linkStatus(e, s.cfg.Now()) == nil {
+					fl.until = e.ExpiresAt
+				}
+				return nil
+			})
+			s.auditRefusal(f, "access denied at the provider")
+			return fl
+		}
+		s.auditRefusal(f, "the provider answered "+code)
+		return refuse(reasonProviderError, cause)
+	}
+	code := get("code")
+	if code == "" || len(code) > 4096 {
+		return refuse(reasonBadCallback, errors.New("no code or an oversized one"))
+	}
+	// A link canceled, used or expired while the user was at the provider
+	// is refused before the code is redeemed.
+	var e vault.Enrollment
+	err := s.cfg.DB.View(func(tx *vault.Tx) error {
+		var err error
+		e, err = tx.Enrollment(f.linkHash)
+		return err
+	})
+	if errors.Is(err, vault.ErrNotFound) {
+		return refuse(reasonLinkUnknown, errors.New("link deleted during the flow"))
+	}
+	if err != nil {
+		return refuse(reasonInternal, err)
+	}
+	if err := linkStatus(e, s.cfg.Now()); err != nil {
+		return linkFailure(err)
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ExchangeTimeout)
+	defer cancel()
+	tr, err := p.Exchange(ctx, code, f.verifier)
+	if err != nil {
+		s.auditRefusal(f, "the code was not redeemed: "+string(provider.ClassOf(err)))
+		return providerFailure(reasonCodeRefused, err)
+	}
+	id, err := p.Identify(ctx, tr, f.nonce)
+	if err != nil {
+		s.discard(p, tr)
+		s.auditRefusal(f, "the identity was not verified")
+		return providerFailure(reasonIdentity, err)
+	}
+	if tr.Refresh.IsZero() {
+		s.discard(p, tr)
+		s.auditRefusal(f, "no refresh token: offline access not granted")
+		return refuse(reasonNoOffline, errors.New("the token response has no refresh token"))
+	}
+	if !id.Matches(e.Expected) {
+		s.discard(p, tr)
+		s.auditRefusal(f, fmt.Sprintf("identity %s is not the expected %s", id.Subject, e.Expected))
+		return refuse(reasonWrongAccount, fmt.Errorf("subject %q (username %q) is not the expected %q", id.Subject, id.Username, e.Expected))
+	}
+	granted := tr.Scopes
+	if granted == nil {
+		// RFC 6749 5.1: no scope in the answer means the scope requested.
+		granted = p.Scopes()
+	}
+	if missing := p.MissingScopes(granted); len(missing) > 0 {
+		s.discard(p, tr)
+		s.auditRefusal(f, "scopes not granted: "+strings.Join(missing, " "))
+		fl := refuse(reasonScopes, fmt.Errorf("scopes not granted: %s", strings.Join(missing, " ")))
+		fl.missing = missing
+		return fl
+	}
+	grantID, err := s.commit(f, p, tr, id, granted)
+	if err != nil {
+		var fl *failure
+		if errors.As(err, &fl) {
+			s.discard(p, tr)
+			s.auditRefusal(f, fl.Error())
+			return fl
+		}
+		return refuse(reasonInternal, err)
+	}
+	if s.cfg.OnGrantStored != nil {
+		s.cfg.OnGrantStored(grantID)
+	}
+	s.log.Info("enrollment completed", "user", f.userID, "provider", f.provider, "enrollment", f.enrollmentID, "grant", grantID)
+	return nil
+}
+
+// revoker is implemented by providers that can revoke tokens (RFC 7009).
+type revoker interface {
+	Revoke(ctx context.Context, rt secret.RefreshToken) error
+}
+
+// discard revokes a refresh token obtained for a sign-in that was then
+// refused, so it does not outlive the refusal at the provider. Best effort,
+// bounded by a short timeout: nothing stores it.
+func (s *Service) discard(p Provider, tr *provider.TokenResult) {
+	rv, ok := p.(revoker)
+	if !ok || tr.Refresh.IsZero() {
+		return
+	}
+	if h, ok := p.(interface{ HasRevocation() bool }); ok && !h.HasRevocation() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := rv.Revoke(ctx, tr.Refresh); err != nil {
+		s.log.Warn("revoke refused sign-in's token", "err", err.Error())
+	}
+}
+
+// auditRefusal records a refused sign-in of a real flow (one that passed
+// the state and cookie checks, so only link holders can cause it).
+func (s *Service) auditRefusal(f *flow, detail string) {
+	err := s.cfg.DB.Update(func(tx *vault.Tx) error {
+		return tx.Audit(vault.AuditEvent{Kind: vault.AuditEnrollmentRefused, UserID: f.userID,
+			Detail: fmt.Sprintf("link %s at provider %s: %s", f.enrollmentID, f.provider, clip(detail, 300))})
+	})
+	if err != nil {
+		s.log.Error("audit refused enrollment", "user", f.userID, "provider", f.provider, "err", err.Error())
+	}
+}
+
+// enrolled shows the success page of a used link.
+func (s *Service) enrolled(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if len(id) != 26 || !printable(id) {
+		s.fail(w, r, refuse(reasonNotFound, nil), "")
+		return
+	}
+	var (
+		e       vault.Enrollment
+		resumed []vault.Watch
+	)
+	err := s.cfg.DB.View(func(tx *vault.Tx) error {
+		var err error
+		if e, err = tx.EnrollmentByID(id); err != nil {
+			return err
+		}
+		return tx.UserWatches(e.UserID, func(w vault.Watch) error {
+			if w.Provider == e.Provider && w.State == vault.WatchActive {
+				resumed = append(resumed, w)
+			}
+			return nil
+		})
+	})
+	if errors.Is(err, vault.ErrNotFound) || (err == nil && e.UsedAt.IsZero()) {
+		s.fail(w, r, refuse(reasonNotFound, nil), "")
+		return
+	}
+	if err != nil {
+		s.fail(w, r, refuse(reasonInternal, err), "")
+		return
+	}
+	d := messageData{Kind: "ok"}
+	if e.Purpose == vault.PurposeReconsent {
+		d.Title = "Access renewed"
+		d.Message = "Thank you. tagwatch can work for you again; your watches resume where they stopped."
+	} else {
+		d.Title = "You're all set"
+		d.Message = "Thank you. tagwatch now watches these hashtags for you and tells you about new posts."
+	}
+	specs := resumed
+	if e.Watch != nil && e.Purpose != vault.PurposeReconsent {
+		specs = []vault.Watch{{WatchSpec: *e.Watch}}
+	}
+	for _, w := range specs {
+		tags := make([]string, len(w.Hashtags))
+		for i, h := range w.Hashtags {
+			tags[i] = "#" + h
+		}
+		d.Lines = append(d.Lines, strings.Join(tags, " ")+", "+cadence(w.Schedule))
+	}
+	d.Note = "You can close this page. To stop, revoke tagwatch's access in your account settings at the provider, or ask whoever sent you the link."
+	s.render(w, http.StatusOK, messageTmpl, &d, "")
+}
+
+// clip shortens s and replaces control characters, so text from the
+// outside cannot forge log lines.
+func clip(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > n {
+		s = s[:n] + "..."
+	}
+	return s
+}
