@@ -96,7 +96,7 @@ type Options struct {
 	// Create allows Open to create the file, with a new keyring, when it does
 	// not exist. An existing file is never given a new keyring.
 	Create bool
-	// LockTimeout bounds the wait for the file lock; default 2 s.
+	// LockTimeout bounds the wait for the file lock; default 1 s.
 	LockTimeout time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -133,7 +133,7 @@ func Open(opts Options) (*DB, error) {
 		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, seal.ErrNoMasterKey)
 	}
 	if opts.LockTimeout <= 0 {
-		opts.LockTimeout = 2 * time.Second
+		opts.LockTimeout = time.Second
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

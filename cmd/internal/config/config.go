@@ -176,7 +176,7 @@ type Provider struct {
 // Default returns the configuration with every default filled in.
 func Default() Config {
 	return Config{
-		Daemon: Daemon{StateDir: "/var/lib/tagwatch", LockTimeout: Duration{2 * time.Second},
+		Daemon: Daemon{StateDir: "/var/lib/tagwatch", LockTimeout: Duration{time.Second},
 			LogFormat: "text", LogLevel: "info", ShutdownTimeout: Duration{30 * time.Second}},
 		Keys:   Keys{},
 		HTTP:   HTTP{Listen: "127.0.0.1:8080", PublicURL: "http://127.0.0.1:8080"},

@@ -1,0 +1,245 @@
+package renew
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"tagwatch/vault"
+	"tagwatch/vault/hydratest"
+	"tagwatch/vault/provider"
+	"tagwatch/vault/seal"
+	"tagwatch/vault/secret"
+)
+
+const hydraRedirect = "http://127.0.0.1:9/callback"
+
+// hfix is one client at a shared Hydra with its own vault and Manager.
+type hfix struct {
+	t        *testing.T
+	h        *hydratest.Hydra
+	clientID string
+	prov     *provider.Provider
+	db       *vault.DB
+	mgr      *Manager
+	requests *countingTransport
+}
+
+func newHydraFix(t *testing.T, h *hydratest.Hydra, clientID string, skew time.Duration) *hfix {
+	t.Helper()
+	h.CreateClient(t, hydratest.Client{ID: clientID, Secret: "secret-" + clientID, RedirectURIs: []string{hydraRedirect}})
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	f := &hfix{t: t, h: h, clientID: clientID, requests: &countingTransport{}}
+	var err error
+	f.prov, err = provider.New(context.Background(), provider.Config{Name: "corp", Kind: provider.KindOIDC, Issuer: h.IssuerURL(),
+		ClientID: clientID, ClientSecret: secret.NewClientSecret("secret-" + clientID), RedirectURL: hydraRedirect,
+		APIURL: "http://127.0.0.1:9", HTTPClient: &http.Client{Transport: f.requests}, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _, _ := seal.NewMasterKey()
+	f.db, err = vault.Open(vault.Options{Path: filepath.Join(t.TempDir(), "v.db"), Master: m, Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.db.Close() })
+	f.mgr = New(Config{DB: f.db, Providers: map[string]Provider{"corp": f.prov}, Skew: skew, Logger: quiet, PublicURL: "http://127.0.0.1:8080"})
+	return f
+}
+
+// enroll runs the authorization code flow through Hydra with the provider
+// package and stores the grant, its access token expiring at the stored
+// expiry (or already expired).
+func (f *hfix) enroll(expired bool) vault.Grant {
+	f.t.Helper()
+	verifier, nonce, state := oauth2.GenerateVerifier(), vault.NewLinkToken(), vault.NewLinkToken()
+	jar, _ := cookiejar.New(nil)
+	cb := hydratest.Browse(f.t, &http.Client{Jar: jar}, f.prov.AuthCodeURL(state, verifier, nonce), hydraRedirect)
+	q := cb.Query()
+	if q.Get("state") != state || q.Get("code") == "" {
+		f.t.Fatalf("callback %v", cb)
+	}
+	tr, err := f.prov.Exchange(context.Background(), q.Get("code"), verifier)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	id, err := f.prov.Identify(context.Background(), tr, nonce)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if tr.Refresh.IsZero() {
+		f.t.Fatal("no refresh token")
+	}
+	g := vault.Grant{ID: vault.NewID(), UserID: "alice", Provider: "corp", Issuer: id.Issuer, Subject: id.Subject,
+		IDTokenAudience: id.Audience, Scopes: tr.Scopes, State: vault.GrantActive, AccessExpiry: tr.Expiry}
+	if expired {
+		g.AccessExpiry = time.Now().Add(-time.Second)
+	}
+	err = f.db.Update(func(tx *vault.Tx) error {
+		if err := tx.SealTokens(&g, vault.Tokens{Refresh: tr.Refresh, Access: tr.Access}); err != nil {
+			return err
+		}
+		if err := tx.PutGrant(g); err != nil {
+			return err
+		}
+		return tx.PutWatch(vault.Watch{ID: "w-" + f.clientID, UserID: "alice", Provider: "corp", State: vault.WatchActive,
+			WatchSpec: vault.WatchSpec{Hashtags: []string{"golang"}, Schedule: "@every 1m", Targets: []string{"console:"}}})
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return g
+}
+
+func (f *hfix) tokens(id string) (vault.Grant, vault.Tokens) {
+	var g vault.Grant
+	var tok vault.Tokens
+	err := f.db.View(func(tx *vault.Tx) error {
+		var err error
+		if g, err = tx.Grant(id); err != nil {
+			return err
+		}
+		tok, err = tx.OpenTokens(g)
+		return err
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return g, tok
+}
+
+func (f *hfix) tokenRequests() int { return f.requests.count("/oauth2/token") }
+
+// TestHydra runs renewal against a real Ory Hydra with 5-second access
+// tokens and refresh-token rotation without a grace period, so any
+// duplicate refresh would show up as a lost grant.
+func TestHydra(t *testing.T) {
+	h := hydratest.Start(t, hydratest.Options{AccessTokenTTL: 5 * time.Second, Subject: "alice"})
+
+	t.Run("20 concurrent callers, one refresh", func(t *testing.T) {
+		f := newHydraFix(t, h, "concurrent", time.Second)
+		g := f.enroll(true)
+		before := f.tokenRequests()
+		var wg sync.WaitGroup
+		toks := make([]secret.AccessToken, 20)
+		for i := range toks {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tok, err := f.mgr.Source(g.ID).Token(context.Background())
+				if err != nil {
+					t.Errorf("Token() = %v", err)
+				}
+				toks[i] = tok
+			}()
+		}
+		wg.Wait()
+		if n := f.tokenRequests() - before; n != 1 {
+			t.Errorf("20 callers made %d token requests, want 1", n)
+		}
+		for _, tok := range toks {
+			if !tok.Equal(toks[0].Value) {
+				t.Fatal("callers got different tokens")
+			}
+		}
+		if active, _ := h.Introspect(t, toks[0].Reveal()); !active {
+			t.Error("renewed access token is not active at Hydra")
+		}
+	})
+
+	t.Run("consent revoked", func(t *testing.T) {
+		f := newHydraFix(t, h, "revoked", time.Second)
+		g := f.enroll(true)
+		h.RevokeConsent(t, "alice", f.clientID)
+		if _, err := f.mgr.Source(g.ID).Token(context.Background()); !errors.Is(err, ErrNeedsConsent) {
+			t.Fatalf("Token() after consent revoked = %v, want ErrNeedsConsent", err)
+		}
+		gg, _ := f.tokens(g.ID)
+		if gg.State != vault.GrantNeedsReconsent {
+			t.Errorf("grant state = %s", gg.State)
+		}
+		n := 0
+		f.db.View(func(tx *vault.Tx) error {
+			return tx.Enrollments(func(e vault.Enrollment) error {
+				if e.Purpose == vault.PurposeReconsent && e.Expected == "alice" && e.GrantID == g.ID {
+					n++
+				}
+				return nil
+			})
+		})
+		if n != 1 {
+			t.Errorf("%d re-consent links stored, want 1", n)
+		}
+	})
+
+	t.Run("unenroll revokes at Hydra", func(t *testing.T) {
+		f := newHydraFix(t, h, "unenroll", time.Second)
+		g := f.enroll(false)
+		_, tok := f.tokens(g.ID)
+		if active, _ := h.Introspect(t, tok.Refresh.Reveal()); !active {
+			t.Fatal("refresh token not active before unenroll")
+		}
+		if err := f.mgr.Unenroll(context.Background(), g.ID, "test"); err != nil {
+			t.Fatal(err)
+		}
+		if active, _ := h.Introspect(t, tok.Refresh.Reveal()); active {
+			t.Error("refresh token still active at Hydra after unenroll")
+		}
+		f.db.View(func(tx *vault.Tx) error {
+			if _, err := tx.Grant(g.ID); !errors.Is(err, vault.ErrNotFound) {
+				t.Errorf("grant kept after revocation: %v", err)
+			}
+			return nil
+		})
+	})
+
+	t.Run("sustained use keeps the grant alive", func(t *testing.T) {
+		// 10 minutes of use with 5-second tokens (30 s with -short): one
+		// refresh per expiry and the grant still alive at the end.
+		d := 10 * time.Minute
+		if testing.Short() {
+			d = 30 * time.Second
+		}
+		f := newHydraFix(t, h, "sustained", time.Second)
+		g := f.enroll(false)
+		src := f.mgr.Source(g.ID)
+		start := time.Now()
+		before := f.tokenRequests()
+		var last secret.AccessToken
+		for time.Since(start) < d {
+			tok, err := src.Token(context.Background())
+			if err != nil {
+				t.Fatalf("Token() after %v = %v", time.Since(start).Round(time.Second), err)
+			}
+			last = tok
+			time.Sleep(200 * time.Millisecond)
+		}
+		elapsed := time.Since(start)
+		n := f.tokenRequests() - before
+		gg, tok := f.tokens(g.ID)
+		// A refresh every (TTL - skew) = 4 s at most, and at least one per
+		// 5 s token lifetime.
+		if lo, hi := int(elapsed/(5*time.Second)), int(elapsed/(4*time.Second))+1; n < lo || n > hi {
+			t.Errorf("%v of use made %d token requests, want %d..%d (one per expiry)", elapsed.Round(time.Second), n, lo, hi)
+		}
+		if gg.RefreshCount != n || gg.State != vault.GrantActive {
+			t.Errorf("grant refresh count %d (requests %d), state %s", gg.RefreshCount, n, gg.State)
+		}
+		if active, _ := h.Introspect(t, tok.Refresh.Reveal()); !active {
+			t.Error("refresh token not active at Hydra after sustained use")
+		}
+		if active, _ := h.Introspect(t, last.Reveal()); !active && time.Now().Before(gg.AccessExpiry) {
+			t.Error("current access token not active at Hydra")
+		}
+		t.Logf("%v of use: %d refreshes with 5 s tokens", elapsed.Round(time.Second), n)
+	})
+}
