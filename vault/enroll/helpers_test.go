@@ -245,7 +245,7 @@ func (b *browser) do(method, u string, form url.Values) page {
 	return page{status: resp.StatusCode, header: resp.Header, body: string(raw), loc: resp.Header.Get("Location")}
 }
 
-func (b *browser) get(u string) page               { return b.do(http.MethodGet, u, nil) }
+func (b *browser) get(u string) page                { return b.do(http.MethodGet, u, nil) }
 func (b *browser) post(u string, f url.Values) page { return b.do(http.MethodPost, u, f) }
 
 // begin opens the landing page and presses its button; it returns the
