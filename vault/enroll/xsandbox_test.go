@@ -1,0 +1,308 @@
+package enroll_test
+
+import (
+	"context"
+	"errors"
+	"html"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"tagwatch/vault"
+	"tagwatch/vault/enroll"
+	"tagwatch/vault/provider"
+	"tagwatch/vault/secret"
+	"tagwatch/worker/xapi/xsandbox"
+)
+
+// time1 is the slack of link lifetime checks.
+const time1 = time.Minute
+
+type xEnv struct {
+	*env
+	x *xsandbox.Server
+}
+
+func newXEnv(t *testing.T) *xEnv {
+	t.Helper()
+	xe := &xEnv{}
+	xe.env = newEnv(t, func(redirect string, hc *http.Client) map[string]enroll.Provider {
+		x, err := xsandbox.Start(xsandbox.Config{ClientID: "tagwatch-x", ClientSecret: "x-secret", RedirectURIs: []string{redirect}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(x.Close)
+		for _, u := range []xsandbox.User{{ID: "1001", Username: "ada", Name: "Ada L"}, {ID: "1002", Username: "mallory", Name: "M"}} {
+			if err := x.AddUser(u); err != nil {
+				t.Fatal(err)
+			}
+		}
+		xe.x = x
+		p, err := provider.New(context.Background(), provider.Config{Name: "x", Kind: provider.KindX, ClientID: "tagwatch-x",
+			ClientSecret: secret.NewClientSecret("x-secret"), RedirectURL: redirect, HTTPClient: hc,
+			AuthURL: x.URL() + string(xsandbox.EndpointAuthorize), TokenURL: x.URL() + string(xsandbox.EndpointToken),
+			RevokeURL: x.URL() + string(xsandbox.EndpointRevoke), APIURL: x.URL()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return map[string]enroll.Provider{"x": p}
+	})
+	return xe
+}
+
+// enroll runs the flow with auto-approve as the X user xUser and returns
+// the success page.
+func (xe *xEnv) enroll(b *browser, link, xUser string) page {
+	xe.t.Helper()
+	xe.x.SetAutoApprove(xUser)
+	defer xe.x.SetAutoApprove("")
+	auth := b.begin(link, xe.x.URL()+string(xsandbox.EndpointAuthorize))
+	at := b.get(auth.String())
+	if at.status != http.StatusFound || !strings.HasPrefix(at.loc, xe.url+"/callback?") {
+		xe.t.Fatalf("authorize = %d %q, want a redirect to the callback: %s", at.status, at.loc, at.body)
+	}
+	cb := b.get(at.loc)
+	if cb.status != http.StatusSeeOther || !strings.HasPrefix(cb.loc, "/enrolled/") {
+		return cb
+	}
+	expectPKCE(xe.t, auth, xe.tokens.lastVerifier())
+	return b.get(xe.url + cb.loc)
+}
+
+var hiddenRequest = regexp.MustCompile(`name="request" value="([^"]+)"`)
+
+func TestXEnrollment(t *testing.T) {
+	xe := newXEnv(t)
+
+	t.Run("auto-approve", func(t *testing.T) {
+		xe.t = t
+		link, rec := xe.link("ada", "x", "@Ada")
+		p := xe.enroll(newBrowser(t), link, "1001")
+		expectPage(t, p, http.StatusOK, "all set")
+		g := xe.expectEnrolled("ada", rec, "1001")
+		st := xe.x.Stats()
+		if g.Username != "ada" || st.APICalls[xsandbox.EndpointUsersMe]["1001"] != 1 || st.TokenRequests["authorization_code"] != 1 {
+			t.Errorf("grant %+v, sandbox stats %+v: want username ada from one users/me call and one code exchange", g, st)
+		}
+		if len(g.Scopes) != 3 {
+			t.Errorf("grant scopes = %v, want %v", g.Scopes, provider.XScopes)
+		}
+	})
+
+	t.Run("consent page", func(t *testing.T) {
+		xe.t = t
+		link, rec := xe.link("ada2", "x", "")
+		b := newBrowser(t)
+		auth := b.begin(link, xe.x.URL())
+		consent := b.get(auth.String())
+		m := hiddenRequest.FindStringSubmatch(consent.body)
+		if consent.status != http.StatusOK || m == nil {
+			t.Fatalf("consent page = %d without a request field:\n%s", consent.status, consent.body)
+		}
+		ans := b.post(xe.x.URL()+string(xsandbox.EndpointAuthorize), url.Values{"request": {html.UnescapeString(m[1])},
+			"username": {"ada"}, "action": {"authorize"}})
+		if ans.status != http.StatusFound || !strings.HasPrefix(ans.loc, xe.url+"/callback?") {
+			t.Fatalf("consent answer = %d %q, want a redirect to the callback", ans.status, ans.loc)
+		}
+		cb := b.get(ans.loc)
+		if cb.status != http.StatusSeeOther {
+			t.Fatalf("callback = %d: %s", cb.status, cb.body)
+		}
+		expectPage(t, b.get(xe.url+cb.loc), http.StatusOK, "all set")
+		xe.expectEnrolled("ada2", rec, "1001")
+	})
+
+	t.Run("cancel on the consent page", func(t *testing.T) {
+		xe.t = t
+		link, rec := xe.link("canceler", "x", "")
+		b := newBrowser(t)
+		auth := b.begin(link, xe.x.URL())
+		m := hiddenRequest.FindStringSubmatch(b.get(auth.String()).body)
+		if m == nil {
+			t.Fatal("no consent page")
+		}
+		ans := b.post(xe.x.URL()+string(xsandbox.EndpointAuthorize), url.Values{"request": {html.UnescapeString(m[1])}, "action": {"cancel"}})
+		expectPage(t, b.get(ans.loc), http.StatusForbidden, "You did not allow access")
+		xe.expectNothingStored("canceler", rec)
+		if p := b.get(link); p.status != http.StatusOK {
+			t.Errorf("landing after a cancel = %d, want 200 (the link stays usable)", p.status)
+		}
+	})
+
+	t.Run("wrong account", func(t *testing.T) {
+		xe.t = t
+		link, rec := xe.link("ada3", "x", "ada")
+		p := xe.enroll(newBrowser(t), link, "1002")
+		expectPage(t, p, http.StatusForbidden, "different account")
+		xe.expectNothingStored("ada3", rec)
+		if st := xe.x.Stats(); st.Revocations == 0 {
+			t.Errorf("sandbox revocations = %d, want the refused sign-in's token revoked", st.Revocations)
+		}
+	})
+
+	t.Run("reconsent resumes the watches", func(t *testing.T) {
+		xe.t = t
+		link, rec := xe.link("bea", "x", "")
+		expectPage(t, xe.enroll(newBrowser(t), link, "1001"), http.StatusOK, "all set")
+		g := xe.expectEnrolled("bea", rec, "1001")
+		// Renewal finds the grant dead: it suspends the watches and
+		// creates a re-consent link.
+		var watchID string
+		err := xe.db.Update(func(tx *vault.Tx) error {
+			g.State = vault.GrantNeedsReconsent
+			if err := tx.PutGrant(g); err != nil {
+				return err
+			}
+			return tx.UserWatches("bea", func(w vault.Watch) error {
+				watchID = w.ID
+				w.State, w.SuspendReason = vault.WatchSuspended, enroll.SuspendNeedsReconsent
+				return tx.PutWatch(w)
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rlink, rrec, err := xe.svc.CreateLink(context.Background(), enroll.LinkRequest{UserID: "bea", Provider: "x",
+			Purpose: vault.PurposeReconsent, GrantID: g.ID, CreatedBy: "renewal"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := newBrowser(t)
+		landing := b.get(rlink)
+		if landing.status != http.StatusOK || !strings.Contains(landing.body, "Renew") || !strings.Contains(landing.body, "#golang") {
+			t.Errorf("re-consent landing = %d, want the renewal text and the suspended watch's hashtags:\n%s", landing.status, landing.body)
+		}
+		// Another X account cannot take the grant over.
+		expectPage(t, xe.enroll(b, rlink, "1002"), http.StatusForbidden, "different account")
+		expectPage(t, xe.enroll(b, rlink, "1001"), http.StatusOK, "Access renewed")
+		g2, _ := xe.grantOf("bea", "x")
+		if g2.ID != g.ID || g2.State != vault.GrantActive || g2.Subject != "1001" {
+			t.Errorf("grant after re-consent = %+v, want %s active", g2, g.ID)
+		}
+		err = xe.db.View(func(tx *vault.Tx) error {
+			w, err := tx.Watch(watchID)
+			if err != nil {
+				return err
+			}
+			if w.State != vault.WatchActive || w.SuspendReason != "" {
+				t.Errorf("watch after re-consent = %+v, want active", w)
+			}
+			n := 0
+			if err := tx.UserWatches("bea", func(vault.Watch) error { n++; return nil }); err != nil {
+				return err
+			}
+			if n != 1 {
+				t.Errorf("bea has %d watches, want the one resumed", n)
+			}
+			r, err := tx.OutboxRow(vault.OutboxID("bea", watchID, rrec.ID, vault.NoticeEnrolled, "console:"))
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(string(r.Payload), "resumes") {
+				t.Errorf("notice = %s, want the resume message", r.Payload)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestCreateLink(t *testing.T) {
+	xe := newXEnv(t)
+	ctx := context.Background()
+	w := testWatch
+	good := enroll.LinkRequest{UserID: "u1", Provider: "x", Watch: &w}
+	bad := func(mod func(*enroll.LinkRequest)) enroll.LinkRequest {
+		r := good
+		spec := *good.Watch
+		r.Watch = &spec
+		mod(&r)
+		return r
+	}
+	tests := []struct {
+		name string
+		req  enroll.LinkRequest
+		want error
+	}{
+		{"unknown provider", bad(func(r *enroll.LinkRequest) { r.Provider = "mastodon" }), enroll.ErrUnknownProvider},
+		{"no user", bad(func(r *enroll.LinkRequest) { r.UserID = "" }), enroll.ErrInvalidRequest},
+		{"control characters", bad(func(r *enroll.LinkRequest) { r.UserName = "a\nb" }), enroll.ErrInvalidRequest},
+		{"no watch", bad(func(r *enroll.LinkRequest) { r.Watch = nil }), enroll.ErrInvalidRequest},
+		{"bad hashtag", bad(func(r *enroll.LinkRequest) { r.Watch.Hashtags = []string{"no-dash"} }), enroll.ErrInvalidRequest},
+		{"no hashtag", bad(func(r *enroll.LinkRequest) { r.Watch.Hashtags = nil }), enroll.ErrInvalidRequest},
+		{"no target", bad(func(r *enroll.LinkRequest) { r.Watch.Targets = nil }), enroll.ErrInvalidRequest},
+		{"bad target", bad(func(r *enroll.LinkRequest) { r.Watch.Targets = []string{"ftp://x"} }), enroll.ErrInvalidRequest},
+		{"no schedule", bad(func(r *enroll.LinkRequest) { r.Watch.Schedule = " " }), enroll.ErrInvalidRequest},
+		{"ttl too long", bad(func(r *enroll.LinkRequest) { r.TTL = enroll.MaxLinkTTL * 2 }), enroll.ErrInvalidRequest},
+		{"reconsent without grant", bad(func(r *enroll.LinkRequest) { r.Purpose = vault.PurposeReconsent }), enroll.ErrInvalidRequest},
+		{"reconsent of unknown grant", bad(func(r *enroll.LinkRequest) { r.Purpose, r.GrantID = vault.PurposeReconsent, "nope" }), enroll.ErrInvalidRequest},
+	}
+	for _, tc := range tests {
+		if _, _, err := xe.svc.CreateLink(ctx, tc.req); !errors.Is(err, tc.want) {
+			t.Errorf("CreateLink(%s) = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+
+	r := bad(func(r *enroll.LinkRequest) {
+		r.Watch.Hashtags = []string{"#Go", "go", "rust_lang"}
+		r.UserEmail = "u1@example.com"
+	})
+	link, rec, err := xe.svc.CreateLink(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, ok := strings.CutPrefix(link, xe.url+"/enroll/")
+	if !ok || len(token) != 43 || rec.Hash != vault.HashLinkToken(token) {
+		t.Fatalf("CreateLink = %q, want %s/enroll/<43-char token> stored by its hash", link, xe.url)
+	}
+	if got := rec.Watch.Hashtags; len(got) != 2 || got[0] != "Go" || got[1] != "rust_lang" {
+		t.Errorf("hashtags = %v, want [Go rust_lang] (# dropped, duplicates removed)", got)
+	}
+	if d := rec.ExpiresAt.Sub(rec.CreatedAt); d < enroll.DefaultLinkTTL-time1 || d > enroll.DefaultLinkTTL+time1 {
+		t.Errorf("link lives %v, want %v", d, enroll.DefaultLinkTTL)
+	}
+
+	// A GET never consumes the link, however often.
+	b := newBrowser(t)
+	for range 3 {
+		if p := b.get(link); p.status != http.StatusOK {
+			t.Fatalf("GET link = %d, want 200", p.status)
+		}
+	}
+	links, err := xe.svc.ListLinks(ctx)
+	if err != nil || len(links) != 1 || links[0].State != enroll.LinkPending || links[0].Hash != "" {
+		t.Fatalf("ListLinks = %+v, %v; want one pending link without its hash", links, err)
+	}
+
+	// Canceled, then expired links get their pages.
+	if err := xe.svc.CancelLink(ctx, rec.ID, "op"); err != nil {
+		t.Fatal(err)
+	}
+	expectPage(t, b.get(link), http.StatusGone, "canceled")
+	expectPage(t, b.post(link, url.Values{}), http.StatusGone, "canceled")
+	if err := xe.svc.CancelLink(ctx, "unknown", "op"); !errors.Is(err, vault.ErrNotFound) {
+		t.Errorf("CancelLink(unknown) = %v, want vault.ErrNotFound", err)
+	}
+	link2, rec2, err := xe.svc.CreateLink(ctx, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xe.clock.Advance(enroll.DefaultLinkTTL + time1)
+	expectPage(t, b.get(link2), http.StatusGone, "expired")
+	expectPage(t, b.post(link2, url.Values{}), http.StatusGone, "expired")
+	links, _ = xe.svc.ListLinks(ctx)
+	states := map[string]enroll.LinkState{}
+	for _, l := range links {
+		states[l.ID] = l.State
+	}
+	if states[rec.ID] != enroll.LinkCanceled || states[rec2.ID] != enroll.LinkExpired {
+		t.Errorf("link states = %v, want canceled and expired", states)
+	}
+	expectPage(t, b.get(xe.url+"/enroll/"+strings.Repeat("A", 43)), http.StatusNotFound, "not valid")
+	expectPage(t, b.get(xe.url+"/enroll/short"), http.StatusNotFound, "not valid")
+}
