@@ -41,7 +41,12 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, refuse(reasonNotFound, nil), "")
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Responses the mux writes itself (a redirect to a cleaned path)
+		// carry the headers too; pages replace them with their own.
+		setSecurityHeaders(w.Header(), "", "")
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // cookieName is the flow cookie: __Host- (Secure, Path=/, no Domain) when

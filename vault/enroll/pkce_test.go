@@ -1,0 +1,134 @@
+package enroll
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"tagwatch/vault"
+	"tagwatch/vault/provider"
+	"tagwatch/vault/seal"
+	"tagwatch/vault/secret"
+)
+
+// newTestService is a Service on a fresh vault with one X provider whose
+// endpoints are at providerURL, and one enrollment link.
+func newTestService(t testing.TB, providerURL string) (*Service, string) {
+	t.Helper()
+	m, _, err := seal.NewMasterKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := vault.Open(vault.Options{Path: filepath.Join(t.TempDir(), "v.db"), Master: m, Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	const public = "http://127.0.0.1:8080"
+	p, err := provider.New(context.Background(), provider.Config{Name: "x", Kind: provider.KindX, ClientID: "c",
+		ClientSecret: secret.NewClientSecret("s"), RedirectURL: public + "/callback",
+		AuthURL: providerURL + "/authorize", TokenURL: providerURL + "/token", RevokeURL: providerURL + "/revoke",
+		APIURL: providerURL, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{DB: db, PublicURL: public, Providers: map[string]Provider{"x": p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, _, err := s.CreateLink(context.Background(), LinkRequest{UserID: "u", Provider: "x",
+		Watch: &vault.WatchSpec{Hashtags: []string{"go"}, Schedule: "@hourly", Targets: []string{"console:"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, link
+}
+
+// TestPKCEPerFlow starts 1,000 flows: each has its own state and its own
+// S256 challenge of a fresh 43-character verifier, kept server side.
+func TestPKCEPerFlow(t *testing.T) {
+	s, link := newTestService(t, "http://127.0.0.1:9")
+	h := s.Handler()
+	const n = 1000
+	challenges := map[string]bool{}
+	states := map[string]bool{}
+	verifiers := map[string]bool{}
+	for i := range n {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, link, nil))
+		if rec.Code != http.StatusSeeOther {
+			t.Fatalf("POST %d = %d: %s", i, rec.Code, rec.Body)
+		}
+		u, err := url.Parse(rec.Header().Get("Location"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := u.Query()
+		state, challenge := q.Get("state"), q.Get("code_challenge")
+		if q.Get("code_challenge_method") != "S256" || q.Get("response_type") != "code" || len(state) < 22 {
+			t.Fatalf("authorization request %v: want response_type=code, S256 and a state of at least 128 bits", q)
+		}
+		s.flows.mu.Lock()
+		f := s.flows.byState[sha256.Sum256([]byte(state))]
+		s.flows.mu.Unlock()
+		if f == nil {
+			t.Fatalf("flow %d not kept", i)
+		}
+		sum := sha256.Sum256([]byte(f.verifier))
+		if len(f.verifier) != 43 || base64.RawURLEncoding.EncodeToString(sum[:]) != challenge {
+			t.Fatalf("flow %d: verifier of %d characters does not hash to the challenge", i, len(f.verifier))
+		}
+		challenges[challenge], states[state], verifiers[f.verifier] = true, true, true
+	}
+	if len(challenges) != n || len(states) != n || len(verifiers) != n {
+		t.Errorf("%d flows gave %d challenges, %d states, %d verifiers; want all distinct", n, len(challenges), len(states), len(verifiers))
+	}
+	// One link cannot fill the table: it keeps its newest flows only.
+	if got := s.flows.len(); got != maxFlowsPerLink {
+		t.Errorf("flows held for one link = %d, want %d", got, maxFlowsPerLink)
+	}
+}
+
+// TestFlowStore checks expiry, the cap, single use and the binding.
+func TestFlowStore(t *testing.T) {
+	now := time.Now()
+	fs := newFlowStore(3, 2)
+	mk := func(link string) *flow {
+		return &flow{linkHash: link, binding: sha256.Sum256([]byte("b")), expires: now.Add(time.Minute)}
+	}
+	for _, st := range []string{"s1", "s2", "s3"} {
+		if err := fs.add(st, mk(st), now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fs.add("s4", mk("s4"), now); err != errFlowsFull {
+		t.Errorf("add to a full table = %v, want errFlowsFull", err)
+	}
+	if err := fs.add("s4", mk("s4"), now.Add(2*time.Minute)); err != nil {
+		t.Errorf("add once the others expired = %v", err)
+	}
+	if _, err := fs.take("s4", "wrong", now); err != errBinding {
+		t.Errorf("take with a wrong binding = %v, want errBinding", err)
+	}
+	if _, err := fs.take("s4", "", now); err != errBinding {
+		t.Errorf("take without a binding = %v, want errBinding", err)
+	}
+	if f, err := fs.take("s4", "b", now); err != nil || f.linkHash != "s4" {
+		t.Errorf("take = %v, %v", f, err)
+	}
+	if _, err := fs.take("s4", "b", now); err != errNoFlow {
+		t.Errorf("second take = %v, want errNoFlow", err)
+	}
+	if err := fs.add("e", &flow{linkHash: "x", expires: now}, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fs.take("e", "b", now); err != errNoFlow {
+		t.Errorf("take of an expired flow = %v, want errNoFlow", err)
+	}
+}
