@@ -96,18 +96,17 @@ func (c *tokenCounter) lastVerifier() string {
 
 // env is a Service served over real HTTP on loopback, with its vault.
 type env struct {
-	t       *testing.T
-	db      *vault.DB
-	dbPath  string
-	svc     *enroll.Service
-	srv     *httptest.Server
-	url     string // the public URL
-	tokens  *tokenCounter
-	logs    *syncBuffer
-	clock   *clock
-	mu      sync.Mutex
-	stored  []string // OnGrantStored calls
-	closeDB func()
+	t      *testing.T
+	db     *vault.DB
+	dbPath string
+	svc    *enroll.Service
+	srv    *httptest.Server
+	url    string // the public URL
+	tokens *tokenCounter
+	logs   *syncBuffer
+	clock  *clock
+	mu     sync.Mutex
+	stored []string // OnGrantStored calls
 }
 
 type clock struct {

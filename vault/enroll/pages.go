@@ -349,7 +349,7 @@ dl div{padding:12px 14px;border-top:1px solid var(--line)}
 dl div:first-child{border-top:0}
 dt{font-weight:600;font-size:15px;overflow-wrap:anywhere}
 dd{margin:2px 0 0;color:var(--muted);font-size:14px}
-ul.plain{margin:0;padding:0 0 0 20px}
+ul.plain{margin:4px 0 16px;padding:0 0 0 20px}
 ul.plain li{margin:0 0 4px;overflow-wrap:anywhere}
 form{margin:28px 0 0}
 button{display:block;width:100%;padding:14px 18px;border:0;border-radius:12px;background:var(--accent);color:var(--accent-ink);font:inherit;font-size:17px;font-weight:700;cursor:pointer}
