@@ -72,6 +72,8 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 			return cmdCheckConfig(args[1:], stdout, stderr)
 		case "keys":
 			return cmdKeys(args[1:], stdout, stderr)
+		case "enroll":
+			return cmdEnroll(args[1:], stdout, stderr)
 		case "help", "-h", "-help", "--help":
 			fmt.Fprint(stdout, usage)
 			return nil
@@ -106,6 +108,8 @@ Usage:
   tagwatchd keys rotate                     new data key; re-seal every record; retire unused keys
   tagwatchd keys rotate-master -new-key F   re-wrap the data keys under the master key in file F
   tagwatchd keys generate FILE              write a new random master key to FILE (mode 0600)
+  tagwatchd enroll -user ID -provider P -hashtags a,b -schedule S -target URL ...
+                                            create a one-time consent link (prints it once)
 
 The keys commands work on the vault file of a stopped daemon.
 The default configuration file is /etc/tagwatch/tagwatch.toml ($TAGWATCH_CONFIG overrides it).

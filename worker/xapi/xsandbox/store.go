@@ -235,11 +235,6 @@ func (st *store) snapshotLocked() snapshot {
 	return snapshot{posts: st.posts, tagArena: st.tagArena, names: st.names}
 }
 
-// posPast returns the first position whose id is > id.
-func (sn *snapshot) posPast(id uint64) int {
-	return sort.Search(len(sn.posts), func(i int) bool { return sn.posts[i].id > id })
-}
-
 // posFrom returns the first position whose id is >= id.
 func (sn *snapshot) posFrom(id uint64) int {
 	return sort.Search(len(sn.posts), func(i int) bool { return sn.posts[i].id >= id })
