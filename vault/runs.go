@@ -1,0 +1,316 @@
+package vault
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// bucketSeen is the per-watch index of posts already queued: key
+// watch id | 0 | post id (8 bytes, big endian), value the Unix second it
+// was recorded. Created on first use, so no schema migration is needed.
+var bucketSeen = []byte("watch_seen")
+
+// SeenRetention is how long a post stays in a watch's seen index: X's
+// 7-day search window and a day of margin. A post older than that cannot
+// be returned by recent search again.
+const SeenRetention = 8 * 24 * time.Hour
+
+// maxPrunePerCommit bounds the seen entries one commit deletes, so a
+// commit stays small however long a watch was idle.
+const maxPrunePerCommit = 1000
+
+// Run results recorded in Cursor.LastResult.
+const (
+	RunOK       = "ok"
+	RunBaseline = "baseline"
+	RunFailed   = "failed"
+)
+
+// RunCommit is the result of one watch run, committed with DB.CommitRun.
+type RunCommit struct {
+	WatchID string
+	// StartedAt is when the run's first search was sent; it becomes
+	// Cursor.LastRunAt (a later run without a since_id searches from it).
+	StartedAt time.Time
+	// NewSinceID is the first page's newest_id; empty keeps the cursor.
+	// The cursor never moves back.
+	NewSinceID string
+	// Failed runs record Error and move nothing else: no outbox rows, no
+	// cursor, no seen posts.
+	Failed bool
+	Error  string
+	// Result is recorded in Cursor.LastResult; default RunOK or RunFailed.
+	Result    string
+	Truncated bool
+	// PostsRead is how many posts the searches returned (what X bills).
+	PostsRead int
+	// Posts are the matches, newest first. Each is queued at most once per
+	// watch, ever (within SeenRetention).
+	Posts []Post
+	// MaxPerDigest is how many posts one outbox row carries; default 20.
+	MaxPerDigest int
+}
+
+// RunOutcome is what CommitRun did.
+type RunOutcome struct {
+	// Queued is how many posts were new to the watch and queued.
+	Queued int
+	// Duplicates is how many posts the seen index had already.
+	Duplicates int
+	// Rows is how many outbox rows were added (digests times targets).
+	Rows int
+	// Cursor is the watch's cursor as committed.
+	Cursor Cursor
+}
+
+func seenKey(watchID string, id uint64) []byte {
+	k := make([]byte, 0, len(watchID)+9)
+	k = append(k, watchID...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, id)
+}
+
+// CommitRun records a run in one transaction: the new posts go into the
+// outbox as digests (up to MaxPerDigest posts per row, one row per target,
+// with deterministic ids), the posts into the watch's seen index, and the
+// cursor and its counters advance. Either all of it is stored or none, so
+// a crash before the commit repeats the search from the old cursor and a
+// post is never queued twice. It returns ErrNotFound when the watch was
+// deleted meanwhile (nothing is stored).
+func (db *DB) CommitRun(c RunCommit) (RunOutcome, error) {
+	var out RunOutcome
+	err := db.Update(func(tx *Tx) error {
+		var err error
+		out, err = tx.CommitRun(c)
+		return err
+	})
+	return out, err
+}
+
+// CommitRun is DB.CommitRun inside a transaction.
+func (tx *Tx) CommitRun(c RunCommit) (RunOutcome, error) {
+	var out RunOutcome
+	w, err := tx.Watch(c.WatchID)
+	if err != nil {
+		return out, err
+	}
+	cur, err := tx.Cursor(c.WatchID)
+	if err != nil {
+		return out, err
+	}
+	now := tx.Now()
+	cur.Runs++
+	cur.LastRunAt = c.StartedAt
+	if cur.LastRunAt.IsZero() {
+		cur.LastRunAt = now
+	}
+	cur.LastError = c.Error
+	cur.LastResult = c.Result
+	if c.Failed {
+		if cur.LastResult == "" {
+			cur.LastResult = RunFailed
+		}
+		out.Cursor = cur
+		return out, tx.PutCursor(cur)
+	}
+	if cur.LastResult == "" {
+		cur.LastResult = RunOK
+	}
+	cur.Started = true
+	cur.LastTruncated = c.Truncated
+	cur.PostsRead += int64(c.PostsRead)
+	if newer(c.NewSinceID, cur.SinceID) {
+		cur.SinceID = c.NewSinceID
+	}
+
+	seen, err := tx.tx.CreateBucketIfNotExists(bucketSeen)
+	if err != nil {
+		return out, err
+	}
+	stamp := binary.BigEndian.AppendUint64(nil, uint64(now.Unix()))
+	var fresh []Post
+	for _, p := range c.Posts {
+		id, err := strconv.ParseUint(p.ID, 10, 64)
+		if err != nil {
+			return out, fmt.Errorf("vault: commit run of watch %s: post id %q: %w", c.WatchID, p.ID, err)
+		}
+		k := seenKey(c.WatchID, id)
+		if seen.Get(k) != nil {
+			out.Duplicates++
+			continue
+		}
+		if err := seen.Put(k, stamp); err != nil {
+			return out, err
+		}
+		fresh = append(fresh, p)
+	}
+	if err := pruneSeen(seen, c.WatchID, now.Add(-SeenRetention)); err != nil {
+		return out, err
+	}
+	out.Queued = len(fresh)
+	cur.Matches += int64(len(fresh))
+
+	per := c.MaxPerDigest
+	if per <= 0 {
+		per = 20
+	}
+	// Oldest first, so digests read in the order posts were made.
+	for i, j := 0, len(fresh)-1; i < j; i, j = i+1, j-1 {
+		fresh[i], fresh[j] = fresh[j], fresh[i]
+	}
+	for start := 0; start < len(fresh); start += per {
+		chunk := fresh[start:min(start+per, len(fresh))]
+		ids := make([]string, len(chunk))
+		for i, p := range chunk {
+			ids[i] = p.ID
+		}
+		n := Notice{Type: NoticeMatch, UserID: w.UserID, WatchID: w.ID, Provider: w.Provider, Hashtags: w.Hashtags,
+			Posts: chunk, Time: now,
+			Message: fmt.Sprintf("%d new posts (ids %s)", len(chunk), strings.Join(ids, ","))}
+		payload, err := json.Marshal(n)
+		if err != nil {
+			return out, err
+		}
+		for _, target := range w.Targets {
+			added, err := tx.Enqueue(OutboxRow{ID: OutboxID(w.UserID, w.ID, target, NoticeMatch, strings.Join(ids, ",")),
+				Kind: NoticeMatch, UserID: w.UserID, WatchID: w.ID, Target: target, Payload: payload})
+			if err != nil {
+				return out, err
+			}
+			if added {
+				out.Rows++
+			}
+		}
+	}
+	out.Cursor = cur
+	return out, tx.PutCursor(cur)
+}
+
+// newer reports whether post id a is larger than b (an empty b is older
+// than anything).
+func newer(a, b string) bool {
+	if a == "" {
+		return false
+	}
+	if b == "" {
+		return true
+	}
+	if len(a) != len(b) {
+		return len(a) > len(b)
+	}
+	return a > b
+}
+
+// pruneSeen deletes the oldest entries of a watch's seen index recorded
+// before cutoff. Post ids grow with time, so the old entries are at the
+// front of the watch's range.
+func pruneSeen(b *bolt.Bucket, watchID string, cutoff time.Time) error {
+	prefix := append([]byte(watchID), 0)
+	c := b.Cursor()
+	limit := uint64(cutoff.Unix())
+	n := 0
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && n < maxPrunePerCommit; k, v = c.Seek(prefix) {
+		if len(v) != 8 || binary.BigEndian.Uint64(v) >= limit {
+			return nil
+		}
+		if err := c.Delete(); err != nil {
+			return err
+		}
+		n++
+	}
+	return nil
+}
+
+// Seen reports whether post id was queued for the watch (within
+// SeenRetention).
+func (tx *Tx) Seen(watchID, postID string) bool {
+	b := tx.tx.Bucket(bucketSeen)
+	id, err := strconv.ParseUint(postID, 10, 64)
+	if b == nil || err != nil {
+		return false
+	}
+	return b.Get(seenKey(watchID, id)) != nil
+}
+
+// SeenCount returns how many posts a watch's seen index holds.
+func (tx *Tx) SeenCount(watchID string) int {
+	b := tx.tx.Bucket(bucketSeen)
+	if b == nil {
+		return 0
+	}
+	prefix := append([]byte(watchID), 0)
+	n := 0
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		n++
+	}
+	return n
+}
+
+// DeleteSeen drops a watch's seen index; call it with DeleteWatch.
+func (tx *Tx) DeleteSeen(watchID string) error {
+	b := tx.tx.Bucket(bucketSeen)
+	if b == nil {
+		return nil
+	}
+	prefix := append([]byte(watchID), 0)
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SuspendProviderWatches suspends every active watch of a provider with
+// the given reason (such as "usage_capped") and returns how many changed.
+func (tx *Tx) SuspendProviderWatches(provider, reason string) ([]string, error) {
+	return tx.setProviderWatches(provider, func(w *Watch) bool {
+		if w.State != WatchActive {
+			return false
+		}
+		w.State, w.SuspendReason = WatchSuspended, reason
+		return true
+	})
+}
+
+// ResumeProviderWatches makes active again every watch of a provider that
+// was suspended for reason, and returns their ids.
+func (tx *Tx) ResumeProviderWatches(provider, reason string) ([]string, error) {
+	return tx.setProviderWatches(provider, func(w *Watch) bool {
+		if w.State != WatchSuspended || w.SuspendReason != reason {
+			return false
+		}
+		w.State, w.SuspendReason = WatchActive, ""
+		return true
+	})
+}
+
+func (tx *Tx) setProviderWatches(provider string, change func(*Watch) bool) ([]string, error) {
+	var changed []Watch
+	err := tx.Watches(func(w Watch) error {
+		if w.Provider == provider && change(&w) {
+			changed = append(changed, w)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(changed))
+	for _, w := range changed {
+		if err := tx.PutWatch(w); err != nil {
+			return nil, err
+		}
+		ids = append(ids, w.ID)
+	}
+	return ids, nil
+}
