@@ -259,4 +259,3 @@ func (w *Worker) liftCap(provider string) {
 	w.log.Info("provider usage cap lifted, watches resumed", "provider", provider, "watches", n)
 	w.cfg.Observer(Event{Kind: EventUsageCapLifted, Provider: provider, Watches: n, Time: w.cfg.Now()})
 }
-

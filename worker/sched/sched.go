@@ -91,7 +91,7 @@ type Config struct {
 	MaxPhase time.Duration
 	// Parse parses schedules; default a robfig/cron/v3 parser with optional
 	// seconds and descriptors (the daemon passes config.ScheduleParser).
-	Parse func(spec string) (cron.Schedule, error)
+	Parse  func(spec string) (cron.Schedule, error)
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -169,16 +169,16 @@ type Engine struct {
 	log  *slog.Logger
 	seed maphash.Seed
 
-	mu      sync.Mutex
-	entries []entry
-	free    []int32
-	index   map[string]int32
-	heap    fireHeap
+	mu       sync.Mutex
+	entries  []entry
+	free     []int32
+	index    map[string]int32
+	heap     fireHeap
 	specs    []specInfo
 	specIdx  map[string]uint32
 	specFree []uint32
-	provs   []string
-	provIdx map[string]uint16
+	provs    []string
+	provIdx  map[string]uint16
 
 	active    int
 	provCount []int
