@@ -60,6 +60,8 @@ type fix struct {
 	db     *vault.DB
 	dbPath string
 	master *seal.MasterKey
+	// masterText is the master key's encoded form, for child processes.
+	masterText []byte
 	mgr    *renew.Manager
 	client *xapi.Client
 	hook   *hookTransport
@@ -101,7 +103,7 @@ func newFix(t *testing.T, o fixOpts) *fix {
 		t.Fatal(err)
 	}
 	f.dbPath = filepath.Join(t.TempDir(), "tagwatch.db")
-	f.master, _, _ = seal.NewMasterKey()
+	f.master, f.masterText, _ = seal.NewMasterKey()
 	f.db, err = vault.Open(vault.Options{Path: f.dbPath, Master: f.master, Create: true, Now: now, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
