@@ -271,7 +271,7 @@ func (tx *Tx) DeleteSeen(watchID string) error {
 }
 
 // SuspendProviderWatches suspends every active watch of a provider with
-// the given reason (such as "usage_capped") and returns how many changed.
+// the given reason (such as "usage_capped") and returns their ids.
 func (tx *Tx) SuspendProviderWatches(provider, reason string) ([]string, error) {
 	return tx.setProviderWatches(provider, func(w *Watch) bool {
 		if w.State != WatchActive {

@@ -62,10 +62,10 @@ type fix struct {
 	master *seal.MasterKey
 	// masterText is the master key's encoded form, for child processes.
 	masterText []byte
-	mgr    *renew.Manager
-	client *xapi.Client
-	hook   *hookTransport
-	w      *Worker
+	mgr        *renew.Manager
+	client     *xapi.Client
+	hook       *hookTransport
+	w          *Worker
 
 	mu     sync.Mutex
 	events []Event

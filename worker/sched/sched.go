@@ -366,12 +366,12 @@ func (e *Engine) Upsert(en Entry) error {
 	cur := &e.entries[i]
 	var next int64
 	last := en.LastRun.UnixNano()
-	if en.LastRun.IsZero() || e.fireAfter(cur, last) <= now {
-		// Missed (or never ran): once, spread over the catch-up window.
+	next = e.fireAfter(cur, now)
+	if (en.LastRun.IsZero() || e.fireAfter(cur, last) <= now) && next > now+int64(e.cfg.CatchUpWindow) {
+		// Missed (or never ran), and the schedule does not come due within
+		// the catch-up window: once, spread over the window.
 		next = now + int64(phase(key)>>1%uint64(e.cfg.CatchUpWindow))
 		cur.flags |= flagCatchUp
-	} else {
-		next = e.fireAfter(cur, now)
 	}
 	e.setNext(i, next)
 	return nil
