@@ -322,7 +322,7 @@ func (s *Service) Run(ctx context.Context) error {
 	targets := map[string]*targetState{}
 	known := map[string]bool{}      // queued, sending or awaiting commit
 	targetOf := map[string]string{} // due ids seen but not queued -> target
-	queueCap := max(4*s.cfg.PerTargetConcurrency, 16)
+	queueCap := max(32*s.cfg.PerTargetConcurrency, 128)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 
@@ -330,6 +330,7 @@ func (s *Service) Run(ctx context.Context) error {
 		now := s.now()
 		seen := make(map[string]string, len(targetOf))
 		var load []string
+		planned := map[string]int{} // rows of known targets about to be loaded
 		var next time.Time
 		var more bool
 		err := s.db.View(func(tx *vault.Tx) error {
@@ -339,10 +340,12 @@ func (s *Service) Run(ctx context.Context) error {
 				}
 				if t, ok := targetOf[id]; ok {
 					seen[id] = t
-					if ts := targets[t]; ts != nil && len(ts.queue) >= queueCap {
+					ts := targets[t]
+					if ts != nil && len(ts.queue)+planned[t] >= queueCap {
 						ts.more = true
 						return true
 					}
+					planned[t]++
 				}
 				load = append(load, id)
 				return len(load) < 4096
