@@ -89,6 +89,10 @@ type Config struct {
 	// have a wall-clock meaning; default 5 min. `@every` schedules have
 	// none and are spread over their whole interval.
 	MaxPhase time.Duration
+	// Resolution is the shortest sleep of the timer loop: fires due within
+	// it are dispatched together, trading at most that much lag for fewer
+	// wake-ups; default 2 ms.
+	Resolution time.Duration
 	// Parse parses schedules; default a robfig/cron/v3 parser with optional
 	// seconds and descriptors (the daemon passes config.ScheduleParser).
 	Parse  func(spec string) (cron.Schedule, error)
@@ -212,6 +216,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.MaxPhase <= 0 {
 		cfg.MaxPhase = 5 * time.Minute
+	}
+	if cfg.Resolution <= 0 {
+		cfg.Resolution = 2 * time.Millisecond
 	}
 	if cfg.Parse == nil {
 		p := cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
@@ -595,7 +602,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		wait := e.fireDue()
+		wait := max(e.fireDue(), e.cfg.Resolution)
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
