@@ -118,8 +118,14 @@ func TestCrashRedelivery(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		// Kill at a random moment after deliveries resumed: after 1 to 80
+		// more ids arrived (or 5 s), plus a random sub-millisecond delay.
 		before := received()
-		time.Sleep(time.Duration(30+rand.IntN(250)) * time.Millisecond)
+		want := before + 1 + rand.IntN(80)
+		for t0 := time.Now(); received() < want && time.Since(t0) < 5*time.Second; {
+			time.Sleep(200 * time.Microsecond)
+		}
+		time.Sleep(time.Duration(rand.IntN(1000)) * time.Microsecond)
 		if err := cmd.Process.Kill(); err != nil { // SIGKILL
 			t.Fatal(err)
 		}
