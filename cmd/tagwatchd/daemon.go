@@ -18,12 +18,15 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"tagwatch/cmd/internal/config"
+	"tagwatch/notify"
 	"tagwatch/vault"
 	"tagwatch/vault/enroll"
 	"tagwatch/vault/provider"
 	"tagwatch/vault/renew"
 	"tagwatch/vault/seal"
 	"tagwatch/vault/secret"
+	"tagwatch/worker"
+	"tagwatch/worker/xapi"
 )
 
 // newLogger builds the daemon's logger from the configuration.
@@ -45,10 +48,14 @@ type daemon struct {
 	providers map[string]*provider.Provider
 	renew     *renew.Manager
 	enroll    *enroll.Service
+	worker    *worker.Worker
+	notify    *notify.Service
 	httpLn    net.Listener
 	started   time.Time
-	// observers receive renewal events (logs, metrics, the demo).
-	observers []func(renew.Event)
+	// observers receive events (logs, metrics, the demo).
+	observers       []func(renew.Event)
+	workerObservers []func(worker.Event)
+	notifyObservers []func(notify.Event)
 }
 
 // options tune a daemon beyond its configuration (the demo, tests).
@@ -61,8 +68,15 @@ type options struct {
 	CreateVault bool
 	// Now is the clock; default time.Now.
 	Now func() time.Time
-	// RenewObserver receives renewal events.
-	RenewObserver func(renew.Event)
+	// RenewObserver, WorkerObserver and NotifyObserver receive events.
+	RenewObserver  func(renew.Event)
+	WorkerObserver func(worker.Event)
+	NotifyObserver func(notify.Event)
+	// HTTPListener is the public listener, already bound (the demo);
+	// nil binds http.listen.
+	HTTPListener net.Listener
+	// Console is where console: notifications print; default stdout.
+	Console io.Writer
 }
 
 // newDaemon loads secrets, opens the vault (checking the master key before
@@ -74,6 +88,12 @@ func newDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, o o
 	d := &daemon{cfg: cfg, log: logger, providers: map[string]*provider.Provider{}, started: o.Now()}
 	if o.RenewObserver != nil {
 		d.observers = append(d.observers, o.RenewObserver)
+	}
+	if o.WorkerObserver != nil {
+		d.workerObservers = append(d.workerObservers, o.WorkerObserver)
+	}
+	if o.NotifyObserver != nil {
+		d.notifyObservers = append(d.notifyObservers, o.NotifyObserver)
 	}
 	master := o.Master
 	if master == nil {
@@ -116,13 +136,40 @@ func newDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, o o
 				ob(ev)
 			}
 		}})
+	d.notify, err = newNotify(cfg, db, master, d, o, logger)
+	if err != nil {
+		return fail(err)
+	}
 	d.enroll, err = enroll.New(enroll.Config{DB: db, Providers: enrollProviders, PublicURL: cfg.HTTP.PublicURL,
-		LinkTTL: cfg.Enroll.LinkTTL.Duration, ValidateWatch: watchValidator(cfg), OnGrantStored: d.renew.Forget,
+		LinkTTL: cfg.Enroll.LinkTTL.Duration, ValidateWatch: d.validateWatch, OnGrantStored: d.renew.Forget,
 		Logger: logger, Now: o.Now})
 	if err != nil {
 		return fail(err)
 	}
-	if d.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
+	searchers := map[string]worker.Searcher{}
+	for name, p := range d.providers {
+		searchers[name] = xapi.New(xapi.Config{BaseURL: p.APIURL(), HTTPClient: o.HTTPClient, Logger: logger, Now: o.Now})
+	}
+	d.worker, err = worker.New(worker.Config{DB: db, Searchers: searchers,
+		Tokens:  func(grantID string) xapi.TokenSource { return d.renew.Source(grantID) },
+		Workers: cfg.Scheduler.Workers, PerUserConcurrency: cfg.Scheduler.PerUserConcurrency,
+		PerProviderConcurrency: cfg.Scheduler.PerProviderConcurrency, CatchUpWindow: cfg.Scheduler.CatchUpWindow.Duration,
+		MaxPages: cfg.Scheduler.MaxPages, RunTimeout: cfg.Scheduler.RunTimeout.Duration, MaxPerDigest: cfg.Notify.MaxPerDigest,
+		Parse: config.ScheduleParser.Parse, Logger: logger, Now: o.Now,
+		Observer: func(ev worker.Event) {
+			if ev.Rows > 0 {
+				d.notify.Kick()
+			}
+			for _, ob := range d.workerObservers {
+				ob(ev)
+			}
+		}})
+	if err != nil {
+		return fail(err)
+	}
+	if o.HTTPListener != nil {
+		d.httpLn = o.HTTPListener
+	} else if d.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
 		return fail(fmt.Errorf("http listener: %w", err))
 	}
 	return d, nil
@@ -155,7 +202,8 @@ func buildProvider(ctx context.Context, pc config.Provider, redirect string, tim
 	return provider.New(ctx, c)
 }
 
-// watchValidator checks a watch against the configuration's limits.
+// watchValidator checks a watch against the configuration's limits: the
+// hashtag count, the schedule and the query X will be asked.
 func watchValidator(cfg *config.Config) func(vault.WatchSpec) error {
 	return func(w vault.WatchSpec) error {
 		if n := len(w.Hashtags); n > cfg.Scheduler.MaxHashtags {
@@ -164,8 +212,130 @@ func watchValidator(cfg *config.Config) func(vault.WatchSpec) error {
 		if _, err := config.ValidateSchedule(w.Schedule); err != nil {
 			return fmt.Errorf("schedule %q: %v", w.Schedule, err)
 		}
+		if _, err := xapi.BuildQuery(xapi.QuerySpec{Hashtags: w.Hashtags, Lang: w.Lang, IncludeRetweets: w.IncludeRetweets}); err != nil {
+			return err
+		}
 		return nil
 	}
+}
+
+// validateWatch is watchValidator plus the targets, which the running
+// notifier checks against its channels (webhook secrets, mail set up).
+func (d *daemon) validateWatch(w vault.WatchSpec) error {
+	if err := watchValidator(d.cfg)(w); err != nil {
+		return err
+	}
+	for _, t := range w.Targets {
+		if err := d.notify.ValidateTarget(t); err != nil {
+			return fmt.Errorf("target %s: %w", notify.TargetLabel(t), err)
+		}
+	}
+	return nil
+}
+
+// newNotify builds the notifier from the configuration's [notify] part.
+func newNotify(cfg *config.Config, db *vault.DB, master *seal.MasterKey, actions notify.Actions, o options, logger *slog.Logger) (*notify.Service, error) {
+	linkKey := master.Derive("tagwatch one-click links")
+	if cfg.HTTP.LinkKeyFile != "" || cfg.HTTP.LinkKeyCredential != "" {
+		raw, err := seal.ReadSecretFile(seal.Source{File: cfg.HTTP.LinkKeyFile, Credential: cfg.HTTP.LinkKeyCredential})
+		if err != nil {
+			return nil, fmt.Errorf("link key: %w", err)
+		}
+		linkKey = []byte(strings.TrimSpace(string(raw)))
+	}
+	var hooks []notify.WebhookSecret
+	for _, h := range cfg.Notify.Webhooks {
+		raw, err := seal.ReadSecretFile(seal.Source{File: h.SecretFile, Credential: h.SecretCredential})
+		if err != nil {
+			return nil, fmt.Errorf("webhook %s: %w", h.URL, err)
+		}
+		ws := notify.WebhookSecret{URL: h.URL, Secret: secret.New(strings.TrimSpace(string(raw)))}
+		if h.PreviousSecretFile != "" {
+			prev, err := seal.ReadSecretFile(seal.Source{File: h.PreviousSecretFile})
+			if err != nil {
+				return nil, fmt.Errorf("webhook %s previous secret: %w", h.URL, err)
+			}
+			ws.Previous = secret.New(strings.TrimSpace(string(prev)))
+		}
+		hooks = append(hooks, ws)
+	}
+	sc := cfg.Notify.SMTP
+	smtp := notify.SMTPConfig{Host: sc.Host, Port: sc.Port, Security: sc.Security, Username: sc.Username, From: sc.From, CAFile: sc.CAFile}
+	if sc.PasswordFile != "" || sc.PasswordCredential != "" {
+		raw, err := seal.ReadSecretFile(seal.Source{File: sc.PasswordFile, Credential: sc.PasswordCredential})
+		if err != nil {
+			return nil, fmt.Errorf("smtp password: %w", err)
+		}
+		smtp.Password = secret.New(strings.TrimSpace(string(raw)))
+	}
+	console := o.Console
+	if console == nil {
+		console = os.Stdout
+	}
+	var d *daemon
+	if dd, ok := actions.(*daemon); ok {
+		d = dd
+	}
+	return notify.New(notify.Config{DB: db, PublicURL: cfg.HTTP.PublicURL, LinkKey: linkKey, Actions: actions,
+		RetrySpan: cfg.Notify.RetrySpan.Duration, PruneAfter: cfg.Notify.PruneAfter.Duration, MaxBacklog: cfg.Notify.MaxBacklog,
+		PerTargetConcurrency: cfg.Notify.PerTargetConcurrency, Timeout: cfg.Notify.WebhookTimeout.Duration,
+		AllowPrivateTargets: cfg.Notify.AllowPrivateTargets, Webhooks: hooks, SMTP: smtp, Console: console,
+		Logger: logger, Now: o.Now,
+		Observer: func(ev notify.Event) {
+			if d == nil {
+				return
+			}
+			for _, ob := range d.notifyObservers {
+				ob(ev)
+			}
+		}})
+}
+
+// PauseWatch implements notify.Actions: a user's one-click pause.
+func (d *daemon) PauseWatch(ctx context.Context, watchID string) error {
+	var w vault.Watch
+	err := d.db.Update(func(tx *vault.Tx) error {
+		var err error
+		if w, err = tx.Watch(watchID); err != nil {
+			return err
+		}
+		if w.State == vault.WatchPaused {
+			return nil
+		}
+		w.State = vault.WatchPaused
+		if err := tx.PutWatch(w); err != nil {
+			return err
+		}
+		return tx.Audit(vault.AuditEvent{Kind: "watch_paused", Actor: "user link", UserID: w.UserID, Detail: "watch " + watchID + " paused by its user"})
+	})
+	if err != nil {
+		return err
+	}
+	return d.worker.Upsert(w)
+}
+
+// Revoke implements notify.Actions: a user's one-click revocation.
+func (d *daemon) Revoke(ctx context.Context, userID, providerName string) error {
+	var g vault.Grant
+	err := d.db.View(func(tx *vault.Tx) error {
+		var err error
+		g, err = tx.UserGrant(userID, providerName)
+		return err
+	})
+	if errors.Is(err, vault.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if g.State == vault.GrantRevoked {
+		return nil
+	}
+	if err := d.renew.Unenroll(ctx, g.ID, "user link"); err != nil {
+		return err
+	}
+	d.notify.Kick()
+	return d.worker.Reload(ctx)
 }
 
 // handler is the public HTTP surface: consent pages and links.
@@ -175,6 +345,7 @@ func (d *daemon) handler() http.Handler {
 	mux.Handle("/enroll/", eh)
 	mux.Handle("/callback", eh)
 	mux.Handle("/enrolled/", eh)
+	mux.Handle(notify.LinkPrefix, d.notify.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
@@ -195,6 +366,8 @@ func (d *daemon) run(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error { return d.renew.Run(ctx) })
+	g.Go(func() error { return d.notify.Run(ctx) })
+	g.Go(func() error { return d.worker.Run(ctx) })
 	g.Go(func() error {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), d.cfg.Daemon.ShutdownTimeout.Duration)

@@ -2,7 +2,9 @@ package seal
 
 import (
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -21,6 +23,8 @@ import (
 type MasterKey struct {
 	aead cipher.AEAD
 	id   string
+	// derive is a subkey for Derive, so the raw key is not kept.
+	derive [32]byte
 }
 
 // ErrNoMasterKey means no master key was found where the configuration says.
@@ -65,7 +69,20 @@ func ParseMasterKey(b []byte) (*MasterKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &MasterKey{aead: a, id: fingerprint(raw)}, nil
+	m := &MasterKey{aead: a, id: fingerprint(raw)}
+	h := hmac.New(sha256.New, raw)
+	h.Write([]byte("tagwatch derive v1"))
+	copy(m.derive[:], h.Sum(nil))
+	return m, nil
+}
+
+// Derive returns a 32-byte key for purpose, derived from the master key
+// (HMAC-SHA256), such as the key that signs one-click links when none is
+// configured. It changes when the master key is rotated.
+func (m *MasterKey) Derive(purpose string) []byte {
+	h := hmac.New(sha256.New, m.derive[:])
+	h.Write([]byte(purpose))
+	return h.Sum(nil)
 }
 
 func isText(b []byte) bool {

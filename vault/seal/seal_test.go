@@ -309,3 +309,16 @@ func BenchmarkOpen256(b *testing.B) {
 		}
 	}
 }
+
+func TestDerive(t *testing.T) {
+	m1, enc, _ := NewMasterKey()
+	again, _ := ParseMasterKey(enc)
+	m2, _, _ := NewMasterKey()
+	a, b := m1.Derive("links"), m1.Derive("other")
+	if len(a) != 32 || bytes.Equal(a, b) {
+		t.Errorf("Derive gives %d bytes, distinct per purpose: %v", len(a), !bytes.Equal(a, b))
+	}
+	if !bytes.Equal(a, again.Derive("links")) || bytes.Equal(a, m2.Derive("links")) {
+		t.Error("Derive is not a function of the key alone")
+	}
+}
