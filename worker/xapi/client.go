@@ -125,7 +125,11 @@ type Config struct {
 	ExpandAuthors bool
 	// MaxBody bounds a response body; default 4 MiB.
 	MaxBody int64
-	Logger  *slog.Logger
+	// OnRateLimit, when set, is told what every response said is left of
+	// an endpoint's window (x-rate-limit-remaining), for metrics. It must
+	// be quick.
+	OnRateLimit func(endpoint string, remaining int)
+	Logger      *slog.Logger
 	// Now is the clock for rate-limit windows; default time.Now.
 	Now func() time.Time
 }
@@ -204,6 +208,9 @@ func (c *Client) NotBefore(user, endpoint string) time.Time {
 func (c *Client) observe(user, endpoint string, h http.Header, limited bool) {
 	rem, remErr := strconv.Atoi(h.Get("X-Rate-Limit-Remaining"))
 	reset, resetErr := strconv.ParseInt(h.Get("X-Rate-Limit-Reset"), 10, 64)
+	if remErr == nil && c.cfg.OnRateLimit != nil {
+		c.cfg.OnRateLimit(endpoint, rem)
+	}
 	if !limited && (remErr != nil || rem > 0) {
 		return
 	}
