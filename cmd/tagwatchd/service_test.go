@@ -264,7 +264,9 @@ func (s *svc) start(watchdog time.Duration) {
 	s.cancel, s.done = cancel, make(chan error, 1)
 	bound := make(chan *operator, 1)
 	go func() {
-		s.done <- runService(ctx, s.config, s.logs, options{}, func(op *operator) { bound <- op })
+		// Console notifications go to the log buffer: the sentinel search
+		// covers what users are sent too.
+		s.done <- runService(ctx, s.config, s.logs, options{Console: s.logs}, func(op *operator) { bound <- op })
 	}()
 	t.Cleanup(func() { s.stop() })
 	select {
