@@ -17,7 +17,7 @@ func (tx *Tx) DueOutboxIDs(now time.Time, fn func(id string, due time.Time) bool
 	c := tx.tx.Bucket(bucketOutboxDue).Cursor()
 	end := binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano()))
 	k, _ := c.First()
-	for ; k != nil && len(k) >= 8 && bytes.Compare(k[:8], end) <= 0; k, _ = c.Next() {
+	for ; len(k) >= 8 && bytes.Compare(k[:8], end) <= 0; k, _ = c.Next() {
 		if !fn(string(k[8:]), time.Unix(0, int64(binary.BigEndian.Uint64(k[:8])))) {
 			return time.Time{}, false
 		}

@@ -301,10 +301,13 @@ func (tx *Tx) PutWatch(w Watch) error {
 	return tx.tx.Bucket(bucketUserWatches).Put(pair(w.UserID, w.ID), nil)
 }
 
-// DeleteWatch removes a watch and its cursor.
+// DeleteWatch removes a watch, its cursor and its seen-posts index.
 func (tx *Tx) DeleteWatch(id string) error {
 	w, err := tx.Watch(id)
 	if err != nil {
+		return err
+	}
+	if err := tx.DeleteSeen(id); err != nil {
 		return err
 	}
 	if err := tx.tx.Bucket(bucketUserWatches).Delete(pair(w.UserID, w.ID)); err != nil {

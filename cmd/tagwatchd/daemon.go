@@ -9,12 +9,9 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
-	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 	"golang.org/x/sync/errgroup"
 
 	"tagwatch/cmd/internal/config"
@@ -77,6 +74,9 @@ type options struct {
 	HTTPListener net.Listener
 	// Console is where console: notifications print; default stdout.
 	Console io.Writer
+	// RateLimitObserver is told what X says is left of each endpoint's
+	// rate-limit window (metrics).
+	RateLimitObserver func(endpoint string, remaining int)
 }
 
 // newDaemon loads secrets, opens the vault (checking the master key before
@@ -141,14 +141,17 @@ func newDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, o o
 		return fail(err)
 	}
 	d.enroll, err = enroll.New(enroll.Config{DB: db, Providers: enrollProviders, PublicURL: cfg.HTTP.PublicURL,
-		LinkTTL: cfg.Enroll.LinkTTL.Duration, ValidateWatch: d.validateWatch, OnGrantStored: d.renew.Forget,
+		LinkTTL: cfg.Enroll.LinkTTL.Duration, ValidateWatch: d.validateWatch, OnGrantStored: d.onGrantStored,
 		Logger: logger, Now: o.Now})
 	if err != nil {
 		return fail(err)
 	}
 	searchers := map[string]worker.Searcher{}
 	for name, p := range d.providers {
-		searchers[name] = xapi.New(xapi.Config{BaseURL: p.APIURL(), HTTPClient: o.HTTPClient, Logger: logger, Now: o.Now})
+		// Authors are expanded: a notification names who posted (X bills
+		// the user reads, de-duplicated per day).
+		searchers[name] = xapi.New(xapi.Config{BaseURL: p.APIURL(), HTTPClient: o.HTTPClient, ExpandAuthors: true,
+			OnRateLimit: o.RateLimitObserver, Logger: logger, Now: o.Now})
 	}
 	d.worker, err = worker.New(worker.Config{DB: db, Searchers: searchers,
 		Tokens:  func(grantID string) xapi.TokenSource { return d.renew.Source(grantID) },
@@ -291,6 +294,35 @@ func newNotify(cfg *config.Config, db *vault.DB, master *seal.MasterKey, actions
 		}})
 }
 
+// onGrantStored runs after an enrollment or re-consent committed: renewal
+// forgets what it cached of the grant, the user's watches are (re)scheduled
+// and the notifier picks up the confirmation at once.
+func (d *daemon) onGrantStored(grantID string) {
+	d.renew.Forget(grantID)
+	var watches []vault.Watch
+	err := d.db.View(func(tx *vault.Tx) error {
+		g, err := tx.Grant(grantID)
+		if err != nil {
+			return err
+		}
+		return tx.UserWatches(g.UserID, func(w vault.Watch) error {
+			if w.Provider == g.Provider {
+				watches = append(watches, w)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		d.log.Error("cannot schedule the watches of a new grant", "grant", grantID, "err", err)
+	}
+	for _, w := range watches {
+		if err := d.worker.Upsert(w); err != nil {
+			d.log.Error("cannot schedule a watch", "watch", w.ID, "err", err)
+		}
+	}
+	d.notify.Kick()
+}
+
 // PauseWatch implements notify.Actions: a user's one-click pause.
 func (d *daemon) PauseWatch(ctx context.Context, watchID string) error {
 	var w vault.Watch
@@ -356,7 +388,7 @@ func (d *daemon) handler() http.Handler {
 // run runs every component until ctx ends, then shuts down in order.
 func (d *daemon) run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
-	srv := &http.Server{Handler: d.handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	srv := &http.Server{Handler: d.public(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}
 	g.Go(func() error {
@@ -388,29 +420,7 @@ func (d *daemon) close() {
 	}
 }
 
-// runDaemon loads the configuration, opens the vault (checking the master
-// key first), binds the listeners, tells systemd it is ready, and runs
-// until SIGTERM or SIGINT.
+// runDaemon runs the daemon as a service (see runService).
 func runDaemon(cfgPath string, stderr io.Writer) error {
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		return &exitError{2, err}
-	}
-	logger := newLogger(cfg, stderr)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	d, err := newDaemon(ctx, cfg, logger, options{})
-	if err != nil {
-		return err
-	}
-	defer d.close()
-	logger.Info("tagwatchd started", "version", Version(), "vault", d.db.Path(), "http", d.httpLn.Addr().String())
-	// READY only now: the master key opened the vault and the listeners are bound.
-	if _, err := sddaemon.SdNotify(false, sddaemon.SdNotifyReady); err != nil {
-		logger.Warn("sd_notify failed", "err", err)
-	}
-	err = d.run(ctx)
-	logger.Info("tagwatchd stopping")
-	_, _ = sddaemon.SdNotify(false, sddaemon.SdNotifyStopping)
-	return err
+	return runService(context.Background(), cfgPath, stderr, options{}, nil)
 }

@@ -74,6 +74,10 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 			return cmdKeys(args[1:], stdout, stderr)
 		case "enroll":
 			return cmdEnroll(args[1:], stdout, stderr)
+		case "demo":
+			return cmdDemo(args[1:], stdout, stderr)
+		case "watches":
+			return cmdWatches(args[1:], stdout, stderr)
 		case "help", "-h", "-help", "--help":
 			fmt.Fprint(stdout, usage)
 			return nil
@@ -102,12 +106,15 @@ const usage = `tagwatchd: the tagwatch daemon
 Usage:
   tagwatchd [-config FILE]                  run the daemon
   tagwatchd -version                        print the version
+  tagwatchd demo [-duration 60s] [-manual]  the whole story in one process, no accounts, no network
   tagwatchd check-config [-config FILE]     validate the configuration and exit
   tagwatchd keys init [-generate]           create the vault (and with -generate a master key file)
   tagwatchd keys status                     show the keyring: master key id, data keys and their use
   tagwatchd keys rotate                     new data key; re-seal every record; retire unused keys
   tagwatchd keys rotate-master -new-key F   re-wrap the data keys under the master key in file F
   tagwatchd keys generate FILE              write a new random master key to FILE (mode 0600)
+  tagwatchd watches list|add|change|pause|resume|delete ...
+                                            manage watches (daemon stopped; tagwatchctl when it runs)
   tagwatchd enroll -user ID -provider P -hashtags a,b -schedule S -target URL ...
                                             create a one-time consent link (prints it once)
 

@@ -224,3 +224,22 @@ func TestDaemonRefusals(t *testing.T) {
 		}
 	})
 }
+
+// TestDemo runs the README's demo command for long enough to see two
+// renewals per user, and checks that every step of the story happened.
+func TestDemo(t *testing.T) {
+	t.Parallel()
+	out, code := tagwatchd(t, "demo", "-duration", "45s", "-color", "never")
+	if code != 0 {
+		t.Fatalf("demo exited %d:\n%s", code, out)
+	}
+	for _, want := range []string{"enrolled  Ada Lovelace", "enrolled  Grace Hopper", "renewed", "ran ", "match ", "delivered",
+		"ok   users enrolled: 2 of 2", "every step of the story happened"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "\x1b[") {
+		t.Error("demo output has colour codes with -color never")
+	}
+}

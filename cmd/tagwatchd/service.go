@@ -25,6 +25,7 @@ import (
 	"tagwatch/notify"
 	"tagwatch/vault"
 	"tagwatch/vault/renew"
+	"tagwatch/vault/seal"
 	"tagwatch/worker"
 )
 
@@ -296,6 +297,12 @@ func runService(ctx context.Context, cfgPath string, stderr io.Writer, o options
 	if err != nil {
 		return &exitError{2, err}
 	}
+	return serve(ctx, cfg, stderr, o, onBound)
+}
+
+// serve is runService with the configuration already loaded (the demo
+// builds its own).
+func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, o options, onBound func(*operator)) error {
 	errs := newErrorRing(16)
 	logger := serviceLogger(cfg, stderr, errs)
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -324,7 +331,13 @@ func runService(ctx context.Context, cfgPath string, stderr io.Writer, o options
 			prevNotify(ev)
 		}
 	}
+	o.RateLimitObserver = m.observeRateLimit
 	d, err := newDaemon(ctx, cfg, logger, o)
+	if errors.Is(err, seal.ErrWrongMasterKey) || errors.Is(err, seal.ErrNoMasterKey) {
+		// 78 (EX_CONFIG): the unit's RestartPreventExitStatus stops systemd
+		// from restarting into the same refusal.
+		return &exitError{78, err}
+	}
 	if err != nil {
 		return err
 	}

@@ -186,9 +186,6 @@ func cmdWatches(args []string, stdout, stderr io.Writer) error {
 			if err := tx.DeleteWatch(w.ID); err != nil {
 				return err
 			}
-			if err := tx.DeleteSeen(w.ID); err != nil {
-				return err
-			}
 			changed = w
 			return auditWatch(tx, w, "deleted")
 		}
