@@ -61,7 +61,8 @@ type options struct {
 	HTTPClient *http.Client
 	// Master is the master key; nil loads it as the configuration says.
 	Master *seal.MasterKey
-	// CreateVault creates the vault when it does not exist (the demo).
+	// CreateVault says the vault is expected to be new (the demo): its
+	// creation is not worth a warning.
 	CreateVault bool
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -102,7 +103,13 @@ func newDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, o o
 			return nil, err
 		}
 	}
-	db, err := vault.Open(vault.Options{Path: cfg.DatabasePath(), Master: master, Create: o.CreateVault,
+	// A first start creates the vault; an existing one is only ever opened
+	// with its own master key (a wrong one is refused, nothing written).
+	_, statErr := os.Stat(cfg.DatabasePath())
+	if errors.Is(statErr, os.ErrNotExist) && !o.CreateVault {
+		logger.Warn("no vault yet: creating a new one", "vault", cfg.DatabasePath(), "master_key", master.ID())
+	}
+	db, err := vault.Open(vault.Options{Path: cfg.DatabasePath(), Master: master, Create: true,
 		LockTimeout: cfg.Daemon.LockTimeout.Duration, Logger: logger, Now: o.Now})
 	if errors.Is(err, seal.ErrWrongMasterKey) {
 		return nil, fmt.Errorf("%w\nthe vault %s was not changed; check %s", err, cfg.DatabasePath(), masterSource(cfg))
