@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"tagwatch/vault"
+	"tagwatch/vault/httpsec"
 )
 
 // Actions is what the one-click links do; the daemon implements it.
@@ -67,8 +68,9 @@ func verifyLink(key []byte, action, token string, now time.Time) (link, error) {
 	if !ok {
 		return link{}, errBadLink
 	}
-	p, err1 := base64.RawURLEncoding.DecodeString(p64)
-	sig, err2 := base64.RawURLEncoding.DecodeString(s64)
+	// Strict: one token per link, no variants with other padding bits.
+	p, err1 := base64.RawURLEncoding.Strict().DecodeString(p64)
+	sig, err2 := base64.RawURLEncoding.Strict().DecodeString(s64)
 	if err1 != nil || err2 != nil {
 		return link{}, errBadLink
 	}
@@ -208,14 +210,7 @@ func (s *Service) page(w http.ResponseWriter, status int, d pageData) {
 		b.WriteString("internal error")
 	}
 	h := w.Header()
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'nonce-"+d.Nonce+"'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Cross-Origin-Opener-Policy", "same-origin")
-	h.Set("Cross-Origin-Resource-Policy", "same-origin")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
+	httpsec.SetPageHeaders(h, d.Nonce, "")
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	_, _ = w.Write(b.Bytes())

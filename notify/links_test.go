@@ -144,3 +144,27 @@ func TestLinks(t *testing.T) {
 		t.Errorf("expired link acted: %v", act.calls)
 	}
 }
+
+// FuzzVerifyLink: a link token from outside never panics, and one that
+// verifies is exactly a token the key signed.
+func FuzzVerifyLink(f *testing.F) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	good := signLink(key, link{Action: ActionPause, UserID: "u1", WatchID: "w1", Expires: now.Add(time.Hour)})
+	f.Add(good, ActionPause)
+	f.Add(good+"x", ActionPause)
+	f.Add("a.b", ActionRevoke)
+	f.Add("", "")
+	f.Fuzz(func(t *testing.T, token, action string) {
+		l, err := verifyLink(key, action, token, now)
+		if err != nil {
+			return
+		}
+		if l.Action != action || !now.Before(l.Expires) {
+			t.Fatalf("verifyLink accepted %+v for action %q", l, action)
+		}
+		if again := signLink(key, l); again != token {
+			t.Fatalf("verifyLink accepted a token the key did not sign: %q (signed form %q)", token, again)
+		}
+	})
+}

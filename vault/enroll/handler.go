@@ -12,6 +12,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"tagwatch/vault"
+	"tagwatch/vault/httpsec"
 	"tagwatch/vault/provider"
 	"tagwatch/vault/secret"
 )
@@ -491,15 +492,4 @@ func (s *Service) enrolled(w http.ResponseWriter, r *http.Request) {
 
 // clip shortens s and replaces control characters, so text from the
 // outside cannot forge log lines.
-func clip(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) > n {
-		s = s[:n] + "..."
-	}
-	return s
-}
+func clip(s string, n int) string { return httpsec.Clip(s, n) }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"tagwatch/vault/httpsec"
 	"tagwatch/vault/provider"
 )
 
@@ -219,24 +220,7 @@ func (s *Service) render(w http.ResponseWriter, status int, tmpl *template.Templ
 
 // setSecurityHeaders sets what every response of the handler carries.
 func setSecurityHeaders(h http.Header, nonce, formOrigin string) {
-	formAction := "'self'"
-	if formOrigin != "" {
-		// Chrome applies form-action to the redirect that follows the POST.
-		formAction += " " + formOrigin
-	}
-	style := "'none'"
-	if nonce != "" {
-		style = "'nonce-" + nonce + "'"
-	}
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src "+style+"; form-action "+formAction+
-		"; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Cross-Origin-Opener-Policy", "same-origin")
-	h.Set("Cross-Origin-Resource-Policy", "same-origin")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
+	httpsec.SetPageHeaders(h, nonce, formOrigin)
 }
 
 // scopeDescriptions explain the scopes tagwatch asks for.

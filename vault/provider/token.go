@@ -23,6 +23,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"tagwatch/vault/httpsec"
 	"tagwatch/vault/secret"
 )
 
@@ -303,18 +304,7 @@ func firstNonEmpty(v ...string) string {
 
 // clip shortens s and removes control characters, so a hostile answer
 // cannot forge log lines.
-func clip(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) > n {
-		s = s[:n] + "..."
-	}
-	return s
-}
+func clip(s string, n int) string { return httpsec.Clip(s, n) }
 
 // clientAssertion signs an RFC 7523 client assertion for audience aud.
 func (p *Provider) clientAssertion(aud string) (string, error) {

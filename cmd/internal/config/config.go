@@ -22,6 +22,8 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 	"github.com/robfig/cron/v3"
+
+	"tagwatch/vault/provider"
 )
 
 // DefaultPath is where tagwatchd looks for its configuration.
@@ -486,41 +488,21 @@ func (c *Config) validate() []fieldErr {
 	return errs
 }
 
-// CheckURL accepts an absolute https URL, or http on a loopback host
-// (allowed for development and tests). Query and fragment are refused when
-// strict, for endpoint URLs.
+// CheckURL applies provider.CheckURL (absolute, https except on loopback,
+// no credentials or fragment) and, when strict (endpoint URLs), refuses a
+// query too.
 func CheckURL(raw string, strict bool) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || !u.IsAbs() {
-		return fmt.Errorf("must be an absolute URL, got %q", raw)
+	if err := provider.CheckURL(raw); err != nil {
+		return err
 	}
-	if u.User != nil {
-		return fmt.Errorf("must not carry credentials: %q", u.Redacted())
+	if u, _ := url.Parse(raw); strict && u.RawQuery != "" {
+		return fmt.Errorf("must not have a query: %q", raw)
 	}
-	if strict && (u.RawQuery != "" || u.Fragment != "") {
-		return fmt.Errorf("must not have a query or fragment: %q", raw)
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if IsLoopbackHost(u.Hostname()) {
-			return nil
-		}
-		return fmt.Errorf("must be https (http is allowed only on loopback), got %q", raw)
-	default:
-		return fmt.Errorf("must be https, got scheme %q", u.Scheme)
-	}
+	return nil
 }
 
 // IsLoopbackHost reports whether host is localhost or a loopback address.
-func IsLoopbackHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.IsLoopback()
-}
+func IsLoopbackHost(host string) bool { return provider.IsLoopbackHost(host) }
 
 // ValidateSchedule checks a watch schedule with robfig/cron's parser:
 // five fields, an optional leading seconds field, descriptors such as

@@ -1,0 +1,50 @@
+// Package httpsec holds what every page tagwatch serves to browsers shares
+// (security headers) and the cleaning of outside text before it reaches a
+// log line or an error. Its functions are safe for concurrent use.
+package httpsec
+
+import (
+	"net/http"
+	"strings"
+)
+
+// SetPageHeaders sets the headers every HTML page carries: a Content
+// Security Policy allowing nothing but a nonce'd style and forms posted to
+// the page's own origin (plus formOrigin, for a POST that redirects to a
+// provider: Chrome applies form-action to that redirect), no framing, no
+// referrer, no sniffing, no caching.
+func SetPageHeaders(h http.Header, nonce, formOrigin string) {
+	formAction := "'self'"
+	if formOrigin != "" {
+		formAction += " " + formOrigin
+	}
+	style := "'none'"
+	if nonce != "" {
+		style = "'nonce-" + nonce + "'"
+	}
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src "+style+"; form-action "+formAction+
+		"; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	h.Set("Cross-Origin-Resource-Policy", "same-origin")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+}
+
+// Clip shortens s to n bytes (marking the cut with "...") and replaces
+// control characters with spaces, so text from outside (an error
+// description, a hostile answer) cannot forge log lines.
+func Clip(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > n {
+		s = s[:n] + "..."
+	}
+	return s
+}
