@@ -138,6 +138,9 @@ func ParseSearch(body []byte) (*Page, error) {
 	var newest, oldest uint64
 	for i, wp := range posts {
 		id, n, err := idString(wp.ID)
+		if err == nil && n == 0 {
+			err = errors.New("post ids are positive")
+		}
 		if err != nil || id == "" {
 			return nil, fmt.Errorf("%w: search data[%d]: bad id: %v", ErrMalformed, i, err)
 		}
