@@ -143,7 +143,10 @@ func FuzzLink(f *testing.F) {
 			!(strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "//") && !strings.HasPrefix(loc, "/\\")) {
 			t.Fatalf("%s /enroll/%q redirects to %q", method, token, loc)
 		}
-		if len(token) >= 16 && strings.Contains(rec.Body.String(), token) {
+		// A page never shows the token. (net/http's path-cleaning redirects,
+		// such as /enroll//x -> /enroll/x, name their target in a short
+		// body; the browser already holds that URL.)
+		if len(token) >= 16 && rec.Code/100 != 3 && strings.Contains(rec.Body.String(), token) {
 			t.Fatalf("page echoes the token")
 		}
 	})
