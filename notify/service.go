@@ -30,6 +30,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -122,6 +123,61 @@ const (
 	EventReplayed  EventKind = "replayed"  // an operator replayed a row
 )
 
+// ChannelsConfig is the part of a Config that Reconfigure changes while
+// the Service runs: the channels, their secrets and the retry policy. Its
+// fields mean what the Config fields of the same names mean, with the
+// same defaults.
+type ChannelsConfig struct {
+	RetrySpan            time.Duration
+	BaseDelay            time.Duration
+	MaxDelay             time.Duration
+	PruneAfter           time.Duration
+	MaxBacklog           int
+	PerTargetConcurrency int
+	Timeout              time.Duration
+	AllowPrivateTargets  bool
+	Webhooks             []WebhookSecret
+	SMTP                 SMTPConfig
+}
+
+// channelsOf returns the reconfigurable part of c.
+func (c *Config) channelsOf() ChannelsConfig {
+	return ChannelsConfig{RetrySpan: c.RetrySpan, BaseDelay: c.BaseDelay, MaxDelay: c.MaxDelay, PruneAfter: c.PruneAfter,
+		MaxBacklog: c.MaxBacklog, PerTargetConcurrency: c.PerTargetConcurrency, Timeout: c.Timeout,
+		AllowPrivateTargets: c.AllowPrivateTargets, Webhooks: c.Webhooks, SMTP: c.SMTP}
+}
+
+// withDefaults fills in the documented defaults.
+func (c ChannelsConfig) withDefaults() ChannelsConfig {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.RetrySpan, 72*time.Hour)
+	def(&c.BaseDelay, 30*time.Second)
+	def(&c.MaxDelay, c.RetrySpan/6)
+	def(&c.PruneAfter, 168*time.Hour)
+	def(&c.Timeout, 20*time.Second)
+	if c.MaxBacklog <= 0 {
+		c.MaxBacklog = 10000
+	}
+	if c.PerTargetConcurrency <= 0 {
+		c.PerTargetConcurrency = 4
+	}
+	c.Webhooks = slices.Clone(c.Webhooks)
+	return c
+}
+
+// channelSet is what Reconfigure swaps as a whole: the channels built from
+// one ChannelsConfig. It is never changed once published.
+type channelSet struct {
+	cc       ChannelsConfig // with defaults
+	channels map[string]Channel
+	web      *webhook
+	hasMail  bool
+}
+
 // Event is one thing the loop did, for metrics and the demo. It never
 // carries a secret: targets appear as TargetKey.
 type Event struct {
@@ -139,14 +195,15 @@ type Event struct {
 // Service delivers the outbox. Its methods are safe for concurrent use;
 // Run must be called once.
 type Service struct {
-	cfg       Config
+	cfg       Config // the channel fields are in set, which Reconfigure replaces
 	db        DB
 	log       *slog.Logger
 	now       func() time.Time
 	publicURL string
-	channels  map[string]Channel
-	web       *webhook
-	hasMail   bool
+	console   *console
+	// set holds the channels and the retry policy. Readers load it once per
+	// send, commit or scan, so each of those sees one configuration.
+	set atomic.Pointer[channelSet]
 
 	kick     chan struct{}
 	slotFree chan string   // a send to this target finished
@@ -178,19 +235,8 @@ func New(cfg Config) (*Service, error) {
 		}
 	}
 	def(&cfg.LinkTTL, 30*24*time.Hour)
-	def(&cfg.RetrySpan, 72*time.Hour)
-	def(&cfg.BaseDelay, 30*time.Second)
-	def(&cfg.MaxDelay, cfg.RetrySpan/6)
-	def(&cfg.PruneAfter, 168*time.Hour)
-	def(&cfg.Timeout, 20*time.Second)
 	def(&cfg.PollInterval, time.Second)
 	def(&cfg.MaintainEvery, time.Minute)
-	if cfg.MaxBacklog <= 0 {
-		cfg.MaxBacklog = 10000
-	}
-	if cfg.PerTargetConcurrency <= 0 {
-		cfg.PerTargetConcurrency = 4
-	}
 	if cfg.Console == nil {
 		cfg.Console = os.Stdout
 	}
@@ -207,30 +253,66 @@ func New(cfg Config) (*Service, error) {
 		cfg.Jitter = rand.Float64
 	}
 	s := &Service{cfg: cfg, db: cfg.DB, log: cfg.Logger, now: cfg.Now, publicURL: strings.TrimRight(cfg.PublicURL, "/"),
-		channels: map[string]Channel{}, kick: make(chan struct{}, 1), slotFree: make(chan string, 256),
+		console: &console{w: cfg.Console}, kick: make(chan struct{}, 1), slotFree: make(chan string, 256),
 		settled: make(chan []string, 64), commits: make(chan *outcome, 1024),
 		disabled: map[string]bool{}, alerted: map[string]bool{}}
-	if s.web, err = newWebhook(cfg.Webhooks, cfg.Timeout, cfg.AllowPrivateTargets, cfg.Now); err != nil {
+	set, err := s.buildChannels(cfg.channelsOf())
+	if err != nil {
 		return nil, err
 	}
-	s.channels[KindWebhook] = s.web
-	if cfg.SMTP.Host != "" {
-		e, err := newEmail(cfg.SMTP, cfg.Timeout, cfg.Now)
+	s.set.Store(set)
+	return s, nil
+}
+
+// buildChannels builds the channels of cc. It changes nothing.
+func (s *Service) buildChannels(cc ChannelsConfig) (*channelSet, error) {
+	cc = cc.withDefaults()
+	set := &channelSet{cc: cc, channels: map[string]Channel{}}
+	var err error
+	if set.web, err = newWebhook(cc.Webhooks, cc.Timeout, cc.AllowPrivateTargets, s.cfg.Now); err != nil {
+		return nil, err
+	}
+	set.channels[KindWebhook] = set.web
+	if cc.SMTP.Host != "" {
+		e, err := newEmail(cc.SMTP, cc.Timeout, s.cfg.Now)
 		if err != nil {
 			return nil, err
 		}
-		s.channels[KindEmail] = e
-		s.hasMail = true
+		set.channels[KindEmail] = e
+		set.hasMail = true
 	}
-	s.channels[KindShoutrrr] = &shoutrrrChannel{allowPrivate: cfg.AllowPrivateTargets, resolver: cfg.Resolver}
-	s.channels[KindConsole] = &console{w: cfg.Console}
-	for k, c := range cfg.Channels {
-		s.channels[k] = c
+	set.channels[KindShoutrrr] = &shoutrrrChannel{allowPrivate: cc.AllowPrivateTargets, resolver: s.cfg.Resolver}
+	set.channels[KindConsole] = s.console
+	for k, c := range s.cfg.Channels {
+		set.channels[k] = c
 		if k == KindEmail {
-			s.hasMail = true
+			set.hasMail = true
 		}
 	}
-	return s, nil
+	return set, nil
+}
+
+// Reconfigure replaces the channels, their secrets and the retry policy
+// with those of cc, atomically: a send, a commit or a scan sees either the
+// old configuration or the new one, never a mix. The outbox is untouched:
+// rows keep their ids, attempts and next attempts (a changed retry policy
+// applies from each row's next failure on), and sends in flight finish
+// with the channel they started with. When cc does not build (a webhook
+// secret too short, a bad SMTP setting), the error comes back and the old
+// configuration stays. Safe for concurrent use with everything else.
+func (s *Service) Reconfigure(cc ChannelsConfig) error {
+	set, err := s.buildChannels(cc)
+	if err != nil {
+		return fmt.Errorf("notify: reconfigure: %w", err)
+	}
+	old := s.set.Swap(set)
+	// Idle connections of the old webhook client would linger until their
+	// timeout; sends in flight keep theirs.
+	old.web.client.CloseIdleConnections()
+	s.log.Info("notification channels reconfigured", "webhooks", len(set.cc.Webhooks), "mail", set.hasMail,
+		"allow_private_targets", set.cc.AllowPrivateTargets)
+	s.Kick()
+	return nil
 }
 
 // ValidateTarget reports whether the Service can deliver to raw: its
@@ -243,19 +325,20 @@ func (s *Service) ValidateTarget(raw string) error {
 	if err != nil {
 		return err
 	}
+	set := s.set.Load()
 	switch kind {
 	case KindWebhook:
-		if _, ok := s.cfg.Channels[KindWebhook]; !ok && !s.web.hasSecret(raw) {
+		if _, ok := s.cfg.Channels[KindWebhook]; !ok && !set.web.hasSecret(raw) {
 			return fmt.Errorf("webhook %s has no signing secret: the operator must add it to [[notify.webhook]]", TargetLabel(raw))
 		}
 	case KindEmail:
-		if !s.hasMail {
+		if !set.hasMail {
 			return errors.New("mail targets need [notify.smtp] to be configured")
 		}
 	}
 	if kind == KindWebhook || (kind == KindShoutrrr && shoutrrrSchemes[schemeOf(raw)]) {
 		u, _ := url.Parse(raw)
-		if a, err := netip.ParseAddr(u.Hostname()); err == nil && !publicAddr(a) && !s.cfg.AllowPrivateTargets {
+		if a, err := netip.ParseAddr(u.Hostname()); err == nil && !publicAddr(a) && !set.cc.AllowPrivateTargets {
 			return fmt.Errorf("target %s: %w (allow_private_targets is off)", TargetLabel(raw), ErrPrivateAddress)
 		}
 	}
@@ -322,11 +405,11 @@ func (s *Service) Run(ctx context.Context) error {
 	targets := map[string]*targetState{}
 	known := map[string]bool{}      // queued, sending or awaiting commit
 	targetOf := map[string]string{} // due ids seen but not queued -> target
-	queueCap := max(32*s.cfg.PerTargetConcurrency, 128)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 
 	scan := func() time.Duration {
+		queueCap := max(32*s.set.Load().cc.PerTargetConcurrency, 128)
 		now := s.now()
 		seen := make(map[string]string, len(targetOf))
 		var load []string
@@ -386,9 +469,10 @@ func (s *Service) Run(ctx context.Context) error {
 		return wait
 	}
 	dispatch := func() {
+		perTarget := s.set.Load().cc.PerTargetConcurrency
 		for t, ts := range targets {
 			disabled := s.isDisabled(t)
-			for len(ts.queue) > 0 && (disabled || ts.active < s.cfg.PerTargetConcurrency) {
+			for len(ts.queue) > 0 && (disabled || ts.active < perTarget) {
 				r := ts.queue[0]
 				ts.queue = ts.queue[1:]
 				if disabled {
@@ -476,7 +560,7 @@ func (s *Service) freeSlot(targets map[string]*targetState, t string, needScan *
 		return
 	}
 	ts.active--
-	if len(ts.queue) < s.cfg.PerTargetConcurrency && ts.more {
+	if len(ts.queue) < s.set.Load().cc.PerTargetConcurrency && ts.more {
 		ts.more = false
 		*needScan = true
 	}
@@ -494,14 +578,15 @@ func (s *Service) deliver(ctx context.Context, r vault.OutboxRow) {
 	final := err != nil
 	if err == nil {
 		kind, kerr := TargetKind(r.Target)
-		ch := s.channels[kind]
+		set := s.set.Load()
+		ch := set.channels[kind]
 		switch {
 		case kerr != nil:
 			err, final = kerr, true
 		case ch == nil:
 			err = ErrNoChannel
 		default:
-			sctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+			sctx, cancel := context.WithTimeout(ctx, set.cc.Timeout)
 			err = ch.Send(sctx, m)
 			cancel()
 		}
@@ -554,21 +639,21 @@ func (s *Service) message(r vault.OutboxRow) (*Message, error) {
 }
 
 // delay returns the nominal delay after the n-th failed attempt.
-func (s *Service) delay(n int) time.Duration {
-	d := s.cfg.BaseDelay
-	for i := 1; i < n && d < s.cfg.MaxDelay; i++ {
+func (c *ChannelsConfig) delay(n int) time.Duration {
+	d := c.BaseDelay
+	for i := 1; i < n && d < c.MaxDelay; i++ {
 		d *= 2
 	}
-	return min(d, s.cfg.MaxDelay)
+	return min(d, c.MaxDelay)
 }
 
 // exhausted reports whether a row that failed its n-th attempt has been
 // retried for RetrySpan: the nominal delays before it add up to the span.
-func (s *Service) exhausted(n int) bool {
+func (c *ChannelsConfig) exhausted(n int) bool {
 	var sum time.Duration
 	for i := 1; i < n; i++ {
-		sum += s.delay(i)
-		if sum >= s.cfg.RetrySpan {
+		sum += c.delay(i)
+		if sum >= c.RetrySpan {
 			return true
 		}
 	}
@@ -579,9 +664,10 @@ func (s *Service) exhausted(n int) bool {
 // attempt until the row becomes a dead letter. Jitter of ±25% applies to
 // each delay; a longer Retry-After replaces it.
 func (s *Service) Schedule() []time.Duration {
+	cc := &s.set.Load().cc
 	var out []time.Duration
-	for n := 1; !s.exhausted(n); n++ {
-		out = append(out, s.delay(n))
+	for n := 1; !cc.exhausted(n); n++ {
+		out = append(out, cc.delay(n))
 	}
 	return out
 }
@@ -616,6 +702,7 @@ func (s *Service) commit(batch []*outcome) {
 	var events []Event
 	var logs []func()
 	now := s.now()
+	cc := &s.set.Load().cc
 	err := s.db.Update(func(tx *vault.Tx) error {
 		events, logs = events[:0], logs[:0]
 		for _, o := range batch {
@@ -668,7 +755,7 @@ func (s *Service) commit(batch []*outcome) {
 						"target", key, "user", cur.UserID, "dropped", n)
 				})
 				events = append(events, Event{Kind: EventDisabled, ID: cur.ID, Target: key, Attempts: cur.Attempts, Status: status, Count: n})
-			case o.final || s.exhausted(cur.Attempts):
+			case o.final || cc.exhausted(cur.Attempts):
 				cur.State = vault.OutboxDead
 				if err := tx.PutOutboxRow(cur); err != nil {
 					return err
@@ -679,7 +766,7 @@ func (s *Service) commit(batch []*outcome) {
 				})
 				events = append(events, Event{Kind: EventDead, ID: cur.ID, Target: key, Attempts: cur.Attempts, Status: status, Err: cur.LastError})
 			default:
-				d := s.delay(cur.Attempts)
+				d := cc.delay(cur.Attempts)
 				d = time.Duration(float64(d) * (0.75 + 0.5*s.cfg.Jitter()))
 				if wait > d {
 					d = wait
@@ -793,7 +880,8 @@ func (s *Service) maintain(ctx context.Context) {
 // than MaxBacklog undelivered ones, alerting the operator once per episode.
 // Run calls it every MaintainEvery; tests and operators may call it too.
 func (s *Service) Maintain() error {
-	cutoff := s.now().Add(-s.cfg.PruneAfter)
+	cc := &s.set.Load().cc
+	cutoff := s.now().Add(-cc.PruneAfter)
 	var old []string
 	if err := s.db.View(func(tx *vault.Tx) error {
 		return tx.Outbox(func(r vault.OutboxRow) error {
@@ -835,15 +923,15 @@ func (s *Service) Maintain() error {
 		return fmt.Errorf("notify: backlog: %w", err)
 	}
 	for t, refs := range backlog {
-		if len(refs) <= s.cfg.MaxBacklog {
+		if len(refs) <= cc.MaxBacklog {
 			s.mu.Lock()
 			delete(s.alerted, t)
 			s.mu.Unlock()
 			continue
 		}
 		sort.Slice(refs, func(i, j int) bool { return refs[i].created.Before(refs[j].created) })
-		excess := refs[s.cfg.MaxBacklog:]
-		reason := fmt.Sprintf("backlog over max_backlog (%d)", s.cfg.MaxBacklog)
+		excess := refs[cc.MaxBacklog:]
+		reason := fmt.Sprintf("backlog over max_backlog (%d)", cc.MaxBacklog)
 		if err := s.db.Update(func(tx *vault.Tx) error {
 			for _, x := range excess {
 				r, err := tx.OutboxRow(x.id)
@@ -866,7 +954,7 @@ func (s *Service) Maintain() error {
 		s.mu.Unlock()
 		if first {
 			s.log.Error("notification target backlog over max_backlog: newest rows dropped", "target", key,
-				"backlog", len(refs), "max_backlog", s.cfg.MaxBacklog, "dropped", len(excess))
+				"backlog", len(refs), "max_backlog", cc.MaxBacklog, "dropped", len(excess))
 		}
 		s.emit(Event{Kind: EventBacklog, Target: key, Count: len(excess)})
 	}

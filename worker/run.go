@@ -83,9 +83,9 @@ func (w *Worker) RunWatch(ctx context.Context, watchID string) Event {
 		defer w.endProbe(wt.Provider)
 	}
 
-	searcher := w.cfg.Searchers[wt.Provider]
+	searcher := (*w.searchers.Load())[wt.Provider]
 	if searcher == nil {
-		return w.fail(ev, wt, time.Time{}, fmt.Errorf("worker: no searcher for provider %q", wt.Provider))
+		return w.fail(ev, wt, time.Time{}, fmt.Errorf("worker: no searcher for provider %q (not in the configuration)", wt.Provider))
 	}
 	query, err := xapi.BuildQuery(xapi.QuerySpec{Hashtags: wt.Hashtags, Lang: wt.Lang, IncludeRetweets: wt.IncludeRetweets})
 	if err != nil {

@@ -19,7 +19,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -93,7 +95,8 @@ type Config struct {
 	// DB is the vault. Required.
 	DB *vault.DB
 	// Searchers by provider name. Required: the daemon builds one
-	// xapi.Client per provider with its APIURL.
+	// xapi.Client per provider with its APIURL. SetSearchers replaces them
+	// while the Worker runs.
 	Searchers map[string]Searcher
 	// Tokens returns the token source of a grant. Required: the daemon
 	// passes func(id string) xapi.TokenSource { return mgr.Source(id) }.
@@ -133,6 +136,9 @@ type Worker struct {
 	log    *slog.Logger
 	engine *sched.Engine
 
+	// searchers is the live Config.Searchers.
+	searchers atomic.Pointer[map[string]Searcher]
+
 	mu     sync.Mutex
 	capped map[string]*capState
 }
@@ -140,6 +146,20 @@ type Worker struct {
 type capState struct {
 	next    time.Time
 	probing bool
+}
+
+// SetSearchers replaces the searchers by provider name; the map is copied.
+// Runs in progress finish with the searcher they started with; schedules
+// and cursors are untouched, so no watch restarts. A run of a watch whose
+// provider has no searcher any more fails (EventRunFailed, "no searcher
+// for provider") and is tried again on its schedule: the watch is kept
+// for when the provider returns. Safe for concurrent use.
+func (w *Worker) SetSearchers(ss map[string]Searcher) {
+	m := maps.Clone(ss)
+	if m == nil {
+		m = map[string]Searcher{}
+	}
+	w.searchers.Store(&m)
 }
 
 // New returns a Worker.
@@ -172,6 +192,8 @@ func New(cfg Config) (*Worker, error) {
 		cfg.Now = time.Now
 	}
 	w := &Worker{cfg: cfg, log: cfg.Logger, capped: map[string]*capState{}}
+	w.SetSearchers(cfg.Searchers)
+	w.cfg.Searchers = nil // the live set is w.searchers
 	var err error
 	w.engine, err = sched.New(sched.Config{Job: w.fire, Workers: cfg.Workers, PerProviderConcurrency: cfg.PerProviderConcurrency,
 		PerUserConcurrency: cfg.PerUserConcurrency, CatchUpWindow: cfg.CatchUpWindow, Parse: cfg.Parse,

@@ -45,7 +45,17 @@ func (o *operator) wire() {
 				return errors.New("the scheduling engine did not answer")
 			}
 		},
+		// SIGHUP, in order. Each step is atomic for its component and a
+		// failing step changes nothing of its own and does not stop the
+		// next: a bad webhook secret does not hold back a fixed provider.
 		Reload: []func(context.Context, *config.Config) error{
+			// Providers first, so the watches reread below run with them:
+			// only changed providers are rebuilt, a provider that does not
+			// build keeps running as it was.
+			d.reloadProviders,
+			// Channels, their secrets and the retry policy; outbox rows keep
+			// their ids and schedules.
+			d.reloadNotify,
 			// Watches live in the vault: SIGHUP rereads them, so a changed
 			// schedule takes effect and unchanged watches keep running.
 			func(ctx context.Context, _ *config.Config) error { return d.worker.Reload(ctx) },

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -9,7 +10,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -39,10 +43,13 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 
 // daemon is the running tagwatchd: every component, wired.
 type daemon struct {
-	cfg       *config.Config
-	log       *slog.Logger
-	db        *vault.DB
-	providers map[string]*provider.Provider
+	cfg  *config.Config
+	log  *slog.Logger
+	opts options
+	db   *vault.DB
+	// provMu serialises provider reloads; providers is what they replace.
+	provMu    sync.Mutex
+	providers map[string]*builtProvider
 	renew     *renew.Manager
 	enroll    *enroll.Service
 	worker    *worker.Worker
@@ -86,7 +93,7 @@ func newDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, o o
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	d := &daemon{cfg: cfg, log: logger, providers: map[string]*provider.Provider{}, started: o.Now()}
+	d := &daemon{cfg: cfg, log: logger, opts: o, started: o.Now()}
 	if o.RenewObserver != nil {
 		d.observers = append(d.observers, o.RenewObserver)
 	}
@@ -122,19 +129,12 @@ func newDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, o o
 		d.close()
 		return nil, err
 	}
-	redirect := strings.TrimRight(cfg.HTTP.PublicURL, "/") + "/callback"
-	for _, pc := range cfg.Providers {
-		p, err := buildProvider(ctx, pc, redirect, cfg.Renewal.Timeout.Duration, o, logger)
-		if err != nil {
-			return fail(err)
-		}
-		d.providers[pc.Name] = p
+	// At start every provider must build; a reload is forgiving (see
+	// reloadProviders).
+	if d.providers, err = d.buildProviders(ctx, cfg.Providers, nil); err != nil {
+		return fail(err)
 	}
-	renewProviders := map[string]renew.Provider{}
-	enrollProviders := map[string]enroll.Provider{}
-	for name, p := range d.providers {
-		renewProviders[name], enrollProviders[name] = p, p
-	}
+	renewProviders, enrollProviders, searchers := d.providerMaps()
 	d.renew = renew.New(renew.Config{DB: db, Providers: renewProviders, Skew: cfg.Renewal.Skew.Duration,
 		Timeout: cfg.Renewal.Timeout.Duration, MaxBackoff: cfg.Renewal.MaxBackoff.Duration,
 		PublicURL: cfg.HTTP.PublicURL, LinkTTL: cfg.Enroll.LinkTTL.Duration, Now: o.Now, Logger: logger,
@@ -152,13 +152,6 @@ func newDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, o o
 		Logger: logger, Now: o.Now})
 	if err != nil {
 		return fail(err)
-	}
-	searchers := map[string]worker.Searcher{}
-	for name, p := range d.providers {
-		// Authors are expanded: a notification names who posted (X bills
-		// the user reads, de-duplicated per day).
-		searchers[name] = xapi.New(xapi.Config{BaseURL: p.APIURL(), HTTPClient: o.HTTPClient, ExpandAuthors: true,
-			OnRateLimit: o.RateLimitObserver, Logger: logger, Now: o.Now})
 	}
 	d.worker, err = worker.New(worker.Config{DB: db, Searchers: searchers,
 		Tokens:  func(grantID string) xapi.TokenSource { return d.renew.Source(grantID) },
@@ -185,29 +178,140 @@ func newDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, o o
 	return d, nil
 }
 
-// buildProvider turns a provider's configuration into a provider, reading
-// its client secret or private key.
-func buildProvider(ctx context.Context, pc config.Provider, redirect string, timeout time.Duration, o options, logger *slog.Logger) (*provider.Provider, error) {
+// builtProvider is a provider as built from its configuration, with what
+// a reload compares to decide whether to build it again.
+type builtProvider struct {
+	pc        config.Provider
+	secretSum [sha256.Size]byte // of the client secret or private key file
+	p         *provider.Provider
+	// searcher is the provider's X API client; it is kept as long as the
+	// API URL stays, with its rate-limit state.
+	searcher worker.Searcher
+}
+
+// buildProviders builds the providers of pcs. A provider whose
+// configuration and secret are those of its entry in old is that entry,
+// untouched; the others are built anew. It returns every provider that
+// built and the errors of those that did not, one per provider.
+func (d *daemon) buildProviders(ctx context.Context, pcs []config.Provider, old map[string]*builtProvider) (map[string]*builtProvider, error) {
+	// The redirect URL and the timeout are those the daemon started with:
+	// the public URL and [renewal] change only on restart.
+	redirect := strings.TrimRight(d.cfg.HTTP.PublicURL, "/") + "/callback"
+	out := make(map[string]*builtProvider, len(pcs))
+	var errs []error
+	for _, pc := range pcs {
+		raw, err := readProviderSecret(pc)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("provider %s: %w", pc.Name, err))
+			continue
+		}
+		sum := sha256.Sum256(raw)
+		if prev := old[pc.Name]; prev != nil && prev.secretSum == sum && reflect.DeepEqual(prev.pc, pc) {
+			clear(raw)
+			out[pc.Name] = prev
+			continue
+		}
+		p, err := buildProvider(ctx, pc, raw, redirect, d.cfg.Renewal.Timeout.Duration, d.opts, d.log)
+		clear(raw)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("provider %s: %w", pc.Name, err))
+			continue
+		}
+		b := &builtProvider{pc: pc, secretSum: sum, p: p}
+		if prev := old[pc.Name]; prev != nil && prev.p.APIURL() == p.APIURL() {
+			b.searcher = prev.searcher
+		} else {
+			// Authors are expanded: a notification names who posted (X
+			// bills the user reads, de-duplicated per day).
+			b.searcher = xapi.New(xapi.Config{BaseURL: p.APIURL(), HTTPClient: d.opts.HTTPClient, ExpandAuthors: true,
+				OnRateLimit: d.opts.RateLimitObserver, Logger: d.log, Now: d.opts.Now})
+		}
+		out[pc.Name] = b
+	}
+	return out, errors.Join(errs...)
+}
+
+// providerMaps returns the providers as renewal, enrollment and the
+// worker take them.
+func (d *daemon) providerMaps() (map[string]renew.Provider, map[string]enroll.Provider, map[string]worker.Searcher) {
+	rp := make(map[string]renew.Provider, len(d.providers))
+	ep := make(map[string]enroll.Provider, len(d.providers))
+	ss := make(map[string]worker.Searcher, len(d.providers))
+	for name, b := range d.providers {
+		rp[name], ep[name], ss[name] = b.p, b.p, b.searcher
+	}
+	return rp, ep, ss
+}
+
+// reloadProviders applies the providers of a reloaded configuration:
+// unchanged ones stay as they are (cached tokens, refreshes in flight,
+// searchers with their rate-limit state), changed and new ones are built,
+// removed ones are dropped (their grants and watches stay in the vault;
+// refreshes and runs for them fail until they return). A provider that
+// does not build keeps its old version, or, if new, stays out; its error
+// comes back. Renewal, enrollment and the worker then get the new set,
+// each in one atomic step.
+func (d *daemon) reloadProviders(ctx context.Context, cfg *config.Config) error {
+	d.provMu.Lock()
+	defer d.provMu.Unlock()
+	next, err := d.buildProviders(ctx, cfg.Providers, d.providers)
+	for name, prev := range d.providers {
+		if _, ok := next[name]; ok {
+			continue
+		}
+		if slices.ContainsFunc(cfg.Providers, func(pc config.Provider) bool { return pc.Name == name }) {
+			// Still configured but did not build: keep the old one.
+			next[name] = prev
+			d.log.Error("provider not reloaded; keeping the running one", "provider", name)
+		} else {
+			d.log.Warn("provider removed from the configuration; its grants and watches wait for it to return", "provider", name)
+		}
+	}
+	changed := len(next) != len(d.providers)
+	for name, b := range next {
+		if prev := d.providers[name]; prev != b {
+			changed = true
+			if prev == nil {
+				d.log.Info("provider added", "provider", name)
+			} else {
+				d.log.Info("provider reloaded", "provider", name)
+			}
+		}
+	}
+	if changed {
+		d.providers = next
+		rp, ep, ss := d.providerMaps()
+		d.renew.SetProviders(rp)
+		d.enroll.SetProviders(ep)
+		d.worker.SetSearchers(ss)
+	}
+	if err != nil {
+		return fmt.Errorf("reload providers: %w", err)
+	}
+	return nil
+}
+
+// readProviderSecret reads a provider's client secret or private key.
+func readProviderSecret(pc config.Provider) ([]byte, error) {
+	if pc.ClientAuth == provider.AuthPrivateKeyJWT {
+		return seal.ReadSecretFile(seal.Source{File: pc.PrivateKeyFile, Credential: pc.PrivateKeyCredential})
+	}
+	return seal.ReadSecretFile(seal.Source{File: pc.ClientSecretFile, Credential: pc.ClientSecretCredential})
+}
+
+// buildProvider turns a provider's configuration and its secret (as
+// readProviderSecret read it) into a provider.
+func buildProvider(ctx context.Context, pc config.Provider, raw []byte, redirect string, timeout time.Duration, o options, logger *slog.Logger) (*provider.Provider, error) {
 	c := provider.Config{Name: pc.Name, Kind: pc.Kind, Issuer: pc.Issuer, ClientID: pc.ClientID, ClientAuth: pc.ClientAuth,
 		Scopes: pc.Scopes, RedirectURL: redirect, APIURL: pc.APIURL, AuthURL: pc.AuthURL, TokenURL: pc.TokenURL,
 		RevokeURL: pc.RevokeURL, CAFile: pc.CAFile, HTTPClient: o.HTTPClient, Timeout: timeout, Now: o.Now, Logger: logger}
 	if pc.ClientAuth == provider.AuthPrivateKeyJWT {
-		raw, err := seal.ReadSecretFile(seal.Source{File: pc.PrivateKeyFile, Credential: pc.PrivateKeyCredential})
-		if err != nil {
-			return nil, fmt.Errorf("provider %s: %w", pc.Name, err)
-		}
-		c.PrivateKey, c.KeyID, err = provider.ParsePrivateKey(raw)
-		clear(raw)
-		if err != nil {
-			return nil, fmt.Errorf("provider %s: %w", pc.Name, err)
+		var err error
+		if c.PrivateKey, c.KeyID, err = provider.ParsePrivateKey(raw); err != nil {
+			return nil, err
 		}
 	} else {
-		raw, err := seal.ReadSecretFile(seal.Source{File: pc.ClientSecretFile, Credential: pc.ClientSecretCredential})
-		if err != nil {
-			return nil, fmt.Errorf("provider %s: %w", pc.Name, err)
-		}
 		c.ClientSecret = secret.NewClientSecret(strings.TrimSpace(string(raw)))
-		clear(raw)
 	}
 	return provider.New(ctx, c)
 }
@@ -243,27 +347,20 @@ func (d *daemon) validateWatch(w vault.WatchSpec) error {
 	return nil
 }
 
-// newNotify builds the notifier from the configuration's [notify] part.
-func newNotify(cfg *config.Config, db *vault.DB, master *seal.MasterKey, actions notify.Actions, o options, logger *slog.Logger) (*notify.Service, error) {
-	linkKey := master.Derive("tagwatch one-click links")
-	if cfg.HTTP.LinkKeyFile != "" || cfg.HTTP.LinkKeyCredential != "" {
-		raw, err := seal.ReadSecretFile(seal.Source{File: cfg.HTTP.LinkKeyFile, Credential: cfg.HTTP.LinkKeyCredential})
-		if err != nil {
-			return nil, fmt.Errorf("link key: %w", err)
-		}
-		linkKey = []byte(strings.TrimSpace(string(raw)))
-	}
+// notifyChannels reads the configuration's channels and retry policy,
+// with their secrets, as notify.New and Reconfigure take them.
+func notifyChannels(cfg *config.Config) (notify.ChannelsConfig, error) {
 	var hooks []notify.WebhookSecret
 	for _, h := range cfg.Notify.Webhooks {
 		raw, err := seal.ReadSecretFile(seal.Source{File: h.SecretFile, Credential: h.SecretCredential})
 		if err != nil {
-			return nil, fmt.Errorf("webhook %s: %w", h.URL, err)
+			return notify.ChannelsConfig{}, fmt.Errorf("webhook %s: %w", notify.TargetLabel(h.URL), err)
 		}
 		ws := notify.WebhookSecret{URL: h.URL, Secret: secret.New(strings.TrimSpace(string(raw)))}
 		if h.PreviousSecretFile != "" {
 			prev, err := seal.ReadSecretFile(seal.Source{File: h.PreviousSecretFile})
 			if err != nil {
-				return nil, fmt.Errorf("webhook %s previous secret: %w", h.URL, err)
+				return notify.ChannelsConfig{}, fmt.Errorf("webhook %s previous secret: %w", notify.TargetLabel(h.URL), err)
 			}
 			ws.Previous = secret.New(strings.TrimSpace(string(prev)))
 		}
@@ -274,9 +371,40 @@ func newNotify(cfg *config.Config, db *vault.DB, master *seal.MasterKey, actions
 	if sc.PasswordFile != "" || sc.PasswordCredential != "" {
 		raw, err := seal.ReadSecretFile(seal.Source{File: sc.PasswordFile, Credential: sc.PasswordCredential})
 		if err != nil {
-			return nil, fmt.Errorf("smtp password: %w", err)
+			return notify.ChannelsConfig{}, fmt.Errorf("smtp password: %w", err)
 		}
 		smtp.Password = secret.New(strings.TrimSpace(string(raw)))
+	}
+	n := cfg.Notify
+	return notify.ChannelsConfig{RetrySpan: n.RetrySpan.Duration, PruneAfter: n.PruneAfter.Duration, MaxBacklog: n.MaxBacklog,
+		PerTargetConcurrency: n.PerTargetConcurrency, Timeout: n.WebhookTimeout.Duration,
+		AllowPrivateTargets: n.AllowPrivateTargets, Webhooks: hooks, SMTP: smtp}, nil
+}
+
+// reloadNotify applies the channels of a reloaded configuration. A
+// secret that does not read or a channel that does not build keeps the
+// running channels.
+func (d *daemon) reloadNotify(_ context.Context, cfg *config.Config) error {
+	cc, err := notifyChannels(cfg)
+	if err != nil {
+		return fmt.Errorf("reload notify: %w", err)
+	}
+	return d.notify.Reconfigure(cc)
+}
+
+// newNotify builds the notifier from the configuration's [notify] part.
+func newNotify(cfg *config.Config, db *vault.DB, master *seal.MasterKey, actions notify.Actions, o options, logger *slog.Logger) (*notify.Service, error) {
+	linkKey := master.Derive("tagwatch one-click links")
+	if cfg.HTTP.LinkKeyFile != "" || cfg.HTTP.LinkKeyCredential != "" {
+		raw, err := seal.ReadSecretFile(seal.Source{File: cfg.HTTP.LinkKeyFile, Credential: cfg.HTTP.LinkKeyCredential})
+		if err != nil {
+			return nil, fmt.Errorf("link key: %w", err)
+		}
+		linkKey = []byte(strings.TrimSpace(string(raw)))
+	}
+	cc, err := notifyChannels(cfg)
+	if err != nil {
+		return nil, err
 	}
 	console := o.Console
 	if console == nil {
@@ -287,9 +415,9 @@ func newNotify(cfg *config.Config, db *vault.DB, master *seal.MasterKey, actions
 		d = dd
 	}
 	return notify.New(notify.Config{DB: db, PublicURL: cfg.HTTP.PublicURL, LinkKey: linkKey, Actions: actions,
-		RetrySpan: cfg.Notify.RetrySpan.Duration, PruneAfter: cfg.Notify.PruneAfter.Duration, MaxBacklog: cfg.Notify.MaxBacklog,
-		PerTargetConcurrency: cfg.Notify.PerTargetConcurrency, Timeout: cfg.Notify.WebhookTimeout.Duration,
-		AllowPrivateTargets: cfg.Notify.AllowPrivateTargets, Webhooks: hooks, SMTP: smtp, Console: console,
+		RetrySpan: cc.RetrySpan, PruneAfter: cc.PruneAfter, MaxBacklog: cc.MaxBacklog,
+		PerTargetConcurrency: cc.PerTargetConcurrency, Timeout: cc.Timeout,
+		AllowPrivateTargets: cc.AllowPrivateTargets, Webhooks: cc.Webhooks, SMTP: cc.SMTP, Console: console,
 		Logger: logger, Now: o.Now,
 		Observer: func(ev notify.Event) {
 			if d == nil {

@@ -242,8 +242,11 @@ func (o *operator) watchdog(ctx context.Context) error {
 }
 
 // reload rereads the configuration on SIGHUP and applies what can change
-// without a restart: the TLS certificate and whatever the hooks reload.
-// A configuration that does not load changes nothing.
+// without a restart: the TLS certificate and whatever the hooks reload
+// (providers, notification channels, watches). A configuration that does
+// not load changes nothing; a part that does not apply keeps running as it
+// was, and its error comes back (the caller logs it, so it also shows in
+// the status's last errors).
 func (o *operator) reload(ctx context.Context) error {
 	cfg, err := config.Load(o.d.cfg.Path)
 	if err != nil {
@@ -261,8 +264,9 @@ func (o *operator) reload(ctx context.Context) error {
 		}
 	}
 	if cfg.HTTP.Listen != o.d.cfg.HTTP.Listen || cfg.Status.Socket != o.d.cfg.Status.Socket ||
-		cfg.Status.MetricsListen != o.d.cfg.Status.MetricsListen || cfg.DatabasePath() != o.d.cfg.DatabasePath() {
-		o.d.log.Warn("listener addresses and the vault's path change only on restart")
+		cfg.Status.MetricsListen != o.d.cfg.Status.MetricsListen || cfg.DatabasePath() != o.d.cfg.DatabasePath() ||
+		cfg.HTTP.PublicURL != o.d.cfg.HTTP.PublicURL {
+		o.d.log.Warn("listener addresses, the public URL and the vault's path change only on restart")
 	}
 	return errors.Join(errs...)
 }

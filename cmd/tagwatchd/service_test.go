@@ -55,6 +55,10 @@ func (r *tokenRecorder) all() []string {
 	return append([]string(nil), r.tokens...)
 }
 
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
 // svc is a daemon run in-process by runService, with an X sandbox as its
 // provider and a notify socket of the test's own.
 type svc struct {
@@ -68,6 +72,11 @@ type svc struct {
 	x       *xsandbox.Server
 	tokens  *tokenRecorder
 	secret  string // the client secret sentinel
+	// rotated, when set, is a second client secret the token endpoint
+	// accepts (X after a rotation); seen records the client secret of
+	// every refresh request.
+	rotated atomic.Pointer[string]
+	seen    *tokenRecorder
 	logs    *syncBuffer
 	notify  *notifyRecorder
 	op      *operator
@@ -147,7 +156,13 @@ func (r *notifyRecorder) waitFor(t *testing.T, s string, timeout time.Duration) 
 // httpExtra is added to the [http] table; with tls the public URL is https.
 func newSvc(t *testing.T, httpExtra string, tls bool) *svc {
 	t.Helper()
-	s := &svc{t: t, dir: t.TempDir(), tokens: &tokenRecorder{}, logs: &syncBuffer{},
+	return newSvcTTL(t, httpExtra, tls, 3*time.Second)
+}
+
+// newSvcTTL is newSvc with the sandbox's access-token lifetime.
+func newSvcTTL(t *testing.T, httpExtra string, tls bool, ttl time.Duration) *svc {
+	t.Helper()
+	s := &svc{t: t, dir: t.TempDir(), tokens: &tokenRecorder{}, seen: &tokenRecorder{}, logs: &syncBuffer{},
 		secret: "SENTINEL-client-secret-" + vault.NewID()}
 	keyDir := t.TempDir()
 	s.keyFile = filepath.Join(keyDir, "master.key")
@@ -161,7 +176,7 @@ func newSvc(t *testing.T, httpExtra string, tls bool) *svc {
 	s.metrics = freePort(t)
 
 	x, err := xsandbox.Start(xsandbox.Config{ClientID: "tagwatch-x", ClientSecret: s.secret,
-		RedirectURIs: []string{s.public + "/callback"}, AccessTokenTTL: 3 * time.Second})
+		RedirectURIs: []string{s.public + "/callback"}, AccessTokenTTL: ttl})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,6 +188,20 @@ func newSvc(t *testing.T, httpExtra string, tls bool) *svc {
 	// The token endpoint, through a recorder of what it hands out.
 	target, _ := url.Parse(x.URL())
 	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if id, sec, ok := r.BasicAuth(); ok {
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			sec, _ = url.QueryUnescape(sec)
+			if form, _ := url.ParseQuery(string(body)); form.Get("grant_type") == "refresh_token" {
+				s.seen.add(sec)
+			}
+			if alt := s.rotated.Load(); alt != nil && sec == *alt {
+				r.SetBasicAuth(id, url.QueryEscape(s.secret))
+			}
+		}
+		return http.DefaultTransport.RoundTrip(r)
+	})
 	rp.ModifyResponse = func(resp *http.Response) error {
 		body, err := io.ReadAll(resp.Body)
 		if err != nil {
@@ -385,10 +414,16 @@ func doReq(t *testing.T, c *http.Client, method, u string) (int, string) {
 
 // enrollUser creates a link with tagwatchctl and consents as X user 1001.
 func (s *svc) enrollUser(user string) statusapi.EnrollResponse {
+	s.t.Helper()
+	return s.enrollUserAt(user, "x")
+}
+
+// enrollUserAt is enrollUser at a provider of the sandbox.
+func (s *svc) enrollUserAt(user, prov string) statusapi.EnrollResponse {
 	t := s.t
 	t.Helper()
 	var er statusapi.EnrollResponse
-	s.ctlJSON(&er, "enroll", "--user", user, "--provider", "x", "--hashtags", "golang,rust", "--schedule", "@every 1m",
+	s.ctlJSON(&er, "enroll", "--user", user, "--provider", prov, "--hashtags", "golang,rust", "--schedule", "@every 1m",
 		"--target", "console:", "--name", "Ada", "--expect", "@ada")
 	b := browse(t)
 	if code, _ := doReq(t, b, "GET", er.Link); code != 200 {

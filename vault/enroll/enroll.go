@@ -24,8 +24,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"tagwatch/vault"
@@ -102,7 +104,8 @@ type Config struct {
 	// CreateLink, but its links show "not available" until a Service with a
 	// live provider serves them (tagwatchd enroll creates links for a
 	// stopped daemon this way). Every provider's redirect URL must be
-	// PublicURL + "/callback".
+	// PublicURL + "/callback". SetProviders replaces them while the
+	// Service runs.
 	Providers map[string]Provider
 	// PublicURL is the base URL users reach the pages at, such as
 	// https://tagwatch.example.com (a path is allowed; the handler then
@@ -148,6 +151,8 @@ type Service struct {
 	operator string
 	log      *slog.Logger
 	flows    *flowStore
+	// providers is the live Config.Providers.
+	providers atomic.Pointer[map[string]Provider]
 }
 
 // New checks cfg and returns a Service.
@@ -198,7 +203,29 @@ func New(cfg Config) (*Service, error) {
 	if s.operator == "" {
 		s.operator = base.Host
 	}
+	s.SetProviders(cfg.Providers)
+	s.cfg.Providers = nil // the live set is s.providers
 	return s, nil
+}
+
+// SetProviders replaces the providers that serve links and callbacks; the
+// map is copied. Flows already started finish with the provider of their
+// name at callback time, as long as its issuer did not change (a flow is
+// bound to the issuer it started with); a name no longer in ps shows its
+// links as "not available" until it returns. Safe for concurrent use.
+func (s *Service) SetProviders(ps map[string]Provider) {
+	m := maps.Clone(ps)
+	if m == nil {
+		m = map[string]Provider{}
+	}
+	s.providers.Store(&m)
+}
+
+// provider returns the live provider of a name; ok reports whether the
+// name is known at all (it may map to nil, see Config.Providers).
+func (s *Service) provider(name string) (p Provider, ok bool) {
+	p, ok = (*s.providers.Load())[name]
+	return p, ok
 }
 
 // linkStatus says whether a link can still be used.

@@ -105,7 +105,7 @@ func (s *Service) link(r *http.Request) (vault.Enrollment, Provider, error) {
 		f.attrs = attrs
 		return e, nil, f
 	}
-	p := s.cfg.Providers[e.Provider]
+	p, _ := s.provider(e.Provider)
 	if p == nil {
 		f := refuse(reasonProviderUnavailable, fmt.Errorf("provider %q is not configured", e.Provider))
 		f.attrs = attrs
@@ -299,7 +299,7 @@ func (s *Service) finish(r *http.Request, f *flow, q map[string][]string) error 
 		}
 		return ""
 	}
-	p := s.cfg.Providers[f.provider]
+	p, _ := s.provider(f.provider)
 	if p == nil {
 		return refuse(reasonProviderUnavailable, fmt.Errorf("provider %q is not configured", f.provider))
 	}

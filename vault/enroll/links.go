@@ -118,7 +118,7 @@ func (s *Service) checkLinkRequest(req *LinkRequest) error {
 	if req.UserID == "" || len(req.UserID) > 200 || !printable(req.UserID) {
 		return bad("user id must be 1 to 200 printable characters")
 	}
-	if _, ok := s.cfg.Providers[req.Provider]; !ok {
+	if _, ok := s.provider(req.Provider); !ok {
 		return fmt.Errorf("%w %q", ErrUnknownProvider, req.Provider)
 	}
 	if len(req.UserName) > 200 || !printable(req.UserName) {

@@ -24,7 +24,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -77,7 +79,9 @@ type Event struct {
 
 // Config configures a Manager. Zero values take the documented defaults.
 type Config struct {
-	DB        *vault.DB
+	DB *vault.DB
+	// Providers by name, as grants name them. SetProviders replaces them
+	// while the Manager runs.
 	Providers map[string]Provider
 	// Locker serialises refreshes per grant; default a LocalLocker.
 	Locker Locker
@@ -109,6 +113,21 @@ type Manager struct {
 	log     *slog.Logger
 	mu      sync.Mutex
 	entries map[string]*entry
+
+	// providers is read on the refresh path only; the cached-token path
+	// never touches it. provMu serialises SetProviders.
+	providers atomic.Pointer[providerSet]
+	provMu    sync.Mutex
+	provGen   uint64
+}
+
+// providerSet is one published set of providers. gen says, per name, which
+// SetProviders call last replaced that provider: a backoff earned with an
+// older provider (bad client credentials the operator has since fixed) no
+// longer holds.
+type providerSet struct {
+	byName map[string]Provider
+	gen    map[string]uint64
 }
 
 type cached struct {
@@ -126,6 +145,10 @@ type entry struct {
 	notBefore time.Time
 	failures  int
 	lastErr   error
+	// failProvider and failGen name the provider the failures were earned
+	// with; a replaced provider starts the grant with a clean slate.
+	failProvider string
+	failGen      uint64
 }
 
 // New returns a Manager.
@@ -160,7 +183,63 @@ func New(cfg Config) *Manager {
 	if cfg.Observer == nil {
 		cfg.Observer = func(Event) {}
 	}
-	return &Manager{cfg: cfg, db: cfg.DB, locker: cfg.Locker, now: cfg.Now, log: cfg.Logger, entries: map[string]*entry{}}
+	m := &Manager{cfg: cfg, db: cfg.DB, locker: cfg.Locker, now: cfg.Now, log: cfg.Logger, entries: map[string]*entry{}}
+	ps := &providerSet{byName: maps.Clone(cfg.Providers), gen: map[string]uint64{}}
+	if ps.byName == nil {
+		ps.byName = map[string]Provider{}
+	}
+	m.providers.Store(ps)
+	m.cfg.Providers = nil // the live set is m.providers
+	return m
+}
+
+// SetProviders replaces the providers the Manager refreshes, revokes and
+// verifies ID tokens with; the map is copied. A provider left the same
+// (the same value) keeps its state; one that is new or replaced takes
+// effect from the next refresh, and a grant backing off after failures
+// with the provider it replaced (a wrong client secret, say) may try again
+// at once. A refresh already in flight finishes with the provider it
+// started with. A name no longer in ps fails refreshes of its grants with
+// an error until it returns; the grants themselves are untouched.
+//
+// Cached access tokens are kept, also for replaced providers: they stay
+// valid at the provider until they expire, whatever happened to the
+// client's credentials, and an API that refuses one (401) makes the caller
+// Invalidate it, which refreshes with the new provider.
+//
+// Safe for concurrent use; the cached-token path takes no lock for it.
+func (m *Manager) SetProviders(ps map[string]Provider) {
+	m.provMu.Lock()
+	defer m.provMu.Unlock()
+	old := m.providers.Load()
+	m.provGen++
+	next := &providerSet{byName: make(map[string]Provider, len(ps)), gen: make(map[string]uint64, len(ps))}
+	for name, p := range ps {
+		next.byName[name] = p
+		if q, ok := old.byName[name]; ok && sameProvider(p, q) {
+			next.gen[name] = old.gen[name]
+		} else {
+			next.gen[name] = m.provGen
+		}
+	}
+	m.providers.Store(next)
+}
+
+// sameProvider reports whether a and b are the same provider value,
+// without panicking on incomparable implementations.
+func sameProvider(a, b Provider) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	t := reflect.TypeOf(a)
+	return t == reflect.TypeOf(b) && t.Comparable() && a == b
+}
+
+// provider returns the provider of a name and its generation.
+func (m *Manager) provider(name string) (Provider, uint64, bool) {
+	ps := m.providers.Load()
+	p, ok := ps.byName[name]
+	return p, ps.gen[name], ok && p != nil
 }
 
 func (m *Manager) entry(grantID string) *entry {
@@ -257,6 +336,12 @@ func (m *Manager) renew(ctx context.Context, e *entry, stale *secret.AccessToken
 		e.cur.Store(&cached{access: tok.Access, expiry: g.AccessExpiry})
 		return tok.Access, nil
 	}
+	if e.failures > 0 && e.failProvider == g.Provider {
+		if _, gen, _ := m.provider(g.Provider); gen != e.failGen {
+			// The provider was replaced since the failures: start afresh.
+			e.failures, e.lastErr, e.notBefore = 0, nil, time.Time{}
+		}
+	}
 	if now := m.now(); now.Before(e.notBefore) {
 		return secret.AccessToken{}, fmt.Errorf("renew: grant %s backing off until %s: %w", e.id, e.notBefore.Format(time.RFC3339), e.lastErr)
 	}
@@ -265,7 +350,7 @@ func (m *Manager) renew(ctx context.Context, e *entry, stale *secret.AccessToken
 
 // refresh runs the refresh protocol. The caller holds the grant's lock.
 func (m *Manager) refresh(ctx context.Context, e *entry, g vault.Grant) (secret.AccessToken, error) {
-	p, ok := m.cfg.Providers[g.Provider]
+	p, gen, ok := m.provider(g.Provider)
 	if !ok {
 		return secret.AccessToken{}, fmt.Errorf("renew: grant %s: provider %q is not configured", g.ID, g.Provider)
 	}
@@ -350,6 +435,7 @@ func (m *Manager) refresh(ctx context.Context, e *entry, g vault.Grant) (secret.
 			m.log.Warn("refresh answer lost; retrying once", "grant", g.ID, "provider", g.Provider, "err", pe)
 			continue
 		default:
+			e.failProvider, e.failGen = g.Provider, gen
 			return secret.AccessToken{}, m.recordFailure(e, g, pe, retry || pe.Ambiguous)
 		}
 	}

@@ -35,8 +35,8 @@ func (m *Manager) Unenroll(ctx context.Context, grantID, actor string) error {
 		if err != nil {
 			return err
 		}
-		p := m.cfg.Providers[g.Provider]
-		if !tok.Refresh.IsZero() && p != nil && p.HasRevocation() {
+		p, _, ok := m.provider(g.Provider)
+		if !tok.Refresh.IsZero() && ok && p.HasRevocation() {
 			revID = vault.NewID()
 			if err := tx.PutRevocation(vault.Revocation{ID: revID, Provider: g.Provider, GrantID: g.ID, NextAttempt: m.now(), CreatedAt: m.now()}, tok.Refresh); err != nil {
 				return err
@@ -131,8 +131,8 @@ func (m *Manager) revokeOne(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	p := m.cfg.Providers[r.Provider]
-	if p == nil {
+	p, _, ok := m.provider(r.Provider)
+	if !ok {
 		return fmt.Errorf("provider %q is not configured", r.Provider)
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.Timeout)

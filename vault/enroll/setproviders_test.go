@@ -1,0 +1,58 @@
+package enroll_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+
+	"tagwatch/vault/enroll"
+	"tagwatch/vault/provider"
+	"tagwatch/vault/secret"
+	"tagwatch/worker/xapi/xsandbox"
+)
+
+// xProvider builds a provider for xe's sandbox with the given client secret.
+func (xe *xEnv) xProvider(sec string) enroll.Provider {
+	xe.t.Helper()
+	p, err := provider.New(context.Background(), provider.Config{Name: "x", Kind: provider.KindX, ClientID: "tagwatch-x",
+		ClientSecret: secret.NewClientSecret(sec), RedirectURL: xe.url + "/callback", HTTPClient: &http.Client{Transport: xe.tokens},
+		AuthURL: xe.x.URL() + string(xsandbox.EndpointAuthorize), TokenURL: xe.x.URL() + string(xsandbox.EndpointToken),
+		RevokeURL: xe.x.URL() + string(xsandbox.EndpointRevoke), APIURL: xe.x.URL()})
+	if err != nil {
+		xe.t.Fatal(err)
+	}
+	return p
+}
+
+// TestSetProviders: the code exchange uses the provider set last (a wrong
+// client secret fails it, the right one stores the grant); a removed
+// provider refuses new links and shows existing ones as unavailable, and
+// serves them again once it returns.
+func TestSetProviders(t *testing.T) {
+	xe := newXEnv(t)
+	link, rec := xe.link("ada", "x", "@Ada")
+
+	xe.svc.SetProviders(map[string]enroll.Provider{"x": xe.xProvider("not-the-secret")})
+	if p := xe.enroll(newBrowser(t), link, "1001"); p.status == http.StatusSeeOther || p.status == http.StatusOK {
+		t.Fatalf("callback with a provider holding a wrong client secret = %d, want a refusal", p.status)
+	}
+	xe.expectNothingStored("ada", rec)
+
+	xe.svc.SetProviders(map[string]enroll.Provider{"x": xe.xProvider("x-secret")})
+	expectPage(t, xe.enroll(newBrowser(t), link, "1001"), http.StatusOK, "all set")
+	xe.expectEnrolled("ada", rec, "1001")
+
+	link2, _ := xe.link("bob", "x", "")
+	xe.svc.SetProviders(nil)
+	_, _, err := xe.svc.CreateLink(context.Background(), enroll.LinkRequest{UserID: "carol", Provider: "x", Watch: &testWatch, CreatedBy: "test"})
+	if !errors.Is(err, enroll.ErrUnknownProvider) {
+		t.Errorf("CreateLink(removed provider) = %v, want ErrUnknownProvider", err)
+	}
+	expectPage(t, newBrowser(t).get(link2), http.StatusServiceUnavailable, "not available")
+
+	xe.svc.SetProviders(map[string]enroll.Provider{"x": xe.xProvider("x-secret")})
+	if p := newBrowser(t).get(link2); p.status != http.StatusOK {
+		t.Errorf("landing page once the provider returned = %d, want 200", p.status)
+	}
+}
