@@ -179,10 +179,15 @@ func TestReloadChannelsAndProviders(t *testing.T) {
 
 	// The row keeps its id and is delivered, signed with the new secret.
 	waitFor(t, 20*time.Second, "the row's delivery under the new secret", func() bool { a, _ := rcv.counts(row); return a == 1 })
+	// The receiver's 2xx comes before the notifier commits the outcome
+	// (outcomes are committed in batches): wait for the row to say so.
 	var r vault.OutboxRow
-	if err := d.db.View(func(tx *vault.Tx) error { r, err = tx.OutboxRow(row); return err }); err != nil {
-		t.Fatalf("row %s after the reload: %v", row, err)
-	}
+	waitFor(t, 20*time.Second, "the row to be marked delivered", func() bool {
+		if err := d.db.View(func(tx *vault.Tx) error { r, err = tx.OutboxRow(row); return err }); err != nil {
+			t.Fatalf("row %s after the reload: %v", row, err)
+		}
+		return r.State == vault.OutboxDelivered
+	})
 	if r.State != vault.OutboxDelivered || r.Attempts < 2 {
 		t.Errorf("row after the reload = %s after %d attempts, want delivered after the refused ones", r.State, r.Attempts)
 	}

@@ -226,12 +226,14 @@ func TestHydra(t *testing.T) {
 		elapsed := time.Since(start)
 		n := f.tokenRequests() - before
 		gg, tok := f.tokens(g.ID)
-		// Hydra's expires_in is whole seconds, rounded down from the 5 s TTL;
-		// the lifetime the client was given is what one refresh per expiry
-		// means: at most one per (lifetime - skew), at least one per lifetime.
-		life := gg.AccessExpiry.Sub(gg.LastRefreshAt).Round(time.Second)
-		if lo, hi := int(elapsed/life), int(elapsed/(life-time.Second))+1; n < lo || n > hi {
-			t.Errorf("%v of use with %v tokens made %d token requests, want %d..%d (one per expiry)", elapsed.Round(time.Second), life, n, lo, hi)
+		// Hydra's expires_in is whole seconds, so a 5 s TTL reaches the
+		// client as 4 or 5 s. One refresh per expiry therefore means at
+		// least one per 5 s and at most one per (4 s - 1 s skew). A
+		// duplicate refresh would be reuse, and with a grace period of 0
+		// Hydra would have killed the chain: the introspection below is
+		// the proof that none happened.
+		if lo, hi := int(elapsed/(5*time.Second)), int(elapsed/(3*time.Second))+1; n < lo || n > hi {
+			t.Errorf("%v of use made %d token requests, want %d..%d (one per expiry)", elapsed.Round(time.Second), n, lo, hi)
 		}
 		if gg.RefreshCount != n || gg.State != vault.GrantActive {
 			t.Errorf("grant refresh count %d (requests %d), state %s", gg.RefreshCount, n, gg.State)
@@ -242,6 +244,6 @@ func TestHydra(t *testing.T) {
 		if active, _ := h.Introspect(t, last.Reveal()); !active && time.Now().Before(gg.AccessExpiry) {
 			t.Error("current access token not active at Hydra")
 		}
-		t.Logf("%v of use: %d refreshes with %v tokens (5 s TTL at Hydra)", elapsed.Round(time.Second), n, life)
+		t.Logf("%v of use: %d refreshes with 5 s tokens", elapsed.Round(time.Second), n)
 	})
 }
