@@ -419,6 +419,13 @@ func (tx *Tx) OpenRevocation(r Revocation) (secret.RefreshToken, error) {
 	return secret.RefreshToken{Value: v}, err
 }
 
+// Revocation returns the pending revocation with the given id.
+func (tx *Tx) Revocation(id string) (Revocation, error) {
+	var r Revocation
+	err := getJSON(tx.tx.Bucket(bucketRevocations), id, &r)
+	return r, err
+}
+
 // DeleteRevocation removes a pending revocation.
 func (tx *Tx) DeleteRevocation(id string) error {
 	return tx.tx.Bucket(bucketRevocations).Delete([]byte(id))

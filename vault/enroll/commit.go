@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"tagwatch/vault"
+	"tagwatch/vault/httpsec"
 	"tagwatch/vault/provider"
 )
 
@@ -44,7 +45,7 @@ func (s *Service) commit(f *flow, p Provider, tr *provider.TokenResult, id provi
 			return err
 		}
 		if u.Name == "" {
-			u.Name = clip(id.Name, 200)
+			u.Name = httpsec.Clip(id.Name, 200)
 		}
 		if err := tx.PutUser(u); err != nil {
 			return err
@@ -152,7 +153,7 @@ func (s *Service) commit(f *flow, p Provider, tr *provider.TokenResult, id provi
 		if id.Username != "" {
 			who += " (" + id.Username + ")"
 		}
-		if err := tx.Audit(vault.AuditEvent{Kind: vault.AuditEnrollmentUsed, Actor: clip(who, 200), UserID: e.UserID, GrantID: g.ID,
+		if err := tx.Audit(vault.AuditEvent{Kind: vault.AuditEnrollmentUsed, Actor: httpsec.Clip(who, 200), UserID: e.UserID, GrantID: g.ID,
 			Detail: fmt.Sprintf("%s link %s used at provider %s; %d watches started or resumed", e.Purpose, e.ID, e.Provider, len(touched))}); err != nil {
 			return err
 		}
@@ -160,8 +161,8 @@ func (s *Service) commit(f *flow, p Provider, tr *provider.TokenResult, id provi
 		if old.ID != "" {
 			detail = "grant replaced (was " + string(old.State) + ")"
 		}
-		return tx.Audit(vault.AuditEvent{Kind: vault.AuditGrantStored, Actor: clip(who, 200), UserID: e.UserID, GrantID: g.ID,
-			Detail: fmt.Sprintf("%s; scopes %s", detail, clip(strings.Join(granted, " "), 300))})
+		return tx.Audit(vault.AuditEvent{Kind: vault.AuditGrantStored, Actor: httpsec.Clip(who, 200), UserID: e.UserID, GrantID: g.ID,
+			Detail: fmt.Sprintf("%s; scopes %s", detail, httpsec.Clip(strings.Join(granted, " "), 300))})
 	})
 	if err != nil {
 		return "", err

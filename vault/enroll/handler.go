@@ -201,7 +201,7 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 	// A form posted from another site must not start a sign-in in this
 	// browser. (Origin is no help: with no-referrer, browsers send "null".)
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
-		s.fail(w, r, refuse(reasonCrossSite, fmt.Errorf("Sec-Fetch-Site %q", clip(site, 20))), "")
+		s.fail(w, r, refuse(reasonCrossSite, fmt.Errorf("Sec-Fetch-Site %q", httpsec.Clip(site, 20))), "")
 		return
 	}
 	e, p, err := s.link(r)
@@ -311,8 +311,8 @@ func (s *Service) finish(r *http.Request, f *flow, q map[string][]string) error 
 		return refuse(reasonIssuer, err)
 	}
 	if _, ok := q["error"]; ok {
-		code := clip(get("error"), 64)
-		cause := fmt.Errorf("provider answered error %q: %s", code, clip(get("error_description"), 200))
+		code := httpsec.Clip(get("error"), 64)
+		cause := fmt.Errorf("provider answered error %q: %s", code, httpsec.Clip(get("error_description"), 200))
 		if code == "access_denied" {
 			fl := refuse(reasonDenied, cause)
 			_ = s.cfg.DB.View(func(tx *vault.Tx) error {
@@ -429,7 +429,7 @@ func (s *Service) discard(p Provider, tr *provider.TokenResult) {
 func (s *Service) auditRefusal(f *flow, detail string) {
 	err := s.cfg.DB.Update(func(tx *vault.Tx) error {
 		return tx.Audit(vault.AuditEvent{Kind: vault.AuditEnrollmentRefused, UserID: f.userID,
-			Detail: fmt.Sprintf("link %s at provider %s: %s", f.enrollmentID, f.provider, clip(detail, 300))})
+			Detail: fmt.Sprintf("link %s at provider %s: %s", f.enrollmentID, f.provider, httpsec.Clip(detail, 300))})
 	})
 	if err != nil {
 		s.log.Error("audit refused enrollment", "user", f.userID, "provider", f.provider, "err", err.Error())
@@ -489,7 +489,3 @@ func (s *Service) enrolled(w http.ResponseWriter, r *http.Request) {
 	d.Note = "You can close this page. To stop, revoke tagwatch's access in your account settings at the provider, or ask whoever sent you the link."
 	s.render(w, http.StatusOK, messageTmpl, &d, "")
 }
-
-// clip shortens s and replaces control characters, so text from the
-// outside cannot forge log lines.
-func clip(s string, n int) string { return httpsec.Clip(s, n) }

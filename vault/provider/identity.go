@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"tagwatch/vault/httpsec"
 	"tagwatch/vault/secret"
 )
 
@@ -64,7 +65,7 @@ func (p *Provider) VerifyIDToken(ctx context.Context, raw secret.Value, nonce st
 	}
 	tok, err := p.verifier.Verify(ctx, raw.Reveal())
 	if err != nil {
-		return fail("%s", clip(err.Error(), 200))
+		return fail("%s", httpsec.Clip(err.Error(), 200))
 	}
 	if tok.IssuedAt.IsZero() {
 		return fail("iat is missing")
@@ -80,7 +81,7 @@ func (p *Provider) VerifyIDToken(ctx context.Context, raw secret.Value, nonce st
 		Name              string `json:"name"`
 	}
 	if err := tok.Claims(&extra); err != nil {
-		return fail("claims: %s", clip(err.Error(), 100))
+		return fail("claims: %s", httpsec.Clip(err.Error(), 100))
 	}
 	if len(tok.Audience) > 1 && extra.AZP == "" {
 		return fail("several audiences and no azp")

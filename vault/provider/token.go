@@ -271,7 +271,7 @@ func classify(op string, resp *http.Response, body []byte) *Error {
 		_ = json.Unmarshal(body, &oe)
 	}
 	e.Code = oe.Error
-	e.Description = clip(firstNonEmpty(oe.Description, oe.Detail, oe.Title), 200)
+	e.Description = httpsec.Clip(firstNonEmpty(oe.Description, oe.Detail, oe.Title), 200)
 	if ra := resp.Header.Get("Retry-After"); ra != "" {
 		if secs, err := strconv.Atoi(ra); err == nil && secs >= 0 {
 			e.RetryAfter = time.Duration(secs) * time.Second
@@ -301,10 +301,6 @@ func firstNonEmpty(v ...string) string {
 	}
 	return ""
 }
-
-// clip shortens s and removes control characters, so a hostile answer
-// cannot forge log lines.
-func clip(s string, n int) string { return httpsec.Clip(s, n) }
 
 // clientAssertion signs an RFC 7523 client assertion for audience aud.
 func (p *Provider) clientAssertion(aud string) (string, error) {

@@ -21,13 +21,13 @@ package renew
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"reflect"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -589,24 +589,7 @@ func (m *Manager) needsReconsent(g vault.Grant, reason string, keepTokens bool) 
 		if err := tx.PutGrant(cur); err != nil {
 			return err
 		}
-		var targets []string
-		var hashtags []string
-		err = tx.UserWatches(cur.UserID, func(w vault.Watch) error {
-			if w.Provider != cur.Provider {
-				return nil
-			}
-			for _, t := range w.Targets {
-				if !slices.Contains(targets, t) {
-					targets = append(targets, t)
-				}
-			}
-			hashtags = append(hashtags, w.Hashtags...)
-			if w.State != vault.WatchActive {
-				return nil
-			}
-			w.State, w.SuspendReason = vault.WatchSuspended, "needs_reconsent"
-			return tx.PutWatch(w)
-		})
+		targets, hashtags, err := suspendWatches(tx, cur, "needs_reconsent", false)
 		if err != nil {
 			return err
 		}
@@ -619,7 +602,7 @@ func (m *Manager) needsReconsent(g vault.Grant, reason string, keepTokens bool) 
 		enrollmentID = enr.ID
 		notice := vault.Notice{Type: vault.NoticeReconsent, UserID: cur.UserID, Provider: cur.Provider, Hashtags: hashtags, Time: now,
 			Message: "tagwatch can no longer act for you and has paused your watches. Open the link in this message to allow it again."}
-		payload, err := jsonMarshal(notice)
+		payload, err := json.Marshal(notice)
 		if err != nil {
 			return err
 		}

@@ -3,7 +3,6 @@ package renew
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -615,6 +613,3 @@ func TestHelperRefreshThenDie(t *testing.T) {
 	syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	select {}
 }
-
-var _ atomic.Int64
-var _ = fmt.Sprint

@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"tagwatch/vault"
 	"tagwatch/vault/provider"
+	"tagwatch/vault/secret"
 )
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 
 // Unenroll ends a grant: locally at once (tokens deleted, state revoked,
 // the user's watches at that provider suspended, the user told), and at the
@@ -49,15 +49,7 @@ func (m *Manager) Unenroll(ctx context.Context, grantID, actor string) error {
 		if err := tx.PutGrant(g); err != nil {
 			return err
 		}
-		var targets []string
-		err = tx.UserWatches(g.UserID, func(w vault.Watch) error {
-			if w.Provider != g.Provider {
-				return nil
-			}
-			targets = appendNew(targets, w.Targets...)
-			w.State, w.SuspendReason = vault.WatchSuspended, "revoked"
-			return tx.PutWatch(w)
-		})
+		targets, _, err := suspendWatches(tx, g, "revoked", true)
 		if err != nil {
 			return err
 		}
@@ -90,20 +82,27 @@ func (m *Manager) Unenroll(ctx context.Context, grantID, actor string) error {
 	return nil
 }
 
-func appendNew(dst []string, vs ...string) []string {
-	for _, v := range vs {
-		found := false
-		for _, d := range dst {
-			if d == v {
-				found = true
-				break
+// suspendWatches suspends the user's watches at g's provider with reason:
+// the active ones, or every one when all is set (the user left). It
+// returns their notification targets, once each, and their hashtags.
+func suspendWatches(tx *vault.Tx, g vault.Grant, reason string, all bool) (targets, hashtags []string, err error) {
+	err = tx.UserWatches(g.UserID, func(w vault.Watch) error {
+		if w.Provider != g.Provider {
+			return nil
+		}
+		for _, t := range w.Targets {
+			if !slices.Contains(targets, t) {
+				targets = append(targets, t)
 			}
 		}
-		if !found {
-			dst = append(dst, v)
+		hashtags = append(hashtags, w.Hashtags...)
+		if !all && w.State != vault.WatchActive {
+			return nil
 		}
-	}
-	return dst
+		w.State, w.SuspendReason = vault.WatchSuspended, reason
+		return tx.PutWatch(w)
+	})
+	return targets, hashtags, err
 }
 
 // revokeOne tries one pending revocation; on success the record and the
@@ -112,18 +111,9 @@ func (m *Manager) revokeOne(ctx context.Context, id string) error {
 	var r vault.Revocation
 	var rtok vault.Tokens
 	err := m.db.View(func(tx *vault.Tx) error {
-		var found bool
-		err := tx.Revocations(func(x vault.Revocation) error {
-			if x.ID == id {
-				r, found = x, true
-			}
-			return nil
-		})
-		if err != nil {
+		var err error
+		if r, err = tx.Revocation(id); err != nil {
 			return err
-		}
-		if !found {
-			return vault.ErrNotFound
 		}
 		rtok.Refresh, err = tx.OpenRevocation(r)
 		return err
@@ -156,7 +146,7 @@ func (m *Manager) revokeOne(ctx context.Context, id string) error {
 		if errors.Is(rerr, context.Canceled) {
 			r.Attempts--
 		}
-		if err := tx.PutRevocation(r, vault.Tokens{}.Refresh); err != nil {
+		if err := tx.PutRevocation(r, secret.RefreshToken{}); err != nil {
 			return err
 		}
 		return rerr
