@@ -38,8 +38,8 @@ func BenchmarkDelivery(b *testing.B) {
 		var mu sync.Mutex
 		var lat []time.Duration
 		done := make(chan struct{})
-		s, err := New(Config{DB: db, PublicURL: "https://tagwatch.example", LinkKey: linkKey(), AllowPrivateTargets: true,
-			Webhooks: []WebhookSecret{{URL: target, Secret: secret.New(sec)}},
+		s, err := New(Config{Outbox: db, PublicURL: "https://tagwatch.example", LinkKey: linkKey(),
+			Channels: ChannelsConfig{AllowPrivateTargets: true, Webhooks: []WebhookSecret{{URL: target, Secret: secret.New(sec)}}},
 			Observer: func(ev Event) {
 				if ev.Kind != EventDelivered {
 					return
@@ -57,15 +57,11 @@ func BenchmarkDelivery(b *testing.B) {
 		payload := []byte(mustJSON(notice))
 		b.StartTimer()
 		start := time.Now()
-		if err := db.Update(func(tx *vault.Tx) error {
-			for i := range total {
-				if _, err := tx.Enqueue(vault.OutboxRow{ID: "b" + strconv.Itoa(i), Kind: "match", UserID: "u1", WatchID: "w1",
-					Target: target, Payload: payload}); err != nil {
-					return err
-				}
-			}
-			return nil
-		}); err != nil {
+		rows := make([]vault.OutboxRow, total)
+		for i := range rows {
+			rows[i] = vault.OutboxRow{ID: "b" + strconv.Itoa(i), Kind: "match", UserID: "u1", WatchID: "w1", Target: target, Payload: payload}
+		}
+		if _, err := db.Enqueue(rows...); err != nil {
 			b.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
@@ -103,7 +99,7 @@ func BenchmarkDelivery(b *testing.B) {
 			wg.Wait()
 			return total / time.Since(t0).Seconds()
 		}
-		seq, par := bare(1), bare(s.cfg.PerTargetConcurrency)
+		seq, par := bare(1), bare(s.set.Load().cc.PerTargetConcurrency)
 		slices.Sort(lat)
 		rate := total / elapsed.Seconds()
 		b.ReportMetric(rate, "deliveries/s")

@@ -33,9 +33,9 @@ func crashChild() {
 		os.Exit(2)
 	}
 	hook := os.Getenv("TW_HOOK")
-	s, err := New(Config{DB: db, PublicURL: "https://tagwatch.example", LinkKey: []byte("0123456789abcdef0123456789abcdef"),
-		AllowPrivateTargets: true, PerTargetConcurrency: 8, BaseDelay: 50 * time.Millisecond,
-		Webhooks: []WebhookSecret{{URL: hook, Secret: secret.New(os.Getenv("TW_SECRET"))}}})
+	s, err := New(Config{Outbox: db, PublicURL: "https://tagwatch.example", LinkKey: []byte("0123456789abcdef0123456789abcdef"),
+		Channels: ChannelsConfig{AllowPrivateTargets: true, PerTargetConcurrency: 8, BaseDelay: 50 * time.Millisecond,
+			Webhooks: []WebhookSecret{{URL: hook, Secret: secret.New(os.Getenv("TW_SECRET"))}}}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		os.Exit(2)
@@ -45,12 +45,12 @@ func crashChild() {
 	go func() { done <- s.Run(ctx) }()
 	for {
 		time.Sleep(20 * time.Millisecond)
-		st, err := s.Status()
+		v, err := s.Outbox("", 0)
 		if err != nil {
 			os.Exit(3)
 		}
 		left := 0
-		for _, x := range st {
+		for _, x := range v.Targets {
 			left += x.Pending + x.Retrying
 		}
 		if left == 0 {

@@ -65,26 +65,26 @@ func newEmail(c SMTPConfig, timeout time.Duration, now func() time.Time) (*email
 	case "starttls", "tls":
 	case "none":
 		if !isLoopbackHost(c.Host) {
-			return nil, fmt.Errorf("notify: smtp: security none is allowed only on loopback, not %s", c.Host)
+			return nil, fmt.Errorf("smtp: security none is allowed only on loopback, not %s", c.Host)
 		}
 	default:
-		return nil, fmt.Errorf("notify: smtp: security must be starttls, tls or none, got %q", c.Security)
+		return nil, fmt.Errorf("smtp: security must be starttls, tls or none, got %q", c.Security)
 	}
 	from, err := mail.ParseAddress(c.From)
 	if err != nil {
-		return nil, fmt.Errorf("notify: smtp: from %q: %w", c.From, err)
+		return nil, fmt.Errorf("smtp: from %q: %w", c.From, err)
 	}
 	roots := c.RootCAs
 	if roots == nil && c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("notify: smtp: %w", err)
+			return nil, fmt.Errorf("smtp: %w", err)
 		}
 		if roots, err = x509.SystemCertPool(); err != nil {
 			roots = x509.NewCertPool()
 		}
 		if !roots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("notify: smtp: %s holds no PEM certificate", c.CAFile)
+			return nil, fmt.Errorf("smtp: %s holds no PEM certificate", c.CAFile)
 		}
 	}
 	return &email{cfg: c, from: from, timeout: timeout, now: now,

@@ -131,29 +131,21 @@ func TestEmailDelivery(t *testing.T) {
 			db := openDB(t, "", nil, nil)
 			var logs logBuffer
 			ev := newEvents()
-			s, err := New(Config{DB: db, PublicURL: "https://tagwatch.example", LinkKey: linkKey(), Observer: ev.observe,
-				Logger: logs.logger(), SMTP: SMTPConfig{Host: "127.0.0.1", Port: port, Security: security, Username: mb.user,
-					Password: secret.New(mb.pass), From: "tagwatch <tagwatch@example.org>", RootCAs: pool}})
+			s, err := New(Config{Outbox: db, PublicURL: "https://tagwatch.example", LinkKey: linkKey(), Observer: ev.observe,
+				Logger: logs.logger(), Channels: ChannelsConfig{SMTP: SMTPConfig{Host: "127.0.0.1", Port: port, Security: security,
+					Username: mb.user, Password: secret.New(mb.pass), From: "tagwatch <tagwatch@example.org>", RootCAs: pool}}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.ValidateTarget("mailto:ada@example.com"); err != nil {
-				t.Fatalf("ValidateTarget(mailto) = %v", err)
+			if err := s.CheckTarget("mailto:ada@example.com"); err != nil {
+				t.Fatalf("CheckTarget(mailto) = %v", err)
 			}
 			run(t, s)
 			enqueue(t, db, "m1", "mailto:ada@example.com", matchNotice("u1", "w1", 2))
 			const consent = "https://tagwatch.example/enroll/CONSENT-LINK-SENTINEL-7731"
 			payload := []byte(`{"type":"reconsent_needed","user_id":"u1","provider":"x","hashtags":["golang"],"message":"allow again","time":"2026-03-01T12:00:00Z"}`)
-			if err := db.Update(func(tx *vault.Tx) error {
-				row := vault.OutboxRow{ID: "m2", Kind: vault.NoticeReconsent, UserID: "u1", Target: "mailto:ada@example.com", Payload: payload}
-				if err := tx.SealOutboxSecret(&row, secret.New(consent)); err != nil {
-					return err
-				}
-				_, err := tx.Enqueue(row)
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
+			enqueueSealed(t, db, vault.OutboxRow{ID: "m2", Kind: vault.NoticeReconsent, UserID: "u1", Target: "mailto:ada@example.com",
+				Payload: payload}, secret.New(consent))
 			s.Kick()
 			for _, id := range []string{"m1", "m2"} {
 				if e := ev.wait(t, id, EventDelivered, EventFailed); e.Kind != EventDelivered {

@@ -20,6 +20,7 @@ import (
 
 	"tagwatch/vault"
 	"tagwatch/vault/seal"
+	"tagwatch/vault/secret"
 )
 
 func TestMain(m *testing.M) {
@@ -81,25 +82,71 @@ func matchNotice(user, watch string, posts int) vault.Notice {
 func enqueue(t testing.TB, db *vault.DB, id, target string, n vault.Notice) {
 	t.Helper()
 	payload, _ := json.Marshal(n)
-	if err := db.Update(func(tx *vault.Tx) error {
-		_, err := tx.Enqueue(vault.OutboxRow{ID: id, Kind: n.Type, UserID: n.UserID, WatchID: n.WatchID, Target: target, Payload: payload})
-		return err
-	}); err != nil {
+	if _, err := db.Enqueue(vault.OutboxRow{ID: id, Kind: n.Type, UserID: n.UserID, WatchID: n.WatchID, Target: target, Payload: payload}); err != nil {
 		t.Fatalf("enqueue: %v", err)
 	}
 }
 
 func getRow(t testing.TB, db *vault.DB, id string) vault.OutboxRow {
 	t.Helper()
-	var r vault.OutboxRow
-	if err := db.View(func(tx *vault.Tx) error {
-		var err error
-		r, err = tx.OutboxRow(id)
-		return err
-	}); err != nil {
+	r, err := db.OutboxRow(id)
+	if err != nil {
 		t.Fatalf("OutboxRow(%s): %v", id, err)
 	}
 	return r
+}
+
+// The fixtures below write records the notifier never writes (watches,
+// sealed rows, deletions); they are the tests' only transactions.
+
+// putWatch stores a watch as it is, without the rules the doors apply.
+func putWatch(t testing.TB, db *vault.DB, w vault.Watch) {
+	t.Helper()
+	if err := db.Update(func(tx *vault.Tx) error { return tx.PutWatch(w) }); err != nil {
+		t.Fatalf("PutWatch(%s): %v", w.ID, err)
+	}
+}
+
+// enqueueSealed enqueues a row carrying a sealed secret.
+func enqueueSealed(t testing.TB, db *vault.DB, r vault.OutboxRow, v secret.Value) {
+	t.Helper()
+	if err := db.Update(func(tx *vault.Tx) error {
+		if err := tx.SealOutboxSecret(&r, v); err != nil {
+			return err
+		}
+		_, err := tx.Enqueue(r)
+		return err
+	}); err != nil {
+		t.Fatalf("enqueue sealed %s: %v", r.ID, err)
+	}
+}
+
+// auditTrail returns the vault's audit events (a fixture: the notifier
+// itself never reads them).
+func auditTrail(t testing.TB, db *vault.DB) []vault.AuditEvent {
+	t.Helper()
+	var out []vault.AuditEvent
+	if err := db.View(func(tx *vault.Tx) error {
+		return tx.AuditTrail(0, func(ev vault.AuditEvent) error { out = append(out, ev); return nil })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// deleteRows deletes outbox rows.
+func deleteRows(t testing.TB, db *vault.DB, ids ...string) {
+	t.Helper()
+	if err := db.Update(func(tx *vault.Tx) error {
+		for _, id := range ids {
+			if err := tx.DeleteOutboxRow(id); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("delete rows: %v", err)
+	}
 }
 
 func linkKey() []byte {

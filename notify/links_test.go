@@ -46,7 +46,7 @@ func TestLinks(t *testing.T) {
 	act := &actions{}
 	srv := httptest.NewServer(nil)
 	defer srv.Close()
-	s, err := New(Config{DB: db, PublicURL: srv.URL, LinkKey: linkKey(), LinkTTL: time.Hour, Actions: act, Now: clk.Now})
+	s, err := New(Config{Outbox: db, PublicURL: srv.URL, LinkKey: linkKey(), LinkTTL: time.Hour, Actions: act, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,9 +22,9 @@ func TestReconfigure(t *testing.T) {
 	rc := newReceiver(t, newSec)
 	rc.tol = false // the clock is not the receiver's
 	ev := newEvents()
-	s, err := New(Config{DB: db, PublicURL: "https://tagwatch.example", LinkKey: linkKey(), AllowPrivateTargets: true,
-		Webhooks: []WebhookSecret{{URL: rc.url(), Secret: secret.New(oldSec)}}, Observer: ev.observe, Now: clk.Now,
-		Jitter: func() float64 { return 0.5 }})
+	s, err := New(Config{Outbox: db, PublicURL: "https://tagwatch.example", LinkKey: linkKey(),
+		Channels: ChannelsConfig{AllowPrivateTargets: true, Webhooks: []WebhookSecret{{URL: rc.url(), Secret: secret.New(oldSec)}}},
+		Observer: ev.observe, Now: clk.Now, Jitter: func() float64 { return 0.5 }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,8 +45,8 @@ func TestReconfigure(t *testing.T) {
 	if err := s.Reconfigure(bad); err == nil || !strings.Contains(err.Error(), "at least 24") {
 		t.Errorf("Reconfigure(short secret) = %v, want an error naming the length", err)
 	}
-	if err := s.ValidateTarget(rc.url()); err != nil {
-		t.Errorf("ValidateTarget after a failed Reconfigure = %v, want the old secret still there", err)
+	if err := s.CheckTarget(rc.url()); err != nil {
+		t.Errorf("CheckTarget after a failed Reconfigure = %v, want the old secret still there", err)
 	}
 	if got := s.Schedule(); len(got) != len(schedule) {
 		t.Errorf("Schedule() after a failed Reconfigure has %d steps, want the old %d", len(got), len(schedule))
@@ -77,18 +77,18 @@ func TestReconfigure(t *testing.T) {
 	}
 
 	// Channels come and go with the configuration.
-	if err := s.ValidateTarget("mailto:ada@example.com"); err == nil {
-		t.Error("ValidateTarget(mailto) without SMTP = nil, want an error")
+	if err := s.CheckTarget("mailto:ada@example.com"); err == nil {
+		t.Error("CheckTarget(mailto) without SMTP = nil, want an error")
 	}
 	mail := ChannelsConfig{SMTP: SMTPConfig{Host: "smtp.example.com", From: "tagwatch@example.com"}}
 	if err := s.Reconfigure(mail); err != nil {
 		t.Fatalf("Reconfigure(smtp) = %v", err)
 	}
-	if err := s.ValidateTarget("mailto:ada@example.com"); err != nil {
-		t.Errorf("ValidateTarget(mailto) with SMTP = %v, want nil", err)
+	if err := s.CheckTarget("mailto:ada@example.com"); err != nil {
+		t.Errorf("CheckTarget(mailto) with SMTP = %v, want nil", err)
 	}
-	if err := s.ValidateTarget(rc.url()); err == nil {
-		t.Error("ValidateTarget(webhook) after its secret was removed = nil, want an error")
+	if err := s.CheckTarget(rc.url()); err == nil {
+		t.Error("CheckTarget(webhook) after its secret was removed = nil, want an error")
 	}
 }
 
@@ -107,8 +107,7 @@ func TestReconfigureConcurrent(t *testing.T) {
 		return ChannelsConfig{AllowPrivateTargets: true, Webhooks: []WebhookSecret{{URL: rcA.url(), Secret: secret.New(cur), Previous: secret.New(prev)}}}
 	}
 	c0 := cfg(a, b)
-	s, err := New(Config{DB: db, PublicURL: "https://tagwatch.example", LinkKey: linkKey(), AllowPrivateTargets: true,
-		Webhooks: c0.Webhooks, Observer: ev.observe})
+	s, err := New(Config{Outbox: db, PublicURL: "https://tagwatch.example", LinkKey: linkKey(), Channels: c0, Observer: ev.observe})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,72 +2,50 @@ package notify
 
 import (
 	"bytes"
+	"fmt"
 	htmltemplate "html/template"
 	"strings"
 	"text/template"
+	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"tagwatch/vault"
 )
 
+// This file is the one place where what users read is worded: every
+// notice type, from the facts its vault.Notice carries (vault/records.go),
+// for every channel (plain text for console, chat and mail; HTML for
+// mail; the message member of a webhook body). Old rows, written before
+// notices carried facts only, carry their words in Notice.Message: they
+// are shown only when a row lacks the facts its type is rendered from.
+
 // rendered is a message as people read it.
 type rendered struct {
+	// Subject is the heading on one line, at most 200 bytes.
 	Subject string
-	Text    string
-	HTML    string
+	// Lead says what happened, in a sentence or two.
+	Lead string
+	Text string
+	HTML string
 }
 
 type renderData struct {
 	*Message
-	Heading  string
-	Lead     string
-	Tags     string
-	Posts    []vault.Post
-	Consent  string
-	Sanitize func(string) string
+	Heading string
+	Lead    string
+	Posts   []vault.Post
+	Consent string
 }
 
-// render turns m into a subject, a plain-text and an HTML body. User text
-// (posts, hashtags) is escaped in HTML and stripped of control characters
-// everywhere, so it cannot forge headers or terminal output.
+// render turns m into a subject, a lead, a plain-text and an HTML body.
+// User text (posts, hashtags) is escaped in HTML and stripped of control
+// characters everywhere, so it cannot forge headers or terminal output.
 func render(m *Message) (rendered, error) {
-	n := m.Notice
-	d := renderData{Message: m, Posts: n.Posts, Consent: m.Consent.Reveal()}
-	tags := make([]string, len(n.Hashtags))
-	for i, t := range n.Hashtags {
-		tags[i] = "#" + clean(t)
-	}
-	d.Tags = strings.Join(tags, " ")
-	if d.Tags == "" {
-		d.Tags = "your hashtags"
-	}
-	switch n.Type {
-	case vault.NoticeMatch:
-		d.Heading = "New posts for " + d.Tags
-		if len(n.Posts) == 1 {
-			d.Heading = "A new post for " + d.Tags
-		}
-		d.Lead = "tagwatch found these while you were away."
-	case vault.NoticeEnrolled:
-		d.Heading = "tagwatch is watching " + d.Tags
-		d.Lead = "Your watch is set up. New posts will be sent here."
-	case vault.NoticeReconsent:
-		d.Heading = "tagwatch needs your permission again"
-		d.Lead = "Your watches are paused until you allow tagwatch again. The link below works once."
-	case vault.NoticeRevoked:
-		d.Heading = "tagwatch's access has ended"
-		d.Lead = "tagwatch can no longer search on your behalf, and your watches have stopped."
-	case vault.NoticeTargetDisabled:
-		d.Heading = "A notification target was disabled"
-		d.Lead = "One of the places tagwatch sends your notifications refused them for good, so it was turned off."
-	default:
-		d.Heading = "A message from tagwatch"
-	}
+	d := renderData{Message: m, Posts: m.Notice.Posts, Consent: m.Consent.Reveal()}
+	d.Heading, d.Lead = words(m.Notice)
 	var r rendered
-	r.Subject = clean(d.Heading)
-	if len(r.Subject) > 200 {
-		r.Subject = r.Subject[:200]
-	}
+	r.Subject, r.Lead = clipRunes(clean(d.Heading), 200), d.Lead
 	var b bytes.Buffer
 	if err := textTmpl.Execute(&b, d); err != nil {
 		return r, err
@@ -79,6 +57,179 @@ func render(m *Message) (rendered, error) {
 	}
 	r.HTML = b.String()
 	return r, nil
+}
+
+// words returns the heading and the lead of a notice.
+func words(n vault.Notice) (heading, lead string) {
+	tags := hashtags(n.Hashtags)
+	who := providerName(n.Provider)
+	// old is the text of a row written before notices carried facts,
+	// when the row lacks the facts its type is rendered from.
+	old := func(facts bool) string {
+		if facts {
+			return ""
+		}
+		return clean(n.Message)
+	}
+	switch n.Type {
+	case vault.NoticeMatch:
+		heading = "New posts for " + tags
+		if len(n.Posts) == 1 {
+			heading = "A new post for " + tags
+		}
+		lead = "tagwatch found these while you were away."
+		if len(n.Posts) == 0 {
+			heading = "tagwatch found new posts for " + tags
+			lead = first(old(false), lead)
+		}
+	case vault.NoticeEnrolled:
+		if n.Resumed {
+			heading = "tagwatch is watching " + tags + " again"
+			lead = "tagwatch has access again: the watch of " + tags + " resumes where it stopped."
+			break
+		}
+		heading = "tagwatch is watching " + tags
+		lead = "tagwatch now watches " + tags + ". New posts will be sent here."
+		if n.Schedule != "" {
+			lead = "tagwatch now watches " + tags + " " + Cadence(n.Schedule) + ". New posts will be sent here."
+		}
+		lead = first(old(n.Schedule != ""), lead)
+	case vault.NoticeReconsent:
+		heading = "tagwatch needs your permission again"
+		lead = "tagwatch can no longer search " + who + " for you: " + reconsentReason(n.Reason) +
+			". Your watches" + of(n.Hashtags, tags) + " are paused until you allow it again with the link below, which works once."
+		lead = first(old(n.Reason != ""), lead)
+	case vault.NoticeRevoked:
+		heading = "tagwatch's access has ended"
+		lead = "tagwatch's access to your " + who + " account was revoked, and your watches" + of(n.Hashtags, tags) +
+			" have stopped. To start again, ask your operator for a new link."
+	case vault.NoticeTargetDisabled:
+		heading = "A notification target was turned off"
+		target := "one of the places tagwatch sends your notifications"
+		if n.Target != "" {
+			target = clean(n.Target)
+		}
+		lead = "Notifications to " + target + " were refused for good (410 Gone), so tagwatch turned that target off. " +
+			"Ask your operator for a new one."
+		lead = first(old(n.Target != ""), lead)
+	default:
+		heading = "A message from tagwatch"
+		lead = first(clean(n.Message), "tagwatch has news about your watches.")
+	}
+	return heading, lead
+}
+
+// first returns the first of ss that is not empty.
+func first(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func hashtags(hs []string) string {
+	tags := make([]string, len(hs))
+	for i, t := range hs {
+		tags[i] = "#" + clean(t)
+	}
+	if len(tags) == 0 {
+		return "your hashtags"
+	}
+	return strings.Join(tags, " ")
+}
+
+// of is " of #a #b" when there are hashtags to name.
+func of(hs []string, tags string) string {
+	if len(hs) == 0 {
+		return ""
+	}
+	return " of " + tags
+}
+
+// providerName is a provider as users call it.
+func providerName(p string) string {
+	switch p {
+	case "":
+		return "your account"
+	case "x":
+		return "X"
+	}
+	return clean(p)
+}
+
+// reconsentReason says in a user's words why a grant needs a new consent,
+// from the error class vault/renew records (Notice.Reason).
+func reconsentReason(reason string) string {
+	class, _, _ := strings.Cut(reason, ":")
+	switch class {
+	case "dead_grant", "lost_rotation":
+		return "the permission you gave it has ended"
+	case "scope_reduced":
+		return "it now has fewer permissions than it needs"
+	case "id_token_changed":
+		return "the account that answered is not the one you allowed"
+	}
+	return "the permission you gave it no longer works"
+}
+
+// Cadence says a schedule in words where it can: "every 15 minutes",
+// "every hour", "once a day", or, for a cron expression, "on the schedule
+// “*/5 * * * *”". It never fails: the schedule was checked when the watch
+// was made.
+func Cadence(spec string) string {
+	switch spec {
+	case "@hourly", "@every 1h", "@every 60m":
+		return "every hour"
+	case "@daily", "@midnight":
+		return "once a day"
+	case "@weekly":
+		return "once a week"
+	case "@monthly":
+		return "once a month"
+	case "@yearly", "@annually":
+		return "once a year"
+	}
+	if rest, ok := strings.CutPrefix(spec, "@every "); ok {
+		if d, err := time.ParseDuration(strings.TrimSpace(rest)); err == nil && d > 0 {
+			return "every " + humanDuration(d)
+		}
+	}
+	return "on the schedule “" + clean(spec) + "”"
+}
+
+// humanDuration says d in the largest whole unit, "15 minutes" or
+// "2 hours"; one of a unit is the unit alone, so a cadence reads "every day".
+func humanDuration(d time.Duration) string {
+	unit := func(n int64, one string) string {
+		if n == 1 {
+			return one
+		}
+		return fmt.Sprintf("%d %ss", n, one)
+	}
+	switch {
+	case d%(24*time.Hour) == 0:
+		return unit(int64(d/(24*time.Hour)), "day")
+	case d%time.Hour == 0:
+		return unit(int64(d/time.Hour), "hour")
+	case d%time.Minute == 0:
+		return unit(int64(d/time.Minute), "minute")
+	case d%time.Second == 0:
+		return unit(int64(d/time.Second), "second")
+	}
+	return d.String()
+}
+
+// clipRunes cuts s to at most n bytes without splitting a character.
+func clipRunes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // clean removes control and format characters (newlines included) from
@@ -111,9 +262,7 @@ var funcs = map[string]any{"clean": clean, "para": cleanBlock, "link": postURL}
 var textTmpl = template.Must(template.New("text").Funcs(funcs).Parse(`{{.Heading}}
 
 {{.Lead}}
-{{if .Notice.Message}}
-{{clean .Notice.Message}}
-{{end}}{{range .Posts}}
+{{range .Posts}}
 @{{clean .AuthorUsername}}{{if not .CreatedAt.IsZero}} · {{.CreatedAt.UTC.Format "2006-01-02 15:04 UTC"}}{{end}}
 {{para .Text}}
 {{link .}}
@@ -135,7 +284,6 @@ var htmlTmpl = htmltemplate.Must(htmltemplate.New("html").Funcs(funcs).Parse(`<!
 <p style="margin:0 0 16px;font-weight:700;color:#3b5bdb"># tagwatch</p>
 <h1 style="margin:0 0 8px;font-size:22px;line-height:1.3">{{.Heading}}</h1>
 <p style="margin:0 0 16px;font-size:16px">{{.Lead}}</p>
-{{if .Notice.Message}}<p style="margin:0 0 16px">{{clean .Notice.Message}}</p>{{end}}
 {{range .Posts}}<div style="margin:0 0 12px;padding:14px;background:#fff;border:1px solid #dde1e8;border-radius:10px">
 <p style="margin:0 0 6px;font-weight:600">@{{clean .AuthorUsername}}{{if not .CreatedAt.IsZero}} <span style="font-weight:400;color:#5b6475">· {{.CreatedAt.UTC.Format "2006-01-02 15:04 UTC"}}</span>{{end}}</p>
 <p style="margin:0 0 8px;white-space:pre-wrap;overflow-wrap:anywhere">{{para .Text}}</p>

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"tagwatch/vault"
 	"tagwatch/vault/secret"
 )
 
@@ -43,7 +44,10 @@ type WebhookSecret struct {
 //	    "posts": [{"id": "1869…", "text": "…", "author_id": "12", "author_username": "gopher",
 //	               "created_at": "2026-01-02T15:00:00Z", "url": "https://x.com/gopher/status/1869…"}],
 //	    "post_ids": ["1869…"],               // a digest lists the ids of the posts it carries
-//	    "message": "…",                      // human text for non-match events
+//	    "schedule": "@every 15m",            // enrolled: the watch's schedule
+//	    "resumed": true,                     // enrolled: a suspended watch resumed
+//	    "reason": "dead_grant",              // reconsent_needed: why; target_disabled: the target's label
+//	    "message": "…",                      // non-match events: what happened, in words (render.go)
 //	    "consent_url": "https://…",          // reconsent_needed only: the one-time link
 //	    "pause_url": "https://…",            // signed one-click links
 //	    "revoke_url": "https://…"
@@ -69,6 +73,9 @@ type WebhookData struct {
 	Hashtags   []string      `json:"hashtags,omitempty"`
 	Posts      []WebhookPost `json:"posts,omitempty"`
 	PostIDs    []string      `json:"post_ids,omitempty"`
+	Schedule   string        `json:"schedule,omitempty"`
+	Resumed    bool          `json:"resumed,omitempty"`
+	Reason     string        `json:"reason,omitempty"`
 	Message    string        `json:"message,omitempty"`
 	ConsentURL string        `json:"consent_url,omitempty"`
 	PauseURL   string        `json:"pause_url,omitempty"`
@@ -85,12 +92,16 @@ type WebhookPost struct {
 	URL            string    `json:"url,omitempty"`
 }
 
-// webhookBody renders m as the documented JSON body.
+// webhookBody renders m as the documented JSON body: the notice's facts,
+// and for events other than matches their words (render.go).
 func webhookBody(m *Message) ([]byte, error) {
 	n := m.Notice
 	b := WebhookBody{Type: n.Type, Timestamp: n.Time.UTC(), Data: WebhookData{ID: m.ID, UserID: n.UserID,
-		WatchID: n.WatchID, Provider: n.Provider, Hashtags: n.Hashtags, Message: n.Message,
-		PauseURL: m.PauseURL, RevokeURL: m.RevokeURL, ConsentURL: m.Consent.Reveal()}}
+		WatchID: n.WatchID, Provider: n.Provider, Hashtags: n.Hashtags, Schedule: n.Schedule, Resumed: n.Resumed,
+		Reason: n.Reason, PauseURL: m.PauseURL, RevokeURL: m.RevokeURL, ConsentURL: m.Consent.Reveal()}}
+	if n.Type != vault.NoticeMatch {
+		_, b.Data.Message = words(n)
+	}
 	for _, p := range n.Posts {
 		b.Data.Posts = append(b.Data.Posts, WebhookPost{ID: p.ID, Text: p.Text, AuthorID: p.AuthorID,
 			AuthorUsername: p.AuthorUsername, CreatedAt: p.CreatedAt, URL: postURL(p)})
@@ -118,13 +129,13 @@ func newWebhook(secrets []WebhookSecret, timeout time.Duration, allowPrivate boo
 		for i, v := range []secret.Value{s.Secret, s.Previous} {
 			if v.IsZero() {
 				if i == 0 {
-					return nil, fmt.Errorf("notify: webhook %s: no secret", TargetLabel(s.URL))
+					return nil, fmt.Errorf("webhook %s: no secret", TargetLabel(s.URL))
 				}
 				continue
 			}
 			k, err := parseWebhookSecret(v)
 			if err != nil {
-				return nil, fmt.Errorf("notify: webhook %s: %w", TargetLabel(s.URL), err)
+				return nil, fmt.Errorf("webhook %s: %w", TargetLabel(s.URL), err)
 			}
 			keys = append(keys, k)
 		}

@@ -17,7 +17,6 @@ var _ Channel = (*webhook)(nil)
 var _ Channel = (*email)(nil)
 var _ Channel = (*shoutrrrChannel)(nil)
 var _ Channel = (*console)(nil)
-var _ DB = (*vault.DB)(nil)
 
 // TestWebhookSignedDelivery: a receiver using the Standard Webhooks
 // reference library verifies every delivery, under the current and (during
@@ -28,16 +27,16 @@ func TestWebhookSignedDelivery(t *testing.T) {
 	db := openDB(t, "", nil, nil)
 	rc := newReceiver(t, cur, prev) // both must verify: two signatures
 	ev := newEvents()
-	s, err := New(Config{DB: db, PublicURL: "https://tagwatch.example", LinkKey: linkKey(), AllowPrivateTargets: true,
-		Webhooks: []WebhookSecret{{URL: rc.url(), Secret: secret.New(cur), Previous: secret.New(prev)}}, Observer: ev.observe})
+	s, err := New(Config{Outbox: db, PublicURL: "https://tagwatch.example", LinkKey: linkKey(), Observer: ev.observe,
+		Channels: ChannelsConfig{AllowPrivateTargets: true, Webhooks: []WebhookSecret{{URL: rc.url(), Secret: secret.New(cur), Previous: secret.New(prev)}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.ValidateTarget(rc.url()); err != nil {
-		t.Fatalf("ValidateTarget(%s) = %v, want nil", rc.url(), err)
+	if err := s.CheckTarget(rc.url()); err != nil {
+		t.Fatalf("CheckTarget(%s) = %v, want nil", rc.url(), err)
 	}
-	if err := s.ValidateTarget(rc.srv.URL + "/other"); err == nil {
-		t.Fatalf("ValidateTarget(url without secret) = nil, want error")
+	if err := s.CheckTarget(rc.srv.URL + "/other"); err == nil {
+		t.Fatalf("CheckTarget(url without secret) = nil, want error")
 	}
 	run(t, s)
 	for _, id := range []string{"a1", "a2", "a3"} {
@@ -122,28 +121,22 @@ func TestStatusClasses(t *testing.T) {
 	// "gone" has its own URL: 410 disables only that target.
 	goneURL := rc.srv.URL + "/hook?t=gone"
 	ev := newEvents()
-	s, err := New(Config{DB: db, PublicURL: "https://tagwatch.example", LinkKey: linkKey(), AllowPrivateTargets: true,
-		Timeout: 300 * time.Millisecond, Now: clk.Now, Jitter: func() float64 { return 0.5 }, Observer: ev.observe,
-		Webhooks: []WebhookSecret{{URL: rc.url(), Secret: secret.New(sec)}, {URL: goneURL, Secret: secret.New(sec)}}})
+	s, err := New(Config{Outbox: db, PublicURL: "https://tagwatch.example", LinkKey: linkKey(),
+		Now: clk.Now, Jitter: func() float64 { return 0.5 }, Observer: ev.observe,
+		Channels: ChannelsConfig{AllowPrivateTargets: true, Timeout: 300 * time.Millisecond,
+			Webhooks: []WebhookSecret{{URL: rc.url(), Secret: secret.New(sec)}, {URL: goneURL, Secret: secret.New(sec)}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The user's watch names the gone target and a console target, which
 	// is told about the disabled one.
-	if err := db.Update(func(tx *vault.Tx) error {
-		return tx.PutWatch(vault.Watch{ID: "w1", UserID: "u1", Provider: "x", State: vault.WatchActive,
-			WatchSpec: vault.WatchSpec{Hashtags: []string{"golang"}, Schedule: "@every 15m", Targets: []string{goneURL, "console:"}}})
-	}); err != nil {
-		t.Fatal(err)
-	}
+	putWatch(t, db, vault.Watch{ID: "w1", UserID: "u1", Provider: "x", State: vault.WatchActive,
+		WatchSpec: vault.WatchSpec{Hashtags: []string{"golang"}, Schedule: "@every 15m", Targets: []string{goneURL, "console:"}}})
 	t0 := clk.Now()
 	// gone-2 is due later: still undelivered when the target goes, dropped with it.
 	payload, _ := json.Marshal(matchNotice("u1", "w1", 1))
-	if err := db.Update(func(tx *vault.Tx) error {
-		_, err := tx.Enqueue(vault.OutboxRow{ID: "gone-2", Kind: "match", UserID: "u1", WatchID: "w1", Target: goneURL,
-			Payload: payload, NextAttempt: t0.Add(time.Hour)})
-		return err
-	}); err != nil {
+	if _, err := db.Enqueue(vault.OutboxRow{ID: "gone-2", Kind: "match", UserID: "u1", WatchID: "w1", Target: goneURL,
+		Payload: payload, NextAttempt: t0.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	run(t, s)
@@ -184,14 +177,15 @@ func TestStatusClasses(t *testing.T) {
 		t.Errorf("gone-1 event = %+v, want disabled with 2 rows", got["gone-1"])
 	}
 	var told int
-	_ = db.View(func(tx *vault.Tx) error {
-		return tx.Outbox(func(r vault.OutboxRow) error {
-			if r.Kind == vault.NoticeTargetDisabled && r.Target == "console:" && r.UserID == "u1" {
-				told++
-			}
-			return nil
-		})
-	})
+	all, err := db.ListOutbox("", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range all {
+		if r.Kind == vault.NoticeTargetDisabled && r.Target == "console:" && r.UserID == "u1" {
+			told++
+		}
+	}
 	if told != 1 {
 		t.Errorf("target_disabled notices to the other target = %d, want 1", told)
 	}
@@ -206,17 +200,7 @@ func TestStatusClasses(t *testing.T) {
 	// broken-1 keeps failing: follow its schedule to the dead letter. The
 	// other retrying rows share its schedule; take them out so that only
 	// broken-1 is due as the clock jumps.
-	err = db.Update(func(tx *vault.Tx) error {
-		for _, id := range []string{"redirect-1", "limited-1", "slow-1"} {
-			if err := tx.DeleteOutboxRow(id); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	deleteRows(t, db, "redirect-1", "limited-1", "slow-1")
 	sched := s.Schedule()
 	attempts := 1
 	for {
@@ -236,26 +220,26 @@ func TestStatusClasses(t *testing.T) {
 	if attempts != len(sched)+1 || span < 72*time.Hour || span > 72*time.Hour+12*time.Hour {
 		t.Errorf("dead after %d attempts over %s, want %d attempts over about 72h (schedule %v)", attempts, span, len(sched)+1, sched)
 	}
-	dl, err := s.DeadLetters(0)
-	if err != nil || len(dl) != 1 || dl[0].ID != "broken-1" || dl[0].Attempts != attempts {
-		t.Errorf("DeadLetters = %+v, %v; want broken-1 after %d attempts", dl, err, attempts)
+	v, err := s.Outbox("", 0)
+	if err != nil || len(v.Rows) != 1 || v.Rows[0].ID != "broken-1" || v.Rows[0].Attempts != attempts {
+		t.Errorf("Outbox(dead letters) = %+v, %v; want broken-1 after %d attempts", v.Rows, err, attempts)
 	}
-	st, _ := s.Status()
 	var dead, dropped int
-	for _, x := range st {
+	for _, x := range v.Targets {
 		dead += x.Dead
 		dropped += x.Dropped
 	}
 	if dead != 1 || dropped != 3 {
-		t.Errorf("Status = %+v, want 1 dead and 3 dropped", st)
+		t.Errorf("Outbox counts = %+v, want 1 dead and 3 dropped", v.Targets)
 	}
 	// Replay: the same id, delivered once the receiver heals.
 	before := rc.count("broken-1")
 	healed.Store(true)
-	if err := s.Replay("ok-1"); !errors.Is(err, ErrNotDead) {
-		t.Errorf("Replay(delivered) = %v, want ErrNotDead", err)
+	var te *vault.TransitionError
+	if _, err := s.Replay("ok-1", "test"); !errors.As(err, &te) {
+		t.Errorf("Replay(delivered) = %v, want a *vault.TransitionError", err)
 	}
-	if err := s.Replay("broken-1"); err != nil {
+	if _, err := s.Replay("broken-1", "test"); err != nil {
 		t.Fatalf("Replay = %v", err)
 	}
 	ev.wait(t, "broken-1", EventDelivered)
@@ -276,17 +260,18 @@ func TestPrivateAddressGuard(t *testing.T) {
 	for _, allow := range []bool{false, true} {
 		db := openDB(t, "", nil, nil)
 		ev := newEvents()
-		s, err := New(Config{DB: db, PublicURL: "https://tagwatch.example", LinkKey: linkKey(), AllowPrivateTargets: allow,
-			Observer: ev.observe, Webhooks: []WebhookSecret{{URL: byIP, Secret: secret.New(sec)}, {URL: byName, Secret: secret.New(sec)}}})
+		s, err := New(Config{Outbox: db, PublicURL: "https://tagwatch.example", LinkKey: linkKey(), Observer: ev.observe,
+			Channels: ChannelsConfig{AllowPrivateTargets: allow,
+				Webhooks: []WebhookSecret{{URL: byIP, Secret: secret.New(sec)}, {URL: byName, Secret: secret.New(sec)}}}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.ValidateTarget(byIP); (err == nil) != allow {
-			t.Errorf("allow=%v: ValidateTarget(%s) = %v", allow, byIP, err)
+		if err := s.CheckTarget(byIP); (err == nil) != allow {
+			t.Errorf("allow=%v: CheckTarget(%s) = %v", allow, byIP, err)
 		}
 		// The name passes validation; only the connect-time check can stop it.
-		if err := s.ValidateTarget(byName); err != nil {
-			t.Errorf("allow=%v: ValidateTarget(%s) = %v, want nil", allow, byName, err)
+		if err := s.CheckTarget(byName); err != nil {
+			t.Errorf("allow=%v: CheckTarget(%s) = %v, want nil", allow, byName, err)
 		}
 		run(t, s)
 		idIP, idName := "ip-"+map[bool]string{false: "deny", true: "allow"}[allow], "name-"+map[bool]string{false: "deny", true: "allow"}[allow]

@@ -102,10 +102,12 @@ type Watch struct {
 	UserID   string `json:"user_id"`
 	Provider string `json:"provider"`
 	WatchSpec
-	State         WatchState `json:"state"`
-	SuspendReason string     `json:"suspend_reason,omitempty"`
-	CreatedAt     time.Time  `json:"created_at"`
-	UpdatedAt     time.Time  `json:"updated_at"`
+	State WatchState `json:"state"`
+	// SuspendReason is why a suspended watch waits, or, on a paused
+	// watch, the suspension it would go back to if resumed.
+	SuspendReason SuspendReason `json:"suspend_reason,omitempty"`
+	CreatedAt     time.Time     `json:"created_at"`
+	UpdatedAt     time.Time     `json:"updated_at"`
 }
 
 // Cursor is where a watch's next run resumes, and how its last run went.
@@ -181,7 +183,7 @@ type OutboxRow struct {
 	LastError   string          `json:"last_error,omitempty"`
 	// SealedSecret holds what the message must carry but the database must
 	// not keep in the clear, such as a one-time consent link. Open it with
-	// Tx.OpenOutboxSecret.
+	// DB.OpenOutboxSecret.
 	SealedSecret []byte `json:"sealed_secret,omitempty"`
 }
 
@@ -233,18 +235,31 @@ const (
 	NoticeTargetDisabled = "target_disabled"
 )
 
-// Notice is the payload of an outbox row: what the channel renders. A
-// secret it must carry (a consent link) is in the row's SealedSecret, not
-// here.
+// Notice is the payload of an outbox row: the facts a channel renders
+// into words (notify/render.go), never the words themselves. A secret it
+// must carry (a consent link) is in the row's SealedSecret, not here.
 type Notice struct {
-	Type     string    `json:"type"`
-	UserID   string    `json:"user_id"`
-	WatchID  string    `json:"watch_id,omitempty"`
-	Provider string    `json:"provider,omitempty"`
-	Hashtags []string  `json:"hashtags,omitempty"`
-	Posts    []Post    `json:"posts,omitempty"`
-	Message  string    `json:"message,omitempty"`
-	Time     time.Time `json:"time"`
+	Type     string   `json:"type"`
+	UserID   string   `json:"user_id"`
+	WatchID  string   `json:"watch_id,omitempty"`
+	Provider string   `json:"provider,omitempty"`
+	Hashtags []string `json:"hashtags,omitempty"`
+	Posts    []Post   `json:"posts,omitempty"`
+	// Schedule is the watch's schedule (NoticeEnrolled), rendered as a
+	// cadence in words.
+	Schedule string `json:"schedule,omitempty"`
+	// Resumed says a NoticeEnrolled resumed a suspended watch rather than
+	// starting a new one.
+	Resumed bool `json:"resumed,omitempty"`
+	// Reason is the cause of a NoticeReconsent (the grant's error class).
+	Reason string `json:"reason,omitempty"`
+	// Target is the label (notify.TargetLabel, never the raw URL) of the
+	// target a NoticeTargetDisabled is about.
+	Target string `json:"target,omitempty"`
+	// Message is what rows written before notices carried facts only
+	// held; it is shown when a row has nothing else to render.
+	Message string    `json:"message,omitempty"`
+	Time    time.Time `json:"time"`
 }
 
 // Post is a matching post as notifications show it.

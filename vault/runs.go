@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -70,6 +71,69 @@ type RunOutcome struct {
 	Cursor Cursor
 }
 
+// RunInput is what a run of a watch reads before it searches: the watch,
+// its cursor and the state of the user's grant at the watch's provider, as
+// of one read transaction.
+type RunInput struct {
+	Watch  Watch
+	Cursor Cursor
+	// GrantID is the id of the user's grant at the watch's provider; empty
+	// when the user has none (then GrantState is empty too).
+	GrantID    string
+	GrantState GrantState
+}
+
+// RunInput reads a watch, its cursor and its user's grant at the watch's
+// provider in one read transaction, so a run sees one consistent state.
+// A user without a grant is not an error (GrantID is empty). Errors:
+// *NotFoundError when the watch does not exist; storage errors otherwise.
+func (db *DB) RunInput(watchID string) (RunInput, error) {
+	var in RunInput
+	err := db.View(func(tx *Tx) error {
+		var err error
+		if in.Watch, err = tx.watch(watchID); err != nil {
+			return err
+		}
+		if in.Cursor, err = tx.Cursor(watchID); err != nil {
+			return err
+		}
+		g, err := tx.UserGrant(in.Watch.UserID, in.Watch.Provider)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return nil
+		case err != nil:
+			return err
+		}
+		in.GrantID, in.GrantState = g.ID, g.State
+		return nil
+	})
+	if err != nil {
+		return RunInput{}, err
+	}
+	return in, nil
+}
+
+// RunnableWatches calls fn, in watch id order, with every watch the
+// scheduler should run (Watch.Runs: active, or suspended by a usage cap)
+// and its cursor. It reads in one read transaction, so fn sees one
+// consistent state, and holds that transaction while fn runs: fn must be
+// quick and must not call the DB (a write from fn could wait for the read
+// to end). An error from fn stops the scan and is returned as is.
+func (db *DB) RunnableWatches(fn func(WatchWithCursor) error) error {
+	return db.View(func(tx *Tx) error {
+		return tx.Watches(func(w Watch) error {
+			if !w.Runs() {
+				return nil
+			}
+			c, err := tx.Cursor(w.ID)
+			if err != nil {
+				return err
+			}
+			return fn(WatchWithCursor{Watch: w, Cursor: c})
+		})
+	})
+}
+
 func seenKey(watchID string, id uint64) []byte {
 	k := make([]byte, 0, len(watchID)+9)
 	k = append(k, watchID...)
@@ -82,8 +146,11 @@ func seenKey(watchID string, id uint64) []byte {
 // with deterministic ids), the posts into the watch's seen index, and the
 // cursor and its counters advance. Either all of it is stored or none, so
 // a crash before the commit repeats the search from the old cursor and a
-// post is never queued twice. It returns ErrNotFound when the watch was
-// deleted meanwhile (nothing is stored).
+// post is never queued twice. A failed run (RunCommit.Failed) records its
+// result and error in the cursor and moves nothing else. Errors:
+// *NotFoundError (errors.Is ErrNotFound) when the watch was deleted
+// meanwhile, with nothing stored; an error naming a post id that is not a
+// decimal number, with nothing stored.
 func (db *DB) CommitRun(c RunCommit) (RunOutcome, error) {
 	var out RunOutcome
 	err := db.Update(func(tx *Tx) error {
@@ -97,7 +164,7 @@ func (db *DB) CommitRun(c RunCommit) (RunOutcome, error) {
 // CommitRun is DB.CommitRun inside a transaction.
 func (tx *Tx) CommitRun(c RunCommit) (RunOutcome, error) {
 	var out RunOutcome
-	w, err := tx.Watch(c.WatchID)
+	w, err := tx.watch(c.WatchID)
 	if err != nil {
 		return out, err
 	}
@@ -268,30 +335,6 @@ func (tx *Tx) DeleteSeen(watchID string) error {
 		}
 	}
 	return nil
-}
-
-// SuspendProviderWatches suspends every active watch of a provider with
-// the given reason (such as "usage_capped") and returns their ids.
-func (tx *Tx) SuspendProviderWatches(provider, reason string) ([]string, error) {
-	return tx.setProviderWatches(provider, func(w *Watch) bool {
-		if w.State != WatchActive {
-			return false
-		}
-		w.State, w.SuspendReason = WatchSuspended, reason
-		return true
-	})
-}
-
-// ResumeProviderWatches makes active again every watch of a provider that
-// was suspended for reason, and returns their ids.
-func (tx *Tx) ResumeProviderWatches(provider, reason string) ([]string, error) {
-	return tx.setProviderWatches(provider, func(w *Watch) bool {
-		if w.State != WatchSuspended || w.SuspendReason != reason {
-			return false
-		}
-		w.State, w.SuspendReason = WatchActive, ""
-		return true
-	})
 }
 
 func (tx *Tx) setProviderWatches(provider string, change func(*Watch) bool) ([]string, error) {

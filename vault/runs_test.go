@@ -146,28 +146,31 @@ func TestSeenIndexPruned(t *testing.T) {
 
 func TestProviderWatchesSuspendResume(t *testing.T) {
 	db := openRunsDB(t, time.Now)
-	err := db.Update(func(tx *Tx) error {
-		if err := tx.PutWatch(Watch{ID: "w2", UserID: "u2", Provider: "x", State: WatchPaused}); err != nil {
-			return err
-		}
-		ids, err := tx.SuspendProviderWatches("x", "usage_capped")
-		if len(ids) != 1 || ids[0] != "w1" {
-			t.Errorf("suspended %v, want [w1] (paused watches stay paused)", ids)
-		}
-		if err != nil {
-			return err
-		}
-		ids, err = tx.ResumeProviderWatches("x", "usage_capped")
-		if len(ids) != 1 {
-			t.Errorf("resumed %v, want [w1]", ids)
-		}
-		w, _ := tx.Watch("w2")
-		if w.State != WatchPaused {
-			t.Errorf("paused watch is %s", w.State)
-		}
-		return err
-	})
+	if err := db.Update(func(tx *Tx) error {
+		return tx.PutWatch(Watch{ID: "w2", UserID: "u2", Provider: "x", State: WatchPaused})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := db.SuspendProviderWatches("x", SuspendUsageCapped)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(ids) != 2 {
+		t.Errorf("SuspendProviderWatches changed %v, want [w1 w2]", ids)
+	}
+	w2, _ := db.Watch("w2")
+	if w2.State != WatchPaused || w2.SuspendReason != SuspendUsageCapped {
+		t.Errorf("paused watch after the cap is %s, want paused with the cap pending", w2.StateText())
+	}
+	if ids, err = db.ClearProviderWatches("x", SuspendUsageCapped); err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 2 {
+		t.Errorf("ClearProviderWatches changed %v, want [w1 w2]", ids)
+	}
+	w1, _ := db.Watch("w1")
+	w2, _ = db.Watch("w2")
+	if w1.State != WatchActive || w2.State != WatchPaused || w2.SuspendReason != SuspendNone {
+		t.Errorf("after the cap lifted: w1 %s, w2 %s; want active and paused", w1.StateText(), w2.StateText())
 	}
 }

@@ -1,17 +1,3 @@
-// Package vault keeps tagwatch's state in one bbolt file: users, grants with
-// their sealed tokens, one-time enrollment links, watches and their cursors,
-// the notification outbox and an audit trail of security events.
-//
-// Secrets are sealed with vault/seal before they are written; the keyring
-// itself is stored wrapped by the master key, and Open refuses a master key
-// that does not open it without writing a byte.
-//
-// Transactions are closure scoped (DB.View, DB.Update). Records are copied
-// out of a transaction before it ends, and no network I/O may happen inside
-// one: callers do their HTTP first and then commit what they learnt.
-//
-// A DB is safe for concurrent use. One process owns the file: a second
-// opener fails with ErrLocked after Options.LockTimeout.
 package vault
 
 import (
@@ -51,6 +37,9 @@ var (
 	ErrNoKeyring = errors.New("vault: database has no keyring")
 	// ErrNewerSchema means the file was written by a newer tagwatch.
 	ErrNewerSchema = errors.New("vault: database schema is newer than this tagwatch")
+	// ErrOlderSchema means a read-only open found a file that needs a
+	// migration, which only a read-write open (the daemon) performs.
+	ErrOlderSchema = errors.New("vault: database schema is older than this tagwatch: start the daemon once to migrate it")
 )
 
 var (
@@ -105,6 +94,14 @@ type Options struct {
 	// Failpoint, when set, is called at named points of multi-step
 	// operations so tests can crash the process there.
 	Failpoint func(name string)
+	// ReadOnly opens an existing vault for reading only (check-config): a
+	// shared file lock, so a running daemon's vault gives ErrLocked; no
+	// migration, no write. An older schema gives ErrOlderSchema.
+	ReadOnly bool
+	// Rules decide what a valid watch is (worker.Rules). Methods that
+	// create or change watches, or links that carry one, fail without
+	// them; SetRules can set them later.
+	Rules WatchRules
 }
 
 // DB is an open vault. Safe for concurrent use.
@@ -119,7 +116,9 @@ type DB struct {
 	// keyMu is held shared by every transaction and exclusively by key
 	// rotation, so no record is sealed under, or read with, a keyring that
 	// is being replaced.
-	keyMu sync.RWMutex
+	keyMu    sync.RWMutex
+	rules    rules
+	readOnly bool
 }
 
 // Open opens (or, with Options.Create, creates) the vault at Options.Path.
@@ -150,9 +149,12 @@ func Open(opts Options) (*DB, error) {
 		return nil, fmt.Errorf("vault: open %s: %w (run `tagwatchd keys init` to create it)", opts.Path, ErrNoVault)
 	}
 	if statErr != nil && !isNew {
-		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, statErr)
+		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, withoutPath(statErr))
 	}
-	bdb, err := bolt.Open(opts.Path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
+	if opts.ReadOnly && isNew {
+		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, ErrNoVault)
+	}
+	bdb, err := bolt.Open(opts.Path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, ErrLocked)
 	}
@@ -160,9 +162,9 @@ func Open(opts Options) (*DB, error) {
 		if isNew {
 			_ = os.Remove(opts.Path)
 		}
-		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, err)
+		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, withoutPath(err))
 	}
-	db := &DB{bolt: bdb, path: opts.Path, now: opts.Now, log: opts.Logger, fail: opts.Failpoint}
+	db := &DB{bolt: bdb, path: opts.Path, now: opts.Now, log: opts.Logger, fail: opts.Failpoint, readOnly: opts.ReadOnly}
 	if err := db.load(opts.Master, isNew); err != nil {
 		_ = bdb.Close()
 		if isNew {
@@ -171,7 +173,21 @@ func Open(opts Options) (*DB, error) {
 		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, err)
 	}
 	db.master.Store(opts.Master)
+	if opts.Rules != nil {
+		db.SetRules(opts.Rules)
+	}
 	return db, nil
+}
+
+// withoutPath drops the path from an *os.PathError (the caller names it
+// once): "stat: permission denied", not "open P: stat P: permission denied".
+// The result still matches errors.Is for the underlying error.
+func withoutPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
 }
 
 // load reads the keyring and schema, checks the master key, and only then
@@ -218,6 +234,9 @@ func (db *DB) load(master *seal.MasterKey, isNew bool) error {
 	db.kr.Store(kr)
 	if version == SchemaVersion && !isNew {
 		return nil
+	}
+	if db.readOnly {
+		return fmt.Errorf("%w (file has version %d, this build %d)", ErrOlderSchema, version, SchemaVersion)
 	}
 	return db.bolt.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)

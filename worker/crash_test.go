@@ -1,4 +1,4 @@
-package worker
+package worker_test
 
 import (
 	"context"
@@ -13,7 +13,9 @@ import (
 	"tagwatch/vault"
 	"tagwatch/vault/seal"
 	"tagwatch/vault/secret"
+	"tagwatch/worker"
 	"tagwatch/worker/xapi"
+	"tagwatch/worker/xsource"
 )
 
 // The crash test runs this test binary again as a child that runs one
@@ -34,14 +36,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// staticToken is a TokenSource with one token (the child has no renewal).
-type staticToken struct{ tok secret.AccessToken }
-
-func (s staticToken) Token(context.Context) (secret.AccessToken, error) { return s.tok, nil }
-func (s staticToken) Invalidate(context.Context, secret.AccessToken) (secret.AccessToken, error) {
-	return secret.AccessToken{}, errors.New("static token refused")
-}
-
 func crashChild(point string) int {
 	master, err := seal.ParseMasterKey([]byte(os.Getenv(envMaster)))
 	if err != nil {
@@ -54,8 +48,8 @@ func crashChild(point string) int {
 		return 3
 	}
 	client := xapi.New(xapi.Config{BaseURL: os.Getenv(envAPI), MaxResults: 10})
-	w, err := New(Config{DB: db, Searchers: map[string]Searcher{"x": client},
-		Tokens: func(string) xapi.TokenSource { return staticToken{secret.NewAccessToken(os.Getenv(envToken))} },
+	w, err := worker.New(worker.Config{DB: db, Sources: map[string]worker.Source{"x": xsource.New(client)},
+		Tokens: func(string) worker.TokenSource { return staticToken{secret.NewAccessToken(os.Getenv(envToken))} },
 		Failpoint: func(name string) {
 			if name == point {
 				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
@@ -101,13 +95,16 @@ func TestCrashBetweenSearchAndCommit(t *testing.T) {
 		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 			t.Fatalf("child at %s: %v, want killed by SIGKILL; output:\n%s", point, err, out)
 		}
-		f.db, err = vault.Open(vault.Options{Path: f.dbPath, Master: f.master, Logger: quiet()})
+		f.db, err = vault.Open(vault.Options{Path: f.dbPath, Master: f.master, Logger: quiet(), Rules: rules(f.src)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.w.cfg.DB = f.db
-		// The fixture's renewal holds the closed handle; the token is valid.
-		f.w.cfg.Tokens = func(string) xapi.TokenSource { return staticToken{secret.NewAccessToken(at)} }
+		// A new worker on the reopened vault, as a restarted daemon has.
+		f.wcfg.DB = f.db
+		f.wcfg.Tokens = func(string) worker.TokenSource { return staticToken{secret.NewAccessToken(at)} }
+		if f.w, err = worker.New(f.wcfg); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	crash("after_search")

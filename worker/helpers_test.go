@@ -1,30 +1,31 @@
-package worker
+package worker_test
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"tagwatch/vault"
 	"tagwatch/vault/provider"
-	"tagwatch/vault/renew"
 	"tagwatch/vault/seal"
 	"tagwatch/vault/secret"
+	"tagwatch/worker"
 	"tagwatch/worker/xapi"
 	"tagwatch/worker/xapi/xsandbox"
+	"tagwatch/worker/xsource"
 )
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 
-var _ Searcher = (*xapi.Client)(nil)
-var _ xapi.TokenSource = (*renew.Source)(nil)
+var _ worker.Store = (*vault.DB)(nil)
 
 // hookTransport calls after once per search request that got an answer.
 type hookTransport struct {
@@ -53,36 +54,113 @@ func (h *hookTransport) set(f func(n int)) {
 	h.mu.Unlock()
 }
 
+// testTargets accepts console: and mailto: targets, as a notifier with
+// mail set up would.
+type testTargets struct{}
+
+func (testTargets) CheckTarget(raw string) error {
+	if raw == "console:" || strings.HasPrefix(raw, "mailto:") && len(raw) > len("mailto:") {
+		return nil
+	}
+	return fmt.Errorf("target %q: no channel delivers to it", raw)
+}
+
+// testTokens is a grant's token source in these tests: it holds the
+// sandbox's tokens in memory and refreshes them through the provider as
+// renewal does (a refresh when the access token is due, one forced by a
+// 401). A refused refresh token marks the grant needs_reconsent in the
+// vault and answers vault.ErrNeedsConsent from then on.
+type testTokens struct {
+	f       *fix
+	grantID string
+
+	mu      sync.Mutex
+	access  secret.AccessToken
+	refresh secret.RefreshToken
+	expiry  time.Time
+	dead    bool
+}
+
+func (s *testTokens) Token(ctx context.Context) (secret.AccessToken, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dead {
+		return secret.AccessToken{}, fmt.Errorf("grant %s: %w", s.grantID, vault.ErrNeedsConsent)
+	}
+	if s.f.now().Add(time.Minute).Before(s.expiry) {
+		return s.access, nil
+	}
+	return s.refreshLocked(ctx)
+}
+
+func (s *testTokens) Invalidate(ctx context.Context, stale secret.AccessToken) (secret.AccessToken, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dead {
+		return secret.AccessToken{}, fmt.Errorf("grant %s: %w", s.grantID, vault.ErrNeedsConsent)
+	}
+	if !s.access.Equal(stale.Value) {
+		return s.access, nil
+	}
+	return s.refreshLocked(ctx)
+}
+
+func (s *testTokens) refreshLocked(ctx context.Context) (secret.AccessToken, error) {
+	res, err := s.f.prov.Refresh(ctx, s.refresh)
+	if provider.ClassOf(err) == provider.ClassDeadGrant {
+		s.dead = true
+		s.f.setGrantState(s.grantID, vault.GrantNeedsReconsent)
+		return secret.AccessToken{}, fmt.Errorf("grant %s: %w", s.grantID, vault.ErrNeedsConsent)
+	}
+	if err != nil {
+		return secret.AccessToken{}, err
+	}
+	s.access, s.expiry = res.Access, res.Expiry
+	if !res.Refresh.IsZero() {
+		s.refresh = res.Refresh
+	}
+	return s.access, nil
+}
+
 type fix struct {
 	t      *testing.T
 	clock  *xsandbox.Clock
 	sb     *xsandbox.Server
+	prov   *provider.Provider
 	db     *vault.DB
 	dbPath string
 	master *seal.MasterKey
 	// masterText is the master key's encoded form, for child processes.
 	masterText []byte
-	mgr        *renew.Manager
 	client     *xapi.Client
+	src        *xsource.Source
 	hook       *hookTransport
-	w          *Worker
+	wcfg       worker.Config
+	w          *worker.Worker
 
 	mu     sync.Mutex
-	events []Event
+	tokens map[string]*testTokens
+	events []worker.Event
 }
 
 type fixOpts struct {
 	realTime bool
 	ttl      time.Duration // sandbox access-token lifetime
 	xcfg     func(*xapi.Config)
-	wcfg     func(*Config)
+	wcfg     func(*worker.Config)
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
+// rules are the watch rules of the fixture's vault: X, the test targets,
+// and no floor (the tests run watches every second).
+func rules(src worker.Source) worker.Rules {
+	return worker.Rules{Sources: map[string]worker.Source{"x": src}, Targets: testTargets{}, MinInterval: -1}
+}
+
 func newFix(t *testing.T, o fixOpts) *fix {
 	t.Helper()
-	f := &fix{t: t, hook: &hookTransport{}}
+	f := &fix{t: t, hook: &hookTransport{}, tokens: map[string]*testTokens{}}
 	now := time.Now
 	if !o.realTime {
 		f.clock = xsandbox.NewClock(t0)
@@ -95,43 +173,51 @@ func newFix(t *testing.T, o fixOpts) *fix {
 		t.Fatal(err)
 	}
 	t.Cleanup(f.sb.Close)
-	prov, err := provider.New(context.Background(), provider.Config{Name: "x", Kind: provider.KindX, ClientID: "tagwatch",
+	f.prov, err = provider.New(context.Background(), provider.Config{Name: "x", Kind: provider.KindX, ClientID: "tagwatch",
 		ClientSecret: secret.NewClientSecret("s3cret-client"), RedirectURL: "http://127.0.0.1:1/callback",
 		AuthURL: f.sb.URL() + "/i/oauth2/authorize", TokenURL: f.sb.URL() + "/2/oauth2/token", RevokeURL: f.sb.URL() + "/2/oauth2/revoke",
 		APIURL: f.sb.URL(), Now: now, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.dbPath = filepath.Join(t.TempDir(), "tagwatch.db")
-	f.master, f.masterText, _ = seal.NewMasterKey()
-	f.db, err = vault.Open(vault.Options{Path: f.dbPath, Master: f.master, Create: true, Now: now, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.db.Close() })
-	f.mgr = renew.New(renew.Config{DB: f.db, Providers: map[string]renew.Provider{"x": prov}, PublicURL: "http://127.0.0.1:8080",
-		Now: now, Logger: quiet(), MinBackoff: time.Second, MaxBackoff: time.Minute})
-	xc := xapi.Config{BaseURL: prov.APIURL(), HTTPClient: &http.Client{Transport: f.hook}, MaxResults: 10,
+	xc := xapi.Config{BaseURL: f.prov.APIURL(), HTTPClient: &http.Client{Transport: f.hook}, MaxResults: 10,
 		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Retries: 2, Now: now}
 	if o.xcfg != nil {
 		o.xcfg(&xc)
 	}
 	f.client = xapi.New(xc)
-	wc := Config{DB: f.db, Searchers: map[string]Searcher{"x": f.client},
-		Tokens: func(id string) xapi.TokenSource { return f.mgr.Source(id) }, MaxPages: 5, Now: now, Logger: quiet(),
-		Observer: func(ev Event) {
+	f.src = xsource.New(f.client)
+	f.dbPath = filepath.Join(t.TempDir(), "tagwatch.db")
+	f.master, f.masterText, _ = seal.NewMasterKey()
+	f.db, err = vault.Open(vault.Options{Path: f.dbPath, Master: f.master, Create: true, Now: now, Logger: quiet(), Rules: rules(f.src)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.db.Close() })
+	f.wcfg = worker.Config{DB: f.db, Sources: map[string]worker.Source{"x": f.src}, Tokens: f.tokenSource,
+		MaxPages: 5, MinInterval: -1, Now: now, Logger: quiet(),
+		Observer: func(ev worker.Event) {
 			f.mu.Lock()
 			f.events = append(f.events, ev)
 			f.mu.Unlock()
 		}}
 	if o.wcfg != nil {
-		o.wcfg(&wc)
+		o.wcfg(&f.wcfg)
 	}
-	f.w, err = New(wc)
+	f.w, err = worker.New(f.wcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return f
+}
+
+func (f *fix) tokenSource(grantID string) worker.TokenSource {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ts := f.tokens[grantID]; ts != nil {
+		return ts
+	}
+	return &testTokens{f: f, grantID: grantID, dead: true} // unknown grant
 }
 
 func (f *fix) now() time.Time {
@@ -141,8 +227,9 @@ func (f *fix) now() time.Time {
 	return time.Now()
 }
 
-// addWatch adds sandbox user xid, a vault user and grant for it (access
-// token recorded as expiring at expiry; zero: in 2 h) and a watch of tags.
+// addWatch adds sandbox user xid, a vault user and grant for it (its
+// access token taken as expiring at expiry; zero: in 2 h) and a watch of
+// spec through the vault's rules.
 func (f *fix) addWatch(xid string, spec vault.WatchSpec, expiry time.Time) (watchID, grantID string) {
 	f.t.Helper()
 	if err := f.sb.AddUser(xsandbox.User{ID: xid, Username: "user" + xid}); err != nil {
@@ -157,29 +244,25 @@ func (f *fix) addWatch(xid string, spec vault.WatchSpec, expiry time.Time) (watc
 	}
 	uid := "u" + xid
 	g := vault.Grant{ID: vault.NewID(), UserID: uid, Provider: "x", Subject: xid, Scopes: provider.XScopes, State: vault.GrantActive, AccessExpiry: expiry}
+	seedGrant(f.t, f.db, g)
+	f.mu.Lock()
+	f.tokens[g.ID] = &testTokens{f: f, grantID: g.ID, access: secret.NewAccessToken(at), refresh: secret.NewRefreshToken(rt), expiry: expiry}
+	f.mu.Unlock()
 	if spec.Schedule == "" {
 		spec.Schedule = "@every 1m"
 	}
 	if len(spec.Targets) == 0 {
 		spec.Targets = []string{"console:"}
 	}
-	wt := vault.Watch{ID: vault.NewID(), UserID: uid, Provider: "x", State: vault.WatchActive, WatchSpec: spec}
-	err = f.db.Update(func(tx *vault.Tx) error {
-		if err := tx.PutUser(vault.User{ID: uid}); err != nil {
-			return err
-		}
-		if err := tx.SealTokens(&g, vault.Tokens{Refresh: secret.NewRefreshToken(rt), Access: secret.NewAccessToken(at)}); err != nil {
-			return err
-		}
-		if err := tx.PutGrant(g); err != nil {
-			return err
-		}
-		return tx.PutWatch(wt)
-	})
+	w, err := f.db.AddWatch(vault.NewWatch{UserID: uid, Provider: "x", Spec: spec}, "test")
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	return wt.ID, g.ID
+	return w.ID, g.ID
+}
+
+func (f *fix) setGrantState(grantID string, st vault.GrantState) {
+	setGrantState(f.t, f.db, grantID, st)
 }
 
 func (f *fix) post(author, text string) string {
@@ -188,20 +271,20 @@ func (f *fix) post(author, text string) string {
 
 func (f *fix) cursor(watchID string) vault.Cursor {
 	f.t.Helper()
-	var c vault.Cursor
-	if err := f.db.View(func(tx *vault.Tx) error { var err error; c, err = tx.Cursor(watchID); return err }); err != nil {
+	w, err := f.db.Watch(watchID)
+	if err != nil {
 		f.t.Fatal(err)
 	}
-	return c
+	return w.Cursor
 }
 
 func (f *fix) watch(id string) vault.Watch {
 	f.t.Helper()
-	var w vault.Watch
-	if err := f.db.View(func(tx *vault.Tx) error { var err error; w, err = tx.Watch(id); return err }); err != nil {
+	w, err := f.db.Watch(id)
+	if err != nil {
 		f.t.Fatal(err)
 	}
-	return w
+	return w.Watch
 }
 
 // queued returns how many times each post id was queued for watchID per
@@ -210,38 +293,24 @@ func (f *fix) queued(watchID string) (map[string]int, int) {
 	f.t.Helper()
 	counts := map[string]int{}
 	rows := 0
-	err := f.db.View(func(tx *vault.Tx) error {
-		return tx.Outbox(func(r vault.OutboxRow) error {
-			if r.WatchID != watchID || r.Kind != vault.NoticeMatch {
-				return nil
-			}
-			rows++
-			var n vault.Notice
-			if err := json.Unmarshal(r.Payload, &n); err != nil {
-				return err
-			}
-			for _, p := range n.Posts {
-				counts[p.ID]++
-			}
-			return nil
-		})
-	})
-	if err != nil {
-		f.t.Fatal(err)
+	for _, n := range matchNotices(f.t, f.db, watchID) {
+		rows++
+		for _, p := range n.Posts {
+			counts[p.ID]++
+		}
 	}
 	return counts, rows
 }
 
-func (f *fix) run(watchID string) Event {
+func (f *fix) run(watchID string) worker.Event {
 	f.t.Helper()
-	ev := f.w.RunWatch(context.Background(), watchID)
-	return ev
+	return f.w.RunWatch(context.Background(), watchID)
 }
 
-func (f *fix) mustRun(watchID string) Event {
+func (f *fix) mustRun(watchID string) worker.Event {
 	f.t.Helper()
 	ev := f.run(watchID)
-	if ev.Kind != EventRun {
+	if ev.Kind != worker.EventRun {
 		f.t.Fatalf("RunWatch(%s) = %s %s %v, want a run", watchID, ev.Kind, ev.Reason, ev.Err)
 	}
 	return ev
@@ -251,10 +320,10 @@ func (f *fix) searches(xid string) int {
 	return f.sb.Stats().APICalls[xsandbox.EndpointSearch][xid]
 }
 
-func (f *fix) eventsOf(kind string) []Event {
+func (f *fix) eventsOf(kind string) []worker.Event {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []Event
+	var out []worker.Event
 	for _, e := range f.events {
 		if e.Kind == kind {
 			out = append(out, e)
@@ -279,3 +348,14 @@ func (f *fix) checkExactlyOnce(watchID string, want []string) {
 }
 
 func tagPost(tag string, i int) string { return fmt.Sprintf("post %d about #%s", i, tag) }
+
+var errStatic = errors.New("static token refused")
+
+// staticToken is a TokenSource with one token (the crash test's child has
+// no renewal).
+type staticToken struct{ tok secret.AccessToken }
+
+func (s staticToken) Token(context.Context) (secret.AccessToken, error) { return s.tok, nil }
+func (s staticToken) Invalidate(context.Context, secret.AccessToken) (secret.AccessToken, error) {
+	return secret.AccessToken{}, errStatic
+}

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"tagwatch/vault"
-	"tagwatch/vault/renew"
-	"tagwatch/worker/xapi"
 )
 
 // searchWindow is how far back recent search reaches; a start_time must
@@ -22,84 +20,66 @@ const (
 	SkipSuspended    = "suspended"
 	SkipNeedsConsent = "needs_consent"
 	SkipUsageCapped  = "usage_capped"
+	// SkipFairShare: the user has used their share of the provider's
+	// app-wide request window; the run is held until it resets
+	// (Event.NotBefore).
+	SkipFairShare = "fair_share"
 )
 
-// RunWatch runs one watch now: it checks the watch and its grant, polls
-// the provider from the cursor, and commits the matches with the new
-// cursor. It returns the run's event (also for skips and failures; the
-// caller reports it). Safe to call concurrently for different watches;
-// the engine never runs one watch twice at once.
+// RunWatch runs one watch now: it checks the watch and its grant, takes a
+// request of the user's fair share, searches the source from the cursor,
+// and commits the matches with the new cursor. It returns the run's event
+// (also for skips and failures; the caller reports it). Safe to call
+// concurrently for different watches; the engine never runs one watch
+// twice at once.
 func (w *Worker) RunWatch(ctx context.Context, watchID string) Event {
 	ev := Event{Kind: EventSkipped, WatchID: watchID}
-	var (
-		wt    vault.Watch
-		grant vault.Grant
-		cur   vault.Cursor
-	)
-	err := w.cfg.DB.View(func(tx *vault.Tx) error {
-		var err error
-		if wt, err = tx.Watch(watchID); err != nil {
-			return err
-		}
-		if grant, err = tx.UserGrant(wt.UserID, wt.Provider); err != nil {
-			return fmt.Errorf("grant of user %s at %s: %w", wt.UserID, wt.Provider, err)
-		}
-		cur, err = tx.Cursor(watchID)
-		return err
-	})
+	in, err := w.cfg.DB.RunInput(watchID)
+	wt := in.Watch
 	ev.UserID, ev.Provider = wt.UserID, wt.Provider
 	switch {
-	case errors.Is(err, vault.ErrNotFound) && wt.ID == "":
-		w.engine.Remove(watchID)
+	case errors.Is(err, vault.ErrNotFound):
+		w.Remove(watchID)
 		ev.Reason = SkipDeleted
 		return ev
-	case errors.Is(err, vault.ErrNotFound):
-		ev.Reason = SkipNeedsConsent // no grant: nothing to ask with
-		return ev
 	case err != nil:
-		return w.fail(ev, wt, time.Time{}, fmt.Errorf("worker: read watch: %w", err))
-	case grant.State != vault.GrantActive:
-		ev.Reason = SkipNeedsConsent
+		return w.fail(ev, vault.Watch{}, time.Time{}, fmt.Errorf("worker: read watch: %w", err))
+	case in.GrantID == "" || in.GrantState != vault.GrantActive:
+		ev.Reason = SkipNeedsConsent // no grant that can be used
 		return ev
 	case wt.State == vault.WatchPaused:
 		ev.Reason = SkipPaused
 		return ev
+	case !wt.Runs():
+		ev.Reason = SkipSuspended
+		return ev
 	}
 	probe := false
-	if wt.State == vault.WatchSuspended {
-		if wt.SuspendReason != SuspendUsageCapped {
-			ev.Reason = SkipSuspended
-			return ev
-		}
+	if wt.State == vault.WatchSuspended { // by the usage cap: Runs
 		if probe = w.takeProbe(wt.Provider); !probe {
 			ev.Reason = SkipUsageCapped
 			return ev
 		}
+		defer w.endProbe(wt.Provider)
 	} else if w.isCapped(wt.Provider) {
 		ev.Reason = SkipUsageCapped
 		return ev
 	}
-	if probe {
-		defer w.endProbe(wt.Provider)
-	}
 
-	searcher := (*w.searchers.Load())[wt.Provider]
-	if searcher == nil {
-		return w.fail(ev, wt, time.Time{}, fmt.Errorf("worker: no searcher for provider %q (not in the configuration)", wt.Provider))
-	}
-	query, err := xapi.BuildQuery(xapi.QuerySpec{Hashtags: wt.Hashtags, Lang: wt.Lang, IncludeRetweets: wt.IncludeRetweets})
-	if err != nil {
-		return w.fail(ev, wt, time.Time{}, err)
+	src := (*w.sources.Load())[wt.Provider]
+	if src == nil {
+		return w.fail(ev, wt, time.Time{}, fmt.Errorf("worker: no source for provider %q (not in the configuration)", wt.Provider))
 	}
 	now := w.cfg.Now()
-	req := xapi.PollRequest{Query: query, SinceID: cur.SinceID, MaxPages: w.cfg.MaxPages}
+	req := SearchRequest{Query: Query{Hashtags: wt.Hashtags, Lang: wt.Lang, IncludeRetweets: wt.IncludeRetweets},
+		SinceID: in.Cursor.SinceID, MaxPages: w.cfg.MaxPages}
 	if req.SinceID == "" {
 		// No cursor yet. The first run starts from the watch's creation (no
 		// backfill) unless it asked for one; later runs that found nothing
 		// start from when the previous search was sent.
 		switch {
-		case cur.Started:
-			req.StartTime = cur.LastRunAt.Add(-time.Second)
+		case in.Cursor.Started:
+			req.StartTime = in.Cursor.LastRunAt.Add(-time.Second)
 		case !wt.Backfill:
 			req.StartTime = wt.CreatedAt
 		}
@@ -107,18 +87,26 @@ func (w *Worker) RunWatch(ctx context.Context, watchID string) Event {
 			req.StartTime = later(req.StartTime, now.Add(-searchWindow))
 		}
 	}
-	res, err := searcher.Poll(ctx, w.cfg.Tokens(grant.ID), grant.ID, req)
-	if err != nil {
-		return w.searchFailed(ctx, ev, wt, now, err)
+	ok, window, first := w.fair.admit(wt.Provider, wt.UserID)
+	if !ok {
+		if first {
+			used, share, total := w.fair.usage(wt.Provider, wt.UserID)
+			w.log.Info("user has used their share of the provider's request window; runs held until it resets",
+				"user", wt.UserID, "provider", wt.Provider, "used", used, "share", share, "window_used", total,
+				"window_limit", w.cfg.AppRequestsPerWindow, "reset", window)
+		}
+		ev.Reason, ev.NotBefore = SkipFairShare, window
+		return ev
 	}
+	res, err := src.Search(ctx, w.cfg.Tokens(in.GrantID), in.GrantID, req)
+	if err != nil {
+		return w.searchFailed(ctx, ev, wt, now, window, err)
+	}
+	w.fair.charge(wt.Provider, wt.UserID, window, res.Pages-1)
 	w.cfg.Failpoint("after_search")
 	posts := make([]vault.Post, len(res.Posts))
 	for i, p := range res.Posts {
-		url := "https://x.com/i/web/status/" + p.ID
-		if p.AuthorUsername != "" {
-			url = "https://x.com/" + p.AuthorUsername + "/status/" + p.ID
-		}
-		posts[i] = vault.Post{ID: p.ID, Text: p.Text, AuthorID: p.AuthorID, AuthorUsername: p.AuthorUsername, CreatedAt: p.CreatedAt, URL: url}
+		posts[i] = vault.Post{ID: p.ID, Text: p.Text, AuthorID: p.AuthorID, AuthorUsername: p.AuthorName, CreatedAt: p.CreatedAt, URL: p.URL}
 	}
 	out, err := w.cfg.DB.CommitRun(vault.RunCommit{WatchID: wt.ID, StartedAt: now, NewSinceID: res.NewestID, Truncated: res.Truncated,
 		PostsRead: len(res.Posts), Posts: posts, MaxPerDigest: w.cfg.MaxPerDigest})
@@ -144,22 +132,28 @@ func later(a, b time.Time) time.Time {
 	return b
 }
 
-// searchFailed classifies a failed poll, records it and returns its event.
-// The cursor never moves.
-func (w *Worker) searchFailed(ctx context.Context, ev Event, wt vault.Watch, started time.Time, err error) Event {
-	var rl *xapi.RateLimitError
+// searchFailed classifies a failed search, records it and returns its
+// event. The cursor never moves. A search the source's rate limit held
+// without a request is refunded to the user's fair share; other failures
+// are charged the one request they were admitted with.
+func (w *Worker) searchFailed(ctx context.Context, ev Event, wt vault.Watch, started, window time.Time, err error) Event {
+	var rl *RateLimitError
 	switch {
-	case errors.Is(err, renew.ErrNeedsConsent):
+	case errors.Is(err, vault.ErrNeedsConsent):
 		ev.Reason = SkipNeedsConsent
 		return ev
-	case errors.Is(err, xapi.ErrUsageCapped):
+	case errors.Is(err, ErrUsageCapped):
 		w.capProvider(wt.Provider)
 	case errors.As(err, &rl):
 		ev.Kind, ev.NotBefore, ev.Err = EventRateLimited, rl.NotBefore, err
 		if rl.Local {
+			w.fair.charge(wt.Provider, wt.UserID, window, -1)
 			return ev // no request was made: nothing to record
 		}
 		w.record(wt, started, "rate_limited", err)
+		return ev
+	case w.grantDead(wt.ID):
+		ev.Reason = SkipNeedsConsent
 		return ev
 	case ctx.Err() != nil:
 		err = fmt.Errorf("%w (run timeout or shutdown)", err)
@@ -167,9 +161,17 @@ func (w *Worker) searchFailed(ctx context.Context, ev Event, wt vault.Watch, sta
 	return w.fail(ev, wt, started, err)
 }
 
+// grantDead reports whether the grant of a watch is no longer active: a
+// token source that found the grant dead (a refused refresh) records it in
+// the store before it returns its error, whatever that error says.
+func (w *Worker) grantDead(watchID string) bool {
+	in, err := w.cfg.DB.RunInput(watchID)
+	return err == nil && in.GrantState != vault.GrantActive
+}
+
 func (w *Worker) fail(ev Event, wt vault.Watch, started time.Time, err error) Event {
 	ev.Kind, ev.Err = EventRunFailed, err
-	if errors.Is(err, xapi.ErrUsageCapped) {
+	if errors.Is(err, ErrUsageCapped) {
 		ev.Reason = SkipUsageCapped
 	}
 	w.log.Warn("watch run failed", "watch", ev.WatchID, "user", ev.UserID, "provider", ev.Provider, "err", err)
@@ -232,12 +234,7 @@ func (w *Worker) capProvider(provider string) {
 	}
 	c.next = w.cfg.Now().Add(w.cfg.CapProbeInterval)
 	w.mu.Unlock()
-	var ids []string
-	err := w.cfg.DB.Update(func(tx *vault.Tx) error {
-		var err error
-		ids, err = tx.SuspendProviderWatches(provider, SuspendUsageCapped)
-		return err
-	})
+	ids, err := w.cfg.DB.SuspendProviderWatches(provider, vault.SuspendUsageCapped)
 	if err != nil {
 		w.log.Error("suspend capped provider's watches failed", "provider", provider, "err", err)
 	}
@@ -245,7 +242,7 @@ func (w *Worker) capProvider(provider string) {
 		w.log.Error("operator alert: provider usage cap reached, its watches are suspended", "provider", provider,
 			"watches", len(ids), "next_probe", c.next)
 		w.cfg.Observer(Event{Kind: EventUsageCapped, Provider: provider, Watches: len(ids), NotBefore: c.next,
-			Err: xapi.ErrUsageCapped, Time: w.cfg.Now()})
+			Err: ErrUsageCapped, Time: w.cfg.Now()})
 	}
 }
 

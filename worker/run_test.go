@@ -1,4 +1,4 @@
-package worker
+package worker_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"tagwatch/vault"
-	"tagwatch/vault/secret"
+	"tagwatch/worker"
 	"tagwatch/worker/xapi"
 	"tagwatch/worker/xapi/xsandbox"
 )
@@ -90,7 +90,7 @@ func TestFirstRunStartsFromCreation(t *testing.T) {
 // TestDigestsPerTarget: matches are grouped MaxPerDigest to a row, one row
 // per target, and each row's message names the posts it carries.
 func TestDigestsPerTarget(t *testing.T) {
-	f := newFix(t, fixOpts{wcfg: func(c *Config) { c.MaxPerDigest = 4 }})
+	f := newFix(t, fixOpts{wcfg: func(c *worker.Config) { c.MaxPerDigest = 4 }})
 	wid, _ := f.addWatch("100", vault.WatchSpec{Hashtags: []string{"golang"}, Targets: []string{"console:", "mailto:a@example.com"}}, time.Time{})
 	f.clock.Advance(time.Second)
 	for i := 0; i < 10; i++ {
@@ -136,7 +136,7 @@ func TestRateLimitRespectedToTheSecond(t *testing.T) {
 	f.clock.Advance(time.Second)
 	p := f.post("100", "#golang one")
 	ev := f.run(wid)
-	if ev.Kind != EventRateLimited {
+	if ev.Kind != worker.EventRateLimited {
 		t.Fatalf("run = %s %v, want rate_limited", ev.Kind, ev.Err)
 	}
 	reset := windowStart.Add(15 * time.Minute)
@@ -148,7 +148,7 @@ func TestRateLimitRespectedToTheSecond(t *testing.T) {
 	for f.clock.Now().Before(ev.NotBefore) {
 		f.clock.Advance(time.Second)
 		if f.clock.Now().Before(ev.NotBefore) {
-			if e := f.run(wid); e.Kind != EventRateLimited {
+			if e := f.run(wid); e.Kind != worker.EventRateLimited {
 				t.Fatalf("run at %s = %s, want rate_limited", f.clock.Now(), e.Kind)
 			}
 		}
@@ -169,7 +169,7 @@ func TestRateLimitRespectedToTheSecond(t *testing.T) {
 	// held locally, with no 429.
 	f.mustRun(wid)
 	f.mustRun(wid)
-	if ev := f.run(wid); ev.Kind != EventRateLimited {
+	if ev := f.run(wid); ev.Kind != worker.EventRateLimited {
 		t.Errorf("run with the window spent = %s, want rate_limited", ev.Kind)
 	}
 	if st := f.sb.Stats(); st.RateLimited != 1 || st.APICalls[xsandbox.EndpointSearch]["100"] != calls+3 {
@@ -181,7 +181,7 @@ func TestRateLimitRespectedToTheSecond(t *testing.T) {
 // watch of the provider and raises one alert; capped watches make no
 // request until the probe, and a successful probe resumes them all.
 func TestUsageCapPausesProviderAndAlerts(t *testing.T) {
-	f := newFix(t, fixOpts{wcfg: func(c *Config) { c.CapProbeInterval = time.Hour }})
+	f := newFix(t, fixOpts{wcfg: func(c *worker.Config) { c.CapProbeInterval = time.Hour }})
 	w1, _ := f.addWatch("100", vault.WatchSpec{Hashtags: []string{"golang"}}, time.Time{})
 	w2, _ := f.addWatch("200", vault.WatchSpec{Hashtags: []string{"rust"}}, time.Time{})
 	f.sb.SetMonthlyPostBudget(2)
@@ -192,14 +192,14 @@ func TestUsageCapPausesProviderAndAlerts(t *testing.T) {
 	f.clock.Advance(time.Second)
 	p := f.post("100", "#rust c")
 	c2 := f.cursor(w2)
-	if ev := f.run(w2); ev.Kind != EventRunFailed || !errors.Is(ev.Err, xapi.ErrUsageCapped) {
+	if ev := f.run(w2); ev.Kind != worker.EventRunFailed || !errors.Is(ev.Err, worker.ErrUsageCapped) || !errors.Is(ev.Err, xapi.ErrUsageCapped) {
 		t.Fatalf("run over the cap = %s %v, want run_failed with ErrUsageCapped", ev.Kind, ev.Err)
 	}
-	if alerts := f.eventsOf(EventUsageCapped); len(alerts) != 1 || alerts[0].Watches != 2 || alerts[0].Provider != "x" {
+	if alerts := f.eventsOf(worker.EventUsageCapped); len(alerts) != 1 || alerts[0].Watches != 2 || alerts[0].Provider != "x" {
 		t.Fatalf("usage-cap alerts = %+v, want one for provider x with 2 watches", alerts)
 	}
 	for _, id := range []string{w1, w2} {
-		if wt := f.watch(id); wt.State != vault.WatchSuspended || wt.SuspendReason != SuspendUsageCapped {
+		if wt := f.watch(id); wt.State != vault.WatchSuspended || wt.SuspendReason != vault.SuspendUsageCapped {
 			t.Errorf("watch %s: %s %q, want suspended usage_capped", id, wt.State, wt.SuspendReason)
 		}
 	}
@@ -209,7 +209,7 @@ func TestUsageCapPausesProviderAndAlerts(t *testing.T) {
 	calls := f.sb.Stats().APICalls[xsandbox.EndpointSearch]
 	f.clock.Advance(30 * time.Minute)
 	for _, id := range []string{w1, w2} {
-		if ev := f.run(id); ev.Kind != EventSkipped || ev.Reason != SkipUsageCapped {
+		if ev := f.run(id); ev.Kind != worker.EventSkipped || ev.Reason != worker.SkipUsageCapped {
 			t.Errorf("run of capped watch = %s %s, want skipped usage_capped", ev.Kind, ev.Reason)
 		}
 	}
@@ -219,7 +219,7 @@ func TestUsageCapPausesProviderAndAlerts(t *testing.T) {
 	f.sb.SetMonthlyPostBudget(0) // the operator raised the budget
 	f.clock.Advance(31 * time.Minute)
 	f.mustRun(w2) // the probe
-	if len(f.eventsOf(EventUsageCapLifted)) != 1 {
+	if len(f.eventsOf(worker.EventUsageCapLifted)) != 1 {
 		t.Errorf("no usage_cap_lifted event")
 	}
 	if wt := f.watch(w1); wt.State != vault.WatchActive {
@@ -251,7 +251,7 @@ func TestFailuresMoveNoCursor(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.arm()
 			ev := f.run(wid)
-			if ev.Kind != EventRunFailed {
+			if ev.Kind != worker.EventRunFailed {
 				t.Fatalf("run = %s, want run_failed", ev.Kind)
 			}
 			c := f.cursor(wid)
@@ -290,8 +290,8 @@ func TestUnauthorizedRefreshesOnce(t *testing.T) {
 	f.clock.Advance(time.Minute)
 	before := f.cursor(wid)
 	ev := f.run(wid)
-	if ev.Kind == EventRun {
-		t.Fatalf("run with a revoked grant = %s, want a failure or skip", ev.Kind)
+	if ev.Kind != worker.EventSkipped || ev.Reason != worker.SkipNeedsConsent {
+		t.Fatalf("run with a revoked grant = %s %s %v, want skipped needs_consent", ev.Kind, ev.Reason, ev.Err)
 	}
 	if n := f.sb.Stats().TokenRequests["refresh_token"]; n != 2 {
 		t.Errorf("refreshes = %d, want 2 (one per 401)", n)
@@ -333,30 +333,15 @@ func TestSkippedWithoutRequest(t *testing.T) {
 	paused, _ := f.addWatch("100", vault.WatchSpec{Hashtags: []string{"golang"}}, time.Time{})
 	susp, _ := f.addWatch("200", vault.WatchSpec{Hashtags: []string{"golang"}}, time.Time{})
 	consent, gid := f.addWatch("300", vault.WatchSpec{Hashtags: []string{"golang"}}, time.Time{})
-	err := f.db.Update(func(tx *vault.Tx) error {
-		for id, st := range map[string]vault.WatchState{paused: vault.WatchPaused, susp: vault.WatchSuspended} {
-			w, err := tx.Watch(id)
-			if err != nil {
-				return err
-			}
-			w.State, w.SuspendReason = st, "grant needs consent"
-			if err := tx.PutWatch(w); err != nil {
-				return err
-			}
-		}
-		g, err := tx.Grant(gid)
-		if err != nil {
-			return err
-		}
-		g.State = vault.GrantNeedsReconsent
-		return tx.PutGrant(g)
-	})
-	if err != nil {
+	if _, _, err := f.db.PauseWatch(paused, "test"); err != nil {
 		t.Fatal(err)
 	}
+	// Suspended for its grant, whose consent is not cleared yet.
+	forceWatchState(t, f.db, susp, vault.WatchSuspended, vault.SuspendNeedsReconsent)
+	f.setGrantState(gid, vault.GrantNeedsReconsent)
 	f.post("100", "#golang")
-	for id, reason := range map[string]string{paused: SkipPaused, susp: SkipSuspended, consent: SkipNeedsConsent} {
-		if ev := f.run(id); ev.Kind != EventSkipped || ev.Reason != reason {
+	for id, reason := range map[string]string{paused: worker.SkipPaused, susp: worker.SkipSuspended, consent: worker.SkipNeedsConsent} {
+		if ev := f.run(id); ev.Kind != worker.EventSkipped || ev.Reason != reason {
 			t.Errorf("run = %s %s, want skipped %s", ev.Kind, ev.Reason, reason)
 		}
 	}
@@ -370,7 +355,7 @@ func TestSkippedWithoutRequest(t *testing.T) {
 // `@every 1s` are loaded, run, changed and paused through Reload, and every
 // post is queued once.
 func TestWorkerRunsOnSchedule(t *testing.T) {
-	f := newFix(t, fixOpts{realTime: true, wcfg: func(c *Config) { c.CatchUpWindow = 300 * time.Millisecond }})
+	f := newFix(t, fixOpts{realTime: true, wcfg: func(c *worker.Config) { c.CatchUpWindow = 300 * time.Millisecond }})
 	var ids []string
 	for i := 0; i < 5; i++ {
 		id, _ := f.addWatch(strconv.Itoa(100+i), vault.WatchSpec{Hashtags: []string{"golang"}, Schedule: "@every 1s"}, time.Time{})
@@ -392,14 +377,7 @@ func TestWorkerRunsOnSchedule(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 	}
 	// Pause one watch: Reload takes it out of the schedule.
-	if err := f.db.Update(func(tx *vault.Tx) error {
-		w, err := tx.Watch(ids[0])
-		if err != nil {
-			return err
-		}
-		w.State = vault.WatchPaused
-		return tx.PutWatch(w)
-	}); err != nil {
+	if _, _, err := f.db.PauseWatch(ids[0], "test"); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.w.Reload(ctx); err != nil {
@@ -423,9 +401,7 @@ func TestWorkerRunsOnSchedule(t *testing.T) {
 			t.Errorf("Status(%s) = %+v, %v; want scheduled with runs", id, st, err)
 		}
 	}
-	if n := len(f.eventsOf(EventRun)); n < 8 {
+	if n := len(f.eventsOf(worker.EventRun)); n < 8 {
 		t.Errorf("run events = %d, want at least 8", n)
 	}
 }
-
-var _ = secret.Redacted

@@ -1,14 +1,21 @@
 // Package worker runs users' hashtag watches: a sched.Engine fires each
-// watch on its schedule, and a run searches X (through a Searcher, with
-// the token source of the user's grant) for posts newer than the watch's
-// cursor and commits the matches to the outbox together with the new
-// cursor, in one vault transaction (vault.DB.CommitRun).
+// watch on its schedule, and a run searches the watch's source (a Source,
+// such as X through worker/xsource, with the token source of the user's
+// grant) for posts newer than the watch's cursor and commits the matches
+// to the outbox together with the new cursor, in one step of the store
+// (Store.CommitRun).
 //
 // A run makes no request for a watch that is paused or suspended, or whose
-// grant needs a new consent. A usage-capped answer suspends every watch of
+// grant needs a new consent. Each user gets a fair share of a provider's
+// app-wide request window (Config.AppRequestsPerWindow): a user over it is
+// held until the window resets (EventSkipped, SkipFairShare) while the
+// other users' runs go on. A usage-capped answer suspends every watch of
 // that provider and raises an operator alert (EventUsageCapped); one watch
-// then probes the API every Config.CapProbeInterval and the first success
-// resumes them all.
+// then probes the source every Config.CapProbeInterval and the first
+// success resumes them all.
+//
+// The rules of a valid watch (Rules) live here too: the vault applies
+// them at every door.
 //
 // A Worker is safe for concurrent use. Run owns its goroutines (the
 // engine's workers) and returns after they have ended.
@@ -28,18 +35,26 @@ import (
 
 	"tagwatch/vault"
 	"tagwatch/worker/sched"
-	"tagwatch/worker/xapi"
 )
 
-// Searcher finds the posts newer than a watch's cursor. *xapi.Client
-// satisfies it; other sources (Mastodon, Bluesky) can later.
-type Searcher interface {
-	Poll(ctx context.Context, ts xapi.TokenSource, user string, r xapi.PollRequest) (*xapi.PollResult, error)
+// Store is what the worker needs of the vault; *vault.DB satisfies it.
+// See vault's documentation of each method for its atomicity and errors.
+type Store interface {
+	// RunInput reads a watch, its cursor and the state of its user's grant
+	// in one read (*vault.NotFoundError for a deleted watch).
+	RunInput(watchID string) (vault.RunInput, error)
+	// CommitRun records a run: outbox rows, seen posts and cursor in one
+	// step, or nothing.
+	CommitRun(c vault.RunCommit) (vault.RunOutcome, error)
+	// SuspendProviderWatches and ClearProviderWatches suspend every watch
+	// of a provider for a reason, and lift it, each in one step; they
+	// return the ids of the watches that changed.
+	SuspendProviderWatches(provider string, r vault.SuspendReason) ([]string, error)
+	ClearProviderWatches(provider string, r vault.SuspendReason) ([]string, error)
+	// RunnableWatches calls fn with every watch to schedule (Watch.Runs)
+	// and its cursor; fn must not call the store.
+	RunnableWatches(fn func(vault.WatchWithCursor) error) error
 }
-
-// SuspendUsageCapped is the SuspendReason of watches suspended because
-// their provider's usage cap was reached.
-const SuspendUsageCapped = "usage_capped"
 
 // Event kinds reported to Config.Observer.
 const (
@@ -49,7 +64,7 @@ const (
 	EventRunFailed = "run_failed"
 	// EventSkipped: a due watch was skipped without a request (Reason).
 	EventSkipped = "skipped"
-	// EventRateLimited: X's rate limit held a run (NotBefore).
+	// EventRateLimited: the source's rate limit held a run (NotBefore).
 	EventRateLimited = "rate_limited"
 	// EventUsageCapped: the provider's usage cap was reached; its watches
 	// are suspended. An operator alert.
@@ -80,9 +95,10 @@ type Event struct {
 	Rows      int
 	Pages     int
 	Truncated bool
-	// NotBefore is when a rate-limited endpoint may be called again.
+	// NotBefore is when a rate-limited source may be asked again, or, for
+	// SkipFairShare, when the provider's window resets.
 	NotBefore time.Time
-	// Resumed is how many watches a lifted usage cap resumed, or a new one
+	// Watches is how many watches a lifted usage cap resumed, or a new one
 	// suspended.
 	Watches int
 	Err     error
@@ -92,21 +108,33 @@ type Event struct {
 // Config configures a Worker. The zero value of each field is its default
 // (those of the [scheduler] configuration section).
 type Config struct {
-	// DB is the vault. Required.
-	DB *vault.DB
-	// Searchers by provider name. Required: the daemon builds one
-	// xapi.Client per provider with its APIURL. SetSearchers replaces them
-	// while the Worker runs.
-	Searchers map[string]Searcher
+	// DB is the store (the vault). Required.
+	DB Store
+	// Sources by provider name. Required: the daemon builds one per
+	// provider (for X, xsource.New with an xapi.Client on the provider's
+	// APIURL). SetSources replaces them while the Worker runs.
+	Sources map[string]Source
 	// Tokens returns the token source of a grant. Required: the daemon
-	// passes func(id string) xapi.TokenSource { return mgr.Source(id) }.
-	Tokens func(grantID string) xapi.TokenSource
+	// passes func(id string) worker.TokenSource { return mgr.Source(id) }.
+	Tokens func(grantID string) TokenSource
 	// Workers, PerUserConcurrency, PerProviderConcurrency, CatchUpWindow:
 	// see sched.Config (defaults 32, 1, 64, 5 min).
 	Workers                int
 	PerUserConcurrency     int
 	PerProviderConcurrency int
 	CatchUpWindow          time.Duration
+	// MinInterval is the least time between two scheduled runs of one
+	// watch (scheduler.min_interval, which Rules apply to new schedules):
+	// a watch stored with a faster schedule runs at this pace. Default
+	// DefaultMinInterval; negative: none.
+	MinInterval time.Duration
+	// AppRequestsPerWindow is how many search requests all users together
+	// may make to one provider in AppWindow (X's recent search: 450 per 15
+	// minutes per app); each user gets an equal share of it, at least one
+	// request. Default DefaultAppRequestsPerWindow; negative: no limit.
+	AppRequestsPerWindow int
+	// AppWindow is the length of that window; default 15 min.
+	AppWindow time.Duration
 	// MaxPages bounds the pages one run reads; default 5.
 	MaxPages int
 	// RunTimeout bounds one run, retries included; default 2 min.
@@ -116,8 +144,8 @@ type Config struct {
 	// CapProbeInterval is how often a usage-capped provider is probed;
 	// default 1 h.
 	CapProbeInterval time.Duration
-	// Parse parses schedules; default the engine's (pass
-	// config.ScheduleParser.Parse).
+	// Parse parses schedules; default the engine's (sched.CheckSchedule
+	// without a floor).
 	Parse func(spec string) (cron.Schedule, error)
 	// Observer receives events; it is called on the run's goroutine and
 	// must be quick.
@@ -130,14 +158,19 @@ type Config struct {
 	Now func() time.Time
 }
 
+// DefaultAppRequestsPerWindow is X's app-wide limit of recent search: 450
+// requests per 15 minutes.
+const DefaultAppRequestsPerWindow = 450
+
 // Worker schedules and runs watches.
 type Worker struct {
 	cfg    Config
 	log    *slog.Logger
 	engine *sched.Engine
+	fair   *fairShare
 
-	// searchers is the live Config.Searchers.
-	searchers atomic.Pointer[map[string]Searcher]
+	// sources is the live Config.Sources.
+	sources atomic.Pointer[map[string]Source]
 
 	mu     sync.Mutex
 	capped map[string]*capState
@@ -148,24 +181,26 @@ type capState struct {
 	probing bool
 }
 
-// SetSearchers replaces the searchers by provider name; the map is copied.
-// Runs in progress finish with the searcher they started with; schedules
-// and cursors are untouched, so no watch restarts. A run of a watch whose
-// provider has no searcher any more fails (EventRunFailed, "no searcher
-// for provider") and is tried again on its schedule: the watch is kept
-// for when the provider returns. Safe for concurrent use.
-func (w *Worker) SetSearchers(ss map[string]Searcher) {
+// SetSources replaces the sources by provider name; the map is copied.
+// Runs in progress finish with the source they started with; schedules,
+// cursors and the fair-share windows are untouched, so no watch restarts,
+// and a source kept from the previous set keeps its own state (an X
+// client's rate-limit windows). A run of a watch whose provider has no
+// source any more fails (EventRunFailed, "no source for provider") and is
+// tried again on its schedule: the watch is kept for when the provider
+// returns. Safe for concurrent use.
+func (w *Worker) SetSources(ss map[string]Source) {
 	m := maps.Clone(ss)
 	if m == nil {
-		m = map[string]Searcher{}
+		m = map[string]Source{}
 	}
-	w.searchers.Store(&m)
+	w.sources.Store(&m)
 }
 
 // New returns a Worker.
 func New(cfg Config) (*Worker, error) {
-	if cfg.DB == nil || cfg.Tokens == nil || cfg.Searchers == nil {
-		return nil, errors.New("worker: DB, Searchers and Tokens are required")
+	if cfg.DB == nil || cfg.Tokens == nil || cfg.Sources == nil {
+		return nil, errors.New("worker: DB, Sources and Tokens are required")
 	}
 	if cfg.MaxPages <= 0 {
 		cfg.MaxPages = 5
@@ -179,6 +214,18 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.CapProbeInterval <= 0 {
 		cfg.CapProbeInterval = time.Hour
 	}
+	switch {
+	case cfg.MinInterval == 0:
+		cfg.MinInterval = DefaultMinInterval
+	case cfg.MinInterval < 0:
+		cfg.MinInterval = 0
+	}
+	if cfg.AppRequestsPerWindow == 0 {
+		cfg.AppRequestsPerWindow = DefaultAppRequestsPerWindow
+	}
+	if cfg.AppWindow <= 0 {
+		cfg.AppWindow = 15 * time.Minute
+	}
 	if cfg.Observer == nil {
 		cfg.Observer = func(Event) {}
 	}
@@ -191,13 +238,14 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	w := &Worker{cfg: cfg, log: cfg.Logger, capped: map[string]*capState{}}
-	w.SetSearchers(cfg.Searchers)
-	w.cfg.Searchers = nil // the live set is w.searchers
+	w := &Worker{cfg: cfg, log: cfg.Logger, capped: map[string]*capState{},
+		fair: newFairShare(cfg.AppRequestsPerWindow, cfg.AppWindow, cfg.Now)}
+	w.SetSources(cfg.Sources)
+	w.cfg.Sources = nil // the live set is w.sources
 	var err error
 	w.engine, err = sched.New(sched.Config{Job: w.fire, Workers: cfg.Workers, PerProviderConcurrency: cfg.PerProviderConcurrency,
-		PerUserConcurrency: cfg.PerUserConcurrency, CatchUpWindow: cfg.CatchUpWindow, Parse: cfg.Parse,
-		Logger: cfg.Logger, Now: cfg.Now})
+		PerUserConcurrency: cfg.PerUserConcurrency, CatchUpWindow: cfg.CatchUpWindow, MinInterval: cfg.MinInterval,
+		Parse: cfg.Parse, Logger: cfg.Logger, Now: cfg.Now})
 	if err != nil {
 		return nil, err
 	}
@@ -215,13 +263,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	return w.engine.Run(ctx)
 }
 
-// schedulable reports whether a watch belongs in the engine: active ones,
-// and those suspended for the usage cap (one of them probes).
-func schedulable(wt vault.Watch) bool {
-	return wt.State == vault.WatchActive || (wt.State == vault.WatchSuspended && wt.SuspendReason == SuspendUsageCapped)
-}
-
-// Reload re-reads the watches from the vault and applies the differences
+// Reload re-reads the watches from the store and applies the differences
 // to the schedule: new watches are added, changed schedules take effect,
 // paused, suspended and deleted watches leave it. The daemon calls it at
 // start, on SIGHUP and after operator changes.
@@ -229,28 +271,19 @@ func (w *Worker) Reload(ctx context.Context) error {
 	want := map[string]bool{}
 	var bad []error
 	cappedProv := map[string]bool{}
-	err := w.cfg.DB.View(func(tx *vault.Tx) error {
-		return tx.Watches(func(wt vault.Watch) error {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if !schedulable(wt) {
-				return nil
-			}
-			if wt.State == vault.WatchSuspended {
-				cappedProv[wt.Provider] = true
-			}
-			cur, err := tx.Cursor(wt.ID)
-			if err != nil {
-				return err
-			}
-			if err := w.engine.Upsert(sched.Entry{Key: wt.ID, User: wt.UserID, Provider: wt.Provider, Schedule: wt.Schedule, LastRun: cur.LastRunAt}); err != nil {
-				bad = append(bad, fmt.Errorf("watch %s: %w", wt.ID, err))
-				return nil
-			}
-			want[wt.ID] = true
+	err := w.cfg.DB.RunnableWatches(func(wt vault.WatchWithCursor) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if wt.State == vault.WatchSuspended {
+			cappedProv[wt.Provider] = true
+		}
+		if err := w.schedule(wt.Watch, wt.Cursor); err != nil {
+			bad = append(bad, fmt.Errorf("watch %s: %w", wt.ID, err))
 			return nil
-		})
+		}
+		want[wt.ID] = true
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("worker: reload: %w", err)
@@ -262,7 +295,7 @@ func (w *Worker) Reload(ctx context.Context) error {
 		}
 	})
 	for _, k := range gone {
-		w.engine.Remove(k)
+		w.Remove(k)
 	}
 	w.mu.Lock()
 	for p := range cappedProv {
@@ -278,27 +311,48 @@ func (w *Worker) Reload(ctx context.Context) error {
 	return nil
 }
 
-// Upsert schedules one watch as it is now (or unschedules it when it is
-// not active), without a full Reload.
+// schedule puts a runnable watch in the engine and its user in the
+// provider's fair share.
+func (w *Worker) schedule(wt vault.Watch, cur vault.Cursor) error {
+	if err := w.engine.Upsert(sched.Entry{Key: wt.ID, User: wt.UserID, Provider: wt.Provider, Schedule: wt.Schedule, LastRun: cur.LastRunAt}); err != nil {
+		return err
+	}
+	w.fair.track(wt.ID, wt.UserID, wt.Provider)
+	return nil
+}
+
+// Upsert schedules one watch as it is now (or unschedules it when it does
+// not run: Watch.Runs), without a full Reload.
 func (w *Worker) Upsert(wt vault.Watch) error {
-	if !schedulable(wt) {
-		w.engine.Remove(wt.ID)
+	if !wt.Runs() {
+		w.Remove(wt.ID)
 		return nil
 	}
-	var cur vault.Cursor
-	err := w.cfg.DB.View(func(tx *vault.Tx) error {
-		var err error
-		cur, err = tx.Cursor(wt.ID)
-		return err
-	})
+	in, err := w.cfg.DB.RunInput(wt.ID)
 	if err != nil {
 		return err
 	}
-	return w.engine.Upsert(sched.Entry{Key: wt.ID, User: wt.UserID, Provider: wt.Provider, Schedule: wt.Schedule, LastRun: cur.LastRunAt})
+	return w.schedule(wt, in.Cursor)
+}
+
+// SetMinInterval changes the least time between two scheduled runs of one
+// watch (Config.MinInterval: 0 the default, negative none) while the
+// Worker runs; the floor applies from each watch's next run on.
+func (w *Worker) SetMinInterval(d time.Duration) {
+	switch {
+	case d == 0:
+		d = DefaultMinInterval
+	case d < 0:
+		d = 0
+	}
+	w.engine.SetMinInterval(d)
 }
 
 // Remove unschedules a watch.
-func (w *Worker) Remove(watchID string) { w.engine.Remove(watchID) }
+func (w *Worker) Remove(watchID string) {
+	w.engine.Remove(watchID)
+	w.fair.untrack(watchID)
+}
 
 // RunNow runs a watch as soon as the limits allow. It returns
 // sched.ErrUnknown for a watch that is not scheduled.
@@ -316,20 +370,14 @@ type WatchStatus struct {
 	Running   bool
 }
 
-// Status returns a watch's status, or vault.ErrNotFound.
+// Status returns a watch's status, or a *vault.NotFoundError.
 func (w *Worker) Status(watchID string) (WatchStatus, error) {
 	var st WatchStatus
-	err := w.cfg.DB.View(func(tx *vault.Tx) error {
-		var err error
-		if st.Watch, err = tx.Watch(watchID); err != nil {
-			return err
-		}
-		st.Cursor, err = tx.Cursor(watchID)
-		return err
-	})
+	in, err := w.cfg.DB.RunInput(watchID)
 	if err != nil {
 		return st, err
 	}
+	st.Watch, st.Cursor = in.Watch, in.Cursor
 	next, running, err := w.engine.Next(watchID)
 	st.Scheduled, st.Next, st.Running = err == nil, next, running
 	return st, nil
@@ -338,12 +386,7 @@ func (w *Worker) Status(watchID string) (WatchStatus, error) {
 // ResumeProvider resumes the watches of a provider suspended for its usage
 // cap (an operator raised the budget) and returns how many.
 func (w *Worker) ResumeProvider(provider string) (int, error) {
-	var ids []string
-	err := w.cfg.DB.Update(func(tx *vault.Tx) error {
-		var err error
-		ids, err = tx.ResumeProviderWatches(provider, SuspendUsageCapped)
-		return err
-	})
+	ids, err := w.cfg.DB.ClearProviderWatches(provider, vault.SuspendUsageCapped)
 	if err != nil {
 		return 0, err
 	}

@@ -78,6 +78,9 @@ func dash(s string) string {
 	return s
 }
 
+// checkWatches shows whether a change to a watch was applied.
+const checkWatches = "tagwatchctl watches list"
+
 // commandTable returns the commands; completion and help read it too.
 func commandTable() []*command {
 	return []*command{
@@ -90,17 +93,17 @@ func commandTable() []*command {
 		{name: "watches", summary: "list and change watches", subs: []*command{
 			{name: "list", summary: "list watches with schedule, next and last run, cursor and posts read",
 				flags: func(fs *flag.FlagSet) func(*env, []string) error { return noArgs(cmdWatchesList) }},
-			{name: "add", summary: "add a watch for a user who has a grant at the provider", flags: watchAddFlags},
-			{name: "change", args: "WATCH", summary: "change a watch's hashtags, schedule, targets or language", flags: watchChangeFlags},
-			{name: "pause", args: "WATCH", summary: "pause a watch", flags: watchAction("pause")},
-			{name: "resume", args: "WATCH", summary: "resume a paused watch", flags: watchAction("resume")},
-			{name: "delete", args: "WATCH", summary: "delete a watch and its cursor", flags: watchAction("delete")},
-			{name: "run", args: "WATCH", summary: "run a watch now", flags: watchAction("run")},
+			{name: "add", summary: "add a watch for a user who has a grant at the provider", flags: watchAddFlags, check: checkWatches},
+			{name: "change", args: "WATCH", summary: "change a watch's hashtags, schedule, targets or language", flags: watchChangeFlags, check: checkWatches},
+			{name: "pause", args: "WATCH", summary: "pause a watch", flags: watchAction("pause"), check: checkWatches},
+			{name: "resume", args: "WATCH", summary: "resume a paused watch", flags: watchAction("resume"), check: checkWatches},
+			{name: "delete", args: "WATCH", summary: "delete a watch and its cursor", flags: watchAction("delete"), check: checkWatches},
+			{name: "run", args: "WATCH", summary: "run a watch now", flags: watchAction("run"), check: checkWatches},
 		}},
-		{name: "enroll", summary: "create a one-time consent link for a user (printed once)", flags: enrollFlags, subs: []*command{
+		{name: "enroll", summary: "create a one-time consent link for a user (printed once)", flags: enrollFlags, check: "tagwatchctl enroll list", subs: []*command{
 			{name: "list", summary: "list consent links and their state",
 				flags: func(fs *flag.FlagSet) func(*env, []string) error { return noArgs(cmdEnrollList) }},
-			{name: "cancel", args: "LINK-ID", summary: "cancel a consent link",
+			{name: "cancel", args: "LINK-ID", summary: "cancel a consent link", check: "tagwatchctl enroll list",
 				flags: func(fs *flag.FlagSet) func(*env, []string) error {
 					return oneArg("link id", func(e *env, id string) error {
 						if err := e.client.CancelEnrollment(e.ctx, id); err != nil {
@@ -111,17 +114,24 @@ func commandTable() []*command {
 				}},
 		}},
 		{name: "revoke", args: "GRANT", summary: "end a grant: tokens deleted here, revoked at the provider, watches suspended",
+			check: "tagwatchctl grants",
 			flags: func(fs *flag.FlagSet) func(*env, []string) error {
 				return oneArg("grant id", func(e *env, id string) error {
-					if err := e.client.Revoke(e.ctx, id); err != nil {
+					r, err := e.client.Revoke(e.ctx, id)
+					if err != nil {
 						return err
 					}
-					return done(e, "grant "+id+" revoked")
+					if e.json {
+						return printJSON(e.out, r)
+					}
+					fmt.Fprintln(e.out, revokeText(id, r))
+					return nil
 				})
 			}},
 		{name: "outbox", summary: "the notification queue", subs: []*command{
 			{name: "list", summary: "count notifications per target and list those in a state", flags: outboxListFlags},
 			{name: "replay", args: "ID", summary: "queue a dead notification again, under the same id",
+				check: "tagwatchctl outbox list --state all",
 				flags: func(fs *flag.FlagSet) func(*env, []string) error {
 					return oneArg("notification id", func(e *env, id string) error {
 						r, err := e.client.Replay(e.ctx, id)
@@ -136,11 +146,12 @@ func commandTable() []*command {
 					})
 				}},
 		}},
-		{name: "audit", summary: "show the audit trail, oldest first", flags: auditFlags},
+		{name: "audit", summary: "show the newest events of the audit trail (--all for every one)", flags: auditFlags},
 		{name: "keys", summary: "the vault's keyring", subs: []*command{
 			{name: "status", summary: "show the master key id and the data keys with their use",
 				flags: func(fs *flag.FlagSet) func(*env, []string) error { return noArgs(cmdKeysStatus) }},
 			{name: "rotate", summary: "make a new data key active, re-seal every record, retire unused keys",
+				check: "tagwatchctl keys status",
 				flags: func(fs *flag.FlagSet) func(*env, []string) error {
 					return noArgs(func(e *env) error {
 						r, err := e.client.RotateKeys(e.ctx)
@@ -172,6 +183,20 @@ func commandTable() []*command {
 				return oneArg("shell (bash or zsh)", func(e *env, shell string) error { return completion(e.out, shell) })
 			}},
 	}
+}
+
+// revokeText says what a revocation did, here and at the provider: it
+// does not say "revoked at the provider" when that is only queued (C15).
+func revokeText(id string, r statusapi.RevokeResult) string {
+	switch {
+	case r.AlreadyRevoked:
+		return "grant " + id + " was already revoked; nothing changed"
+	case r.RevokedAtProvider:
+		return "grant " + id + " revoked: tokens deleted here, its watches suspended, and the provider confirmed the revocation"
+	case r.Queued:
+		return "grant " + id + " revoked here (tokens deleted, its watches suspended); the revocation at the provider did not go through yet: it is queued and the daemon retries it"
+	}
+	return "grant " + id + " revoked here (tokens deleted, its watches suspended); the provider was not asked (it has no revocation endpoint, or the grant held no refresh token)"
 }
 
 func done(e *env, msg string) error {
@@ -468,24 +493,76 @@ func outboxListFlags(fs *flag.FlagSet) func(*env, []string) error {
 	})
 }
 
+// auditPage is how many events tagwatchctl audit --all asks for at once.
+const auditPage = 1000
+
 func auditFlags(fs *flag.FlagSet) func(*env, []string) error {
-	after := fs.Uint64("after", 0, "show events after this sequence number")
+	after := fs.Uint64("after", 0, "show the oldest events after this sequence number")
+	before := fs.Uint64("before", 0, "show the newest events before this sequence number")
 	limit := fs.Int("limit", 100, "show at most this many events")
+	all := fs.Bool("all", false, "show every event, oldest first")
 	return noArgs(func(e *env) error {
-		evs, err := e.client.Audit(e.ctx, *after, *limit)
+		if *limit < 1 || *limit >= statusapi.MaxAuditLimit {
+			return usagef("--limit must be from 1 to %d", statusapi.MaxAuditLimit-1)
+		}
+		if *after > 0 && *before > 0 || *all && (*after > 0 || *before > 0) {
+			return usagef("give one of --after, --before and --all")
+		}
+		evs, hint, err := auditEvents(e, *after, *before, *limit, *all)
 		if err != nil {
 			return err
 		}
 		if e.json {
-			return printJSON(e.out, evs)
+			err = printJSON(e.out, evs)
+		} else {
+			err = table(e.out, "SEQ\tTIME\tKIND\tACTOR\tUSER\tGRANT\tDETAIL", func(tw *tabwriter.Writer) {
+				for _, ev := range evs {
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.Seq, ev.Time.UTC().Format(time.DateTime), ev.Kind, dash(ev.Actor),
+						dash(ev.UserID), dash(ev.GrantID), strconv.Quote(ev.Detail))
+				}
+			})
 		}
-		return table(e.out, "SEQ\tTIME\tKIND\tACTOR\tUSER\tGRANT\tDETAIL", func(tw *tabwriter.Writer) {
-			for _, ev := range evs {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.Seq, ev.Time.UTC().Format(time.DateTime), ev.Kind, dash(ev.Actor),
-					dash(ev.UserID), dash(ev.GrantID), strconv.Quote(ev.Detail))
-			}
-		})
+		if hint != "" {
+			// On stderr, so that the table or the JSON stays the events.
+			fmt.Fprintln(e.err, hint)
+		}
+		return err
 	})
+}
+
+// auditEvents reads the events tagwatchctl audit shows, oldest first: by
+// default the newest limit; with after, the oldest limit after it; with
+// before, the newest limit before it; with all, every one. hint, when
+// set, says how to see the events left out. One more event than shown is
+// asked for, to know whether there are more.
+func auditEvents(e *env, after, before uint64, limit int, all bool) (evs []statusapi.AuditEvent, hint string, err error) {
+	if all {
+		for {
+			page, err := e.client.Audit(e.ctx, statusapi.AuditQuery{After: after, Limit: auditPage})
+			if err != nil {
+				return nil, "", err
+			}
+			evs = append(evs, page...)
+			if len(page) < auditPage {
+				return evs, "", nil
+			}
+			after = page[len(page)-1].Seq
+		}
+	}
+	if after > 0 {
+		evs, err = e.client.Audit(e.ctx, statusapi.AuditQuery{After: after, Limit: limit + 1})
+		if err != nil || len(evs) <= limit {
+			return evs, "", err
+		}
+		evs = evs[:limit]
+		return evs, fmt.Sprintf("newer events follow: tagwatchctl audit --after %d (or --all)", evs[limit-1].Seq), nil
+	}
+	evs, err = e.client.Audit(e.ctx, statusapi.AuditQuery{Before: before, Limit: limit + 1, Newest: true})
+	if err != nil || len(evs) <= limit {
+		return evs, "", err
+	}
+	evs = evs[1:]
+	return evs, fmt.Sprintf("showing the newest %d; older events: tagwatchctl audit --before %d (or --all)", limit, evs[0].Seq), nil
 }
 
 func cmdKeysStatus(e *env) error {

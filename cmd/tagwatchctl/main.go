@@ -9,7 +9,8 @@
 //
 // Every command prints a human table by default and the API's JSON with
 // --json, and takes --help. Exit codes: 0 success, 1 failure, 2 usage
-// error, 3 the daemon is not running or not reachable, 4 permission
+// error, 3 the daemon is not running, not reachable, or closed the
+// connection before it answered (it stopped or restarted), 4 permission
 // denied, 5 not found, 6 conflict (the thing is not in a state that
 // allows it).
 package main
@@ -63,6 +64,9 @@ type command struct {
 	summary string
 	flags   func(fs *flag.FlagSet) func(e *env, args []string) error
 	subs    []*command
+	// check is the command that shows whether this one's change was
+	// applied, for when the daemon closes the connection before answering.
+	check string
 }
 
 // usageError is a mistake in the command line.
@@ -141,16 +145,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	e := &env{client: statusapi.NewClient(*socket), json: *asJSON, out: stdout, err: stderr, ctx: ctx}
 	err = action(e, positional)
-	return report(stderr, path, err)
+	return report(stderr, cmd, path, err)
 }
 
 // report prints a command's error in one line and picks the exit code.
-func report(stderr io.Writer, path []string, err error) int {
+func report(stderr io.Writer, cmd *command, path []string, err error) int {
 	if err == nil {
 		return exitOK
 	}
 	var ue *usageError
 	var de *statusapi.DownError
+	var ce *statusapi.ClosedError
 	var ae *statusapi.Error
 	switch {
 	case errors.As(err, &ue):
@@ -163,8 +168,19 @@ func report(stderr io.Writer, path []string, err error) int {
 			return exitForbidden
 		}
 		return exitDown
+	case errors.As(err, &ce):
+		msg := ce.Error()
+		if ce.Change() && !ce.Answered && cmd.check != "" {
+			msg += "; once it is back, check with '" + cmd.check + "'"
+		} else if !ce.Change() && !ce.Answered {
+			msg += "; run it again once tagwatchd is back"
+		}
+		fmt.Fprintf(stderr, "tagwatchctl: %s\n", msg)
+		return exitDown
 	case errors.As(err, &ae):
-		fmt.Fprintf(stderr, "tagwatchctl %s: %s\n", strings.Join(path, " "), ae.Message)
+		// The daemon's message names the object ("watch \"x\" does not
+		// exist"); the command adds nothing to it.
+		fmt.Fprintf(stderr, "tagwatchctl: %s\n", ae.Message)
 		switch ae.Status {
 		case 403:
 			return exitForbidden
@@ -287,8 +303,8 @@ Global flags (also accepted after the command):
   --json          print the API's JSON
   --version       print the version
 
-Exit codes: 0 ok, 1 failure, 2 usage, 3 daemon not running, 4 permission denied,
-5 not found, 6 conflict. Run 'tagwatchctl COMMAND --help' for a command's flags.
+Exit codes: 0 ok, 1 failure, 2 usage, 3 daemon not running (or it closed the
+connection before answering), 4 permission denied, 5 not found, 6 conflict. Run 'tagwatchctl COMMAND --help' for a command's flags.
 `)
 }
 

@@ -31,8 +31,6 @@ func (o *operator) wire() {
 				d.log.Error("reload watches after an operator change", "err", err)
 			}
 		},
-		OutboxChanged: d.notify.Kick,
-		Replay:        d.notify.Replay,
 		SchedulerAlive: func(ctx context.Context) error {
 			// The engine answers under its lock; a deadlocked engine does
 			// not, and the watchdog then lets systemd restart the daemon.
@@ -56,6 +54,9 @@ func (o *operator) wire() {
 			// Channels, their secrets and the retry policy; outbox rows keep
 			// their ids and schedules.
 			d.reloadNotify,
+			// The rules of a valid watch, from the new configuration and
+			// the channels just applied.
+			d.reloadRules,
 			// Watches live in the vault: SIGHUP rereads them, so a changed
 			// schedule takes effect and unchanged watches keep running.
 			func(ctx context.Context, _ *config.Config) error { return d.worker.Reload(ctx) },

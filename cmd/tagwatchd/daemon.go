@@ -28,6 +28,7 @@ import (
 	"tagwatch/vault/secret"
 	"tagwatch/worker"
 	"tagwatch/worker/xapi"
+	"tagwatch/worker/xsource"
 )
 
 // newLogger builds the daemon's logger from the configuration.
@@ -147,18 +148,22 @@ func newDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, o o
 	if err != nil {
 		return fail(err)
 	}
+	// The rules of a valid watch, with the running notifier's targets: from
+	// here on every door that changes a watch or a link goes through them.
+	db.SetRules(newRules(cfg, d.notify))
 	d.enroll, err = enroll.New(enroll.Config{DB: db, Providers: enrollProviders, PublicURL: cfg.HTTP.PublicURL,
-		LinkTTL: cfg.Enroll.LinkTTL.Duration, ValidateWatch: d.validateWatch, OnGrantStored: d.onGrantStored,
-		Logger: logger, Now: o.Now})
+		LinkTTL: cfg.Enroll.LinkTTL.Duration, TargetLabel: notify.TargetLabel, Cadence: notify.Cadence,
+		OnGrantStored: d.onGrantStored, Logger: logger, Now: o.Now})
 	if err != nil {
 		return fail(err)
 	}
-	d.worker, err = worker.New(worker.Config{DB: db, Searchers: searchers,
-		Tokens:  func(grantID string) xapi.TokenSource { return d.renew.Source(grantID) },
+	d.worker, err = worker.New(worker.Config{DB: db, Sources: searchers,
+		Tokens:  func(grantID string) worker.TokenSource { return d.renew.Source(grantID) },
 		Workers: cfg.Scheduler.Workers, PerUserConcurrency: cfg.Scheduler.PerUserConcurrency,
 		PerProviderConcurrency: cfg.Scheduler.PerProviderConcurrency, CatchUpWindow: cfg.Scheduler.CatchUpWindow.Duration,
+		MinInterval: cfg.Scheduler.MinInterval.Duration, AppRequestsPerWindow: appRequests(cfg), AppWindow: config.XRateWindow,
 		MaxPages: cfg.Scheduler.MaxPages, RunTimeout: cfg.Scheduler.RunTimeout.Duration, MaxPerDigest: cfg.Notify.MaxPerDigest,
-		Parse: config.ScheduleParser.Parse, Logger: logger, Now: o.Now,
+		Logger: logger, Now: o.Now,
 		Observer: func(ev worker.Event) {
 			if ev.Rows > 0 {
 				d.notify.Kick()
@@ -178,6 +183,15 @@ func newDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, o o
 	return d, nil
 }
 
+// appRequests is scheduler.app_requests_per_window as worker.Config takes
+// it: the configuration's 0 (no app-wide budget) is the worker's negative.
+func appRequests(cfg *config.Config) int {
+	if n := cfg.Scheduler.AppRequestsPerWindow; n > 0 {
+		return n
+	}
+	return -1
+}
+
 // builtProvider is a provider as built from its configuration, with what
 // a reload compares to decide whether to build it again.
 type builtProvider struct {
@@ -186,7 +200,7 @@ type builtProvider struct {
 	p         *provider.Provider
 	// searcher is the provider's X API client; it is kept as long as the
 	// API URL stays, with its rate-limit state.
-	searcher worker.Searcher
+	searcher worker.Source
 }
 
 // buildProviders builds the providers of pcs. A provider whose
@@ -214,7 +228,7 @@ func (d *daemon) buildProviders(ctx context.Context, pcs []config.Provider, old 
 		p, err := buildProvider(ctx, pc, raw, redirect, d.cfg.Renewal.Timeout.Duration, d.opts, d.log)
 		clear(raw)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("provider %s: %w", pc.Name, err))
+			errs = append(errs, err) // it names the provider
 			continue
 		}
 		b := &builtProvider{pc: pc, secretSum: sum, p: p}
@@ -223,8 +237,8 @@ func (d *daemon) buildProviders(ctx context.Context, pcs []config.Provider, old 
 		} else {
 			// Authors are expanded: a notification names who posted (X
 			// bills the user reads, de-duplicated per day).
-			b.searcher = xapi.New(xapi.Config{BaseURL: p.APIURL(), HTTPClient: d.opts.HTTPClient, ExpandAuthors: true,
-				OnRateLimit: d.opts.RateLimitObserver, Logger: d.log, Now: d.opts.Now})
+			b.searcher = xsource.New(xapi.New(xapi.Config{BaseURL: p.APIURL(), HTTPClient: d.opts.HTTPClient, ExpandAuthors: true,
+				OnRateLimit: d.opts.RateLimitObserver, Logger: d.log, Now: d.opts.Now}))
 		}
 		out[pc.Name] = b
 	}
@@ -233,10 +247,10 @@ func (d *daemon) buildProviders(ctx context.Context, pcs []config.Provider, old 
 
 // providerMaps returns the providers as renewal, enrollment and the
 // worker take them.
-func (d *daemon) providerMaps() (map[string]renew.Provider, map[string]enroll.Provider, map[string]worker.Searcher) {
+func (d *daemon) providerMaps() (map[string]renew.Provider, map[string]enroll.Provider, map[string]worker.Source) {
 	rp := make(map[string]renew.Provider, len(d.providers))
 	ep := make(map[string]enroll.Provider, len(d.providers))
-	ss := make(map[string]worker.Searcher, len(d.providers))
+	ss := make(map[string]worker.Source, len(d.providers))
 	for name, b := range d.providers {
 		rp[name], ep[name], ss[name] = b.p, b.p, b.searcher
 	}
@@ -283,7 +297,7 @@ func (d *daemon) reloadProviders(ctx context.Context, cfg *config.Config) error 
 		rp, ep, ss := d.providerMaps()
 		d.renew.SetProviders(rp)
 		d.enroll.SetProviders(ep)
-		d.worker.SetSearchers(ss)
+		d.worker.SetSources(ss)
 	}
 	if err != nil {
 		return fmt.Errorf("reload providers: %w", err)
@@ -300,7 +314,8 @@ func readProviderSecret(pc config.Provider) ([]byte, error) {
 }
 
 // buildProvider turns a provider's configuration and its secret (as
-// readProviderSecret read it) into a provider.
+// readProviderSecret read it) into a provider. Its errors name the
+// provider ("provider corp: ...").
 func buildProvider(ctx context.Context, pc config.Provider, raw []byte, redirect string, timeout time.Duration, o options, logger *slog.Logger) (*provider.Provider, error) {
 	c := provider.Config{Name: pc.Name, Kind: pc.Kind, Issuer: pc.Issuer, ClientID: pc.ClientID, ClientAuth: pc.ClientAuth,
 		Scopes: pc.Scopes, RedirectURL: redirect, APIURL: pc.APIURL, AuthURL: pc.AuthURL, TokenURL: pc.TokenURL,
@@ -308,43 +323,12 @@ func buildProvider(ctx context.Context, pc config.Provider, raw []byte, redirect
 	if pc.ClientAuth == provider.AuthPrivateKeyJWT {
 		var err error
 		if c.PrivateKey, c.KeyID, err = provider.ParsePrivateKey(raw); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("provider %s: %w", pc.Name, err)
 		}
 	} else {
 		c.ClientSecret = secret.NewClientSecret(strings.TrimSpace(string(raw)))
 	}
 	return provider.New(ctx, c)
-}
-
-// watchValidator checks a watch against the configuration's limits: the
-// hashtag count, the schedule and the query X will be asked.
-func watchValidator(cfg *config.Config) func(vault.WatchSpec) error {
-	return func(w vault.WatchSpec) error {
-		if n := len(w.Hashtags); n > cfg.Scheduler.MaxHashtags {
-			return fmt.Errorf("%d hashtags, at most %d (scheduler.max_hashtags)", n, cfg.Scheduler.MaxHashtags)
-		}
-		if _, err := config.ValidateSchedule(w.Schedule); err != nil {
-			return fmt.Errorf("schedule %q: %v", w.Schedule, err)
-		}
-		if _, err := xapi.BuildQuery(xapi.QuerySpec{Hashtags: w.Hashtags, Lang: w.Lang, IncludeRetweets: w.IncludeRetweets}); err != nil {
-			return err
-		}
-		return nil
-	}
-}
-
-// validateWatch is watchValidator plus the targets, which the running
-// notifier checks against its channels (webhook secrets, mail set up).
-func (d *daemon) validateWatch(w vault.WatchSpec) error {
-	if err := watchValidator(d.cfg)(w); err != nil {
-		return err
-	}
-	for _, t := range w.Targets {
-		if err := d.notify.ValidateTarget(t); err != nil {
-			return fmt.Errorf("target %s: %w", notify.TargetLabel(t), err)
-		}
-	}
-	return nil
 }
 
 // notifyChannels reads the configuration's channels and retry policy,
@@ -392,6 +376,18 @@ func (d *daemon) reloadNotify(_ context.Context, cfg *config.Config) error {
 	return d.notify.Reconfigure(cc)
 }
 
+// reloadRules gives the vault the rules of a reloaded configuration
+// (providers, scheduler.max_hashtags, scheduler.min_interval; the targets
+// follow the notifier's channels, which reloadNotify set). Watches and
+// links already stored are not re-checked: check-config reports those the
+// new rules refuse, and the consent page refuses such a link.
+func (d *daemon) reloadRules(_ context.Context, cfg *config.Config) error {
+	d.db.SetRules(newRules(cfg, d.notify))
+	// Watches stored before the floor rose run at the new floor's pace.
+	d.worker.SetMinInterval(cfg.Scheduler.MinInterval.Duration)
+	return nil
+}
+
 // newNotify builds the notifier from the configuration's [notify] part.
 func newNotify(cfg *config.Config, db *vault.DB, master *seal.MasterKey, actions notify.Actions, o options, logger *slog.Logger) (*notify.Service, error) {
 	linkKey := master.Derive("tagwatch one-click links")
@@ -414,11 +410,8 @@ func newNotify(cfg *config.Config, db *vault.DB, master *seal.MasterKey, actions
 	if dd, ok := actions.(*daemon); ok {
 		d = dd
 	}
-	return notify.New(notify.Config{DB: db, PublicURL: cfg.HTTP.PublicURL, LinkKey: linkKey, Actions: actions,
-		RetrySpan: cc.RetrySpan, PruneAfter: cc.PruneAfter, MaxBacklog: cc.MaxBacklog,
-		PerTargetConcurrency: cc.PerTargetConcurrency, Timeout: cc.Timeout,
-		AllowPrivateTargets: cc.AllowPrivateTargets, Webhooks: cc.Webhooks, SMTP: cc.SMTP, Console: console,
-		Logger: logger, Now: o.Now,
+	return notify.New(notify.Config{Outbox: db, PublicURL: cfg.HTTP.PublicURL, LinkKey: linkKey, Actions: actions,
+		Channels: cc, Console: console, Logger: logger, Now: o.Now,
 		Observer: func(ev notify.Event) {
 			if d == nil {
 				return
@@ -434,72 +427,65 @@ func newNotify(cfg *config.Config, db *vault.DB, master *seal.MasterKey, actions
 // and the notifier picks up the confirmation at once.
 func (d *daemon) onGrantStored(grantID string) {
 	d.renew.Forget(grantID)
-	var watches []vault.Watch
-	err := d.db.View(func(tx *vault.Tx) error {
-		g, err := tx.Grant(grantID)
-		if err != nil {
-			return err
-		}
-		return tx.UserWatches(g.UserID, func(w vault.Watch) error {
-			if w.Provider == g.Provider {
-				watches = append(watches, w)
-			}
-			return nil
-		})
-	})
-	if err != nil {
+	if err := d.scheduleGrantWatches(grantID); err != nil {
 		d.log.Error("cannot schedule the watches of a new grant", "grant", grantID, "err", err)
-	}
-	for _, w := range watches {
-		if err := d.worker.Upsert(w); err != nil {
-			d.log.Error("cannot schedule a watch", "watch", w.ID, "err", err)
-		}
 	}
 	d.notify.Kick()
 }
 
-// PauseWatch implements notify.Actions: a user's one-click pause.
-func (d *daemon) PauseWatch(ctx context.Context, watchID string) error {
-	var w vault.Watch
-	err := d.db.Update(func(tx *vault.Tx) error {
-		var err error
-		if w, err = tx.Watch(watchID); err != nil {
-			return err
-		}
-		if w.State == vault.WatchPaused {
-			return nil
-		}
-		w.State = vault.WatchPaused
-		if err := tx.PutWatch(w); err != nil {
-			return err
-		}
-		return tx.Audit(vault.AuditEvent{Kind: "watch_paused", Actor: "user link", UserID: w.UserID, Detail: "watch " + watchID + " paused by its user"})
-	})
+// scheduleGrantWatches tells the scheduler about every watch of the
+// grant's user at its provider, as the vault has them now.
+func (d *daemon) scheduleGrantWatches(grantID string) error {
+	g, err := d.db.Grant(grantID)
 	if err != nil {
+		return err
+	}
+	watches, err := d.db.ListWatches(g.UserID)
+	if err != nil {
+		return err
+	}
+	for _, w := range watches {
+		if w.Provider != g.Provider {
+			continue
+		}
+		if err := d.worker.Upsert(w.Watch); err != nil {
+			d.log.Error("cannot schedule a watch", "watch", w.ID, "err", err)
+		}
+	}
+	return nil
+}
+
+// actorUserLink names a user's one-click link in the audit trail.
+const actorUserLink = "user link"
+
+// PauseWatch implements notify.Actions: a user's one-click pause
+// (vault.DB.PauseWatch: a suspended watch is paused too, keeping its
+// cause pending). Errors: *vault.NotFoundError.
+func (d *daemon) PauseWatch(ctx context.Context, watchID string) error {
+	w, changed, err := d.db.PauseWatch(watchID, actorUserLink)
+	if err != nil || !changed {
 		return err
 	}
 	return d.worker.Upsert(w)
 }
 
-// Revoke implements notify.Actions: a user's one-click revocation.
+// Revoke implements notify.Actions: a user's one-click revocation
+// (renew.Manager.Unenroll). A user without a grant at the provider, or
+// whose grant is revoked already, has nothing left to revoke.
 func (d *daemon) Revoke(ctx context.Context, userID, providerName string) error {
-	var g vault.Grant
-	err := d.db.View(func(tx *vault.Tx) error {
-		var err error
-		g, err = tx.UserGrant(userID, providerName)
-		return err
-	})
+	g, err := d.db.UserGrant(userID, providerName)
 	if errors.Is(err, vault.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if g.State == vault.GrantRevoked {
-		return nil
-	}
-	if err := d.renew.Unenroll(ctx, g.ID, "user link"); err != nil {
+	res, err := d.renew.Unenroll(ctx, g.ID, actorUserLink)
+	if err != nil {
 		return err
+	}
+	if res.Queued {
+		d.log.Warn("grant revoked here; the revocation at the provider is queued", "grant", g.ID, "provider", providerName)
 	}
 	d.notify.Kick()
 	return d.worker.Reload(ctx)

@@ -27,7 +27,6 @@ import (
 	"tagwatch/cmd/internal/config"
 	"tagwatch/notify"
 	"tagwatch/vault"
-	"tagwatch/vault/enroll"
 	"tagwatch/vault/renew"
 	"tagwatch/vault/seal"
 	"tagwatch/worker"
@@ -241,10 +240,10 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 			switch ev.Kind {
 			case notify.EventDelivered:
 				st.delivered.Add(1)
-				p.line(cGreen, "delivered", "notification %s to %s in %s", short(ev.ID), notify.TargetLabel(ev.Target), ev.Latency.Round(time.Millisecond))
+				p.line(cGreen, "delivered", "notification %s to %s in %s", short(ev.ID), ev.Target, ev.Latency.Round(time.Millisecond))
 			case notify.EventDead, notify.EventDisabled:
 				st.failures.Add(1)
-				p.line(cRed, "delivery", "%s to %s: %s", short(ev.ID), notify.TargetLabel(ev.Target), ev.Kind)
+				p.line(cRed, "delivery", "%s to %s: %s", short(ev.ID), ev.Target, ev.Kind)
 			}
 		},
 	}
@@ -262,6 +261,8 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	}
 
 	p.line(cBold, "demo", "tagwatch %s: X sandbox at %s, daemon at %s, state in %s", Version(), sb.URL(), public, dir)
+	p.line(cBold, "demo", "demo pace: watches run %s (scheduler.min_interval %s here; the default is %s)", strings.TrimPrefix(demoSchedule, "@"),
+		demoMinInterval, config.DefaultMinInterval)
 	p.line(cBold, "demo", "look inside while it runs: go run ./cmd/tagwatchctl --socket %s status", cfg.Status.Socket)
 	if webhookSecret != "" {
 		p.line(cBold, "demo", "webhook %s gets signed deliveries; secret %s", *webhook, webhookSecret)
@@ -279,8 +280,8 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		if *webhook != "" {
 			targets = append(targets, *webhook)
 		}
-		link, _, err := d.enroll.CreateLink(ctx, enroll.LinkRequest{UserID: u.id, UserName: u.name, Provider: "x", Expected: u.username,
-			Watch: &vault.WatchSpec{Hashtags: u.hashtags, Schedule: "@every 5s", Targets: targets}, CreatedBy: "tagwatchd demo"})
+		link, _, err := d.enroll.CreateLink(ctx, vault.LinkRequest{UserID: u.id, UserName: u.name, Provider: "x", Expected: u.username,
+			Watch: &vault.WatchSpec{Hashtags: u.hashtags, Schedule: demoSchedule, Targets: targets}, CreatedBy: "tagwatchd demo"})
 		if err != nil {
 			return fmt.Errorf("demo: consent link for %s: %w", u.id, err)
 		}
@@ -305,6 +306,20 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	return demoSummary(p, st, err)
 }
 
+// Demo pace. The demo is a demo: its watches run every 5 seconds so that
+// the whole story fits in a minute, far faster than scheduler.min_interval
+// allows anywhere else (X's quotas argue for minutes), and its in-process
+// X has no app-wide window to share.
+const (
+	demoSchedule    = "@every 5s"
+	demoMinInterval = 5 * time.Second
+	// demoAppRequests is the app-wide budget of search requests per
+	// config.XRateWindow (15 min): the two demo users' watches run 180
+	// times each in it, each run reading up to scheduler.max_pages (5)
+	// pages; twice that, for room.
+	demoAppRequests = 2 * (2 * 180 * 5)
+)
+
 // demoConfig is the embedded configuration of the demo.
 func demoConfig(dir, listen, public, sandbox string) *config.Config {
 	cfg := config.Default()
@@ -313,8 +328,14 @@ func demoConfig(dir, listen, public, sandbox string) *config.Config {
 	cfg.HTTP.Listen = listen
 	cfg.HTTP.PublicURL = public
 	cfg.Status.Socket = filepath.Join(dir, "status.sock")
-	cfg.Renewal.Skew = config.Duration{Duration: 5 * time.Second}
+	// Renew an access token once it has less than half of its 20 s left:
+	// with a run every 5 s each user's token is renewed by the 15th and
+	// the 25th second, so -duration 40s shows two renewals per user
+	// whatever the watches' phases.
+	cfg.Renewal.Skew = config.Duration{Duration: 10 * time.Second}
 	cfg.Notify.AllowPrivateTargets = true
+	cfg.Scheduler.MinInterval = config.Duration{Duration: demoMinInterval}
+	cfg.Scheduler.AppRequestsPerWindow = demoAppRequests
 	cfg.Notify.PerTargetConcurrency = 2
 	cfg.Providers = []config.Provider{{Name: "x", Kind: "x", ClientID: "tagwatch-demo", ClientAuth: "client_secret_basic",
 		ClientSecretFile: filepath.Join(dir, "x-client-secret"),
@@ -394,16 +415,14 @@ func waitForGrants(ctx context.Context, db *vault.DB, st *demoStats, p *printer)
 			return
 		case <-t.C:
 		}
-		_ = db.View(func(tx *vault.Tx) error {
-			return tx.Grants(func(g vault.Grant) error {
-				if !seen[g.UserID] && g.State == vault.GrantActive {
-					seen[g.UserID] = true
-					st.enrolled.Add(1)
-					p.line(cCyan, "enrolled", "%s consented in the browser", g.UserID)
-				}
-				return nil
-			})
-		})
+		grants, _ := db.ListGrants()
+		for _, g := range grants {
+			if !seen[g.UserID] && g.State == vault.GrantActive {
+				seen[g.UserID] = true
+				st.enrolled.Add(1)
+				p.line(cCyan, "enrolled", "%s consented in the browser", g.UserID)
+			}
+		}
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"tagwatch/cmd/internal/config"
+	"tagwatch/notify"
 	"tagwatch/vault"
 	"tagwatch/vault/enroll"
 )
@@ -20,12 +20,28 @@ type stringList []string
 func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
+// splitList splits a comma-separated flag value, dropping empty elements.
+// It is never nil, so a flag given empty still says "none".
+func splitList(v string) []string {
+	out := []string{}
+	for _, h := range strings.Split(v, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
 const enrollUsage = `Usage: tagwatchd enroll -user ID -provider NAME -hashtags a,b -schedule SPEC -target T [-target T ...]
                        [-expect IDENTITY] [-ttl 72h] [-name NAME] [-email ADDRESS] [-config FILE]
 
 Creates a one-time consent link for a user, carrying the watch it starts, in
 the vault of a stopped daemon, and prints the link once: only its hash is
-kept. Targets are console:, mailto:ADDRESS or a webhook URL.
+kept. The watch is checked by the rules the daemon applies, built from the
+same configuration: what the daemon (tagwatchctl enroll) refuses, this
+refuses. Targets are console:, mailto:ADDRESS (with [notify.smtp]), a
+webhook URL with a secret in [[notify.webhook]], or a chat URL (ntfy://,
+slack://, ...).
 `
 
 // cmdEnroll implements `tagwatchd enroll`: it creates a one-time consent
@@ -40,7 +56,7 @@ func cmdEnroll(args []string, stdout, stderr io.Writer) error {
 	hashtags := fs.String("hashtags", "", "comma-separated hashtags to watch, without # (required)")
 	schedule := fs.String("schedule", "", "watch schedule, such as '@every 15m' or a cron expression (required)")
 	var targets stringList
-	fs.Var(&targets, "target", "where notifications go: console:, mailto:ADDRESS or a webhook URL (repeatable, required)")
+	fs.Var(&targets, "target", "where notifications go: console:, mailto:ADDRESS, a webhook URL or a chat URL (repeatable, required)")
 	expect := fs.String("expect", "", "identity that must consent: subject, username or email")
 	ttl := fs.Duration("ttl", 0, "link lifetime (default enroll.link_ttl of the configuration)")
 	name := fs.String("name", "", "the user's display name")
@@ -64,43 +80,12 @@ func cmdEnroll(args []string, stdout, stderr io.Writer) error {
 		return &exitError{2, fmt.Errorf("enroll: %s required (see tagwatchd enroll -h)", strings.Join(missing, ", "))}
 	}
 
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
-		return &exitError{2, err}
+		return err
 	}
-	if _, ok := cfg.Provider(*prov); !ok {
-		var names []string
-		for _, p := range cfg.Providers {
-			names = append(names, p.Name)
-		}
-		return &exitError{2, fmt.Errorf("enroll: provider %q is not in %s (configured: %s)", *prov, cfg.Path, strings.Join(names, ", "))}
-	}
-	spec := vault.WatchSpec{Schedule: strings.TrimSpace(*schedule), Targets: targets}
-	for _, h := range strings.Split(*hashtags, ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			spec.Hashtags = append(spec.Hashtags, h)
-		}
-	}
-	validate := func(w vault.WatchSpec) error {
-		if n, limit := len(w.Hashtags), cfg.Scheduler.MaxHashtags; n > limit {
-			return fmt.Errorf("%d hashtags: scheduler.max_hashtags allows at most %d", n, limit)
-		}
-		if _, err := config.ValidateSchedule(w.Schedule); err != nil {
-			return fmt.Errorf("schedule %q: %v", w.Schedule, err)
-		}
-		return nil
-	}
-	// Checked here too, before the vault is opened, for a quick answer.
-	check := spec
-	if err := enroll.CheckWatch(&check); err != nil {
-		return &exitError{2, fmt.Errorf("enroll: %w", err)}
-	}
-	if err := validate(check); err != nil {
-		return &exitError{2, fmt.Errorf("enroll: %w", err)}
-	}
-
 	logger := newLogger(cfg, stderr)
-	db, err := openVault(cfg, logger)
+	db, err := openOffline(cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -112,14 +97,15 @@ func cmdEnroll(args []string, stdout, stderr io.Writer) error {
 		providers[p.Name] = nil
 	}
 	svc, err := enroll.New(enroll.Config{DB: db, Providers: providers, PublicURL: cfg.HTTP.PublicURL,
-		LinkTTL: cfg.Enroll.LinkTTL.Duration, ValidateWatch: validate, Logger: logger})
+		LinkTTL: cfg.Enroll.LinkTTL.Duration, TargetLabel: notify.TargetLabel, Cadence: notify.Cadence, Logger: logger})
 	if err != nil {
 		return err
 	}
-	link, rec, err := svc.CreateLink(context.Background(), enroll.LinkRequest{UserID: *user, UserName: *name, UserEmail: *email,
+	spec := vault.WatchSpec{Hashtags: splitList(*hashtags), Schedule: *schedule, Targets: targets}
+	link, rec, err := svc.CreateLink(context.Background(), vault.LinkRequest{UserID: *user, UserName: *name, UserEmail: *email,
 		Provider: *prov, Expected: *expect, Watch: &spec, TTL: *ttl, CreatedBy: "tagwatchd enroll"})
-	if errors.Is(err, enroll.ErrInvalidRequest) || errors.Is(err, enroll.ErrUnknownProvider) {
-		return &exitError{2, err}
+	if errors.Is(err, vault.ErrInvalid) {
+		return &exitError{2, err} // "create consent link: ..."
 	}
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +16,10 @@ import (
 	"tagwatch/vault/seal"
 )
 
+// cmdCheckConfig implements `tagwatchd check-config`: the configuration
+// as the start checks it (loadConfig, checkStart: exit 78 on an error),
+// then the stored watches and pending consent links by the rules it gives
+// (checkStored: exit 1 when one is refused).
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -22,33 +27,40 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*cfgPath)
+	if fs.NArg() > 0 {
+		return &exitError{2, fmt.Errorf("check-config: unexpected argument %q", fs.Arg(0))}
+	}
+	// The same two steps as the start (runService): what start refuses,
+	// this refuses, with the same exit status.
+	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
-		return &exitError{2, err}
+		return err
+	}
+	if err := checkStart(context.Background(), cfg); err != nil {
+		return &exitError{exitConfig, err}
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d providers, vault %s)\n", cfg.Path, len(cfg.Providers), cfg.DatabasePath())
-	return nil
+	// Then what is stored, by the rules this configuration gives.
+	return checkStored(cfg, stdout)
 }
 
 // masterSource returns where the configuration says the master key is.
 func masterSource(cfg *config.Config) seal.Source {
-	if cfg.Keys.MasterKeyFile != "" {
-		return seal.Source{File: cfg.Keys.MasterKeyFile}
-	}
-	if cfg.Keys.MasterKeyCredential != "" {
-		return seal.Source{Credential: cfg.Keys.MasterKeyCredential}
-	}
-	return seal.Source{Credential: "master-key"}
+	src, _ := cfg.MasterKeySource()
+	return src
 }
 
-// openVault loads the master key and opens the existing vault.
-func openVault(cfg *config.Config, logger *slog.Logger) (*vault.DB, error) {
+// openVault loads the master key and opens the existing vault of a
+// stopped daemon. rules are the watch rules of the doors that change
+// watches or links (offlineRules); nil for the key commands, which do
+// not.
+func openVault(cfg *config.Config, logger *slog.Logger, rules vault.WatchRules) (*vault.DB, error) {
 	master, err := seal.LoadMasterKey(masterSource(cfg))
 	if err != nil {
 		return nil, err
 	}
 	db, err := vault.Open(vault.Options{Path: cfg.DatabasePath(), Master: master,
-		LockTimeout: cfg.Daemon.LockTimeout.Duration, Logger: logger})
+		LockTimeout: cfg.Daemon.LockTimeout.Duration, Logger: logger, Rules: rules})
 	if errors.Is(err, seal.ErrWrongMasterKey) {
 		return nil, fmt.Errorf("%w\nthe vault %s was not changed; check %s", err, cfg.DatabasePath(), masterSource(cfg))
 	}
@@ -74,9 +86,9 @@ func cmdKeys(args []string, stdout, stderr io.Writer) error {
 		}
 		return writeNewMasterKey(fs.Arg(0), stdout)
 	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
-		return &exitError{2, err}
+		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	switch sub {
@@ -111,7 +123,7 @@ func cmdKeys(args []string, stdout, stderr io.Writer) error {
 	default:
 		return &exitError{2, fmt.Errorf("keys: unknown subcommand %q", sub)}
 	}
-	db, err := openVault(cfg, logger)
+	db, err := openVault(cfg, logger, nil)
 	if err != nil {
 		return err
 	}

@@ -7,9 +7,23 @@
 //
 //	tagwatchd [-config FILE]              run the daemon
 //	tagwatchd -version                    print the version
-//	tagwatchd check-config [-config FILE] validate the configuration and exit
+//	tagwatchd check-config [-config FILE] apply every check of the start, then check
+//	                                      the stored watches by its rules, and exit
 //	tagwatchd keys init|status|rotate|rotate-master|generate
 //	                                      manage the vault's keys (daemon stopped)
+//
+// Every door here (the status socket's backend, the offline subcommands,
+// the one-click links' actions, check-config) changes watches, grants and
+// links only through the vault's methods, which apply the rules newRules
+// builds; the package opens no read-write transaction of its own (an
+// operator's request is audited with vault.DB.RecordAudit) and no read
+// transaction either (the vault's read methods serve every view).
+//
+// A configuration error, at check-config or at start, exits with status 78
+// (EX_CONFIG), which the unit does not restart on; its message reads
+// "file:line: key: what is wrong". check-config exits 1 when the
+// configuration is valid but refuses a stored watch or a pending consent
+// link's watch (one line each).
 package main
 
 import (
@@ -107,16 +121,23 @@ Usage:
   tagwatchd [-config FILE]                  run the daemon
   tagwatchd -version                        print the version
   tagwatchd demo [-duration 60s] [-manual]  the whole story in one process, no accounts, no network
-  tagwatchd check-config [-config FILE]     validate the configuration and exit
+  tagwatchd check-config [-config FILE]     apply every check of the start (secrets, TLS pair, operator
+                                            group included); 78 on a configuration error. Then, when the
+                                            vault can be opened (daemon stopped), check every stored
+                                            watch and pending consent link's watch by the rules this
+                                            configuration gives: one line per refused one, exit 1 if any
+                                            ("not checked" when a running daemon holds the vault)
   tagwatchd keys init [-generate]           create the vault (and with -generate a master key file)
   tagwatchd keys status                     show the keyring: master key id, data keys and their use
   tagwatchd keys rotate                     new data key; re-seal every record; retire unused keys
   tagwatchd keys rotate-master -new-key F   re-wrap the data keys under the master key in file F
   tagwatchd keys generate FILE              write a new random master key to FILE (mode 0600)
   tagwatchd watches list|add|change|pause|resume|delete ...
-                                            manage watches (daemon stopped; tagwatchctl when it runs)
+                                            manage watches (daemon stopped; tagwatchctl when it runs),
+                                            by the rules the daemon applies
   tagwatchd enroll -user ID -provider P -hashtags a,b -schedule S -target URL ...
-                                            create a one-time consent link (prints it once)
+                                            create a one-time consent link (prints it once), by the
+                                            rules the daemon applies
 
 The keys commands work on the vault file of a stopped daemon.
 The default configuration file is /etc/tagwatch/tagwatch.toml ($TAGWATCH_CONFIG overrides it).

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -75,18 +78,36 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// TestCheckConfig runs check-config on the example configurations, with
+// the credentials they name in $CREDENTIALS_DIRECTORY as the unit gives
+// them, and on a file with an unknown key.
 func TestCheckConfig(t *testing.T) {
+	f := newCheckFiles(t)
+	creds := t.TempDir()
+	for name, p := range map[string]string{"master-key": f.master, "x-client-secret": f.secret, "corp-client-key": f.privateKey} {
+		if err := os.WriteFile(filepath.Join(creds, name), mustRead(t, p), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, err := user.LookupGroupId(strconv.Itoa(os.Getgid()))
+	if err != nil {
+		t.Fatal(err)
+	}
 	files, _ := filepath.Glob("../../configs/*.toml")
-	for _, f := range files {
-		if out, code := tagwatchd(t, "check-config", "-config", f); code != 0 {
-			t.Errorf("check-config %s = %d: %s", f, code, out)
+	for _, file := range files {
+		// The operator group the examples name is this machine's group.
+		doc := regexp.MustCompile(`(?m)^group = ".*"$`).ReplaceAll(mustRead(t, file), []byte(fmt.Sprintf("group = %q", g.Name)))
+		p := filepath.Join(t.TempDir(), filepath.Base(file))
+		os.WriteFile(p, doc, 0o644)
+		if out, code := tagwatchdEnv(t, environ("CREDENTIALS_DIRECTORY="+creds), "check-config", "-config", p); code != 0 {
+			t.Errorf("check-config %s = %d: %s", file, code, out)
 		}
 	}
 	bad := filepath.Join(t.TempDir(), "bad.toml")
 	os.WriteFile(bad, []byte("[daemon]\nstate_dir = \"/x\"\nlog_levle = \"info\"\n"), 0o644)
 	out, code := tagwatchd(t, "check-config", "-config", bad)
-	if code != 2 || !strings.Contains(out, bad+":3: daemon.log_levle: unknown key") {
-		t.Errorf("check-config(bad) = %d %q, want exit 2 naming file:3 and the key", code, out)
+	if code != exitConfig || !strings.Contains(out, bad+":3: daemon.log_levle: unknown key") {
+		t.Errorf("check-config(bad) = %d %q, want exit %d naming file:3 and the key", code, out, exitConfig)
 	}
 }
 

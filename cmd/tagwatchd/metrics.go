@@ -117,21 +117,28 @@ func (c *vaultCollector) Collect(ch chan<- prometheus.Metric) {
 		vault.OutboxDropped: 0, vault.OutboxDelivered: 0}
 	var oldest time.Time
 	now := c.db.Now()
-	err := c.db.View(func(tx *vault.Tx) error {
-		if err := tx.Grants(func(g vault.Grant) error { grants[g.State]++; return nil }); err != nil {
-			return err
-		}
-		return tx.Outbox(func(r vault.OutboxRow) error {
-			outbox[r.State]++
-			if (r.State == vault.OutboxPending || r.State == vault.OutboxRetrying) && (oldest.IsZero() || r.CreatedAt.Before(oldest)) {
-				oldest = r.CreatedAt
-			}
-			return nil
-		})
-	})
+	// Two read methods of the vault: the grants, and the outbox's tallies.
+	gs, err := c.db.ListGrants()
+	var tallies []vault.OutboxTally
+	if err == nil {
+		tallies, err = c.db.OutboxTallies()
+	}
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(scrapeErrDesc, prometheus.GaugeValue, 1)
 		return
+	}
+	for _, g := range gs {
+		grants[g.State]++
+	}
+	for _, t := range tallies {
+		outbox[vault.OutboxPending] += t.Pending
+		outbox[vault.OutboxRetrying] += t.Retrying
+		outbox[vault.OutboxDead] += t.Dead
+		outbox[vault.OutboxDropped] += t.Dropped
+		outbox[vault.OutboxDelivered] += t.Delivered
+		if !t.OldestWaiting.IsZero() && (oldest.IsZero() || t.OldestWaiting.Before(oldest)) {
+			oldest = t.OldestWaiting
+		}
 	}
 	ch <- prometheus.MustNewConstMetric(scrapeErrDesc, prometheus.GaugeValue, 0)
 	for s, n := range grants {

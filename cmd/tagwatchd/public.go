@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"strings"
 	"sync/atomic"
+
+	"tagwatch/cmd/internal/config"
 )
 
 // certReloader serves the public listener's certificate and reloads it
@@ -50,19 +52,12 @@ func (c *certReloader) listener(ln net.Listener) net.Listener {
 // a direct peer in the trusted list.
 type proxies []netip.Prefix
 
+// parseProxies reads http.trusted_proxies with the configuration's own
+// rule (config.HTTP.TrustedPrefixes), the one Parse applies.
 func parseProxies(list []string) (proxies, error) {
-	var ps proxies
-	for _, s := range list {
-		if p, err := netip.ParsePrefix(s); err == nil {
-			ps = append(ps, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return nil, fmt.Errorf("http.trusted_proxies: %q is not an address or prefix", s)
-		}
-		a = a.Unmap()
-		ps = append(ps, netip.PrefixFrom(a, a.BitLen()))
+	ps, err := config.HTTP{TrustedProxies: list}.TrustedPrefixes()
+	if err != nil {
+		return nil, fmt.Errorf("http.trusted_proxies: %w", err)
 	}
 	return ps, nil
 }

@@ -178,6 +178,20 @@ func TestReloadChannelsAndProviders(t *testing.T) {
 	sighup()
 
 	// The row keeps its id and is delivered, signed with the new secret.
+	// Its next attempt is made due now: the first retry of the notifier's
+	// schedule waits at least its base delay (30 s), longer than this
+	// test waits.
+	if err := d.db.Update(func(tx *vault.Tx) error {
+		r, err := tx.OutboxRow(row)
+		if err != nil {
+			return err
+		}
+		r.NextAttempt = time.Now()
+		return tx.PutOutboxRow(r)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	d.notify.Kick()
 	waitFor(t, 20*time.Second, "the row's delivery under the new secret", func() bool { a, _ := rcv.counts(row); return a == 1 })
 	// The receiver's 2xx comes before the notifier commits the outcome
 	// (outcomes are committed in batches): wait for the row to say so.

@@ -41,13 +41,6 @@ type hooks struct {
 	// added or deleted a watch, or revoked a grant, so the scheduler
 	// rereads the watches from the vault.
 	WatchesChanged func()
-	// OutboxChanged is called after a dead notification was replayed, so
-	// the delivery loop wakes.
-	OutboxChanged func()
-	// Replay, when set, replays a dead or dropped notification (the
-	// delivery loop's own replay, which also enables a disabled target);
-	// without it the row is put back in the queue in the vault.
-	Replay func(id string) error
 	// SchedulerAlive is the scheduler's part of the liveness check: an
 	// error when its loop is stuck.
 	SchedulerAlive func(ctx context.Context) error
@@ -183,13 +176,11 @@ func (o *operator) alive(ctx context.Context) error {
 	// The goroutine outlives a stuck read only until the process is
 	// restarted for failing this check.
 	go func() {
-		done <- o.d.db.View(func(tx *vault.Tx) error {
-			_, err := tx.User("\x00liveness")
-			if errors.Is(err, vault.ErrNotFound) {
-				return nil
-			}
-			return err
-		})
+		_, err := o.d.db.User("\x00liveness")
+		if errors.Is(err, vault.ErrNotFound) {
+			err = nil
+		}
+		done <- err
 	}()
 	select {
 	case err := <-done:
@@ -296,10 +287,20 @@ func serviceLogger(cfg *config.Config, w io.Writer, errs *errorRing) *slog.Logge
 //
 // onBound, when set, is called with the operator surface once everything
 // is bound and before READY (tests reach the components through it).
+//
+// A configuration that does not load, or that checkStart refuses (a
+// secret file missing or readable by others, a credential without
+// $CREDENTIALS_DIRECTORY, a TLS pair that does not load, an unknown
+// operator group, ...), stops it with exitConfig before anything is
+// opened: the same refusals, with the same messages and status, as
+// tagwatchd check-config.
 func runService(ctx context.Context, cfgPath string, stderr io.Writer, o options, onBound func(*operator)) error {
-	cfg, err := config.Load(cfgPath)
+	cfg, err := loadConfig(cfgPath)
 	if err != nil {
-		return &exitError{2, err}
+		return err
+	}
+	if err := checkStart(ctx, cfg); err != nil {
+		return &exitError{exitConfig, err}
 	}
 	return serve(ctx, cfg, stderr, o, onBound)
 }
@@ -338,9 +339,9 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, o options,
 	o.RateLimitObserver = m.observeRateLimit
 	d, err := newDaemon(ctx, cfg, logger, o)
 	if errors.Is(err, seal.ErrWrongMasterKey) || errors.Is(err, seal.ErrNoMasterKey) {
-		// 78 (EX_CONFIG): the unit's RestartPreventExitStatus stops systemd
-		// from restarting into the same refusal.
-		return &exitError{78, err}
+		// The unit's RestartPreventExitStatus stops systemd from
+		// restarting into the same refusal.
+		return &exitError{exitConfig, err}
 	}
 	if err != nil {
 		return err

@@ -28,6 +28,7 @@ import (
 	"tagwatch/cmd/internal/config"
 	"tagwatch/cmd/internal/statusapi"
 	"tagwatch/vault"
+	"tagwatch/worker/sched"
 	"tagwatch/worker/xapi/xsandbox"
 )
 
@@ -250,6 +251,9 @@ public_url = %q
 socket = %q
 metrics_listen = %q
 
+[scheduler]
+min_interval = "1m"
+
 [renewal]
 skew = "2s"
 
@@ -381,7 +385,8 @@ func (s *svc) ctlJSON(v any, args ...string) {
 	if code != 0 {
 		s.t.Fatalf("tagwatchctl %q = %d: %s", args, code, out)
 	}
-	if err := json.Unmarshal([]byte(out), v); err != nil {
+	// The JSON comes first; a hint on stderr may follow it.
+	if err := json.NewDecoder(strings.NewReader(out)).Decode(v); err != nil {
 		s.t.Fatalf("tagwatchctl %q --json: %v\n%s", args, err, out)
 	}
 }
@@ -715,7 +720,7 @@ func TestService(t *testing.T) {
 	})
 	t.Run("audit", func(t *testing.T) {
 		var evs []statusapi.AuditEvent
-		s.ctlJSON(&evs, "audit", "--limit", "10000")
+		s.ctlJSON(&evs, "audit", "--all")
 		n := 0
 		for _, e := range evs {
 			if e.Kind == statusapi.AuditOperatorRequest {
@@ -735,8 +740,12 @@ func TestService(t *testing.T) {
 		}
 	})
 	t.Run("revoke", func(t *testing.T) {
-		var d statusapi.Done
-		s.ctlJSON(&d, "revoke", g.ID)
+		var res statusapi.RevokeResult
+		s.ctlJSON(&res, "revoke", g.ID)
+		// The sandbox answers RFC 7009: the revocation is confirmed, not queued.
+		if !res.OK || !res.RevokedAtProvider || res.Queued || res.AlreadyRevoked {
+			t.Errorf("revoke = %+v, want ok and revoked at the provider", res)
+		}
 		// The grant is revoked, and deleted once the provider confirmed.
 		var after []statusapi.Grant
 		s.ctlJSON(&after, "grants")
@@ -815,6 +824,8 @@ func TestService(t *testing.T) {
 }
 
 const exitUsageCode = 2
+
+func ptr[T any](v T) *T { return &v }
 
 func hasRow(o statusapi.Outbox, id string) bool {
 	for _, r := range o.Rows {
@@ -901,7 +912,10 @@ func TestNotifyAndSignals(t *testing.T) {
 	})
 	op.hooksMu.Unlock()
 	raw, _ := os.ReadFile(s.config)
-	os.WriteFile(s.config, bytes.Replace(raw, []byte("[renewal]"), []byte("[scheduler]\ncatch_up_window = \"7m\"\n\n[renewal]"), 1), 0o600)
+	// The reload also raises scheduler.min_interval from 1m to 2m: the
+	// rules every door applies change with it.
+	raw = bytes.Replace(raw, []byte("[scheduler]\nmin_interval = \"1m\"\n"), []byte("[scheduler]\ncatch_up_window = \"7m\"\nmin_interval = \"2m\"\n"), 1)
+	os.WriteFile(s.config, raw, 0o600)
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
 	select {
 	case got := <-reloaded:
@@ -913,10 +927,16 @@ func TestNotifyAndSignals(t *testing.T) {
 	}
 	s.notify.waitFor(t, "RELOADING=1", 5*time.Second)
 	s.ctlJSON(&ws, "watches")
-	yearly, _ := config.ScheduleParser.Parse("0 0 1 1 *")
+	yearly, _ := sched.Parser.Parse("0 0 1 1 *")
 	due := yearly.Next(time.Now())
 	if len(ws) != 1 || ws[0].Schedule != "0 0 1 1 *" || ws[0].NextRun.Before(due) || ws[0].NextRun.After(due.Add(5*time.Minute)) {
 		t.Errorf("watch after SIGHUP = %+v, want the next run by the new yearly schedule (%v plus a phase of at most 5 min)", ws, due)
+	}
+	// The socket applies the reloaded rules: 90 s between runs was allowed
+	// before, not any more.
+	if _, err := statusapi.NewClient(s.socket).ChangeWatch(context.Background(), ws[0].ID, statusapi.ChangeWatch{Schedule: ptr("@every 90s")}); err == nil ||
+		!strings.Contains(err.Error(), "the minimum between runs of one watch is 2m0s (scheduler.min_interval)") {
+		t.Errorf("ChangeWatch to @every 90s after the reload = %v, want a refusal naming the new 2m floor", err)
 	}
 
 	// SIGTERM under load: clients changing things through the socket and

@@ -2,13 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
-	"sort"
 	"strings"
 	"time"
 
@@ -18,21 +14,27 @@ import (
 	"tagwatch/vault/enroll"
 )
 
-// The operator type implements the status socket's backend over the
-// daemon's vault and components.
+// The operator type implements the status socket's backend. It is a door:
+// it turns each request into one call of the domain (the vault's methods,
+// enroll.Service.CreateLink, renew.Manager.Unenroll, the notifier's outbox
+// views and Replay), maps the domain's errors once (apiErr) and shows
+// targets only through notify.TargetLabel. It opens no transaction of its
+// own.
 var _ statusapi.Backend = (*operator)(nil)
 
-// apiErr maps the vault's and components' errors to the status API's.
+// apiErr maps the domain's errors to the status API's, once: the
+// answer's message is the domain's text, which names the object
+// (`watch "nosuch" does not exist`).
 func apiErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, vault.ErrNotFound), errors.Is(err, notify.ErrNotFound):
-		return fmt.Errorf("%w: %v", statusapi.ErrNotFound, err)
-	case errors.Is(err, enroll.ErrInvalidRequest), errors.Is(err, enroll.ErrUnknownProvider):
-		return fmt.Errorf("%w: %v", statusapi.ErrInvalid, err)
-	case errors.Is(err, enroll.ErrLinkUsed), errors.Is(err, vault.ErrExists):
-		return fmt.Errorf("%w: %v", statusapi.ErrConflict, err)
+	case errors.Is(err, vault.ErrNotFound):
+		return fmt.Errorf("%w: %w", statusapi.ErrNotFound, err)
+	case errors.Is(err, vault.ErrInvalid), errors.Is(err, enroll.ErrUnknownProvider):
+		return fmt.Errorf("%w: %w", statusapi.ErrInvalid, err)
+	case errors.Is(err, vault.ErrConflict), errors.Is(err, vault.ErrExists):
+		return fmt.Errorf("%w: %w", statusapi.ErrConflict, err)
 	}
 	return err
 }
@@ -42,22 +44,7 @@ func (o *operator) Status(ctx context.Context) (statusapi.Status, error) {
 	now := time.Now()
 	st := statusapi.Status{Version: Version(), Started: o.d.started, Uptime: now.Sub(o.d.started).Seconds(),
 		Ready: o.ready.Load(), Components: map[string]string{}, LastErrors: o.errs.list()}
-	c := statusapi.Counts{Grants: map[string]int{}, Watches: map[string]int{}, Outbox: map[string]int{}, Enrollments: map[string]int{}}
-	err := o.d.db.View(func(tx *vault.Tx) error {
-		if err := tx.Users(func(vault.User) error { c.Users++; return nil }); err != nil {
-			return err
-		}
-		if err := tx.Grants(func(g vault.Grant) error { c.Grants[string(g.State)]++; return nil }); err != nil {
-			return err
-		}
-		if err := tx.Watches(func(w vault.Watch) error { c.Watches[string(w.State)]++; return nil }); err != nil {
-			return err
-		}
-		if err := tx.Outbox(func(r vault.OutboxRow) error { c.Outbox[string(r.State)]++; return nil }); err != nil {
-			return err
-		}
-		return tx.Enrollments(func(e vault.Enrollment) error { c.Enrollments[string(linkState(e, now))]++; return nil })
-	})
+	c, err := o.counts()
 	if err != nil {
 		return st, err
 	}
@@ -77,37 +64,85 @@ func (o *operator) Status(ctx context.Context) (statusapi.Status, error) {
 	return st, nil
 }
 
-// linkState is a link's state at now (as enroll.ListLinks computes it).
-func linkState(e vault.Enrollment, now time.Time) enroll.LinkState {
-	switch {
-	case !e.UsedAt.IsZero():
-		return enroll.LinkUsed
-	case e.Canceled:
-		return enroll.LinkCanceled
-	case !now.Before(e.ExpiresAt):
-		return enroll.LinkExpired
+// counts sizes the vault's collections by state, through the vault's read
+// methods (each its own read transaction: the counts are a moment's view,
+// not one snapshot).
+func (o *operator) counts() (statusapi.Counts, error) {
+	db := o.d.db
+	c := statusapi.Counts{Grants: map[string]int{}, Watches: map[string]int{}, Outbox: map[string]int{}, Enrollments: map[string]int{}}
+	users, err := db.ListUsers()
+	if err != nil {
+		return c, err
 	}
-	return enroll.LinkPending
+	c.Users = len(users)
+	grants, err := db.ListGrants()
+	if err != nil {
+		return c, err
+	}
+	for _, g := range grants {
+		c.Grants[string(g.State)]++
+	}
+	watches, err := db.ListWatches("")
+	if err != nil {
+		return c, err
+	}
+	for _, w := range watches {
+		c.Watches[string(w.State)]++
+	}
+	tallies, err := db.OutboxTallies()
+	if err != nil {
+		return c, err
+	}
+	add := func(state vault.OutboxState, n int) {
+		if n > 0 {
+			c.Outbox[string(state)] += n
+		}
+	}
+	for _, t := range tallies {
+		add(vault.OutboxPending, t.Pending)
+		add(vault.OutboxRetrying, t.Retrying)
+		add(vault.OutboxDead, t.Dead)
+		add(vault.OutboxDropped, t.Dropped)
+		add(vault.OutboxDelivered, t.Delivered)
+	}
+	links, err := db.ListLinks(db.Now())
+	if err != nil {
+		return c, err
+	}
+	for _, l := range links {
+		c.Enrollments[string(l.State)]++
+	}
+	return c, nil
 }
 
 // Users lists the users with how many grants and watches each has.
 func (o *operator) Users(ctx context.Context) ([]statusapi.User, error) {
-	var users []statusapi.User
-	err := o.d.db.View(func(tx *vault.Tx) error {
-		grants, watches := map[string]int{}, map[string]int{}
-		if err := tx.Grants(func(g vault.Grant) error { grants[g.UserID]++; return nil }); err != nil {
-			return err
-		}
-		if err := tx.Watches(func(w vault.Watch) error { watches[w.UserID]++; return nil }); err != nil {
-			return err
-		}
-		return tx.Users(func(u vault.User) error {
-			users = append(users, statusapi.User{ID: u.ID, Name: u.Name, Email: u.Email, CreatedAt: u.CreatedAt,
-				Grants: grants[u.ID], Watches: watches[u.ID]})
-			return nil
-		})
-	})
-	return users, err
+	db := o.d.db
+	grants, err := db.ListGrants()
+	if err != nil {
+		return nil, err
+	}
+	watches, err := db.ListWatches("")
+	if err != nil {
+		return nil, err
+	}
+	users, err := db.ListUsers()
+	if err != nil {
+		return nil, err
+	}
+	perGrant, perWatch := map[string]int{}, map[string]int{}
+	for _, g := range grants {
+		perGrant[g.UserID]++
+	}
+	for _, w := range watches {
+		perWatch[w.UserID]++
+	}
+	out := make([]statusapi.User, 0, len(users))
+	for _, u := range users {
+		out = append(out, statusapi.User{ID: u.ID, Name: u.Name, Email: u.Email, CreatedAt: u.CreatedAt,
+			Grants: perGrant[u.ID], Watches: perWatch[u.ID]})
+	}
+	return out, nil
 }
 
 // grantHealth copies what an operator may see of a grant: never a token.
@@ -125,55 +160,47 @@ func grantHealth(g vault.Grant) statusapi.Grant {
 
 // Grants lists every grant's health.
 func (o *operator) Grants(ctx context.Context) ([]statusapi.Grant, error) {
-	var out []statusapi.Grant
-	err := o.d.db.View(func(tx *vault.Tx) error {
-		return tx.Grants(func(g vault.Grant) error { out = append(out, grantHealth(g)); return nil })
-	})
-	return out, err
+	grants, err := o.d.db.ListGrants()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]statusapi.Grant, len(grants))
+	for i, g := range grants {
+		out[i] = grantHealth(g)
+	}
+	return out, nil
 }
 
-// Revoke unenrolls a grant: tokens deleted here, revoked at the provider.
-func (o *operator) Revoke(ctx context.Context, grantID, actor string) error {
-	if err := o.d.db.View(func(tx *vault.Tx) error { _, err := tx.Grant(grantID); return err }); err != nil {
-		return apiErr(err)
+// Revoke unenrolls a grant (renew.Manager.Unenroll): tokens deleted here
+// and the watches suspended at once; the answer says whether the provider
+// confirmed the revocation or it is queued and retried.
+func (o *operator) Revoke(ctx context.Context, grantID, actor string) (statusapi.RevokeResult, error) {
+	res, err := o.d.renew.Unenroll(ctx, grantID, actor)
+	if err != nil {
+		return statusapi.RevokeResult{}, apiErr(err)
 	}
-	if err := o.d.renew.Unenroll(ctx, grantID, actor); err != nil {
-		return apiErr(err)
+	if !res.AlreadyRevoked {
+		o.hk().watchesChanged()
+		o.d.notify.Kick() // the user is told
 	}
-	o.hk().watchesChanged()
-	return nil
+	return statusapi.RevokeResult{RevokedAtProvider: res.RevokedAtProvider, Queued: res.Queued, AlreadyRevoked: res.AlreadyRevoked}, nil
 }
 
-// showTarget hides what a webhook URL's path and query may carry (a token
-// in the path is common) and keeps enough to tell targets apart.
-func showTarget(t string) string {
-	u, err := url.Parse(t)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-		return t
-	}
-	if u.Path == "" || u.Path == "/" {
-		if u.RawQuery == "" && u.User == nil {
-			return t
-		}
-	}
-	sum := sha256.Sum256([]byte(t))
-	return u.Scheme + "://" + u.Host + "/…#" + hex.EncodeToString(sum[:4])
-}
-
-func showTargets(ts []string) []string {
+// targetLabels shows targets as notify.TargetLabel does.
+func targetLabels(ts []string) []string {
 	out := make([]string, len(ts))
 	for i, t := range ts {
-		out[i] = showTarget(t)
+		out[i] = notify.TargetLabel(t)
 	}
 	return out
 }
 
 func (o *operator) watchView(w vault.Watch, c vault.Cursor) statusapi.Watch {
 	v := statusapi.Watch{ID: w.ID, UserID: w.UserID, Provider: w.Provider, Hashtags: w.Hashtags, Lang: w.Lang,
-		IncludeRetweets: w.IncludeRetweets, Schedule: w.Schedule, Targets: showTargets(w.Targets), State: string(w.State),
-		SuspendReason: w.SuspendReason, CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt, LastRunAt: c.LastRunAt,
+		IncludeRetweets: w.IncludeRetweets, Schedule: w.Schedule, Targets: targetLabels(w.Targets), State: string(w.State),
+		SuspendReason: string(w.SuspendReason), CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt, LastRunAt: c.LastRunAt,
 		LastResult: c.LastResult, LastError: c.LastError, Cursor: c.SinceID, Runs: c.Runs, PostsRead: c.PostsRead, Matches: c.Matches}
-	if o.hk().NextRun != nil && w.State == vault.WatchActive {
+	if o.hk().NextRun != nil && w.Runs() {
 		if t, ok := o.hk().NextRun(w.ID); ok {
 			v.NextRun = t
 		}
@@ -181,64 +208,40 @@ func (o *operator) watchView(w vault.Watch, c vault.Cursor) statusapi.Watch {
 	return v
 }
 
+// changedView is the view of a watch a change returned, with its cursor
+// read afterwards (a watch deleted meanwhile shows without one).
+func (o *operator) changedView(w vault.Watch) statusapi.Watch {
+	c := vault.Cursor{WatchID: w.ID}
+	if wc, err := o.d.db.Watch(w.ID); err == nil {
+		c = wc.Cursor
+	}
+	return o.watchView(w, c)
+}
+
 // Watches lists every watch with its cursor and last run.
 func (o *operator) Watches(ctx context.Context) ([]statusapi.Watch, error) {
-	var out []statusapi.Watch
-	err := o.d.db.View(func(tx *vault.Tx) error {
-		return tx.Watches(func(w vault.Watch) error {
-			c, err := tx.Cursor(w.ID)
-			if err != nil {
-				return err
-			}
-			out = append(out, o.watchView(w, c))
-			return nil
-		})
-	})
-	return out, err
+	ws, err := o.d.db.ListWatches("")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]statusapi.Watch, len(ws))
+	for i, w := range ws {
+		out[i] = o.watchView(w.Watch, w.Cursor)
+	}
+	return out, nil
 }
 
-// checkSpec normalises and checks a watch as enrollment links are checked.
-func (o *operator) checkSpec(spec *vault.WatchSpec) error {
-	if err := enroll.CheckWatch(spec); err != nil {
-		return fmt.Errorf("%w: %v", statusapi.ErrInvalid, err)
-	}
-	if err := o.d.validateWatch(*spec); err != nil {
-		return fmt.Errorf("%w: %v", statusapi.ErrInvalid, err)
-	}
-	return nil
-}
-
-// AddWatch adds a watch for a user with a grant at the provider; it starts
-// suspended when the grant is not active.
+// AddWatch adds a watch for a user with a grant at the provider
+// (vault.DB.AddWatch: checked by the rules; suspended when the grant is
+// not active).
 func (o *operator) AddWatch(ctx context.Context, req statusapi.AddWatch, actor string) (statusapi.Watch, error) {
 	spec := vault.WatchSpec{Hashtags: req.Hashtags, Lang: req.Lang, IncludeRetweets: req.IncludeRetweets,
 		Schedule: req.Schedule, Targets: req.Targets, Backfill: req.Backfill}
-	if req.UserID == "" || req.Provider == "" {
-		return statusapi.Watch{}, fmt.Errorf("%w: user_id and provider are required", statusapi.ErrInvalid)
+	w, err := o.d.db.AddWatch(vault.NewWatch{UserID: req.UserID, Provider: req.Provider, Spec: spec}, actor)
+	if errors.Is(err, vault.ErrDuplicateWatch) {
+		return statusapi.Watch{}, fmt.Errorf("%w: user %q already has this watch at %q: watch %s", statusapi.ErrConflict,
+			req.UserID, req.Provider, w.ID)
 	}
-	if err := o.checkSpec(&spec); err != nil {
-		return statusapi.Watch{}, err
-	}
-	now := o.d.db.Now()
-	w := vault.Watch{ID: vault.NewID(), UserID: req.UserID, Provider: req.Provider, WatchSpec: spec, State: vault.WatchActive,
-		CreatedAt: now, UpdatedAt: now}
-	err := o.d.db.Update(func(tx *vault.Tx) error {
-		g, err := tx.UserGrant(req.UserID, req.Provider)
-		if errors.Is(err, vault.ErrNotFound) {
-			return fmt.Errorf("%w: user %q has no grant at %q: enroll them first", statusapi.ErrInvalid, req.UserID, req.Provider)
-		}
-		if err != nil {
-			return err
-		}
-		if g.State != vault.GrantActive {
-			w.State, w.SuspendReason = vault.WatchSuspended, string(g.State)
-		}
-		if err := tx.PutWatch(w); err != nil {
-			return err
-		}
-		return tx.Audit(vault.AuditEvent{Kind: "watch_added", Actor: actor, UserID: w.UserID, GrantID: g.ID,
-			Detail: fmt.Sprintf("watch %s: %d hashtags, schedule %q", w.ID, len(w.Hashtags), w.Schedule)})
-	})
 	if err != nil {
 		return statusapi.Watch{}, apiErr(err)
 	}
@@ -246,115 +249,53 @@ func (o *operator) AddWatch(ctx context.Context, req statusapi.AddWatch, actor s
 	return o.watchView(w, vault.Cursor{WatchID: w.ID}), nil
 }
 
-// updateWatch changes a watch in one transaction and tells the scheduler.
-func (o *operator) updateWatch(id, actor, kind string, fn func(w *vault.Watch, tx *vault.Tx) error) (statusapi.Watch, error) {
-	var w vault.Watch
-	var c vault.Cursor
-	err := o.d.db.Update(func(tx *vault.Tx) error {
-		var err error
-		if w, err = tx.Watch(id); err != nil {
-			return err
-		}
-		if err := fn(&w, tx); err != nil {
-			return err
-		}
-		w.UpdatedAt = tx.Now()
-		if err := tx.PutWatch(w); err != nil {
-			return err
-		}
-		if c, err = tx.Cursor(id); err != nil {
-			return err
-		}
-		return tx.Audit(vault.AuditEvent{Kind: kind, Actor: actor, UserID: w.UserID, Detail: "watch " + w.ID})
-	})
+// ChangeWatch changes the fields req sets (vault.DB.ChangeWatch: the
+// result is checked by the rules).
+func (o *operator) ChangeWatch(ctx context.Context, id string, req statusapi.ChangeWatch, actor string) (statusapi.Watch, error) {
+	w, err := o.d.db.ChangeWatch(id, vault.WatchChange{Hashtags: req.Hashtags, Lang: req.Lang, IncludeRetweets: req.IncludeRetweets,
+		Schedule: req.Schedule, Targets: req.Targets}, actor)
 	if err != nil {
 		return statusapi.Watch{}, apiErr(err)
 	}
 	o.hk().watchesChanged()
-	return o.watchView(w, c), nil
+	return o.changedView(w), nil
 }
 
-// ChangeWatch changes the fields req sets, checked like a new watch.
-func (o *operator) ChangeWatch(ctx context.Context, id string, req statusapi.ChangeWatch, actor string) (statusapi.Watch, error) {
-	return o.updateWatch(id, actor, "watch_changed", func(w *vault.Watch, tx *vault.Tx) error {
-		spec := w.WatchSpec
-		if req.Hashtags != nil {
-			spec.Hashtags = req.Hashtags
-		}
-		if req.Lang != nil {
-			spec.Lang = *req.Lang
-		}
-		if req.IncludeRetweets != nil {
-			spec.IncludeRetweets = *req.IncludeRetweets
-		}
-		if req.Schedule != nil {
-			spec.Schedule = *req.Schedule
-		}
-		if req.Targets != nil {
-			spec.Targets = req.Targets
-		}
-		if err := o.checkSpec(&spec); err != nil {
-			return err
-		}
-		w.WatchSpec = spec
-		return nil
-	})
-}
-
-// PauseWatch pauses an active watch or resumes a paused one. A suspended
-// watch waits for its grant: it can be neither.
+// PauseWatch pauses a watch, or resumes it (vault.DB.PauseWatch and
+// ResumeWatch: a paused watch whose grant needs consent resumes into
+// suspended, not active).
 func (o *operator) PauseWatch(ctx context.Context, id string, pause bool, actor string) (statusapi.Watch, error) {
-	kind := "watch_resumed"
+	move := o.d.db.ResumeWatch
 	if pause {
-		kind = "watch_paused"
+		move = o.d.db.PauseWatch
 	}
-	return o.updateWatch(id, actor, kind, func(w *vault.Watch, tx *vault.Tx) error {
-		if w.State == vault.WatchSuspended {
-			return fmt.Errorf("%w: watch %s is suspended (%s): it resumes when its grant is usable again", statusapi.ErrConflict, w.ID, w.SuspendReason)
-		}
-		if pause {
-			w.State = vault.WatchPaused
-			return nil
-		}
-		g, err := tx.UserGrant(w.UserID, w.Provider)
-		if err != nil {
-			return err
-		}
-		if g.State != vault.GrantActive {
-			return fmt.Errorf("%w: the grant of watch %s is %s", statusapi.ErrConflict, w.ID, g.State)
-		}
-		w.State = vault.WatchActive
-		return nil
-	})
+	w, changed, err := move(id, actor)
+	if err != nil {
+		return statusapi.Watch{}, apiErr(err)
+	}
+	if changed {
+		o.hk().watchesChanged()
+	}
+	return o.changedView(w), nil
 }
 
-// DeleteWatch removes a watch and its cursor.
+// DeleteWatch removes a watch and its cursor (vault.DB.DeleteWatch).
 func (o *operator) DeleteWatch(ctx context.Context, id, actor string) error {
-	err := o.d.db.Update(func(tx *vault.Tx) error {
-		w, err := tx.Watch(id)
-		if err != nil {
-			return err
-		}
-		if err := tx.DeleteWatch(id); err != nil {
-			return err
-		}
-		return tx.Audit(vault.AuditEvent{Kind: "watch_deleted", Actor: actor, UserID: w.UserID, Detail: "watch " + id})
-	})
-	if err != nil {
+	if _, err := o.d.db.DeleteWatch(id, actor); err != nil {
 		return apiErr(err)
 	}
 	o.hk().watchesChanged()
 	return nil
 }
 
-// RunWatch asks the scheduler to run a watch now.
+// RunWatch asks the scheduler to run an active watch now.
 func (o *operator) RunWatch(ctx context.Context, id, actor string) error {
-	var w vault.Watch
-	if err := o.d.db.View(func(tx *vault.Tx) error { var err error; w, err = tx.Watch(id); return err }); err != nil {
+	w, err := o.d.db.Watch(id)
+	if err != nil {
 		return apiErr(err)
 	}
 	if w.State != vault.WatchActive {
-		return fmt.Errorf("%w: watch %s is %s", statusapi.ErrConflict, id, w.State)
+		return apiErr(&vault.TransitionError{Kind: "watch", ID: id, Action: "run", State: w.StateText(), Why: "only active watches run"})
 	}
 	if o.hk().RunNow == nil {
 		return fmt.Errorf("%w: the scheduler is not running in this daemon", statusapi.ErrUnavailable)
@@ -362,125 +303,71 @@ func (o *operator) RunWatch(ctx context.Context, id, actor string) error {
 	return apiErr(o.hk().RunNow(ctx, id))
 }
 
-func outboxView(r vault.OutboxRow) statusapi.OutboxRow {
-	return statusapi.OutboxRow{ID: r.ID, Kind: r.Kind, UserID: r.UserID, WatchID: r.WatchID, Target: showTarget(r.Target),
-		State: string(r.State), Attempts: r.Attempts, CreatedAt: r.CreatedAt, NextAttempt: r.NextAttempt, LastError: r.LastError}
-}
-
-// Outbox counts the rows per target and lists up to limit rows in state.
+// Outbox is the notifier's own view of the outbox (notify.Service.Outbox).
 func (o *operator) Outbox(ctx context.Context, state string, limit int) (statusapi.Outbox, error) {
-	out := statusapi.Outbox{Targets: []statusapi.OutboxTarget{}, Rows: []statusapi.OutboxRow{}}
-	byTarget := map[string]*statusapi.OutboxTarget{}
-	err := o.d.db.View(func(tx *vault.Tx) error {
-		return tx.Outbox(func(r vault.OutboxRow) error {
-			name := showTarget(r.Target)
-			t := byTarget[name]
-			if t == nil {
-				t = &statusapi.OutboxTarget{Target: name}
-				byTarget[name] = t
-			}
-			switch r.State {
-			case vault.OutboxPending:
-				t.Pending++
-			case vault.OutboxRetrying:
-				t.Retrying++
-			case vault.OutboxDead:
-				t.Dead++
-			case vault.OutboxDropped:
-				t.Dropped++
-			case vault.OutboxDelivered:
-				t.Delivered++
-			}
-			if (r.State == vault.OutboxPending || r.State == vault.OutboxRetrying) && (t.OldestWaiting.IsZero() || r.CreatedAt.Before(t.OldestWaiting)) {
-				t.OldestWaiting = r.CreatedAt
-			}
-			if (state == "all" || string(r.State) == state) && len(out.Rows) < limit {
-				out.Rows = append(out.Rows, outboxView(r))
-			}
-			return nil
-		})
-	})
-	for _, t := range byTarget {
-		out.Targets = append(out.Targets, *t)
+	v, err := o.d.notify.Outbox(state, limit)
+	if err != nil {
+		return statusapi.Outbox{}, apiErr(err)
 	}
-	sort.Slice(out.Targets, func(i, j int) bool { return out.Targets[i].Target < out.Targets[j].Target })
-	return out, err
+	out := statusapi.Outbox{Targets: make([]statusapi.OutboxTarget, len(v.Targets)), Rows: make([]statusapi.OutboxRow, len(v.Rows))}
+	for i, t := range v.Targets {
+		out.Targets[i] = statusapi.OutboxTarget(t)
+	}
+	for i, r := range v.Rows {
+		out.Rows[i] = statusapi.OutboxRow(r)
+	}
+	return out, nil
 }
 
-// Replay puts a dead row back in the queue under the same id, due now:
-// through the delivery loop when it runs, else in the vault.
+// Replay queues a dead or dropped notification again under the same id
+// (notify.Service.Replay, which audits it and wakes the delivery loop).
 func (o *operator) Replay(ctx context.Context, id, actor string) (statusapi.OutboxRow, error) {
-	var r vault.OutboxRow
-	h := o.hk()
-	if h.Replay != nil {
-		if err := o.d.db.View(func(tx *vault.Tx) error { var err error; r, err = tx.OutboxRow(id); return err }); err != nil {
-			return statusapi.OutboxRow{}, apiErr(err)
-		}
-		if err := h.Replay(id); err != nil {
-			if errors.Is(err, notify.ErrNotDead) {
-				return statusapi.OutboxRow{}, fmt.Errorf("%w: notification %s is %s; only dead or dropped ones are replayed", statusapi.ErrConflict, id, r.State)
-			}
-			return statusapi.OutboxRow{}, apiErr(err)
-		}
-		err := o.d.db.Update(func(tx *vault.Tx) error {
-			var err error
-			if r, err = tx.OutboxRow(id); err != nil {
-				return err
-			}
-			return tx.Audit(vault.AuditEvent{Kind: "outbox_replayed", Actor: actor, UserID: r.UserID, Detail: "notification " + id})
-		})
-		if err != nil {
-			return statusapi.OutboxRow{}, apiErr(err)
-		}
-	} else {
-		err := o.d.db.Update(func(tx *vault.Tx) error {
-			var err error
-			if r, err = tx.OutboxRow(id); err != nil {
-				return err
-			}
-			if r.State != vault.OutboxDead {
-				return fmt.Errorf("%w: notification %s is %s; only dead ones are replayed", statusapi.ErrConflict, id, r.State)
-			}
-			r.State, r.Attempts, r.NextAttempt, r.LastError = vault.OutboxPending, 0, tx.Now(), ""
-			if err := tx.PutOutboxRow(r); err != nil {
-				return err
-			}
-			return tx.Audit(vault.AuditEvent{Kind: "outbox_replayed", Actor: actor, UserID: r.UserID, Detail: "notification " + id})
-		})
-		if err != nil {
-			return statusapi.OutboxRow{}, apiErr(err)
-		}
+	e, err := o.d.notify.Replay(id, actor)
+	if err != nil {
+		return statusapi.OutboxRow{}, apiErr(err)
 	}
-	if h.OutboxChanged != nil {
-		h.OutboxChanged()
-	}
-	return outboxView(r), nil
+	return statusapi.OutboxRow(e), nil
 }
 
-// Audit returns up to limit events after seq.
-func (o *operator) Audit(ctx context.Context, after uint64, limit int) ([]statusapi.AuditEvent, error) {
-	var out []statusapi.AuditEvent
+// Audit returns the events q selects, oldest first (see
+// statusapi.AuditQuery). The newest ones are found by reading the trail
+// from q.After on and keeping the last q.Limit.
+func (o *operator) Audit(ctx context.Context, q statusapi.AuditQuery) ([]statusapi.AuditEvent, error) {
+	if q.Limit <= 0 {
+		return nil, nil
+	}
+	// ring holds the last q.Limit events read; n counts them all.
+	ring := make([]statusapi.AuditEvent, 0, min(q.Limit, 1024))
+	n := 0
 	errFull := errors.New("full")
-	err := o.d.db.View(func(tx *vault.Tx) error {
-		return tx.AuditTrail(after, func(e vault.AuditEvent) error {
-			if len(out) >= limit {
-				return errFull
-			}
-			out = append(out, statusapi.AuditEvent(e))
-			return nil
-		})
+	err := o.d.db.AuditTrail(q.After, func(e vault.AuditEvent) error {
+		switch {
+		case q.Before > 0 && e.Seq >= q.Before:
+			return errFull
+		case len(ring) < q.Limit:
+			ring = append(ring, statusapi.AuditEvent(e))
+		case q.Newest:
+			ring[n%q.Limit] = statusapi.AuditEvent(e)
+		default:
+			return errFull
+		}
+		n++
+		return nil
 	})
 	if errors.Is(err, errFull) {
 		err = nil
 	}
-	return out, err
+	if n > q.Limit {
+		i := n % q.Limit
+		ring = append(append(make([]statusapi.AuditEvent, 0, q.Limit), ring[i:]...), ring[:i]...)
+	}
+	return ring, err
 }
 
-// RecordRequest writes an operator's request to the audit trail.
+// RecordRequest writes an operator's request to the audit trail
+// (vault.DB.RecordAudit).
 func (o *operator) RecordRequest(ev statusapi.AuditEvent) error {
-	return o.d.db.Update(func(tx *vault.Tx) error {
-		return tx.Audit(vault.AuditEvent{Kind: ev.Kind, Actor: ev.Actor, Detail: ev.Detail})
-	})
+	return o.d.db.RecordAudit(vault.AuditEvent{Kind: ev.Kind, Actor: ev.Actor, Detail: ev.Detail})
 }
 
 func specFromAPI(s *statusapi.WatchSpec) *vault.WatchSpec {
@@ -496,17 +383,18 @@ func specToAPI(s *vault.WatchSpec) *statusapi.WatchSpec {
 		return nil
 	}
 	return &statusapi.WatchSpec{Hashtags: s.Hashtags, Lang: s.Lang, IncludeRetweets: s.IncludeRetweets, Schedule: s.Schedule,
-		Targets: showTargets(s.Targets), Backfill: s.Backfill}
+		Targets: targetLabels(s.Targets), Backfill: s.Backfill}
 }
 
-func enrollmentView(e vault.Enrollment, state enroll.LinkState) statusapi.Enrollment {
+func enrollmentView(e vault.Enrollment, state vault.LinkState) statusapi.Enrollment {
 	return statusapi.Enrollment{ID: e.ID, Purpose: string(e.Purpose), State: string(state), UserID: e.UserID,
 		Provider: e.Provider, Expected: e.Expected, Watch: specToAPI(e.Watch), GrantID: e.GrantID, CreatedBy: e.CreatedBy,
 		CreatedAt: e.CreatedAt, ExpiresAt: e.ExpiresAt, UsedAt: e.UsedAt}
 }
 
-// Enroll creates a one-time consent link; the answer is the only place
-// the link is ever shown.
+// Enroll creates a one-time consent link (enroll.Service.CreateLink, which
+// checks the link and its watch by the vault's rules); the answer is the
+// only place the link is ever shown.
 func (o *operator) Enroll(ctx context.Context, req statusapi.EnrollRequest, actor string) (statusapi.EnrollResponse, error) {
 	var ttl time.Duration
 	if req.TTL != "" {
@@ -515,21 +403,18 @@ func (o *operator) Enroll(ctx context.Context, req statusapi.EnrollRequest, acto
 			return statusapi.EnrollResponse{}, fmt.Errorf("%w: ttl must be a positive duration such as 72h", statusapi.ErrInvalid)
 		}
 	}
-	if req.Watch == nil {
-		return statusapi.EnrollResponse{}, fmt.Errorf("%w: a watch is required", statusapi.ErrInvalid)
-	}
-	link, rec, err := o.d.enroll.CreateLink(ctx, enroll.LinkRequest{UserID: strings.TrimSpace(req.UserID), UserName: req.UserName,
+	link, rec, err := o.d.enroll.CreateLink(ctx, vault.LinkRequest{UserID: strings.TrimSpace(req.UserID), UserName: req.UserName,
 		UserEmail: req.UserEmail, Provider: req.Provider, Expected: req.Expected, Watch: specFromAPI(req.Watch), TTL: ttl,
 		CreatedBy: "tagwatchctl " + actor})
 	if err != nil {
 		return statusapi.EnrollResponse{}, apiErr(err)
 	}
-	return statusapi.EnrollResponse{Link: link, Enrollment: enrollmentView(rec, enroll.LinkPending)}, nil
+	return statusapi.EnrollResponse{Link: link, Enrollment: enrollmentView(rec, vault.LinkPending)}, nil
 }
 
-// Enrollments lists the consent links, newest first.
+// Enrollments lists the consent links, newest first (vault.DB.ListLinks).
 func (o *operator) Enrollments(ctx context.Context) ([]statusapi.Enrollment, error) {
-	links, err := o.d.enroll.ListLinks(ctx)
+	links, err := o.d.db.ListLinks(o.d.db.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -540,9 +425,9 @@ func (o *operator) Enrollments(ctx context.Context) ([]statusapi.Enrollment, err
 	return out, nil
 }
 
-// CancelEnrollment makes a link unusable.
+// CancelEnrollment makes a link unusable (vault.DB.CancelLink).
 func (o *operator) CancelEnrollment(ctx context.Context, id, actor string) error {
-	return apiErr(o.d.enroll.CancelLink(ctx, id, actor))
+	return apiErr(o.d.db.CancelLink(id, actor))
 }
 
 // Keys describes the keyring.

@@ -5,15 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"tagwatch/cmd/internal/config"
 	"tagwatch/vault"
-	"tagwatch/vault/enroll"
-	"tagwatch/worker"
-	"tagwatch/worker/xapi"
 )
 
 const watchesUsage = `Usage: tagwatchd watches list [-user ID]
@@ -23,11 +21,16 @@ const watchesUsage = `Usage: tagwatchd watches list [-user ID]
        tagwatchd watches pause|resume|delete -id W
 
 Lists and changes hashtag watches in the vault of a stopped daemon (every
-command takes -config FILE). A running daemon picks changes up at start or
-on SIGHUP.
+command takes -config FILE), with the rules the daemon applies, built from
+the same configuration. A running daemon picks changes up at start or on
+SIGHUP; while it runs, use tagwatchctl.
 `
 
-// cmdWatches implements `tagwatchd watches`.
+// actorWatches names this door in the audit trail.
+const actorWatches = "tagwatchd watches"
+
+// cmdWatches implements `tagwatchd watches`. Every change is one call of
+// the vault's watch methods, which apply the rules.
 func cmdWatches(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, watchesUsage)
@@ -76,46 +79,6 @@ func cmdWatches(args []string, stdout, stderr io.Writer) error {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		return &exitError{2, err}
-	}
-	validate := func(w *vault.WatchSpec) error {
-		if err := enroll.CheckWatch(w); err != nil {
-			return err
-		}
-		if n, limit := len(w.Hashtags), cfg.Scheduler.MaxHashtags; n > limit {
-			return fmt.Errorf("%d hashtags: scheduler.max_hashtags allows at most %d", n, limit)
-		}
-		if _, err := config.ValidateSchedule(w.Schedule); err != nil {
-			return fmt.Errorf("schedule %q: %v", w.Schedule, err)
-		}
-		_, err := xapi.BuildQuery(xapi.QuerySpec{Hashtags: w.Hashtags, Lang: w.Lang, IncludeRetweets: w.IncludeRetweets})
-		return err
-	}
-	apply := func(w *vault.WatchSpec) {
-		if set["hashtags"] {
-			w.Hashtags = nil
-			for _, h := range strings.Split(*hashtags, ",") {
-				if h = strings.TrimSpace(h); h != "" {
-					w.Hashtags = append(w.Hashtags, h)
-				}
-			}
-		}
-		if set["schedule"] {
-			w.Schedule = strings.TrimSpace(*schedule)
-		}
-		if set["lang"] {
-			w.Lang = *lang
-		}
-		if set["retweets"] {
-			w.IncludeRetweets = *retweets
-		}
-		if len(targets) > 0 {
-			w.Targets = targets
-		}
-	}
-	var spec vault.WatchSpec
 	if sub == "add" {
 		var missing []string
 		for _, f := range []string{"user", "provider", "hashtags", "schedule"} {
@@ -129,125 +92,104 @@ func cmdWatches(args []string, stdout, stderr io.Writer) error {
 		if len(missing) > 0 {
 			return &exitError{2, fmt.Errorf("watches add: %s required", strings.Join(missing, ", "))}
 		}
-		if _, ok := cfg.Provider(*prov); !ok {
-			return &exitError{2, fmt.Errorf("watches add: provider %q is not in %s", *prov, cfg.Path)}
-		}
-		apply(&spec)
-		spec.Backfill = *backfill
-		if err := validate(&spec); err != nil {
-			return &exitError{2, fmt.Errorf("watches add: %w", err)}
-		}
 	}
-
-	db, err := openVault(cfg, newLogger(cfg, stderr))
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	db, err := openOffline(cfg, newLogger(cfg, stderr))
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if sub == "list" {
+
+	var (
+		w       vault.Watch
+		changed = true
+	)
+	switch sub {
+	case "list":
 		return listWatches(db, *user, stdout)
+	case "add":
+		spec := vault.WatchSpec{Hashtags: splitList(*hashtags), Schedule: *schedule, Lang: *lang, IncludeRetweets: *retweets,
+			Targets: targets, Backfill: *backfill}
+		w, err = db.AddWatch(vault.NewWatch{UserID: *user, Provider: *prov, Spec: spec}, actorWatches)
+		if errors.Is(err, vault.ErrDuplicateWatch) {
+			err = fmt.Errorf("user %q already has this watch at %q: watch %s", *user, *prov, w.ID)
+		}
+	case "change":
+		var c vault.WatchChange
+		if set["hashtags"] {
+			c.Hashtags = splitList(*hashtags)
+		}
+		if set["schedule"] {
+			c.Schedule = schedule
+		}
+		if set["lang"] {
+			c.Lang = lang
+		}
+		if set["retweets"] {
+			c.IncludeRetweets = retweets
+		}
+		if len(targets) > 0 {
+			c.Targets = targets
+		}
+		w, err = db.ChangeWatch(*id, c, actorWatches)
+	case "pause":
+		w, changed, err = db.PauseWatch(*id, actorWatches)
+	case "resume":
+		w, changed, err = db.ResumeWatch(*id, actorWatches)
+	case "delete":
+		w, err = db.DeleteWatch(*id, actorWatches)
 	}
-	var changed vault.Watch
-	err = db.Update(func(tx *vault.Tx) error {
-		if sub == "add" {
-			if _, err := tx.UserGrant(*user, *prov); err != nil {
-				return fmt.Errorf("user %s has no grant at %s (create a consent link with tagwatchd enroll): %w", *user, *prov, err)
-			}
-			changed = vault.Watch{ID: vault.NewID(), UserID: *user, Provider: *prov, WatchSpec: spec, State: vault.WatchActive}
-			if err := tx.PutWatch(changed); err != nil {
-				return err
-			}
-			return auditWatch(tx, changed, "added")
-		}
-		w, err := tx.Watch(*id)
-		if err != nil {
-			return fmt.Errorf("watch %s: %w", *id, err)
-		}
-		switch sub {
-		case "change":
-			apply(&w.WatchSpec)
-			if err := validate(&w.WatchSpec); err != nil {
-				return &exitError{2, err}
-			}
-		case "pause":
-			if w.State == vault.WatchSuspended {
-				return fmt.Errorf("watch %s is suspended (%s); it cannot be paused", w.ID, w.SuspendReason)
-			}
-			w.State = vault.WatchPaused
-		case "resume":
-			switch {
-			case w.State == vault.WatchActive:
-			case w.State == vault.WatchPaused, w.SuspendReason == worker.SuspendUsageCapped:
-				w.State, w.SuspendReason = vault.WatchActive, ""
-			default:
-				return fmt.Errorf("watch %s is suspended (%s): it resumes when the user consents again", w.ID, w.SuspendReason)
-			}
-		case "delete":
-			if err := tx.DeleteWatch(w.ID); err != nil {
-				return err
-			}
-			changed = w
-			return auditWatch(tx, w, "deleted")
-		}
-		if err := tx.PutWatch(w); err != nil {
-			return err
-		}
-		changed = w
-		return auditWatch(tx, w, sub+"d")
-	})
-	var ee *exitError
-	if errors.As(err, &ee) {
-		ee.err = fmt.Errorf("watches %s: %w", sub, ee.err)
-		return ee
+	if errors.Is(err, vault.ErrInvalid) {
+		return &exitError{2, fmt.Errorf("watches %s: %w", sub, err)}
 	}
 	if err != nil {
 		return fmt.Errorf("watches %s: %w", sub, err)
 	}
 	verb := map[string]string{"add": "added", "change": "changed", "pause": "paused", "resume": "resumed", "delete": "deleted"}[sub]
-	fmt.Fprintf(stdout, "watch %s %s (user %s, state %s)\n", changed.ID, verb, changed.UserID, changed.State)
+	if !changed {
+		verb = "unchanged"
+	}
+	fmt.Fprintf(stdout, "watch %s %s (user %s, state %s)\n", w.ID, verb, w.UserID, w.StateText())
 	return nil
 }
 
-func auditWatch(tx *vault.Tx, w vault.Watch, what string) error {
-	return tx.Audit(vault.AuditEvent{Kind: "watch_" + what, Actor: "tagwatchd watches", UserID: w.UserID,
-		Detail: fmt.Sprintf("watch %s at %s: %s, schedule %q, state %s", w.ID, w.Provider, strings.Join(w.Hashtags, ","), w.Schedule, w.State)})
+// openOffline opens a stopped daemon's vault with the rules the daemon
+// would apply under cfg (offlineRules). A notification channel that does
+// not build (a webhook secret that does not read) is a configuration
+// error, as it is at start.
+func openOffline(cfg *config.Config, logger *slog.Logger) (*vault.DB, error) {
+	rules, err := offlineRules(cfg)
+	if err != nil {
+		return nil, &exitError{exitConfig, err}
+	}
+	return openVault(cfg, logger, rules)
 }
 
 func listWatches(db *vault.DB, user string, stdout io.Writer) error {
-	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "WATCH\tUSER\tPROVIDER\tSTATE\tSCHEDULE\tHASHTAGS\tLAST RUN\tRESULT\tRUNS\tREAD\tMATCHES")
-	err := db.View(func(tx *vault.Tx) error {
-		each := func(w vault.Watch) error {
-			c, err := tx.Cursor(w.ID)
-			if err != nil {
-				return err
-			}
-			last := "-"
-			if !c.LastRunAt.IsZero() {
-				last = c.LastRunAt.UTC().Format(time.RFC3339)
-			}
-			state := string(w.State)
-			if w.SuspendReason != "" {
-				state += " (" + w.SuspendReason + ")"
-			}
-			result := c.LastResult
-			if c.LastTruncated {
-				result += ", truncated"
-			}
-			if result == "" {
-				result = "-"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%q\t%s\t%s\t%s\t%d\t%d\t%d\n", w.ID, w.UserID, w.Provider, state, w.Schedule,
-				strings.Join(w.Hashtags, ","), last, result, c.Runs, c.PostsRead, c.Matches)
-			return nil
-		}
-		if user != "" {
-			return tx.UserWatches(user, each)
-		}
-		return tx.Watches(each)
-	})
+	ws, err := db.ListWatches(user)
 	if err != nil {
 		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "WATCH\tUSER\tPROVIDER\tSTATE\tSCHEDULE\tHASHTAGS\tLAST RUN\tRESULT\tRUNS\tREAD\tMATCHES")
+	for _, w := range ws {
+		c := w.Cursor
+		last := "-"
+		if !c.LastRunAt.IsZero() {
+			last = c.LastRunAt.UTC().Format(time.RFC3339)
+		}
+		result := c.LastResult
+		if c.LastTruncated {
+			result += ", truncated"
+		}
+		if result == "" {
+			result = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%q\t%s\t%s\t%s\t%d\t%d\t%d\n", w.ID, w.UserID, w.Provider, w.StateText(), w.Schedule,
+			strings.Join(w.Hashtags, ","), last, result, c.Runs, c.PostsRead, c.Matches)
 	}
 	return tw.Flush()
 }

@@ -1,9 +1,14 @@
-// Package enroll turns one-time consent links into grants: an operator
-// creates a link for a user (CreateLink), the user opens it in a browser,
+// Package enroll is the consent door: it turns one-time consent links into
+// grants. An operator creates a link for a user (Service.CreateLink, which
+// stores it with vault.DB.CreateLink), the user opens it in a browser,
 // reads what tagwatch will do on their behalf, presses the one button, signs
-// in and consents at the provider, and the callback stores the grant sealed
-// in the vault, marks the link used and starts (or resumes) the user's
-// watches, all in one transaction.
+// in and consents at the provider, and the callback stores what it learnt
+// with vault.DB.CommitConsent: the grant sealed, the link used, the user's
+// watches started or resumed, all in one transaction. The rules are the
+// store's: a link's watch is checked against the vault's rules when the
+// link is created, again when the user presses the button (before any
+// authorization or token request: a link whose watch is no longer valid
+// gets a page saying so), and once more at the commit.
 //
 // The flow is the OAuth 2.0 authorization code flow of a confidential
 // client, held server side: a single-use state bound to the browser by a
@@ -60,9 +65,6 @@ type Provider interface {
 
 // Defaults of Config fields.
 const (
-	DefaultLinkTTL = 72 * time.Hour
-	// MaxLinkTTL bounds a link's life: consent links are short-lived.
-	MaxLinkTTL = 30 * 24 * time.Hour
 	// DefaultFlowTTL is how long a started flow waits for its callback.
 	DefaultFlowTTL = 10 * time.Minute
 	// DefaultMaxFlows bounds the flows in progress.
@@ -77,23 +79,9 @@ const (
 // the table.
 const maxFlowsPerLink = 8
 
-// SuspendNeedsReconsent is the SuspendReason of a watch paused until its
-// user consents again; a successful enrollment resumes such watches.
-const SuspendNeedsReconsent = string(vault.GrantNeedsReconsent)
-
-// AuditEnrollmentCanceled is the audit kind of a link canceled by an
-// operator.
-const AuditEnrollmentCanceled = "enrollment_canceled"
-
-// Errors returned by CreateLink and CancelLink. A link that does not exist
-// gives vault.ErrNotFound.
-var (
-	ErrUnknownProvider = errors.New("enroll: unknown provider")
-	ErrLinkUsed        = errors.New("enroll: link already used")
-	ErrLinkExpired     = errors.New("enroll: link expired")
-	ErrLinkCanceled    = errors.New("enroll: link canceled")
-	ErrInvalidRequest  = errors.New("enroll: invalid link request")
-)
+// ErrUnknownProvider means a link names a provider the Service does not
+// know. CreateLink returns it inside a *vault.InvalidError.
+var ErrUnknownProvider = errors.New("unknown provider")
 
 // Config configures a Service. Zero values take the defaults documented.
 type Config struct {
@@ -115,8 +103,8 @@ type Config struct {
 	// Operator names who asks, on the landing page; default the host of
 	// PublicURL.
 	Operator string
-	// LinkTTL is a link's default lifetime; default DefaultLinkTTL, at most
-	// MaxLinkTTL.
+	// LinkTTL is a link's default lifetime; default vault.DefaultLinkTTL,
+	// at most vault.MaxLinkTTL.
 	LinkTTL time.Duration
 	// FlowTTL is how long a started flow waits for its callback; default
 	// DefaultFlowTTL.
@@ -127,10 +115,14 @@ type Config struct {
 	// ExchangeTimeout bounds the back-channel requests of one callback;
 	// default DefaultExchangeTimeout.
 	ExchangeTimeout time.Duration
-	// ValidateWatch, when set, is called by CreateLink after its own checks
-	// of a link's watch (the daemon checks the schedule syntax and its
-	// hashtag limit here).
-	ValidateWatch func(vault.WatchSpec) error
+	// TargetLabel shows a notification target on the landing page without
+	// the secrets a target URL may carry (notify.TargetLabel). Default: the
+	// kind of target only ("Email", "A webhook").
+	TargetLabel func(target string) string
+	// Cadence says a watch's schedule in words on the pages, such as
+	// "every 15 minutes" (notify.Cadence: the words users read live with
+	// the notifier). Default: the schedule as written.
+	Cadence func(schedule string) string
 	// OnGrantStored, when set, is called after a transaction that stored a
 	// grant has committed, with the grant's id (renewal drops its cached
 	// token for it). It runs on the request's goroutine and must not block.
@@ -160,21 +152,24 @@ func New(cfg Config) (*Service, error) {
 	if cfg.DB == nil {
 		return nil, errors.New("enroll: no vault")
 	}
-	if err := provider.CheckURL(cfg.PublicURL); err != nil {
+	if err := CheckPublicURL(cfg.PublicURL); err != nil {
 		return nil, fmt.Errorf("enroll: public url: %w", err)
 	}
 	base, err := url.Parse(strings.TrimRight(cfg.PublicURL, "/"))
 	if err != nil {
 		return nil, fmt.Errorf("enroll: public url: %w", err)
 	}
-	if base.RawQuery != "" || base.Fragment != "" {
-		return nil, fmt.Errorf("enroll: public url must not have a query or fragment: %q", cfg.PublicURL)
-	}
 	if cfg.LinkTTL <= 0 {
-		cfg.LinkTTL = DefaultLinkTTL
+		cfg.LinkTTL = vault.DefaultLinkTTL
 	}
-	if cfg.LinkTTL > MaxLinkTTL {
-		return nil, fmt.Errorf("enroll: link ttl %s is longer than %s", cfg.LinkTTL, MaxLinkTTL)
+	if cfg.LinkTTL > vault.MaxLinkTTL {
+		return nil, fmt.Errorf("enroll: link ttl %s is longer than %s", cfg.LinkTTL, vault.MaxLinkTTL)
+	}
+	if cfg.TargetLabel == nil {
+		cfg.TargetLabel = targetKind
+	}
+	if cfg.Cadence == nil {
+		cfg.Cadence = func(spec string) string { return "on the schedule “" + spec + "”" }
 	}
 	if cfg.FlowTTL <= 0 {
 		cfg.FlowTTL = DefaultFlowTTL
@@ -226,17 +221,4 @@ func (s *Service) SetProviders(ps map[string]Provider) {
 func (s *Service) provider(name string) (p Provider, ok bool) {
 	p, ok = (*s.providers.Load())[name]
 	return p, ok
-}
-
-// linkStatus says whether a link can still be used.
-func linkStatus(e vault.Enrollment, now time.Time) error {
-	switch {
-	case !e.UsedAt.IsZero():
-		return ErrLinkUsed
-	case e.Canceled:
-		return ErrLinkCanceled
-	case !now.Before(e.ExpiresAt):
-		return ErrLinkExpired
-	}
-	return nil
 }

@@ -81,18 +81,31 @@ func wellFormed(v string) bool {
 	return true
 }
 
-// link finds the usable link a request names, with its provider.
+// wellFormedID reports whether v looks like a vault.NewID: 26 characters
+// of lower-case Crockford base32.
+func wellFormedID(v string) bool {
+	if len(v) != 26 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// link finds the usable link a request names, with its provider. A link
+// whose watch the vault's rules no longer accept (the configuration
+// changed since it was sent) is refused here, before the landing page
+// offers the button and before the button starts a flow: no authorization
+// request, no token request (C11).
 func (s *Service) link(r *http.Request) (vault.Enrollment, Provider, error) {
 	token := r.PathValue("token")
 	if !wellFormed(token) {
 		return vault.Enrollment{}, nil, refuse(reasonLinkUnknown, errors.New("malformed link token"))
 	}
-	var e vault.Enrollment
-	err := s.cfg.DB.View(func(tx *vault.Tx) error {
-		var err error
-		e, err = tx.Enrollment(vault.HashLinkToken(token))
-		return err
-	})
+	e, err := s.cfg.DB.Link(vault.HashLinkToken(token))
 	if errors.Is(err, vault.ErrNotFound) {
 		return e, nil, refuse(reasonLinkUnknown, errors.New("no link with this token"))
 	}
@@ -100,8 +113,8 @@ func (s *Service) link(r *http.Request) (vault.Enrollment, Provider, error) {
 		return e, nil, refuse(reasonInternal, err)
 	}
 	attrs := []any{"user", e.UserID, "provider", e.Provider, "enrollment", e.ID}
-	if err := linkStatus(e, s.cfg.Now()); err != nil {
-		f := linkFailure(err)
+	if err := e.Usable(s.cfg.Now()); err != nil {
+		f := stateFailure(e.State(s.cfg.Now()), err)
 		f.attrs = attrs
 		return e, nil, f
 	}
@@ -110,6 +123,18 @@ func (s *Service) link(r *http.Request) (vault.Enrollment, Provider, error) {
 		f := refuse(reasonProviderUnavailable, fmt.Errorf("provider %q is not configured", e.Provider))
 		f.attrs = attrs
 		return e, nil, f
+	}
+	if e.Purpose == vault.PurposeEnroll && e.Watch != nil {
+		spec := *e.Watch
+		spec.Hashtags, spec.Targets = slices.Clone(spec.Hashtags), slices.Clone(spec.Targets)
+		if err := s.cfg.DB.CheckWatch(e.Provider, &spec); err != nil {
+			f := refuse(reasonInternal, err)
+			if errors.Is(err, vault.ErrInvalid) {
+				f = refuse(reasonWatchRefused, fmt.Errorf("link %s: %w", e.ID, err))
+			}
+			f.attrs = attrs
+			return e, nil, f
+		}
 	}
 	return e, p, nil
 }
@@ -157,23 +182,23 @@ func (s *Service) landing(w http.ResponseWriter, r *http.Request) {
 	if e.Watch != nil {
 		specs = append(specs, *e.Watch)
 	}
-	err = s.cfg.DB.View(func(tx *vault.Tx) error {
-		if u, err := tx.User(e.UserID); err == nil {
-			d.UserName = u.Name
-		}
-		if e.Purpose != vault.PurposeReconsent {
-			return nil
-		}
-		return tx.UserWatches(e.UserID, func(w vault.Watch) error {
-			if w.Provider == e.Provider && w.State == vault.WatchSuspended && w.SuspendReason == SuspendNeedsReconsent {
-				specs = append(specs, w.WatchSpec)
-			}
-			return nil
-		})
-	})
-	if err != nil {
+	if u, err := s.cfg.DB.User(e.UserID); err == nil {
+		d.UserName = u.Name
+	} else if !errors.Is(err, vault.ErrNotFound) {
 		s.fail(w, r, refuse(reasonInternal, err), "")
 		return
+	}
+	if e.Purpose == vault.PurposeReconsent {
+		watches, err := s.cfg.DB.ListWatches(e.UserID)
+		if err != nil {
+			s.fail(w, r, refuse(reasonInternal, err), "")
+			return
+		}
+		for _, wc := range watches {
+			if wc.Provider == e.Provider && wc.SuspendReason == vault.SuspendNeedsReconsent {
+				specs = append(specs, wc.WatchSpec)
+			}
+		}
 	}
 	for _, spec := range specs {
 		for _, h := range spec.Hashtags {
@@ -182,10 +207,10 @@ func (s *Service) landing(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if d.Cadence == "" {
-			d.Cadence = cadence(spec.Schedule)
+			d.Cadence = s.cfg.Cadence(spec.Schedule)
 		}
 		for _, t := range spec.Targets {
-			if l := targetLine(t); !slices.Contains(d.Targets, l) {
+			if l := s.targetLine(t); !slices.Contains(d.Targets, l) {
 				d.Targets = append(d.Targets, l)
 			}
 		}
@@ -315,12 +340,9 @@ func (s *Service) finish(r *http.Request, f *flow, q map[string][]string) error 
 		cause := fmt.Errorf("provider answered error %q: %s", code, httpsec.Clip(get("error_description"), 200))
 		if code == "access_denied" {
 			fl := refuse(reasonDenied, cause)
-			_ = s.cfg.DB.View(func(tx *vault.Tx) error {
-				if e, err := tx.Enrollment(f.linkHash); err == nil && linkStatus(e, s.cfg.Now()) == nil {
-					fl.until = e.ExpiresAt
-				}
-				return nil
-			})
+			if e, err := s.cfg.DB.Link(f.linkHash); err == nil && e.Usable(s.cfg.Now()) == nil {
+				fl.until = e.ExpiresAt
+			}
 			s.auditRefusal(f, "access denied at the provider")
 			return fl
 		}
@@ -333,20 +355,15 @@ func (s *Service) finish(r *http.Request, f *flow, q map[string][]string) error 
 	}
 	// A link canceled, used or expired while the user was at the provider
 	// is refused before the code is redeemed.
-	var e vault.Enrollment
-	err := s.cfg.DB.View(func(tx *vault.Tx) error {
-		var err error
-		e, err = tx.Enrollment(f.linkHash)
-		return err
-	})
+	e, err := s.cfg.DB.Link(f.linkHash)
 	if errors.Is(err, vault.ErrNotFound) {
 		return refuse(reasonLinkUnknown, errors.New("link deleted during the flow"))
 	}
 	if err != nil {
 		return refuse(reasonInternal, err)
 	}
-	if err := linkStatus(e, s.cfg.Now()); err != nil {
-		return linkFailure(err)
+	if err := e.Usable(s.cfg.Now()); err != nil {
+		return stateFailure(e.State(s.cfg.Now()), err)
 	}
 
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ExchangeTimeout)
@@ -384,7 +401,7 @@ func (s *Service) finish(r *http.Request, f *flow, q map[string][]string) error 
 		fl.missing = missing
 		return fl
 	}
-	grantID, err := s.commit(f, p, tr, id, granted)
+	res, err := s.commit(f, p, tr, id, granted)
 	if err != nil {
 		var fl *failure
 		if errors.As(err, &fl) {
@@ -395,9 +412,10 @@ func (s *Service) finish(r *http.Request, f *flow, q map[string][]string) error 
 		return refuse(reasonInternal, err)
 	}
 	if s.cfg.OnGrantStored != nil {
-		s.cfg.OnGrantStored(grantID)
+		s.cfg.OnGrantStored(res.Grant.ID)
 	}
-	s.log.Info("enrollment completed", "user", f.userID, "provider", f.provider, "enrollment", f.enrollmentID, "grant", grantID)
+	s.log.Info("enrollment completed", "user", f.userID, "provider", f.provider, "enrollment", f.enrollmentID, "grant", res.Grant.ID,
+		"watches_started", len(res.Started), "watches_kept", len(res.Kept), "watches_resumed", len(res.Resumed))
 	return nil
 }
 
@@ -427,11 +445,7 @@ func (s *Service) discard(p Provider, tr *provider.TokenResult) {
 // auditRefusal records a refused sign-in of a real flow (one that passed
 // the state and cookie checks, so only link holders can cause it).
 func (s *Service) auditRefusal(f *flow, detail string) {
-	err := s.cfg.DB.Update(func(tx *vault.Tx) error {
-		return tx.Audit(vault.AuditEvent{Kind: vault.AuditEnrollmentRefused, UserID: f.userID,
-			Detail: fmt.Sprintf("link %s at provider %s: %s", f.enrollmentID, f.provider, httpsec.Clip(detail, 300))})
-	})
-	if err != nil {
+	if err := s.cfg.DB.RecordConsentRefused(f.userID, f.enrollmentID, f.provider, httpsec.Clip(detail, 300)); err != nil {
 		s.log.Error("audit refused enrollment", "user", f.userID, "provider", f.provider, "err", err.Error())
 	}
 }
@@ -439,33 +453,28 @@ func (s *Service) auditRefusal(f *flow, detail string) {
 // enrolled shows the success page of a used link.
 func (s *Service) enrolled(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if len(id) != 26 || !printable(id) {
+	if !wellFormedID(id) {
 		s.fail(w, r, refuse(reasonNotFound, nil), "")
 		return
 	}
-	var (
-		e       vault.Enrollment
-		resumed []vault.Watch
-	)
-	err := s.cfg.DB.View(func(tx *vault.Tx) error {
-		var err error
-		if e, err = tx.EnrollmentByID(id); err != nil {
-			return err
-		}
-		return tx.UserWatches(e.UserID, func(w vault.Watch) error {
-			if w.Provider == e.Provider && w.State == vault.WatchActive {
-				resumed = append(resumed, w)
-			}
-			return nil
-		})
-	})
+	e, err := s.cfg.DB.LinkByID(id)
 	if errors.Is(err, vault.ErrNotFound) || (err == nil && e.UsedAt.IsZero()) {
 		s.fail(w, r, refuse(reasonNotFound, nil), "")
 		return
 	}
+	var watches []vault.WatchWithCursor
+	if err == nil {
+		watches, err = s.cfg.DB.ListWatches(e.UserID)
+	}
 	if err != nil {
 		s.fail(w, r, refuse(reasonInternal, err), "")
 		return
+	}
+	var resumed []vault.Watch
+	for _, wc := range watches {
+		if wc.Provider == e.Provider && wc.State == vault.WatchActive {
+			resumed = append(resumed, wc.Watch)
+		}
 	}
 	d := messageData{Kind: "ok"}
 	if e.Purpose == vault.PurposeReconsent {
@@ -484,7 +493,7 @@ func (s *Service) enrolled(w http.ResponseWriter, r *http.Request) {
 		for i, h := range w.Hashtags {
 			tags[i] = "#" + h
 		}
-		d.Lines = append(d.Lines, strings.Join(tags, " ")+", "+cadence(w.Schedule))
+		d.Lines = append(d.Lines, strings.Join(tags, " ")+", "+s.cfg.Cadence(w.Schedule))
 	}
 	d.Note = "You can close this page. To stop, revoke tagwatch's access in your account settings at the provider, or ask whoever sent you the link."
 	s.render(w, http.StatusOK, messageTmpl, &d, "")

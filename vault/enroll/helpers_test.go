@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"tagwatch/notify"
 	"tagwatch/vault"
 	"tagwatch/vault/enroll"
 	"tagwatch/vault/provider"
@@ -136,7 +137,7 @@ func newEnv(t *testing.T, providers func(redirect string, hc *http.Client) map[s
 	}
 	e := &env{t: t, tokens: &tokenCounter{base: http.DefaultTransport}, logs: &syncBuffer{}, clock: &clock{}}
 	e.dbPath = filepath.Join(t.TempDir(), "tagwatch.db")
-	e.db, err = vault.Open(vault.Options{Path: e.dbPath, Master: m, Create: true})
+	e.db, err = vault.Open(vault.Options{Path: e.dbPath, Master: m, Create: true, Now: e.clock.Now, Rules: enroll.TestRules{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,6 +157,10 @@ func newEnv(t *testing.T, providers func(redirect string, hc *http.Client) map[s
 		Operator:  "Example Newsroom",
 		Logger:    slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:       e.clock.Now,
+		// A stand-in for notify.TargetLabel that shows it is the one used.
+		TargetLabel: func(t string) string { return "label(" + t + ")" },
+		// The daemon's words for a schedule.
+		Cadence: notify.Cadence,
 		OnGrantStored: func(id string) {
 			e.mu.Lock()
 			defer e.mu.Unlock()
@@ -188,7 +193,7 @@ var testWatch = vault.WatchSpec{Hashtags: []string{"golang", "bbolt"}, Schedule:
 func (e *env) link(user, prov, expected string) (string, vault.Enrollment) {
 	e.t.Helper()
 	w := testWatch
-	l, rec, err := e.svc.CreateLink(context.Background(), enroll.LinkRequest{UserID: user, UserName: "Ada " + user,
+	l, rec, err := e.svc.CreateLink(context.Background(), vault.LinkRequest{UserID: user, UserName: "Ada " + user,
 		Provider: prov, Expected: expected, Watch: &w, CreatedBy: "test"})
 	if err != nil {
 		e.t.Fatalf("CreateLink(%s, %s) = %v", user, prov, err)

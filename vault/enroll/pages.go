@@ -3,14 +3,12 @@ package enroll
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
+	"tagwatch/vault"
 	"tagwatch/vault/httpsec"
 	"tagwatch/vault/provider"
 )
@@ -41,6 +39,7 @@ const (
 	reasonNoOffline
 	reasonWrongAccount
 	reasonScopes
+	reasonWatchRefused
 )
 
 // pageText is a refusal as the browser sees it.
@@ -74,6 +73,7 @@ var reasons = map[reason]pageText{
 	reasonIdentity:            {400, "identity_unverified", "Your sign-in could not be verified", "The provider's proof of who you are did not check out, so nothing was stored. Open the link from your message again to start over.", slog.LevelWarn},
 	reasonNoOffline:           {403, "no_offline_access", "The provider did not grant offline access", "tagwatch needs it to watch hashtags while you are away. Nothing was stored. Open the link from your message again and allow every permission asked for.", slog.LevelInfo},
 	reasonWrongAccount:        {403, "wrong_account", "You signed in with a different account", "This link is for another account, so nothing was stored. Sign out at the provider, open the link from your message again and sign in with the account it was meant for.", slog.LevelWarn},
+	reasonWatchRefused:        {409, "watch_refused", "This link's watch is no longer accepted", "The settings of the watch this link was made for are no longer accepted by tagwatch (its configuration changed after the link was sent), so nothing was changed and nothing was sent to the provider. Ask whoever sent you the link for a new one.", slog.LevelWarn},
 	reasonScopes:              {403, "scopes_missing", "Some permissions were not granted", "tagwatch cannot work without them, so nothing was stored. Open the link from your message again and allow every permission asked for.", slog.LevelInfo},
 }
 
@@ -98,14 +98,14 @@ func (f *failure) Unwrap() error { return f.err }
 
 func refuse(r reason, err error) *failure { return &failure{reason: r, err: err} }
 
-// linkFailure maps a link's state to its page.
-func linkFailure(err error) *failure {
-	switch {
-	case errors.Is(err, ErrLinkUsed):
+// stateFailure maps the state of a link that cannot be used to its page.
+func stateFailure(st vault.LinkState, err error) *failure {
+	switch st {
+	case vault.LinkUsed:
 		return refuse(reasonLinkUsed, err)
-	case errors.Is(err, ErrLinkCanceled):
+	case vault.LinkCanceled:
 		return refuse(reasonLinkCanceled, err)
-	case errors.Is(err, ErrLinkExpired):
+	case vault.LinkExpired:
 		return refuse(reasonLinkExpired, err)
 	}
 	return refuse(reasonInternal, err)
@@ -241,70 +241,13 @@ func scopeLine(s string) scopeText {
 	return scopeText{Name: s, Text: "A permission your provider defines."}
 }
 
-// cadence says a schedule in words where it can.
-func cadence(spec string) string {
-	switch spec {
-	case "@hourly", "@every 1h", "@every 60m":
-		return "every hour"
-	case "@daily", "@midnight":
-		return "once a day"
-	case "@weekly":
-		return "once a week"
-	case "@monthly":
-		return "once a month"
-	case "@yearly", "@annually":
-		return "once a year"
-	}
-	if rest, ok := strings.CutPrefix(spec, "@every "); ok {
-		if d, err := time.ParseDuration(strings.TrimSpace(rest)); err == nil && d > 0 {
-			return "every " + humanDuration(d)
-		}
-	}
-	return "on the schedule “" + spec + "”"
-}
-
-func humanDuration(d time.Duration) string {
-	unit := func(n int64, one string) string {
-		if n == 1 {
-			return one
-		}
-		return fmt.Sprintf("%d %ss", n, one)
-	}
-	switch {
-	case d%(24*time.Hour) == 0:
-		return unit(int64(d/(24*time.Hour)), "day")
-	case d%time.Hour == 0:
-		return unit(int64(d/time.Hour), "hour")
-	case d%time.Minute == 0:
-		return unit(int64(d/time.Minute), "minute")
-	case d%time.Second == 0:
-		return unit(int64(d/time.Second), "second")
-	}
-	return d.String()
-}
-
-// targetLine says where notifications go without showing a webhook's
-// path or query, which may carry a secret.
-func targetLine(t string) string {
-	switch {
-	case t == "console:":
+// targetLine says where notifications go, through Config.TargetLabel:
+// never a webhook's path or query, which may carry a secret.
+func (s *Service) targetLine(t string) string {
+	if t == "console:" {
 		return "The tagwatch operator's console"
-	case strings.HasPrefix(t, "mailto:"):
-		return "Email to " + strings.TrimPrefix(t, "mailto:")
 	}
-	return "A webhook at " + redactTarget(t)
-}
-
-// redactTarget keeps a webhook URL's scheme and host.
-func redactTarget(t string) string {
-	u, err := url.Parse(t)
-	if err != nil || u.Host == "" {
-		if len(t) > 12 {
-			return t[:12] + "..."
-		}
-		return t
-	}
-	return u.Scheme + "://" + u.Host
+	return s.cfg.TargetLabel(t)
 }
 
 func formatTime(t time.Time) string {

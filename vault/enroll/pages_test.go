@@ -34,7 +34,7 @@ func TestPageHeaders(t *testing.T) {
 		t.Fatalf("enrollment = %d: %s", success.status, success.body)
 	}
 	canceled, crec := xe.link("pages-canceled", "x", "")
-	if err := xe.svc.CancelLink(context.Background(), crec.ID, "test"); err != nil {
+	if err := xe.db.CancelLink(crec.ID, "test"); err != nil {
 		t.Fatal(err)
 	}
 	// A flow whose callback is refused, and one denied at the provider.
@@ -132,7 +132,7 @@ func TestPageHeaders(t *testing.T) {
 
 	// The landing page says who asks and what will be done.
 	landing := pages[0].p.body
-	for _, want := range []string{"Example Newsroom", "#golang", "#bbolt", "every 15 minutes", "Email to ada@example.com",
+	for _, want := range []string{"Example Newsroom", "#golang", "#bbolt", "every 15 minutes", "label(mailto:ada@example.com)",
 		"tweet.read", "offline.access", "Continue to X", hostOf(authOrigin)} {
 		if !strings.Contains(landing, want) {
 			t.Errorf("landing page does not show %q", want)

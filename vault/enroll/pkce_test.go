@@ -25,7 +25,7 @@ func newTestService(t testing.TB, providerURL string) (*Service, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := vault.Open(vault.Options{Path: filepath.Join(t.TempDir(), "v.db"), Master: m, Create: true})
+	db, err := vault.Open(vault.Options{Path: filepath.Join(t.TempDir(), "v.db"), Master: m, Create: true, Rules: TestRules{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func newTestService(t testing.TB, providerURL string) (*Service, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	link, _, err := s.CreateLink(context.Background(), LinkRequest{UserID: "u", Provider: "x",
+	link, _, err := s.CreateLink(context.Background(), vault.LinkRequest{UserID: "u", Provider: "x",
 		Watch: &vault.WatchSpec{Hashtags: []string{"go"}, Schedule: "@hourly", Targets: []string{"console:"}}})
 	if err != nil {
 		t.Fatal(err)

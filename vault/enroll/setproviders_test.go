@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"testing"
 
+	"tagwatch/vault"
 	"tagwatch/vault/enroll"
 	"tagwatch/vault/provider"
 	"tagwatch/vault/secret"
@@ -45,7 +46,7 @@ func TestSetProviders(t *testing.T) {
 
 	link2, _ := xe.link("bob", "x", "")
 	xe.svc.SetProviders(nil)
-	_, _, err := xe.svc.CreateLink(context.Background(), enroll.LinkRequest{UserID: "carol", Provider: "x", Watch: &testWatch, CreatedBy: "test"})
+	_, _, err := xe.svc.CreateLink(context.Background(), vault.LinkRequest{UserID: "carol", Provider: "x", Watch: &testWatch, CreatedBy: "test"})
 	if !errors.Is(err, enroll.ErrUnknownProvider) {
 		t.Errorf("CreateLink(removed provider) = %v, want ErrUnknownProvider", err)
 	}

@@ -2,6 +2,7 @@ package enroll_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"html"
 	"net/http"
@@ -149,23 +150,16 @@ func TestXEnrollment(t *testing.T) {
 		expectPage(t, xe.enroll(newBrowser(t), link, "1001"), http.StatusOK, "all set")
 		g := xe.expectEnrolled("bea", rec, "1001")
 		// Renewal finds the grant dead: it suspends the watches and
-		// creates a re-consent link.
-		var watchID string
-		err := xe.db.Update(func(tx *vault.Tx) error {
-			g.State = vault.GrantNeedsReconsent
-			if err := tx.PutGrant(g); err != nil {
-				return err
-			}
-			return tx.UserWatches("bea", func(w vault.Watch) error {
-				watchID = w.ID
-				w.State, w.SuspendReason = vault.WatchSuspended, enroll.SuspendNeedsReconsent
-				return tx.PutWatch(w)
-			})
-		})
-		if err != nil {
+		// queues a re-consent link; the operator sends another one.
+		if _, err := xe.db.MarkNeedsReconsent(g.ID, vault.Reconsent{Reason: "dead_grant", LinkPrefix: xe.url + "/enroll/", Actor: "test"}); err != nil {
 			t.Fatal(err)
 		}
-		rlink, rrec, err := xe.svc.CreateLink(context.Background(), enroll.LinkRequest{UserID: "bea", Provider: "x",
+		watches, err := xe.db.ListWatches("bea")
+		if err != nil || len(watches) != 1 || watches[0].SuspendReason != vault.SuspendNeedsReconsent {
+			t.Fatalf("watches after MarkNeedsReconsent = %+v, %v; want one suspended (needs_reconsent)", watches, err)
+		}
+		watchID := watches[0].ID
+		rlink, rrec, err := xe.svc.CreateLink(context.Background(), vault.LinkRequest{UserID: "bea", Provider: "x",
 			Purpose: vault.PurposeReconsent, GrantID: g.ID, CreatedBy: "renewal"})
 		if err != nil {
 			t.Fatal(err)
@@ -201,8 +195,12 @@ func TestXEnrollment(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if !strings.Contains(string(r.Payload), "resumes") {
-				t.Errorf("notice = %s, want the resume message", r.Payload)
+			var notice vault.Notice
+			if err := json.Unmarshal(r.Payload, &notice); err != nil {
+				return err
+			}
+			if !notice.Resumed || notice.Message != "" || notice.Schedule != testWatch.Schedule {
+				t.Errorf("notice = %s, want the facts of a resumed watch and no words", r.Payload)
 			}
 			return nil
 		})
@@ -216,8 +214,8 @@ func TestCreateLink(t *testing.T) {
 	xe := newXEnv(t)
 	ctx := context.Background()
 	w := testWatch
-	good := enroll.LinkRequest{UserID: "u1", Provider: "x", Watch: &w}
-	bad := func(mod func(*enroll.LinkRequest)) enroll.LinkRequest {
+	good := vault.LinkRequest{UserID: "u1", Provider: "x", Watch: &w}
+	bad := func(mod func(*vault.LinkRequest)) vault.LinkRequest {
 		r := good
 		spec := *good.Watch
 		r.Watch = &spec
@@ -226,29 +224,32 @@ func TestCreateLink(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		req  enroll.LinkRequest
+		req  vault.LinkRequest
 		want error
 	}{
-		{"unknown provider", bad(func(r *enroll.LinkRequest) { r.Provider = "mastodon" }), enroll.ErrUnknownProvider},
-		{"no user", bad(func(r *enroll.LinkRequest) { r.UserID = "" }), enroll.ErrInvalidRequest},
-		{"control characters", bad(func(r *enroll.LinkRequest) { r.UserName = "a\nb" }), enroll.ErrInvalidRequest},
-		{"no watch", bad(func(r *enroll.LinkRequest) { r.Watch = nil }), enroll.ErrInvalidRequest},
-		{"bad hashtag", bad(func(r *enroll.LinkRequest) { r.Watch.Hashtags = []string{"no-dash"} }), enroll.ErrInvalidRequest},
-		{"no hashtag", bad(func(r *enroll.LinkRequest) { r.Watch.Hashtags = nil }), enroll.ErrInvalidRequest},
-		{"no target", bad(func(r *enroll.LinkRequest) { r.Watch.Targets = nil }), enroll.ErrInvalidRequest},
-		{"bad target", bad(func(r *enroll.LinkRequest) { r.Watch.Targets = []string{"ftp://x"} }), enroll.ErrInvalidRequest},
-		{"no schedule", bad(func(r *enroll.LinkRequest) { r.Watch.Schedule = " " }), enroll.ErrInvalidRequest},
-		{"ttl too long", bad(func(r *enroll.LinkRequest) { r.TTL = enroll.MaxLinkTTL * 2 }), enroll.ErrInvalidRequest},
-		{"reconsent without grant", bad(func(r *enroll.LinkRequest) { r.Purpose = vault.PurposeReconsent }), enroll.ErrInvalidRequest},
-		{"reconsent of unknown grant", bad(func(r *enroll.LinkRequest) { r.Purpose, r.GrantID = vault.PurposeReconsent, "nope" }), enroll.ErrInvalidRequest},
+		{"unknown provider", bad(func(r *vault.LinkRequest) { r.Provider = "mastodon" }), enroll.ErrUnknownProvider},
+		{"no user", bad(func(r *vault.LinkRequest) { r.UserID = "" }), vault.ErrInvalid},
+		{"control characters", bad(func(r *vault.LinkRequest) { r.UserName = "a\nb" }), vault.ErrInvalid},
+		{"no watch", bad(func(r *vault.LinkRequest) { r.Watch = nil }), vault.ErrInvalid},
+		{"bad hashtag", bad(func(r *vault.LinkRequest) { r.Watch.Hashtags = []string{"no-dash"} }), vault.ErrInvalid},
+		{"no hashtag", bad(func(r *vault.LinkRequest) { r.Watch.Hashtags = nil }), vault.ErrInvalid},
+		{"no target", bad(func(r *vault.LinkRequest) { r.Watch.Targets = nil }), vault.ErrInvalid},
+		{"bad target", bad(func(r *vault.LinkRequest) { r.Watch.Targets = []string{"ftp://x"} }), vault.ErrInvalid},
+		{"no schedule", bad(func(r *vault.LinkRequest) { r.Watch.Schedule = " " }), vault.ErrInvalid},
+		{"ttl too long", bad(func(r *vault.LinkRequest) { r.TTL = vault.MaxLinkTTL * 2 }), vault.ErrInvalid},
+		{"reconsent without grant", bad(func(r *vault.LinkRequest) { r.Purpose, r.Watch = vault.PurposeReconsent, nil }), vault.ErrInvalid},
+		{"reconsent of unknown grant", bad(func(r *vault.LinkRequest) { r.Purpose, r.GrantID, r.Watch = vault.PurposeReconsent, "nope", nil }), vault.ErrNotFound},
 	}
 	for _, tc := range tests {
 		if _, _, err := xe.svc.CreateLink(ctx, tc.req); !errors.Is(err, tc.want) {
 			t.Errorf("CreateLink(%s) = %v, want %v", tc.name, err, tc.want)
 		}
 	}
+	if _, _, err := xe.svc.CreateLink(ctx, tests[0].req); !errors.Is(err, vault.ErrInvalid) || !strings.Contains(err.Error(), `"mastodon"`) {
+		t.Errorf("CreateLink(unknown provider) = %v, want an invalid request naming the provider", err)
+	}
 
-	r := bad(func(r *enroll.LinkRequest) {
+	r := bad(func(r *vault.LinkRequest) {
 		r.Watch.Hashtags = []string{"#Go", "go", "rust_lang"}
 		r.UserEmail = "u1@example.com"
 	})
@@ -263,8 +264,8 @@ func TestCreateLink(t *testing.T) {
 	if got := rec.Watch.Hashtags; len(got) != 2 || got[0] != "Go" || got[1] != "rust_lang" {
 		t.Errorf("hashtags = %v, want [Go rust_lang] (# dropped, duplicates removed)", got)
 	}
-	if d := rec.ExpiresAt.Sub(rec.CreatedAt); d < enroll.DefaultLinkTTL-time1 || d > enroll.DefaultLinkTTL+time1 {
-		t.Errorf("link lives %v, want %v", d, enroll.DefaultLinkTTL)
+	if d := rec.ExpiresAt.Sub(rec.CreatedAt); d < vault.DefaultLinkTTL-time1 || d > vault.DefaultLinkTTL+time1 {
+		t.Errorf("link lives %v, want %v", d, vault.DefaultLinkTTL)
 	}
 
 	// A GET never consumes the link, however often.
@@ -274,33 +275,33 @@ func TestCreateLink(t *testing.T) {
 			t.Fatalf("GET link = %d, want 200", p.status)
 		}
 	}
-	links, err := xe.svc.ListLinks(ctx)
-	if err != nil || len(links) != 1 || links[0].State != enroll.LinkPending || links[0].Hash != "" {
+	links, err := xe.db.ListLinks(xe.clock.Now())
+	if err != nil || len(links) != 1 || links[0].State != vault.LinkPending || links[0].Hash != "" {
 		t.Fatalf("ListLinks = %+v, %v; want one pending link without its hash", links, err)
 	}
 
 	// Canceled, then expired links get their pages.
-	if err := xe.svc.CancelLink(ctx, rec.ID, "op"); err != nil {
+	if err := xe.db.CancelLink(rec.ID, "op"); err != nil {
 		t.Fatal(err)
 	}
 	expectPage(t, b.get(link), http.StatusGone, "canceled")
 	expectPage(t, b.post(link, url.Values{}), http.StatusGone, "canceled")
-	if err := xe.svc.CancelLink(ctx, "unknown", "op"); !errors.Is(err, vault.ErrNotFound) {
+	if err := xe.db.CancelLink("unknown", "op"); !errors.Is(err, vault.ErrNotFound) {
 		t.Errorf("CancelLink(unknown) = %v, want vault.ErrNotFound", err)
 	}
 	link2, rec2, err := xe.svc.CreateLink(ctx, good)
 	if err != nil {
 		t.Fatal(err)
 	}
-	xe.clock.Advance(enroll.DefaultLinkTTL + time1)
+	xe.clock.Advance(vault.DefaultLinkTTL + time1)
 	expectPage(t, b.get(link2), http.StatusGone, "expired")
 	expectPage(t, b.post(link2, url.Values{}), http.StatusGone, "expired")
-	links, _ = xe.svc.ListLinks(ctx)
-	states := map[string]enroll.LinkState{}
+	links, _ = xe.db.ListLinks(xe.clock.Now())
+	states := map[string]vault.LinkState{}
 	for _, l := range links {
 		states[l.ID] = l.State
 	}
-	if states[rec.ID] != enroll.LinkCanceled || states[rec2.ID] != enroll.LinkExpired {
+	if states[rec.ID] != vault.LinkCanceled || states[rec2.ID] != vault.LinkExpired {
 		t.Errorf("link states = %v, want canceled and expired", states)
 	}
 	expectPage(t, b.get(xe.url+"/enroll/"+strings.Repeat("A", 43)), http.StatusNotFound, "not valid")

@@ -188,8 +188,12 @@ func TestHydra(t *testing.T) {
 		if active, _ := h.Introspect(t, tok.Refresh.Reveal()); !active {
 			t.Fatal("refresh token not active before unenroll")
 		}
-		if err := f.mgr.Unenroll(context.Background(), g.ID, "test"); err != nil {
+		res, err := f.mgr.Unenroll(context.Background(), g.ID, "test")
+		if err != nil {
 			t.Fatal(err)
+		}
+		if want := (UnenrollResult{RevokedAtProvider: true}); res != want {
+			t.Errorf("Unenroll() = %+v, want %+v", res, want)
 		}
 		if active, _ := h.Introspect(t, tok.Refresh.Reveal()); active {
 			t.Error("refresh token still active at Hydra after unenroll")

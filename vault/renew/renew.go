@@ -17,11 +17,16 @@
 // the user, no further attempts); transient failures back off exponentially
 // with jitter and leave the grant alone; a client failure is an operator
 // alert. A Manager is safe for concurrent use; Run owns its goroutine.
+//
+// Every change to the store is one method of *vault.DB (vault/grants.go:
+// BeginRefresh, CommitRefresh, RecordRefreshFailure, MarkNeedsReconsent,
+// UnenrollGrant and the pending revocations' methods); this package holds
+// the protocol's order, the locks, the backoff and the HTTP calls, and
+// opens no transaction of its own.
 package renew
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,8 +55,13 @@ type Provider interface {
 var _ Provider = (*provider.Provider)(nil)
 
 // ErrNeedsConsent means the grant is not active: it needs a new consent
-// (or was revoked). No request was made.
-var ErrNeedsConsent = errors.New("renew: grant needs a new consent")
+// (or was revoked). No request was made. It is vault.ErrNeedsConsent, so
+// callers may test for either; the errors carrying it are
+// *vault.NeedsConsentError.
+var ErrNeedsConsent = vault.ErrNeedsConsent
+
+// actor names renewal in the audit trail and on the links it creates.
+const actor = "tagwatchd renewal"
 
 // Event kinds reported to Config.Observer.
 const (
@@ -94,7 +104,8 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// PublicURL is where re-consent links point (<PublicURL>/enroll/<token>).
 	PublicURL string
-	// LinkTTL is how long a re-consent link lives; default 72 h.
+	// LinkTTL is how long a re-consent link lives; default
+	// vault.DefaultLinkTTL (72 h).
 	LinkTTL time.Duration
 	// RevocationInterval is how often Run retries pending revocations;
 	// default 1 min.
@@ -169,7 +180,7 @@ func New(cfg Config) *Manager {
 		cfg.MaxBackoff = 10 * time.Minute
 	}
 	if cfg.LinkTTL <= 0 {
-		cfg.LinkTTL = 72 * time.Hour
+		cfg.LinkTTL = vault.DefaultLinkTTL
 	}
 	if cfg.RevocationInterval <= 0 {
 		cfg.RevocationInterval = time.Minute
@@ -286,23 +297,11 @@ func (s *Source) Invalidate(ctx context.Context, stale secret.AccessToken) (secr
 	return s.m.renew(ctx, s.e, &stale)
 }
 
-// NeedsConsentError says why a grant cannot be used.
-type NeedsConsentError struct {
-	GrantID string
-	State   vault.GrantState
-}
-
-func (e *NeedsConsentError) Error() string {
-	return fmt.Sprintf("renew: grant %s is %s", e.GrantID, e.State)
-}
-
-func (e *NeedsConsentError) Unwrap() error { return ErrNeedsConsent }
-
 func (m *Manager) valid(expiry time.Time) bool { return m.now().Add(m.cfg.Skew).Before(expiry) }
 
 func (m *Manager) renew(ctx context.Context, e *entry, stale *secret.AccessToken) (secret.AccessToken, error) {
 	if e.dead.Load() {
-		return secret.AccessToken{}, &NeedsConsentError{GrantID: e.id, State: vault.GrantNeedsReconsent}
+		return secret.AccessToken{}, &vault.NeedsConsentError{GrantID: e.id, State: vault.GrantNeedsReconsent}
 	}
 	unlock, err := m.locker.Lock(ctx, e.id)
 	if err != nil {
@@ -314,23 +313,14 @@ func (m *Manager) renew(ctx context.Context, e *entry, stale *secret.AccessToken
 		return c.access, nil
 	}
 	// The vault may be fresher than the cache (a restart, a re-consent).
-	var g vault.Grant
-	var tok vault.Tokens
-	err = m.db.View(func(tx *vault.Tx) error {
-		var err error
-		if g, err = tx.Grant(e.id); err != nil {
-			return err
-		}
-		tok, err = tx.OpenTokens(g)
-		return err
-	})
+	g, tok, err := m.db.GrantTokens(e.id)
 	if err != nil {
-		return secret.AccessToken{}, fmt.Errorf("renew: load grant %s: %w", e.id, err)
+		return secret.AccessToken{}, fmt.Errorf("renew: load the grant: %w", err)
 	}
 	if g.State != vault.GrantActive {
 		e.dead.Store(true)
 		e.cur.Store(nil)
-		return secret.AccessToken{}, &NeedsConsentError{GrantID: e.id, State: g.State}
+		return secret.AccessToken{}, &vault.NeedsConsentError{GrantID: e.id, State: g.State}
 	}
 	if g.RefreshInFlight.IsZero() && !tok.Access.IsZero() && m.valid(g.AccessExpiry) && (stale == nil || !tok.Access.Equal(stale.Value)) {
 		e.cur.Store(&cached{access: tok.Access, expiry: g.AccessExpiry})
@@ -357,48 +347,16 @@ func (m *Manager) refresh(ctx context.Context, e *entry, g vault.Grant) (secret.
 	for attempt := 0; ; attempt++ {
 		// tx 1: the marker. A marker already there means the last request's
 		// outcome is unknown: this is the one retry with the stored token.
-		var rt secret.RefreshToken
-		retry := false
-		err := m.db.Update(func(tx *vault.Tx) error {
-			cur, err := tx.Grant(g.ID)
-			if err != nil {
-				return err
-			}
-			if cur.State != vault.GrantActive {
-				return &NeedsConsentError{GrantID: g.ID, State: cur.State}
-			}
-			tok, err := tx.OpenTokens(cur)
-			if err != nil {
-				return err
-			}
-			if tok.Refresh.IsZero() {
-				return fmt.Errorf("grant %s has no refresh token", g.ID)
-			}
-			rt = tok.Refresh
-			now := m.now()
-			if !cur.RefreshInFlight.IsZero() {
-				retry = true
-				if !cur.InFlightRetried {
-					cur.InFlightRetried = true
-					cur.LostRotations++
-					if err := tx.Audit(vault.AuditEvent{Kind: vault.AuditLostRotation, Actor: "tagwatchd renewal", UserID: cur.UserID, GrantID: cur.ID,
-						Detail: "a refresh's outcome was lost (crash or timeout); retrying once with the stored refresh token"}); err != nil {
-						return err
-					}
-				}
-			}
-			cur.RefreshInFlight = now
-			g = cur
-			return tx.PutGrant(cur)
-		})
+		t, err := m.db.BeginRefresh(g.ID, actor)
 		if err != nil {
-			var nc *NeedsConsentError
-			if errors.As(err, &nc) {
+			if errors.Is(err, vault.ErrNeedsConsent) {
 				e.dead.Store(true)
 				return secret.AccessToken{}, err
 			}
-			return secret.AccessToken{}, fmt.Errorf("renew: grant %s: mark refresh in flight: %w", g.ID, err)
+			return secret.AccessToken{}, fmt.Errorf("renew: mark a refresh in flight: %w", err)
 		}
+		g = t.Grant
+		retry := t.Retry
 		if retry {
 			m.emit(Event{Kind: EventLostRotation, GrantID: g.ID, UserID: g.UserID, Provider: g.Provider})
 			m.log.Warn("retrying a refresh whose outcome was lost", "grant", g.ID, "user", g.UserID, "provider", g.Provider)
@@ -407,11 +365,11 @@ func (m *Manager) refresh(ctx context.Context, e *entry, g vault.Grant) (secret.
 		// The HTTP call, outside any transaction, detached from the caller:
 		// abandoning a sent refresh would only lose its answer.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.Timeout)
-		res, rerr := p.Refresh(rctx, rt)
+		res, rerr := p.Refresh(rctx, t.Refresh)
 		cancel()
 
 		if rerr == nil {
-			return m.commitSuccess(ctx, e, g, p, res)
+			return m.commitSuccess(ctx, e, t, p, res)
 		}
 		var pe *provider.Error
 		if !errors.As(rerr, &pe) {
@@ -428,7 +386,7 @@ func (m *Manager) refresh(ctx context.Context, e *entry, g vault.Grant) (secret.
 			}
 			e.dead.Store(true)
 			e.cur.Store(nil)
-			return secret.AccessToken{}, &NeedsConsentError{GrantID: g.ID, State: vault.GrantNeedsReconsent}
+			return secret.AccessToken{}, &vault.NeedsConsentError{GrantID: g.ID, State: vault.GrantNeedsReconsent}
 		case pe.Ambiguous && !retry && attempt == 0:
 			// The request may have rotated the token: retry once, now, with
 			// the stored one (the marker stays set).
@@ -436,7 +394,7 @@ func (m *Manager) refresh(ctx context.Context, e *entry, g vault.Grant) (secret.
 			continue
 		default:
 			e.failProvider, e.failGen = g.Provider, gen
-			return secret.AccessToken{}, m.recordFailure(e, g, pe, retry || pe.Ambiguous)
+			return secret.AccessToken{}, m.recordFailure(e, t, pe, retry || pe.Ambiguous)
 		}
 	}
 }
@@ -444,7 +402,8 @@ func (m *Manager) refresh(ctx context.Context, e *entry, g vault.Grant) (secret.
 // commitSuccess is tx 2 of a refresh: the new tokens, sealed, with the
 // absolute expiry; the marker cleared. Only after it commits is the new
 // access token used.
-func (m *Manager) commitSuccess(ctx context.Context, e *entry, g vault.Grant, p Provider, res *provider.TokenResult) (secret.AccessToken, error) {
+func (m *Manager) commitSuccess(ctx context.Context, e *entry, t vault.RefreshTicket, p Provider, res *provider.TokenResult) (secret.AccessToken, error) {
+	g := t.Grant
 	reason := ""
 	if res.Scopes != nil {
 		if missing := p.MissingScopes(res.Scopes); len(missing) > 0 {
@@ -458,40 +417,12 @@ func (m *Manager) commitSuccess(ctx context.Context, e *entry, g vault.Grant, p 
 			m.log.Error("ID token from a refresh does not match the grant", "grant", g.ID, "err", err)
 		}
 	}
-	var out vault.Grant
-	err := m.db.Update(func(tx *vault.Tx) error {
-		cur, err := tx.Grant(g.ID)
-		if err != nil {
-			return err
-		}
-		old, err := tx.OpenTokens(cur)
-		if err != nil {
-			return err
-		}
-		next := vault.Tokens{Refresh: old.Refresh, Access: res.Access}
-		if !res.Refresh.IsZero() {
-			next.Refresh = res.Refresh
-		}
-		if err := tx.SealTokens(&cur, next); err != nil {
-			return err
-		}
-		now := m.now()
-		cur.AccessExpiry = res.Expiry
-		cur.RefreshInFlight, cur.InFlightRetried = time.Time{}, false
-		cur.RefreshCount++
-		cur.LastRefreshAt = now
-		cur.TransientErrors, cur.LastErrorClass, cur.LastErrorAt = 0, "", time.Time{}
-		if res.Scopes != nil {
-			cur.Scopes = res.Scopes
-		}
-		out = cur
-		return tx.PutGrant(cur)
-	})
+	out, err := m.db.CommitRefresh(t, vault.RefreshResult{Access: res.Access, Expiry: res.Expiry, Refresh: res.Refresh, Scopes: res.Scopes})
 	if err != nil {
 		// The provider rotated but we could not store it: the marker stays,
 		// so the next attempt is the retry and ends the grant cleanly if the
 		// provider refuses the old token.
-		return secret.AccessToken{}, fmt.Errorf("renew: grant %s: store refreshed tokens: %w", g.ID, err)
+		return secret.AccessToken{}, fmt.Errorf("renew: store the refreshed tokens: %w", err)
 	}
 	e.failures, e.lastErr, e.notBefore = 0, nil, time.Time{}
 	if reason != "" {
@@ -500,7 +431,7 @@ func (m *Manager) commitSuccess(ctx context.Context, e *entry, g vault.Grant, p 
 		}
 		e.dead.Store(true)
 		e.cur.Store(nil)
-		return secret.AccessToken{}, &NeedsConsentError{GrantID: g.ID, State: vault.GrantNeedsReconsent}
+		return secret.AccessToken{}, &vault.NeedsConsentError{GrantID: g.ID, State: vault.GrantNeedsReconsent}
 	}
 	e.cur.Store(&cached{access: res.Access, expiry: res.Expiry})
 	m.emit(Event{Kind: EventRenewed, GrantID: out.ID, UserID: out.UserID, Provider: out.Provider, RefreshCount: out.RefreshCount, Expiry: res.Expiry})
@@ -512,7 +443,8 @@ func (m *Manager) commitSuccess(ctx context.Context, e *entry, g vault.Grant, p 
 // recordFailure notes a non-terminal failure and sets the backoff. keep
 // leaves the in-flight marker set: the outcome of a sent request is still
 // unknown.
-func (m *Manager) recordFailure(e *entry, g vault.Grant, pe *provider.Error, keep bool) error {
+func (m *Manager) recordFailure(e *entry, t vault.RefreshTicket, pe *provider.Error, keep bool) error {
+	g := t.Grant
 	e.failures++
 	d := m.backoff(e.failures)
 	if pe.RetryAfter > d {
@@ -523,25 +455,11 @@ func (m *Manager) recordFailure(e *entry, g vault.Grant, pe *provider.Error, kee
 	}
 	now := m.now()
 	e.notBefore, e.lastErr = now.Add(d), pe
-	err := m.db.Update(func(tx *vault.Tx) error {
-		cur, err := tx.Grant(g.ID)
-		if err != nil {
-			return err
-		}
-		if !keep {
-			cur.RefreshInFlight, cur.InFlightRetried = time.Time{}, false
-		}
-		cur.TransientErrors++
-		cur.LastErrorClass, cur.LastErrorAt = string(pe.Class), now
-		if pe.Class == provider.ClassClient {
-			if err := tx.Audit(vault.AuditEvent{Kind: vault.AuditGrantState, Actor: "tagwatchd renewal", UserID: cur.UserID, GrantID: cur.ID,
-				Detail: "operator alert: the provider refuses tagwatch's client: " + pe.Error()}); err != nil {
-				return err
-			}
-		}
-		return tx.PutGrant(cur)
-	})
-	if err != nil {
+	f := vault.RefreshFailure{Class: string(pe.Class), KeepMarker: keep, Actor: actor}
+	if pe.Class == provider.ClassClient {
+		f.Alert = "the provider refuses tagwatch's client: " + pe.Error()
+	}
+	if err := m.db.RecordRefreshFailure(t, f); err != nil {
 		m.log.Error("cannot record a refresh failure", "grant", g.ID, "err", err)
 	}
 	if pe.Class == provider.ClassClient {
@@ -564,67 +482,20 @@ func (m *Manager) backoff(failures int) time.Duration {
 	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
-// needsReconsent ends a grant's active life: state, suspended watches, a
-// fresh one-time re-consent link queued for the user, an audit entry; all
-// in one transaction. keepTokens keeps the sealed tokens (they still work,
-// e.g. the scope shrank) so an unenroll can revoke them.
+// needsReconsent ends a grant's active life with vault.DB.MarkNeedsReconsent
+// (one transaction: state, suspended watches, a fresh one-time re-consent
+// link queued for the user, an audit entry). keepTokens keeps the sealed
+// tokens (they still work, e.g. the scope shrank) so an unenroll can
+// revoke them.
 func (m *Manager) needsReconsent(g vault.Grant, reason string, keepTokens bool) error {
-	var link string
-	var enrollmentID string
-	err := m.db.Update(func(tx *vault.Tx) error {
-		cur, err := tx.Grant(g.ID)
-		if err != nil {
-			return err
-		}
-		if cur.State != vault.GrantActive {
-			return nil
-		}
-		now := m.now()
-		cur.State, cur.StateSince = vault.GrantNeedsReconsent, now
-		cur.LastErrorClass, cur.LastErrorAt = reason, now
-		cur.RefreshInFlight, cur.InFlightRetried = time.Time{}, false
-		if !keepTokens {
-			cur.SealedRefresh, cur.SealedAccess, cur.AccessExpiry = nil, nil, time.Time{}
-		}
-		if err := tx.PutGrant(cur); err != nil {
-			return err
-		}
-		targets, hashtags, err := suspendWatches(tx, cur, "needs_reconsent", false)
-		if err != nil {
-			return err
-		}
-		token, enr, err := tx.CreateEnrollment(vault.Enrollment{Purpose: vault.PurposeReconsent, UserID: cur.UserID, Provider: cur.Provider,
-			Expected: cur.Subject, GrantID: cur.ID, CreatedBy: "tagwatchd renewal", ExpiresAt: now.Add(m.cfg.LinkTTL)})
-		if err != nil {
-			return err
-		}
-		link = strings.TrimRight(m.cfg.PublicURL, "/") + "/enroll/" + token
-		enrollmentID = enr.ID
-		notice := vault.Notice{Type: vault.NoticeReconsent, UserID: cur.UserID, Provider: cur.Provider, Hashtags: hashtags, Time: now,
-			Message: "tagwatch can no longer act for you and has paused your watches. Open the link in this message to allow it again."}
-		payload, err := json.Marshal(notice)
-		if err != nil {
-			return err
-		}
-		for _, t := range targets {
-			row := vault.OutboxRow{ID: vault.OutboxID(cur.UserID, enr.ID, t, vault.NoticeReconsent), Kind: vault.NoticeReconsent,
-				UserID: cur.UserID, Target: t, Payload: payload}
-			if err := tx.SealOutboxSecret(&row, secret.New(link)); err != nil {
-				return err
-			}
-			if _, err := tx.Enqueue(row); err != nil {
-				return err
-			}
-		}
-		return tx.Audit(vault.AuditEvent{Kind: vault.AuditGrantState, Actor: "tagwatchd renewal", UserID: cur.UserID, GrantID: cur.ID,
-			Detail: fmt.Sprintf("active -> needs_reconsent (%s); re-consent link %s queued to %d targets", reason, enr.ID, len(targets))})
-	})
+	out, err := m.db.MarkNeedsReconsent(g.ID, vault.Reconsent{Reason: reason, KeepTokens: keepTokens,
+		LinkPrefix: strings.TrimRight(m.cfg.PublicURL, "/") + "/enroll/", LinkTTL: m.cfg.LinkTTL, Actor: actor})
 	if err != nil {
 		return fmt.Errorf("renew: grant %s: mark needs_reconsent: %w", g.ID, err)
 	}
-	if link != "" {
+	if out.Changed {
 		m.log.Warn("grant needs a new consent; watches suspended, re-consent link queued", "grant", g.ID, "user", g.UserID,
-			"provider", g.Provider, "reason", reason, "enrollment", enrollmentID)
+			"provider", g.Provider, "reason", reason, "enrollment", out.Link.ID, "notices", out.Notices)
 		m.emit(Event{Kind: EventNeedsReconsent, GrantID: g.ID, UserID: g.UserID, Provider: g.Provider, Reason: reason})
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -279,7 +280,7 @@ func TestDeadGrant(t *testing.T) {
 	}
 	f.db.View(func(tx *vault.Tx) error {
 		w, _ := tx.Watch("w1")
-		if w.State != vault.WatchSuspended || w.SuspendReason != "needs_reconsent" {
+		if w.State != vault.WatchSuspended || w.SuspendReason != vault.SuspendNeedsReconsent {
 			t.Errorf("watch = %s %q, want suspended for re-consent", w.State, w.SuspendReason)
 		}
 		var links []vault.Enrollment
@@ -411,11 +412,10 @@ func TestMarkerFoundAtStart(t *testing.T) {
 	clock := xsandbox.NewClock(t0)
 	f := newX(t, xopts{clock: clock})
 	g := f.enroll(t0.Add(time.Hour), nil)
-	f.db.Update(func(tx *vault.Tx) error {
-		gg, _ := tx.Grant(g.ID)
-		gg.RefreshInFlight = t0.Add(-time.Second)
-		return tx.PutGrant(gg)
-	})
+	// The crash: the marker committed, the request never sent.
+	if _, err := f.db.BeginRefresh(g.ID, "a process that died"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := f.mgr.Source(g.ID).Token(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -484,41 +484,71 @@ func TestScopeReducedNeedsReconsent(t *testing.T) {
 	}
 }
 
+// TestUnenroll: the local part is done at once although the provider is
+// down, the result says the revocation is only queued (the C15 neighbour:
+// "revoked" must not be claimed), and a retry settles it.
 func TestUnenroll(t *testing.T) {
 	clock := xsandbox.NewClock(t0)
 	f := newX(t, xopts{clock: clock})
 	g := f.enroll(t0.Add(time.Hour), nil)
 	f.sb.FailNext(xsandbox.EndpointRevoke, 1, 503)
-	if err := f.mgr.Unenroll(context.Background(), g.ID, "operator"); err != nil {
+	res, err := f.mgr.Unenroll(context.Background(), g.ID, "operator")
+	if err != nil {
 		t.Fatal(err)
+	}
+	if want := (UnenrollResult{Queued: true}); res != want {
+		t.Errorf("Unenroll() with the provider down = %+v, want %+v", res, want)
 	}
 	// Local state is gone at once, although the provider was down.
 	gg := f.grant(g.ID)
 	if gg.State != vault.GrantRevoked || len(gg.SealedRefresh) != 0 || len(gg.SealedAccess) != 0 {
 		t.Fatalf("grant after unenroll = %s sealed %d/%d", gg.State, len(gg.SealedRefresh), len(gg.SealedAccess))
 	}
-	if _, err := f.mgr.Source(g.ID).Token(context.Background()); !errors.Is(err, ErrNeedsConsent) {
-		t.Errorf("Token() after unenroll = %v", err)
+	if w, err := f.db.Watch("w1"); err != nil || w.State != vault.WatchSuspended || w.SuspendReason != vault.SuspendRevoked {
+		t.Errorf("watch after unenroll = %+v, %v; want suspended (revoked)", w.Watch, err)
+	}
+	if _, err := f.mgr.Source(g.ID).Token(context.Background()); !errors.Is(err, ErrNeedsConsent) || !errors.Is(err, vault.ErrNeedsConsent) {
+		t.Errorf("Token() after unenroll = %v, want ErrNeedsConsent", err)
 	}
 	pending := func() int {
-		n := 0
-		f.db.View(func(tx *vault.Tx) error { return tx.Revocations(func(vault.Revocation) error { n++; return nil }) })
-		return n
+		due, err := f.db.DueRevocations(clock.Now().Add(24 * time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(due)
 	}
 	if pending() != 1 || f.sb.Stats().Revocations != 0 {
 		t.Fatalf("pending revocations %d, provider revocations %d; want 1, 0", pending(), f.sb.Stats().Revocations)
+	}
+	if again, err := f.mgr.Unenroll(context.Background(), g.ID, "operator"); err != nil || again != (UnenrollResult{AlreadyRevoked: true}) {
+		t.Errorf("second Unenroll() = %+v, %v; want AlreadyRevoked", again, err)
 	}
 	clock.Advance(10 * time.Minute)
 	f.mgr.RetryRevocations(context.Background())
 	if pending() != 0 || f.sb.Stats().Revocations != 1 {
 		t.Errorf("after retry: pending %d, provider revocations %d; want 0, 1", pending(), f.sb.Stats().Revocations)
 	}
-	f.db.View(func(tx *vault.Tx) error {
-		if _, err := tx.Grant(g.ID); !errors.Is(err, vault.ErrNotFound) {
-			t.Errorf("grant still stored after revocation at the provider: %v", err)
-		}
-		return nil
-	})
+	if _, err := f.db.Grant(g.ID); !errors.Is(err, vault.ErrNotFound) {
+		t.Errorf("grant still stored after revocation at the provider: %v", err)
+	}
+	if _, err := f.mgr.Unenroll(context.Background(), "nosuch", "operator"); !errors.Is(err, vault.ErrNotFound) ||
+		!strings.Contains(err.Error(), `grant "nosuch" does not exist`) {
+		t.Errorf("Unenroll(nosuch) = %v, want a not-found error naming the grant", err)
+	}
+}
+
+// TestUnenrollConfirmed: with the provider up, the result says the
+// provider confirmed the revocation.
+func TestUnenrollConfirmed(t *testing.T) {
+	f := newX(t, xopts{clock: xsandbox.NewClock(t0)})
+	g := f.enroll(t0.Add(time.Hour), nil)
+	res, err := f.mgr.Unenroll(context.Background(), g.ID, "operator")
+	if want := (UnenrollResult{RevokedAtProvider: true}); err != nil || res != want {
+		t.Fatalf("Unenroll() = %+v, %v; want %+v", res, err, want)
+	}
+	if n := f.sb.Stats().Revocations; n != 1 {
+		t.Errorf("provider revocations = %d, want 1", n)
+	}
 }
 
 // TestKillAfterRefresh is RT-01: kill -9 right after the first API call that

@@ -138,7 +138,7 @@ func (s Source) Path() (string, error) {
 	case s.Credential != "":
 		dir := os.Getenv("CREDENTIALS_DIRECTORY")
 		if dir == "" {
-			return "", fmt.Errorf("credential %s: $CREDENTIALS_DIRECTORY is not set (is the service started with LoadCredential=?)", s.Credential)
+			return "", fmt.Errorf("credential %s: $CREDENTIALS_DIRECTORY is not set, so this is not running under systemd with LoadCredential= (run it from its unit, or name a file instead)", s.Credential)
 		}
 		if strings.ContainsAny(s.Credential, "/\\") || s.Credential == ".." || s.Credential == "." {
 			return "", fmt.Errorf("credential name %q must be a plain name", s.Credential)
@@ -157,26 +157,42 @@ func ReadSecretFile(src Source) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// src names a file once; a credential's path is worth showing.
+	at, pathless := p+" ", func(err error) error { return err }
+	if src.Credential == "" {
+		at, pathless = "", withoutPath
+	}
 	f, err := os.Open(p)
 	if err != nil {
-		return nil, fmt.Errorf("read secret %s: %w", src, err)
+		return nil, fmt.Errorf("read secret %s: %w", src, pathless(err))
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("read secret %s: %w", src, err)
+		return nil, fmt.Errorf("read secret %s: %w", src, pathless(err))
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("read secret %s: %s is not a regular file", src, p)
+		return nil, fmt.Errorf("read secret %s: %sis not a regular file", src, at)
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("read secret %s: %s has mode %04o, readable by group or others; run chmod 600 %s", src, p, perm, p)
+		return nil, fmt.Errorf("read secret %s: %shas mode %04o, readable by group or others; run chmod 600 %s", src, at, perm, p)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
 	if err != nil {
-		return nil, fmt.Errorf("read secret %s: %w", src, err)
+		return nil, fmt.Errorf("read secret %s: %w", src, pathless(err))
 	}
 	return b, nil
+}
+
+// withoutPath drops the path from an *os.PathError whose path the message
+// already names: "open: no such file or directory", not
+// "file P: open P: no such file or directory". errors.Is still holds.
+func withoutPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
 }
 
 // LoadMasterKey reads and parses the master key from src. A missing key is

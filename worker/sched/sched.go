@@ -93,8 +93,14 @@ type Config struct {
 	// it are dispatched together, trading at most that much lag for fewer
 	// wake-ups; default 2 ms.
 	Resolution time.Duration
-	// Parse parses schedules; default a robfig/cron/v3 parser with optional
-	// seconds and descriptors (the daemon passes config.ScheduleParser).
+	// MinInterval is the least time between two timed fires of one entry:
+	// a schedule that comes due sooner (one stored before a floor was set,
+	// a daylight-saving change) is held to it. Zero: no floor. RunNow is
+	// not held.
+	MinInterval time.Duration
+	// Parse parses schedules; default CheckSchedule with no minimum
+	// interval (robfig/cron/v3 with optional seconds and descriptors; a
+	// schedule that never fires is refused, no input panics).
 	Parse  func(spec string) (cron.Schedule, error)
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
@@ -221,8 +227,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Resolution = 2 * time.Millisecond
 	}
 	if cfg.Parse == nil {
-		p := cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-		cfg.Parse = p.Parse
+		cfg.Parse = func(spec string) (cron.Schedule, error) { return CheckSchedule(spec, 0) }
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -403,6 +408,14 @@ func (e *Engine) setNext(i int32, next int64) {
 		default:
 		}
 	}
+}
+
+// SetMinInterval changes Config.MinInterval (a configuration reload): the
+// floor applies from each entry's next fire on. Safe for concurrent use.
+func (e *Engine) SetMinInterval(d time.Duration) {
+	e.mu.Lock()
+	e.cfg.MinInterval = max(d, 0)
+	e.mu.Unlock()
 }
 
 // Remove deletes an entry; a run in progress finishes. It reports whether
@@ -636,6 +649,9 @@ func (e *Engine) fireDue() time.Duration {
 		next := e.fireAfter(en, scheduled)
 		if next <= now {
 			next = e.fireAfter(en, now) // missed ticks fold into this fire
+		}
+		if floor := int64(e.cfg.MinInterval); floor > 0 && next-scheduled < floor && next != math.MaxInt64 {
+			next = e.fireAfter(en, scheduled+floor-1)
 		}
 		en.next = next
 		if next == math.MaxInt64 {

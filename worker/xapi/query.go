@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -15,7 +14,8 @@ const MaxQueryLen = 512
 // QuerySpec is what a search query is built from: a watch's hashtags and
 // filters.
 type QuerySpec struct {
-	// Hashtags are matched with OR, with or without a leading '#'.
+	// Hashtags are matched with OR, with or without a leading '#'; each
+	// must pass NormalizeHashtag and goes into the query in its NFC form.
 	Hashtags []string
 	// Lang, when set, restricts posts to one language (lang:xx).
 	Lang string
@@ -28,10 +28,12 @@ type QuerySpec struct {
 var ErrQueryTooLong = errors.New("xapi: query too long")
 
 // BuildQuery returns the recent-search query of spec:
-// `(#a OR #b) -is:retweet lang:xx`. Hashtags must be letters, digits and
-// underscores; lang must be a language tag. A query longer than
-// MaxQueryLen gives an error wrapping ErrQueryTooLong that says by how much,
-// so a watch that cannot fit is refused when it is created.
+// `(#a OR #b) -is:retweet lang:xx`. Each hashtag is NormalizeHashtag's
+// result (X's hashtag grammar, NFC, case kept); an invalid one gives
+// NormalizeHashtag's *HashtagError, wrapped. lang must be a language tag.
+// A query longer than MaxQueryLen characters gives an error wrapping
+// ErrQueryTooLong that says by how much, so a watch that cannot fit is
+// refused when it is created.
 func BuildQuery(spec QuerySpec) (string, error) {
 	if len(spec.Hashtags) == 0 {
 		return "", errors.New("xapi: a query needs at least one hashtag")
@@ -41,15 +43,15 @@ func BuildQuery(spec QuerySpec) (string, error) {
 		b.WriteByte('(')
 	}
 	for i, h := range spec.Hashtags {
-		h = strings.TrimPrefix(h, "#")
-		if !validTag(h) {
-			return "", fmt.Errorf("xapi: hashtag %q: use letters, digits and underscores", h)
+		tag, err := NormalizeHashtag(h)
+		if err != nil {
+			return "", fmt.Errorf("xapi: %w", err)
 		}
 		if i > 0 {
 			b.WriteString(" OR ")
 		}
 		b.WriteByte('#')
-		b.WriteString(h)
+		b.WriteString(tag)
 	}
 	if len(spec.Hashtags) > 1 {
 		b.WriteByte(')')
@@ -70,18 +72,6 @@ func BuildQuery(spec QuerySpec) (string, error) {
 			ErrQueryTooLong, n, MaxQueryLen, n-MaxQueryLen)
 	}
 	return q, nil
-}
-
-func validTag(h string) bool {
-	if h == "" {
-		return false
-	}
-	for _, r := range h {
-		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '_' {
-			return false
-		}
-	}
-	return true
 }
 
 // validLang accepts BCP 47-like tags: letters, digits and '-'.

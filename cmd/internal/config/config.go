@@ -1,9 +1,15 @@
 // Package config loads tagwatchd's TOML configuration.
 //
 // Decoding is strict: an unknown key, a value of the wrong type or an
-// invalid value is an error that names the file, the line and the key.
-// Secrets never appear in the file: it names a file path or a systemd
-// credential (a file under $CREDENTIALS_DIRECTORY) for each of them.
+// invalid value is an error that names the file, the line and the key
+// ("file:line: key: what is wrong"; see Error). Secrets never appear in the
+// file: it names a file path or a systemd credential (a file under
+// $CREDENTIALS_DIRECTORY) for each of them.
+//
+// Parse applies every rule that needs only the file. The rules that need
+// the machine (secret files, the TLS pair, the operator group) are
+// applied by tagwatchd's start-up check, which check-config runs too; its
+// errors name their key through Config.KeyError.
 package config
 
 import (
@@ -16,20 +22,26 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
-	"github.com/robfig/cron/v3"
+	"github.com/pelletier/go-toml/v2/unstable"
 
+	"tagwatch/vault"
+	"tagwatch/vault/enroll"
 	"tagwatch/vault/provider"
+	"tagwatch/vault/seal"
 )
 
 // DefaultPath is where tagwatchd looks for its configuration.
 const DefaultPath = "/etc/tagwatch/tagwatch.toml"
 
-// Duration is a time.Duration written as a Go duration string ("90s", "72h").
+// Duration is a time.Duration written as a Go duration string ("90s",
+// "72h"). A bare number is refused: it has no unit.
 type Duration struct{ time.Duration }
 
 // UnmarshalText parses a Go duration string.
@@ -49,6 +61,8 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.Strin
 type Config struct {
 	// Path is the file the configuration was read from.
 	Path string `toml:"-"`
+	// keys are the keys written in the file, for KeyError.
+	keys map[string]written
 
 	Daemon    Daemon     `toml:"daemon"`
 	Keys      Keys       `toml:"keys"`
@@ -119,7 +133,30 @@ type Scheduler struct {
 	CatchUpWindow          Duration `toml:"catch_up_window"`
 	MaxHashtags            int      `toml:"max_hashtags"`
 	RunTimeout             Duration `toml:"run_timeout"`
+	// MinInterval is the shortest time between two runs of one watch: a
+	// schedule that fires more often is refused, naming this floor.
+	// Default DefaultMinInterval; at least MinMinInterval.
+	MinInterval Duration `toml:"min_interval"`
+	// AppRequestsPerWindow is the search requests the whole app may make
+	// to one provider per XRateWindow (X counts recent search per app as
+	// well as per user); the scheduler shares it fairly among users. 0
+	// means no app-wide budget. Default XAppRequestsPerWindow.
+	AppRequestsPerWindow int `toml:"app_requests_per_window"`
 }
+
+// Scheduler defaults and bounds.
+const (
+	// DefaultMinInterval is scheduler.min_interval's default.
+	DefaultMinInterval = 5 * time.Minute
+	// MinMinInterval is the least scheduler.min_interval may be.
+	MinMinInterval = time.Second
+	// XRateWindow is the length of X's rate-limit windows.
+	XRateWindow = 15 * time.Minute
+	// XAppRequestsPerWindow is X's app-level limit of GET
+	// /2/tweets/search/recent: 450 requests per 15-minute window (the
+	// per-user limit is 300).
+	XAppRequestsPerWindow = 450
+)
 
 // Notify configures the outbox and its channels.
 type Notify struct {
@@ -183,11 +220,12 @@ func Default() Config {
 		Keys:   Keys{},
 		HTTP:   HTTP{Listen: "127.0.0.1:8080", PublicURL: "http://127.0.0.1:8080"},
 		Status: Status{Socket: "/run/tagwatch/status.sock"},
-		Enroll: Enroll{LinkTTL: Duration{72 * time.Hour}},
+		Enroll: Enroll{LinkTTL: Duration{vault.DefaultLinkTTL}},
 		Renewal: Renewal{Skew: Duration{60 * time.Second}, Timeout: Duration{15 * time.Second},
 			MaxBackoff: Duration{10 * time.Minute}},
 		Scheduler: Scheduler{Workers: 32, MaxPages: 5, PerUserConcurrency: 1, PerProviderConcurrency: 64,
-			CatchUpWindow: Duration{5 * time.Minute}, MaxHashtags: 10, RunTimeout: Duration{2 * time.Minute}},
+			CatchUpWindow: Duration{5 * time.Minute}, MaxHashtags: 10, RunTimeout: Duration{2 * time.Minute},
+			MinInterval: Duration{DefaultMinInterval}, AppRequestsPerWindow: XAppRequestsPerWindow},
 		Notify: Notify{RetrySpan: Duration{72 * time.Hour}, MaxPerDigest: 20, PruneAfter: Duration{7 * 24 * time.Hour},
 			MaxBacklog: 10000, PerTargetConcurrency: 4, WebhookTimeout: Duration{20 * time.Second},
 			SMTP: SMTP{Port: 587, Security: "starttls"}},
@@ -212,12 +250,18 @@ func (c *Config) Provider(name string) (Provider, bool) {
 	return Provider{}, false
 }
 
-// Error is a configuration error at a place in a file.
+// Error is a configuration error at a place in a file. It reads
+// "file:line: key: what is wrong"; the line is left out when the key is
+// not written in the file (a default that the rest of the file makes
+// invalid) and the file when the configuration was not read from one.
 type Error struct {
 	File string
 	Line int // 0 when the key is not written in the file
 	Key  string
 	Msg  string
+	// Err is the cause, when the error comes from a check of the machine
+	// (a secret file, the TLS pair); Msg is its text.
+	Err error
 }
 
 func (e *Error) Error() string {
@@ -227,10 +271,27 @@ func (e *Error) Error() string {
 		fmt.Fprintf(&b, ":%d", e.Line)
 	}
 	if e.Key != "" {
-		fmt.Fprintf(&b, ": %s", e.Key)
+		if b.Len() > 0 {
+			b.WriteString(": ")
+		}
+		b.WriteString(e.Key)
 	}
-	fmt.Fprintf(&b, ": %s", e.Msg)
+	if b.Len() > 0 {
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
 	return b.String()
+}
+
+// Unwrap returns the cause, if any.
+func (e *Error) Unwrap() error { return e.Err }
+
+// KeyError returns err as an *Error naming key ("provider[0].ca_file") at
+// its line in the file, or at the line of the table that holds it when the
+// key is not written. Checks of the machine (secret files, the TLS pair,
+// the operator group) report through it.
+func (c *Config) KeyError(key string, err error) *Error {
+	return &Error{File: c.Path, Line: lineOfKey(c.keys, key), Key: key, Msg: err.Error(), Err: err}
 }
 
 // Load reads, decodes and validates the file at path.
@@ -246,16 +307,21 @@ func Load(path string) (*Config, error) {
 // Every error is an *Error, or errors.Join of several.
 func Parse(path string, data []byte) (*Config, error) {
 	cfg := Default()
+	cfg.Path = path
+	cfg.keys = scanKeys(data)
+	// Durations first: the decoder hands a bare number to
+	// Duration.UnmarshalText without saying where it was.
+	if errs := cfg.checkDurationKinds(); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
-		return nil, decodeError(path, data, err)
+		return nil, decodeError(path, cfg.keys, err)
 	}
-	cfg.Path = path
-	lines := keyLines(data)
 	var errs []error
 	for _, fe := range cfg.validate() {
-		errs = append(errs, &Error{File: path, Line: lineOfKey(lines, fe.key), Key: fe.key, Msg: fe.msg})
+		errs = append(errs, &Error{File: path, Line: lineOfKey(cfg.keys, fe.key), Key: fe.key, Msg: fe.msg})
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -263,7 +329,78 @@ func Parse(path string, data []byte) (*Config, error) {
 	return &cfg, nil
 }
 
-func decodeError(path string, data []byte, err error) error {
+// durationKeys are the keys of Config whose values are Durations, with
+// array indexes written "[]": "daemon.shutdown_timeout".
+var durationKeys = func() map[string]bool {
+	out := map[string]bool{}
+	var walk func(prefix string, typ reflect.Type)
+	walk = func(prefix string, typ reflect.Type) {
+		for i := 0; i < typ.NumField(); i++ {
+			f := typ.Field(i)
+			tag := f.Tag.Get("toml")
+			if tag == "" || tag == "-" {
+				continue
+			}
+			ft, name := f.Type, prefix+tag
+			if ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct {
+				ft, name = ft.Elem(), name+"[]"
+			}
+			switch {
+			case ft == reflect.TypeOf(Duration{}):
+				out[name] = true
+			case ft.Kind() == reflect.Struct:
+				walk(name+".", ft)
+			}
+		}
+	}
+	walk("", reflect.TypeOf(Config{}))
+	return out
+}()
+
+var indexRE = regexp.MustCompile(`\[\d+\]`)
+
+// checkDurationKinds refuses a duration written as anything but a string.
+func (c *Config) checkDurationKinds() []error {
+	var errs []error
+	for k, w := range c.keys {
+		if !durationKeys[indexRE.ReplaceAllString(k, "[]")] || w.kind == unstable.String {
+			continue
+		}
+		msg := "must be a duration in quotes, like \"90s\", \"15m\" or \"72h\""
+		if w.kind == unstable.Integer || w.kind == unstable.Float {
+			msg += "; a bare number has no unit"
+		}
+		errs = append(errs, &Error{File: c.Path, Line: w.line, Key: k, Msg: msg})
+	}
+	slices.SortFunc(errs, func(a, b error) int { return a.(*Error).Line - b.(*Error).Line })
+	return errs
+}
+
+var mismatchRE = regexp.MustCompile(`^toml: cannot decode TOML (\w+) into struct field \S+ of type (\S+)$`)
+
+// humanDecodeMessage says a type mismatch in the file's terms: "must be
+// a string, got an integer", not the Go field and type.
+func humanDecodeMessage(msg string) string {
+	m := mismatchRE.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	want, ok := map[string]string{"string": "a string", "int": "an integer", "bool": "true or false",
+		"[]string": "a list of strings", "[]int": "a list of integers"}[m[2]]
+	if !ok {
+		want = "a table"
+	}
+	return fmt.Sprintf("must be %s, got %s %s", want, article(m[1]), m[1])
+}
+
+func article(word string) string {
+	if strings.ContainsRune("aeiou", rune(word[0])) {
+		return "an"
+	}
+	return "a"
+}
+
+func decodeError(path string, keys map[string]written, err error) error {
 	var sm *toml.StrictMissingError
 	if errors.As(err, &sm) {
 		var errs []error
@@ -277,41 +414,15 @@ func decodeError(path string, data []byte, err error) error {
 	var de *toml.DecodeError
 	if errors.As(err, &de) {
 		row, _ := de.Position()
-		key := strings.Join(de.Key(), ".")
-		msg := de.Error()
+		// The key written on the line names array elements by index
+		// ("provider[1].ca_file"); the decoder's does not.
+		key := keyAtLine(keys, row)
 		if key == "" {
-			key = keyAtLine(data, row)
+			key = strings.Join(de.Key(), ".")
 		}
-		return &Error{File: path, Line: row, Key: key, Msg: msg}
+		return &Error{File: path, Line: row, Key: key, Msg: humanDecodeMessage(de.Error())}
 	}
 	return &Error{File: path, Msg: err.Error()}
-}
-
-// keyAtLine returns the key written on a line, for errors that carry only
-// a position.
-func keyAtLine(data []byte, line int) string {
-	for k, l := range keyLines(data) {
-		if l == line && !strings.HasSuffix(k, "]") {
-			return k
-		}
-	}
-	return ""
-}
-
-// lineOfKey returns the line of key, or of the nearest table that holds
-// it when the key itself is not written (a missing required key).
-func lineOfKey(lines map[string]int, key string) int {
-	for key != "" {
-		if l, ok := lines[key]; ok {
-			return l
-		}
-		i := strings.LastIndexByte(key, '.')
-		if i < 0 {
-			return 0
-		}
-		key = key[:i]
-	}
-	return 0
 }
 
 type fieldErr struct{ key, msg string }
@@ -373,18 +484,14 @@ func (c *Config) validate() []fieldErr {
 	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 		add("http.listen", "must be host:port, got %q", c.HTTP.Listen)
 	}
-	if err := CheckURL(c.HTTP.PublicURL, false); err != nil {
+	if err := enroll.CheckPublicURL(c.HTTP.PublicURL); err != nil {
 		add("http.public_url", "%v", err)
 	}
 	if (c.HTTP.TLSCertFile == "") != (c.HTTP.TLSKeyFile == "") {
 		add("http.tls_cert_file", "tls_cert_file and tls_key_file go together")
 	}
-	for i, p := range c.HTTP.TrustedProxies {
-		if _, err := netip.ParsePrefix(p); err != nil {
-			if _, err := netip.ParseAddr(p); err != nil {
-				add("http.trusted_proxies", "entry %d: not an address or CIDR prefix: %q", i, p)
-			}
-		}
+	if _, err := c.HTTP.TrustedPrefixes(); err != nil {
+		add("http.trusted_proxies", "%v", err)
 	}
 	secretSource("http.link_key_file", c.HTTP.LinkKeyFile, "http.link_key_credential", c.HTTP.LinkKeyCredential, false)
 
@@ -402,7 +509,11 @@ func (c *Config) validate() []fieldErr {
 		}
 	}
 
-	positive("enroll.link_ttl", c.Enroll.LinkTTL)
+	if d := c.Enroll.LinkTTL.Duration; d < vault.MinLinkTTL || d > vault.MaxLinkTTL {
+		// The bounds of every link's lifetime (tagwatchctl enroll --ttl too).
+		add("enroll.link_ttl", "must be from %s to %s (%d days), got %s", shortDuration(vault.MinLinkTTL),
+			shortDuration(vault.MaxLinkTTL), vault.MaxLinkTTL/(24*time.Hour), shortDuration(d))
+	}
 	positive("renewal.skew", c.Renewal.Skew)
 	positive("renewal.timeout", c.Renewal.Timeout)
 	positive("renewal.max_backoff", c.Renewal.MaxBackoff)
@@ -414,6 +525,10 @@ func (c *Config) validate() []fieldErr {
 	atLeast("scheduler.max_hashtags", c.Scheduler.MaxHashtags, 1)
 	positive("scheduler.catch_up_window", c.Scheduler.CatchUpWindow)
 	positive("scheduler.run_timeout", c.Scheduler.RunTimeout)
+	if d := c.Scheduler.MinInterval.Duration; d < MinMinInterval {
+		add("scheduler.min_interval", "must be at least %s, got %s", MinMinInterval, d)
+	}
+	atLeast("scheduler.app_requests_per_window", c.Scheduler.AppRequestsPerWindow, 0)
 
 	positive("notify.retry_span", c.Notify.RetrySpan)
 	positive("notify.prune_after", c.Notify.PruneAfter)
@@ -439,6 +554,9 @@ func (c *Config) validate() []fieldErr {
 			add(key+".url", "%v", err)
 		}
 		secretSource(key+".secret_file", h.SecretFile, key+".secret_credential", h.SecretCredential, true)
+		if h.PreviousSecretFile != "" && !filepath.IsAbs(h.PreviousSecretFile) {
+			add(key+".previous_secret_file", "must be an absolute path, got %q", h.PreviousSecretFile)
+		}
 	}
 
 	seen := map[string]bool{}
@@ -501,15 +619,94 @@ func CheckURL(raw string, strict bool) error {
 	return nil
 }
 
-// IsLoopbackHost reports whether host is localhost or a loopback address.
-func IsLoopbackHost(host string) bool { return provider.IsLoopbackHost(host) }
-
-// ValidateSchedule checks a watch schedule with robfig/cron's parser:
-// five fields, an optional leading seconds field, descriptors such as
-// @hourly and @every 5m, and CRON_TZ=.
-func ValidateSchedule(spec string) (cron.Schedule, error) {
-	return ScheduleParser.Parse(spec)
+// TrustedPrefixes returns TrustedProxies as prefixes: an address stands
+// for itself alone (an IPv4-mapped IPv6 address for its IPv4 address), a
+// CIDR prefix for its network. An entry that is neither is an error.
+func (h HTTP) TrustedPrefixes() ([]netip.Prefix, error) {
+	var ps []netip.Prefix
+	for i, s := range h.TrustedProxies {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			ps = append(ps, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d: not an address or CIDR prefix: %q", i, s)
+		}
+		a = a.Unmap()
+		ps = append(ps, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return ps, nil
 }
 
-// ScheduleParser parses watch schedules.
-var ScheduleParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+// MasterKeySource returns where the master key is, and the key that says
+// so: keys.master_key_file, keys.master_key_credential, or, with neither
+// set, the credential "master-key" (DefaultMasterKeyCredential).
+func (c *Config) MasterKeySource() (seal.Source, string) {
+	switch {
+	case c.Keys.MasterKeyFile != "":
+		return seal.Source{File: c.Keys.MasterKeyFile}, "keys.master_key_file"
+	case c.Keys.MasterKeyCredential != "":
+		return seal.Source{Credential: c.Keys.MasterKeyCredential}, "keys.master_key_credential"
+	}
+	return seal.Source{Credential: DefaultMasterKeyCredential}, "keys.master_key_credential"
+}
+
+// DefaultMasterKeyCredential is the credential the master key is read
+// from when the configuration names none (LoadCredential=master-key:...).
+const DefaultMasterKeyCredential = "master-key"
+
+// Secret is a secret the configuration names: the key that names it and
+// where it is.
+type Secret struct {
+	Key    string
+	Source seal.Source
+}
+
+// Secrets returns every secret the daemon reads at start besides the
+// master key (MasterKeySource), each with the key that names it: the
+// link key, the providers' client secrets or private keys, the webhook
+// signing secrets (and those being rotated out) and the SMTP password.
+func (c *Config) Secrets() []Secret {
+	var out []Secret
+	add := func(fileKey, file, credKey, cred string) {
+		switch {
+		case file != "":
+			out = append(out, Secret{fileKey, seal.Source{File: file}})
+		case cred != "":
+			out = append(out, Secret{credKey, seal.Source{Credential: cred}})
+		}
+	}
+	add("http.link_key_file", c.HTTP.LinkKeyFile, "http.link_key_credential", c.HTTP.LinkKeyCredential)
+	for i, p := range c.Providers {
+		key := fmt.Sprintf("provider[%d]", i)
+		if p.ClientAuth == provider.AuthPrivateKeyJWT {
+			add(key+".private_key_file", p.PrivateKeyFile, key+".private_key_credential", p.PrivateKeyCredential)
+		} else {
+			add(key+".client_secret_file", p.ClientSecretFile, key+".client_secret_credential", p.ClientSecretCredential)
+		}
+	}
+	for i, h := range c.Notify.Webhooks {
+		key := fmt.Sprintf("notify.webhook[%d]", i)
+		add(key+".secret_file", h.SecretFile, key+".secret_credential", h.SecretCredential)
+		add(key+".previous_secret_file", h.PreviousSecretFile, "", "")
+	}
+	s := c.Notify.SMTP
+	add("notify.smtp.password_file", s.PasswordFile, "notify.smtp.password_credential", s.PasswordCredential)
+	return out
+}
+
+// shortDuration writes d without zero minutes and seconds: "720h", "1m".
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// IsLoopbackHost reports whether host is localhost or a loopback address.
+func IsLoopbackHost(host string) bool { return provider.IsLoopbackHost(host) }

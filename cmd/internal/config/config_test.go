@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -64,6 +65,10 @@ func TestDefaults(t *testing.T) {
 	if cfg.Enroll.LinkTTL.Duration != 72*time.Hour || cfg.Renewal.Skew.Duration != time.Minute {
 		t.Errorf("defaults = %+v", cfg)
 	}
+	if cfg.Scheduler.MinInterval.Duration != 5*time.Minute || cfg.Scheduler.AppRequestsPerWindow != 450 {
+		t.Errorf("scheduler defaults: min_interval %s, app_requests_per_window %d; want 5m, 450",
+			cfg.Scheduler.MinInterval, cfg.Scheduler.AppRequestsPerWindow)
+	}
 	if got := cfg.DatabasePath(); got != "/var/lib/tagwatch/tagwatch.db" {
 		t.Errorf("DatabasePath() = %q", got)
 	}
@@ -85,6 +90,19 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 		{"both secret sources", "[keys]\nmaster_key_file = \"/k\"\nmaster_key_credential = \"k\"\n", 2, "keys.master_key_file", "not both"},
 		{"secret missing", "[[provider]]\nname = \"x\"\nkind = \"x\"\nclient_id = \"c\"\n", 1, "provider[0].client_secret_file", "a secret is required"},
 		{"syntax", "[daemon\n", 1, "", ""},
+		// C14: what the daemon refused at start, refused here, by key.
+		{"public url with a query", "[http]\npublic_url = \"http://127.0.0.1:18181/tw?x=1\"\n", 2, "http.public_url", "must not have a query"},
+		{"public url with a fragment", "[http]\npublic_url = \"https://tw.example.org/#x\"\n", 2, "http.public_url", "fragment"},
+		{"link ttl over the max", "[enroll]\nlink_ttl = \"876000h\"\n", 2, "enroll.link_ttl", "must be from 1m to 720h (30 days), got 876000h"},
+		{"link ttl under the min", "[enroll]\n\nlink_ttl = \"30s\"\n", 3, "enroll.link_ttl", "must be from 1m to 720h"},
+		{"bare number duration", "[daemon]\nshutdown_timeout = 5\n", 2, "daemon.shutdown_timeout", "a bare number has no unit"},
+		{"bool duration", "[renewal]\nskew = true\n", 2, "renewal.skew", "must be a duration in quotes"},
+		{"bare number in an inline table", "daemon = { state_dir = \"/x\", shutdown_timeout = 5 }\n", 1, "daemon.shutdown_timeout", "no unit"},
+		{"wrong type in a provider", "[[provider]]\nname = \"x\"\n[[provider]]\nname = \"y\"\nca_file = 3\n", 5, "provider[1].ca_file", "must be a string, got an integer"},
+		{"min interval too short", "[scheduler]\nmin_interval = \"500ms\"\n", 2, "scheduler.min_interval", "must be at least 1s, got 500ms"},
+		{"negative app window", "[scheduler]\napp_requests_per_window = -1\n", 2, "scheduler.app_requests_per_window", "must be at least 0"},
+		{"relative previous secret", "[[notify.webhook]]\nurl = \"https://h.example.org/x\"\nsecret_file = \"/s\"\nprevious_secret_file = \"old\"\n", 4, "notify.webhook[0].previous_secret_file", "absolute"},
+		{"trusted proxy", "[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"proxy\"]\n", 2, "http.trusted_proxies", `entry 1: not an address or CIDR prefix: "proxy"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -101,6 +119,11 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 			}
 			if !strings.HasPrefix(err.Error(), "/etc/tagwatch/t.toml:") {
 				t.Errorf("error %q does not start with file:line", err)
+			}
+			if c.key != "" {
+				if want := fmt.Sprintf("/etc/tagwatch/t.toml:%d: %s: ", c.line, c.key); !strings.HasPrefix(err.Error(), want) {
+					t.Errorf("Parse error = %q, want it to start with %q", err, want)
+				}
 			}
 		})
 	}
@@ -128,25 +151,10 @@ func TestCheckURL(t *testing.T) {
 	}
 }
 
-func TestValidateSchedule(t *testing.T) {
-	for spec, ok := range map[string]bool{
-		"*/15 * * * *":                    true,
-		"0 */5 * * * *":                   true,
-		"@hourly":                         true,
-		"@every 5m":                       true,
-		"CRON_TZ=Europe/Berlin 0 9 * * *": true,
-		"every minute":                    false,
-		"* * *":                           false,
-		"CRON_TZ=Mars/Base 0 9 * * *":     false,
-	} {
-		if _, err := ValidateSchedule(spec); (err == nil) != ok {
-			t.Errorf("ValidateSchedule(%q) = %v, want ok=%v", spec, err, ok)
-		}
-	}
-}
-
 func FuzzParse(f *testing.F) {
-	for _, seed := range []string{"", "[daemon]\nstate_dir = \"/x\"\n", "[[provider]]\nname=1\n", "a.b.c = [1, {x=2}]"} {
+	for _, seed := range []string{"", "[daemon]\nstate_dir = \"/x\"\n", "[[provider]]\nname=1\n", "a.b.c = [1, {x=2}]",
+		"[daemon]\nshutdown_timeout = 5\n", "daemon = {shutdown_timeout = 5.5, x = {y = [{z = 1}]}}\n",
+		"notify.webhook = [{url = 1}, {secret_file = true}]\n", "[enroll]\nlink_ttl = \"876000h\"\n"} {
 		f.Add([]byte(seed))
 	}
 	if b, err := os.ReadFile("../../../configs/tagwatch.toml"); err == nil {
@@ -161,4 +169,83 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("error %q does not name the file", err)
 		}
 	})
+}
+
+func TestNewSchedulerKeys(t *testing.T) {
+	cfg, err := Parse("s.toml", []byte("[scheduler]\nmin_interval = \"1s\"\napp_requests_per_window = 0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Scheduler.MinInterval.Duration != time.Second || cfg.Scheduler.AppRequestsPerWindow != 0 {
+		t.Errorf("Parse = min_interval %s, app_requests_per_window %d; want 1s, 0", cfg.Scheduler.MinInterval, cfg.Scheduler.AppRequestsPerWindow)
+	}
+}
+
+// TestKeyError: checks of the machine name the key at its line, or at the
+// line of its table when the key is not written.
+func TestKeyError(t *testing.T) {
+	doc := "[keys]\nmaster_key_file = \"/k\"\n\n[[provider]]\nname = \"x\"\nkind = \"x\"\nclient_id = \"c\"\nclient_secret_file = \"/s\"\n"
+	cfg, err := Parse("/etc/t.toml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cause := errors.New("read secret file /k: mode 0644")
+	for _, c := range []struct {
+		key  string
+		want string
+	}{
+		{"keys.master_key_file", "/etc/t.toml:2: keys.master_key_file: read secret file /k: mode 0644"},
+		{"provider[0].client_secret_file", "/etc/t.toml:8: provider[0].client_secret_file: read secret file /k: mode 0644"},
+		{"provider[0].ca_file", "/etc/t.toml:4: provider[0].ca_file: read secret file /k: mode 0644"},
+		{"status.group", "/etc/t.toml: status.group: read secret file /k: mode 0644"},
+	} {
+		e := cfg.KeyError(c.key, cause)
+		if e.Error() != c.want || !errors.Is(e, cause) {
+			t.Errorf("KeyError(%q) = %q, want %q wrapping the cause", c.key, e, c.want)
+		}
+	}
+}
+
+func TestSecrets(t *testing.T) {
+	doc := `[http]
+link_key_credential = "link"
+[notify.smtp]
+username = "u"
+password_file = "/pw"
+[[notify.webhook]]
+url = "https://h.example.org/x"
+secret_credential = "wh"
+previous_secret_file = "/old"
+[[provider]]
+name = "x"
+kind = "x"
+client_id = "c"
+client_secret_file = "/s"
+[[provider]]
+name = "o"
+kind = "oidc"
+issuer = "https://id.example.org"
+api_url = "https://api.example.org"
+client_id = "c"
+client_auth = "private_key_jwt"
+private_key_credential = "pk"
+`
+	cfg, err := Parse("t.toml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range cfg.Secrets() {
+		got = append(got, s.Key+"="+s.Source.String())
+	}
+	want := []string{"http.link_key_credential=credential link", "provider[0].client_secret_file=file /s",
+		"provider[1].private_key_credential=credential pk", "notify.webhook[0].secret_credential=credential wh",
+		"notify.webhook[0].previous_secret_file=file /old", "notify.smtp.password_file=file /pw"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Secrets() = %q, want %q", got, want)
+	}
+	src, key := cfg.MasterKeySource()
+	if src.Credential != "master-key" || key != "keys.master_key_credential" {
+		t.Errorf("MasterKeySource() = %v, %q; want the credential master-key", src, key)
+	}
 }

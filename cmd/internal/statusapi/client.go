@@ -63,6 +63,47 @@ func (e *DownError) Error() string {
 
 func (e *DownError) Unwrap() error { return e.Err }
 
+// ClosedError means the daemon closed the connection in the middle of a
+// request: it stopped, restarted or crashed while serving it. Before an
+// answer, a change (any method but GET and HEAD) may or may not have been
+// applied; only looking tells. After a 2xx answer began, the change was
+// applied and only its answer was cut short. errors.Is(err, io.EOF) and the
+// like still hold.
+type ClosedError struct {
+	Socket       string
+	Method, Path string
+	// Answered is set when the daemon had begun a 2xx answer.
+	Answered bool
+	Err      error
+}
+
+// Change reports whether the request asked for a change (a backup is a
+// POST that changes nothing).
+func (e *ClosedError) Change() bool {
+	return e.Method != http.MethodGet && e.Method != http.MethodHead && e.Path != "/v1/backup"
+}
+
+func (e *ClosedError) Error() string {
+	what := e.Method + " " + e.Path
+	switch {
+	case e.Answered && e.Change():
+		return fmt.Sprintf("tagwatchd closed the connection while answering %s (it stopped or restarted): the change was applied, but its answer was cut short", what)
+	case e.Answered:
+		return fmt.Sprintf("tagwatchd closed the connection while answering %s (it stopped or restarted): the answer is incomplete", what)
+	case e.Change():
+		return fmt.Sprintf("tagwatchd closed the connection before answering %s (it stopped or restarted): the change may or may not have been applied", what)
+	}
+	return fmt.Sprintf("tagwatchd closed the connection before answering %s (it stopped or restarted); nothing was changed", what)
+}
+
+func (e *ClosedError) Unwrap() error { return e.Err }
+
+// closedConn reports whether err says the peer closed the connection.
+func closedConn(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE)
+}
+
 // do sends a request and decodes a JSON answer into out (nil: ignore).
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
@@ -77,6 +118,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return err
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		if closedConn(err) {
+			return &ClosedError{Socket: c.Socket, Method: method, Path: path, Answered: true, Err: err}
+		}
 		return fmt.Errorf("%s %s: answer: %w", method, path, err)
 	}
 	return nil
@@ -104,6 +148,9 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 		var oe *net.OpError
 		if errors.As(err, &oe) && oe.Op == "dial" {
 			return nil, &DownError{Socket: c.Socket, Err: oe.Err}
+		}
+		if ctx.Err() == nil && closedConn(err) {
+			return nil, &ClosedError{Socket: c.Socket, Method: method, Path: path, Err: err}
 		}
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
@@ -133,9 +180,10 @@ func (c *Client) Grants(ctx context.Context) (g []Grant, err error) {
 	return g, c.do(ctx, "GET", "/v1/grants", nil, &g)
 }
 
-// Revoke ends a grant, here and at its provider.
-func (c *Client) Revoke(ctx context.Context, grantID string) error {
-	return c.do(ctx, "POST", "/v1/grants/"+url.PathEscape(grantID)+"/revoke", nil, nil)
+// Revoke ends a grant, here and at its provider; the result says whether
+// the provider confirmed the revocation or it is queued and retried.
+func (c *Client) Revoke(ctx context.Context, grantID string) (r RevokeResult, err error) {
+	return r, c.do(ctx, "POST", "/v1/grants/"+url.PathEscape(grantID)+"/revoke", nil, &r)
 }
 
 // Watches lists the watches.
@@ -190,13 +238,19 @@ func (c *Client) Replay(ctx context.Context, id string) (r OutboxRow, err error)
 	return r, c.do(ctx, "POST", "/v1/outbox/"+url.PathEscape(id)+"/replay", nil, &r)
 }
 
-// Audit returns up to limit audit events after seq, oldest first.
-func (c *Client) Audit(ctx context.Context, after uint64, limit int) (ev []AuditEvent, err error) {
-	q := url.Values{"after": {strconv.FormatUint(after, 10)}}
-	if limit > 0 {
-		q.Set("limit", strconv.Itoa(limit))
+// Audit returns the audit events q selects, oldest first.
+func (c *Client) Audit(ctx context.Context, q AuditQuery) (ev []AuditEvent, err error) {
+	v := url.Values{"after": {strconv.FormatUint(q.After, 10)}}
+	if q.Before > 0 {
+		v.Set("before", strconv.FormatUint(q.Before, 10))
 	}
-	return ev, c.do(ctx, "GET", "/v1/audit?"+q.Encode(), nil, &ev)
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	if q.Newest {
+		v.Set("newest", "true")
+	}
+	return ev, c.do(ctx, "GET", "/v1/audit?"+v.Encode(), nil, &ev)
 }
 
 // Enroll creates a one-time consent link.
@@ -250,6 +304,9 @@ func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	}
 	defer resp.Body.Close()
 	n, err := io.Copy(w, resp.Body)
+	if err != nil && closedConn(err) {
+		return n, &ClosedError{Socket: c.Socket, Method: "POST", Path: "/v1/backup", Answered: true, Err: err}
+	}
 	if err != nil {
 		return n, fmt.Errorf("backup: %w", err)
 	}

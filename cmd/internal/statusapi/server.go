@@ -29,7 +29,9 @@ type Backend interface {
 	Status(ctx context.Context) (Status, error)
 	Users(ctx context.Context) ([]User, error)
 	Grants(ctx context.Context) ([]Grant, error)
-	Revoke(ctx context.Context, grantID, actor string) error
+	// Revoke unenrolls a grant and says how far the revocation at the
+	// provider got.
+	Revoke(ctx context.Context, grantID, actor string) (RevokeResult, error)
 	Watches(ctx context.Context) ([]Watch, error)
 	AddWatch(ctx context.Context, req AddWatch, actor string) (Watch, error)
 	ChangeWatch(ctx context.Context, id string, req ChangeWatch, actor string) (Watch, error)
@@ -40,7 +42,8 @@ type Backend interface {
 	// Outbox counts rows per target and lists the rows in state.
 	Outbox(ctx context.Context, state string, limit int) (Outbox, error)
 	Replay(ctx context.Context, id, actor string) (OutboxRow, error)
-	Audit(ctx context.Context, after uint64, limit int) ([]AuditEvent, error)
+	// Audit returns the events q selects, oldest first.
+	Audit(ctx context.Context, q AuditQuery) ([]AuditEvent, error)
 	Enroll(ctx context.Context, req EnrollRequest, actor string) (EnrollResponse, error)
 	Enrollments(ctx context.Context) ([]Enrollment, error)
 	CancelEnrollment(ctx context.Context, id, actor string) error
@@ -53,7 +56,10 @@ type Backend interface {
 	RecordRequest(ev AuditEvent) error
 }
 
-// Errors a Backend wraps to choose the answer's status.
+// Errors a Backend wraps to choose the answer's status. The answer's
+// message is the error's text without the sentinel's own words: a backend
+// returning fmt.Errorf("%w: %w", ErrNotFound, err) answers 404 with err's
+// text (`watch "nosuch" does not exist`), the code field saying not_found.
 var (
 	ErrNotFound    = errors.New("not found")
 	ErrInvalid     = errors.New("invalid request")
@@ -334,7 +340,12 @@ func (h *Handler) routes() {
 	get("/v1/users", func(ctx context.Context, r *http.Request) (any, error) { return nonNil(b.Users(ctx)) })
 	get("/v1/grants", func(ctx context.Context, r *http.Request) (any, error) { return nonNil(b.Grants(ctx)) })
 	change("POST /v1/grants/{id}/revoke", func(ctx context.Context, r *http.Request, actor string) (any, error) {
-		return Done{true}, b.Revoke(ctx, r.PathValue("id"), actor)
+		res, err := b.Revoke(ctx, r.PathValue("id"), actor)
+		if err != nil {
+			return nil, err
+		}
+		res.OK = true
+		return res, nil
 	})
 	get("/v1/watches", func(ctx context.Context, r *http.Request) (any, error) { return nonNil(b.Watches(ctx)) })
 	change("POST /v1/watches", func(ctx context.Context, r *http.Request, actor string) (any, error) {
@@ -386,11 +397,21 @@ func (h *Handler) routes() {
 		if err != nil {
 			return nil, err
 		}
-		limit, err := intParam(r, "limit", 100, 10000)
+		before, err := intParam(r, "before", 0, -1)
 		if err != nil {
 			return nil, err
 		}
-		return nonNil(b.Audit(ctx, uint64(after), limit))
+		limit, err := intParam(r, "limit", 100, MaxAuditLimit)
+		if err != nil {
+			return nil, err
+		}
+		var newest bool
+		if v := r.URL.Query().Get("newest"); v != "" {
+			if newest, err = strconv.ParseBool(v); err != nil {
+				return nil, fmt.Errorf("%w: newest must be true or false", ErrInvalid)
+			}
+		}
+		return nonNil(b.Audit(ctx, AuditQuery{After: uint64(after), Before: uint64(before), Limit: limit, Newest: newest}))
 	})
 	get("/v1/enrollments", func(ctx context.Context, r *http.Request) (any, error) { return nonNil(b.Enrollments(ctx)) })
 	change("POST /v1/enrollments", func(ctx context.Context, r *http.Request, actor string) (any, error) {
@@ -479,18 +500,30 @@ func (h *Handler) apiError(r *http.Request, err error) *Error {
 	case errors.As(err, &ae):
 		return ae
 	case errors.Is(err, ErrNotFound):
-		return &Error{Code: "not_found", Message: err.Error(), Status: http.StatusNotFound}
+		return &Error{Code: "not_found", Message: message(err, ErrNotFound), Status: http.StatusNotFound}
 	case errors.Is(err, ErrInvalid):
-		return &Error{Code: "bad_request", Message: err.Error(), Status: http.StatusBadRequest}
+		return &Error{Code: "bad_request", Message: message(err, ErrInvalid), Status: http.StatusBadRequest}
 	case errors.Is(err, ErrConflict):
-		return &Error{Code: "conflict", Message: err.Error(), Status: http.StatusConflict}
+		return &Error{Code: "conflict", Message: message(err, ErrConflict), Status: http.StatusConflict}
 	case errors.Is(err, ErrUnavailable):
-		return &Error{Code: "unavailable", Message: err.Error(), Status: http.StatusServiceUnavailable}
+		return &Error{Code: "unavailable", Message: message(err, ErrUnavailable), Status: http.StatusServiceUnavailable}
 	case errors.Is(err, context.DeadlineExceeded):
 		return &Error{Code: "unavailable", Message: "timed out", Status: http.StatusServiceUnavailable}
 	}
 	h.log.Error("status request", "method", r.Method, "path", r.URL.Path, "err", err)
 	return &Error{Code: "internal", Message: "internal error (see the daemon's log)", Status: http.StatusInternalServerError}
+}
+
+// message is err's text without the sentinel's words in front, which the
+// answer's code already carries: `watch "x" does not exist`, not
+// `not found: watch "x" does not exist`. (Backends write
+// fmt.Errorf("%w: %w", ErrNotFound, err).) Other texts stay as they are.
+func message(err, sentinel error) string {
+	msg := err.Error()
+	if m, ok := strings.CutPrefix(msg, sentinel.Error()+": "); ok && m != "" {
+		return m
+	}
+	return msg
 }
 
 func writeError(w http.ResponseWriter, e *Error) {

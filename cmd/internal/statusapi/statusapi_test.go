@@ -54,9 +54,9 @@ func (f *fakeBackend) Status(ctx context.Context) (Status, error) {
 }
 func (f *fakeBackend) Users(ctx context.Context) ([]User, error)   { return nil, nil }
 func (f *fakeBackend) Grants(ctx context.Context) ([]Grant, error) { return []Grant{{ID: "g1"}}, nil }
-func (f *fakeBackend) Revoke(ctx context.Context, id, actor string) error {
+func (f *fakeBackend) Revoke(ctx context.Context, id, actor string) (RevokeResult, error) {
 	f.call("revoke " + id + " " + actor)
-	return nil
+	return RevokeResult{Queued: true}, nil
 }
 func (f *fakeBackend) Watches(ctx context.Context) ([]Watch, error) { return []Watch{{ID: "w1"}}, nil }
 func (f *fakeBackend) AddWatch(ctx context.Context, req AddWatch, actor string) (Watch, error) {
@@ -87,7 +87,8 @@ func (f *fakeBackend) Outbox(ctx context.Context, state string, limit int) (Outb
 func (f *fakeBackend) Replay(ctx context.Context, id, actor string) (OutboxRow, error) {
 	return OutboxRow{}, fmt.Errorf("%w: not dead", ErrConflict)
 }
-func (f *fakeBackend) Audit(ctx context.Context, after uint64, limit int) ([]AuditEvent, error) {
+func (f *fakeBackend) Audit(ctx context.Context, q AuditQuery) ([]AuditEvent, error) {
+	f.call(fmt.Sprintf("audit %+v", q))
 	return f.Audits(), nil
 }
 func (f *fakeBackend) Enroll(ctx context.Context, req EnrollRequest, actor string) (EnrollResponse, error) {

@@ -195,6 +195,20 @@ type AuditEvent struct {
 	Detail  string    `json:"detail,omitempty"`
 }
 
+// AuditQuery selects audit events: GET /v1/audit?after=N&before=M&limit=L&newest=true.
+// The events are those with a sequence number above After and, when Before
+// is set, below Before; when more than Limit match, Newest takes the
+// newest Limit of them, else the oldest. Either way they come oldest first.
+type AuditQuery struct {
+	After  uint64
+	Before uint64 // 0: no upper bound
+	Limit  int    // 1 to MaxAuditLimit; 0 for the default, 100
+	Newest bool
+}
+
+// MaxAuditLimit is the most events one GET /v1/audit returns.
+const MaxAuditLimit = 10000
+
 // EnrollRequest asks for a one-time consent link: POST /v1/enrollments.
 type EnrollRequest struct {
 	UserID    string `json:"user_id"`
@@ -254,6 +268,23 @@ type RotateResult struct {
 // Done is the answer of a change that has nothing else to say.
 type Done struct {
 	OK bool `json:"ok"`
+}
+
+// RevokeResult answers POST /v1/grants/{id}/revoke. The grant is revoked
+// here whenever the answer is 2xx (tokens deleted, the user's watches at
+// its provider suspended, the user told); the other fields say how far
+// the revocation at the provider got. It has Done's ok field, so clients
+// that read Done still read it.
+type RevokeResult struct {
+	OK bool `json:"ok"`
+	// RevokedAtProvider: the provider confirmed the revocation of the
+	// refresh token (RFC 7009).
+	RevokedAtProvider bool `json:"revoked_at_provider,omitempty"`
+	// Queued: the provider could not be reached or refused; the
+	// revocation stays queued, sealed, and the daemon retries it.
+	Queued bool `json:"queued,omitempty"`
+	// AlreadyRevoked: the grant was revoked before; nothing changed.
+	AlreadyRevoked bool `json:"already_revoked,omitempty"`
 }
 
 // Error is the body of every answer that is not 2xx.

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // maxQueryLen is the query length limit of self-serve plans, in characters.
@@ -243,11 +246,11 @@ func termNode(t token) (*node, error) {
 	w := t.text
 	if w[0] == '#' || strings.HasPrefix(w, "＃") {
 		_, size := utf8.DecodeRuneInString(w)
-		tags := extractHashtags(w, nil)
-		if len(tags) != 1 || len(tags[0]) != len(strings.ToLower(w[size:])) {
+		key, ok := queryHashtag(w[size:])
+		if !ok {
 			return nil, fmt.Errorf("invalid hashtag %q at position %d", w, t.pos)
 		}
-		return &node{kind: nodeTag, value: tags[0]}, nil
+		return &node{kind: nodeTag, value: key}, nil
 	}
 	if i := strings.IndexByte(w, ':'); i > 0 && isLetters(w[:i]) {
 		op, val := strings.ToLower(w[:i]), w[i+1:]
@@ -271,6 +274,148 @@ func termNode(t token) (*node, error) {
 		return nil, fmt.Errorf("the operator %q at position %d has no words", w, t.pos)
 	}
 	return &node{kind: nodeWords, words: words}, nil
+}
+
+// Hashtags follow X's grammar, twitter-text's validHashtag regex
+// (github.com/twitter/twitter-text, js/src/regexp/validHashtag.js and the
+// sets it is built from: hashtagBoundary, hashSigns, hashtagAlpha,
+// hashtagAlphaNumeric, hashtagSpecialChars; endHashtagMatch):
+//
+//   - a hashtag starts with '#' or '＃' at the start of the text, after
+//     U+FE0E or U+FE0F, or after a character that is neither a hashtag
+//     character nor '&' (so "a#b" and "&#x" hold none);
+//   - the sign is not followed by U+FE0F or U+20E3 ("#️⃣" is the keycap
+//     emoji);
+//   - the tag is the longest run of hashtag characters after it: letters
+//     (\p{L}), marks (\p{M}, which Indic and Thai vowel signs and viramas
+//     are), decimal digits (\p{Nd}), '_', the joiners U+200C and U+200D and
+//     the few other characters of isTagSpecial; it needs at least one
+//     letter or mark, so "#123" and "#١٢٣" are not hashtags;
+//   - a tag followed at once by '#', '＃' or "://" is not a hashtag.
+//
+// Matching: X's operator list says '#' matches posts containing a hashtag,
+// "exact match", and the project's X API notes (shared/docs/X_API.md) that
+// `#golang` matches the exact tag; neither says anything of letter case or
+// of Unicode normalisation. X's search matches hashtags regardless of case
+// (#GoLang finds #golang), as the sandbox always has. For canonically equivalent
+// spellings (café as U+00E9, or as e + U+0301) X documents nothing; it
+// counts a post's characters on its NFC form (developer docs, "Counting
+// characters"), and a reader cannot tell the two apart, so the sandbox
+// keys a tag by its lower-cased NFC form (tagKey): a query in either form
+// finds posts in either form. tagwatch sends NFC (xapi.NormalizeHashtag),
+// which finds the posts X's own clients write (NFC) whatever X does with
+// other forms.
+
+// isTagRune reports whether r may appear in a hashtag (hashtagAlphaNumeric).
+func isTagRune(r rune) bool {
+	if r < utf8.RuneSelf {
+		return r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+	}
+	return unicode.In(r, unicode.L, unicode.M, unicode.Nd) || isTagSpecial(r)
+}
+
+// isTagAlpha reports whether r is a letter or mark (hashtagAlpha); a
+// hashtag needs one.
+func isTagAlpha(r rune) bool {
+	if r < utf8.RuneSelf {
+		return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
+	}
+	return unicode.In(r, unicode.L, unicode.M)
+}
+
+// isTagSpecial reports whether r is one of twitter-text's
+// hashtagSpecialChars other than '_': the joiners ZWNJ and ZWJ, Cyrillic
+// kavyka, Hebrew maqaf, geresh and gershayim, full-width tilde, wave dash,
+// the kana voiced sound marks, double hyphen and middle dot, ditto mark,
+// the Tibetan tshegs and the middle dot.
+func isTagSpecial(r rune) bool {
+	switch r {
+	case '\u200C', '\u200D', '\uA67E', '\u05BE', '\u05F3', '\u05F4', '\uFF5E', '\u301C',
+		'\u309B', '\u309C', '\u30A0', '\u30FB', '\u3003', '\u0F0B', '\u0F0C', '\u00B7':
+		return true
+	}
+	return false
+}
+
+// tagKey is the form a hashtag is indexed and looked up by: lower case,
+// then NFC.
+func tagKey(tag string) string {
+	return norm.NFC.String(strings.ToLower(tag))
+}
+
+// queryHashtag returns the key of the hashtag operator #body, or false
+// when body is not one whole hashtag.
+func queryHashtag(body string) (string, bool) {
+	if body == "" {
+		return "", false
+	}
+	if r, _ := utf8.DecodeRuneInString(body); r == '\uFE0F' || r == '\u20E3' {
+		return "", false
+	}
+	alpha := false
+	for _, r := range body {
+		if !isTagRune(r) {
+			return "", false
+		}
+		alpha = alpha || isTagAlpha(r)
+	}
+	if !alpha {
+		return "", false
+	}
+	return tagKey(body), true
+}
+
+// hashtagBoundary reports whether a hash sign after prev (-1: the start of
+// the text) may begin a hashtag.
+func hashtagBoundary(prev rune) bool {
+	return prev < 0 || prev == '\uFE0E' || prev == '\uFE0F' || (prev != '&' && !isTagRune(prev))
+}
+
+// extractHashtags appends the distinct keys (tagKey) of the hashtags of
+// text to dst, in order of first appearance.
+func extractHashtags(text string, dst []string) []string {
+	prev := rune(-1)
+	for i := 0; i < len(text); {
+		r, size := utf8.DecodeRuneInString(text[i:])
+		if (r == '#' || r == '＃') && hashtagBoundary(prev) {
+			j := i + size
+			if next, _ := utf8.DecodeRuneInString(text[j:]); j < len(text) && next != '\uFE0F' && next != '\u20E3' {
+				k, alpha := j, false
+				for k < len(text) {
+					r2, s2 := utf8.DecodeRuneInString(text[k:])
+					if !isTagRune(r2) {
+						break
+					}
+					alpha = alpha || isTagAlpha(r2)
+					prev = r2
+					k += s2
+				}
+				if k > j {
+					rest := text[k:]
+					if alpha && !strings.HasPrefix(rest, "#") && !strings.HasPrefix(rest, "＃") && !strings.HasPrefix(rest, "://") {
+						dst = appendTag(dst, tagKey(text[j:k]))
+					}
+					i = k
+					continue
+				}
+			}
+		}
+		prev = r
+		i += size
+	}
+	return dst
+}
+
+func appendTag(dst []string, tag string) []string {
+	for _, t := range dst {
+		if t == tag {
+			return dst
+		}
+	}
+	if len(dst) < 1<<15 {
+		dst = append(dst, tag)
+	}
+	return dst
 }
 
 func isLetters(s string) bool {

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 	"unicode"
-	"unicode/utf8"
 )
 
 // User is an X account known to the sandbox.
@@ -251,49 +250,6 @@ func (sn *snapshot) hasTag(p *post, id uint32) bool {
 
 func isWordRune(r rune) bool {
 	return r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.Is(unicode.Mn, r)
-}
-
-// extractHashtags appends the distinct lower-cased hashtags of text to dst.
-// A hashtag is # (or the full-width ＃) not preceded by a word character,
-// followed by word characters of which at least one is not a digit.
-func extractHashtags(text string, dst []string) []string {
-	prevWord := false
-	for i := 0; i < len(text); {
-		r, size := utf8.DecodeRuneInString(text[i:])
-		if (r == '#' || r == '＃') && !prevWord {
-			j := i + size
-			digitsOnly := true
-			for j < len(text) {
-				r2, s2 := utf8.DecodeRuneInString(text[j:])
-				if !isWordRune(r2) {
-					break
-				}
-				if !unicode.IsDigit(r2) {
-					digitsOnly = false
-				}
-				j += s2
-			}
-			if j > i+size && !digitsOnly {
-				tag := strings.ToLower(text[i+size : j])
-				dup := false
-				for _, t := range dst {
-					if t == tag {
-						dup = true
-						break
-					}
-				}
-				if !dup && len(dst) < 1<<15 {
-					dst = append(dst, tag)
-				}
-			}
-			prevWord = j > i+size
-			i = j
-			continue
-		}
-		prevWord = isWordRune(r)
-		i += size
-	}
-	return dst
 }
 
 // appendWords appends the lower-cased words of s (runs of word characters)

@@ -22,6 +22,7 @@ import (
 	"tagwatch/worker"
 	"tagwatch/worker/xapi"
 	"tagwatch/worker/xapi/xsandbox"
+	"tagwatch/worker/xsource"
 )
 
 func benchE2E(args []string) error {
@@ -102,9 +103,9 @@ func benchE2E(args []string) error {
 
 	var runs, failed, other atomic.Int64
 	var perSec sync.Map
-	w, err := worker.New(worker.Config{DB: db, Searchers: map[string]worker.Searcher{"x": xapi.New(xapi.Config{BaseURL: prov.APIURL()})},
-		Tokens: func(id string) xapi.TokenSource { return mgr.Source(id) }, Workers: 32, PerProviderConcurrency: 64,
-		CatchUpWindow: time.Minute, Logger: quiet,
+	w, err := worker.New(worker.Config{DB: db, Sources: map[string]worker.Source{"x": xsource.New(xapi.New(xapi.Config{BaseURL: prov.APIURL()}))},
+		Tokens: func(id string) worker.TokenSource { return mgr.Source(id) }, Workers: 32, PerProviderConcurrency: 64,
+		CatchUpWindow: time.Minute, MinInterval: time.Minute, AppRequestsPerWindow: -1, Logger: quiet,
 		Observer: func(ev worker.Event) {
 			switch ev.Kind {
 			case worker.EventRun:

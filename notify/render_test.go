@@ -1,0 +1,141 @@
+package notify
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"tagwatch/vault"
+	"tagwatch/vault/secret"
+)
+
+// TestRender: every notice type is worded from its facts, the same way in
+// each channel's form (the plain text of console, chat and mail; the HTML
+// of mail; the message of a webhook body), and an old row's Message is
+// shown only when the row lacks the facts.
+func TestRender(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	label := TargetLabel(slackHook)
+	for _, tc := range []struct {
+		name    string
+		n       vault.Notice
+		consent string
+		want    []string // in the subject+text, the HTML and the webhook message (match: text and HTML only)
+		not     []string // nowhere
+	}{
+		{"match digest", matchNotice("u1", "w1", 2), "",
+			[]string{"New posts for #golang", "Go 1.26 is out!", "@gopher"}, []string{"new posts (ids"}},
+		{"match, one post", matchNotice("u1", "w1", 1), "", []string{"A new post for #golang"}, nil},
+		{"match, old row with a message", vault.Notice{Type: vault.NoticeMatch, UserID: "u1", Hashtags: []string{"golang"},
+			Posts: matchNotice("u1", "w1", 1).Posts, Message: "1 new posts (ids 186900000000000000)", Time: at}, "",
+			[]string{"A new post for #golang"}, []string{"new posts (ids"}},
+		{"enrolled", vault.Notice{Type: vault.NoticeEnrolled, UserID: "u1", WatchID: "w1", Provider: "x",
+			Hashtags: []string{"a", "b"}, Schedule: "@every 15m", Time: at}, "",
+			[]string{"tagwatch is watching #a #b", "tagwatch now watches #a #b every 15 minutes."}, nil},
+		{"enrolled hourly", vault.Notice{Type: vault.NoticeEnrolled, UserID: "u1", Hashtags: []string{"a"}, Schedule: "@hourly", Time: at}, "",
+			[]string{"tagwatch now watches #a every hour."}, nil},
+		{"enrolled, resumed", vault.Notice{Type: vault.NoticeEnrolled, UserID: "u1", Hashtags: []string{"a"}, Schedule: "@every 15m",
+			Resumed: true, Time: at}, "",
+			[]string{"tagwatch is watching #a again", "the watch of #a resumes where it stopped"}, []string{"every 15 minutes"}},
+		{"enrolled, old row", vault.Notice{Type: vault.NoticeEnrolled, UserID: "u1", Hashtags: []string{"a"},
+			Message: "tagwatch now watches #a on the old schedule.", Time: at}, "",
+			[]string{"tagwatch is watching #a", "tagwatch now watches #a on the old schedule."}, nil},
+		{"enrolled, facts win over a message", vault.Notice{Type: vault.NoticeEnrolled, UserID: "u1", Hashtags: []string{"a"},
+			Schedule: "@daily", Message: "OLD WORDS", Time: at}, "",
+			[]string{"tagwatch now watches #a once a day."}, []string{"OLD WORDS"}},
+		{"reconsent", vault.Notice{Type: vault.NoticeReconsent, UserID: "u1", Provider: "x", Hashtags: []string{"a"},
+			Reason: "dead_grant", Time: at}, "https://tagwatch.example/enroll/CONSENT",
+			[]string{"tagwatch needs your permission again", "can no longer search X for you: the permission you gave it has ended",
+				"watches of #a are paused"}, nil},
+		{"reconsent, scope", vault.Notice{Type: vault.NoticeReconsent, UserID: "u1", Provider: "x", Reason: "scope_reduced: tweet.read", Time: at}, "",
+			[]string{"it now has fewer permissions than it needs"}, []string{"tweet.read"}},
+		{"reconsent, old row", vault.Notice{Type: vault.NoticeReconsent, UserID: "u1", Provider: "x",
+			Message: "tagwatch can no longer act for you (old words).", Time: at}, "",
+			[]string{"tagwatch needs your permission again", "(old words)"}, nil},
+		{"revoked", vault.Notice{Type: vault.NoticeRevoked, UserID: "u1", Provider: "x", Time: at}, "",
+			[]string{"tagwatch's access has ended", "access to your X account was revoked"}, nil},
+		{"target disabled", vault.Notice{Type: vault.NoticeTargetDisabled, UserID: "u1", Target: label, Time: at}, "",
+			[]string{"A notification target was turned off", "Notifications to " + label + " were refused for good"},
+			[]string{"T0000", "XXXXXXXXXXXX"}},
+		{"target disabled, old row", vault.Notice{Type: vault.NoticeTargetDisabled, UserID: "u1",
+			Message: "Notifications to somewhere were refused (old words).", Time: at}, "",
+			[]string{"(old words)"}, nil},
+		{"unknown type, message", vault.Notice{Type: "future_kind", UserID: "u1", Message: "Something new.", Time: at}, "",
+			[]string{"A message from tagwatch", "Something new."}, nil},
+		{"hostile hashtag", vault.Notice{Type: vault.NoticeEnrolled, UserID: "u1", Hashtags: []string{"a\nSubject: forged\x1b[31m"},
+			Schedule: "@every 1h", Time: at}, "",
+			[]string{"#a Subject: forged"}, []string{"\nSubject: forged", "\x1b"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &Message{ID: "n1", Target: "console:", Notice: tc.n, Consent: secret.New(tc.consent), Attempt: 1}
+			r, err := render(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := webhookBody(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wb WebhookBody
+			if err := json.Unmarshal(body, &wb); err != nil {
+				t.Fatal(err)
+			}
+			forms := map[string]string{"text": r.Subject + "\n\n" + r.Text, "html": htmlText(r.HTML)}
+			if tc.n.Type != vault.NoticeMatch {
+				forms["webhook"] = wb.Data.Message
+			}
+			for form, got := range forms {
+				for _, w := range tc.want {
+					if form == "webhook" && !strings.Contains(r.Lead, w) {
+						continue // headings and posts are not in the message
+					}
+					if !strings.Contains(got, w) {
+						t.Errorf("%s form = %q, want %q in it", form, got, w)
+					}
+				}
+				for _, w := range tc.not {
+					if strings.Contains(got, w) {
+						t.Errorf("%s form = %q, has %q", form, got, w)
+					}
+				}
+			}
+			if strings.ContainsAny(r.Subject, "\r\n") {
+				t.Errorf("subject %q spans lines", r.Subject)
+			}
+			if tc.consent != "" && (!strings.Contains(r.Text, tc.consent) || !strings.Contains(r.HTML, tc.consent) || wb.Data.ConsentURL != tc.consent) {
+				t.Errorf("the consent link is missing from a form")
+			}
+			if tc.n.Type == vault.NoticeMatch && wb.Data.Message != "" {
+				t.Errorf("match webhook message = %q, want none (the posts are the message)", wb.Data.Message)
+			}
+		})
+	}
+}
+
+// htmlText undoes the escapes html/template applies to text, so the test
+// compares words.
+func htmlText(s string) string {
+	return strings.NewReplacer("&#39;", "'", "&#34;", `"`, "&amp;", "&", "&lt;", "<", "&gt;", ">").Replace(s)
+}
+
+func TestCadence(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"@every 15m", "every 15 minutes"},
+		{"@every 1m", "every minute"},
+		{"@every 90s", "every 90 seconds"},
+		{"@every 2h", "every 2 hours"},
+		{"@every 1h", "every hour"},
+		{"@every 24h", "every day"},
+		{"@every 1h30m", "every 90 minutes"},
+		{"@hourly", "every hour"},
+		{"@daily", "once a day"},
+		{"@weekly", "once a week"},
+		{"*/5 * * * *", "on the schedule “*/5 * * * *”"},
+		{"@every nonsense", "on the schedule “@every nonsense”"},
+	} {
+		if got := Cadence(tc.in); got != tc.want {
+			t.Errorf("Cadence(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

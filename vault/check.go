@@ -1,0 +1,382 @@
+package vault
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Invariant names one rule of the store that CheckConsistency checks.
+type Invariant string
+
+// The invariants CheckConsistency checks. Every domain method keeps them;
+// a record found breaking one was written around the methods (a raw
+// transaction), by a bug, or damaged on disk.
+const (
+	// InvPages: bbolt's own check of the file's pages (bbolt.Tx.Check):
+	// no page freed twice, none unreachable and not freed, keys in order.
+	// When it fails nothing else is checked (walking a damaged tree can
+	// fault).
+	InvPages Invariant = "pages"
+	// InvRecords: every record decodes, and is stored under its own id.
+	InvRecords Invariant = "records"
+	// InvOutboxDue: the due index matches the rows: every pending or
+	// retrying row is indexed at its NextAttempt, and nothing else is.
+	InvOutboxDue Invariant = "outbox_due"
+	// InvUserWatches: every user_watches key points at an existing watch
+	// of that user, and every watch has its key.
+	InvUserWatches Invariant = "user_watches"
+	// InvUserGrants: every user_grants key points at a grant of that user
+	// at that provider, and every grant that is not revoked is the one its
+	// key points at (a revoked grant may have been replaced by a new
+	// consent while its revocation is pending).
+	InvUserGrants Invariant = "user_grants"
+	// InvWatchState: a watch's state is active, paused or suspended; an
+	// active watch has no suspend reason, a suspended one a known reason,
+	// a paused one a known reason or none.
+	InvWatchState Invariant = "watch_state"
+	// InvWatchGrant: every watch that runs (Watch.Runs: active, or
+	// suspended by the usage cap, whose runs are the cap's probes) belongs
+	// to a user whose grant at the watch's provider is active.
+	InvWatchGrant Invariant = "watch_grant"
+	// InvWatchIndexes: every cursor and every seen-index prefix belongs to
+	// an existing watch.
+	InvWatchIndexes Invariant = "watch_indexes"
+	// InvRevocations: every pending revocation's grant exists and is
+	// revoked.
+	InvRevocations Invariant = "revocations"
+	// InvSealed: every sealed field (grant tokens, outbox secrets, pending
+	// revocations) opens with the keyring, bound to its record.
+	InvSealed Invariant = "sealed"
+)
+
+// Inconsistency is one broken invariant at one record.
+type Inconsistency struct {
+	Invariant Invariant
+	// Record names the record as people say it: `watch "01h..."`,
+	// `notification "9f..."`, `user_grants key zed/x`.
+	Record string
+	// Problem says what is wrong with it.
+	Problem string
+}
+
+func (i Inconsistency) String() string {
+	return fmt.Sprintf("%s: %s: %s", i.Invariant, i.Record, i.Problem)
+}
+
+// ConsistencyError is what CheckConsistency found: every inconsistency,
+// in the order the check met them.
+type ConsistencyError struct {
+	// Path is the database file.
+	Path  string
+	Found []Inconsistency
+}
+
+func (e *ConsistencyError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "vault: %s is inconsistent (%d problems):", e.Path, len(e.Found))
+	for _, i := range e.Found {
+		b.WriteString("\n\t")
+		b.WriteString(i.String())
+	}
+	return b.String()
+}
+
+// errRollback ends the check's transaction without committing.
+var errRollback = errors.New("rollback")
+
+// maxInconsistencies bounds what one check reports.
+const maxInconsistencies = 100
+
+// CheckConsistency checks the file's pages (bbolt's own check) and then
+// tagwatch's invariants (the Inv* constants), and returns nil or a
+// *ConsistencyError listing at most 100 inconsistencies, each naming its
+// record. It writes nothing. It runs in one read-write transaction
+// (rolled back; bbolt's page check is only safe against concurrent
+// writers that way), so it sees one state and holds off writers while it
+// reads every record: it is for tests (vault/vaulttest runs it after each
+// one) and for an operator's check of a stopped daemon's file, not for a
+// hot path. Other errors are the store's own (a closed database).
+func (db *DB) CheckConsistency() error {
+	var found []Inconsistency
+	err := db.Update(func(tx *Tx) error {
+		c := &checker{tx: tx}
+		c.run()
+		found = c.found
+		return errRollback
+	})
+	if err != nil && !errors.Is(err, errRollback) {
+		return fmt.Errorf("vault: check %s: %w", db.path, err)
+	}
+	if len(found) > 0 {
+		return &ConsistencyError{Path: db.path, Found: found}
+	}
+	return nil
+}
+
+type checker struct {
+	tx    *Tx
+	found []Inconsistency
+}
+
+func (c *checker) add(inv Invariant, record, format string, args ...any) {
+	if len(c.found) < maxInconsistencies {
+		c.found = append(c.found, Inconsistency{Invariant: inv, Record: record, Problem: fmt.Sprintf(format, args...)})
+	}
+}
+
+func (c *checker) run() {
+	for err := range c.tx.tx.Check() {
+		// Drain the channel: bbolt's checker blocks until it is read.
+		c.add(InvPages, "file", "%v", err)
+	}
+	if len(c.found) > 0 {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			c.add(InvPages, "file", "reading the records panicked: %v", r)
+		}
+	}()
+	decode(c, bucketUsers, "user", func(u User) string { return u.ID })
+	decode(c, bucketEnrollments, "consent link", func(e Enrollment) string { return e.Hash })
+	watches := c.watches()
+	grants := c.grants()
+	c.userWatches(watches)
+	c.userGrants(grants)
+	c.watchGrants(watches, grants)
+	c.watchIndexes(watches)
+	c.outbox()
+	c.revocations(grants)
+	// Records come out of maps: sort, so a report reads the same twice.
+	slices.SortStableFunc(c.found, func(a, b Inconsistency) int {
+		return cmp.Or(cmp.Compare(a.Invariant, b.Invariant), cmp.Compare(a.Record, b.Record))
+	})
+}
+
+// decode reads every record of a bucket into a map by key, reporting the
+// ones that do not decode or are stored under another id.
+func decode[T any](c *checker, bucket []byte, kind string, id func(T) string) map[string]T {
+	out := map[string]T{}
+	_ = c.tx.tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+		var rec T
+		if err := json.Unmarshal(v, &rec); err != nil {
+			c.add(InvRecords, fmt.Sprintf("%s %q", kind, k), "does not decode: %v", err)
+			return nil
+		}
+		if got := id(rec); got != string(k) {
+			c.add(InvRecords, fmt.Sprintf("%s %q", kind, k), "is stored under another key than its id %q", got)
+		}
+		out[string(k)] = rec
+		return nil
+	})
+	return out
+}
+
+func (c *checker) watches() map[string]Watch {
+	ws := decode(c, bucketWatches, "watch", func(w Watch) string { return w.ID })
+	for id, w := range ws {
+		rec := fmt.Sprintf("watch %q", id)
+		switch {
+		case w.UserID == "" || w.Provider == "":
+			c.add(InvRecords, rec, "has no user or no provider")
+		case !w.SuspendReason.Valid():
+			c.add(InvWatchState, rec, "has an unknown suspend reason %q", w.SuspendReason)
+		case w.State == WatchActive && w.SuspendReason != SuspendNone:
+			c.add(InvWatchState, rec, "is active with suspend reason %q", w.SuspendReason)
+		case w.State == WatchSuspended && w.SuspendReason == SuspendNone:
+			c.add(InvWatchState, rec, "is suspended without a reason")
+		case w.State != WatchActive && w.State != WatchPaused && w.State != WatchSuspended:
+			c.add(InvWatchState, rec, "has an unknown state %q", w.State)
+		}
+	}
+	return ws
+}
+
+func (c *checker) grants() map[string]Grant {
+	gs := decode(c, bucketGrants, "grant", func(g Grant) string { return g.ID })
+	for id, g := range gs {
+		for _, f := range []struct {
+			name string
+			env  []byte
+		}{{"refresh_token", g.SealedRefresh}, {"access_token", g.SealedAccess}} {
+			if _, err := c.tx.openString(grantAD(g.ID, f.name), f.env); err != nil {
+				c.add(InvSealed, fmt.Sprintf("grant %q", id), "sealed %s does not open: %v", f.name, err)
+			}
+		}
+	}
+	return gs
+}
+
+// splitPair splits a user\0x index key.
+func splitPair(k []byte) (string, string, bool) {
+	a, b, ok := bytes.Cut(k, []byte{0})
+	return string(a), string(b), ok
+}
+
+func (c *checker) userWatches(watches map[string]Watch) {
+	indexed := map[string]bool{}
+	_ = c.tx.tx.Bucket(bucketUserWatches).ForEach(func(k, _ []byte) error {
+		user, id, ok := splitPair(k)
+		rec := fmt.Sprintf("user_watches key %s/%s", user, id)
+		w, exists := watches[id]
+		switch {
+		case !ok:
+			c.add(InvUserWatches, fmt.Sprintf("user_watches key %q", k), "is not user\\0watch")
+		case !exists:
+			c.add(InvUserWatches, rec, "points at watch %q, which does not exist", id)
+		case w.UserID != user:
+			c.add(InvUserWatches, rec, "points at watch %q of user %q", id, w.UserID)
+		default:
+			indexed[id] = true
+		}
+		return nil
+	})
+	for id, w := range watches {
+		if !indexed[id] && w.UserID != "" {
+			c.add(InvUserWatches, fmt.Sprintf("watch %q", id), "has no user_watches key for user %q", w.UserID)
+		}
+	}
+}
+
+func (c *checker) userGrants(grants map[string]Grant) {
+	current := map[string]bool{}
+	_ = c.tx.tx.Bucket(bucketUserGrants).ForEach(func(k, v []byte) error {
+		user, prov, ok := splitPair(k)
+		rec := fmt.Sprintf("user_grants key %s/%s", user, prov)
+		g, exists := grants[string(v)]
+		switch {
+		case !ok:
+			c.add(InvUserGrants, fmt.Sprintf("user_grants key %q", k), "is not user\\0provider")
+		case !exists:
+			c.add(InvUserGrants, rec, "points at grant %q, which does not exist", v)
+		case g.UserID != user || g.Provider != prov:
+			c.add(InvUserGrants, rec, "points at grant %q of %s/%s", v, g.UserID, g.Provider)
+		default:
+			current[g.ID] = true
+		}
+		return nil
+	})
+	for id, g := range grants {
+		if !current[id] && g.State != GrantRevoked {
+			c.add(InvUserGrants, fmt.Sprintf("grant %q", id), "is %s but user_grants %s/%s does not point at it", g.State, g.UserID, g.Provider)
+		}
+	}
+}
+
+func (c *checker) watchGrants(watches map[string]Watch, grants map[string]Grant) {
+	ug := c.tx.tx.Bucket(bucketUserGrants)
+	for id, w := range watches {
+		if !w.Runs() {
+			continue
+		}
+		rec := fmt.Sprintf("watch %q", id)
+		gid := ug.Get(pair(w.UserID, w.Provider))
+		g, ok := grants[string(gid)]
+		switch {
+		case gid == nil || !ok:
+			c.add(InvWatchGrant, rec, "is %s but user %q has no grant at %q", w.StateText(), w.UserID, w.Provider)
+		case g.State != GrantActive:
+			c.add(InvWatchGrant, rec, "is %s but grant %q of user %q at %q is %s", w.StateText(), g.ID, w.UserID, w.Provider, g.State)
+		}
+	}
+}
+
+func (c *checker) watchIndexes(watches map[string]Watch) {
+	_ = c.tx.tx.Bucket(bucketCursors).ForEach(func(k, v []byte) error {
+		if _, ok := watches[string(k)]; !ok {
+			c.add(InvWatchIndexes, fmt.Sprintf("cursor %q", k), "belongs to no watch")
+		}
+		var cur Cursor
+		if err := json.Unmarshal(v, &cur); err != nil {
+			c.add(InvRecords, fmt.Sprintf("cursor %q", k), "does not decode: %v", err)
+		}
+		return nil
+	})
+	seen := c.tx.tx.Bucket(bucketSeen)
+	if seen == nil {
+		return
+	}
+	orphans := map[string]int{}
+	_ = seen.ForEach(func(k, _ []byte) error {
+		id, post, ok := bytes.Cut(k, []byte{0})
+		if !ok || len(post) != 8 {
+			c.add(InvWatchIndexes, fmt.Sprintf("watch_seen key %q", k), "is not watch\\0post id (8 bytes)")
+			return nil
+		}
+		if _, ok := watches[string(id)]; !ok {
+			orphans[string(id)]++
+		}
+		return nil
+	})
+	for id, n := range orphans {
+		c.add(InvWatchIndexes, fmt.Sprintf("watch_seen prefix %q", id), "holds %d posts of a watch that does not exist", n)
+	}
+}
+
+func (c *checker) outbox() {
+	rows := decode(c, bucketOutbox, "notification", func(r OutboxRow) string { return r.ID })
+	indexed := map[string]time.Time{}
+	_ = c.tx.tx.Bucket(bucketOutboxDue).ForEach(func(k, _ []byte) error {
+		if len(k) < 8 {
+			c.add(InvOutboxDue, fmt.Sprintf("outbox_due key %x", k), "is shorter than its 8-byte time")
+			return nil
+		}
+		at, id := time.Unix(0, int64(binary.BigEndian.Uint64(k[:8]))), string(k[8:])
+		rec := fmt.Sprintf("outbox_due key %s/%s", at.UTC().Format(time.RFC3339Nano), id)
+		r, ok := rows[id]
+		switch {
+		case !ok:
+			c.add(InvOutboxDue, rec, "points at notification %q, which does not exist", id)
+		case !r.waiting():
+			c.add(InvOutboxDue, rec, "indexes notification %q, which is %s", id, r.State)
+		case !r.NextAttempt.Equal(at):
+			c.add(InvOutboxDue, rec, "indexes notification %q at another time than its next attempt %s", id,
+				r.NextAttempt.UTC().Format(time.RFC3339Nano))
+		default:
+			if _, twice := indexed[id]; twice {
+				c.add(InvOutboxDue, rec, "indexes notification %q a second time", id)
+			}
+			indexed[id] = at
+		}
+		return nil
+	})
+	for id, r := range rows {
+		rec := fmt.Sprintf("notification %q", id)
+		if _, ok := indexed[id]; r.waiting() && !ok {
+			c.add(InvOutboxDue, rec, "is %s but not in the due index at its next attempt %s", r.State,
+				r.NextAttempt.UTC().Format(time.RFC3339Nano))
+		}
+		switch r.State {
+		case OutboxPending, OutboxRetrying, OutboxDelivered, OutboxDead, OutboxDropped:
+		default:
+			c.add(InvRecords, rec, "has an unknown state %q", r.State)
+		}
+		if _, err := c.tx.OpenOutboxSecret(r); err != nil {
+			c.add(InvSealed, rec, "sealed secret does not open: %v", err)
+		}
+	}
+}
+
+func (c *checker) revocations(grants map[string]Grant) {
+	revs := decode(c, bucketRevocations, "pending revocation", func(r Revocation) string { return r.ID })
+	for id, r := range revs {
+		rec := fmt.Sprintf("pending revocation %q", id)
+		g, ok := grants[r.GrantID]
+		switch {
+		case !ok:
+			c.add(InvRevocations, rec, "names grant %q, which does not exist", r.GrantID)
+		case g.State != GrantRevoked:
+			c.add(InvRevocations, rec, "names grant %q, which is %s, not revoked", r.GrantID, g.State)
+		}
+		if _, err := c.tx.OpenRevocation(r); err != nil {
+			c.add(InvSealed, rec, "sealed refresh token does not open: %v", err)
+		}
+	}
+}

@@ -1,0 +1,622 @@
+package vault
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/mail"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// This file is the store's side of consent links: creating, listing and
+// canceling them (operators, through any door), and committing what a
+// consent flow learnt (vault/enroll, after the provider answered). Each
+// method is one transaction; none does network I/O.
+
+// Link lifetimes.
+const (
+	// DefaultLinkTTL is a consent link's lifetime when none is asked for.
+	DefaultLinkTTL = 72 * time.Hour
+	// MaxLinkTTL bounds a link's life: consent links are short-lived.
+	MaxLinkTTL = 30 * 24 * time.Hour
+	// MinLinkTTL is the shortest lifetime a link may be asked for.
+	MinLinkTTL = time.Minute
+)
+
+// AuditEnrollmentCanceled is the audit kind of a link canceled by an
+// operator.
+const AuditEnrollmentCanceled = "enrollment_canceled"
+
+// ErrWrongAccount means a re-consent was given by another account than
+// the one whose grant it renews: the grant is not handed over; the other
+// account needs an enrollment link of its own.
+var ErrWrongAccount = errors.New("consent by another account")
+
+// LinkRequest asks CreateLink for a one-time consent link.
+type LinkRequest struct {
+	// UserID is the user the grant will belong to: 1 to 200 printable
+	// characters. Required.
+	UserID string
+	// UserName and UserEmail describe a new user; when set they also
+	// update an existing one. At most 200 printable characters; a plain
+	// mail address.
+	UserName  string
+	UserEmail string
+	// Provider names the provider the user will consent at. Required; the
+	// door checks that it is configured.
+	Provider string
+	// Expected, when set, is the identity that must consent: a subject, a
+	// username (with or without @) or an email; at most 320 printable
+	// characters.
+	Expected string
+	// Watch is the watch a used link starts; it is checked against the
+	// DB's rules (DB.CheckWatch) and stored normalised. Required for
+	// PurposeEnroll, refused for PurposeReconsent.
+	Watch *WatchSpec
+	// Purpose is PurposeEnroll (default) or PurposeReconsent.
+	Purpose EnrollmentPurpose
+	// GrantID is the grant a re-consent link renews: it must exist and
+	// belong to UserID at Provider. Required for PurposeReconsent.
+	GrantID string
+	// TTL is the link's lifetime: MinLinkTTL to MaxLinkTTL, default
+	// DefaultLinkTTL.
+	TTL time.Duration
+	// CreatedBy names the operator or component asking, for the audit
+	// trail and the landing page; at most 200 printable characters.
+	CreatedBy string
+}
+
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkLinkRequest normalises req (default purpose and TTL, the watch by
+// the rules) and returns a *InvalidError for the first field that is
+// wrong.
+func (db *DB) checkLinkRequest(req *LinkRequest) error {
+	bad := func(format string, args ...any) error {
+		return &InvalidError{Object: "consent link", Err: fmt.Errorf(format, args...)}
+	}
+	switch {
+	case req.UserID == "" || len(req.UserID) > 200 || !printable(req.UserID):
+		return bad("user id must be 1 to 200 printable characters")
+	case req.Provider == "" || len(req.Provider) > 200 || !printable(req.Provider):
+		return bad("a provider is required")
+	case len(req.UserName) > 200 || !printable(req.UserName):
+		return bad("user name must be at most 200 printable characters")
+	case len(req.Expected) > 320 || !printable(req.Expected):
+		return bad("expected identity must be at most 320 printable characters")
+	case len(req.CreatedBy) > 200 || !printable(req.CreatedBy):
+		return bad("created by must be at most 200 printable characters")
+	}
+	if req.UserEmail != "" {
+		if a, err := mail.ParseAddress(req.UserEmail); err != nil || a.Address != req.UserEmail {
+			return bad("user email %q is not a plain mail address", req.UserEmail)
+		}
+	}
+	if req.TTL == 0 {
+		req.TTL = DefaultLinkTTL
+	}
+	if req.TTL < MinLinkTTL || req.TTL > MaxLinkTTL {
+		return bad("ttl must be between %s and %s, got %s", MinLinkTTL, MaxLinkTTL, req.TTL)
+	}
+	switch req.Purpose {
+	case "", PurposeEnroll:
+		req.Purpose = PurposeEnroll
+		if req.Watch == nil {
+			return bad("an enrollment link needs the watch it starts")
+		}
+		if req.GrantID != "" {
+			return bad("an enrollment link names no grant")
+		}
+	case PurposeReconsent:
+		if req.GrantID == "" {
+			return bad("a re-consent link needs the grant it renews")
+		}
+		if req.Watch != nil {
+			return bad("a re-consent link carries no watch: it resumes the user's watches")
+		}
+	default:
+		return bad("unknown purpose %q", req.Purpose)
+	}
+	if req.Watch != nil {
+		spec := cloneSpec(*req.Watch)
+		if err := db.CheckWatch(req.Provider, &spec); err != nil {
+			return err
+		}
+		req.Watch = &spec
+	}
+	return nil
+}
+
+// CreateLink stores a one-time consent link, in one transaction: the user
+// is created (or its name and email updated), the link recorded under the
+// hash of a fresh token, and the audit trail told. It returns the token,
+// which is kept nowhere (the door turns it into <PublicURL>/enroll/<token>
+// and shows it once), and the record. The request is checked first: its
+// fields, its watch against the DB's rules (so a link carries only a watch
+// every other door would accept), and a re-consent link's grant.
+// Errors: *InvalidError (a field or the watch); *NotFoundError (a
+// re-consent link's grant); errNoRules when the DB has no rules.
+func (db *DB) CreateLink(req LinkRequest) (string, Enrollment, error) {
+	if err := db.checkLinkRequest(&req); err != nil {
+		return "", Enrollment{}, err
+	}
+	var (
+		token string
+		rec   Enrollment
+	)
+	err := db.Update(func(tx *Tx) error {
+		if req.Purpose == PurposeReconsent {
+			g, err := tx.grant(req.GrantID)
+			if err != nil {
+				return err
+			}
+			if g.UserID != req.UserID || g.Provider != req.Provider {
+				return &InvalidError{Object: "consent link", Err: fmt.Errorf("grant %s belongs to another user or provider", req.GrantID)}
+			}
+		}
+		u, err := tx.User(req.UserID)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			u = User{ID: req.UserID}
+		case err != nil:
+			return err
+		}
+		if req.UserName != "" || req.UserEmail != "" || u.CreatedAt.IsZero() {
+			if req.UserName != "" {
+				u.Name = req.UserName
+			}
+			if req.UserEmail != "" {
+				u.Email = req.UserEmail
+			}
+			if err := tx.PutUser(u); err != nil {
+				return err
+			}
+		}
+		token, rec, err = tx.CreateEnrollment(Enrollment{Purpose: req.Purpose, UserID: req.UserID, Provider: req.Provider,
+			Expected: req.Expected, Watch: req.Watch, GrantID: req.GrantID, CreatedBy: req.CreatedBy,
+			ExpiresAt: tx.Now().Add(req.TTL)})
+		return err
+	})
+	if err != nil {
+		return "", Enrollment{}, err
+	}
+	return token, rec, nil
+}
+
+// linkNotFound names a link known by the hash of its token without
+// showing the whole hash.
+func linkNotFound(hash string) error {
+	if len(hash) > 12 {
+		hash = hash[:12]
+	}
+	return notFound("consent link", "sha256:"+hash)
+}
+
+// Link returns the consent link whose token hashes to hash
+// (HashLinkToken). Errors: *NotFoundError.
+func (db *DB) Link(hash string) (Enrollment, error) {
+	var e Enrollment
+	err := db.View(func(tx *Tx) error {
+		var err error
+		e, err = tx.Enrollment(hash)
+		if errors.Is(err, ErrNotFound) {
+			return linkNotFound(hash)
+		}
+		return err
+	})
+	return e, err
+}
+
+// LinkByID returns the consent link with the public id. Errors:
+// *NotFoundError.
+func (db *DB) LinkByID(id string) (Enrollment, error) {
+	var e Enrollment
+	err := db.View(func(tx *Tx) error {
+		var err error
+		e, err = tx.linkByID(id)
+		return err
+	})
+	return e, err
+}
+
+func (tx *Tx) linkByID(id string) (Enrollment, error) {
+	e, err := tx.EnrollmentByID(id)
+	if errors.Is(err, ErrNotFound) {
+		return Enrollment{}, notFound("consent link", id)
+	}
+	return e, err
+}
+
+// User returns the user with id. Errors: *NotFoundError.
+func (db *DB) User(id string) (User, error) {
+	var u User
+	err := db.View(func(tx *Tx) error {
+		var err error
+		u, err = tx.User(id)
+		if errors.Is(err, ErrNotFound) {
+			return notFound("user", id)
+		}
+		return err
+	})
+	return u, err
+}
+
+// LinkView is a consent link as operators see it: the record without the
+// hash of its token, and its state at the time asked.
+type LinkView struct {
+	Enrollment
+	State LinkState
+}
+
+// ListLinks returns every consent link with its state at now
+// (Enrollment.State), newest first, without the hashes of their tokens,
+// from one read transaction. Errors: only the store's own.
+func (db *DB) ListLinks(now time.Time) ([]LinkView, error) {
+	var links []LinkView
+	err := db.View(func(tx *Tx) error {
+		return tx.Enrollments(func(e Enrollment) error {
+			e.Hash = ""
+			links = append(links, LinkView{Enrollment: e, State: e.State(now)})
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.SliceStable(links, func(i, j int) bool { return links[i].CreatedAt.After(links[j].CreatedAt) })
+	return links, nil
+}
+
+// CancelLink makes the link with id unusable and audits it, naming actor,
+// in one transaction. Canceling a canceled link changes nothing; an
+// expired one is marked canceled too. Errors: *NotFoundError;
+// *TransitionError for a used link.
+func (db *DB) CancelLink(id, actor string) error {
+	return db.Update(func(tx *Tx) error {
+		e, err := tx.linkByID(id)
+		if err != nil {
+			return err
+		}
+		if !e.UsedAt.IsZero() {
+			return &TransitionError{Kind: "consent link", ID: e.ID, Action: "cancel", State: string(LinkUsed)}
+		}
+		if e.Canceled {
+			return nil
+		}
+		e.Canceled = true
+		if err := tx.PutEnrollment(e); err != nil {
+			return err
+		}
+		return tx.Audit(AuditEvent{Kind: AuditEnrollmentCanceled, Actor: actor, UserID: e.UserID, GrantID: e.GrantID,
+			Detail: fmt.Sprintf("%s link %s for provider %s canceled", e.Purpose, e.ID, e.Provider)})
+	})
+}
+
+// RecordConsentRefused appends an AuditEnrollmentRefused entry, in one
+// transaction: a consent flow of link linkID for userID at provider was
+// refused, and why (no secret, already clipped by the caller). Nothing
+// else changes; the link stays as it was. Errors: only the store's own.
+func (db *DB) RecordConsentRefused(userID, linkID, provider, detail string) error {
+	return db.Update(func(tx *Tx) error {
+		return tx.Audit(AuditEvent{Kind: AuditEnrollmentRefused, UserID: userID,
+			Detail: fmt.Sprintf("link %s at provider %s: %s", linkID, provider, detail)})
+	})
+}
+
+// Consent is what a successful authorization-code flow learnt, for
+// CommitConsent. Text from the provider is clipped by the caller.
+type Consent struct {
+	// LinkHash is the key of the link the flow started from
+	// (Enrollment.Hash); LinkID its public id, for errors.
+	LinkHash, LinkID string
+	// UserID and Provider are the link's as the flow started; a link that
+	// changed meanwhile is refused.
+	UserID, Provider string
+	// Issuer, Subject and Username say who consented (a verified ID token,
+	// or the provider's user endpoint); Name is their display name, kept
+	// for a user who has none. Audience is the ID token's aud.
+	Issuer, Subject, Username, Name string
+	Audience                        []string
+	// Scopes are the scopes granted.
+	Scopes []string
+	// Tokens are the tokens the code was redeemed for; a refresh token is
+	// required. AccessExpiry is the access token's absolute expiry.
+	Tokens       Tokens
+	AccessExpiry time.Time
+}
+
+// ConsentResult is what CommitConsent did.
+type ConsentResult struct {
+	// Grant is the grant as stored (tokens sealed).
+	Grant Grant
+	// Link is the link as used.
+	Link Enrollment
+	// Replaced is the state of the grant this consent renewed or
+	// replaced, "" when the user had none at the provider.
+	Replaced GrantState
+	// Started holds the link's watch when this consent created it.
+	Started []Watch
+	// Kept holds the user's watch that was already the same as the
+	// link's (WatchSpec.Same): it was kept, and no second one created.
+	Kept []Watch
+	// Resumed holds the user's watches at the provider that run again
+	// because of this consent (suspended for a grant cause, or the
+	// link's own watch found paused).
+	Resumed []Watch
+}
+
+// CommitConsent stores what a consent flow learnt, in one transaction:
+//   - the link is consumed exactly once: it must be pending
+//     (Enrollment.Usable) and still the user's and provider's the flow
+//     started with; it is marked used. A second commit of the same link
+//     fails with a *TransitionError and changes nothing.
+//   - the link's watch is checked again against the DB's rules.
+//   - the user is created, or given Name when it has none.
+//   - the grant is stored with the tokens sealed: the user's grant at the
+//     provider (a re-consent link's own grant) moves to active
+//     (Grant.SetState) and takes the new tokens and identity; a revoked
+//     grant, being final, is replaced by a new one (and deleted unless a
+//     pending revocation still needs it).
+//   - every watch of the user at the provider held for a grant cause is
+//     cleared (Watch.Clear(SuspendNeedsReconsent), which clears revoked
+//     too): suspended ones run again, paused ones forget the cause.
+//   - the link's watch is created, unless the user already has the same
+//     one at the provider (WatchSpec.Same): then that one is kept, and
+//     resumed if it was paused.
+//   - a NoticeEnrolled (facts: Hashtags, Schedule, Resumed) is queued for
+//     every target of each watch started, kept or resumed, with ids
+//     deterministic per (user, watch, link, target).
+//   - the audit trail records the link used, the grant stored and the
+//     watch added.
+//
+// Errors: *NotFoundError (the link was deleted); *TransitionError (the
+// link is used, canceled or expired); *InvalidError (the link's watch is
+// no longer valid, or the consent lacks a refresh token); an error
+// wrapping ErrWrongAccount (a re-consent by another subject than the
+// grant's). On any error nothing is stored.
+func (db *DB) CommitConsent(c Consent) (ConsentResult, error) {
+	var out ConsentResult
+	if c.Tokens.Refresh.IsZero() {
+		return out, &InvalidError{Object: "consent", Err: errors.New("no refresh token: offline access was not granted")}
+	}
+	err := db.Update(func(tx *Tx) error {
+		out = ConsentResult{}
+		now := tx.Now()
+		e, err := tx.Enrollment(c.LinkHash)
+		if errors.Is(err, ErrNotFound) {
+			if c.LinkID != "" {
+				return notFound("consent link", c.LinkID)
+			}
+			return linkNotFound(c.LinkHash)
+		}
+		if err != nil {
+			return err
+		}
+		if err := e.Usable(now); err != nil {
+			return err
+		}
+		if e.UserID != c.UserID || e.Provider != c.Provider {
+			return &TransitionError{Kind: "consent link", ID: e.ID, Action: "use", State: string(e.State(now)),
+				Why: "its user or provider changed during the flow"}
+		}
+		var spec *WatchSpec
+		if e.Purpose == PurposeEnroll && e.Watch != nil {
+			s := cloneSpec(*e.Watch)
+			if err := db.CheckWatch(e.Provider, &s); err != nil {
+				return err
+			}
+			spec = &s
+		}
+
+		u, err := tx.User(e.UserID)
+		if errors.Is(err, ErrNotFound) {
+			u, err = User{ID: e.UserID}, nil
+		}
+		if err != nil {
+			return err
+		}
+		if u.Name == "" && c.Name != "" {
+			u.Name = c.Name
+		}
+		if err := tx.PutUser(u); err != nil {
+			return err
+		}
+
+		g, err := tx.consentGrant(e, c, now)
+		if err != nil {
+			return err
+		}
+		out.Replaced = g.replaced
+		out.Grant = g.Grant
+
+		e.UsedAt, e.GrantID = now, g.ID
+		if err := tx.PutEnrollment(e); err != nil {
+			return err
+		}
+		out.Link = e
+
+		var linked *Watch
+		var changed []Watch
+		err = tx.UserWatches(e.UserID, func(w Watch) error {
+			if w.Provider != e.Provider {
+				return nil
+			}
+			was := w.State
+			touched := w.Clear(SuspendNeedsReconsent)
+			if spec != nil && linked == nil && w.WatchSpec.Same(*spec) {
+				if ok, err := w.Resume(GrantActive); err == nil && ok {
+					touched = true
+				}
+				linked = &w
+				out.Kept = append(out.Kept, w)
+			}
+			if touched {
+				changed = append(changed, w)
+				if was != WatchActive && w.State == WatchActive {
+					out.Resumed = append(out.Resumed, w)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, w := range changed {
+			if err := tx.PutWatch(w); err != nil {
+				return err
+			}
+		}
+		if spec != nil && linked == nil {
+			w := Watch{ID: NewID(), UserID: e.UserID, Provider: e.Provider, WatchSpec: *spec, State: WatchActive}
+			if err := tx.PutWatch(w); err != nil {
+				return err
+			}
+			out.Started = append(out.Started, w)
+			if err := tx.Audit(AuditEvent{Kind: AuditWatchAdded, Actor: "consent link " + e.ID, UserID: e.UserID, GrantID: g.ID,
+				Detail: watchDetail(w)}); err != nil {
+				return err
+			}
+		}
+
+		notified := map[string]bool{}
+		notify := func(w Watch, resumed bool) error {
+			if notified[w.ID] {
+				return nil
+			}
+			notified[w.ID] = true
+			payload, err := json.Marshal(Notice{Type: NoticeEnrolled, UserID: e.UserID, WatchID: w.ID, Provider: e.Provider,
+				Hashtags: w.Hashtags, Schedule: w.Schedule, Resumed: resumed, Time: now})
+			if err != nil {
+				return err
+			}
+			for _, t := range w.Targets {
+				if _, err := tx.Enqueue(OutboxRow{ID: OutboxID(e.UserID, w.ID, e.ID, NoticeEnrolled, t),
+					Kind: NoticeEnrolled, UserID: e.UserID, WatchID: w.ID, Target: t, Payload: payload}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		for _, w := range out.Started {
+			if err := notify(w, false); err != nil {
+				return err
+			}
+		}
+		for _, w := range out.Resumed {
+			if err := notify(w, true); err != nil {
+				return err
+			}
+		}
+		for _, w := range out.Kept {
+			if err := notify(w, false); err != nil {
+				return err
+			}
+		}
+
+		who := c.Subject
+		if c.Username != "" {
+			who += " (" + c.Username + ")"
+		}
+		if err := tx.Audit(AuditEvent{Kind: AuditEnrollmentUsed, Actor: who, UserID: e.UserID, GrantID: g.ID,
+			Detail: fmt.Sprintf("%s link %s used at provider %s; %d watches started, %d kept, %d resumed",
+				e.Purpose, e.ID, e.Provider, len(out.Started), len(out.Kept), len(out.Resumed))}); err != nil {
+			return err
+		}
+		return tx.Audit(AuditEvent{Kind: AuditGrantStored, Actor: who, UserID: e.UserID, GrantID: g.ID,
+			Detail: g.detail + "; scopes " + strings.Join(c.Scopes, " ")})
+	})
+	if err != nil {
+		return ConsentResult{}, err
+	}
+	return out, nil
+}
+
+// storedGrant is a grant CommitConsent stored, with what it replaced and
+// the audit detail that says so.
+type storedGrant struct {
+	Grant
+	replaced GrantState
+	detail   string
+}
+
+// consentGrant stores the grant a consent gives, for link e.
+func (tx *Tx) consentGrant(e Enrollment, c Consent, now time.Time) (storedGrant, error) {
+	var old Grant
+	var err error
+	if e.Purpose == PurposeReconsent && e.GrantID != "" {
+		old, err = tx.Grant(e.GrantID)
+	} else {
+		old, err = tx.UserGrant(e.UserID, e.Provider)
+	}
+	switch {
+	case errors.Is(err, ErrNotFound):
+		old = Grant{}
+	case err != nil:
+		return storedGrant{}, err
+	case old.UserID != e.UserID || old.Provider != e.Provider:
+		return storedGrant{}, fmt.Errorf("grant %s belongs to another user or provider than link %s", old.ID, e.ID)
+	case e.Purpose == PurposeReconsent && old.Subject != "" && old.Subject != c.Subject:
+		// Re-consent renews the same account's grant; another account
+		// needs an enrollment link of its own.
+		return storedGrant{}, fmt.Errorf("%w: subject %q re-consented for grant %s of subject %q", ErrWrongAccount, c.Subject, old.ID, old.Subject)
+	}
+	out := storedGrant{replaced: old.State, detail: "new grant"}
+	g := Grant{ID: old.ID, UserID: e.UserID, Provider: e.Provider, State: old.State, CreatedAt: old.CreatedAt, StateSince: old.StateSince,
+		RefreshCount: old.RefreshCount}
+	switch {
+	case old.ID == "":
+	case old.State == GrantRevoked:
+		// Revoked is final: a new grant replaces it. Its record goes now
+		// unless a pending revocation will delete it once settled.
+		pending := false
+		if err := tx.Revocations(func(r Revocation) error {
+			pending = pending || r.GrantID == old.ID
+			return nil
+		}); err != nil {
+			return storedGrant{}, err
+		}
+		if !pending {
+			if err := tx.DeleteGrant(old.ID); err != nil {
+				return storedGrant{}, err
+			}
+		}
+		out.detail = "grant " + old.ID + " (revoked) replaced"
+		g = Grant{}
+	default:
+		out.detail = "grant renewed (was " + string(old.State) + ")"
+	}
+	if g.ID == "" {
+		g = Grant{ID: NewID(), UserID: e.UserID, Provider: e.Provider, State: GrantActive, CreatedAt: now, StateSince: now}
+	}
+	if _, err := g.SetState(GrantActive, now); err != nil {
+		return storedGrant{}, err
+	}
+	if old.Subject != "" && old.Subject != c.Subject {
+		out.detail += fmt.Sprintf("; account changed from subject %q to %q", old.Subject, c.Subject)
+	}
+	g.Issuer, g.Subject, g.Username = c.Issuer, c.Subject, c.Username
+	g.Scopes, g.AccessExpiry, g.IDTokenAudience = slices.Clone(c.Scopes), c.AccessExpiry, slices.Clone(c.Audience)
+	if err := tx.SealTokens(&g, c.Tokens); err != nil {
+		return storedGrant{}, err
+	}
+	if err := tx.PutGrant(g); err != nil {
+		return storedGrant{}, err
+	}
+	out.Grant = g
+	return out, nil
+}

@@ -1,0 +1,174 @@
+// Package vault keeps tagwatch's state: users, grants with their sealed
+// tokens, one-time consent links, watches and their cursors, the
+// notification outbox, pending revocations and an audit trail of security
+// events. It owns the domain's transitions (domain.go) and the storage
+// contract (Store); *DB implements it on one bbolt file.
+//
+// # Layers
+//
+// Doors (the status socket, the offline subcommands, the consent pages,
+// the configuration, the daemon's own reactions) call the domain methods
+// of Store. Each method is one whole domain step: it reads, applies the
+// transition methods of the records (Watch.Pause, Watch.Resume,
+// Watch.Suspend, Watch.Clear, Grant.SetState, Enrollment.Usable) and the
+// watch rules (WatchRules), and writes, in one transaction. No door opens
+// a read-write transaction to change a domain record; the worker and the
+// notifier declare the smaller interfaces they need (worker.Store,
+// notify.Outbox), which *DB satisfies. DB.View, DB.Update and *Tx remain
+// for the bbolt backend's own wiring and its tests; they are not part of
+// the contract.
+//
+// # The contract
+//
+// Store lists the methods a backend implements; vault/storetest.Run is
+// the suite that proves them, run against bbolt by TestStoreContract. A
+// second backend (PostgreSQL, a later issue) implements the same methods
+// with the same promises, listed here by record, and passes the same
+// suite. What holds for every method:
+//
+//   - Atomic: a method that changes records changes all of them or, on
+//     any error, none (one transaction). The exceptions say so:
+//     PruneOutbox and DropOutboxBacklog commit in batches.
+//   - Durable: a change is on disk (fsynced) when the method returns nil,
+//     and survives a crash or a reopen.
+//   - Serializable: concurrent calls behave as if run one after another;
+//     a method's reads and writes see one state. Every method is safe for
+//     concurrent use.
+//   - No network I/O inside a method: callers do their HTTP first and
+//     commit what they learnt.
+//   - Records returned are copies; changing them changes nothing stored.
+//   - Errors name the record and branch with errors.Is/As:
+//     *NotFoundError (errors.Is ErrNotFound: `watch "x" does not exist`);
+//     *TransitionError (errors.Is ErrConflict: the record is not in a
+//     state that allows the change, or a fence refused a stale caller);
+//     *InvalidError (errors.Is ErrInvalid: a request that breaks a domain
+//     rule, or a watch the rules refuse); ErrDuplicateWatch (errors.Is
+//     ErrExists); *NeedsConsentError (errors.Is ErrNeedsConsent).
+//     Anything else is the store's own failure (a closed or damaged
+//     file), and nothing was changed.
+//   - Actors: methods that take an actor write it to the audit trail in
+//     the same transaction as the change.
+//
+// # Watches (watches.go)
+//
+// AddWatch applies the rules (a watch the rules refuse is *InvalidError,
+// nothing stored), refuses a user without a grant at the provider
+// (*InvalidError) and a watch the user has already (WatchSpec.Same:
+// ErrDuplicateWatch, with the existing watch returned), and stores the
+// watch active when the user's grant is active, suspended with the
+// grant's cause otherwise. ChangeWatch applies the change and the rules to
+// the result; the watch's state does not change. PauseWatch, ResumeWatch
+// move a watch by Watch.Pause and Watch.Resume (against the state of the
+// user's grant, read in the same transaction: a paused watch whose grant
+// is dead goes back to suspended, never active); they report whether the
+// watch changed, and a refused resume is a *TransitionError.
+// DeleteWatch removes the watch, its cursor and its seen index together.
+// SuspendProviderWatches and ClearProviderWatches apply Watch.Suspend and
+// Watch.Clear to every watch of a provider in one transaction (the usage
+// cap) and return the ids that changed. Watch and ListWatches read a
+// watch with its cursor (ListWatches in id order). Unknown ids:
+// *NotFoundError.
+//
+// # Consent links and users (consent.go)
+//
+// CreateLink checks the request (fields, a re-consent link's grant, the
+// link's watch against the rules: *InvalidError, *NotFoundError) and then,
+// in one transaction, creates or updates the user and stores the link
+// under the SHA-256 of a fresh token, which it returns and keeps nowhere.
+// CommitConsent consumes a link exactly once: of any number of concurrent
+// commits of one link, exactly one succeeds and the others get a
+// *TransitionError and change nothing; an expired or canceled link is a
+// *TransitionError; the link's watch is checked against the rules again
+// (*InvalidError, link left unused). In the same transaction it stores the
+// grant (sealed tokens; a revoked grant is replaced, never revived), clears
+// the grant causes of the user's watches at the provider, starts the
+// link's watch unless the user has the same one (then keeps and resumes
+// it: one watch, not two), and queues a NoticeEnrolled per target with a
+// deterministic id. CancelLink makes a pending link unusable (a used one:
+// *TransitionError; canceling twice changes nothing). Link, LinkByID,
+// ListLinks (newest first, without token hashes) and User read.
+// RecordConsentRefused appends one audit entry.
+//
+// # Grants and the refresh protocol (grants.go)
+//
+// The in-flight marker and its fence (SECURITY.md RT-01, RT-04):
+// BeginRefresh commits Grant.RefreshInFlight before the token request and
+// returns a RefreshTicket carrying the refresh token; a marker found set
+// (a crash, a lost response: it survives a reopen) makes the ticket a
+// Retry and is counted once (LostRotations, an audit entry). The ticket
+// is a fence: CommitRefresh (new tokens sealed, expiry, marker cleared,
+// counters reset) and RecordRefreshFailure (counters; marker cleared
+// unless KeepMarker) store their outcome only while the grant is active,
+// its marker set and its refresh token the one the ticket was issued for.
+// Of several tickets issued for one refresh token at most one commits;
+// every stale one gets a *TransitionError (ErrConflict) and stores
+// nothing. A grant that is not active gives *NeedsConsentError at
+// BeginRefresh. MarkNeedsReconsent ends an active grant (needs_reconsent,
+// marker cleared, tokens dropped unless kept), suspends the user's
+// watches at the provider, creates a re-consent link bound to the grant's
+// subject and queues its notice (link sealed in the row), in one
+// transaction; a grant not active is left alone (Changed false).
+// UnenrollGrant revokes a grant locally (tokens dropped, watches suspended
+// revoked, notice queued) and queues its refresh token for revocation at
+// the provider, in one transaction; twice changes nothing. Grant,
+// UserGrant and GrantTokens read (GrantTokens opens the sealed tokens).
+//
+// # Pending revocations (grants.go)
+//
+// DueRevocations lists the ids due at a time; PendingRevocation opens one.
+// SettleRevocation deletes it and its grant (when still revoked) in one
+// transaction; DeferRevocation reschedules it. Unknown ids:
+// *NotFoundError.
+//
+// # Runs (runs.go)
+//
+// RunInput reads a watch, its cursor and the user's grant state in one
+// read transaction. RunnableWatches scans the watches that run, in id
+// order, from one read transaction (its callback must not call the
+// store). CommitRun records a run in one transaction: the new posts go to
+// the outbox as digests (one row per target, deterministic ids), into the
+// watch's seen index, and the cursor and counters advance (never back).
+// All or nothing: a post is queued at most once per watch however often
+// a commit is repeated (within SeenRetention); a failed run records its
+// error and moves nothing else; a watch deleted meanwhile gives
+// *NotFoundError and stores nothing.
+//
+// # Outbox (delivery.go, outbox_admin.go)
+//
+// Enqueue adds rows, pending and due, all or none; an id already there is
+// left as it is. DueOutboxIDs lists the ids of pending and retrying rows
+// due at a time, earliest first (then by id), and returns when the next
+// one is due. LoadOutbox reads rows by id as they are now (callers check
+// State). SettleOutbox records a batch of outcomes in one transaction,
+// all or none (group commit): each outcome applies only while its row is
+// still pending or retrying with the Attempts it was read with, so a
+// stale outcome is skipped, never applied over a newer decision; a row is
+// delivered only once that transaction has committed (at-least-once
+// delivery under one id). ReplayOutbox puts a dead or dropped row back
+// under the same id (others: *TransitionError). OpenOutboxSecret opens a
+// row's sealed secret. PruneOutbox and DropOutboxBacklog re-check each
+// row inside their batch transactions. OutboxRow, OutboxTallies and
+// ListOutbox are the operator's views.
+//
+// # Audit
+//
+// The audit trail is append-only: each entry gets the next sequence
+// number and is written in the transaction of the change it records
+// (watch added, changed, paused, resumed, deleted; link created, used,
+// canceled, refused; grant stored, state changed, revoked; lost rotation;
+// notification replayed; keys rotated). It never carries a secret or a
+// target. Reading it is through a transaction today (Tx.AuditTrail).
+//
+// # The bbolt backend
+//
+// *DB keeps everything in one bbolt file; one process owns it (a second
+// opener fails with ErrLocked after Options.LockTimeout). Secrets are
+// sealed with vault/seal before they are written; the keyring is stored
+// wrapped by the master key, and Open refuses a master key that does not
+// open it without writing a byte. Each Store method is one bbolt
+// transaction (fsynced on commit); bbolt serialises writers, so the
+// guarantees above hold across goroutines. CheckConsistency checks the
+// file (bbolt's page check) and the store's invariants (the Inv*
+// constants); vault/vaulttest runs it after every test that opens a
+// vault.
+package vault

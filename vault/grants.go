@@ -1,0 +1,565 @@
+package vault
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"tagwatch/vault/secret"
+)
+
+// This file is the refresh protocol's side of the store (RT-01, RT-02,
+// RT-04, RT-05 in SECURITY.md): every change to a grant that renewal makes
+// is one method here, one fsynced transaction each, and none does network
+// I/O. The protocol, as vault/renew runs it for one grant while holding
+// the grant's lock:
+//
+//	t := BeginRefresh(id)          commit the in-flight marker (tx 1)
+//	... call the token endpoint with t.Refresh, outside any transaction ...
+//	CommitRefresh(t, result)       new tokens and expiry, marker cleared (tx 2)
+//	  or RecordRefreshFailure(t, f)  transient: counters, marker kept or cleared
+//	  or MarkNeedsReconsent(id, r)   dead grant: terminal, the user is told
+//
+// Only after CommitRefresh returns is the new access token used (RT-01).
+// Unenroll's local part and the pending revocations it leaves are here
+// too.
+
+// NeedsConsentError says that a grant cannot be used until its user
+// consents again: it is needs_reconsent or revoked. errors.Is(err,
+// ErrNeedsConsent) is true for it.
+type NeedsConsentError struct {
+	GrantID string
+	State   GrantState
+}
+
+func (e *NeedsConsentError) Error() string {
+	return fmt.Sprintf("grant %s needs a new consent (it is %s)", e.GrantID, e.State)
+}
+
+// Is makes errors.Is(err, ErrNeedsConsent) true.
+func (e *NeedsConsentError) Is(target error) bool { return target == ErrNeedsConsent }
+
+// grant is Tx.Grant with a *NotFoundError that names the grant.
+func (tx *Tx) grant(id string) (Grant, error) {
+	g, err := tx.Grant(id)
+	if errors.Is(err, ErrNotFound) {
+		return Grant{}, notFound("grant", id)
+	}
+	return g, err
+}
+
+// Grant returns the grant with id, its tokens still sealed. Errors:
+// *NotFoundError.
+func (db *DB) Grant(id string) (Grant, error) {
+	var g Grant
+	err := db.View(func(tx *Tx) error {
+		var err error
+		g, err = tx.grant(id)
+		return err
+	})
+	return g, err
+}
+
+// UserGrant returns the user's grant at provider. Errors: *NotFoundError
+// naming the pair.
+func (db *DB) UserGrant(userID, provider string) (Grant, error) {
+	var g Grant
+	err := db.View(func(tx *Tx) error {
+		var err error
+		g, err = tx.UserGrant(userID, provider)
+		if errors.Is(err, ErrNotFound) {
+			return notFound("grant", userID+" at "+provider)
+		}
+		return err
+	})
+	return g, err
+}
+
+// GrantTokens returns the grant with id and its tokens, opened. The tokens
+// exist in memory only; never log them. Errors: *NotFoundError, or the
+// keyring's error when a sealed token does not open.
+func (db *DB) GrantTokens(id string) (Grant, Tokens, error) {
+	var (
+		g   Grant
+		tok Tokens
+	)
+	err := db.View(func(tx *Tx) error {
+		var err error
+		if g, err = tx.grant(id); err != nil {
+			return err
+		}
+		tok, err = tx.OpenTokens(g)
+		return err
+	})
+	return g, tok, err
+}
+
+// RefreshTicket is a refresh in flight, from BeginRefresh to the call that
+// records its outcome. It is a fence: the outcome is stored only while the
+// grant still holds the refresh token the ticket was issued for.
+type RefreshTicket struct {
+	// Grant is the grant as BeginRefresh committed it (marker set).
+	Grant Grant
+	// Refresh is the refresh token to present to the token endpoint.
+	Refresh secret.RefreshToken
+	// Retry is set when BeginRefresh found a marker already there: the
+	// outcome of an earlier request with this token is unknown (a crash,
+	// a lost response), and this request is the retry RT-04 allows.
+	Retry bool
+	// Fence is opaque to callers: the backend that issued the ticket sets
+	// it and compares it when the outcome is recorded (bbolt: the hex
+	// SHA-256 of the sealed refresh token the ticket was issued for).
+	// Pass the ticket back unchanged. It is exported so that a backend in
+	// another package can issue tickets.
+	Fence string
+}
+
+// BeginRefresh is tx 1 of a refresh: it commits the in-flight marker
+// (Grant.RefreshInFlight = now) and returns the refresh token to use. A
+// marker already there means an earlier request's outcome is unknown: the
+// ticket says Retry, and the first such retry is counted
+// (Grant.LostRotations, InFlightRetried, an AuditLostRotation entry).
+// Fencing: two BeginRefresh calls on one grant both succeed, the second
+// with Retry set, and at most one of their tickets can commit (see
+// CommitRefresh). Errors: *NotFoundError; *NeedsConsentError when the
+// grant is not active; an error when it holds no refresh token.
+func (db *DB) BeginRefresh(id, actor string) (RefreshTicket, error) {
+	var t RefreshTicket
+	err := db.Update(func(tx *Tx) error {
+		g, err := tx.grant(id)
+		if err != nil {
+			return err
+		}
+		if g.State != GrantActive {
+			return &NeedsConsentError{GrantID: g.ID, State: g.State}
+		}
+		tok, err := tx.OpenTokens(g)
+		if err != nil {
+			return err
+		}
+		if tok.Refresh.IsZero() {
+			return fmt.Errorf("grant %s has no refresh token", g.ID)
+		}
+		if !g.RefreshInFlight.IsZero() {
+			t.Retry = true
+			if !g.InFlightRetried {
+				g.InFlightRetried = true
+				g.LostRotations++
+				if err := tx.Audit(AuditEvent{Kind: AuditLostRotation, Actor: actor, UserID: g.UserID, GrantID: g.ID,
+					Detail: "a refresh's outcome was lost (crash or timeout); retrying once with the stored refresh token"}); err != nil {
+					return err
+				}
+			}
+		}
+		g.RefreshInFlight = tx.Now()
+		if err := tx.PutGrant(g); err != nil {
+			return err
+		}
+		t.Grant, t.Refresh, t.Fence = g, tok.Refresh, refreshFence(g)
+		return nil
+	})
+	return t, err
+}
+
+// refreshFence is the fence of a ticket issued for g: the hex SHA-256 of
+// its sealed refresh token, which changes with every rotation (a fresh
+// nonce each sealing), every re-consent and every unenroll.
+func refreshFence(g Grant) string {
+	h := sha256.Sum256(g.SealedRefresh)
+	return hex.EncodeToString(h[:])
+}
+
+// fenced returns the grant of a ticket for an outcome to be recorded, or a
+// *TransitionError when the grant moved on since BeginRefresh: another
+// refresh committed (the refresh token changed), the grant was ended
+// (needs_reconsent, revoked), or its marker was cleared.
+func (tx *Tx) fenced(t RefreshTicket, action string) (Grant, error) {
+	g, err := tx.grant(t.Grant.ID)
+	if err != nil {
+		return Grant{}, err
+	}
+	if g.State != GrantActive || g.RefreshInFlight.IsZero() || refreshFence(g) != t.Fence {
+		return Grant{}, &TransitionError{Kind: "grant", ID: g.ID, Action: action, State: string(g.State),
+			Why: "another refresh, a re-consent or an unenroll changed the grant since this refresh began"}
+	}
+	return g, nil
+}
+
+// RefreshResult is what the token endpoint answered to a refresh.
+type RefreshResult struct {
+	// Access is the new access token; Expiry its absolute expiry (a
+	// response without expires_in gets a short one from the provider
+	// package, never none: RT-09).
+	Access secret.AccessToken
+	Expiry time.Time
+	// Refresh is the rotated refresh token; zero keeps the one presented.
+	Refresh secret.RefreshToken
+	// Scopes are the scopes granted, or nil when the answer named none.
+	Scopes []string
+}
+
+// CommitRefresh is tx 2 of a refresh: the new tokens, sealed, with the
+// absolute expiry, the marker cleared, the refresh counted and the error
+// counters reset, in one fsynced transaction. It returns the grant as
+// stored. Use the new access token only after it returns nil (RT-01).
+// Errors: *TransitionError (ErrConflict) when the ticket is fenced off
+// (see BeginRefresh), with nothing stored; *NotFoundError.
+func (db *DB) CommitRefresh(t RefreshTicket, r RefreshResult) (Grant, error) {
+	var out Grant
+	err := db.Update(func(tx *Tx) error {
+		g, err := tx.fenced(t, "commit a refresh of")
+		if err != nil {
+			return err
+		}
+		old, err := tx.OpenTokens(g)
+		if err != nil {
+			return err
+		}
+		next := Tokens{Refresh: old.Refresh, Access: r.Access}
+		if !r.Refresh.IsZero() {
+			next.Refresh = r.Refresh
+		}
+		if err := tx.SealTokens(&g, next); err != nil {
+			return err
+		}
+		g.AccessExpiry = r.Expiry
+		g.RefreshInFlight, g.InFlightRetried = time.Time{}, false
+		g.RefreshCount++
+		g.LastRefreshAt = tx.Now()
+		g.TransientErrors, g.LastErrorClass, g.LastErrorAt = 0, "", time.Time{}
+		if r.Scopes != nil {
+			g.Scopes = r.Scopes
+		}
+		out = g
+		return tx.PutGrant(g)
+	})
+	return out, err
+}
+
+// RefreshFailure is a refresh that failed without ending the grant
+// (RT-06): a transient error or an operator's problem.
+type RefreshFailure struct {
+	// Class is the provider error class, stored as Grant.LastErrorClass.
+	Class string
+	// KeepMarker leaves the in-flight marker set: the request was sent
+	// and its outcome is unknown, so the next attempt is a retry.
+	KeepMarker bool
+	// Alert, when set, is recorded in the audit trail as an operator
+	// alert (the provider refuses tagwatch's client: RT-06).
+	Alert string
+	// Actor names who records it in the audit trail.
+	Actor string
+}
+
+// RecordRefreshFailure counts a failed refresh (TransientErrors,
+// LastErrorClass, LastErrorAt) and clears the marker unless f.KeepMarker,
+// in one transaction; the grant's state never changes here. A ticket
+// fenced off (see BeginRefresh) records nothing and returns the
+// *TransitionError (ErrConflict). Errors: *NotFoundError too.
+func (db *DB) RecordRefreshFailure(t RefreshTicket, f RefreshFailure) error {
+	return db.Update(func(tx *Tx) error {
+		g, err := tx.fenced(t, "record a failed refresh of")
+		if err != nil {
+			return err
+		}
+		if !f.KeepMarker {
+			g.RefreshInFlight, g.InFlightRetried = time.Time{}, false
+		}
+		g.TransientErrors++
+		g.LastErrorClass, g.LastErrorAt = f.Class, tx.Now()
+		if f.Alert != "" {
+			if err := tx.Audit(AuditEvent{Kind: AuditGrantState, Actor: f.Actor, UserID: g.UserID, GrantID: g.ID,
+				Detail: "operator alert: " + f.Alert}); err != nil {
+				return err
+			}
+		}
+		return tx.PutGrant(g)
+	})
+}
+
+// Reconsent asks MarkNeedsReconsent to end a grant's active life.
+type Reconsent struct {
+	// Reason is the cause, stored as Grant.LastErrorClass and carried by
+	// the notice ("dead_grant", "lost_rotation", "scope_reduced: ...").
+	Reason string
+	// KeepTokens keeps the sealed tokens (they still work, e.g. the scope
+	// shrank), so an unenroll can still revoke them.
+	KeepTokens bool
+	// LinkPrefix is what the re-consent link's token is appended to:
+	// <PublicURL>/enroll/. Required.
+	LinkPrefix string
+	// LinkTTL is the link's lifetime; default DefaultLinkTTL.
+	LinkTTL time.Duration
+	// Actor names who decides, for the link and the audit trail.
+	Actor string
+}
+
+// ReconsentOutcome is what MarkNeedsReconsent did.
+type ReconsentOutcome struct {
+	// Changed is false when the grant was not active (nothing was done).
+	Changed bool
+	// Grant is the grant as stored.
+	Grant Grant
+	// Link is the re-consent link created (its token is only in the
+	// queued notices, sealed).
+	Link Enrollment
+	// Notices is how many NoticeReconsent rows were queued (one per
+	// target of the user's watches at the provider).
+	Notices int
+}
+
+// MarkNeedsReconsent ends an active grant's active life (RT-05), in one
+// transaction: the grant moves to needs_reconsent (Grant.SetState) with
+// r.Reason, its marker cleared and, unless r.KeepTokens, its tokens
+// dropped; the user's watches at its provider are suspended
+// (SuspendNeedsReconsent); a one-time re-consent link bound to the grant's
+// subject is created; a NoticeReconsent (facts: Provider, Hashtags,
+// Reason) is queued for every target of those watches with the link
+// sealed in the row; and the audit trail records it. A grant that is not
+// active is left alone (Changed false). Errors: *NotFoundError; an error
+// when r.LinkPrefix is empty.
+func (db *DB) MarkNeedsReconsent(grantID string, r Reconsent) (ReconsentOutcome, error) {
+	var out ReconsentOutcome
+	if r.LinkPrefix == "" {
+		return out, errors.New("vault: mark needs_reconsent: no link prefix")
+	}
+	if r.LinkTTL <= 0 {
+		r.LinkTTL = DefaultLinkTTL
+	}
+	err := db.Update(func(tx *Tx) error {
+		g, err := tx.grant(grantID)
+		if err != nil {
+			return err
+		}
+		out.Grant = g
+		if g.State != GrantActive {
+			return nil
+		}
+		now := tx.Now()
+		if _, err := g.SetState(GrantNeedsReconsent, now); err != nil {
+			return err
+		}
+		g.LastErrorClass, g.LastErrorAt = r.Reason, now
+		g.RefreshInFlight, g.InFlightRetried = time.Time{}, false
+		if !r.KeepTokens {
+			g.SealedRefresh, g.SealedAccess, g.AccessExpiry = nil, nil, time.Time{}
+		}
+		if err := tx.PutGrant(g); err != nil {
+			return err
+		}
+		targets, hashtags, err := tx.suspendUserWatches(g.UserID, g.Provider, SuspendNeedsReconsent)
+		if err != nil {
+			return err
+		}
+		token, link, err := tx.CreateEnrollment(Enrollment{Purpose: PurposeReconsent, UserID: g.UserID, Provider: g.Provider,
+			Expected: g.Subject, GrantID: g.ID, CreatedBy: r.Actor, ExpiresAt: now.Add(r.LinkTTL)})
+		if err != nil {
+			return err
+		}
+		payload, err := json.Marshal(Notice{Type: NoticeReconsent, UserID: g.UserID, Provider: g.Provider, Hashtags: hashtags,
+			Reason: r.Reason, Time: now})
+		if err != nil {
+			return err
+		}
+		url := secret.New(r.LinkPrefix + token)
+		for _, t := range targets {
+			row := OutboxRow{ID: OutboxID(g.UserID, link.ID, t, NoticeReconsent), Kind: NoticeReconsent,
+				UserID: g.UserID, Target: t, Payload: payload}
+			if err := tx.SealOutboxSecret(&row, url); err != nil {
+				return err
+			}
+			added, err := tx.Enqueue(row)
+			if err != nil {
+				return err
+			}
+			if added {
+				out.Notices++
+			}
+		}
+		out.Changed, out.Grant, out.Link = true, g, link
+		return tx.Audit(AuditEvent{Kind: AuditGrantState, Actor: r.Actor, UserID: g.UserID, GrantID: g.ID,
+			Detail: fmt.Sprintf("active -> needs_reconsent (%s); re-consent link %s queued to %d targets", r.Reason, link.ID, len(targets))})
+	})
+	if err != nil {
+		return ReconsentOutcome{}, err
+	}
+	return out, nil
+}
+
+// Unenroll asks UnenrollGrant to end a grant.
+type Unenroll struct {
+	// Actor names who asks, for the audit trail.
+	Actor string
+	// Revoke queues the refresh token for revocation at the provider (RFC
+	// 7009); leave it unset when the provider has no revocation endpoint.
+	Revoke bool
+}
+
+// UnenrollOutcome is what UnenrollGrant did.
+type UnenrollOutcome struct {
+	// Grant is the grant as stored (revoked, no tokens).
+	Grant Grant
+	// Changed is false when the grant was revoked already (nothing was
+	// done).
+	Changed bool
+	// RevocationID names the pending revocation queued, "" when none was
+	// (no refresh token, or Revoke unset). Settle it with
+	// SettleRevocation or DeferRevocation.
+	RevocationID string
+}
+
+// UnenrollGrant is an unenroll's local part, in one transaction: the
+// grant's refresh token is queued, sealed, for revocation at the provider
+// (when u.Revoke and there is one); the grant moves to revoked
+// (Grant.SetState), its tokens and marker dropped; every watch of the user
+// at its provider is suspended (SuspendRevoked; a paused one keeps it
+// pending); a NoticeRevoked (facts: Provider, Hashtags) is queued for
+// their targets; and the audit trail records it. The provider is not
+// called here: revoke the queued token after this returns, and settle it.
+// A grant revoked already is left alone (Changed false). Errors:
+// *NotFoundError.
+func (db *DB) UnenrollGrant(grantID string, u Unenroll) (UnenrollOutcome, error) {
+	var out UnenrollOutcome
+	err := db.Update(func(tx *Tx) error {
+		g, err := tx.grant(grantID)
+		if err != nil {
+			return err
+		}
+		out.Grant = g
+		now := tx.Now()
+		changed, err := g.SetState(GrantRevoked, now)
+		if err != nil || !changed {
+			return err
+		}
+		tok, err := tx.OpenTokens(g)
+		if err != nil {
+			return err
+		}
+		queued := "no revocation at the provider (no endpoint or no token)"
+		if u.Revoke && !tok.Refresh.IsZero() {
+			out.RevocationID = NewID()
+			if err := tx.PutRevocation(Revocation{ID: out.RevocationID, Provider: g.Provider, GrantID: g.ID,
+				NextAttempt: now, CreatedAt: now}, tok.Refresh); err != nil {
+				return err
+			}
+			queued = "revocation at the provider queued"
+		}
+		g.SealedRefresh, g.SealedAccess, g.AccessExpiry = nil, nil, time.Time{}
+		g.RefreshInFlight, g.InFlightRetried = time.Time{}, false
+		if err := tx.PutGrant(g); err != nil {
+			return err
+		}
+		targets, hashtags, err := tx.suspendUserWatches(g.UserID, g.Provider, SuspendRevoked)
+		if err != nil {
+			return err
+		}
+		payload, err := json.Marshal(Notice{Type: NoticeRevoked, UserID: g.UserID, Provider: g.Provider, Hashtags: hashtags, Time: now})
+		if err != nil {
+			return err
+		}
+		for _, t := range targets {
+			if _, err := tx.Enqueue(OutboxRow{ID: OutboxID(g.UserID, g.ID, t, NoticeRevoked, now.Format(time.RFC3339Nano)),
+				Kind: NoticeRevoked, UserID: g.UserID, Target: t, Payload: payload}); err != nil {
+				return err
+			}
+		}
+		out.Grant, out.Changed = g, true
+		return tx.Audit(AuditEvent{Kind: AuditGrantRevoked, Actor: u.Actor, UserID: g.UserID, GrantID: g.ID,
+			Detail: "unenrolled; tokens deleted locally, " + queued})
+	})
+	if err != nil {
+		return UnenrollOutcome{}, err
+	}
+	return out, nil
+}
+
+// revocation is Tx.Revocation with a *NotFoundError that names it.
+func (tx *Tx) revocation(id string) (Revocation, error) {
+	r, err := tx.Revocation(id)
+	if errors.Is(err, ErrNotFound) {
+		return Revocation{}, notFound("pending revocation", id)
+	}
+	return r, err
+}
+
+// PendingRevocation returns a pending revocation and the refresh token it
+// holds, opened. Errors: *NotFoundError (it was settled meanwhile).
+func (db *DB) PendingRevocation(id string) (Revocation, secret.RefreshToken, error) {
+	var (
+		r  Revocation
+		rt secret.RefreshToken
+	)
+	err := db.View(func(tx *Tx) error {
+		var err error
+		if r, err = tx.revocation(id); err != nil {
+			return err
+		}
+		rt, err = tx.OpenRevocation(r)
+		return err
+	})
+	return r, rt, err
+}
+
+// DueRevocations returns the ids of the pending revocations due at or
+// before now, in id order, from one read transaction. Errors: only the
+// store's own.
+func (db *DB) DueRevocations(now time.Time) ([]string, error) {
+	var due []string
+	err := db.View(func(tx *Tx) error {
+		return tx.Revocations(func(r Revocation) error {
+			if !r.NextAttempt.After(now) {
+				due = append(due, r.ID)
+			}
+			return nil
+		})
+	})
+	return due, err
+}
+
+// SettleRevocation records that the provider revoked the token of pending
+// revocation id, in one transaction: the record is deleted, and so is its
+// grant when it is still revoked (a new consent may have replaced it
+// meanwhile); the audit trail records it. Errors: *NotFoundError.
+func (db *DB) SettleRevocation(id, actor string) error {
+	return db.Update(func(tx *Tx) error {
+		r, err := tx.revocation(id)
+		if err != nil {
+			return err
+		}
+		if err := tx.DeleteRevocation(r.ID); err != nil {
+			return err
+		}
+		if g, err := tx.Grant(r.GrantID); err == nil && g.State == GrantRevoked {
+			if err := tx.DeleteGrant(g.ID); err != nil {
+				return err
+			}
+		} else if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		return tx.Audit(AuditEvent{Kind: AuditGrantRevoked, Actor: actor, GrantID: r.GrantID,
+			Detail: "refresh token revoked at provider " + r.Provider})
+	})
+}
+
+// DeferRevocation records a failed attempt of pending revocation id: the
+// next attempt is at next, and Attempts grows when counted (an attempt cut
+// short by shutdown is not counted). It returns the record as stored.
+// Errors: *NotFoundError.
+func (db *DB) DeferRevocation(id string, next time.Time, counted bool) (Revocation, error) {
+	var r Revocation
+	err := db.Update(func(tx *Tx) error {
+		var err error
+		if r, err = tx.revocation(id); err != nil {
+			return err
+		}
+		if counted {
+			r.Attempts++
+		}
+		r.NextAttempt = next
+		return tx.PutRevocation(r, secret.RefreshToken{})
+	})
+	return r, err
+}

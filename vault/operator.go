@@ -1,0 +1,45 @@
+package vault
+
+// This file is the store's side of the operator's views that no component
+// owns (users and grants listed, the audit trail read) and of recording an
+// operator's request in the audit trail. The doors (the status socket,
+// the offline subcommands, metrics) call these instead of opening
+// transactions of their own.
+
+// ListUsers returns every user, in id order, from one read transaction.
+func (db *DB) ListUsers() ([]User, error) {
+	var out []User
+	err := db.View(func(tx *Tx) error {
+		return tx.Users(func(u User) error { out = append(out, u); return nil })
+	})
+	return out, err
+}
+
+// ListGrants returns every grant, its tokens still sealed, in id order,
+// from one read transaction. Callers show operators only what is safe
+// (never a sealed field).
+func (db *DB) ListGrants() ([]Grant, error) {
+	var out []Grant
+	err := db.View(func(tx *Tx) error {
+		return tx.Grants(func(g Grant) error { out = append(out, g); return nil })
+	})
+	return out, err
+}
+
+// AuditTrail calls fn for every audit event whose sequence number is
+// above after, oldest first, from one read transaction (fn sees one
+// consistent trail; events appended meanwhile are not seen). An error
+// from fn stops the walk and is returned as is; an event that does not
+// decode is an error.
+func (db *DB) AuditTrail(after uint64, fn func(AuditEvent) error) error {
+	return db.View(func(tx *Tx) error { return tx.AuditTrail(after, fn) })
+}
+
+// RecordAudit appends ev to the audit trail in one read-write
+// transaction; its Seq is assigned and a zero Time is set to now. It is
+// for what no other method records: an operator's request as the status
+// socket received it (or refused it). Changes to records are audited by
+// the methods that make them.
+func (db *DB) RecordAudit(ev AuditEvent) error {
+	return db.Update(func(tx *Tx) error { return tx.Audit(ev) })
+}

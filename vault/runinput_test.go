@@ -1,0 +1,73 @@
+package vault
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestRunInput: a run reads its watch, cursor and grant in one call; a
+// user without a grant is no error, a deleted watch is a NotFoundError
+// naming it.
+func TestRunInput(t *testing.T) {
+	db := openRunsDB(t, time.Now)
+	in, err := db.RunInput("w1")
+	if err != nil || in.Watch.ID != "w1" || in.Cursor.WatchID != "w1" || in.GrantID != "" || in.GrantState != "" {
+		t.Errorf("RunInput(w1) without a grant = %+v, %v; want the watch, an empty cursor, no grant", in, err)
+	}
+	g := Grant{ID: "g1", UserID: "u1", Provider: "x", Subject: "1", State: GrantNeedsReconsent}
+	if err := db.Update(func(tx *Tx) error { return tx.PutGrant(g) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CommitRun(RunCommit{WatchID: "w1", NewSinceID: "7"}); err != nil {
+		t.Fatal(err)
+	}
+	in, err = db.RunInput("w1")
+	if err != nil || in.GrantID != "g1" || in.GrantState != GrantNeedsReconsent || in.Cursor.SinceID != "7" {
+		t.Errorf("RunInput(w1) = %+v, %v; want grant g1 needs_reconsent and since_id 7", in, err)
+	}
+	_, err = db.RunInput("nosuch")
+	if !errors.Is(err, ErrNotFound) || err.Error() != `watch "nosuch" does not exist` {
+		t.Errorf("RunInput(nosuch) = %v, want watch \"nosuch\" does not exist", err)
+	}
+}
+
+// TestRunnableWatches: the scheduler gets the watches that run (active,
+// suspended by the usage cap) with their cursors, and no others.
+func TestRunnableWatches(t *testing.T) {
+	db := openRunsDB(t, time.Now)
+	err := db.Update(func(tx *Tx) error {
+		for _, w := range []Watch{
+			{ID: "w2", UserID: "u2", Provider: "x", State: WatchPaused},
+			{ID: "w3", UserID: "u3", Provider: "x", State: WatchSuspended, SuspendReason: SuspendUsageCapped},
+			{ID: "w4", UserID: "u4", Provider: "x", State: WatchSuspended, SuspendReason: SuspendRevoked},
+		} {
+			if err := tx.PutWatch(w); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CommitRun(RunCommit{WatchID: "w3", NewSinceID: "9"}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	err = db.RunnableWatches(func(w WatchWithCursor) error {
+		got = append(got, w.ID)
+		if w.ID == "w3" && w.Cursor.SinceID != "9" {
+			t.Errorf("w3's cursor = %+v, want since_id 9", w.Cursor)
+		}
+		return nil
+	})
+	if err != nil || !slices.Equal(got, []string{"w1", "w3"}) {
+		t.Errorf("RunnableWatches = %v, %v; want [w1 w3]", got, err)
+	}
+	stop := errors.New("stop")
+	if err := db.RunnableWatches(func(WatchWithCursor) error { return stop }); err != stop {
+		t.Errorf("RunnableWatches with fn failing = %v, want fn's error", err)
+	}
+}

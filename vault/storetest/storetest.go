@@ -1,0 +1,275 @@
+// Package storetest is the contract suite of vault.Store: the tests any
+// storage backend of tagwatch must pass. It is run today against bbolt
+// (*vault.DB, TestStoreContract in package vault); the next backend
+// (PostgreSQL) will be held to the same suite. The promises it checks are
+// written down in the documentation of package vault.
+//
+// Run proves, each as a subtest of its name:
+//
+//   - Refresh: the in-flight marker is committed by BeginRefresh and
+//     survives a reopen (the next BeginRefresh is a Retry, counted once);
+//     of two tickets for one refresh token at most one commits and the
+//     stale one gets ErrConflict and stores nothing; of many tickets
+//     committed concurrently exactly one wins; RecordRefreshFailure keeps
+//     or clears the marker as asked and never changes the grant's state;
+//     a ticket of a grant ended meanwhile (re-consent, unenroll) is
+//     refused and BeginRefresh gives ErrNeedsConsent.
+//   - Runs: a commit moves the cursor, queues the outbox rows and fills
+//     the seen index in one step; a repeated or overlapping commit queues
+//     no post twice, also after a reopen; a failed run moves nothing but
+//     its result; the cursor never moves back; a deleted watch gives
+//     ErrNotFound and stores nothing; RunInput and RunnableWatches read
+//     one state.
+//   - Outbox: rows are due by next attempt, then id; an outcome applies
+//     only while the row is in the state (and attempt count) it was read
+//     in, so stale and repeated outcomes are skipped; a settle batch with
+//     one bad outcome applies none; a replayed row keeps its id; a
+//     repeated enqueue adds nothing; two delivery loops racing on the same
+//     rows settle each row exactly once.
+//   - Links: one link committed by many goroutines at once is consumed
+//     exactly once (one success, the others ErrConflict, one grant, one
+//     watch); expired, canceled and used links are refused; canceling is
+//     idempotent; the token is kept only as its hash.
+//   - Watches: pause, resume, suspend and clear move a watch as
+//     vault.Watch's transitions say, through the store; a watch paused and
+//     then resumed while its grant is dead goes back to suspended, never
+//     active, and a re-consent makes it active; the same watch twice is
+//     ErrDuplicateWatch (and a second link for it keeps one watch).
+//   - Rules: AddWatch, ChangeWatch, CreateLink and CommitConsent apply
+//     the rules set with SetRules (a hand-written stub): normalised specs
+//     are stored, refused ones are ErrInvalid with nothing stored.
+//   - NotFound: every method given an unknown id answers ErrNotFound with
+//     a *vault.NotFoundError naming the record.
+//   - Revocations: an unenroll queues the refresh token sealed; it opens,
+//     is deferred and settled, and settling deletes the revoked grant.
+//   - Reopen: what was committed is there after a reopen.
+//   - Concurrent: many goroutines mixing runs, pauses, new watches,
+//     deliveries and refreshes (run it under -race) leave every post
+//     queued once, every row settled once and every refresh counted.
+//
+// A backend's test opens a new, empty store per subtest (open is called
+// once per subtest, with that subtest's t) on a clock it can move.
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"tagwatch/vault"
+	"tagwatch/vault/secret"
+)
+
+// Backend is a store under test: the contract plus what the suite needs
+// to drive it, through public methods only.
+type Backend interface {
+	vault.Store
+	// Now is the store's clock reading: the time its methods record.
+	Now() time.Time
+	// Advance moves the store's clock forward by d.
+	Advance(d time.Duration)
+	// Reopen closes the store and opens it again on the same data, as a
+	// restarted daemon does, and returns the reopened store (with the same
+	// clock). The old one is not used again. Rules are configuration, not
+	// data: the suite sets them again.
+	Reopen(t *testing.T) Backend
+}
+
+// Run runs the contract suite; open must return a new, empty store.
+func Run(t *testing.T, open func(t *testing.T) Backend) {
+	for _, tc := range []struct {
+		name string
+		fn   func(t *testing.T, s Backend)
+	}{
+		{"Refresh/MarkerCommitted", testRefreshMarker},
+		{"Refresh/MarkerSurvivesReopen", testRefreshMarkerReopen},
+		{"Refresh/TwoTicketsOneCommit", testRefreshTwoTickets},
+		{"Refresh/ConcurrentCommits", testRefreshConcurrent},
+		{"Refresh/Failure", testRefreshFailure},
+		{"Refresh/EndedGrantFencesTicket", testRefreshEndedGrant},
+		{"Runs/CommitIsOneStep", testRunCommit},
+		{"Runs/RepeatedCommitQueuesNothingTwice", testRunRepeated},
+		{"Runs/FailedRunMovesNothing", testRunFailed},
+		{"Runs/CursorNeverMovesBack", testRunCursor},
+		{"Runs/DeletedWatch", testRunDeletedWatch},
+		{"Runs/RunInputAndRunnable", testRunInput},
+		{"Outbox/DueOrder", testOutboxDue},
+		{"Outbox/SettleOnlyInStateRead", testOutboxSettle},
+		{"Outbox/GroupSettleAllOrNothing", testOutboxGroup},
+		{"Outbox/ReplayKeepsID", testOutboxReplay},
+		{"Outbox/TwoLoopsSettleOnce", testOutboxTwoLoops},
+		{"Links/ConsumedOnce", testLinkOnce},
+		{"Links/States", testLinkStates},
+		{"Watches/Transitions", testWatchTransitions},
+		{"Watches/PausedThenResumedWithDeadGrant", testWatchDeadGrant},
+		{"Watches/Duplicate", testWatchDuplicate},
+		{"Rules/Applied", testRules},
+		{"NotFound", testNotFound},
+		{"Revocations", testRevocations},
+		{"Reopen", testReopen},
+		{"Concurrent", testConcurrent},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t)
+			s.SetRules(Rules{})
+			tc.fn(t, s)
+		})
+	}
+}
+
+// Rules is the suite's hand-written vault.WatchRules: hashtags are
+// trimmed and lose a leading '#'; a watch needs a hashtag, a schedule and
+// a target; the hashtag "refused" and the target "refused:" are refused.
+// Deliberately not tagwatch's rules: the suite proves the store applies
+// the rules it is given, whatever they are.
+type Rules struct{}
+
+// CheckWatch implements vault.WatchRules.
+func (Rules) CheckWatch(provider string, w *vault.WatchSpec) error {
+	for i, h := range w.Hashtags {
+		h = strings.TrimPrefix(strings.TrimSpace(h), "#")
+		if h == "refused" {
+			return errors.New(`hashtag "refused" is refused`)
+		}
+		w.Hashtags[i] = h
+	}
+	switch {
+	case len(w.Hashtags) == 0 || slices.Contains(w.Hashtags, ""):
+		return errors.New("a watch needs a hashtag")
+	case w.Schedule == "":
+		return errors.New("a watch needs a schedule")
+	case len(w.Targets) == 0:
+		return errors.New("a watch needs a target")
+	case slices.Contains(w.Targets, "refused:"):
+		return errors.New(`target "refused:" is refused`)
+	}
+	return nil
+}
+
+// reopen reopens s and sets the suite's rules again.
+func reopen(t *testing.T, s Backend) Backend {
+	t.Helper()
+	s = s.Reopen(t)
+	s.SetRules(Rules{})
+	return s
+}
+
+var (
+	spec1 = vault.WatchSpec{Hashtags: []string{"golang"}, Schedule: "@every 15m", Targets: []string{"console:", "mailto:zed@example.com"}}
+	spec2 = vault.WatchSpec{Hashtags: []string{"rust"}, Schedule: "@hourly", Targets: []string{"console:"}}
+)
+
+const linkPrefix = "https://tagwatch.example/enroll/"
+
+func cloneSpec(s vault.WatchSpec) vault.WatchSpec {
+	s.Hashtags, s.Targets = slices.Clone(s.Hashtags), slices.Clone(s.Targets)
+	return s
+}
+
+// link creates an enrollment link for user carrying spec.
+func link(t *testing.T, s Backend, user string, spec vault.WatchSpec) vault.Enrollment {
+	t.Helper()
+	spec = cloneSpec(spec)
+	token, e, err := s.CreateLink(vault.LinkRequest{UserID: user, Provider: "x", Watch: &spec, CreatedBy: "storetest"})
+	if err != nil {
+		t.Fatalf("CreateLink(%s) = %v", user, err)
+	}
+	if e.Hash != vault.HashLinkToken(token) || token == "" {
+		t.Fatalf("CreateLink(%s) = token %q, hash %q; want the link stored under the token's hash", user, token, e.Hash)
+	}
+	return e
+}
+
+// consentFor is a consent through link e by subject with refresh token rt.
+func consentFor(s Backend, e vault.Enrollment, subject, rt string) vault.Consent {
+	return vault.Consent{LinkHash: e.Hash, LinkID: e.ID, UserID: e.UserID, Provider: e.Provider, Subject: subject,
+		Scopes: []string{"tweet.read", "offline.access"}, AccessExpiry: s.Now().Add(2 * time.Hour),
+		Tokens: vault.Tokens{Refresh: secret.NewRefreshToken(rt), Access: secret.NewAccessToken("at-" + rt)}}
+}
+
+// enroll gives user a grant and a watch of spec through a consent link.
+func enroll(t *testing.T, s Backend, user string, spec vault.WatchSpec) vault.ConsentResult {
+	t.Helper()
+	res, err := s.CommitConsent(consentFor(s, link(t, s, user, spec), "sub-"+user, "rt-"+user))
+	if err != nil {
+		t.Fatalf("CommitConsent(%s) = %v", user, err)
+	}
+	if len(res.Started) != 1 {
+		t.Fatalf("CommitConsent(%s) started %d watches, want 1", user, len(res.Started))
+	}
+	return res
+}
+
+// rows returns the outbox rows of kind (every kind when empty) for
+// watchID (any when empty), oldest first.
+func rows(t *testing.T, s Backend, kind, watchID string) []vault.OutboxRow {
+	t.Helper()
+	all, err := s.ListOutbox("", 0)
+	if err != nil {
+		t.Fatalf("ListOutbox = %v", err)
+	}
+	var out []vault.OutboxRow
+	for _, r := range all {
+		if (kind == "" || r.Kind == kind) && (watchID == "" || r.WatchID == watchID) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// due returns the ids due at now and when the next one is due.
+func due(t *testing.T, s Backend, now time.Time) ([]string, time.Time) {
+	t.Helper()
+	var ids []string
+	next, err := s.DueOutboxIDs(now, func(id string) bool { ids = append(ids, id); return true })
+	if err != nil {
+		t.Fatalf("DueOutboxIDs = %v", err)
+	}
+	return ids, next
+}
+
+func watchOf(t *testing.T, s Backend, id string) vault.WatchWithCursor {
+	t.Helper()
+	w, err := s.Watch(id)
+	if err != nil {
+		t.Fatalf("Watch(%s) = %v", id, err)
+	}
+	return w
+}
+
+func grantOf(t *testing.T, s Backend, id string) vault.Grant {
+	t.Helper()
+	g, err := s.Grant(id)
+	if err != nil {
+		t.Fatalf("Grant(%s) = %v", id, err)
+	}
+	return g
+}
+
+func refreshOf(t *testing.T, s Backend, grantID string) string {
+	t.Helper()
+	_, tok, err := s.GrantTokens(grantID)
+	if err != nil {
+		t.Fatalf("GrantTokens(%s) = %v", grantID, err)
+	}
+	return tok.Refresh.Reveal()
+}
+
+// wantErr fails unless err matches target (errors.Is).
+func wantErr(t *testing.T, call string, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Errorf("%s = %v, want %v", call, err, target)
+	}
+}
+
+func posts(ids ...int) []vault.Post {
+	var ps []vault.Post
+	for _, id := range ids {
+		ps = append(ps, vault.Post{ID: fmt.Sprint(id), Text: "#golang post"})
+	}
+	return ps
+}
