@@ -84,10 +84,7 @@ func TestCrashRedelivery(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}
 	const total = 1000
-	db, err := vault.Open(vault.Options{Path: dbPath, Master: master, Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openDB(t, dbPath, master, nil)
 	ids := make([]string, total)
 	for i := range ids {
 		ids[i] = vault.OutboxID("u", "w", strconv.Itoa(i))
@@ -171,11 +168,7 @@ func TestCrashRedelivery(t *testing.T) {
 	if kills == 0 || midway == 0 {
 		t.Errorf("%d kills, %d of them while deliveries were under way; want some", kills, midway)
 	}
-	db, err = vault.Open(vault.Options{Path: dbPath, Master: master})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db = openDB(t, dbPath, master, nil)
 	for _, id := range ids {
 		if r := getRow(t, db, id); r.State != vault.OutboxDelivered {
 			t.Fatalf("row %s is %s, want delivered", id, r.State)

@@ -17,6 +17,9 @@ import (
 // The vault is the notifier's store, through the consumer-side interface.
 var _ Outbox = (*vault.DB)(nil)
 
+// Every backend of the storage contract is an Outbox.
+var _ Outbox = vault.Store(nil)
+
 // stallOutbox is the vault with a gate on SettleOutbox, and a count of
 // what each call records.
 type stallOutbox struct {

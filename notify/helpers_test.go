@@ -6,12 +6,12 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +21,7 @@ import (
 	"tagwatch/vault"
 	"tagwatch/vault/seal"
 	"tagwatch/vault/secret"
+	"tagwatch/vault/vaulttest"
 )
 
 func TestMain(m *testing.M) {
@@ -51,20 +52,22 @@ func (c *clock) Set(t time.Time) {
 	c.t = t
 }
 
+// openDB opens a vault with vaulttest (checked after the test): at path
+// ("" for a new file), with master (nil for a new key) and the clock now
+// (nil for time.Now).
 func openDB(t testing.TB, path string, master *seal.MasterKey, now func() time.Time) *vault.DB {
 	t.Helper()
-	if master == nil {
-		master, _, _ = seal.NewMasterKey()
+	var opts []vaulttest.Option
+	if path != "" {
+		opts = append(opts, vaulttest.Path(path))
 	}
-	if path == "" {
-		path = filepath.Join(t.TempDir(), "tagwatch.db")
+	if master != nil {
+		opts = append(opts, vaulttest.Master(master))
 	}
-	db, err := vault.Open(vault.Options{Path: path, Master: master, Create: true, Now: now})
-	if err != nil {
-		t.Fatalf("vault.Open: %v", err)
+	if now != nil {
+		opts = append(opts, vaulttest.Now(now))
 	}
-	t.Cleanup(func() { db.Close() })
-	return db
+	return vaulttest.Open(t, opts...)
 }
 
 func matchNotice(user, watch string, posts int) vault.Notice {
@@ -99,10 +102,21 @@ func getRow(t testing.TB, db *vault.DB, id string) vault.OutboxRow {
 // The fixtures below write records the notifier never writes (watches,
 // sealed rows, deletions); they are the tests' only transactions.
 
-// putWatch stores a watch as it is, without the rules the doors apply.
+// putWatch stores a watch as it is, without the rules the doors apply,
+// and an active grant for its user at its provider when the user has
+// none (the store keeps one for every watch that runs).
 func putWatch(t testing.TB, db *vault.DB, w vault.Watch) {
 	t.Helper()
-	if err := db.Update(func(tx *vault.Tx) error { return tx.PutWatch(w) }); err != nil {
+	err := db.Update(func(tx *vault.Tx) error {
+		if _, err := tx.UserGrant(w.UserID, w.Provider); errors.Is(err, vault.ErrNotFound) {
+			g := vault.Grant{ID: vault.NewID(), UserID: w.UserID, Provider: w.Provider, Subject: "sub-" + w.UserID, State: vault.GrantActive}
+			if err := tx.PutGrant(g); err != nil {
+				return err
+			}
+		}
+		return tx.PutWatch(w)
+	})
+	if err != nil {
 		t.Fatalf("PutWatch(%s): %v", w.ID, err)
 	}
 }
@@ -126,9 +140,7 @@ func enqueueSealed(t testing.TB, db *vault.DB, r vault.OutboxRow, v secret.Value
 func auditTrail(t testing.TB, db *vault.DB) []vault.AuditEvent {
 	t.Helper()
 	var out []vault.AuditEvent
-	if err := db.View(func(tx *vault.Tx) error {
-		return tx.AuditTrail(0, func(ev vault.AuditEvent) error { out = append(out, ev); return nil })
-	}); err != nil {
+	if err := db.AuditTrail(0, func(ev vault.AuditEvent) error { out = append(out, ev); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return out

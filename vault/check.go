@@ -99,13 +99,18 @@ const maxInconsistencies = 100
 // *ConsistencyError listing at most 100 inconsistencies, each naming its
 // record. It writes nothing. It runs in one read-write transaction
 // (rolled back; bbolt's page check is only safe against concurrent
-// writers that way), so it sees one state and holds off writers while it
-// reads every record: it is for tests (vault/vaulttest runs it after each
+// writers that way; a read-only vault gets a read transaction), so it
+// sees one state and holds off writers while it reads every record: it is for tests (vault/vaulttest runs it after each
 // one) and for an operator's check of a stopped daemon's file, not for a
 // hot path. Other errors are the store's own (a closed database).
 func (db *DB) CheckConsistency() error {
 	var found []Inconsistency
-	err := db.Update(func(tx *Tx) error {
+	run := db.Update
+	if db.readOnly {
+		// No writer can run meanwhile: bbolt's shared lock keeps them out.
+		run = db.View
+	}
+	err := run(func(tx *Tx) error {
 		c := &checker{tx: tx}
 		c.run()
 		found = c.found

@@ -173,6 +173,9 @@ func TestCheckConsistency(t *testing.T) {
 				return btx.Bucket(vault.BucketUserGrants).Put(pairKey("bob", "x"), []byte("nosuch"))
 			}
 		}, vault.InvUserGrants, func(checkSeed) string { return "user_grants key bob/x" }},
+		{"active grant without its user_grants key", func(checkSeed) func(*bolt.Tx) error {
+			return func(btx *bolt.Tx) error { return btx.Bucket(vault.BucketUserGrants).Delete(pairKey("zed", "x")) }
+		}, vault.InvUserGrants, func(s checkSeed) string { return fmt.Sprintf("grant %q", s.zed.Grant.ID) }},
 		{"active watch, dead grant", func(s checkSeed) func(*bolt.Tx) error {
 			return func(btx *bolt.Tx) error {
 				return rewrite(btx, vault.BucketGrants, s.zed.Grant.ID, func(g *vault.Grant) { g.State = vault.GrantNeedsReconsent })
@@ -289,6 +292,21 @@ func TestCheckConsistency(t *testing.T) {
 		db.Close()
 		if msg := rec.finish(); !strings.Contains(msg, string(vault.InvUserWatches)) {
 			t.Errorf("vaulttest cleanup of a closed, broken store reported %q, want %s", msg, vault.InvUserWatches)
+		}
+	})
+
+	t.Run("read-only vault", func(t *testing.T) {
+		master, _ := vaulttest.NewMaster(t)
+		db := vaulttest.Open(t, vaulttest.Master(master))
+		seedForCheck(t, db)
+		db.Close()
+		ro, err := vault.Open(vault.Options{Path: db.Path(), Master: master, ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ro.Close()
+		if err := ro.CheckConsistency(); err != nil {
+			t.Errorf("CheckConsistency() of a read-only vault = %v, want nil", err)
 		}
 	})
 

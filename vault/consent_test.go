@@ -64,6 +64,7 @@ func openConsentDB(t *testing.T) (*DB, *clock) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	checkAtCleanup(t, db)
 	return db, c
 }
 

@@ -11,20 +11,24 @@
 // of Store. Each method is one whole domain step: it reads, applies the
 // transition methods of the records (Watch.Pause, Watch.Resume,
 // Watch.Suspend, Watch.Clear, Grant.SetState, Enrollment.Usable) and the
-// watch rules (WatchRules), and writes, in one transaction. No door opens
-// a read-write transaction to change a domain record; the worker and the
-// notifier declare the smaller interfaces they need (worker.Store,
-// notify.Outbox), which *DB satisfies. DB.View, DB.Update and *Tx remain
-// for the bbolt backend's own wiring and its tests; they are not part of
-// the contract.
+// watch rules (WatchRules), and writes, in one transaction. Doors call
+// these methods rather than open read-write transactions of their own; the
+// worker and the notifier declare the smaller interfaces they need
+// (worker.Store, notify.Outbox), which *DB satisfies. DB.View, DB.Update
+// and *Tx remain for the bbolt backend's own wiring and its tests; they
+// are not part of the contract.
 //
 // # The contract
 //
 // Store lists the methods a backend implements; vault/storetest.Run is
 // the suite that proves them, run against bbolt by TestStoreContract. A
-// second backend (PostgreSQL, a later issue) implements the same methods
-// with the same promises, listed here by record, and passes the same
-// suite. What holds for every method:
+// second backend (PostgreSQL, a later issue) implements every Store method
+// with the promises listed here by record, reusing the record types and
+// their transitions (domain.go) and the typed errors, and passes the same
+// suite; it keeps the invariants CheckConsistency checks (the Inv*
+// constants but InvPages, which is bbolt's). Not part of the contract:
+// lifecycle (Open, Close), key management, Backup, CheckConsistency
+// itself, View and Update. What holds for every method:
 //
 //   - Atomic: a method that changes records changes all of them or, on
 //     any error, none (one transaction). The exceptions say so:
@@ -32,8 +36,9 @@
 //   - Durable: a change is on disk (fsynced) when the method returns nil,
 //     and survives a crash or a reopen.
 //   - Serializable: concurrent calls behave as if run one after another;
-//     a method's reads and writes see one state. Every method is safe for
-//     concurrent use.
+//     a method's reads and writes see one state (the batch methods above:
+//     each batch does). Every method is safe for concurrent use; callbacks
+//     (RunnableWatches, DueOutboxIDs, AuditTrail) must not call the store.
 //   - No network I/O inside a method: callers do their HTTP first and
 //     commit what they learnt.
 //   - Records returned are copies; changing them changes nothing stored.
@@ -48,6 +53,15 @@
 //     file), and nothing was changed.
 //   - Actors: methods that take an actor write it to the audit trail in
 //     the same transaction as the change.
+//
+// # Rules (rules.go)
+//
+// SetRules installs the WatchRules (worker.Rules) every method below that
+// stores a watch applies: AddWatch, ChangeWatch, CreateLink and
+// CommitConsent store the spec as the rules normalised it, or nothing and
+// an *InvalidError naming the watch. CheckWatch applies them without
+// storing. A store without rules refuses those methods. Rules are
+// configuration, not data: a reopened store needs them set again.
 //
 // # Watches (watches.go)
 //
@@ -86,8 +100,8 @@
 // it: one watch, not two), and queues a NoticeEnrolled per target with a
 // deterministic id. CancelLink makes a pending link unusable (a used one:
 // *TransitionError; canceling twice changes nothing). Link, LinkByID,
-// ListLinks (newest first, without token hashes) and User read.
-// RecordConsentRefused appends one audit entry.
+// ListLinks (newest first, without token hashes), User and ListUsers (id
+// order) read. RecordConsentRefused appends one audit entry.
 //
 // # Grants and the refresh protocol (grants.go)
 //
@@ -111,7 +125,8 @@
 // UnenrollGrant revokes a grant locally (tokens dropped, watches suspended
 // revoked, notice queued) and queues its refresh token for revocation at
 // the provider, in one transaction; twice changes nothing. Grant,
-// UserGrant and GrantTokens read (GrantTokens opens the sealed tokens).
+// UserGrant, GrantTokens (which opens the sealed tokens) and ListGrants
+// (id order, tokens sealed) read.
 //
 // # Pending revocations (grants.go)
 //
@@ -135,8 +150,8 @@
 //
 // # Outbox (delivery.go, outbox_admin.go)
 //
-// Enqueue adds rows, pending and due, all or none; an id already there is
-// left as it is. DueOutboxIDs lists the ids of pending and retrying rows
+// Enqueue adds rows, pending and due (now, or at their NextAttempt), all
+// or none; an id already there is left as it is. DueOutboxIDs lists the ids of pending and retrying rows
 // due at a time, earliest first (then by id), and returns when the next
 // one is due. LoadOutbox reads rows by id as they are now (callers check
 // State). SettleOutbox records a batch of outcomes in one transaction,
@@ -144,7 +159,9 @@
 // still pending or retrying with the Attempts it was read with, so a
 // stale outcome is skipped, never applied over a newer decision; a row is
 // delivered only once that transaction has committed (at-least-once
-// delivery under one id). ReplayOutbox puts a dead or dropped row back
+// delivery under one id). An outcome that disables its target (410) drops
+// the target's other waiting rows and tells the users concerned, in the
+// same transaction. ReplayOutbox puts a dead or dropped row back
 // under the same id (others: *TransitionError). OpenOutboxSecret opens a
 // row's sealed secret. PruneOutbox and DropOutboxBacklog re-check each
 // row inside their batch transactions. OutboxRow, OutboxTallies and
@@ -157,7 +174,10 @@
 // (watch added, changed, paused, resumed, deleted; link created, used,
 // canceled, refused; grant stored, state changed, revoked; lost rotation;
 // notification replayed; keys rotated). It never carries a secret or a
-// target. Reading it is through a transaction today (Tx.AuditTrail).
+// target. A change that fails appends nothing. RecordAudit appends what
+// no other method records (an operator's request as the status socket
+// received it). AuditTrail reads the entries after a sequence number,
+// oldest first, from one read transaction.
 //
 // # The bbolt backend
 //

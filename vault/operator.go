@@ -7,6 +7,7 @@ package vault
 // transactions of their own.
 
 // ListUsers returns every user, in id order, from one read transaction.
+// Errors: a corrupt record, or the store's own.
 func (db *DB) ListUsers() ([]User, error) {
 	var out []User
 	err := db.View(func(tx *Tx) error {
@@ -17,7 +18,7 @@ func (db *DB) ListUsers() ([]User, error) {
 
 // ListGrants returns every grant, its tokens still sealed, in id order,
 // from one read transaction. Callers show operators only what is safe
-// (never a sealed field).
+// (never a sealed field). Errors: a corrupt record, or the store's own.
 func (db *DB) ListGrants() ([]Grant, error) {
 	var out []Grant
 	err := db.View(func(tx *Tx) error {
@@ -39,7 +40,8 @@ func (db *DB) AuditTrail(after uint64, fn func(AuditEvent) error) error {
 // transaction; its Seq is assigned and a zero Time is set to now. It is
 // for what no other method records: an operator's request as the status
 // socket received it (or refused it). Changes to records are audited by
-// the methods that make them.
+// the methods that make them. Errors: only the store's own (a read-only
+// vault refuses it); nothing is appended then.
 func (db *DB) RecordAudit(ev AuditEvent) error {
 	return db.Update(func(tx *Tx) error { return tx.Audit(ev) })
 }

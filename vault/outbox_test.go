@@ -43,6 +43,7 @@ func openOutboxDB(t *testing.T) (*DB, *obClock) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	checkAtCleanup(t, db)
 	return db, clk
 }
 
@@ -157,6 +158,9 @@ func TestSettleOutbox(t *testing.T) {
 func TestSettleDisableTarget(t *testing.T) {
 	db, _ := openOutboxDB(t)
 	hook := "https://hooks.example.com/services/T0000/B0000/XXXXXXXXXXXX"
+	for _, u := range []string{"u1", "u2", "u3"} {
+		putGrant(t, db, u, "rt-"+u, "at-"+u)
+	}
 	for _, w := range []Watch{
 		{ID: "w1", UserID: "u1", Provider: "x", State: WatchActive, WatchSpec: WatchSpec{Hashtags: []string{"a"}, Schedule: "@hourly", Targets: []string{hook, "console:", "mailto:u1@example.com"}}},
 		{ID: "w2", UserID: "u2", Provider: "x", State: WatchActive, WatchSpec: WatchSpec{Hashtags: []string{"b"}, Schedule: "@hourly", Targets: []string{hook, "console:"}}},

@@ -12,20 +12,30 @@ import (
 // naming it.
 func TestRunInput(t *testing.T) {
 	db := openRunsDB(t, time.Now)
-	in, err := db.RunInput("w1")
-	if err != nil || in.Watch.ID != "w1" || in.Cursor.WatchID != "w1" || in.GrantID != "" || in.GrantState != "" {
-		t.Errorf("RunInput(w1) without a grant = %+v, %v; want the watch, an empty cursor, no grant", in, err)
+	// A watch whose user has no grant (any more) waits, suspended.
+	err := db.Update(func(tx *Tx) error {
+		return tx.PutWatch(Watch{ID: "w5", UserID: "u5", Provider: "x", State: WatchSuspended, SuspendReason: SuspendRevoked})
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	g := Grant{ID: "g1", UserID: "u1", Provider: "x", Subject: "1", State: GrantNeedsReconsent}
-	if err := db.Update(func(tx *Tx) error { return tx.PutGrant(g) }); err != nil {
+	in, err := db.RunInput("w5")
+	if err != nil || in.Watch.ID != "w5" || in.Cursor.WatchID != "w5" || in.GrantID != "" || in.GrantState != "" {
+		t.Errorf("RunInput(w5) without a grant = %+v, %v; want the watch, an empty cursor, no grant", in, err)
+	}
+	g, err := db.UserGrant("u1", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.MarkNeedsReconsent(g.ID, Reconsent{Reason: "dead_grant", LinkPrefix: "https://tagwatch.example/enroll/"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.CommitRun(RunCommit{WatchID: "w1", NewSinceID: "7"}); err != nil {
 		t.Fatal(err)
 	}
 	in, err = db.RunInput("w1")
-	if err != nil || in.GrantID != "g1" || in.GrantState != GrantNeedsReconsent || in.Cursor.SinceID != "7" {
-		t.Errorf("RunInput(w1) = %+v, %v; want grant g1 needs_reconsent and since_id 7", in, err)
+	if err != nil || in.GrantID != g.ID || in.GrantState != GrantNeedsReconsent || in.Cursor.SinceID != "7" {
+		t.Errorf("RunInput(w1) = %+v, %v; want grant %s needs_reconsent and since_id 7", in, err, g.ID)
 	}
 	_, err = db.RunInput("nosuch")
 	if !errors.Is(err, ErrNotFound) || err.Error() != `watch "nosuch" does not exist` {
@@ -37,6 +47,7 @@ func TestRunInput(t *testing.T) {
 // suspended by the usage cap) with their cursors, and no others.
 func TestRunnableWatches(t *testing.T) {
 	db := openRunsDB(t, time.Now)
+	putGrant(t, db, "u3", "rt-u3", "at-u3")
 	err := db.Update(func(tx *Tx) error {
 		for _, w := range []Watch{
 			{ID: "w2", UserID: "u2", Provider: "x", State: WatchPaused},

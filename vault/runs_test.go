@@ -22,6 +22,8 @@ func openRunsDB(t *testing.T, now func() time.Time) *DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	checkAtCleanup(t, db)
+	putGrant(t, db, "u1", "rt-u1", "at-u1")
 	err = db.Update(func(tx *Tx) error {
 		return tx.PutWatch(Watch{ID: "w1", UserID: "u1", Provider: "x", State: WatchActive,
 			WatchSpec: WatchSpec{Hashtags: []string{"golang"}, Schedule: "@hourly", Targets: []string{"console:", "mailto:a@b.c"}}})

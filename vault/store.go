@@ -45,6 +45,7 @@ type Store interface {
 	// Users and consent links.
 
 	User(id string) (User, error)
+	ListUsers() ([]User, error)
 	CreateLink(req LinkRequest) (string, Enrollment, error)
 	Link(hash string) (Enrollment, error)
 	LinkByID(id string) (Enrollment, error)
@@ -58,6 +59,7 @@ type Store interface {
 	Grant(id string) (Grant, error)
 	UserGrant(userID, provider string) (Grant, error)
 	GrantTokens(id string) (Grant, Tokens, error)
+	ListGrants() ([]Grant, error)
 	BeginRefresh(id, actor string) (RefreshTicket, error)
 	CommitRefresh(t RefreshTicket, r RefreshResult) (Grant, error)
 	RecordRefreshFailure(t RefreshTicket, f RefreshFailure) error
@@ -90,6 +92,11 @@ type Store interface {
 	DropOutboxBacklog(maxWaiting int, reason string) ([]OutboxBacklog, error)
 	OutboxTallies() ([]OutboxTally, error)
 	ListOutbox(state OutboxState, limit int) ([]OutboxRow, error)
+
+	// Audit trail.
+
+	AuditTrail(after uint64, fn func(AuditEvent) error) error
+	RecordAudit(ev AuditEvent) error
 }
 
 var _ Store = (*DB)(nil)

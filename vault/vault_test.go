@@ -37,6 +37,7 @@ func openNew(t testing.TB) (*DB, *seal.MasterKey, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	checkAtCleanup(t, db)
 	return db, m, path
 }
 
@@ -189,6 +190,15 @@ func TestCiphertextCopiedBetweenGrantsFails(t *testing.T) {
 		}
 		return nil
 	})
+	// The consistency check finds the grant whose token does not open.
+	var ce *ConsistencyError
+	if err := db.CheckConsistency(); !errors.As(err, &ce) || len(ce.Found) != 1 || ce.Found[0].Invariant != InvSealed ||
+		ce.Found[0].Record != fmt.Sprintf("grant %q", g2.ID) {
+		t.Errorf("CheckConsistency() = %v, want one %s problem at grant %s", err, InvSealed, g2.ID)
+	}
+	if err := db.Update(func(tx *Tx) error { return tx.DeleteGrant(g2.ID) }); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestNoPlaintextInFile(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"tagwatch/vault"
 	"tagwatch/vault/seal"
 	"tagwatch/vault/secret"
+	"tagwatch/vault/vaulttest"
 	"tagwatch/worker"
 	"tagwatch/worker/xapi"
 	"tagwatch/worker/xsource"
@@ -95,10 +96,7 @@ func TestCrashBetweenSearchAndCommit(t *testing.T) {
 		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 			t.Fatalf("child at %s: %v, want killed by SIGKILL; output:\n%s", point, err, out)
 		}
-		f.db, err = vault.Open(vault.Options{Path: f.dbPath, Master: f.master, Logger: quiet(), Rules: rules(f.src)})
-		if err != nil {
-			t.Fatal(err)
-		}
+		f.db = vaulttest.Open(t, vaulttest.Path(f.dbPath), vaulttest.Master(f.master), vaulttest.Rules(rules(f.src)))
 		// A new worker on the reopened vault, as a restarted daemon has.
 		f.wcfg.DB = f.db
 		f.wcfg.Tokens = func(string) worker.TokenSource { return staticToken{secret.NewAccessToken(at)} }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"tagwatch/vault/provider"
 	"tagwatch/vault/seal"
 	"tagwatch/vault/secret"
+	"tagwatch/vault/vaulttest"
 	"tagwatch/worker"
 	"tagwatch/worker/xapi"
 	"tagwatch/worker/xapi/xsandbox"
@@ -26,6 +26,9 @@ import (
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 
 var _ worker.Store = (*vault.DB)(nil)
+
+// Every backend of the storage contract is a worker.Store.
+var _ worker.Store = vault.Store(nil)
 
 // hookTransport calls after once per search request that got an answer.
 type hookTransport struct {
@@ -109,7 +112,7 @@ func (s *testTokens) refreshLocked(ctx context.Context) (secret.AccessToken, err
 	res, err := s.f.prov.Refresh(ctx, s.refresh)
 	if provider.ClassOf(err) == provider.ClassDeadGrant {
 		s.dead = true
-		s.f.setGrantState(s.grantID, vault.GrantNeedsReconsent)
+		s.f.markNeedsReconsent(s.grantID)
 		return secret.AccessToken{}, fmt.Errorf("grant %s: %w", s.grantID, vault.ErrNeedsConsent)
 	}
 	if err != nil {
@@ -187,13 +190,9 @@ func newFix(t *testing.T, o fixOpts) *fix {
 	}
 	f.client = xapi.New(xc)
 	f.src = xsource.New(f.client)
-	f.dbPath = filepath.Join(t.TempDir(), "tagwatch.db")
-	f.master, f.masterText, _ = seal.NewMasterKey()
-	f.db, err = vault.Open(vault.Options{Path: f.dbPath, Master: f.master, Create: true, Now: now, Logger: quiet(), Rules: rules(f.src)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.db.Close() })
+	f.master, f.masterText = vaulttest.NewMaster(t)
+	f.db = vaulttest.Open(t, vaulttest.Master(f.master), vaulttest.Now(now), vaulttest.Rules(rules(f.src)))
+	f.dbPath = f.db.Path()
 	f.wcfg = worker.Config{DB: f.db, Sources: map[string]worker.Source{"x": f.src}, Tokens: f.tokenSource,
 		MaxPages: 5, MinInterval: -1, Now: now, Logger: quiet(),
 		Observer: func(ev worker.Event) {
@@ -227,9 +226,9 @@ func (f *fix) now() time.Time {
 	return time.Now()
 }
 
-// addWatch adds sandbox user xid, a vault user and grant for it (its
-// access token taken as expiring at expiry; zero: in 2 h) and a watch of
-// spec through the vault's rules.
+// addWatch adds sandbox user xid, and a vault user, grant and watch of
+// spec for it as a consent link stores them (through the vault's rules;
+// its access token taken as expiring at expiry; zero: in 2 h).
 func (f *fix) addWatch(xid string, spec vault.WatchSpec, expiry time.Time) (watchID, grantID string) {
 	f.t.Helper()
 	if err := f.sb.AddUser(xsandbox.User{ID: xid, Username: "user" + xid}); err != nil {
@@ -242,27 +241,29 @@ func (f *fix) addWatch(xid string, spec vault.WatchSpec, expiry time.Time) (watc
 	if expiry.IsZero() {
 		expiry = f.now().Add(2 * time.Hour)
 	}
-	uid := "u" + xid
-	g := vault.Grant{ID: vault.NewID(), UserID: uid, Provider: "x", Subject: xid, Scopes: provider.XScopes, State: vault.GrantActive, AccessExpiry: expiry}
-	seedGrant(f.t, f.db, g)
-	f.mu.Lock()
-	f.tokens[g.ID] = &testTokens{f: f, grantID: g.ID, access: secret.NewAccessToken(at), refresh: secret.NewRefreshToken(rt), expiry: expiry}
-	f.mu.Unlock()
 	if spec.Schedule == "" {
 		spec.Schedule = "@every 1m"
 	}
 	if len(spec.Targets) == 0 {
 		spec.Targets = []string{"console:"}
 	}
-	w, err := f.db.AddWatch(vault.NewWatch{UserID: uid, Provider: "x", Spec: spec}, "test")
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return w.ID, g.ID
+	res := vaulttest.Enroll(f.t, f.db, vaulttest.Enrollment{User: "u" + xid, Subject: xid, Watch: &spec,
+		Refresh: rt, Access: at, AccessExpiry: expiry, Scopes: provider.XScopes})
+	g := res.Grant
+	f.mu.Lock()
+	f.tokens[g.ID] = &testTokens{f: f, grantID: g.ID, access: secret.NewAccessToken(at), refresh: secret.NewRefreshToken(rt), expiry: expiry}
+	f.mu.Unlock()
+	return res.Started[0].ID, g.ID
 }
 
-func (f *fix) setGrantState(grantID string, st vault.GrantState) {
-	setGrantState(f.t, f.db, grantID, st)
+// markNeedsReconsent ends a grant as renewal does when its refresh token
+// is refused: needs_reconsent, its watches suspended, the user told.
+func (f *fix) markNeedsReconsent(grantID string) {
+	f.t.Helper()
+	if _, err := f.db.MarkNeedsReconsent(grantID, vault.Reconsent{Reason: "dead_grant", LinkPrefix: "https://tagwatch.example/enroll/",
+		Actor: "test renewal"}); err != nil {
+		f.t.Error(err) // not Fatal: token sources run on the worker's goroutines
+	}
 }
 
 func (f *fix) post(author, text string) string {

@@ -2,14 +2,13 @@ package worker_test
 
 import (
 	"errors"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"tagwatch/vault"
-	"tagwatch/vault/seal"
+	"tagwatch/vault/vaulttest"
 	"tagwatch/worker"
 	"tagwatch/worker/xsource"
 )
@@ -139,13 +138,8 @@ func TestRulesLimits(t *testing.T) {
 // C08 are refused by AddWatch with errors that name the watch and the
 // rule.
 func TestRulesAtTheVault(t *testing.T) {
-	master, _, _ := seal.NewMasterKey()
-	db, err := vault.Open(vault.Options{Path: filepath.Join(t.TempDir(), "v.db"), Master: master, Create: true, Logger: quiet(), Rules: checkRules})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	seedGrant(t, db, vault.Grant{ID: vault.NewID(), UserID: "grace", Provider: "x", Subject: "1", State: vault.GrantActive})
+	db := vaulttest.Open(t, vaulttest.Rules(checkRules))
+	vaulttest.Enroll(t, db, vaulttest.Enrollment{User: "grace", Subject: "1"})
 	for _, tc := range []struct{ schedule, want string }{
 		{"0 0 30 2 *", `watch: schedule "0 0 30 2 *" never fires`},
 		{"@every 0s", `watch: schedule "@every 0s" runs every 1s; the minimum between runs of one watch is 5m0s (scheduler.min_interval)`},

@@ -338,7 +338,7 @@ func TestSkippedWithoutRequest(t *testing.T) {
 	}
 	// Suspended for its grant, whose consent is not cleared yet.
 	forceWatchState(t, f.db, susp, vault.WatchSuspended, vault.SuspendNeedsReconsent)
-	f.setGrantState(gid, vault.GrantNeedsReconsent)
+	f.markNeedsReconsent(gid)
 	f.post("100", "#golang")
 	for id, reason := range map[string]string{paused: worker.SkipPaused, susp: worker.SkipSuspended, consent: worker.SkipNeedsConsent} {
 		if ev := f.run(id); ev.Kind != worker.EventSkipped || ev.Reason != reason {

@@ -7,41 +7,10 @@ import (
 	"tagwatch/vault"
 )
 
-// The vault has no method yet that stores a grant outside a consent, nor
-// one that lists a watch's notifications: these test-only helpers seed
-// and read the fixture's vault in a transaction of their own. The worker
-// itself never takes a *vault.Tx (worker.Store).
-
-// seedGrant stores a user and their grant.
-func seedGrant(t *testing.T, db *vault.DB, g vault.Grant) {
-	t.Helper()
-	err := db.Update(func(tx *vault.Tx) error {
-		if err := tx.PutUser(vault.User{ID: g.UserID}); err != nil {
-			return err
-		}
-		return tx.PutGrant(g)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// setGrantState moves a grant to st, as renewal does when a refresh is
-// refused.
-func setGrantState(t *testing.T, db *vault.DB, grantID string, st vault.GrantState) {
-	t.Helper()
-	err := db.Update(func(tx *vault.Tx) error {
-		g, err := tx.Grant(grantID)
-		if err != nil {
-			return err
-		}
-		g.State = st
-		return tx.PutGrant(g)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
+// The fixture's vault is seeded through the store's own methods
+// (vaulttest.Enroll, MarkNeedsReconsent); only forceWatchState writes a
+// record in a transaction of its own, for a state no method makes. The
+// worker itself never takes a *vault.Tx (worker.Store).
 
 // forceWatchState writes a watch's state as is, for states no transition
 // makes (a suspended watch whose grant is active again).
@@ -64,22 +33,20 @@ func forceWatchState(t *testing.T, db *vault.DB, id string, st vault.WatchState,
 // outbox row.
 func matchNotices(t *testing.T, db *vault.DB, watchID string) []vault.Notice {
 	t.Helper()
-	var out []vault.Notice
-	err := db.View(func(tx *vault.Tx) error {
-		return tx.Outbox(func(r vault.OutboxRow) error {
-			if r.WatchID != watchID || r.Kind != vault.NoticeMatch {
-				return nil
-			}
-			var n vault.Notice
-			if err := json.Unmarshal(r.Payload, &n); err != nil {
-				return err
-			}
-			out = append(out, n)
-			return nil
-		})
-	})
+	rows, err := db.ListOutbox("", 0)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var out []vault.Notice
+	for _, r := range rows {
+		if r.WatchID != watchID || r.Kind != vault.NoticeMatch {
+			continue
+		}
+		var n vault.Notice
+		if err := json.Unmarshal(r.Payload, &n); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, n)
 	}
 	return out
 }

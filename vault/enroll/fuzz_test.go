@@ -7,8 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-
-	"tagwatch/vault"
+	"time"
 )
 
 // FuzzCallback sends fuzzed callback parameters and cookies, optionally
@@ -91,25 +90,24 @@ func FuzzCallback(f *testing.F) {
 		if state != "" && strings.Contains(rec.Body.String(), state) {
 			t.Fatalf("callback page shows the state")
 		}
-		err := s.cfg.DB.View(func(tx *vault.Tx) error {
-			if err := tx.Grants(func(g vault.Grant) error { t.Fatalf("grant %s stored", g.ID); return nil }); err != nil {
-				return err
-			}
-			if err := tx.Outbox(func(r vault.OutboxRow) error { t.Fatalf("outbox row %s stored", r.ID); return nil }); err != nil {
-				return err
-			}
-			if err := tx.Watches(func(w vault.Watch) error { t.Fatalf("watch %s stored", w.ID); return nil }); err != nil {
-				return err
-			}
-			return tx.Enrollments(func(e vault.Enrollment) error {
-				if !e.UsedAt.IsZero() {
-					t.Fatalf("link %s used", e.ID)
-				}
-				return nil
-			})
-		})
+		db := s.cfg.DB
+		if gs, err := db.ListGrants(); err != nil || len(gs) != 0 {
+			t.Fatalf("ListGrants = %d grants, %v; want none stored", len(gs), err)
+		}
+		if rows, err := db.ListOutbox("", 0); err != nil || len(rows) != 0 {
+			t.Fatalf("ListOutbox = %d rows, %v; want none stored", len(rows), err)
+		}
+		if ws, err := db.ListWatches(""); err != nil || len(ws) != 0 {
+			t.Fatalf("ListWatches = %d watches, %v; want none stored", len(ws), err)
+		}
+		links, err := db.ListLinks(time.Now())
 		if err != nil {
 			t.Fatal(err)
+		}
+		for _, e := range links {
+			if !e.UsedAt.IsZero() {
+				t.Fatalf("link %s used", e.ID)
+			}
 		}
 	})
 }

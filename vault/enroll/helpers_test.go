@@ -14,7 +14,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -25,7 +24,7 @@ import (
 	"tagwatch/vault"
 	"tagwatch/vault/enroll"
 	"tagwatch/vault/provider"
-	"tagwatch/vault/seal"
+	"tagwatch/vault/vaulttest"
 )
 
 var _ enroll.Provider = (*provider.Provider)(nil)
@@ -128,20 +127,12 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 // newEnv starts the service. providers builds the providers once the
-// callback URL is known, with the counting HTTP client to use.
-func newEnv(t *testing.T, providers func(redirect string, hc *http.Client) map[string]enroll.Provider) *env {
+// callback URL is known, with the counting HTTP client to use; it may set
+// e.db to a vault of its own (a renewtest stack's), else the service gets
+// a vault from vaulttest.Open with e's clock and enroll.TestRules.
+func newEnv(t *testing.T, providers func(e *env, redirect string, hc *http.Client) map[string]enroll.Provider) *env {
 	t.Helper()
-	m, _, err := seal.NewMasterKey()
-	if err != nil {
-		t.Fatal(err)
-	}
 	e := &env{t: t, tokens: &tokenCounter{base: http.DefaultTransport}, logs: &syncBuffer{}, clock: &clock{}}
-	e.dbPath = filepath.Join(t.TempDir(), "tagwatch.db")
-	e.db, err = vault.Open(vault.Options{Path: e.dbPath, Master: m, Create: true, Now: e.clock.Now, Rules: enroll.TestRules{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.db.Close() })
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +140,11 @@ func newEnv(t *testing.T, providers func(redirect string, hc *http.Client) map[s
 	e.url = "http://" + l.Addr().String()
 	hc := &http.Client{Transport: e.tokens, Timeout: 30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	ps := providers(e.url+"/callback", hc)
+	ps := providers(e, e.url+"/callback", hc)
+	if e.db == nil {
+		e.db = vaulttest.Open(t, vaulttest.Now(e.clock.Now), vaulttest.Rules(enroll.TestRules{}))
+	}
+	e.dbPath = e.db.Path()
 	e.svc, err = enroll.New(enroll.Config{
 		DB:        e.db,
 		Providers: ps,
@@ -286,54 +281,38 @@ func expectPage(t *testing.T, p page, status int, text string) {
 // notification and that the link is unused.
 func (e *env) expectNothingStored(user string, rec vault.Enrollment) {
 	e.t.Helper()
-	err := e.db.View(func(tx *vault.Tx) error {
-		if g, err := tx.UserGrant(user, rec.Provider); !errors.Is(err, vault.ErrNotFound) {
-			e.t.Errorf("user %s has grant %+v (err %v), want none", user, g, err)
-		}
-		n := 0
-		if err := tx.UserWatches(user, func(vault.Watch) error { n++; return nil }); err != nil {
-			return err
-		}
-		if n != 0 {
-			e.t.Errorf("user %s has %d watches, want 0", user, n)
-		}
-		if err := tx.Outbox(func(r vault.OutboxRow) error {
-			if r.UserID == user {
-				e.t.Errorf("outbox row %s for user %s, want none", r.ID, user)
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		l, err := tx.EnrollmentByID(rec.ID)
-		if err != nil {
-			return err
-		}
-		if !l.UsedAt.IsZero() {
-			e.t.Errorf("link %s used at %v, want unused", rec.ID, l.UsedAt)
-		}
-		return nil
-	})
+	if g, err := e.db.UserGrant(user, rec.Provider); !errors.Is(err, vault.ErrNotFound) {
+		e.t.Errorf("user %s has grant %+v (err %v), want none", user, g, err)
+	}
+	if ws, err := e.db.ListWatches(user); err != nil || len(ws) != 0 {
+		e.t.Errorf("user %s has %d watches (err %v), want 0", user, len(ws), err)
+	}
+	rows, err := e.db.ListOutbox("", 0)
 	if err != nil {
 		e.t.Fatal(err)
+	}
+	for _, r := range rows {
+		if r.UserID == user {
+			e.t.Errorf("outbox row %s for user %s, want none", r.ID, user)
+		}
+	}
+	l, err := e.db.LinkByID(rec.ID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if !l.UsedAt.IsZero() {
+		e.t.Errorf("link %s used at %v, want unused", rec.ID, l.UsedAt)
 	}
 }
 
 // grantOf returns the user's grant and its opened tokens.
 func (e *env) grantOf(user, prov string) (vault.Grant, vault.Tokens) {
 	e.t.Helper()
-	var (
-		g   vault.Grant
-		tok vault.Tokens
-	)
-	err := e.db.View(func(tx *vault.Tx) error {
-		var err error
-		if g, err = tx.UserGrant(user, prov); err != nil {
-			return err
-		}
-		tok, err = tx.OpenTokens(g)
-		return err
-	})
+	g, err := e.db.UserGrant(user, prov)
+	if err != nil {
+		e.t.Fatalf("grant of %s at %s: %v", user, prov, err)
+	}
+	g, tok, err := e.db.GrantTokens(g.ID)
 	if err != nil {
 		e.t.Fatalf("grant of %s at %s: %v", user, prov, err)
 	}
@@ -360,26 +339,24 @@ func (e *env) expectEnrolled(user string, rec vault.Enrollment, subject string) 
 	if strings.Contains(e.logs.String(), tok.Refresh.Reveal()) || strings.Contains(e.logs.String(), tok.Access.Reveal()) {
 		e.t.Error("the log holds a token")
 	}
-	err = e.db.View(func(tx *vault.Tx) error {
-		l, err := tx.EnrollmentByID(rec.ID)
-		if err != nil {
-			return err
-		}
-		if l.UsedAt.IsZero() || l.GrantID != g.ID {
-			e.t.Errorf("link = %+v, want used for grant %s", l, g.ID)
-		}
-		var watches []vault.Watch
-		if err := tx.UserWatches(user, func(w vault.Watch) error { watches = append(watches, w); return nil }); err != nil {
-			return err
-		}
-		if len(watches) != 1 || watches[0].State != vault.WatchActive || !slices.Equal(watches[0].Hashtags, testWatch.Hashtags) ||
-			watches[0].Schedule != testWatch.Schedule || watches[0].Provider != rec.Provider {
-			e.t.Errorf("watches = %+v, want one active %v", watches, testWatch)
-			return nil
-		}
+	l, err := e.db.LinkByID(rec.ID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if l.UsedAt.IsZero() || l.GrantID != g.ID {
+		e.t.Errorf("link = %+v, want used for grant %s", l, g.ID)
+	}
+	watches, err := e.db.ListWatches(user)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if len(watches) != 1 || watches[0].State != vault.WatchActive || !slices.Equal(watches[0].Hashtags, testWatch.Hashtags) ||
+		watches[0].Schedule != testWatch.Schedule || watches[0].Provider != rec.Provider {
+		e.t.Errorf("watches = %+v, want one active %v", watches, testWatch)
+	} else {
 		for _, target := range testWatch.Targets {
 			id := vault.OutboxID(user, watches[0].ID, rec.ID, vault.NoticeEnrolled, target)
-			r, err := tx.OutboxRow(id)
+			r, err := e.db.OutboxRow(id)
 			if err != nil {
 				e.t.Errorf("outbox row for %s: %v", target, err)
 				continue
@@ -388,10 +365,6 @@ func (e *env) expectEnrolled(user string, rec vault.Enrollment, subject string) 
 				e.t.Errorf("outbox row = %+v, want a pending enrolled notice", r)
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		e.t.Fatal(err)
 	}
 	if got := e.storedGrants(); !slices.Contains(got, g.ID) {
 		e.t.Errorf("OnGrantStored calls = %v, want %s", got, g.ID)

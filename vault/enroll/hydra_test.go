@@ -24,7 +24,7 @@ type hydraEnv struct {
 func newHydraEnv(t *testing.T) *hydraEnv {
 	h := hydratest.Start(t, hydratest.Options{})
 	he := &hydraEnv{h: h}
-	he.env = newEnv(t, func(redirect string, hc *http.Client) map[string]enroll.Provider {
+	he.env = newEnv(t, func(_ *env, redirect string, hc *http.Client) map[string]enroll.Provider {
 		c := h.CreateClient(t, hydratest.Client{ID: "tagwatch", Secret: "tagwatch-secret",
 			RedirectURIs: []string{redirect}, Scopes: []string{"openid", "offline_access", "profile"}})
 		mk := func(name string, scopes []string) *provider.Provider {

@@ -129,7 +129,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 // stored; the good one (the control) enrolls.
 func TestIDTokenRefused(t *testing.T) {
 	ci := newCraftIssuer(t)
-	e := newEnv(t, func(redirect string, hc *http.Client) map[string]enroll.Provider {
+	e := newEnv(t, func(_ *env, redirect string, hc *http.Client) map[string]enroll.Provider {
 		p, err := provider.New(context.Background(), provider.Config{Name: "op", Kind: provider.KindOIDC, Issuer: ci.srv.URL,
 			ClientID: craftClientID, ClientSecret: secret.NewClientSecret("s3cret"), RedirectURL: redirect, HTTPClient: hc})
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"tagwatch/vault/enroll"
 	"tagwatch/vault/provider"
+	"tagwatch/vault/renew/renewtest"
 	"tagwatch/vault/secret"
 	"tagwatch/worker/xapi/xsandbox"
 )
@@ -169,8 +170,8 @@ func TestCookie(t *testing.T) {
 	}
 
 	// Over https the cookie is Secure and __Host- prefixed.
-	p, err := provider.New(context.Background(), provider.Config{Name: "x", Kind: provider.KindX, ClientID: "tagwatch-x",
-		ClientSecret: secret.NewClientSecret("x-secret"), RedirectURL: "https://tagwatch.example/callback",
+	p, err := provider.New(context.Background(), provider.Config{Name: "x", Kind: provider.KindX, ClientID: renewtest.ClientID,
+		ClientSecret: secret.NewClientSecret(renewtest.ClientSecret), RedirectURL: "https://tagwatch.example/callback",
 		AuthURL: xe.x.URL() + string(xsandbox.EndpointAuthorize), TokenURL: xe.x.URL() + string(xsandbox.EndpointToken)})
 	if err != nil {
 		t.Fatal(err)

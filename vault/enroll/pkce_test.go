@@ -7,29 +7,20 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"tagwatch/vault"
 	"tagwatch/vault/provider"
-	"tagwatch/vault/seal"
 	"tagwatch/vault/secret"
+	"tagwatch/vault/vaulttest"
 )
 
 // newTestService is a Service on a fresh vault with one X provider whose
 // endpoints are at providerURL, and one enrollment link.
 func newTestService(t testing.TB, providerURL string) (*Service, string) {
 	t.Helper()
-	m, _, err := seal.NewMasterKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := vault.Open(vault.Options{Path: filepath.Join(t.TempDir(), "v.db"), Master: m, Create: true, Rules: TestRules{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := vaulttest.Open(t, vaulttest.Rules(TestRules{}))
 	const public = "http://127.0.0.1:8080"
 	p, err := provider.New(context.Background(), provider.Config{Name: "x", Kind: provider.KindX, ClientID: "c",
 		ClientSecret: secret.NewClientSecret("s"), RedirectURL: public + "/callback",

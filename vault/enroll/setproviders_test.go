@@ -8,23 +8,12 @@ import (
 
 	"tagwatch/vault"
 	"tagwatch/vault/enroll"
-	"tagwatch/vault/provider"
-	"tagwatch/vault/secret"
-	"tagwatch/worker/xapi/xsandbox"
+	"tagwatch/vault/renew/renewtest"
 )
 
-// xProvider builds a provider for xe's sandbox with the given client secret.
-func (xe *xEnv) xProvider(sec string) enroll.Provider {
-	xe.t.Helper()
-	p, err := provider.New(context.Background(), provider.Config{Name: "x", Kind: provider.KindX, ClientID: "tagwatch-x",
-		ClientSecret: secret.NewClientSecret(sec), RedirectURL: xe.url + "/callback", HTTPClient: &http.Client{Transport: xe.tokens},
-		AuthURL: xe.x.URL() + string(xsandbox.EndpointAuthorize), TokenURL: xe.x.URL() + string(xsandbox.EndpointToken),
-		RevokeURL: xe.x.URL() + string(xsandbox.EndpointRevoke), APIURL: xe.x.URL()})
-	if err != nil {
-		xe.t.Fatal(err)
-	}
-	return p
-}
+// xProvider builds a provider for xe's sandbox with the given client
+// secret.
+func (xe *xEnv) xProvider(sec string) enroll.Provider { return xe.stack.NewProvider(sec) }
 
 // TestSetProviders: the code exchange uses the provider set last (a wrong
 // client secret fails it, the right one stores the grant); a removed
@@ -40,7 +29,7 @@ func TestSetProviders(t *testing.T) {
 	}
 	xe.expectNothingStored("ada", rec)
 
-	xe.svc.SetProviders(map[string]enroll.Provider{"x": xe.xProvider("x-secret")})
+	xe.svc.SetProviders(map[string]enroll.Provider{"x": xe.xProvider(renewtest.ClientSecret)})
 	expectPage(t, xe.enroll(newBrowser(t), link, "1001"), http.StatusOK, "all set")
 	xe.expectEnrolled("ada", rec, "1001")
 
@@ -52,7 +41,7 @@ func TestSetProviders(t *testing.T) {
 	}
 	expectPage(t, newBrowser(t).get(link2), http.StatusServiceUnavailable, "not available")
 
-	xe.svc.SetProviders(map[string]enroll.Provider{"x": xe.xProvider("x-secret")})
+	xe.svc.SetProviders(map[string]enroll.Provider{"x": xe.xProvider(renewtest.ClientSecret)})
 	if p := newBrowser(t).get(link2); p.status != http.StatusOK {
 		t.Errorf("landing page once the provider returned = %d, want 200", p.status)
 	}

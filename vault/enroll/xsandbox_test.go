@@ -15,41 +15,31 @@ import (
 	"tagwatch/vault"
 	"tagwatch/vault/enroll"
 	"tagwatch/vault/provider"
-	"tagwatch/vault/secret"
+	"tagwatch/vault/renew/renewtest"
+	"tagwatch/vault/vaulttest"
 	"tagwatch/worker/xapi/xsandbox"
 )
 
 // time1 is the slack of link lifetime checks.
 const time1 = time.Minute
 
+// xEnv is the consent pages over the full stack (renewtest): the X
+// sandbox with two users, its provider, renewal, and the stack's vault.
 type xEnv struct {
 	*env
-	x *xsandbox.Server
+	stack *renewtest.Stack
+	x     *xsandbox.Server
 }
 
 func newXEnv(t *testing.T) *xEnv {
 	t.Helper()
 	xe := &xEnv{}
-	xe.env = newEnv(t, func(redirect string, hc *http.Client) map[string]enroll.Provider {
-		x, err := xsandbox.Start(xsandbox.Config{ClientID: "tagwatch-x", ClientSecret: "x-secret", RedirectURIs: []string{redirect}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(x.Close)
-		for _, u := range []xsandbox.User{{ID: "1001", Username: "ada", Name: "Ada L"}, {ID: "1002", Username: "mallory", Name: "M"}} {
-			if err := x.AddUser(u); err != nil {
-				t.Fatal(err)
-			}
-		}
-		xe.x = x
-		p, err := provider.New(context.Background(), provider.Config{Name: "x", Kind: provider.KindX, ClientID: "tagwatch-x",
-			ClientSecret: secret.NewClientSecret("x-secret"), RedirectURL: redirect, HTTPClient: hc,
-			AuthURL: x.URL() + string(xsandbox.EndpointAuthorize), TokenURL: x.URL() + string(xsandbox.EndpointToken),
-			RevokeURL: x.URL() + string(xsandbox.EndpointRevoke), APIURL: x.URL()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return map[string]enroll.Provider{"x": p}
+	xe.env = newEnv(t, func(e *env, redirect string, _ *http.Client) map[string]enroll.Provider {
+		xe.stack = renewtest.New(t, renewtest.Options{Now: e.clock.Now, RedirectURL: redirect, Transport: e.tokens,
+			Users: []xsandbox.User{{ID: "1001", Username: "ada", Name: "Ada L"}, {ID: "1002", Username: "mallory", Name: "M"}},
+			Vault: []vaulttest.Option{vaulttest.Rules(enroll.TestRules{})}})
+		xe.x, e.db = xe.stack.Sandbox, xe.stack.DB
+		return map[string]enroll.Provider{"x": xe.stack.Provider}
 	})
 	return xe
 }
@@ -90,6 +80,17 @@ func TestXEnrollment(t *testing.T) {
 		}
 		if len(g.Scopes) != 3 {
 			t.Errorf("grant scopes = %v, want %v", g.Scopes, provider.XScopes)
+		}
+		// The grant the pages stored renews: the stack's renewal refreshes
+		// it with the stored refresh token, and the new token works.
+		src, before := xe.stack.Manager.Source(g.ID), xe.stack.Refreshes()
+		tok, err := src.Token(context.Background())
+		if err != nil {
+			t.Fatalf("Token() of the enrolled grant = %v", err)
+		}
+		next, err := src.Invalidate(context.Background(), tok)
+		if err != nil || next.Equal(tok.Value) || xe.stack.UsersMe(next) != http.StatusOK || xe.stack.Refreshes() != before+1 {
+			t.Errorf("refresh of the enrolled grant = %v (%d refreshes); want a new working token from one refresh", err, xe.stack.Refreshes()-before)
 		}
 	})
 
@@ -176,36 +177,26 @@ func TestXEnrollment(t *testing.T) {
 		if g2.ID != g.ID || g2.State != vault.GrantActive || g2.Subject != "1001" {
 			t.Errorf("grant after re-consent = %+v, want %s active", g2, g.ID)
 		}
-		err = xe.db.View(func(tx *vault.Tx) error {
-			w, err := tx.Watch(watchID)
-			if err != nil {
-				return err
-			}
-			if w.State != vault.WatchActive || w.SuspendReason != "" {
-				t.Errorf("watch after re-consent = %+v, want active", w)
-			}
-			n := 0
-			if err := tx.UserWatches("bea", func(vault.Watch) error { n++; return nil }); err != nil {
-				return err
-			}
-			if n != 1 {
-				t.Errorf("bea has %d watches, want the one resumed", n)
-			}
-			r, err := tx.OutboxRow(vault.OutboxID("bea", watchID, rrec.ID, vault.NoticeEnrolled, "console:"))
-			if err != nil {
-				return err
-			}
-			var notice vault.Notice
-			if err := json.Unmarshal(r.Payload, &notice); err != nil {
-				return err
-			}
-			if !notice.Resumed || notice.Message != "" || notice.Schedule != testWatch.Schedule {
-				t.Errorf("notice = %s, want the facts of a resumed watch and no words", r.Payload)
-			}
-			return nil
-		})
+		w, err := xe.db.Watch(watchID)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if w.State != vault.WatchActive || w.SuspendReason != "" {
+			t.Errorf("watch after re-consent = %+v, want active", w)
+		}
+		if ws, err := xe.db.ListWatches("bea"); err != nil || len(ws) != 1 {
+			t.Errorf("bea has %d watches (%v), want the one resumed", len(ws), err)
+		}
+		r, err := xe.db.OutboxRow(vault.OutboxID("bea", watchID, rrec.ID, vault.NoticeEnrolled, "console:"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var notice vault.Notice
+		if err := json.Unmarshal(r.Payload, &notice); err != nil {
+			t.Fatal(err)
+		}
+		if !notice.Resumed || notice.Message != "" || notice.Schedule != testWatch.Schedule {
+			t.Errorf("notice = %s, want the facts of a resumed watch and no words", r.Payload)
 		}
 	})
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,8 +14,8 @@ import (
 
 	"tagwatch/vault"
 	"tagwatch/vault/provider"
-	"tagwatch/vault/seal"
 	"tagwatch/vault/secret"
+	"tagwatch/vault/vaulttest"
 )
 
 // memProvider is an in-process provider: rotation without a network, so
@@ -48,18 +47,10 @@ func (p *memProvider) VerifyIDToken(context.Context, secret.Value, string, *prov
 
 func memFixture(tb testing.TB, ttl, skew time.Duration, expiry time.Time) (*Manager, *memProvider, *vault.DB, string) {
 	tb.Helper()
-	m, _, _ := seal.NewMasterKey()
-	db, err := vault.Open(vault.Options{Path: filepath.Join(tb.TempDir(), "v.db"), Master: m, Create: true})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { db.Close() })
+	db := vaulttest.Open(tb)
 	p := &memProvider{current: "rt-0", ttl: ttl}
-	g := vault.Grant{ID: vault.NewID(), UserID: "u", Provider: "mem", Subject: "s", State: vault.GrantActive, AccessExpiry: expiry}
-	db.Update(func(tx *vault.Tx) error {
-		tx.SealTokens(&g, vault.Tokens{Refresh: secret.NewRefreshToken("rt-0"), Access: secret.NewAccessToken("at-0")})
-		return tx.PutGrant(g)
-	})
+	g := vaulttest.Enroll(tb, db, vaulttest.Enrollment{User: "u", Provider: "mem", Subject: "s", Refresh: "rt-0", Access: "at-0",
+		AccessExpiry: expiry}).Grant
 	mgr := New(Config{DB: db, Providers: map[string]Provider{"mem": p}, Skew: skew, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	return mgr, p, db, g.ID
 }

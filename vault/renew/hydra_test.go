@@ -1,4 +1,4 @@
-package renew
+package renew_test
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -17,8 +16,10 @@ import (
 	"tagwatch/vault"
 	"tagwatch/vault/hydratest"
 	"tagwatch/vault/provider"
-	"tagwatch/vault/seal"
+	"tagwatch/vault/renew"
+	"tagwatch/vault/renew/renewtest"
 	"tagwatch/vault/secret"
+	"tagwatch/vault/vaulttest"
 )
 
 const hydraRedirect = "http://127.0.0.1:9/callback"
@@ -30,15 +31,15 @@ type hfix struct {
 	clientID string
 	prov     *provider.Provider
 	db       *vault.DB
-	mgr      *Manager
-	requests *countingTransport
+	mgr      *renew.Manager
+	requests *renewtest.Counter
 }
 
 func newHydraFix(t *testing.T, h *hydratest.Hydra, clientID string, skew time.Duration) *hfix {
 	t.Helper()
 	h.CreateClient(t, hydratest.Client{ID: clientID, Secret: "secret-" + clientID, RedirectURIs: []string{hydraRedirect}})
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	f := &hfix{t: t, h: h, clientID: clientID, requests: &countingTransport{}}
+	f := &hfix{t: t, h: h, clientID: clientID, requests: &renewtest.Counter{}}
 	var err error
 	f.prov, err = provider.New(context.Background(), provider.Config{Name: "corp", Kind: provider.KindOIDC, Issuer: h.IssuerURL(),
 		ClientID: clientID, ClientSecret: secret.NewClientSecret("secret-" + clientID), RedirectURL: hydraRedirect,
@@ -46,13 +47,8 @@ func newHydraFix(t *testing.T, h *hydratest.Hydra, clientID string, skew time.Du
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, _, _ := seal.NewMasterKey()
-	f.db, err = vault.Open(vault.Options{Path: filepath.Join(t.TempDir(), "v.db"), Master: m, Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.db.Close() })
-	f.mgr = New(Config{DB: f.db, Providers: map[string]Provider{"corp": f.prov}, Skew: skew, Logger: quiet, PublicURL: "http://127.0.0.1:8080"})
+	f.db = vaulttest.Open(t)
+	f.mgr = renew.New(renew.Config{DB: f.db, Providers: map[string]renew.Provider{"corp": f.prov}, Skew: skew, Logger: quiet, PublicURL: "http://127.0.0.1:8080"})
 	return f
 }
 
@@ -79,45 +75,35 @@ func (f *hfix) enroll(expired bool) vault.Grant {
 	if tr.Refresh.IsZero() {
 		f.t.Fatal("no refresh token")
 	}
-	g := vault.Grant{ID: vault.NewID(), UserID: "alice", Provider: "corp", Issuer: id.Issuer, Subject: id.Subject,
-		IDTokenAudience: id.Audience, Scopes: tr.Scopes, State: vault.GrantActive, AccessExpiry: tr.Expiry}
+	expiry := tr.Expiry
 	if expired {
-		g.AccessExpiry = time.Now().Add(-time.Second)
+		expiry = time.Now().Add(-time.Second)
 	}
-	err = f.db.Update(func(tx *vault.Tx) error {
-		if err := tx.SealTokens(&g, vault.Tokens{Refresh: tr.Refresh, Access: tr.Access}); err != nil {
-			return err
-		}
-		if err := tx.PutGrant(g); err != nil {
-			return err
-		}
-		return tx.PutWatch(vault.Watch{ID: "w-" + f.clientID, UserID: "alice", Provider: "corp", State: vault.WatchActive,
-			WatchSpec: vault.WatchSpec{Hashtags: []string{"golang"}, Schedule: "@every 1m", Targets: []string{"console:"}}})
-	})
+	// Stored as the consent pages store it: through a link.
+	spec := vault.WatchSpec{Hashtags: []string{"golang"}, Schedule: "@every 1m", Targets: []string{"console:"}}
+	_, link, err := f.db.CreateLink(vault.LinkRequest{UserID: "alice", Provider: "corp", Watch: &spec, CreatedBy: "test"})
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	return g
+	res, err := f.db.CommitConsent(vault.Consent{LinkHash: link.Hash, LinkID: link.ID, UserID: "alice", Provider: "corp",
+		Issuer: id.Issuer, Subject: id.Subject, Audience: id.Audience, Scopes: tr.Scopes, AccessExpiry: expiry,
+		Tokens: vault.Tokens{Refresh: tr.Refresh, Access: tr.Access}})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return res.Grant
 }
 
 func (f *hfix) tokens(id string) (vault.Grant, vault.Tokens) {
-	var g vault.Grant
-	var tok vault.Tokens
-	err := f.db.View(func(tx *vault.Tx) error {
-		var err error
-		if g, err = tx.Grant(id); err != nil {
-			return err
-		}
-		tok, err = tx.OpenTokens(g)
-		return err
-	})
+	f.t.Helper()
+	g, tok, err := f.db.GrantTokens(id)
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	return g, tok
 }
 
-func (f *hfix) tokenRequests() int { return f.requests.count("/oauth2/token") }
+func (f *hfix) tokenRequests() int { return f.requests.Count("/oauth2/token") }
 
 // TestHydra runs renewal against a real Ory Hydra with 5-second access
 // tokens and refresh-token rotation without a grace period, so any
@@ -160,22 +146,23 @@ func TestHydra(t *testing.T) {
 		f := newHydraFix(t, h, "revoked", time.Second)
 		g := f.enroll(true)
 		h.RevokeConsent(t, "alice", f.clientID)
-		if _, err := f.mgr.Source(g.ID).Token(context.Background()); !errors.Is(err, ErrNeedsConsent) {
-			t.Fatalf("Token() after consent revoked = %v, want ErrNeedsConsent", err)
+		if _, err := f.mgr.Source(g.ID).Token(context.Background()); !errors.Is(err, renew.ErrNeedsConsent) {
+			t.Fatalf("Token() after consent revoked = %v, want renew.ErrNeedsConsent", err)
 		}
 		gg, _ := f.tokens(g.ID)
 		if gg.State != vault.GrantNeedsReconsent {
 			t.Errorf("grant state = %s", gg.State)
 		}
+		links, err := f.db.ListLinks(time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
 		n := 0
-		f.db.View(func(tx *vault.Tx) error {
-			return tx.Enrollments(func(e vault.Enrollment) error {
-				if e.Purpose == vault.PurposeReconsent && e.Expected == "alice" && e.GrantID == g.ID {
-					n++
-				}
-				return nil
-			})
-		})
+		for _, e := range links {
+			if e.Purpose == vault.PurposeReconsent && e.Expected == "alice" && e.GrantID == g.ID {
+				n++
+			}
+		}
 		if n != 1 {
 			t.Errorf("%d re-consent links stored, want 1", n)
 		}
@@ -192,18 +179,15 @@ func TestHydra(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := (UnenrollResult{RevokedAtProvider: true}); res != want {
+		if want := (renew.UnenrollResult{RevokedAtProvider: true}); res != want {
 			t.Errorf("Unenroll() = %+v, want %+v", res, want)
 		}
 		if active, _ := h.Introspect(t, tok.Refresh.Reveal()); active {
 			t.Error("refresh token still active at Hydra after unenroll")
 		}
-		f.db.View(func(tx *vault.Tx) error {
-			if _, err := tx.Grant(g.ID); !errors.Is(err, vault.ErrNotFound) {
-				t.Errorf("grant kept after revocation: %v", err)
-			}
-			return nil
-		})
+		if _, err := f.db.Grant(g.ID); !errors.Is(err, vault.ErrNotFound) {
+			t.Errorf("grant kept after revocation: %v", err)
+		}
 	})
 
 	t.Run("sustained use keeps the grant alive", func(t *testing.T) {

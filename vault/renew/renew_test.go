@@ -1,10 +1,8 @@
-package renew
+package renew_test
 
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,179 +15,36 @@ import (
 
 	"tagwatch/vault"
 	"tagwatch/vault/provider"
+	"tagwatch/vault/renew"
+	"tagwatch/vault/renew/renewtest"
 	"tagwatch/vault/seal"
 	"tagwatch/vault/secret"
+	"tagwatch/vault/vaulttest"
 	"tagwatch/worker/xapi/xsandbox"
 )
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 
-// countingTransport counts requests by path.
-type countingTransport struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	c.mu.Lock()
-	if c.n == nil {
-		c.n = map[string]int{}
-	}
-	c.n[r.URL.Path]++
-	c.mu.Unlock()
-	return http.DefaultTransport.RoundTrip(r)
-}
-
-func (c *countingTransport) count(path string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n[path]
-}
-
-// xfix is a vault, an X sandbox and a Manager wired together.
-type xfix struct {
-	t        *testing.T
-	clock    *xsandbox.Clock
-	sb       *xsandbox.Server
-	db       *vault.DB
-	dbPath   string
-	master   *seal.MasterKey
-	prov     *provider.Provider
-	mgr      *Manager
-	events   chan Event
-	requests *countingTransport
-}
-
-type xopts struct {
-	clock  *xsandbox.Clock // nil: real time
-	ttl    time.Duration
-	secret string // client secret the provider uses; default the right one
-	cfg    func(*Config)
-}
-
-func newX(t *testing.T, o xopts) *xfix {
-	t.Helper()
-	now := time.Now
-	if o.clock != nil {
-		now = o.clock.Now
-	}
-	sb, err := xsandbox.Start(xsandbox.Config{ClientID: "tagwatch", ClientSecret: "s3cret-client",
-		RedirectURIs: []string{"http://127.0.0.1:1/callback"}, AccessTokenTTL: o.ttl, Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sb.Close)
-	sb.SetReuseRevokesFamily(true)
-	if err := sb.AddUser(xsandbox.User{ID: "2244994945", Username: "XDevelopers", Name: "X Dev"}); err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	f := &xfix{t: t, clock: o.clock, sb: sb, events: make(chan Event, 1000), requests: &countingTransport{}}
-	sec := o.secret
-	if sec == "" {
-		sec = "s3cret-client"
-	}
-	f.prov, err = provider.New(context.Background(), provider.Config{Name: "x", Kind: provider.KindX, ClientID: "tagwatch",
-		ClientSecret: secret.NewClientSecret(sec), RedirectURL: "http://127.0.0.1:1/callback",
-		AuthURL: sb.URL() + "/i/oauth2/authorize", TokenURL: sb.URL() + "/2/oauth2/token", RevokeURL: sb.URL() + "/2/oauth2/revoke",
-		APIURL: sb.URL(), Now: now, HTTPClient: &http.Client{Transport: f.requests}, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.dbPath = filepath.Join(t.TempDir(), "tagwatch.db")
-	f.master, _, _ = seal.NewMasterKey()
-	f.db, err = vault.Open(vault.Options{Path: f.dbPath, Master: f.master, Create: true, Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.db.Close() })
-	cfg := Config{DB: f.db, Providers: map[string]Provider{"x": f.prov}, PublicURL: "http://127.0.0.1:8080", Now: now, Logger: quiet,
-		MinBackoff: time.Second, MaxBackoff: time.Minute,
-		Observer: func(ev Event) {
-			select {
-			case f.events <- ev:
-			default:
-			}
-		}}
-	if o.cfg != nil {
-		o.cfg(&cfg)
-	}
-	f.mgr = New(cfg)
-	return f
-}
-
-// enroll stores a grant for the sandbox user with tokens minted by the
-// sandbox, its access token expiring at expiry (past: expired).
-func (f *xfix) enroll(expiry time.Time, scopes []string) vault.Grant {
-	f.t.Helper()
-	at, rt, err := f.sb.Grant("2244994945", scopes)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	g := vault.Grant{ID: vault.NewID(), UserID: "u1", Provider: "x", Subject: "2244994945", Username: "XDevelopers",
-		Scopes: provider.XScopes, State: vault.GrantActive, AccessExpiry: expiry}
-	err = f.db.Update(func(tx *vault.Tx) error {
-		if err := tx.PutUser(vault.User{ID: "u1"}); err != nil {
-			return err
-		}
-		if err := tx.SealTokens(&g, vault.Tokens{Refresh: secret.NewRefreshToken(rt), Access: secret.NewAccessToken(at)}); err != nil {
-			return err
-		}
-		if err := tx.PutGrant(g); err != nil {
-			return err
-		}
-		return tx.PutWatch(vault.Watch{ID: "w1", UserID: "u1", Provider: "x", State: vault.WatchActive,
-			WatchSpec: vault.WatchSpec{Hashtags: []string{"golang"}, Schedule: "@every 15m", Targets: []string{"console:"}}})
-	})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return g
-}
-
-func (f *xfix) refreshes() int { return f.sb.Stats().TokenRequests["refresh_token"] }
-
-func (f *xfix) grant(id string) vault.Grant {
-	f.t.Helper()
-	var g vault.Grant
-	if err := f.db.View(func(tx *vault.Tx) error { var err error; g, err = tx.Grant(id); return err }); err != nil {
-		f.t.Fatal(err)
-	}
-	return g
-}
-
-// usersMe makes an API call with tok, as a job would.
-func (f *xfix) usersMe(tok secret.AccessToken) int {
-	req, _ := http.NewRequest("GET", f.sb.URL()+"/2/users/me", nil)
-	req.Header.Set("Authorization", "Bearer "+tok.Reveal())
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
 func TestCachedTokenMakesNoRequest(t *testing.T) {
 	clock := xsandbox.NewClock(t0)
-	f := newX(t, xopts{clock: clock})
-	g := f.enroll(t0.Add(2*time.Hour), nil)
-	src := f.mgr.Source(g.ID)
+	f := renewtest.New(t, renewtest.Options{Clock: clock})
+	g := f.Enroll(renewtest.Enrollee{Expiry: t0.Add(2 * time.Hour)}).Grant
+	src := f.Manager.Source(g.ID)
 	for i := 0; i < 10; i++ {
 		tok, err := src.Token(context.Background())
 		if err != nil || tok.IsZero() {
 			t.Fatalf("Token() = %v", err)
 		}
 	}
-	if n := f.refreshes(); n != 0 {
+	if n := f.Refreshes(); n != 0 {
 		t.Errorf("refresh requests = %d, want 0 for a valid token", n)
 	}
 }
 
 func TestConcurrentCallersMakeOneRefresh(t *testing.T) {
 	clock := xsandbox.NewClock(t0)
-	f := newX(t, xopts{clock: clock})
-	g := f.enroll(t0.Add(-time.Minute), nil)
+	f := renewtest.New(t, renewtest.Options{Clock: clock})
+	g := f.Enroll(renewtest.Enrollee{Expiry: t0.Add(-time.Minute)}).Grant
 	const n = 50
 	toks := make([]secret.AccessToken, n)
 	var wg sync.WaitGroup
@@ -199,7 +54,7 @@ func TestConcurrentCallersMakeOneRefresh(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			tok, err := f.mgr.Source(g.ID).Token(context.Background())
+			tok, err := f.Manager.Source(g.ID).Token(context.Background())
 			if err != nil {
 				t.Errorf("Token() = %v", err)
 			}
@@ -208,7 +63,7 @@ func TestConcurrentCallersMakeOneRefresh(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
-	if got := f.refreshes(); got != 1 {
+	if got := f.Refreshes(); got != 1 {
 		t.Errorf("%d callers on an expired token made %d token requests, want 1", n, got)
 	}
 	for i := range toks {
@@ -216,10 +71,10 @@ func TestConcurrentCallersMakeOneRefresh(t *testing.T) {
 			t.Fatalf("caller %d got a different access token", i)
 		}
 	}
-	if code := f.usersMe(toks[0]); code != 200 {
+	if code := f.UsersMe(toks[0]); code != 200 {
 		t.Errorf("users/me with the renewed token = %d", code)
 	}
-	if gg := f.grant(g.ID); gg.RefreshCount != 1 || !gg.RefreshInFlight.IsZero() || !gg.AccessExpiry.Equal(t0.Add(2*time.Hour)) {
+	if gg := f.Grant(g.ID); gg.RefreshCount != 1 || !gg.RefreshInFlight.IsZero() || !gg.AccessExpiry.Equal(t0.Add(2*time.Hour)) {
 		t.Errorf("grant after refresh = count %d, in flight %v, expiry %v", gg.RefreshCount, gg.RefreshInFlight, gg.AccessExpiry)
 	}
 }
@@ -228,23 +83,23 @@ func TestConcurrentCallersMakeOneRefresh(t *testing.T) {
 // 2 h tokens make at most 12 refreshes.
 func TestRefreshOnlyWhenNeeded(t *testing.T) {
 	clock := xsandbox.NewClock(t0)
-	f := newX(t, xopts{clock: clock})
-	g := f.enroll(t0.Add(2*time.Hour), nil)
-	src := f.mgr.Source(g.ID)
+	f := renewtest.New(t, renewtest.Options{Clock: clock})
+	g := f.Enroll(renewtest.Enrollee{Expiry: t0.Add(2 * time.Hour)}).Grant
+	src := f.Manager.Source(g.ID)
 	for i := 0; i < 24*4; i++ {
 		tok, err := src.Token(context.Background())
 		if err != nil {
 			t.Fatalf("Token() at %v = %v", clock.Now(), err)
 		}
-		if code := f.usersMe(tok); code != 200 {
+		if code := f.UsersMe(tok); code != 200 {
 			t.Fatalf("users/me at %v = %d", clock.Now(), code)
 		}
 		clock.Advance(15 * time.Minute)
 	}
-	if n := f.refreshes(); n > 12 || n < 11 {
+	if n := f.Refreshes(); n > 12 || n < 11 {
 		t.Errorf("24 h of use made %d refreshes, want 11 or 12", n)
 	}
-	if r := f.sb.Stats().RefreshReuses; r != 0 {
+	if r := f.Sandbox.Stats().RefreshReuses; r != 0 {
 		t.Errorf("refresh token reuses = %d, want 0", r)
 	}
 }
@@ -253,55 +108,72 @@ func TestRefreshOnlyWhenNeeded(t *testing.T) {
 // the user, no further attempts.
 func TestDeadGrant(t *testing.T) {
 	clock := xsandbox.NewClock(t0)
-	f := newX(t, xopts{clock: clock})
-	g := f.enroll(t0.Add(-time.Minute), nil)
-	f.sb.RevokeUser("2244994945")
-	src := f.mgr.Source(g.ID)
+	f := renewtest.New(t, renewtest.Options{Clock: clock})
+	res := f.Enroll(renewtest.Enrollee{Expiry: t0.Add(-time.Minute)})
+	g := res.Grant
+	f.Sandbox.RevokeUser("2244994945")
+	src := f.Manager.Source(g.ID)
 	_, err := src.Token(context.Background())
-	if !errors.Is(err, ErrNeedsConsent) {
-		t.Fatalf("Token() after revocation = %v, want ErrNeedsConsent", err)
+	if !errors.Is(err, renew.ErrNeedsConsent) {
+		t.Fatalf("Token() after revocation = %v, want renew.ErrNeedsConsent", err)
 	}
 	for i := 0; i < 5; i++ {
 		clock.Advance(time.Hour)
-		if _, err := src.Token(context.Background()); !errors.Is(err, ErrNeedsConsent) {
+		if _, err := src.Token(context.Background()); !errors.Is(err, renew.ErrNeedsConsent) {
 			t.Fatalf("Token() again = %v", err)
 		}
 	}
-	if n := f.refreshes(); n != 1 {
+	if n := f.Refreshes(); n != 1 {
 		t.Errorf("token requests = %d, want exactly 1", n)
 	}
 	// A fresh Manager (a restart) makes no request either.
-	if _, err := New(f.mgr.cfg).Source(g.ID).Token(context.Background()); !errors.Is(err, ErrNeedsConsent) || f.refreshes() != 1 {
-		t.Errorf("after restart Token() = %v with %d requests", err, f.refreshes())
+	if _, err := f.Restart().Source(g.ID).Token(context.Background()); !errors.Is(err, renew.ErrNeedsConsent) || f.Refreshes() != 1 {
+		t.Errorf("after restart Token() = %v with %d requests", err, f.Refreshes())
 	}
-	gg := f.grant(g.ID)
+	gg := f.Grant(g.ID)
 	if gg.State != vault.GrantNeedsReconsent || gg.LastErrorClass != "dead_grant" || len(gg.SealedRefresh) != 0 {
 		t.Errorf("grant = state %s class %q sealed %d, want needs_reconsent dead_grant, no token", gg.State, gg.LastErrorClass, len(gg.SealedRefresh))
 	}
-	f.db.View(func(tx *vault.Tx) error {
-		w, _ := tx.Watch("w1")
-		if w.State != vault.WatchSuspended || w.SuspendReason != vault.SuspendNeedsReconsent {
-			t.Errorf("watch = %s %q, want suspended for re-consent", w.State, w.SuspendReason)
+	if w, err := f.DB.Watch(res.Started[0].ID); err != nil || w.State != vault.WatchSuspended || w.SuspendReason != vault.SuspendNeedsReconsent {
+		t.Errorf("watch = %s, %v; want suspended for re-consent", w.StateText(), err)
+	}
+	links, err := f.DB.ListLinks(f.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reconsent []vault.LinkView
+	for _, l := range links {
+		if l.Purpose == vault.PurposeReconsent {
+			reconsent = append(reconsent, l)
 		}
-		var links []vault.Enrollment
-		tx.Enrollments(func(e vault.Enrollment) error { links = append(links, e); return nil })
-		if len(links) != 1 || links[0].Purpose != vault.PurposeReconsent || links[0].Expected != "2244994945" || links[0].GrantID != g.ID {
-			t.Errorf("enrollments = %+v, want one re-consent link bound to the subject", links)
+	}
+	if len(reconsent) != 1 || reconsent[0].Expected != "2244994945" || reconsent[0].GrantID != g.ID {
+		t.Errorf("re-consent links = %+v, want one bound to the subject", reconsent)
+	}
+	rows, err := f.DB.ListOutbox(vault.OutboxPending, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notices []vault.OutboxRow
+	for _, r := range rows {
+		if r.Kind == vault.NoticeReconsent {
+			notices = append(notices, r)
 		}
-		var rows []vault.OutboxRow
-		tx.Outbox(func(r vault.OutboxRow) error { rows = append(rows, r); return nil })
-		if len(rows) != 1 || rows[0].Kind != vault.NoticeReconsent || rows[0].Target != "console:" {
-			t.Fatalf("outbox = %+v, want one reconsent notice", rows)
-		}
-		link, err := tx.OpenOutboxSecret(rows[0])
-		if err != nil || len(links) == 1 && vault.HashLinkToken(link.Reveal()[len("http://127.0.0.1:8080/enroll/"):]) != links[0].Hash {
-			t.Errorf("the queued link does not open the re-consent enrollment: %v", err)
-		}
-		return nil
-	})
+	}
+	if len(notices) != 1 || notices[0].Target != "console:" {
+		t.Fatalf("re-consent notices = %+v, want one to console:", notices)
+	}
+	link, err := f.DB.OpenOutboxSecret(notices[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := f.DB.Link(vault.HashLinkToken(strings.TrimPrefix(link.Reveal(), renewtest.PublicURL+"/enroll/"))); err != nil ||
+		len(reconsent) != 1 || l.ID != reconsent[0].ID {
+		t.Errorf("the queued link does not open the re-consent link: %v", err)
+	}
 	select {
-	case ev := <-f.events:
-		if ev.Kind != EventNeedsReconsent {
+	case ev := <-f.Events:
+		if ev.Kind != renew.EventNeedsReconsent {
 			t.Errorf("event = %+v", ev)
 		}
 	default:
@@ -312,18 +184,18 @@ func TestDeadGrant(t *testing.T) {
 // TestTransientFailuresBackOff is RT-06.
 func TestTransientFailuresBackOff(t *testing.T) {
 	clock := xsandbox.NewClock(t0)
-	f := newX(t, xopts{clock: clock})
-	g := f.enroll(t0.Add(-time.Minute), nil)
-	f.sb.FailNext(xsandbox.EndpointToken, 2, 503)
-	src := f.mgr.Source(g.ID)
+	f := renewtest.New(t, renewtest.Options{Clock: clock})
+	g := f.Enroll(renewtest.Enrollee{Expiry: t0.Add(-time.Minute)}).Grant
+	f.Sandbox.FailNext(xsandbox.EndpointToken, 2, 503)
+	src := f.Manager.Source(g.ID)
 	if _, err := src.Token(context.Background()); provider.ClassOf(err) != provider.ClassTransient {
 		t.Fatalf("Token() with 503 = %v, want transient", err)
 	}
 	// Within the backoff no request is made.
-	if _, err := src.Token(context.Background()); err == nil || f.requests.count("/2/oauth2/token") != 1 {
-		t.Fatalf("Token() during backoff = %v with %d requests, want an error and 1 request", err, f.requests.count("/2/oauth2/token"))
+	if _, err := src.Token(context.Background()); err == nil || f.Requests.Count("/2/oauth2/token") != 1 {
+		t.Fatalf("Token() during backoff = %v with %d requests, want an error and 1 request", err, f.Requests.Count("/2/oauth2/token"))
 	}
-	if gg := f.grant(g.ID); gg.State != vault.GrantActive || gg.LastErrorClass != "transient" || !gg.RefreshInFlight.IsZero() {
+	if gg := f.Grant(g.ID); gg.State != vault.GrantActive || gg.LastErrorClass != "transient" || !gg.RefreshInFlight.IsZero() {
 		t.Errorf("grant = %s %q in flight %v, want active, transient, no marker", gg.State, gg.LastErrorClass, gg.RefreshInFlight)
 	}
 	clock.Advance(2 * time.Second)
@@ -332,50 +204,33 @@ func TestTransientFailuresBackOff(t *testing.T) {
 	}
 	clock.Advance(5 * time.Second)
 	tok, err := src.Token(context.Background())
-	if err != nil || f.usersMe(tok) != 200 {
+	if err != nil || f.UsersMe(tok) != 200 {
 		t.Fatalf("Token() after the outage = %v", err)
 	}
-	if gg := f.grant(g.ID); gg.State != vault.GrantActive || gg.TransientErrors != 0 || gg.RefreshCount != 1 {
+	if gg := f.Grant(g.ID); gg.State != vault.GrantActive || gg.TransientErrors != 0 || gg.RefreshCount != 1 {
 		t.Errorf("grant after recovery = %+v", gg)
-	}
-}
-
-func TestBackoffGrowsWithJitter(t *testing.T) {
-	m := New(Config{MinBackoff: time.Second, MaxBackoff: time.Minute})
-	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 4: 8 * time.Second, 10: time.Minute} {
-		seen := map[time.Duration]bool{}
-		for i := 0; i < 50; i++ {
-			d := m.backoff(n)
-			if d < want/2 || d > want {
-				t.Errorf("backoff(%d) = %v, want within [%v, %v]", n, d, want/2, want)
-			}
-			seen[d] = true
-		}
-		if len(seen) < 10 {
-			t.Errorf("backoff(%d) took only %d distinct values: no jitter", n, len(seen))
-		}
 	}
 }
 
 // TestLostResponseRetryAccepted: the token request hangs (never processed)
 // and times out; the one retry with the stored token is accepted.
 func TestLostResponseRetryAccepted(t *testing.T) {
-	f := newX(t, xopts{cfg: func(c *Config) { c.Timeout = 300 * time.Millisecond }})
-	g := f.enroll(time.Now().Add(-time.Minute), nil)
-	f.sb.HangNext(xsandbox.EndpointToken, 1)
-	tok, err := f.mgr.Source(g.ID).Token(context.Background())
+	f := renewtest.New(t, renewtest.Options{Renew: func(c *renew.Config) { c.Timeout = 300 * time.Millisecond }})
+	g := f.Enroll(renewtest.Enrollee{Expiry: time.Now().Add(-time.Minute)}).Grant
+	f.Sandbox.HangNext(xsandbox.EndpointToken, 1)
+	tok, err := f.Manager.Source(g.ID).Token(context.Background())
 	if err != nil {
 		t.Fatalf("Token() after a lost response = %v, want the retry to succeed", err)
 	}
-	if f.usersMe(tok) != 200 {
+	if f.UsersMe(tok) != 200 {
 		t.Error("renewed token refused")
 	}
-	st := f.sb.Stats()
-	if st.RefreshReuses != 0 || st.TokenRequests["refresh_token"] != 1 || f.requests.count("/2/oauth2/token") != 2 {
+	st := f.Sandbox.Stats()
+	if st.RefreshReuses != 0 || st.TokenRequests["refresh_token"] != 1 || f.Requests.Count("/2/oauth2/token") != 2 {
 		t.Errorf("sandbox processed %d refreshes (%d sent) with %d reuses, want 1 (2 sent: the hung one and the retry) and 0",
-			st.TokenRequests["refresh_token"], f.requests.count("/2/oauth2/token"), st.RefreshReuses)
+			st.TokenRequests["refresh_token"], f.Requests.Count("/2/oauth2/token"), st.RefreshReuses)
 	}
-	if gg := f.grant(g.ID); gg.LostRotations != 1 || gg.State != vault.GrantActive || !gg.RefreshInFlight.IsZero() {
+	if gg := f.Grant(g.ID); gg.LostRotations != 1 || gg.State != vault.GrantActive || !gg.RefreshInFlight.IsZero() {
 		t.Errorf("grant = lost %d state %s in flight %v, want 1 active none", gg.LostRotations, gg.State, gg.RefreshInFlight)
 	}
 }
@@ -385,22 +240,22 @@ func TestLostResponseRetryAccepted(t *testing.T) {
 // family), and the grant ends in needs_reconsent without a loop.
 func TestLostResponseRetryRefused(t *testing.T) {
 	clock := xsandbox.NewClock(t0)
-	f := newX(t, xopts{clock: clock})
-	g := f.enroll(t0.Add(-time.Minute), nil)
-	f.sb.DropAfterRotateNext(1)
-	_, err := f.mgr.Source(g.ID).Token(context.Background())
-	if !errors.Is(err, ErrNeedsConsent) {
-		t.Fatalf("Token() = %v, want ErrNeedsConsent", err)
+	f := renewtest.New(t, renewtest.Options{Clock: clock})
+	g := f.Enroll(renewtest.Enrollee{Expiry: t0.Add(-time.Minute)}).Grant
+	f.Sandbox.DropAfterRotateNext(1)
+	_, err := f.Manager.Source(g.ID).Token(context.Background())
+	if !errors.Is(err, renew.ErrNeedsConsent) {
+		t.Fatalf("Token() = %v, want renew.ErrNeedsConsent", err)
 	}
 	for i := 0; i < 3; i++ {
 		clock.Advance(time.Hour)
-		f.mgr.Source(g.ID).Token(context.Background())
+		f.Manager.Source(g.ID).Token(context.Background())
 	}
-	st := f.sb.Stats()
+	st := f.Sandbox.Stats()
 	if st.TokenRequests["refresh_token"] != 2 || st.Drops != 1 || st.RefreshReuses != 1 {
 		t.Errorf("sandbox: %d refreshes, %d drops, %d reuses; want 2, 1, 1", st.TokenRequests["refresh_token"], st.Drops, st.RefreshReuses)
 	}
-	gg := f.grant(g.ID)
+	gg := f.Grant(g.ID)
 	if gg.State != vault.GrantNeedsReconsent || gg.LastErrorClass != "lost_rotation" || gg.LostRotations != 1 {
 		t.Errorf("grant = %s %q lost %d, want needs_reconsent lost_rotation 1", gg.State, gg.LastErrorClass, gg.LostRotations)
 	}
@@ -410,37 +265,37 @@ func TestLostResponseRetryRefused(t *testing.T) {
 // next start retries once with the stored token.
 func TestMarkerFoundAtStart(t *testing.T) {
 	clock := xsandbox.NewClock(t0)
-	f := newX(t, xopts{clock: clock})
-	g := f.enroll(t0.Add(time.Hour), nil)
+	f := renewtest.New(t, renewtest.Options{Clock: clock})
+	g := f.Enroll(renewtest.Enrollee{Expiry: t0.Add(time.Hour)}).Grant
 	// The crash: the marker committed, the request never sent.
-	if _, err := f.db.BeginRefresh(g.ID, "a process that died"); err != nil {
+	if _, err := f.DB.BeginRefresh(g.ID, "a process that died"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.mgr.Source(g.ID).Token(context.Background()); err != nil {
+	if _, err := f.Manager.Source(g.ID).Token(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if gg := f.grant(g.ID); gg.LostRotations != 1 || gg.RefreshCount != 1 || !gg.RefreshInFlight.IsZero() {
+	if gg := f.Grant(g.ID); gg.LostRotations != 1 || gg.RefreshCount != 1 || !gg.RefreshInFlight.IsZero() {
 		t.Errorf("grant = lost %d count %d marker %v", gg.LostRotations, gg.RefreshCount, gg.RefreshInFlight)
 	}
-	if f.refreshes() != 1 || f.sb.Stats().RefreshReuses != 0 {
-		t.Errorf("refreshes %d reuses %d", f.refreshes(), f.sb.Stats().RefreshReuses)
+	if f.Refreshes() != 1 || f.Sandbox.Stats().RefreshReuses != 0 {
+		t.Errorf("refreshes %d reuses %d", f.Refreshes(), f.Sandbox.Stats().RefreshReuses)
 	}
 }
 
 func TestClientErrorIsOperatorAlert(t *testing.T) {
 	clock := xsandbox.NewClock(t0)
-	f := newX(t, xopts{clock: clock, secret: "wrong-secret"})
-	g := f.enroll(t0.Add(-time.Minute), nil)
-	_, err := f.mgr.Source(g.ID).Token(context.Background())
+	f := renewtest.New(t, renewtest.Options{Clock: clock, ClientSecret: "wrong-secret"})
+	g := f.Enroll(renewtest.Enrollee{Expiry: t0.Add(-time.Minute)}).Grant
+	_, err := f.Manager.Source(g.ID).Token(context.Background())
 	if provider.ClassOf(err) != provider.ClassClient {
 		t.Fatalf("Token() with a wrong client secret = %v, want class client", err)
 	}
-	if gg := f.grant(g.ID); gg.State != vault.GrantActive || gg.LastErrorClass != "client" {
+	if gg := f.Grant(g.ID); gg.State != vault.GrantActive || gg.LastErrorClass != "client" {
 		t.Errorf("grant = %s %q, want active with class client", gg.State, gg.LastErrorClass)
 	}
 	found := false
-	for len(f.events) > 0 {
-		if ev := <-f.events; ev.Kind == EventOperatorAlert {
+	for len(f.Events) > 0 {
+		if ev := <-f.Events; ev.Kind == renew.EventOperatorAlert {
 			found = true
 		}
 	}
@@ -451,9 +306,9 @@ func TestClientErrorIsOperatorAlert(t *testing.T) {
 
 func TestInvalidateForcesOneRefresh(t *testing.T) {
 	clock := xsandbox.NewClock(t0)
-	f := newX(t, xopts{clock: clock})
-	g := f.enroll(t0.Add(time.Hour), nil)
-	src := f.mgr.Source(g.ID)
+	f := renewtest.New(t, renewtest.Options{Clock: clock})
+	g := f.Enroll(renewtest.Enrollee{Expiry: t0.Add(time.Hour)}).Grant
+	src := f.Manager.Source(g.ID)
 	stale, _ := src.Token(context.Background())
 	var wg sync.WaitGroup
 	for i := 0; i < 10; i++ {
@@ -466,19 +321,19 @@ func TestInvalidateForcesOneRefresh(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if n := f.refreshes(); n != 1 {
+	if n := f.Refreshes(); n != 1 {
 		t.Errorf("10 callers invalidating the same stale token made %d refreshes, want 1", n)
 	}
 }
 
 func TestScopeReducedNeedsReconsent(t *testing.T) {
 	clock := xsandbox.NewClock(t0)
-	f := newX(t, xopts{clock: clock})
-	g := f.enroll(t0.Add(-time.Minute), []string{"tweet.read", "offline.access"})
-	if _, err := f.mgr.Source(g.ID).Token(context.Background()); !errors.Is(err, ErrNeedsConsent) {
-		t.Fatalf("Token() with users.read gone = %v, want ErrNeedsConsent", err)
+	f := renewtest.New(t, renewtest.Options{Clock: clock})
+	g := f.Enroll(renewtest.Enrollee{Expiry: t0.Add(-time.Minute), Scopes: []string{"tweet.read", "offline.access"}}).Grant
+	if _, err := f.Manager.Source(g.ID).Token(context.Background()); !errors.Is(err, renew.ErrNeedsConsent) {
+		t.Fatalf("Token() with users.read gone = %v, want renew.ErrNeedsConsent", err)
 	}
-	gg := f.grant(g.ID)
+	gg := f.Grant(g.ID)
 	if gg.State != vault.GrantNeedsReconsent || gg.LastErrorClass != "scope_reduced: users.read" || len(gg.SealedRefresh) == 0 {
 		t.Errorf("grant = %s %q sealed %d; want needs_reconsent, scope_reduced, token kept for revocation", gg.State, gg.LastErrorClass, len(gg.SealedRefresh))
 	}
@@ -489,49 +344,50 @@ func TestScopeReducedNeedsReconsent(t *testing.T) {
 // "revoked" must not be claimed), and a retry settles it.
 func TestUnenroll(t *testing.T) {
 	clock := xsandbox.NewClock(t0)
-	f := newX(t, xopts{clock: clock})
-	g := f.enroll(t0.Add(time.Hour), nil)
-	f.sb.FailNext(xsandbox.EndpointRevoke, 1, 503)
-	res, err := f.mgr.Unenroll(context.Background(), g.ID, "operator")
+	f := renewtest.New(t, renewtest.Options{Clock: clock})
+	res0 := f.Enroll(renewtest.Enrollee{Expiry: t0.Add(time.Hour)})
+	g := res0.Grant
+	f.Sandbox.FailNext(xsandbox.EndpointRevoke, 1, 503)
+	res, err := f.Manager.Unenroll(context.Background(), g.ID, "operator")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (UnenrollResult{Queued: true}); res != want {
+	if want := (renew.UnenrollResult{Queued: true}); res != want {
 		t.Errorf("Unenroll() with the provider down = %+v, want %+v", res, want)
 	}
 	// Local state is gone at once, although the provider was down.
-	gg := f.grant(g.ID)
+	gg := f.Grant(g.ID)
 	if gg.State != vault.GrantRevoked || len(gg.SealedRefresh) != 0 || len(gg.SealedAccess) != 0 {
 		t.Fatalf("grant after unenroll = %s sealed %d/%d", gg.State, len(gg.SealedRefresh), len(gg.SealedAccess))
 	}
-	if w, err := f.db.Watch("w1"); err != nil || w.State != vault.WatchSuspended || w.SuspendReason != vault.SuspendRevoked {
+	if w, err := f.DB.Watch(res0.Started[0].ID); err != nil || w.State != vault.WatchSuspended || w.SuspendReason != vault.SuspendRevoked {
 		t.Errorf("watch after unenroll = %+v, %v; want suspended (revoked)", w.Watch, err)
 	}
-	if _, err := f.mgr.Source(g.ID).Token(context.Background()); !errors.Is(err, ErrNeedsConsent) || !errors.Is(err, vault.ErrNeedsConsent) {
-		t.Errorf("Token() after unenroll = %v, want ErrNeedsConsent", err)
+	if _, err := f.Manager.Source(g.ID).Token(context.Background()); !errors.Is(err, renew.ErrNeedsConsent) || !errors.Is(err, vault.ErrNeedsConsent) {
+		t.Errorf("Token() after unenroll = %v, want renew.ErrNeedsConsent", err)
 	}
 	pending := func() int {
-		due, err := f.db.DueRevocations(clock.Now().Add(24 * time.Hour))
+		due, err := f.DB.DueRevocations(clock.Now().Add(24 * time.Hour))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return len(due)
 	}
-	if pending() != 1 || f.sb.Stats().Revocations != 0 {
-		t.Fatalf("pending revocations %d, provider revocations %d; want 1, 0", pending(), f.sb.Stats().Revocations)
+	if pending() != 1 || f.Sandbox.Stats().Revocations != 0 {
+		t.Fatalf("pending revocations %d, provider revocations %d; want 1, 0", pending(), f.Sandbox.Stats().Revocations)
 	}
-	if again, err := f.mgr.Unenroll(context.Background(), g.ID, "operator"); err != nil || again != (UnenrollResult{AlreadyRevoked: true}) {
+	if again, err := f.Manager.Unenroll(context.Background(), g.ID, "operator"); err != nil || again != (renew.UnenrollResult{AlreadyRevoked: true}) {
 		t.Errorf("second Unenroll() = %+v, %v; want AlreadyRevoked", again, err)
 	}
 	clock.Advance(10 * time.Minute)
-	f.mgr.RetryRevocations(context.Background())
-	if pending() != 0 || f.sb.Stats().Revocations != 1 {
-		t.Errorf("after retry: pending %d, provider revocations %d; want 0, 1", pending(), f.sb.Stats().Revocations)
+	f.Manager.RetryRevocations(context.Background())
+	if pending() != 0 || f.Sandbox.Stats().Revocations != 1 {
+		t.Errorf("after retry: pending %d, provider revocations %d; want 0, 1", pending(), f.Sandbox.Stats().Revocations)
 	}
-	if _, err := f.db.Grant(g.ID); !errors.Is(err, vault.ErrNotFound) {
+	if _, err := f.DB.Grant(g.ID); !errors.Is(err, vault.ErrNotFound) {
 		t.Errorf("grant still stored after revocation at the provider: %v", err)
 	}
-	if _, err := f.mgr.Unenroll(context.Background(), "nosuch", "operator"); !errors.Is(err, vault.ErrNotFound) ||
+	if _, err := f.Manager.Unenroll(context.Background(), "nosuch", "operator"); !errors.Is(err, vault.ErrNotFound) ||
 		!strings.Contains(err.Error(), `grant "nosuch" does not exist`) {
 		t.Errorf("Unenroll(nosuch) = %v, want a not-found error naming the grant", err)
 	}
@@ -540,13 +396,13 @@ func TestUnenroll(t *testing.T) {
 // TestUnenrollConfirmed: with the provider up, the result says the
 // provider confirmed the revocation.
 func TestUnenrollConfirmed(t *testing.T) {
-	f := newX(t, xopts{clock: xsandbox.NewClock(t0)})
-	g := f.enroll(t0.Add(time.Hour), nil)
-	res, err := f.mgr.Unenroll(context.Background(), g.ID, "operator")
-	if want := (UnenrollResult{RevokedAtProvider: true}); err != nil || res != want {
+	f := renewtest.New(t, renewtest.Options{Clock: xsandbox.NewClock(t0)})
+	g := f.Enroll(renewtest.Enrollee{Expiry: t0.Add(time.Hour)}).Grant
+	res, err := f.Manager.Unenroll(context.Background(), g.ID, "operator")
+	if want := (renew.UnenrollResult{RevokedAtProvider: true}); err != nil || res != want {
 		t.Fatalf("Unenroll() = %+v, %v; want %+v", res, err, want)
 	}
-	if n := f.sb.Stats().Revocations; n != 1 {
+	if n := f.Sandbox.Stats().Revocations; n != 1 {
 		t.Errorf("provider revocations = %d, want 1", n)
 	}
 }
@@ -555,14 +411,14 @@ func TestUnenrollConfirmed(t *testing.T) {
 // followed a refresh; after a restart the next refresh uses the new token
 // and the provider sees no reuse.
 func TestKillAfterRefresh(t *testing.T) {
-	f := newX(t, xopts{ttl: 90 * time.Second})
-	g := f.enroll(time.Now().Add(-time.Minute), nil)
+	f := renewtest.New(t, renewtest.Options{AccessTokenTTL: 90 * time.Second})
+	g := f.Enroll(renewtest.Enrollee{Expiry: time.Now().Add(-time.Minute)}).Grant
 	keyFile := filepath.Join(t.TempDir(), "master.key")
-	f.db.Close()
+	f.DB.Close()
 	// The helper process needs the same master key: rotate the vault to one
 	// we can write down.
 	m2, enc, _ := seal.NewMasterKey()
-	db, err := vault.Open(vault.Options{Path: f.dbPath, Master: f.master})
+	db, err := vault.Open(vault.Options{Path: f.DB.Path(), Master: f.Master})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -573,39 +429,36 @@ func TestKillAfterRefresh(t *testing.T) {
 	os.WriteFile(keyFile, enc, 0o600)
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperRefreshThenDie$")
-	cmd.Env = append(os.Environ(), "TAGWATCH_HELPER=refresh-then-die", "TAGWATCH_DB="+f.dbPath, "TAGWATCH_KEY="+keyFile,
-		"TAGWATCH_SANDBOX="+f.sb.URL(), "TAGWATCH_GRANT="+g.ID)
+	cmd.Env = append(os.Environ(), "TAGWATCH_HELPER=refresh-then-die", "TAGWATCH_DB="+f.DB.Path(), "TAGWATCH_KEY="+keyFile,
+		"TAGWATCH_SANDBOX="+f.Sandbox.URL(), "TAGWATCH_GRANT="+g.ID)
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Fatalf("helper did not die by SIGKILL: %v\n%s", err, out)
 	}
-	if n := f.refreshes(); n != 1 {
+	if n := f.Refreshes(); n != 1 {
 		t.Fatalf("helper made %d refreshes, want 1\n%s", n, out)
 	}
-	// Restart: a new vault handle and Manager; force the next refresh.
-	db, err = vault.Open(vault.Options{Path: f.dbPath, Master: m2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	mgr := New(Config{DB: db, Providers: map[string]Provider{"x": f.prov}})
+	// Restart: a new vault handle (checked after the test) and Manager;
+	// force the next refresh.
+	db = vaulttest.Open(t, vaulttest.Path(f.DB.Path()), vaulttest.Master(m2))
+	mgr := renew.New(renew.Config{DB: db, Providers: map[string]renew.Provider{"x": f.Provider}})
 	src := mgr.Source(g.ID)
 	cur, err := src.Token(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.refreshes() != 1 {
-		t.Fatalf("the stored access token was not reused after restart: %d refreshes", f.refreshes())
+	if f.Refreshes() != 1 {
+		t.Fatalf("the stored access token was not reused after restart: %d refreshes", f.Refreshes())
 	}
 	next, err := src.Invalidate(context.Background(), cur)
 	if err != nil {
 		t.Fatalf("refresh after restart = %v", err)
 	}
-	if f.usersMe(next) != 200 {
+	if f.UsersMe(next) != 200 {
 		t.Error("token from the refresh after restart is refused")
 	}
-	if st := f.sb.Stats(); st.RefreshReuses != 0 || st.TokenRequests["refresh_token"] != 2 {
+	if st := f.Sandbox.Stats(); st.RefreshReuses != 0 || st.TokenRequests["refresh_token"] != 2 {
 		t.Errorf("sandbox: %d refreshes, %d reuses; want 2 and 0", st.TokenRequests["refresh_token"], st.RefreshReuses)
 	}
 }
@@ -629,7 +482,7 @@ func TestHelperRefreshThenDie(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mgr := New(Config{DB: db, Providers: map[string]Provider{"x": p}})
+	mgr := renew.New(renew.Config{DB: db, Providers: map[string]renew.Provider{"x": p}})
 	tok, err := mgr.Source(os.Getenv("TAGWATCH_GRANT")).Token(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -642,4 +495,89 @@ func TestHelperRefreshThenDie(t *testing.T) {
 	}
 	syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	select {}
+}
+
+// TestSetProviders: a provider with a wrong client secret backs a grant
+// off; setting the same provider again changes nothing, replacing it with
+// a fixed one refreshes at once with the new secret; a cached token
+// survives a replacement without a request; a removed provider fails
+// refreshes clearly while the cached token is still served.
+func TestSetProviders(t *testing.T) {
+	clock := xsandbox.NewClock(t0)
+	f := renewtest.New(t, renewtest.Options{Clock: clock, ClientSecret: "wrong-secret"})
+	g := f.Enroll(renewtest.Enrollee{Expiry: t0.Add(-time.Minute)}).Grant
+	src := f.Manager.Source(g.ID)
+	ctx := context.Background()
+	if _, err := src.Token(ctx); provider.ClassOf(err) != provider.ClassClient {
+		t.Fatalf("Token() with a wrong client secret = %v, want class client", err)
+	}
+	tokenPath := "/2/oauth2/token"
+	sent := f.Requests.Count(tokenPath)
+
+	// The same provider again: the backoff holds, no request.
+	f.Manager.SetProviders(map[string]renew.Provider{"x": f.Provider})
+	if _, err := src.Token(ctx); err == nil || !strings.Contains(err.Error(), "backing off") {
+		t.Errorf("Token() after setting the same provider = %v, want the backoff", err)
+	}
+	if n := f.Requests.Count(tokenPath); n != sent {
+		t.Errorf("token requests after setting the same provider = %d, want %d", n, sent)
+	}
+
+	// The fixed provider: the backoff is over, the refresh uses it.
+	f.Manager.SetProviders(map[string]renew.Provider{"x": f.NewProvider("s3cret-client")})
+	tok, err := src.Token(ctx)
+	if err != nil {
+		t.Fatalf("Token() after the provider was fixed = %v, want a token", err)
+	}
+	if n := f.Requests.Count(tokenPath); n != sent+1 {
+		t.Errorf("token requests after the fix = %d, want %d", n, sent+1)
+	}
+
+	// Another replacement: the cached token is still served, no request.
+	f.Manager.SetProviders(map[string]renew.Provider{"x": f.NewProvider("s3cret-client")})
+	if got, err := src.Token(ctx); err != nil || !got.Equal(tok.Value) {
+		t.Errorf("Token() after a replacement = %v, same %v; want the cached token", err, got.Equal(tok.Value))
+	}
+	if n := f.Requests.Count(tokenPath); n != sent+1 {
+		t.Errorf("token requests after a replacement = %d, want %d (the cached token)", n, sent+1)
+	}
+
+	// Removed: the cached token is served; a forced refresh fails clearly.
+	f.Manager.SetProviders(nil)
+	if got, err := src.Token(ctx); err != nil || !got.Equal(tok.Value) {
+		t.Errorf("Token() with the provider removed = %v; want the cached token", err)
+	}
+	if _, err := src.Invalidate(ctx, tok); err == nil || !strings.Contains(err.Error(), `provider "x" is not configured`) {
+		t.Errorf("Invalidate() with the provider removed = %v, want not configured", err)
+	}
+	if n := f.Requests.Count(tokenPath); n != sent+1 {
+		t.Errorf("token requests with the provider removed = %d, want %d", n, sent+1)
+	}
+}
+
+// TestSetProvidersConcurrent races SetProviders with token callers (run
+// with -race).
+func TestSetProvidersConcurrent(t *testing.T) {
+	clock := xsandbox.NewClock(t0)
+	f := renewtest.New(t, renewtest.Options{Clock: clock})
+	g := f.Enroll(renewtest.Enrollee{Expiry: t0.Add(time.Hour)}).Grant
+	src := f.Manager.Source(g.ID)
+	other := f.NewProvider("s3cret-client")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			p := renew.Provider(f.Provider)
+			if i%2 == 0 {
+				p = other
+			}
+			f.Manager.SetProviders(map[string]renew.Provider{"x": p})
+		}
+	}()
+	for range 200 {
+		if _, err := src.Token(context.Background()); err != nil {
+			t.Fatalf("Token() = %v", err)
+		}
+	}
+	<-done
 }

@@ -118,7 +118,11 @@ func testConcurrent(t *testing.T, s Backend) {
 		go func() {
 			defer loops.Done()
 			done := false
-			for {
+			for round := 0; ; round++ {
+				if round == 2000 {
+					fail("the delivery loop has not drained the outbox after 2000 rounds: settled rows stay due")
+					return
+				}
 				var ids []string
 				if _, err := s.DueOutboxIDs(s.Now(), func(id string) bool { ids = append(ids, id); return len(ids) < 10 }); err != nil {
 					fail("DueOutboxIDs = %v", err)

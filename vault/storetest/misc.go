@@ -72,7 +72,9 @@ func testRules(t *testing.T, s Backend) {
 // refuseAll refuses every watch.
 type refuseAll struct{}
 
-func (refuseAll) CheckWatch(string, *vault.WatchSpec) error { return errors.New("no watch is valid today") }
+func (refuseAll) CheckWatch(string, *vault.WatchSpec) error {
+	return errors.New("no watch is valid today")
+}
 
 // testNotFound: every method given an unknown id says which record does
 // not exist.
@@ -201,5 +203,13 @@ func testReopen(t *testing.T, s Backend) {
 	}
 	if ids, _ := due(t, s, s.Now()); len(ids) != len(before) {
 		t.Errorf("%d rows due after reopen, want %d", len(ids), len(before))
+	}
+	users, err := s.ListUsers()
+	if err != nil || len(users) != 2 || users[0].ID != "amy" || users[1].ID != "zed" {
+		t.Errorf("ListUsers after reopen = %+v, %v; want amy and zed in id order", users, err)
+	}
+	grants, err := s.ListGrants()
+	if err != nil || len(grants) != 1 || grants[0].ID != zed.Grant.ID {
+		t.Errorf("ListGrants after reopen = %d grants, %v; want zed's", len(grants), err)
 	}
 }

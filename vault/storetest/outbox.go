@@ -163,7 +163,11 @@ func testOutboxTwoLoops(t *testing.T, s Backend) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
+			for round := 0; ; round++ {
+				if round == 100 {
+					t.Error("the delivery loop has not drained the outbox after 100 rounds: settled rows stay due")
+					return
+				}
 				var ids []string
 				if _, err := s.DueOutboxIDs(now, func(id string) bool { ids = append(ids, id); return len(ids) < 7 }); err != nil {
 					t.Error(err)

@@ -42,7 +42,12 @@
 //     a *vault.NotFoundError naming the record.
 //   - Revocations: an unenroll queues the refresh token sealed; it opens,
 //     is deferred and settled, and settling deletes the revoked grant.
-//   - Reopen: what was committed is there after a reopen.
+//   - Audit: each change appends its entries in its own transaction,
+//     numbered in order, naming the actor; a refused change appends
+//     nothing; no entry shows a token or a target; RecordAudit appends,
+//     AuditTrail reads after a sequence number and stops when asked.
+//   - Reopen: what was committed is there after a reopen, and the
+//     operator's lists (ListUsers, ListGrants) show it.
 //   - Concurrent: many goroutines mixing runs, pauses, new watches,
 //     deliveries and refreshes (run it under -race) leave every post
 //     queued once, every row settled once and every refresh counted.
@@ -109,6 +114,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Rules/Applied", testRules},
 		{"NotFound", testNotFound},
 		{"Revocations", testRevocations},
+		{"Audit", testAudit},
 		{"Reopen", testReopen},
 		{"Concurrent", testConcurrent},
 	} {

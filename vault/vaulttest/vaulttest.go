@@ -47,15 +47,12 @@ var T0 = time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 type Option func(*config)
 
 type config struct {
-	path        string
-	master      *seal.MasterKey
-	now         func() time.Time
-	rules       vault.WatchRules
-	rulesSet    bool
-	logger      *slog.Logger
-	failpoint   func(string)
-	lockTimeout time.Duration
-	tolerate    map[vault.Invariant]string
+	path     string
+	master   *seal.MasterKey
+	now      func() time.Time
+	rules    vault.WatchRules
+	logger   *slog.Logger
+	tolerate map[vault.Invariant]string
 }
 
 // Path opens (creating it when missing) the file at p instead of a new
@@ -72,17 +69,11 @@ func Now(now func() time.Time) Option { return func(c *config) { c.now = now } }
 // Rules are the vault's watch rules; default StubRules{}. Rules(nil)
 // opens a vault without rules (its watch methods refuse to work).
 func Rules(r vault.WatchRules) Option {
-	return func(c *config) { c.rules, c.rulesSet = r, true }
+	return func(c *config) { c.rules = r }
 }
 
 // Logger receives the vault's log; default a discarding logger.
 func Logger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
-
-// Failpoint is vault.Options.Failpoint.
-func Failpoint(f func(string)) Option { return func(c *config) { c.failpoint = f } }
-
-// LockTimeout is vault.Options.LockTimeout; default the vault's (1 s).
-func LockTimeout(d time.Duration) Option { return func(c *config) { c.lockTimeout = d } }
 
 // Tolerate lets the check pass records that break inv, for a test that
 // stores on purpose a state no domain method makes (to prove a
@@ -127,8 +118,7 @@ func Open(t testing.TB, opts ...Option) *vault.DB {
 	if c.master == nil {
 		c.master, _ = NewMaster(t)
 	}
-	db, err := vault.Open(vault.Options{Path: c.path, Master: c.master, Create: true, Now: c.now, Logger: c.logger,
-		Failpoint: c.failpoint, LockTimeout: c.lockTimeout, Rules: c.rules})
+	db, err := vault.Open(vault.Options{Path: c.path, Master: c.master, Create: true, Now: c.now, Logger: c.logger, Rules: c.rules})
 	if err != nil {
 		t.Fatalf("vaulttest: %v", err)
 	}
@@ -139,17 +129,6 @@ func Open(t testing.TB, opts ...Option) *vault.DB {
 		}
 	})
 	return db
-}
-
-// Check runs the consistency check on db now and fails t (without
-// stopping it) for every invariant broken, as Open's cleanup does.
-func Check(t testing.TB, db *vault.DB, opts ...Option) {
-	t.Helper()
-	var c config
-	for _, o := range opts {
-		o(&c)
-	}
-	report(t, db.Path(), db.CheckConsistency(), c)
 }
 
 // check is the cleanup's check: of db, or of its file reopened when the
