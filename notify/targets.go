@@ -145,7 +145,7 @@ func targetKind(raw string) (string, error) {
 	switch u.Scheme {
 	case "console":
 		if raw != "console:" {
-			return "", errors.New("must be exactly console:")
+			return "", errors.New(`must be exactly "console:"`)
 		}
 		return KindConsole, nil
 	case "mailto":

@@ -148,15 +148,21 @@ func (r Rules) schedule(spec string) error {
 	if err := printable("schedule", spec); err != nil {
 		return err
 	}
-	min := r.MinInterval
-	switch {
-	case min == 0:
-		min = DefaultMinInterval
-	case min < 0:
-		min = 0
-	}
-	_, err := sched.CheckSchedule(spec, min)
+	_, err := sched.CheckSchedule(spec, r.Floor())
 	return err
+}
+
+// Floor is the least time between two runs of one watch these rules let a
+// schedule ask for: MinInterval, DefaultMinInterval when it is 0, and 0
+// (no floor) when it is negative.
+func (r Rules) Floor() time.Duration {
+	switch {
+	case r.MinInterval == 0:
+		return DefaultMinInterval
+	case r.MinInterval < 0:
+		return 0
+	}
+	return r.MinInterval
 }
 
 func (r Rules) targets(raw []string) ([]string, error) {

@@ -64,11 +64,11 @@ func TestRulesCheckWatch(t *testing.T) {
 		{"31 of short months", "x", spec("0 0 31 2,4,6,9,11 *", "go"), vault.WatchSpec{}, `schedule "0 0 31 2,4,6,9,11 *" never fires`},
 		// C08.
 		{"every 0s", "x", spec("@every 0s", "go"), vault.WatchSpec{},
-			`schedule "@every 0s" runs every 1s; the minimum between runs of one watch is 5m0s (scheduler.min_interval)`},
+			`schedule "@every 0s": the interval must be positive; the minimum between runs of one watch is 5m0s (scheduler.min_interval)`},
 		{"every -5s", "x", spec("@every -5s", "go"), vault.WatchSpec{},
-			`schedule "@every -5s" runs every 1s; the minimum between runs of one watch is 5m0s (scheduler.min_interval)`},
+			`schedule "@every -5s": the interval must be positive; the minimum between runs of one watch is 5m0s (scheduler.min_interval)`},
 		{"every 1ns", "x", spec("@every 1ns", "go"), vault.WatchSpec{},
-			`schedule "@every 1ns" runs every 1s; the minimum between runs of one watch is 5m0s (scheduler.min_interval)`},
+			`schedule "@every 1ns": the scheduler counts whole seconds and would run it every 1s; write a whole number of seconds; the minimum between runs of one watch is 5m0s (scheduler.min_interval)`},
 		{"every second", "x", spec("* * * * * *", "go"), vault.WatchSpec{},
 			`schedule "* * * * * *" runs as often as every 1s; the minimum between runs of one watch is 5m0s (scheduler.min_interval)`},
 		// C15: a control character is named as one.
@@ -127,6 +127,25 @@ func TestRulesLimits(t *testing.T) {
 	if err := r.CheckWatch("x", &s); err == nil || err.Error() != want {
 		t.Errorf("CheckWatch(@every 30s) at a 1m floor = %v, want %q", err, want)
 	}
+	// At the lowest floor the configuration allows, an @every that is not a
+	// positive whole number of seconds is still refused as such.
+	r.MinInterval = time.Second
+	for sched, want := range map[string]string{
+		"@every 0s":    `schedule "@every 0s": the interval must be positive; the minimum between runs of one watch is 1s (scheduler.min_interval)`,
+		"@every -5s":   `schedule "@every -5s": the interval must be positive; the minimum between runs of one watch is 1s (scheduler.min_interval)`,
+		"@every 500ms": `schedule "@every 500ms": the scheduler counts whole seconds and would run it every 1s; write a whole number of seconds`,
+		"@every 1ns":   `schedule "@every 1ns": the scheduler counts whole seconds and would run it every 1s; write a whole number of seconds`,
+		"@every 1s":    "",
+	} {
+		s = spec(sched, "a")
+		got := ""
+		if err := r.CheckWatch("x", &s); err != nil {
+			got = err.Error()
+		}
+		if got != want {
+			t.Errorf("CheckWatch(%s) at a 1s floor = %q, want %q", sched, got, want)
+		}
+	}
 	r.Targets = nil
 	s = spec("@every 1m", "a")
 	if err := r.CheckWatch("x", &s); err == nil || !strings.Contains(err.Error(), "no target checker") {
@@ -142,7 +161,7 @@ func TestRulesAtTheVault(t *testing.T) {
 	vaulttest.Enroll(t, db, vaulttest.Enrollment{User: "grace", Subject: "1"})
 	for _, tc := range []struct{ schedule, want string }{
 		{"0 0 30 2 *", `watch: schedule "0 0 30 2 *" never fires`},
-		{"@every 0s", `watch: schedule "@every 0s" runs every 1s; the minimum between runs of one watch is 5m0s (scheduler.min_interval)`},
+		{"@every 0s", `watch: schedule "@every 0s": the interval must be positive; the minimum between runs of one watch is 5m0s (scheduler.min_interval)`},
 	} {
 		_, err := db.AddWatch(vault.NewWatch{UserID: "grace", Provider: "x", Spec: spec(tc.schedule, "x")}, "test")
 		if !errors.Is(err, vault.ErrInvalid) || err.Error() != tc.want {
@@ -167,6 +186,9 @@ func FuzzRules(f *testing.F) {
 	f.Add("go", "", "CRON_TZ=bad * * * * *", "console:", "x")
 	f.Add("go", "", "0 0 30 2 *", "console:", "x")
 	f.Add("go", "", "@every 0s", "console:", "x")
+	f.Add("go", "", "@every -5s", "console:", "x")
+	f.Add("go", "", "@every 500ms", "console:", "x")
+	f.Add("go", "", "TZ=UTC @every 1.5s", "console:", "x")
 	f.Add("go", "", "* * * * * *", "console:", "x")
 	f.Add("go", "", "@every\t5m", "console:", "nosuch")
 	f.Add("\u200cgo,go\u200d,\ufe0f1", "\x00", "@yearly", " console: ", "x")

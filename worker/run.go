@@ -24,14 +24,18 @@ const (
 	// app-wide request window; the run is held until it resets
 	// (Event.NotBefore).
 	SkipFairShare = "fair_share"
+	// SkipInvalid: the store's current rules refuse the watch (Refused;
+	// Event.Err is the rule's error); it leaves the schedule.
+	SkipInvalid = "invalid"
 )
 
-// RunWatch runs one watch now: it checks the watch and its grant, takes a
-// request of the user's fair share, searches the source from the cursor,
-// and commits the matches with the new cursor. It returns the run's event
-// (also for skips and failures; the caller reports it). Safe to call
-// concurrently for different watches; the engine never runs one watch
-// twice at once.
+// RunWatch runs one watch now: it checks the watch, its grant and the
+// store's current rules (a watch they refuse is skipped, SkipInvalid, and
+// leaves the schedule), takes a request of the user's fair share,
+// searches the source from the cursor, and commits the matches with the
+// new cursor. It returns the run's event (also for skips and failures;
+// the caller reports it). Safe to call concurrently for different
+// watches; the engine never runs one watch twice at once.
 func (w *Worker) RunWatch(ctx context.Context, watchID string) Event {
 	ev := Event{Kind: EventSkipped, WatchID: watchID}
 	in, err := w.cfg.DB.RunInput(watchID)
@@ -52,6 +56,11 @@ func (w *Worker) RunWatch(ctx context.Context, watchID string) Event {
 		return ev
 	case !wt.Runs():
 		ev.Reason = SkipSuspended
+		return ev
+	}
+	if why := Refused(w.cfg.DB, wt); why != nil {
+		w.refuse(wt, why)
+		ev.Reason, ev.Err = SkipInvalid, why
 		return ev
 	}
 	probe := false

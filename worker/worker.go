@@ -15,7 +15,11 @@
 // success resumes them all.
 //
 // The rules of a valid watch (Rules) live here too: the vault applies
-// them at every door.
+// them at every door, and the worker applies the store's current rules to
+// the watches it already holds: a stored watch they refuse (Refused: a
+// schedule under a raised scheduler.min_interval, a target whose channel
+// was removed) is not scheduled and not run until the rules or the watch
+// change, and Status says why.
 //
 // A Worker is safe for concurrent use. Run owns its goroutines (the
 // engine's workers) and returns after they have ended.
@@ -54,6 +58,10 @@ type Store interface {
 	// RunnableWatches calls fn with every watch to schedule (Watch.Runs)
 	// and its cursor; fn must not call the store.
 	RunnableWatches(fn func(vault.WatchWithCursor) error) error
+	// CheckWatch applies the store's current rules of a valid watch to
+	// spec without storing anything (*vault.InvalidError when they refuse
+	// it). The worker checks stored watches with it (Refused).
+	CheckWatch(provider string, spec *vault.WatchSpec) error
 }
 
 // Event kinds reported to Config.Observer.
@@ -174,6 +182,9 @@ type Worker struct {
 
 	mu     sync.Mutex
 	capped map[string]*capState
+	// invalid holds the watches the current rules refuse (Refused), by
+	// id, with the rule's message: they are not in the engine.
+	invalid map[string]string
 }
 
 type capState struct {
@@ -238,7 +249,7 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	w := &Worker{cfg: cfg, log: cfg.Logger, capped: map[string]*capState{},
+	w := &Worker{cfg: cfg, log: cfg.Logger, capped: map[string]*capState{}, invalid: map[string]string{},
 		fair: newFairShare(cfg.AppRequestsPerWindow, cfg.AppWindow, cfg.Now)}
 	w.SetSources(cfg.Sources)
 	w.cfg.Sources = nil // the live set is w.sources
@@ -265,28 +276,47 @@ func (w *Worker) Run(ctx context.Context) error {
 
 // Reload re-reads the watches from the store and applies the differences
 // to the schedule: new watches are added, changed schedules take effect,
-// paused, suspended and deleted watches leave it. The daemon calls it at
-// start, on SIGHUP and after operator changes.
+// paused, suspended and deleted watches leave it, and so do watches the
+// store's current rules refuse (Refused; each is logged at Warn once, and
+// Status says why), which come back at the first Reload that finds them
+// valid again. The daemon calls it at start, on SIGHUP (after the new
+// rules are set) and after operator changes. It logs one Info line,
+// "watches loaded", with how many watches are scheduled, how many left
+// the schedule and how many are invalid (refused by the rules, or whose
+// schedule the engine does not take).
 func (w *Worker) Reload(ctx context.Context) error {
-	want := map[string]bool{}
-	var bad []error
-	cappedProv := map[string]bool{}
+	// Read first, check after: RunnableWatches' callback must not call the
+	// store, and CheckWatch is the store's.
+	var runnable []vault.WatchWithCursor
 	err := w.cfg.DB.RunnableWatches(func(wt vault.WatchWithCursor) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if wt.State == vault.WatchSuspended {
-			cappedProv[wt.Provider] = true
-		}
-		if err := w.schedule(wt.Watch, wt.Cursor); err != nil {
-			bad = append(bad, fmt.Errorf("watch %s: %w", wt.ID, err))
-			return nil
-		}
-		want[wt.ID] = true
+		runnable = append(runnable, wt)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("worker: reload: %w", err)
+	}
+	want := map[string]bool{}
+	var bad []error
+	cappedProv := map[string]bool{}
+	refused := map[string]string{}
+	var refusedWatches []vault.Watch
+	for _, wt := range runnable {
+		if wt.State == vault.WatchSuspended { // by the usage cap: Runs
+			cappedProv[wt.Provider] = true
+		}
+		if why := Refused(w.cfg.DB, wt.Watch); why != nil {
+			refused[wt.ID] = why.Error()
+			refusedWatches = append(refusedWatches, wt.Watch)
+			continue
+		}
+		if err := w.schedule(wt.Watch, wt.Cursor); err != nil {
+			bad = append(bad, fmt.Errorf("watch %s: %w", wt.ID, err))
+			continue
+		}
+		want[wt.ID] = true
 	}
 	var gone []string
 	w.engine.Keys(func(k string) {
@@ -295,7 +325,7 @@ func (w *Worker) Reload(ctx context.Context) error {
 		}
 	})
 	for _, k := range gone {
-		w.Remove(k)
+		w.unschedule(k)
 	}
 	w.mu.Lock()
 	for p := range cappedProv {
@@ -303,11 +333,23 @@ func (w *Worker) Reload(ctx context.Context) error {
 			w.capped[p] = &capState{next: w.cfg.Now()}
 		}
 	}
+	before := w.invalid
+	w.invalid = refused
 	w.mu.Unlock()
+	for _, wt := range refusedWatches {
+		if prev, had := before[wt.ID]; !had || prev != refused[wt.ID] {
+			w.logRefused(wt, refused[wt.ID])
+		}
+	}
+	for _, wt := range runnable {
+		if _, had := before[wt.ID]; had && want[wt.ID] {
+			w.log.Info("watch accepted by the current rules again: scheduled", "watch", wt.ID, "user", wt.UserID, "provider", wt.Provider)
+		}
+	}
 	for _, err := range bad {
 		w.log.Error("watch not scheduled", "err", err)
 	}
-	w.log.Info("watches loaded", "scheduled", len(want), "removed", len(gone), "invalid", len(bad))
+	w.log.Info("watches loaded", "scheduled", len(want), "removed", len(gone), "invalid", len(refused)+len(bad))
 	return nil
 }
 
@@ -321,18 +363,28 @@ func (w *Worker) schedule(wt vault.Watch, cur vault.Cursor) error {
 	return nil
 }
 
-// Upsert schedules one watch as it is now (or unschedules it when it does
-// not run: Watch.Runs), without a full Reload.
+// Upsert schedules one watch as it is now, without a full Reload, or
+// unschedules it when it does not run (Watch.Runs) or the store's current
+// rules refuse it (Refused: logged and shown by Status, as Reload does;
+// not an error).
 func (w *Worker) Upsert(wt vault.Watch) error {
 	if !wt.Runs() {
 		w.Remove(wt.ID)
+		return nil
+	}
+	if why := Refused(w.cfg.DB, wt); why != nil {
+		w.refuse(wt, why)
 		return nil
 	}
 	in, err := w.cfg.DB.RunInput(wt.ID)
 	if err != nil {
 		return err
 	}
-	return w.schedule(wt, in.Cursor)
+	if err := w.schedule(wt, in.Cursor); err != nil {
+		return err
+	}
+	w.accepted(wt)
+	return nil
 }
 
 // SetMinInterval changes the least time between two scheduled runs of one
@@ -348,15 +400,39 @@ func (w *Worker) SetMinInterval(d time.Duration) {
 	w.engine.SetMinInterval(d)
 }
 
-// Remove unschedules a watch.
+// Remove unschedules a watch (and forgets whether the rules refused it).
 func (w *Worker) Remove(watchID string) {
+	w.unschedule(watchID)
+	w.mu.Lock()
+	delete(w.invalid, watchID)
+	w.mu.Unlock()
+}
+
+// unschedule takes a watch out of the engine and the fair share.
+func (w *Worker) unschedule(watchID string) {
 	w.engine.Remove(watchID)
 	w.fair.untrack(watchID)
 }
 
-// RunNow runs a watch as soon as the limits allow. It returns
-// sched.ErrUnknown for a watch that is not scheduled.
-func (w *Worker) RunNow(watchID string) error { return w.engine.RunNow(watchID) }
+// RunNow runs a watch as soon as the limits allow. A watch the store's
+// current rules refuse is not run: the error is a *vault.InvalidError
+// naming the watch, with the rule's message (errors.Is vault.ErrInvalid),
+// and the watch leaves the schedule if it was still in it. Other errors:
+// *vault.NotFoundError for a watch that does not exist, sched.ErrUnknown
+// for one that is not scheduled (paused, suspended).
+func (w *Worker) RunNow(watchID string) error {
+	in, err := w.cfg.DB.RunInput(watchID)
+	if err != nil {
+		return err
+	}
+	if why := Refused(w.cfg.DB, in.Watch); why != nil {
+		if in.Watch.Runs() {
+			w.refuse(in.Watch, why)
+		}
+		return refusedError(watchID, why)
+	}
+	return w.engine.RunNow(watchID)
+}
 
 // WatchStatus is what operators see of a watch.
 type WatchStatus struct {
@@ -364,10 +440,18 @@ type WatchStatus struct {
 	// Cursor holds the last run, its result and error, the since_id, and
 	// the counters (runs, posts read, matches).
 	Cursor vault.Cursor
-	// Scheduled is false for watches not in the schedule (paused...).
+	// Scheduled is false for watches not in the schedule (paused,
+	// suspended, refused by the rules).
 	Scheduled bool
 	Next      time.Time
 	Running   bool
+	// Invalid is, when the store's current rules refuse the watch
+	// (Refused), the rule's message, such as `schedule "@every 5m" runs
+	// every 5m0s; the minimum between runs of one watch is 20m0s
+	// (scheduler.min_interval)`; "" when they accept it. It is the rules'
+	// answer now, whatever the watch's state: a refused watch is not
+	// scheduled (from the next Reload or Upsert on) and is not run.
+	Invalid string
 }
 
 // Status returns a watch's status, or a *vault.NotFoundError.
@@ -380,6 +464,9 @@ func (w *Worker) Status(watchID string) (WatchStatus, error) {
 	st.Watch, st.Cursor = in.Watch, in.Cursor
 	next, running, err := w.engine.Next(watchID)
 	st.Scheduled, st.Next, st.Running = err == nil, next, running
+	if why := Refused(w.cfg.DB, in.Watch); why != nil {
+		st.Invalid = why.Error()
+	}
 	return st, nil
 }
 

@@ -297,22 +297,32 @@ func cmdWatchesList(e *env) error {
 	}
 	return table(e.out, "WATCH\tUSER\tHASHTAGS\tSCHEDULE\tSTATE\tNEXT RUN\tLAST RUN\tRESULT\tCURSOR\tPOSTS READ", func(tw *tabwriter.Writer) {
 		for _, w := range ws {
-			state := w.State
-			if w.SuspendReason != "" {
-				state += " (" + w.SuspendReason + ")"
-			}
 			tags := "#" + strings.Join(w.Hashtags, " #")
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", w.ID, w.UserID, tags, w.Schedule, state,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", w.ID, w.UserID, tags, w.Schedule, watchState(w),
 				when(w.NextRun), when(w.LastRunAt), dash(w.LastResult), dash(w.Cursor), w.PostsRead)
 		}
 	})
+}
+
+// watchState is a watch's state as the tables show it: "active",
+// "suspended (needs_reconsent)", and ", refused: <the rule's message>"
+// when the daemon's current rules refuse it (it then does not run).
+func watchState(w statusapi.Watch) string {
+	state := w.State
+	if w.SuspendReason != "" {
+		state += " (" + w.SuspendReason + ")"
+	}
+	if w.Invalid != "" {
+		state += ", refused: " + w.Invalid
+	}
+	return state
 }
 
 func printWatch(e *env, w statusapi.Watch, verb string) error {
 	if e.json {
 		return printJSON(e.out, w)
 	}
-	fmt.Fprintf(e.out, "watch %s %s: #%s, %q, %s\n", w.ID, verb, strings.Join(w.Hashtags, " #"), w.Schedule, w.State)
+	fmt.Fprintf(e.out, "watch %s %s: #%s, %q, %s\n", w.ID, verb, strings.Join(w.Hashtags, " #"), w.Schedule, watchState(w))
 	return nil
 }
 
@@ -322,7 +332,7 @@ func watchAddFlags(fs *flag.FlagSet) func(*env, []string) error {
 	tags := fs.String("hashtags", "", "comma-separated hashtags, without # (required)")
 	sched := fs.String("schedule", "", "schedule, such as '@every 15m' or a cron expression (required)")
 	var targets stringList
-	fs.Var(&targets, "target", "where notifications go: console:, mailto:ADDRESS or a webhook URL (repeatable, required)")
+	fs.Var(&targets, "target", "where notifications go: console:, mailto:ADDRESS, a webhook URL or a chat URL (ntfy://, slack://, ...) (repeatable, required)")
 	lang := fs.String("lang", "", "only posts in this language (BCP 47)")
 	rts := fs.Bool("retweets", false, "include retweets")
 	backfill := fs.Bool("backfill", false, "let the first run read the recent past")
@@ -343,7 +353,7 @@ func watchChangeFlags(fs *flag.FlagSet) func(*env, []string) error {
 	tags := fs.String("hashtags", "", "new comma-separated hashtags")
 	sched := fs.String("schedule", "", "new schedule")
 	var targets stringList
-	fs.Var(&targets, "target", "new targets (repeatable; replaces all)")
+	fs.Var(&targets, "target", "new targets: console:, mailto:ADDRESS, a webhook URL or a chat URL (ntfy://, slack://, ...) (repeatable; replaces all)")
 	lang := fs.String("lang", "", "new language ('-' for any)")
 	rts := fs.String("retweets", "", "include retweets: true or false")
 	return oneArg("watch id", func(e *env, id string) error {
@@ -418,7 +428,7 @@ func enrollFlags(fs *flag.FlagSet) func(*env, []string) error {
 	tags := fs.String("hashtags", "", "comma-separated hashtags to watch, without # (required)")
 	sched := fs.String("schedule", "", "watch schedule, such as '@every 15m' or a cron expression (required)")
 	var targets stringList
-	fs.Var(&targets, "target", "where notifications go: console:, mailto:ADDRESS or a webhook URL (repeatable, required)")
+	fs.Var(&targets, "target", "where notifications go: console:, mailto:ADDRESS, a webhook URL or a chat URL (ntfy://, slack://, ...) (repeatable, required)")
 	expect := fs.String("expect", "", "identity that must consent: subject, username or email")
 	ttl := fs.Duration("ttl", 0, "link lifetime (default: the daemon's enroll.link_ttl)")
 	name := fs.String("name", "", "the user's display name")

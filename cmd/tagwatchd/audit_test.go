@@ -3,26 +3,17 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 
 	"tagwatch/cmd/internal/statusapi"
 	"tagwatch/vault"
-	"tagwatch/vault/seal"
+	"tagwatch/vault/vaulttest"
 )
 
 // TestStatusAudit: the socket's audit query over a real vault, the newest
 // events by default for tagwatchctl audit.
 func TestStatusAudit(t *testing.T) {
-	master, _, err := seal.NewMasterKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := vault.Open(vault.Options{Path: filepath.Join(t.TempDir(), "v.db"), Master: master, Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := vaulttest.Open(t)
 	var first, last uint64
 	if err := db.Update(func(tx *vault.Tx) error {
 		for i := range 25 {

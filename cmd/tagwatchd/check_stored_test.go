@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"tagwatch/vault"
 	"tagwatch/vault/seal"
+	"tagwatch/vault/vaulttest"
 )
 
 // TestCheckConfigStoredWatches: check-config is a door for what the vault
@@ -47,10 +47,7 @@ func TestCheckConfigStoredWatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := vault.Open(vault.Options{Path: e.db, Master: master})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := vaulttest.Open(t, vaulttest.Path(e.db), vaulttest.Master(master))
 	code, out, errOut = runCLI("check-config", "-config", e.config)
 	db.Close()
 	if code != 0 || !strings.Contains(out, "stored watches and consent links were not checked") {

@@ -378,13 +378,21 @@ func (d *daemon) reloadNotify(_ context.Context, cfg *config.Config) error {
 
 // reloadRules gives the vault the rules of a reloaded configuration
 // (providers, scheduler.max_hashtags, scheduler.min_interval; the targets
-// follow the notifier's channels, which reloadNotify set). Watches and
-// links already stored are not re-checked: check-config reports those the
-// new rules refuse, and the consent page refuses such a link.
+// follow the notifier's channels, which reloadNotify set) and the
+// scheduler its floor, and logs one Info line saying so. Every door
+// applies the new rules from the next request. Stored watches are checked
+// again by the worker.Reload that follows in the SIGHUP sequence (wire):
+// one the new rules refuse leaves the schedule, is not run, is logged once
+// and shows as refused in tagwatchctl watches and status, as check-config
+// reports it; one they accept again is scheduled again. A pending consent
+// link whose watch they refuse is refused at consent.
 func (d *daemon) reloadRules(_ context.Context, cfg *config.Config) error {
-	d.db.SetRules(newRules(cfg, d.notify))
-	// Watches stored before the floor rose run at the new floor's pace.
+	r := newRules(cfg, d.notify)
+	d.db.SetRules(r)
+	// The engine's own floor, for a schedule that is accepted but fires
+	// closer once (a daylight-saving change).
 	d.worker.SetMinInterval(cfg.Scheduler.MinInterval.Duration)
+	d.log.Info("watch rules reloaded", "min_interval", r.Floor().String())
 	return nil
 }
 

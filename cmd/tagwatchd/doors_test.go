@@ -17,6 +17,7 @@ import (
 	"tagwatch/cmd/internal/statusapi"
 	"tagwatch/vault"
 	"tagwatch/vault/seal"
+	"tagwatch/vault/vaulttest"
 )
 
 // doorRow is one watch of the cross-door table.
@@ -125,10 +126,7 @@ func rawVault(t *testing.T, s *svc) *vault.DB {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := vault.Open(vault.Options{Path: s.dir + "/tagwatch.db", Master: master})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := vaulttest.Open(t, vaulttest.Path(s.dir+"/tagwatch.db"), vaulttest.Master(master))
 	return db
 }
 

@@ -33,7 +33,7 @@ func splitList(v string) []string {
 }
 
 const enrollUsage = `Usage: tagwatchd enroll -user ID -provider NAME -hashtags a,b -schedule SPEC -target T [-target T ...]
-                       [-expect IDENTITY] [-ttl 72h] [-name NAME] [-email ADDRESS] [-config FILE]
+                       [-lang xx] [-backfill] [-expect IDENTITY] [-ttl 72h] [-name NAME] [-email ADDRESS] [-config FILE]
 
 Creates a one-time consent link for a user, carrying the watch it starts, in
 the vault of a stopped daemon, and prints the link once: only its hash is
@@ -42,30 +42,40 @@ same configuration: what the daemon (tagwatchctl enroll) refuses, this
 refuses. Targets are console:, mailto:ADDRESS (with [notify.smtp]), a
 webhook URL with a secret in [[notify.webhook]], or a chat URL (ntfy://,
 slack://, ...).
+
+Exit status, as tagwatchctl's: 0 ok, 1 failure, 2 usage or invalid input,
+78 configuration error.
 `
 
 // cmdEnroll implements `tagwatchd enroll`: it creates a one-time consent
-// link against the stopped daemon's vault and prints it once.
+// link against the stopped daemon's vault and prints it once. Its
+// refusals exit as tagwatchctl enroll's do (offlineErr).
 func cmdEnroll(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("enroll", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, enrollUsage); fs.PrintDefaults() }
+	fs.SetOutput(io.Discard)
 	cfgPath := fs.String("config", defaultConfigPath(), "configuration file")
 	user := fs.String("user", "", "user id the grant will belong to (required)")
 	prov := fs.String("provider", "", "provider name from the configuration (required)")
 	hashtags := fs.String("hashtags", "", "comma-separated hashtags to watch, without # (required)")
 	schedule := fs.String("schedule", "", "watch schedule, such as '@every 15m' or a cron expression (required)")
 	var targets stringList
-	fs.Var(&targets, "target", "where notifications go: console:, mailto:ADDRESS, a webhook URL or a chat URL (repeatable, required)")
+	fs.Var(&targets, "target", "where notifications go: console:, mailto:ADDRESS, a webhook URL or a chat URL (ntfy://, slack://, ...) (repeatable, required)")
+	lang := fs.String("lang", "", "only posts in this language")
+	backfill := fs.Bool("backfill", false, "let the first run read the recent past")
 	expect := fs.String("expect", "", "identity that must consent: subject, username or email")
 	ttl := fs.Duration("ttl", 0, "link lifetime (default enroll.link_ttl of the configuration)")
 	name := fs.String("name", "", "the user's display name")
 	email := fs.String("email", "", "the user's email address")
-	if err := fs.Parse(args); err != nil {
-		return err
+	pos, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		printFlagsUsage(stdout, enrollUsage, fs)
+		return nil
 	}
-	if fs.NArg() > 0 {
-		return &exitError{2, fmt.Errorf("enroll: unexpected argument %q", fs.Arg(0))}
+	if err != nil {
+		return &exitError{exitUsage, fmt.Errorf("enroll: %w (see tagwatchd enroll -h)", err)}
+	}
+	if len(pos) > 0 {
+		return &exitError{exitUsage, fmt.Errorf("enroll: unexpected argument %q", pos[0])}
 	}
 	var missing []string
 	for _, f := range []struct{ name, v string }{{"-user", *user}, {"-provider", *prov}, {"-hashtags", *hashtags}, {"-schedule", *schedule}} {
@@ -77,7 +87,7 @@ func cmdEnroll(args []string, stdout, stderr io.Writer) error {
 		missing = append(missing, "-target")
 	}
 	if len(missing) > 0 {
-		return &exitError{2, fmt.Errorf("enroll: %s required (see tagwatchd enroll -h)", strings.Join(missing, ", "))}
+		return &exitError{exitUsage, fmt.Errorf("enroll: %s required (see tagwatchd enroll -h)", strings.Join(missing, ", "))}
 	}
 
 	cfg, err := loadConfig(*cfgPath)
@@ -101,14 +111,11 @@ func cmdEnroll(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	spec := vault.WatchSpec{Hashtags: splitList(*hashtags), Schedule: *schedule, Targets: targets}
+	spec := vault.WatchSpec{Hashtags: splitList(*hashtags), Schedule: *schedule, Lang: *lang, Targets: targets, Backfill: *backfill}
 	link, rec, err := svc.CreateLink(context.Background(), vault.LinkRequest{UserID: *user, UserName: *name, UserEmail: *email,
 		Provider: *prov, Expected: *expect, Watch: &spec, TTL: *ttl, CreatedBy: "tagwatchd enroll"})
-	if errors.Is(err, vault.ErrInvalid) {
-		return &exitError{2, err} // "create consent link: ..."
-	}
 	if err != nil {
-		return err
+		return offlineErr("enroll", err)
 	}
 	fmt.Fprintf(stdout, "consent link for user %s at %s (link id %s, expires %s):\n%s\n",
 		rec.UserID, rec.Provider, rec.ID, rec.ExpiresAt.UTC().Format(time.RFC3339), link)

@@ -33,6 +33,9 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+
+	"tagwatch/vault"
+	"tagwatch/vault/enroll"
 )
 
 // version is set at link time with -ldflags "-X main.version=v1.2.3".
@@ -57,6 +60,81 @@ type exitError struct {
 
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
+
+// Exit statuses of the offline commands (tagwatchd watches, tagwatchd
+// enroll), the same as tagwatchctl's for the same refusal (README): 0 ok,
+// 1 failure, 2 usage or invalid input, 5 not found, 6 conflict. A
+// configuration error is exitConfig.
+const (
+	exitFailure  = 1
+	exitUsage    = 2
+	exitNotFound = 5
+	exitConflict = 6
+)
+
+// refusal is what kind of refusal a domain error is, for each edge to map
+// once: apiErr to the status API's answers, offlineErr to the offline
+// commands' exit statuses.
+type refusal int
+
+const (
+	refusalNone     refusal = iota // not the domain's refusal: a failure
+	refusalNotFound                // vault.ErrNotFound
+	refusalInvalid                 // vault.ErrInvalid, enroll.ErrUnknownProvider
+	refusalConflict                // vault.ErrConflict, vault.ErrExists
+)
+
+// classify says what kind of refusal err is and returns the error to show
+// for it: the domain's own typed error, found with errors.As whatever
+// layers wrapped it (a *vault.NotFoundError reads `grant "nosuch" does not
+// exist`, not `renew: unenroll: grant "nosuch" does not exist`; likewise a
+// *vault.InvalidError and a *vault.TransitionError), else err itself.
+func classify(err error) (refusal, error) {
+	switch {
+	case err == nil:
+		return refusalNone, nil
+	case errors.Is(err, vault.ErrNotFound):
+		return refusalNotFound, own[*vault.NotFoundError](err)
+	case errors.Is(err, vault.ErrInvalid), errors.Is(err, enroll.ErrUnknownProvider):
+		return refusalInvalid, own[*vault.InvalidError](err)
+	case errors.Is(err, vault.ErrConflict), errors.Is(err, vault.ErrExists):
+		return refusalConflict, own[*vault.TransitionError](err)
+	}
+	return refusalNone, err
+}
+
+// own returns the first error of type T in err's tree, or err.
+func own[T error](err error) error {
+	var t T
+	if errors.As(err, &t) {
+		return t
+	}
+	return err
+}
+
+// offlineErr is an offline command's error with the exit status
+// tagwatchctl gives the same refusal (classify): 5 not found, 2 invalid,
+// 6 conflict, else 1. op names the command ("watches pause"); the rest of
+// the message is the domain's own text, as tagwatchctl shows it.
+func offlineErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	kind, shown := classify(err)
+	code := map[refusal]int{refusalNone: exitFailure, refusalNotFound: exitNotFound, refusalInvalid: exitUsage,
+		refusalConflict: exitConflict}[kind]
+	return &exitError{code, fmt.Errorf("%s: %w", op, shown)}
+}
+
+// shownError is an error shown with its own text that is still its
+// cause for errors.Is and errors.As.
+type shownError struct {
+	text string
+	err  error
+}
+
+func (e *shownError) Error() string { return e.text }
+func (e *shownError) Unwrap() error { return e.err }
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -139,7 +217,10 @@ Usage:
                                             create a one-time consent link (prints it once), by the
                                             rules the daemon applies
 
-The keys commands work on the vault file of a stopped daemon.
+The keys, watches and enroll commands work on the vault file of a stopped
+daemon; watches and enroll exit as tagwatchctl does for the same refusal
+(2 invalid, 5 not found, 6 conflict); tagwatchd watches -h and tagwatchd
+enroll -h show their flags.
 The default configuration file is /etc/tagwatch/tagwatch.toml ($TAGWATCH_CONFIG overrides it).
 `
 

@@ -11,7 +11,7 @@ import (
 	"tagwatch/cmd/internal/statusapi"
 	"tagwatch/notify"
 	"tagwatch/vault"
-	"tagwatch/vault/enroll"
+	"tagwatch/worker"
 )
 
 // The operator type implements the status socket's backend. It is a door:
@@ -22,24 +22,26 @@ import (
 // own.
 var _ statusapi.Backend = (*operator)(nil)
 
-// apiErr maps the domain's errors to the status API's, once: the
-// answer's message is the domain's text, which names the object
-// (`watch "nosuch" does not exist`).
+// apiErr maps the domain's errors to the status API's, once (classify):
+// the answer's message is the domain's own text, which names the object
+// (`watch "nosuch" does not exist`), without the prefixes of the layers
+// that wrapped it.
 func apiErr(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, vault.ErrNotFound):
-		return fmt.Errorf("%w: %w", statusapi.ErrNotFound, err)
-	case errors.Is(err, vault.ErrInvalid), errors.Is(err, enroll.ErrUnknownProvider):
-		return fmt.Errorf("%w: %w", statusapi.ErrInvalid, err)
-	case errors.Is(err, vault.ErrConflict), errors.Is(err, vault.ErrExists):
-		return fmt.Errorf("%w: %w", statusapi.ErrConflict, err)
+	kind, shown := classify(err)
+	switch kind {
+	case refusalNotFound:
+		return fmt.Errorf("%w: %w", statusapi.ErrNotFound, shown)
+	case refusalInvalid:
+		return fmt.Errorf("%w: %w", statusapi.ErrInvalid, shown)
+	case refusalConflict:
+		return fmt.Errorf("%w: %w", statusapi.ErrConflict, shown)
 	}
 	return err
 }
 
 // Status reports version, uptime, readiness, counts and the last errors.
+// Counts.Watches counts the watches by state and, under "invalid", those
+// the current rules refuse (not scheduled, not run).
 func (o *operator) Status(ctx context.Context) (statusapi.Status, error) {
 	now := time.Now()
 	st := statusapi.Status{Version: Version(), Started: o.d.started, Uptime: now.Sub(o.d.started).Seconds(),
@@ -88,6 +90,11 @@ func (o *operator) counts() (statusapi.Counts, error) {
 	}
 	for _, w := range watches {
 		c.Watches[string(w.State)]++
+		// Refused by the current rules: not scheduled, not run (and
+		// counted in its state too).
+		if worker.Refused(db, w.Watch) != nil {
+			c.Watches["invalid"]++
+		}
 	}
 	tallies, err := db.OutboxTallies()
 	if err != nil {
@@ -195,6 +202,10 @@ func targetLabels(ts []string) []string {
 	return out
 }
 
+// watchView is what operators see of a watch: its fields (targets as
+// notify.TargetLabel shows them), its cursor, when the scheduler fires it
+// next and, when the current rules refuse it (worker.Refused, as the
+// scheduler and check-config decide), the rule's message in Invalid.
 func (o *operator) watchView(w vault.Watch, c vault.Cursor) statusapi.Watch {
 	v := statusapi.Watch{ID: w.ID, UserID: w.UserID, Provider: w.Provider, Hashtags: w.Hashtags, Lang: w.Lang,
 		IncludeRetweets: w.IncludeRetweets, Schedule: w.Schedule, Targets: targetLabels(w.Targets), State: string(w.State),
@@ -204,6 +215,9 @@ func (o *operator) watchView(w vault.Watch, c vault.Cursor) statusapi.Watch {
 		if t, ok := o.hk().NextRun(w.ID); ok {
 			v.NextRun = t
 		}
+	}
+	if why := worker.Refused(o.d.db, w); why != nil {
+		v.Invalid = why.Error()
 	}
 	return v
 }
@@ -218,7 +232,8 @@ func (o *operator) changedView(w vault.Watch) statusapi.Watch {
 	return o.watchView(w, c)
 }
 
-// Watches lists every watch with its cursor and last run.
+// Watches lists every watch with its cursor and last run, and the rule's
+// message for each one the current rules refuse (watchView).
 func (o *operator) Watches(ctx context.Context) ([]statusapi.Watch, error) {
 	ws, err := o.d.db.ListWatches("")
 	if err != nil {

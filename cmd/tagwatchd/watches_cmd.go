@@ -17,29 +17,42 @@ import (
 const watchesUsage = `Usage: tagwatchd watches list [-user ID]
        tagwatchd watches add -user ID -provider P -hashtags a,b -schedule S -target T [-target T ...]
                              [-lang xx] [-retweets] [-backfill]
-       tagwatchd watches change -id W [-hashtags a,b] [-schedule S] [-target T ...] [-lang xx] [-retweets=true|false]
-       tagwatchd watches pause|resume|delete -id W
+       tagwatchd watches change WATCH [-hashtags a,b] [-schedule S] [-target T ...] [-lang xx] [-retweets=true|false]
+       tagwatchd watches pause|resume|delete WATCH
 
 Lists and changes hashtag watches in the vault of a stopped daemon (every
 command takes -config FILE), with the rules the daemon applies, built from
 the same configuration. A running daemon picks changes up at start or on
-SIGHUP; while it runs, use tagwatchctl.
+SIGHUP; while it runs, use tagwatchctl. The watch is named by its id, as
+an argument or with -id W. Flags may come before or after it.
+
+Targets are console:, mailto:ADDRESS (with [notify.smtp]), a webhook URL
+with a secret in [[notify.webhook]], or a chat URL (ntfy://, slack://, ...).
+
+Exit status, as tagwatchctl's: 0 ok, 1 failure, 2 usage or invalid input,
+5 no such watch, 6 conflict (the same watch exists, or the watch's state
+does not allow it), 78 configuration error.
 `
 
 // actorWatches names this door in the audit trail.
 const actorWatches = "tagwatchd watches"
 
 // cmdWatches implements `tagwatchd watches`. Every change is one call of
-// the vault's watch methods, which apply the rules.
+// the vault's watch methods, which apply the rules; their refusals exit
+// as tagwatchctl's do (offlineErr).
 func cmdWatches(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, watchesUsage)
-		return &exitError{2, errors.New("watches: want a subcommand: list, add, change, pause, resume, delete")}
+		return &exitError{exitUsage, errors.New("watches: want a subcommand: list, add, change, pause, resume, delete")}
 	}
 	sub := args[0]
+	switch sub {
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, watchesUsage)
+		return nil
+	}
 	fs := flag.NewFlagSet("watches "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, watchesUsage); fs.PrintDefaults() }
+	fs.SetOutput(io.Discard)
 	cfgPath := fs.String("config", defaultConfigPath(), "configuration file")
 	var (
 		id, user, prov, hashtags, schedule, lang *string
@@ -55,27 +68,39 @@ func cmdWatches(args []string, stdout, stderr io.Writer) error {
 			prov = fs.String("provider", "", "provider name (required)")
 			backfill = fs.Bool("backfill", false, "let the first run read the last 7 days")
 		} else {
-			id = fs.String("id", "", "watch id (required)")
+			id = fs.String("id", "", "watch id (or give it as the argument)")
 		}
 		hashtags = fs.String("hashtags", "", "comma-separated hashtags, without #")
 		schedule = fs.String("schedule", "", "schedule, such as '@every 15m' or a cron expression")
 		lang = fs.String("lang", "", "only posts in this language")
 		retweets = fs.Bool("retweets", false, "include reposts")
-		fs.Var(&targets, "target", "notification target (repeatable; on change, replaces them all)")
+		fs.Var(&targets, "target", "where notifications go: console:, mailto:ADDRESS, a webhook URL or a chat URL (ntfy://, slack://, ...)"+
+			" (repeatable; on change, replaces them all)")
 	case "pause", "resume", "delete":
-		id = fs.String("id", "", "watch id (required)")
+		id = fs.String("id", "", "watch id (or give it as the argument)")
 	default:
 		fmt.Fprint(stderr, watchesUsage)
-		return &exitError{2, fmt.Errorf("watches: unknown subcommand %q", sub)}
+		return &exitError{exitUsage, fmt.Errorf("watches: unknown subcommand %q", sub)}
 	}
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
+	pos, err := parseInterspersed(fs, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		printFlagsUsage(stdout, watchesUsage, fs)
+		return nil
 	}
-	if fs.NArg() > 0 {
-		return &exitError{2, fmt.Errorf("watches %s: unexpected argument %q", sub, fs.Arg(0))}
+	if err != nil {
+		return &exitError{exitUsage, fmt.Errorf("watches %s: %w (see tagwatchd watches -h)", sub, err)}
+	}
+	if id != nil && len(pos) > 0 {
+		if *id != "" && *id != pos[0] {
+			return &exitError{exitUsage, fmt.Errorf("watches %s: name the watch once, as the argument or with -id", sub)}
+		}
+		*id, pos = pos[0], pos[1:]
+	}
+	if len(pos) > 0 {
+		return &exitError{exitUsage, fmt.Errorf("watches %s: unexpected argument %q", sub, pos[0])}
 	}
 	if id != nil && *id == "" {
-		return &exitError{2, fmt.Errorf("watches %s: -id is required", sub)}
+		return &exitError{exitUsage, fmt.Errorf("watches %s: the watch id is required (tagwatchd watches %s WATCH)", sub, sub)}
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -90,7 +115,7 @@ func cmdWatches(args []string, stdout, stderr io.Writer) error {
 			missing = append(missing, "-target")
 		}
 		if len(missing) > 0 {
-			return &exitError{2, fmt.Errorf("watches add: %s required", strings.Join(missing, ", "))}
+			return &exitError{exitUsage, fmt.Errorf("watches add: %s required", strings.Join(missing, ", "))}
 		}
 	}
 	cfg, err := loadConfig(*cfgPath)
@@ -115,7 +140,8 @@ func cmdWatches(args []string, stdout, stderr io.Writer) error {
 			Targets: targets, Backfill: *backfill}
 		w, err = db.AddWatch(vault.NewWatch{UserID: *user, Provider: *prov, Spec: spec}, actorWatches)
 		if errors.Is(err, vault.ErrDuplicateWatch) {
-			err = fmt.Errorf("user %q already has this watch at %q: watch %s", *user, *prov, w.ID)
+			// As the status socket says it.
+			err = &shownError{fmt.Sprintf("user %q already has this watch at %q: watch %s", *user, *prov, w.ID), err}
 		}
 	case "change":
 		var c vault.WatchChange
@@ -142,11 +168,8 @@ func cmdWatches(args []string, stdout, stderr io.Writer) error {
 	case "delete":
 		w, err = db.DeleteWatch(*id, actorWatches)
 	}
-	if errors.Is(err, vault.ErrInvalid) {
-		return &exitError{2, fmt.Errorf("watches %s: %w", sub, err)}
-	}
 	if err != nil {
-		return fmt.Errorf("watches %s: %w", sub, err)
+		return offlineErr("watches "+sub, err)
 	}
 	verb := map[string]string{"add": "added", "change": "changed", "pause": "paused", "resume": "resumed", "delete": "deleted"}[sub]
 	if !changed {
@@ -154,6 +177,38 @@ func cmdWatches(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "watch %s %s (user %s, state %s)\n", w.ID, verb, w.UserID, w.StateText())
 	return nil
+}
+
+// parseInterspersed parses flags that may come before, between or after
+// positional arguments, as tagwatchctl does; "--" ends the flags. It
+// returns the positional arguments.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		// flag stops at "--" and consumes it: what follows is positional.
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// printFlagsUsage prints a command's usage text and its flags to w: the
+// answer to -h, which is asked for (on stdout, exit 0).
+func printFlagsUsage(w io.Writer, usage string, fs *flag.FlagSet) {
+	fmt.Fprint(w, usage)
+	fmt.Fprintln(w, "\nFlags:")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
 }
 
 // openOffline opens a stopped daemon's vault with the rules the daemon
@@ -188,8 +243,9 @@ func listWatches(db *vault.DB, user string, stdout io.Writer) error {
 		if result == "" {
 			result = "-"
 		}
+		// Hashtags as tagwatchctl watches list shows them: "#golang #rust".
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%q\t%s\t%s\t%s\t%d\t%d\t%d\n", w.ID, w.UserID, w.Provider, w.StateText(), w.Schedule,
-			strings.Join(w.Hashtags, ","), last, result, c.Runs, c.PostsRead, c.Matches)
+			"#"+strings.Join(w.Hashtags, " #"), last, result, c.Runs, c.PostsRead, c.Matches)
 	}
 	return tw.Flush()
 }

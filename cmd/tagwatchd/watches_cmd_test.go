@@ -9,6 +9,7 @@ import (
 
 	"tagwatch/vault"
 	"tagwatch/vault/seal"
+	"tagwatch/vault/vaulttest"
 )
 
 // watchesEnv is a config with one provider and an initialised vault
@@ -38,10 +39,7 @@ func watchesEnv(t *testing.T) env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := vault.Open(vault.Options{Path: e.db, Master: master})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := vaulttest.Open(t, vaulttest.Path(e.db), vaulttest.Master(master))
 	defer db.Close()
 	err = db.Update(func(tx *vault.Tx) error {
 		if err := tx.PutUser(vault.User{ID: "u1"}); err != nil {

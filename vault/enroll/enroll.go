@@ -80,8 +80,18 @@ const (
 const maxFlowsPerLink = 8
 
 // ErrUnknownProvider means a link names a provider the Service does not
-// know. CreateLink returns it inside a *vault.InvalidError.
-var ErrUnknownProvider = errors.New("unknown provider")
+// know. CreateLink returns it inside a *vault.InvalidError, worded as
+// every door words it: `provider "nosuch" is not configured`.
+var ErrUnknownProvider = errors.New("provider is not configured")
+
+// unknownProviderError is ErrUnknownProvider naming the provider.
+type unknownProviderError struct{ name string }
+
+func (e *unknownProviderError) Error() string {
+	return fmt.Sprintf("provider %q is not configured", e.name)
+}
+
+func (e *unknownProviderError) Is(target error) bool { return target == ErrUnknownProvider }
 
 // Config configures a Service. Zero values take the defaults documented.
 type Config struct {

@@ -22,7 +22,7 @@ func (s *Service) CreateLink(ctx context.Context, req vault.LinkRequest) (string
 	}
 	if _, ok := s.provider(req.Provider); !ok {
 		return "", vault.Enrollment{}, &vault.InvalidError{Object: "consent link",
-			Err: fmt.Errorf("%w %q", ErrUnknownProvider, req.Provider)}
+			Err: &unknownProviderError{req.Provider}}
 	}
 	if req.TTL == 0 {
 		req.TTL = s.cfg.LinkTTL

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"tagwatch/vault"
@@ -134,7 +135,7 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error, formOr
 	if !ok {
 		t = reasons[reasonInternal]
 	}
-	attrs := append([]any{"reason", t.name, "status", t.status, "path", routeName(r)}, f.attrs...)
+	attrs := append([]any{"reason", t.name, "status", t.status, "method", r.Method, "path", routeName(r)}, f.attrs...)
 	if f.err != nil {
 		attrs = append(attrs, "err", f.err.Error())
 	}
@@ -154,15 +155,20 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error, formOr
 	s.render(w, t.status, messageTmpl, &d, formOrigin)
 }
 
-// routeName names the route for the log without the link token or any
-// query parameter.
+// routeName names the route for the log, without the link token or any
+// query parameter: the path of the pattern that matched
+// ("/enroll/{token}"), without the pattern's method, which the log line
+// carries once, as the request's ("method"; a HEAD request matches a GET
+// pattern). "-" when no pattern matched.
 func routeName(r *http.Request) string {
-	switch {
-	case r.Pattern != "":
-		return r.Method + " " + r.Pattern
-	default:
-		return r.Method
+	p := r.Pattern
+	if i := strings.IndexAny(p, " \t"); i >= 0 {
+		p = strings.TrimLeft(p[i:], " \t") // "[METHOD ][HOST]/[PATH]"
 	}
+	if p == "" {
+		return "-"
+	}
+	return p
 }
 
 // pageData is what every page template gets.

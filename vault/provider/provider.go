@@ -325,16 +325,18 @@ func (p *Provider) CheckAuthorizationIssuer(iss string, present bool) error {
 
 // CheckURL accepts an absolute https URL, or http on a loopback host
 // (development and tests). URLs with credentials or a fragment are refused.
+// Errors are *URLError, whose message never shows the URL's user part.
 func CheckURL(raw string) error {
+	bad := func(problem string) error { return &URLError{URL: raw, Problem: problem} }
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || !u.IsAbs() {
-		return fmt.Errorf("must be an absolute URL, got %q", raw)
+		return bad("must be an absolute URL")
 	}
 	if u.User != nil {
-		return fmt.Errorf("must not carry credentials: %q", u.Redacted())
+		return bad("must not carry credentials in its user part")
 	}
 	if u.Fragment != "" {
-		return fmt.Errorf("must not have a fragment: %q", raw)
+		return bad("must not have a fragment")
 	}
 	switch u.Scheme {
 	case "https":
@@ -343,10 +345,44 @@ func CheckURL(raw string) error {
 		if IsLoopbackHost(u.Hostname()) {
 			return nil
 		}
-		return fmt.Errorf("must be https (http is allowed only on loopback), got %q", raw)
+		return bad("must be https (http is allowed only on loopback)")
 	default:
-		return fmt.Errorf("must be https, got scheme %q", u.Scheme)
+		return bad("must be https")
 	}
+}
+
+// URLError is a URL that CheckURL refuses. Its message reads
+// `must be https (http is allowed only on loopback), got "http://id.example.org/"`,
+// with the URL shown by WithoutUser: endpoint URLs carry no secret by
+// contract, but a user part is a credential whatever the contract says.
+// Callers that show the URL another way (a webhook target, whose path is
+// its credential) use Problem.
+type URLError struct {
+	// URL is the URL as given.
+	URL string
+	// Problem says what is wrong, without the URL: "must not have a fragment".
+	Problem string
+}
+
+func (e *URLError) Error() string { return fmt.Sprintf("%s, got %q", e.Problem, WithoutUser(e.URL)) }
+
+// WithoutUser returns raw without the user part of its authority
+// ("https://u:p@h/x" is "https://h/x"), cut from the text, so that a URL
+// that does not parse loses it too.
+func WithoutUser(raw string) string {
+	start := 0
+	if i := strings.Index(raw, ":"); i > 0 && !strings.ContainsAny(raw[:i], "/?#@") {
+		start = i + 1 // after the scheme
+	}
+	start += len(raw[start:]) - len(strings.TrimPrefix(raw[start:], "//"))
+	end := len(raw)
+	if i := strings.IndexAny(raw[start:], "/?#"); i >= 0 {
+		end = start + i
+	}
+	if at := strings.LastIndex(raw[start:end], "@"); at >= 0 {
+		return raw[:start] + raw[start+at+1:]
+	}
+	return raw
 }
 
 // IsLoopbackHost reports whether host is localhost or a loopback address.

@@ -24,17 +24,28 @@ var (
 	// ErrTooOften means a schedule can run a watch sooner after its
 	// previous run than the minimum interval allows.
 	ErrTooOften = errors.New("runs too often")
+	// ErrNotPositive means an `@every` interval is zero or negative.
+	ErrNotPositive = errors.New("the interval must be positive")
+	// ErrWholeSeconds means an `@every` interval is under a second or not
+	// a whole number of seconds: robfig/cron counts whole seconds (it runs
+	// `@every 500ms` every 1s and `@every 1.5s` every 1s), so the schedule
+	// would not run as written.
+	ErrWholeSeconds = errors.New("the scheduler counts whole seconds")
 )
 
 // ScheduleError says why a schedule is refused. Its message names the
-// schedule; errors.Is matches ErrNeverFires and ErrTooOften for those
-// causes.
+// schedule; errors.Is matches ErrNeverFires, ErrTooOften, ErrNotPositive
+// and ErrWholeSeconds for those causes.
 type ScheduleError struct {
 	Spec string
-	// Err is the cause: ErrNeverFires, ErrTooOften, or the parser's error.
+	// Err is the cause: ErrNeverFires, ErrTooOften, ErrNotPositive,
+	// ErrWholeSeconds, or the parser's error.
 	Err error
 	// Gap is, for ErrTooOften, the shortest time between two fires, and
-	// Min the minimum interval it breaks.
+	// for ErrWholeSeconds the interval robfig/cron would run instead. Min
+	// is the minimum interval; the message names it when the schedule
+	// breaks it (ErrTooOften always, ErrNotPositive and ErrWholeSeconds
+	// when the interval is under it).
 	Gap, Min time.Duration
 	// Every is true when the schedule is an @every one (a fixed gap).
 	Every bool
@@ -49,10 +60,21 @@ func (e *ScheduleError) Error() string {
 		if !e.Every {
 			how = "runs as often as every"
 		}
-		return fmt.Sprintf("schedule %q %s %s; the minimum between runs of one watch is %s (scheduler.min_interval)",
-			e.Spec, how, e.Gap, e.Min)
+		return fmt.Sprintf("schedule %q %s %s; %s", e.Spec, how, e.Gap, floorText(e.Min))
+	case e.Err == ErrNotPositive && e.Min > 0:
+		return fmt.Sprintf("schedule %q: %v; %s", e.Spec, e.Err, floorText(e.Min))
+	case e.Err == ErrWholeSeconds:
+		msg := fmt.Sprintf("schedule %q: %v and would run it every %s; write a whole number of seconds", e.Spec, e.Err, e.Gap)
+		if e.Gap < e.Min {
+			msg += "; " + floorText(e.Min)
+		}
+		return msg
 	}
 	return fmt.Sprintf("schedule %q: %v", e.Spec, e.Err)
+}
+
+func floorText(min time.Duration) string {
+	return fmt.Sprintf("the minimum between runs of one watch is %s (scheduler.min_interval)", min)
 }
 
 // Unwrap returns the cause.
@@ -61,8 +83,11 @@ func (e *ScheduleError) Unwrap() error { return e.Err }
 // CheckSchedule parses spec with Parser and checks that it is fit to run a
 // watch: it must fire at some time (ErrNeverFires; robfig's Next finds no
 // time within five years), and, when minInterval > 0, no two fires may be
-// closer than minInterval (ErrTooOften). For `@every d` the gap is d as
-// the engine runs it (at least 1 s, whole seconds); for a cron expression
+// closer than minInterval (ErrTooOften). An `@every d` must have d
+// positive (ErrNotPositive) and a whole number of seconds, at least one
+// (ErrWholeSeconds: robfig/cron rounds d up to 1 s and truncates the
+// fraction, so the schedule would not run as written), whatever
+// minInterval is; its gap is then d. For a cron expression
 // it is computed exactly from the fields: the closest two times of day
 // (hours x minutes x seconds) and, when two consecutive days can both
 // fire, the wrap from the last time of one day to the first of the next.
@@ -91,6 +116,15 @@ func CheckSchedule(spec string, minInterval time.Duration) (s cron.Schedule, err
 	}
 	switch s := s.(type) {
 	case cron.ConstantDelaySchedule:
+		d, ok := everyInterval(spec)
+		switch {
+		case !ok:
+			return nil, &ScheduleError{Spec: spec, Err: fmt.Errorf("cannot read the interval of %q", spec)}
+		case d <= 0:
+			return nil, &ScheduleError{Spec: spec, Err: ErrNotPositive, Min: minInterval, Every: true}
+		case d%time.Second != 0: // under 1s, or a fraction of one
+			return nil, &ScheduleError{Spec: spec, Err: ErrWholeSeconds, Gap: s.Delay, Min: minInterval, Every: true}
+		}
 		if minInterval > 0 && s.Delay < minInterval {
 			return nil, &ScheduleError{Spec: spec, Err: ErrTooOften, Gap: s.Delay, Min: minInterval, Every: true}
 		}
@@ -107,6 +141,28 @@ func CheckSchedule(spec string, minInterval time.Duration) (s cron.Schedule, err
 		return s, nil
 	}
 	return nil, &ScheduleError{Spec: spec, Err: fmt.Errorf("unknown schedule type %T", s)}
+}
+
+// everyInterval returns the duration an `@every` schedule is written
+// with, before robfig's Every rounds it: the text after "@every " (and
+// after a TZ= or CRON_TZ= prefix, as robfig's Parse strips it), read by
+// time.ParseDuration as robfig reads it. ok is false when it does not
+// read (robfig's Parse would have refused it).
+func everyInterval(spec string) (d time.Duration, ok bool) {
+	body := spec
+	if strings.HasPrefix(body, "TZ=") || strings.HasPrefix(body, "CRON_TZ=") {
+		i := strings.Index(body, " ")
+		if i < 0 {
+			return 0, false
+		}
+		body = strings.TrimSpace(body[i:])
+	}
+	rest, found := strings.CutPrefix(body, "@every ")
+	if !found {
+		return 0, false
+	}
+	d, err := time.ParseDuration(rest)
+	return d, err == nil
 }
 
 // starBit is robfig's mark of a field written as * or ?.

@@ -42,10 +42,8 @@ func TestCheckScheduleFloor(t *testing.T) {
 		min  time.Duration
 		want string // "" for accepted
 	}{
-		{"@every 0s", floor, `schedule "@every 0s" runs every 1s; the minimum between runs of one watch is 5m0s (scheduler.min_interval)`},
-		{"@every -5s", floor, `schedule "@every -5s" runs every 1s; the minimum between runs of one watch is 5m0s (scheduler.min_interval)`},
-		{"@every 1ns", floor, `schedule "@every 1ns" runs every 1s; the minimum between runs of one watch is 5m0s (scheduler.min_interval)`},
-		{"@every 299.9s", floor, `schedule "@every 299.9s" runs every 4m59s; the minimum between runs of one watch is 5m0s (scheduler.min_interval)`},
+		{"@every 299s", floor, `schedule "@every 299s" runs every 4m59s; the minimum between runs of one watch is 5m0s (scheduler.min_interval)`},
+		{"@every 1s", floor, `schedule "@every 1s" runs every 1s; the minimum between runs of one watch is 5m0s (scheduler.min_interval)`},
 		{"* * * * * *", floor, `schedule "* * * * * *" runs as often as every 1s; the minimum between runs of one watch is 5m0s (scheduler.min_interval)`},
 		{"* * * * *", floor, `schedule "* * * * *" runs as often as every 1m0s; the minimum between runs of one watch is 5m0s (scheduler.min_interval)`},
 		{"*/4 * * * *", floor, `schedule "*/4 * * * *" runs as often as every 4m0s; the minimum between runs of one watch is 5m0s (scheduler.min_interval)`},
@@ -64,7 +62,8 @@ func TestCheckScheduleFloor(t *testing.T) {
 		{"0 */5 * * * *", floor, ""},
 		{"0 9 * * 1-5", floor, ""},
 		{"@hourly", floor, ""},
-		{"@every 0s", 0, ""}, // no floor
+		{"@every 1s", 0, ""}, // no floor
+		{"@every 1s", time.Second, ""},
 		// 23:59 and 00:00, but never on consecutive days (the 1st and the
 		// 15th): the wrap does not happen, the closest fires are 59 min
 		// apart.
@@ -90,6 +89,61 @@ func TestCheckScheduleFloor(t *testing.T) {
 		}
 		if tc.want != "" && !errors.Is(err, ErrTooOften) {
 			t.Errorf("CheckSchedule(%q, %s) = %v, want ErrTooOften", tc.spec, tc.min, err)
+		}
+	}
+}
+
+// TestCheckScheduleEvery: an @every interval that is zero or negative,
+// under a second or not a whole number of seconds is refused as such,
+// whatever the floor (robfig/cron would run it every 1s, or rounded
+// down), and the message names the floor when the interval is under it
+// (C08).
+func TestCheckScheduleEvery(t *testing.T) {
+	const (
+		positive = "the interval must be positive"
+		whole    = "the scheduler counts whole seconds and would run it every "
+		floor5m  = "; the minimum between runs of one watch is 5m0s (scheduler.min_interval)"
+		floor1s  = "; the minimum between runs of one watch is 1s (scheduler.min_interval)"
+	)
+	tests := []struct {
+		spec string
+		min  time.Duration
+		want string // "" for accepted
+		err  error
+	}{
+		{"@every 0s", floor, `schedule "@every 0s": ` + positive + floor5m, ErrNotPositive},
+		{"@every -5s", floor, `schedule "@every -5s": ` + positive + floor5m, ErrNotPositive},
+		{"@every 0s", time.Second, `schedule "@every 0s": ` + positive + floor1s, ErrNotPositive},
+		{"@every -5s", time.Second, `schedule "@every -5s": ` + positive + floor1s, ErrNotPositive},
+		{"@every -0s", time.Second, `schedule "@every -0s": ` + positive + floor1s, ErrNotPositive},
+		{"@every -1h", 0, `schedule "@every -1h": ` + positive, ErrNotPositive},
+		{"TZ=UTC @every -1s", time.Second, `schedule "TZ=UTC @every -1s": ` + positive + floor1s, ErrNotPositive},
+		{"@every 1ns", floor, `schedule "@every 1ns": ` + whole + "1s; write a whole number of seconds" + floor5m, ErrWholeSeconds},
+		{"@every 1ns", time.Second, `schedule "@every 1ns": ` + whole + "1s; write a whole number of seconds", ErrWholeSeconds},
+		{"@every 500ms", time.Second, `schedule "@every 500ms": ` + whole + "1s; write a whole number of seconds", ErrWholeSeconds},
+		{"@every 1.5s", time.Second, `schedule "@every 1.5s": ` + whole + "1s; write a whole number of seconds", ErrWholeSeconds},
+		{"@every 999ms", 0, `schedule "@every 999ms": ` + whole + "1s; write a whole number of seconds", ErrWholeSeconds},
+		{"@every 299.9s", floor, `schedule "@every 299.9s": ` + whole + "4m59s; write a whole number of seconds" + floor5m, ErrWholeSeconds},
+		// Above the floor, only the fraction is wrong.
+		{"@every 20m0.5s", floor, `schedule "@every 20m0.5s": ` + whole + "20m0s; write a whole number of seconds", ErrWholeSeconds},
+		{"CRON_TZ=UTC @every 1500ms", time.Second, `schedule "CRON_TZ=UTC @every 1500ms": ` + whole + "1s; write a whole number of seconds", ErrWholeSeconds},
+		{"@every 1s", time.Second, "", nil},
+		{"@every 1000ms", time.Second, "", nil},
+		{"@every 1m30s", time.Second, "", nil},
+		{"TZ=UTC @every 5m", floor, "", nil},
+		{"CRON_TZ=UTC  @every 5m", floor, "", nil},
+	}
+	for _, tc := range tests {
+		_, err := CheckSchedule(tc.spec, tc.min)
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tc.want {
+			t.Errorf("CheckSchedule(%q, %s) = %q, want %q", tc.spec, tc.min, got, tc.want)
+		}
+		if tc.err != nil && !errors.Is(err, tc.err) {
+			t.Errorf("CheckSchedule(%q, %s) = %v, want errors.Is %v", tc.spec, tc.min, err, tc.err)
 		}
 	}
 }
@@ -220,6 +274,15 @@ func FuzzCheckSchedule(f *testing.F) {
 	} {
 		f.Add(seed, int64(floor))
 	}
+	// @every intervals that are not a positive whole number of seconds,
+	// under the lowest floor the configuration allows (1s) and none.
+	for _, seed := range []string{
+		"@every 0s", "@every -5s", "@every -0s", "@every 500ms", "@every 1ns", "@every 1.5s", "@every 999ms",
+		"@every 1s", "@every 1000ms", "TZ=UTC @every -1s", "CRON_TZ=UTC @every 1500ms", "@every 20m0.5s", "@every 1e3s",
+	} {
+		f.Add(seed, int64(time.Second))
+		f.Add(seed, int64(0))
+	}
 	f.Fuzz(func(t *testing.T, spec string, min int64) {
 		minInterval := time.Duration(min)
 		s, err := CheckSchedule(spec, minInterval)
@@ -229,6 +292,12 @@ func FuzzCheckSchedule(f *testing.F) {
 				t.Fatalf("CheckSchedule(%q) = %v, want a *ScheduleError naming it", spec, err)
 			}
 			return
+		}
+		if cd, ok := s.(cron.ConstantDelaySchedule); ok {
+			// Runs as written: a positive whole number of seconds.
+			if d, ok := everyInterval(spec); !ok || d != cd.Delay || d < time.Second || d%time.Second != 0 {
+				t.Fatalf("CheckSchedule(%q) accepted an @every the engine runs every %s, written %s", spec, cd.Delay, d)
+			}
 		}
 		now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 		a := s.Next(now)

@@ -31,6 +31,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
 
+	"tagwatch/notify"
 	"tagwatch/vault"
 	"tagwatch/vault/enroll"
 	"tagwatch/vault/provider"
@@ -550,7 +551,7 @@ func (c *Config) validate() []fieldErr {
 	}
 	for i, h := range c.Notify.Webhooks {
 		key := fmt.Sprintf("notify.webhook[%d]", i)
-		if err := CheckURL(h.URL, false); err != nil {
+		if err := CheckWebhookURL(h.URL); err != nil {
 			add(key+".url", "%v", err)
 		}
 		secretSource(key+".secret_file", h.SecretFile, key+".secret_credential", h.SecretCredential, true)
@@ -607,14 +608,33 @@ func (c *Config) validate() []fieldErr {
 }
 
 // CheckURL applies provider.CheckURL (absolute, https except on loopback,
-// no credentials or fragment) and, when strict (endpoint URLs), refuses a
-// query too.
+// no credentials or fragment) to an endpoint URL (a provider's issuer,
+// token_url, ...) and, when strict, refuses a query too. Endpoint URLs
+// carry no secret by contract; the messages show the URL without its
+// user part all the same (provider.WithoutUser).
 func CheckURL(raw string, strict bool) error {
 	if err := provider.CheckURL(raw); err != nil {
 		return err
 	}
 	if u, _ := url.Parse(raw); strict && u.RawQuery != "" {
-		return fmt.Errorf("must not have a query: %q", raw)
+		return fmt.Errorf("must not have a query, got %q", raw)
+	}
+	return nil
+}
+
+// CheckWebhookURL applies provider.CheckURL to a webhook target's URL
+// (notify.webhook[].url). An incoming-webhook URL keeps its credential in
+// its path, query or user part, so the message shows it only as
+// notify.TargetLabel does: `must be https (http is allowed only on
+// loopback), got http://hooks.example.com/…#1a2b3c4d`.
+func CheckWebhookURL(raw string) error {
+	err := provider.CheckURL(raw)
+	var ue *provider.URLError
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s, got %s", ue.Problem, notify.TargetLabel(raw))
+	}
+	if err != nil {
+		return fmt.Errorf("is not a valid URL, got %s", notify.TargetLabel(raw))
 	}
 	return nil
 }

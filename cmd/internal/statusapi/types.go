@@ -44,8 +44,11 @@ type Status struct {
 
 // Counts are the sizes of the vault's collections, by state.
 type Counts struct {
-	Users       int            `json:"users"`
-	Grants      map[string]int `json:"grants"`
+	Users  int            `json:"users"`
+	Grants map[string]int `json:"grants"`
+	// Watches counts the watches by state and, under "invalid", those the
+	// daemon's current rules refuse (Watch.Invalid; each is counted in its
+	// state too).
 	Watches     map[string]int `json:"watches"`
 	Outbox      map[string]int `json:"outbox"`
 	Enrollments map[string]int `json:"enrollments"`
@@ -122,6 +125,13 @@ type Watch struct {
 	Runs      int64  `json:"runs"`
 	PostsRead int64  `json:"posts_read"`
 	Matches   int64  `json:"matches"`
+	// Invalid is set when the daemon's current rules refuse the watch (it
+	// was stored under other rules: a lower scheduler.min_interval, a
+	// channel since removed): the rule's message, such as `schedule
+	// "@every 5m" runs every 5m0s; the minimum between runs of one watch is
+	// 20m0s (scheduler.min_interval)`. Such a watch is not scheduled and
+	// not run, whatever its state, until the rules or the watch change.
+	Invalid string `json:"invalid,omitempty"`
 }
 
 // WatchSpec is what a watch does, as operators write it.
