@@ -238,9 +238,9 @@ func (tx *Tx) CommitRun(c RunCommit) (RunOutcome, error) {
 		for i, p := range chunk {
 			ids[i] = p.ID
 		}
+		// Facts only: notify/render.go words the digest.
 		n := Notice{Type: NoticeMatch, UserID: w.UserID, WatchID: w.ID, Provider: w.Provider, Hashtags: w.Hashtags,
-			Posts: chunk, Time: now,
-			Message: fmt.Sprintf("%d new posts (ids %s)", len(chunk), strings.Join(ids, ","))}
+			Posts: chunk, Time: now}
 		payload, err := json.Marshal(n)
 		if err != nil {
 			return out, err

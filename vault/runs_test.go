@@ -68,7 +68,7 @@ func TestCommitRunQueuesEachPostOnce(t *testing.T) {
 			if err := json.Unmarshal(r.Payload, &n); err != nil {
 				return err
 			}
-			if n.Type != NoticeMatch || n.WatchID != "w1" || len(n.Posts) > 2 || n.Message == "" {
+			if n.Type != NoticeMatch || n.WatchID != "w1" || len(n.Posts) > 2 || n.Message != "" {
 				t.Errorf("row %s: notice %+v", r.ID, n)
 			}
 			for _, p := range n.Posts {
