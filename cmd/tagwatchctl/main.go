@@ -29,6 +29,7 @@ import (
 	"strings"
 	"syscall"
 
+	"tagwatch/cmd/internal/cliflag"
 	"tagwatch/cmd/internal/statusapi"
 )
 
@@ -133,7 +134,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(socket, "socket", *socket, "path of tagwatchd's status socket")
 	fs.BoolVar(asJSON, "json", *asJSON, "print the API's JSON instead of tables")
 	action := cmd.flags(fs)
-	positional, err := parseInterspersed(fs, cmdArgs)
+	positional, err := cliflag.ParseInterspersed(fs, cmdArgs)
 	if errors.Is(err, flag.ErrHelp) {
 		printCommandUsage(stdout, cmd, path)
 		return exitOK
@@ -202,28 +203,6 @@ func defaultSocket() string {
 		return s
 	}
 	return statusapi.DefaultSocket
-}
-
-// parseInterspersed parses flags that may come before, between or after
-// positional arguments; "--" ends the flags.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		// flag stops at "--" and consumes it; an arg equal to "--" left
-		// over means a positional "--".
-		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
 }
 
 // resolve finds the command named by args: a command, then a subcommand

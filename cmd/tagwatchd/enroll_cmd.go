@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"tagwatch/cmd/internal/cliflag"
 	"tagwatch/notify"
 	"tagwatch/vault"
 	"tagwatch/vault/enroll"
@@ -66,7 +67,7 @@ func cmdEnroll(args []string, stdout, stderr io.Writer) error {
 	ttl := fs.Duration("ttl", 0, "link lifetime (default enroll.link_ttl of the configuration)")
 	name := fs.String("name", "", "the user's display name")
 	email := fs.String("email", "", "the user's email address")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := cliflag.ParseInterspersed(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		printFlagsUsage(stdout, enrollUsage, fs)
 		return nil

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"tagwatch/cmd/internal/cliflag"
 	"tagwatch/cmd/internal/config"
 	"tagwatch/vault"
 )
@@ -82,7 +83,7 @@ func cmdWatches(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, watchesUsage)
 		return &exitError{exitUsage, fmt.Errorf("watches: unknown subcommand %q", sub)}
 	}
-	pos, err := parseInterspersed(fs, args[1:])
+	pos, err := cliflag.ParseInterspersed(fs, args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		printFlagsUsage(stdout, watchesUsage, fs)
 		return nil
@@ -177,28 +178,6 @@ func cmdWatches(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "watch %s %s (user %s, state %s)\n", w.ID, verb, w.UserID, w.StateText())
 	return nil
-}
-
-// parseInterspersed parses flags that may come before, between or after
-// positional arguments, as tagwatchctl does; "--" ends the flags. It
-// returns the positional arguments.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		// flag stops at "--" and consumes it: what follows is positional.
-		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
 }
 
 // printFlagsUsage prints a command's usage text and its flags to w: the

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"tagwatch/vault"
-	"tagwatch/vault/enroll"
+	"tagwatch/vault/vaulttest"
 	"tagwatch/worker/xapi/xsandbox"
 )
 
@@ -21,7 +21,7 @@ import (
 func TestWatchRefusedAtConsent(t *testing.T) {
 	xe := newXEnv(t)
 	link, rec := xe.link("zed", "x", "")
-	xe.db.SetRules(enroll.TestRules{RefuseTargets: []string{"mailto:ada@example.com"}})
+	xe.db.SetRules(vaulttest.StubRules{Refuse: []string{"mailto:ada@example.com"}})
 
 	b := newBrowser(t)
 	for _, p := range []page{b.get(link), b.post(link, url.Values{})} {
@@ -35,11 +35,11 @@ func TestWatchRefusedAtConsent(t *testing.T) {
 		t.Errorf("the provider saw %d authorization and %d token requests (%v), want none", st.AuthorizeRequests, n, st.TokenRequests)
 	}
 	xe.expectNothingStored("zed", rec)
-	if logs := xe.logs.String(); !strings.Contains(logs, "reason=watch_refused") || !strings.Contains(logs, "no channel delivers it") {
+	if logs := xe.logs.String(); !strings.Contains(logs, "reason=watch_refused") || !strings.Contains(logs, "no channel delivers to it") {
 		t.Errorf("log lacks the refusal and its cause:\n%s", logs)
 	}
 
-	xe.db.SetRules(enroll.TestRules{})
+	xe.db.SetRules(vaulttest.StubRules{})
 	expectPage(t, xe.enroll(newBrowser(t), link, "1001"), http.StatusOK, "all set")
 	xe.expectEnrolled("zed", rec, "1001")
 }
@@ -55,7 +55,7 @@ func TestWatchRefusedDuringFlow(t *testing.T) {
 	xe.x.SetAutoApprove("1001")
 	at := b.get(auth.String())
 	xe.x.SetAutoApprove("")
-	xe.db.SetRules(enroll.TestRules{RefuseTargets: []string{"console:"}})
+	xe.db.SetRules(vaulttest.StubRules{Refuse: []string{"console:"}})
 	expectPage(t, b.get(at.loc), http.StatusConflict, "no longer accepted")
 	xe.expectNothingStored("yan", rec)
 	if st := xe.x.Stats(); st.Revocations == 0 {

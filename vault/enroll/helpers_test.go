@@ -129,7 +129,7 @@ func (c *clock) Advance(d time.Duration) {
 // newEnv starts the service. providers builds the providers once the
 // callback URL is known, with the counting HTTP client to use; it may set
 // e.db to a vault of its own (a renewtest stack's), else the service gets
-// a vault from vaulttest.Open with e's clock and enroll.TestRules.
+// a vault from vaulttest.Open with e's clock and vaulttest.StubRules.
 func newEnv(t *testing.T, providers func(e *env, redirect string, hc *http.Client) map[string]enroll.Provider) *env {
 	t.Helper()
 	e := &env{t: t, tokens: &tokenCounter{base: http.DefaultTransport}, logs: &syncBuffer{}, clock: &clock{}}
@@ -142,7 +142,7 @@ func newEnv(t *testing.T, providers func(e *env, redirect string, hc *http.Clien
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	ps := providers(e, e.url+"/callback", hc)
 	if e.db == nil {
-		e.db = vaulttest.Open(t, vaulttest.Now(e.clock.Now), vaulttest.Rules(enroll.TestRules{}))
+		e.db = vaulttest.Open(t, vaulttest.Now(e.clock.Now), vaulttest.Rules(vaulttest.StubRules{}))
 	}
 	e.dbPath = e.db.Path()
 	e.svc, err = enroll.New(enroll.Config{

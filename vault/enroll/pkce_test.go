@@ -20,7 +20,7 @@ import (
 // endpoints are at providerURL, and one enrollment link.
 func newTestService(t testing.TB, providerURL string) (*Service, string) {
 	t.Helper()
-	db := vaulttest.Open(t, vaulttest.Rules(TestRules{}))
+	db := vaulttest.Open(t, vaulttest.Rules(vaulttest.StubRules{}))
 	const public = "http://127.0.0.1:8080"
 	p, err := provider.New(context.Background(), provider.Config{Name: "x", Kind: provider.KindX, ClientID: "c",
 		ClientSecret: secret.NewClientSecret("s"), RedirectURL: public + "/callback",

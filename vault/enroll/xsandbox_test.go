@@ -37,7 +37,7 @@ func newXEnv(t *testing.T) *xEnv {
 	xe.env = newEnv(t, func(e *env, redirect string, _ *http.Client) map[string]enroll.Provider {
 		xe.stack = renewtest.New(t, renewtest.Options{Now: e.clock.Now, RedirectURL: redirect, Transport: e.tokens,
 			Users: []xsandbox.User{{ID: "1001", Username: "ada", Name: "Ada L"}, {ID: "1002", Username: "mallory", Name: "M"}},
-			Vault: []vaulttest.Option{vaulttest.Rules(enroll.TestRules{})}})
+			Vault: []vaulttest.Option{vaulttest.Rules(vaulttest.StubRules{})}})
 		xe.x, e.db = xe.stack.Sandbox, xe.stack.DB
 		return map[string]enroll.Provider{"x": xe.stack.Provider}
 	})
