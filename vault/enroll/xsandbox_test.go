@@ -231,6 +231,9 @@ func TestCreateLink(t *testing.T) {
 		{"reconsent without grant", bad(func(r *vault.LinkRequest) { r.Purpose, r.Watch = vault.PurposeReconsent, nil }), vault.ErrInvalid},
 		{"reconsent of unknown grant", bad(func(r *vault.LinkRequest) { r.Purpose, r.GrantID, r.Watch = vault.PurposeReconsent, "nope", nil }), vault.ErrNotFound},
 	}
+	// The rules decide what a target is (worker.Rules through the
+	// notifier in the daemon); here, a stub that refuses this one.
+	xe.db.SetRules(vaulttest.StubRules{Refuse: []string{"ftp://x"}})
 	for _, tc := range tests {
 		if _, _, err := xe.svc.CreateLink(ctx, tc.req); !errors.Is(err, tc.want) {
 			t.Errorf("CreateLink(%s) = %v, want %v", tc.name, err, tc.want)
