@@ -330,10 +330,10 @@ func Parse(path string, data []byte) (*Config, error) {
 	return &cfg, nil
 }
 
-// durationKeys are the keys of Config whose values are Durations, with
-// array indexes written "[]": "daemon.shutdown_timeout".
-var durationKeys = func() map[string]bool {
-	out := map[string]bool{}
+// leafKeys returns every key a Config can hold (tables walked, arrays of
+// tables written "[]": "notify.webhook[].url") with its Go type.
+func leafKeys() map[string]reflect.Type {
+	out := map[string]reflect.Type{}
 	var walk func(prefix string, typ reflect.Type)
 	walk = func(prefix string, typ reflect.Type) {
 		for i := 0; i < typ.NumField(); i++ {
@@ -346,15 +346,26 @@ var durationKeys = func() map[string]bool {
 			if ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct {
 				ft, name = ft.Elem(), name+"[]"
 			}
-			switch {
-			case ft == reflect.TypeOf(Duration{}):
-				out[name] = true
-			case ft.Kind() == reflect.Struct:
+			if ft.Kind() == reflect.Struct && ft != reflect.TypeOf(Duration{}) {
 				walk(name+".", ft)
+				continue
 			}
+			out[name] = ft
 		}
 	}
 	walk("", reflect.TypeOf(Config{}))
+	return out
+}
+
+// durationKeys are the keys of Config whose values are Durations, with
+// array indexes written "[]": "daemon.shutdown_timeout".
+var durationKeys = func() map[string]bool {
+	out := map[string]bool{}
+	for k, t := range leafKeys() {
+		if t == reflect.TypeOf(Duration{}) {
+			out[k] = true
+		}
+	}
 	return out
 }()
 
