@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"regexp"
 	"slices"
+	"strconv"
 	"time"
 
 	"tagwatch/vault"
@@ -54,6 +56,75 @@ func (e *SendError) Error() string {
 
 func (e *SendError) Unwrap() error { return e.Err }
 
+// PermanentError is a failure that no retry can change: the message or
+// its target can never be sent as it is (the target does not parse, names
+// a service tagwatch does not send to, or the library refuses the message
+// or its configuration before sending anything; a receiver that says the
+// body is too large). The row becomes a dead letter at once, with the
+// reason as its LastError, instead of being retried for RetrySpan.
+type PermanentError struct {
+	Err error
+}
+
+func (e *PermanentError) Error() string { return "cannot be sent as it is: " + e.Err.Error() }
+
+// Unwrap returns the reason.
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// permanent marks err as a *PermanentError (once).
+func permanent(err error) error {
+	var pe *PermanentError
+	if err == nil || errors.As(err, &pe) {
+		return err
+	}
+	return &PermanentError{Err: err}
+}
+
+// progress is how much of a notification sent as several chat messages
+// has been delivered: Parts of Total messages, carrying its first Posts
+// posts.
+type progress struct {
+	Parts, Total, Posts int
+}
+
+func (p progress) String() string {
+	return fmt.Sprintf("%d of %d messages delivered (%d posts)", p.Parts, p.Total, p.Posts)
+}
+
+// partialError is a failed attempt after some messages of the row were
+// delivered. Its text, the row's LastError, starts with the progress,
+// which is where the next attempt reads it from (parseProgress): the
+// outbox keeps no other record of it, and the text survives the vault's
+// cut of LastError to vault.LastErrorMax bytes.
+type partialError struct {
+	progress
+	Err error
+}
+
+func (e *partialError) Error() string { return e.progress.String() + "; " + e.Err.Error() }
+
+func (e *partialError) Unwrap() error { return e.Err }
+
+var progressRE = regexp.MustCompile(`^([0-9]{1,6}) of ([0-9]{1,6}) messages delivered \(([0-9]{1,6}) posts\); `)
+
+// parseProgress reads the progress a row's LastError records, for a
+// notification of posts posts. Anything else (no progress, numbers that
+// do not fit the row) is no progress: every message is sent.
+func parseProgress(lastError string, posts int) progress {
+	m := progressRE.FindStringSubmatch(lastError)
+	if m == nil {
+		return progress{}
+	}
+	var p progress
+	p.Parts, _ = strconv.Atoi(m[1])
+	p.Total, _ = strconv.Atoi(m[2])
+	p.Posts, _ = strconv.Atoi(m[3])
+	if p.Parts < 1 || p.Parts >= p.Total || p.Posts > posts {
+		return progress{}
+	}
+	return p
+}
+
 // Message is what a channel sends: one outbox row, decoded, with the links
 // it carries. It holds a secret (the consent link) only in Consent.
 type Message struct {
@@ -71,11 +142,15 @@ type Message struct {
 	RevokeURL string
 	// Attempt counts from 1.
 	Attempt int
+	// Delivered is what earlier attempts delivered of a notification sent
+	// as several chat messages; its next attempt sends the rest.
+	Delivered progress
 }
 
 // Channel delivers messages to one kind of target. Send returns nil only
 // once the target accepted the message; a *SendError or any other error
-// is retried, except ErrTargetGone, which disables the target.
+// is retried, except ErrTargetGone, which disables the target, and a
+// *PermanentError, which makes the row a dead letter at once.
 // Implementations are safe for concurrent use.
 type Channel interface {
 	Send(ctx context.Context, m *Message) error

@@ -21,7 +21,7 @@ type console struct {
 func (c *console) Send(_ context.Context, m *Message) error {
 	r, err := render(m)
 	if err != nil {
-		return err
+		return permanent(err)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "── tagwatch notification %s (%s, attempt %d) ──\n", m.ID, m.Notice.Type, m.Attempt)

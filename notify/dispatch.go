@@ -2,6 +2,7 @@ package notify
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -275,11 +276,11 @@ func (d *dispatcher) closeCommits() {
 func (s *Service) sendOnce(ctx context.Context, r vault.OutboxRow) (final bool, err error) {
 	m, err := s.message(r)
 	if err != nil {
-		return true, err
+		return true, permanent(err)
 	}
 	kind, err := targetKind(r.Target)
 	if err != nil {
-		return true, err
+		return true, permanent(err)
 	}
 	set := s.set.Load()
 	ch := set.channels[kind]
@@ -288,7 +289,13 @@ func (s *Service) sendOnce(ctx context.Context, r vault.OutboxRow) (final bool, 
 	}
 	sctx, cancel := context.WithTimeout(ctx, set.cc.Timeout)
 	defer cancel()
-	return false, ch.Send(sctx, m)
+	err = ch.Send(sctx, m)
+	var pe *partialError
+	if err != nil && m.Delivered.Parts > 0 && !errors.As(err, &pe) {
+		// Nothing more went out this time: keep what went before.
+		err = &partialError{progress: m.Delivered, Err: err}
+	}
+	return false, err
 }
 
 // settle records a batch of outcomes in one transaction, then logs and

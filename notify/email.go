@@ -94,11 +94,11 @@ func newEmail(c SMTPConfig, timeout time.Duration, now func() time.Time) (*email
 func (e *email) Send(ctx context.Context, m *Message) error {
 	to, err := mailAddress(m.Target)
 	if err != nil {
-		return fmt.Errorf("mail target: %w", err)
+		return permanent(fmt.Errorf("mail target: %w", err))
 	}
 	msg, err := e.compose(m, to)
 	if err != nil {
-		return err
+		return permanent(err)
 	}
 	deadline := e.now().Add(e.timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -141,6 +141,13 @@ func (e *email) Send(ctx context.Context, m *Message) error {
 	if e.cfg.Username != "" {
 		if err := c.Auth(smtp.PlainAuth("", e.cfg.Username, e.cfg.Password.Reveal(), e.cfg.Host)); err != nil {
 			return fmt.Errorf("smtp: auth as %s: %w", e.cfg.Username, smtpErr(err))
+		}
+	}
+	if ok, size := c.Extension("SIZE"); ok {
+		// RFC 1870: the server says the largest message it takes; a
+		// larger one is refused whatever the attempt.
+		if limit, err := strconv.ParseInt(strings.TrimSpace(size), 10, 64); err == nil && limit > 0 && int64(len(msg)) > limit {
+			return permanent(fmt.Errorf("smtp: the message is %d bytes, the server takes at most %d (SIZE)", len(msg), limit))
 		}
 	}
 	if err := c.Mail(e.from.Address); err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	htmltemplate "html/template"
 	"strings"
-	"text/template"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -46,12 +45,8 @@ func render(m *Message) (rendered, error) {
 	d.Heading, d.Lead = words(m.Notice)
 	var r rendered
 	r.Subject, r.Lead = clipRunes(clean(d.Heading), 200), d.Lead
+	r.Text = renderText(d)
 	var b bytes.Buffer
-	if err := textTmpl.Execute(&b, d); err != nil {
-		return r, err
-	}
-	r.Text = b.String()
-	b.Reset()
 	if err := htmlTmpl.Execute(&b, d); err != nil {
 		return r, err
 	}
@@ -259,22 +254,104 @@ func cleanBlock(s string) string {
 
 var funcs = map[string]any{"clean": clean, "para": cleanBlock, "link": postURL}
 
-var textTmpl = template.Must(template.New("text").Funcs(funcs).Parse(`{{.Heading}}
+// The plain text of a message is built from blocks, the same for every
+// channel: mail and the console print them in one piece (render), chat
+// services get them packed into messages that fit the service (renderChat).
+// Each block starts with a line break, so a text reads:
+//
+//	New posts for #golang
+//
+//	tagwatch found these while you were away.
+//
+//	@gopher · 2026-03-01 11:58 UTC
+//	Go 1.26 is out!
+//	https://x.com/gopher/status/1869…
+//
+//	--
+//	Pause this watch: https://…
+//	Notification 9f2c…
 
-{{.Lead}}
-{{range .Posts}}
-@{{clean .AuthorUsername}}{{if not .CreatedAt.IsZero}} · {{.CreatedAt.UTC.Format "2006-01-02 15:04 UTC"}}{{end}}
-{{para .Text}}
-{{link .}}
-{{end}}{{if .Consent}}
-Allow tagwatch again (this link works once):
-{{.Consent}}
-{{end}}
---
-{{if .PauseURL}}Pause this watch: {{.PauseURL}}
-{{end}}{{if .RevokeURL}}Revoke tagwatch's access: {{.RevokeURL}}
-{{end}}Notification {{.ID}}
-`))
+// Longest author name and post link a text shows; X's are far shorter.
+// They keep a post's block, less its text, well inside the shortest
+// message limit (limits.go), so a post trimmed to fit keeps its link.
+const (
+	maxAuthorBytes = 64
+	maxLinkBytes   = 512
+)
+
+// textBlocks returns the blocks of d's text after its heading line.
+func textBlocks(d renderData) []block {
+	bs := []block{{Head: "\n", Body: d.Lead, Tail: "\n", Mark: " …"}}
+	for _, p := range d.Posts {
+		bs = append(bs, postBlock(p))
+	}
+	if d.Consent != "" {
+		bs = append(bs, block{Head: "\nAllow tagwatch again (this link works once):\n", Tail: d.Consent + "\n"})
+	}
+	var foot strings.Builder
+	foot.WriteString("\n--\n")
+	if d.PauseURL != "" {
+		foot.WriteString("Pause this watch: " + d.PauseURL + "\n")
+	}
+	if d.RevokeURL != "" {
+		foot.WriteString("Revoke tagwatch's access: " + d.RevokeURL + "\n")
+	}
+	foot.WriteString("Notification " + d.ID + "\n")
+	return append(bs, block{Tail: foot.String()})
+}
+
+// postBlock is one post: its author and time, its text (what a trim
+// shortens) and its link.
+func postBlock(p vault.Post) block {
+	head := "\n@" + clipRunes(clean(p.AuthorUsername), maxAuthorBytes)
+	if !p.CreatedAt.IsZero() {
+		head += " · " + p.CreatedAt.UTC().Format("2006-01-02 15:04 UTC")
+	}
+	return block{Head: head + "\n", Body: cleanBlock(p.Text), Tail: "\n" + textLink(p) + "\n",
+		Mark: " … (shortened: the whole post is at the link below)", Post: true}
+}
+
+// textLink is a post's link as a text shows it: on one line, and no
+// longer than maxLinkBytes (X's canonical link by id otherwise).
+func textLink(p vault.Post) string {
+	l := clean(postURL(p))
+	if len(l) <= maxLinkBytes {
+		return l
+	}
+	return "https://x.com/i/web/status/" + clipRunes(clean(p.ID), 64)
+}
+
+// renderText is d's whole plain text.
+func renderText(d renderData) string {
+	var b strings.Builder
+	b.WriteString(d.Heading + "\n")
+	for _, bl := range textBlocks(d) {
+		b.WriteString(bl.text())
+	}
+	return b.String()
+}
+
+// renderChat renders m as chat messages that each fit b: the whole text
+// in one message when it fits, otherwise split at post boundaries into
+// messages whose heading says "(2/3)", the lead in the first, the links
+// in the last; a post too long for a message of its own is shortened,
+// its link kept. from is what earlier attempts delivered: the messages
+// returned carry the posts after from.Posts, numbered after from.Parts.
+// The split is deterministic: the same message and budget give the same
+// parts, and the parts after a boundary are those a split of the posts
+// after it gives.
+func renderChat(m *Message, b budget, from progress) ([]chatPart, error) {
+	d := renderData{Message: m, Posts: m.Notice.Posts, Consent: m.Consent.Reveal()}
+	d.Heading, d.Lead = words(m.Notice)
+	heading := clipRunes(clean(d.Heading), 200)
+	blocks := textBlocks(d)
+	if from.Parts > 0 {
+		// The lead went with the first message; so did the posts before
+		// from.Posts.
+		blocks = blocks[1+min(from.Posts, len(d.Posts)):]
+	}
+	return splitBlocks(b, heading, blocks, from.Parts), nil
+}
 
 var htmlTmpl = htmltemplate.Must(htmltemplate.New("html").Funcs(funcs).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">

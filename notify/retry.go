@@ -12,7 +12,8 @@ import (
 // to MaxDelay, with ±25% jitter; a longer Retry-After replaces it) until
 // the nominal delays add up to RetrySpan; the attempt that fails then
 // makes the row a dead letter. A 410 Gone disables the target; a row that
-// can never be sent (corrupt payload or target) is dead at once.
+// can never be sent (corrupt payload or target, a *PermanentError) is dead
+// at once.
 
 // decide turns the result of sending r (err nil: the target accepted it)
 // into the outcome to record, with the retry policy in force now.
@@ -32,7 +33,7 @@ func (s *Service) decide(r vault.OutboxRow, err error, final bool) attempt {
 	switch n := r.Attempts + 1; {
 	case errors.Is(err, ErrTargetGone):
 		a.out.State, a.out.DisableTarget, a.out.TargetLabel = vault.OutboxDropped, true, TargetLabel(r.Target)
-	case final || cc.exhausted(n):
+	case final || errors.As(err, new(*PermanentError)) || cc.exhausted(n):
 		a.out.State = vault.OutboxDead
 	default:
 		d := time.Duration(float64(cc.delay(n)) * (0.75 + 0.5*s.cfg.Jitter()))

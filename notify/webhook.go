@@ -212,12 +212,12 @@ func (w *webhook) Send(ctx context.Context, m *Message) error {
 	}
 	body, err := webhookBody(m)
 	if err != nil {
-		return err
+		return permanent(err)
 	}
 	ts := w.now().Unix()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.Target, bytes.NewReader(body))
 	if err != nil {
-		return errors.New("bad webhook URL")
+		return permanent(errors.New("bad webhook URL"))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "tagwatch-webhook/1")
@@ -235,6 +235,11 @@ func (w *webhook) Send(ctx context.Context, m *Message) error {
 		return nil
 	case c == http.StatusGone:
 		return &SendError{Status: c, Err: ErrTargetGone}
+	case c == http.StatusRequestEntityTooLarge:
+		// The receiver says the body is too large: the same body again
+		// gets the same answer. An operator can replay it once the
+		// receiver takes more.
+		return &SendError{Status: c, Err: permanent(fmt.Errorf("the receiver takes no body of %d bytes", len(body)))}
 	case c >= 300 && c < 400:
 		return &SendError{Status: c, Err: errors.New("redirect refused")}
 	default:

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -24,7 +23,9 @@ const (
 	// When it fails nothing else is checked (walking a damaged tree can
 	// fault).
 	InvPages Invariant = "pages"
-	// InvRecords: every record decodes, and is stored under its own id.
+	// InvRecords: every record decodes, is stored under its own id and
+	// has what every record of its kind has (the records FindDamaged
+	// reports as damaged; audit events included).
 	InvRecords Invariant = "records"
 	// InvOutboxDue: the due index matches the rows: every pending or
 	// retrying row is indexed at its NextAttempt, and nothing else is.
@@ -48,8 +49,9 @@ const (
 	// InvWatchIndexes: every cursor and every seen-index prefix belongs to
 	// an existing watch.
 	InvWatchIndexes Invariant = "watch_indexes"
-	// InvRevocations: every pending revocation's grant exists and is
-	// revoked.
+	// InvRevocations: every pending revocation of an unenrolled grant
+	// names a grant that exists and is revoked (a replaced token's,
+	// RevocationReplaced, names the grant that lives on with a new one).
 	InvRevocations Invariant = "revocations"
 	// InvSealed: every sealed field (grant tokens, outbox secrets, pending
 	// revocations) opens with the keyring, bound to its record.
@@ -149,8 +151,9 @@ func (c *checker) run() {
 			c.add(InvPages, "file", "reading the records panicked: %v", r)
 		}
 	}()
-	decode(c, bucketUsers, "user", func(u User) string { return u.ID })
-	decode(c, bucketEnrollments, "consent link", func(e Enrollment) string { return e.Hash })
+	decode(c, bucketUsers, "user", decodeUser)
+	decode(c, bucketEnrollments, "consent link", decodeLink)
+	decode(c, bucketAudit, "audit event", decodeAudit)
 	watches := c.watches()
 	grants := c.grants()
 	c.userWatches(watches)
@@ -165,18 +168,16 @@ func (c *checker) run() {
 	})
 }
 
-// decode reads every record of a bucket into a map by key, reporting the
-// ones that do not decode or are stored under another id.
-func decode[T any](c *checker, bucket []byte, kind string, id func(T) string) map[string]T {
+// decode reads every record of a bucket into a map by key with the
+// readers' own decoding (damaged.go), reporting the damaged ones.
+func decode[T any](c *checker, bucket []byte, kind string, dec func(k, v []byte) (T, error)) map[string]T {
 	out := map[string]T{}
 	_ = c.tx.tx.Bucket(bucket).ForEach(func(k, v []byte) error {
-		var rec T
-		if err := json.Unmarshal(v, &rec); err != nil {
-			c.add(InvRecords, fmt.Sprintf("%s %q", kind, k), "does not decode: %v", err)
+		rec, err := dec(k, v)
+		var de *DamagedError
+		if errors.As(err, &de) {
+			c.add(InvRecords, fmt.Sprintf("%s %q", kind, k), "is damaged: %v", de.Err)
 			return nil
-		}
-		if got := id(rec); got != string(k) {
-			c.add(InvRecords, fmt.Sprintf("%s %q", kind, k), "is stored under another key than its id %q", got)
 		}
 		out[string(k)] = rec
 		return nil
@@ -185,12 +186,10 @@ func decode[T any](c *checker, bucket []byte, kind string, id func(T) string) ma
 }
 
 func (c *checker) watches() map[string]Watch {
-	ws := decode(c, bucketWatches, "watch", func(w Watch) string { return w.ID })
+	ws := decode(c, bucketWatches, "watch", decodeWatch)
 	for id, w := range ws {
 		rec := fmt.Sprintf("watch %q", id)
 		switch {
-		case w.UserID == "" || w.Provider == "":
-			c.add(InvRecords, rec, "has no user or no provider")
 		case !w.SuspendReason.Valid():
 			c.add(InvWatchState, rec, "has an unknown suspend reason %q", w.SuspendReason)
 		case w.State == WatchActive && w.SuspendReason != SuspendNone:
@@ -205,7 +204,7 @@ func (c *checker) watches() map[string]Watch {
 }
 
 func (c *checker) grants() map[string]Grant {
-	gs := decode(c, bucketGrants, "grant", func(g Grant) string { return g.ID })
+	gs := decode(c, bucketGrants, "grant", decodeGrant)
 	for id, g := range gs {
 		for _, f := range []struct {
 			name string
@@ -298,9 +297,8 @@ func (c *checker) watchIndexes(watches map[string]Watch) {
 		if _, ok := watches[string(k)]; !ok {
 			c.add(InvWatchIndexes, fmt.Sprintf("cursor %q", k), "belongs to no watch")
 		}
-		var cur Cursor
-		if err := json.Unmarshal(v, &cur); err != nil {
-			c.add(InvRecords, fmt.Sprintf("cursor %q", k), "does not decode: %v", err)
+		if _, err := decodeCursor(k, v); err != nil {
+			c.add(InvRecords, fmt.Sprintf("cursor %q", k), "is damaged: %v", errors.Unwrap(err))
 		}
 		return nil
 	})
@@ -326,7 +324,7 @@ func (c *checker) watchIndexes(watches map[string]Watch) {
 }
 
 func (c *checker) outbox() {
-	rows := decode(c, bucketOutbox, "notification", func(r OutboxRow) string { return r.ID })
+	rows := decode(c, bucketOutbox, "notification", decodeOutbox)
 	indexed := map[string]time.Time{}
 	_ = c.tx.tx.Bucket(bucketOutboxDue).ForEach(func(k, _ []byte) error {
 		if len(k) < 8 {
@@ -370,11 +368,13 @@ func (c *checker) outbox() {
 }
 
 func (c *checker) revocations(grants map[string]Grant) {
-	revs := decode(c, bucketRevocations, "pending revocation", func(r Revocation) string { return r.ID })
+	revs := decode(c, bucketRevocations, "pending revocation", decodeRevocation)
 	for id, r := range revs {
 		rec := fmt.Sprintf("pending revocation %q", id)
 		g, ok := grants[r.GrantID]
 		switch {
+		case r.Cause == RevocationReplaced:
+			// A replaced token's grant lives on, in any state, or is gone.
 		case !ok:
 			c.add(InvRevocations, rec, "names grant %q, which does not exist", r.GrantID)
 		case g.State != GrantRevoked:

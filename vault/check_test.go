@@ -332,9 +332,10 @@ func TestCheckConsistency(t *testing.T) {
 		if root == 0 {
 			t.Fatal("the outbox bucket is still inline")
 		}
-		path := db.Path()
-		db.Close()
-		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		// Damaged under the open store (Open refuses a file whose pages
+		// are damaged: vault/identify.go): bbolt maps the file shared, so
+		// the store reads the damage.
+		f, err := os.OpenFile(db.Path(), os.O_WRONLY, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -343,8 +344,7 @@ func TestCheckConsistency(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.Close()
-		again := vaulttest.Open(rec, vaulttest.Path(path), vaulttest.Master(master))
-		err = again.CheckConsistency()
+		err = db.CheckConsistency()
 		ce, ok := err.(*vault.ConsistencyError)
 		if !ok || len(ce.Found) == 0 || ce.Found[0].Invariant != vault.InvPages {
 			t.Fatalf("CheckConsistency() of a damaged page = %v, want a %s problem", err, vault.InvPages)

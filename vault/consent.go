@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"tagwatch/vault/secret"
 )
 
 // This file is the store's side of consent links: creating, listing and
@@ -32,10 +34,16 @@ const (
 // operator.
 const AuditEnrollmentCanceled = "enrollment_canceled"
 
-// ErrWrongAccount means a re-consent was given by another account than
-// the one whose grant it renews: the grant is not handed over; the other
-// account needs an enrollment link of its own.
+// ErrWrongAccount means a consent was given by another account than the
+// one whose grant it renews (a re-consent), or than the user's live grant
+// at the provider when the link named no account: the grant is not
+// handed over. A switch needs a link that names the new account.
 var ErrWrongAccount = errors.New("consent by another account")
+
+// ErrAccountSwitch is the ErrWrongAccount of an enrollment link signed in
+// as another account than the user's live grant at the provider, when the
+// link named no account: errors.Is(err, ErrWrongAccount) holds too.
+var ErrAccountSwitch = errors.New("the user's grant is another account's")
 
 // LinkRequest asks CreateLink for a one-time consent link.
 type LinkRequest struct {
@@ -338,6 +346,10 @@ type Consent struct {
 	// required. AccessExpiry is the access token's absolute expiry.
 	Tokens       Tokens
 	AccessExpiry time.Time
+	// Revocation is the provider's rule (provider.Provider.Revocation):
+	// it decides whether the refresh token this consent replaces is
+	// revoked at the provider. The zero rule revokes nothing.
+	Revocation RevocationRule
 }
 
 // ConsentResult is what CommitConsent did.
@@ -358,6 +370,14 @@ type ConsentResult struct {
 	// because of this consent (suspended for a grant cause, or the
 	// link's own watch found paused).
 	Resumed []Watch
+	// RevocationID names the pending revocation of the refresh token this
+	// consent replaced (RevocationReplaced), "" when none was queued.
+	// NotRevoked says why a replaced refresh token was left to expire
+	// instead ("" when there was none, or it was queued).
+	RevocationID, NotRevoked string
+	// SwitchedFrom is the subject the grant held before, when this
+	// consent moved it to another account (the link named the new one).
+	SwitchedFrom string
 }
 
 // CommitConsent stores what a consent flow learnt, in one transaction:
@@ -372,23 +392,41 @@ type ConsentResult struct {
 //     (Grant.SetState) and takes the new tokens and identity; a revoked
 //     grant, being final, is replaced by a new one (and deleted unless a
 //     pending revocation still needs it).
+//   - the account: a re-consent must be by the grant's subject; an
+//     enrollment link by another subject than the user's live grant at
+//     the provider moves the grant to that account only when the link
+//     named it (Expected, checked by the flow; AuditAccountSwitched),
+//     and is refused otherwise. A user has one grant per provider, which
+//     all their watches there run on.
+//   - the refresh token the consent replaced (a live grant's) is retired
+//     by c.Revocation, the provider's rule: queued for revocation at the
+//     provider (RevocationReplaced, AuditRevocationQueued; the revocation
+//     worker sends it and settles it with SettleRevocation) when
+//     revoking it ends only its own grant; left to expire, with
+//     AuditRevocationSkipped saying why, when the provider cannot revoke
+//     or revoking would end another live grant of the same account (X
+//     ends the app's whole authorization for the account, and the new
+//     grant is that account's).
 //   - every watch of the user at the provider held for a grant cause is
 //     cleared (Watch.Clear(SuspendNeedsReconsent), which clears revoked
 //     too): suspended ones run again, paused ones forget the cause.
 //   - the link's watch is created, unless the user already has the same
-//     one at the provider (WatchSpec.Same): then that one is kept, and
-//     resumed if it was paused.
+//     one at the provider (WatchSpec.Same): then that one is kept (one
+//     watch, not two; AuditWatchKept; the link records it:
+//     Enrollment.WatchID, WatchKept), and resumed if it was paused.
 //   - a NoticeEnrolled (facts: Hashtags, Schedule, Resumed) is queued for
-//     every target of each watch started, kept or resumed, with ids
-//     deterministic per (user, watch, link, target).
+//     every target of each watch started or resumed, with ids
+//     deterministic per (user, watch, link, target); a kept watch that
+//     was running already tells its targets nothing new.
 //   - the audit trail records the link used, the grant stored and the
-//     watch added.
+//     watch added or kept.
 //
 // Errors: *NotFoundError (the link was deleted); *TransitionError (the
 // link is used, canceled or expired); *InvalidError (the link's watch is
 // no longer valid, or the consent lacks a refresh token); an error
 // wrapping ErrWrongAccount (a re-consent by another subject than the
-// grant's). On any error nothing is stored.
+// grant's, or an account switch the link did not name). On any error
+// nothing is stored.
 func (db *DB) CommitConsent(c Consent) (ConsentResult, error) {
 	var out ConsentResult
 	if c.Tokens.Refresh.IsZero() {
@@ -443,12 +481,7 @@ func (db *DB) CommitConsent(c Consent) (ConsentResult, error) {
 		}
 		out.Replaced = g.replaced
 		out.Grant = g.Grant
-
 		e.UsedAt, e.GrantID = now, g.ID
-		if err := tx.PutEnrollment(e); err != nil {
-			return err
-		}
-		out.Link = e
 
 		var linked *Watch
 		var changed []Watch
@@ -464,6 +497,7 @@ func (db *DB) CommitConsent(c Consent) (ConsentResult, error) {
 				}
 				linked = &w
 				out.Kept = append(out.Kept, w)
+				e.WatchID, e.WatchKept = w.ID, true
 			}
 			if touched {
 				changed = append(changed, w)
@@ -487,11 +521,25 @@ func (db *DB) CommitConsent(c Consent) (ConsentResult, error) {
 				return err
 			}
 			out.Started = append(out.Started, w)
+			e.WatchID = w.ID
 			if err := tx.Audit(AuditEvent{Kind: AuditWatchAdded, Actor: "consent link " + e.ID, UserID: e.UserID, GrantID: g.ID,
 				Detail: watchDetail(w)}); err != nil {
 				return err
 			}
 		}
+		if linked != nil {
+			// One watch, not two: the user is told by the consent page
+			// (Enrollment.WatchKept), and its targets hear nothing new
+			// unless it resumes.
+			if err := tx.Audit(AuditEvent{Kind: AuditWatchKept, Actor: "consent link " + e.ID, UserID: e.UserID, GrantID: g.ID,
+				Detail: keptWatchDetail(*linked, e)}); err != nil {
+				return err
+			}
+		}
+		if err := tx.PutEnrollment(e); err != nil {
+			return err
+		}
+		out.Link = e
 
 		notified := map[string]bool{}
 		notify := func(w Watch, resumed bool) error {
@@ -522,15 +570,24 @@ func (db *DB) CommitConsent(c Consent) (ConsentResult, error) {
 				return err
 			}
 		}
-		for _, w := range out.Kept {
-			if err := notify(w, false); err != nil {
-				return err
-			}
-		}
 
 		who := c.Subject
 		if c.Username != "" {
 			who += " (" + c.Username + ")"
+		}
+		if g.switchedFrom != "" {
+			out.SwitchedFrom = g.switchedFrom
+			if err := tx.Audit(AuditEvent{Kind: AuditAccountSwitched, Actor: who, UserID: e.UserID, GrantID: g.ID,
+				Detail: fmt.Sprintf("grant %s at provider %s moved from subject %q to %q: link %s named the new account (%q)",
+					g.ID, e.Provider, g.switchedFrom, c.Subject, e.ID, e.Expected)}); err != nil {
+				return err
+			}
+		}
+		if !g.replacedRefresh.IsZero() && !g.replacedRefresh.Value.Equal(c.Tokens.Refresh.Value) {
+			out.RevocationID, out.NotRevoked, err = tx.retireReplaced(g.Grant, g.replacedSubject, g.replacedRefresh, c.Revocation, who, e)
+			if err != nil {
+				return err
+			}
 		}
 		if err := tx.Audit(AuditEvent{Kind: AuditEnrollmentUsed, Actor: who, UserID: e.UserID, GrantID: g.ID,
 			Detail: fmt.Sprintf("%s link %s used at provider %s; %d watches started, %d kept, %d resumed",
@@ -552,6 +609,14 @@ type storedGrant struct {
 	Grant
 	replaced GrantState
 	detail   string
+	// replacedRefresh is the refresh token the consent replaced (zero when
+	// there was none, or the grant was revoked), of account
+	// replacedSubject.
+	replacedRefresh secret.RefreshToken
+	replacedSubject string
+	// switchedFrom is the subject the grant held before the consent moved
+	// it to another account.
+	switchedFrom string
 }
 
 // consentGrant stores the grant a consent gives, for link e.
@@ -574,8 +639,24 @@ func (tx *Tx) consentGrant(e Enrollment, c Consent, now time.Time) (storedGrant,
 		// Re-consent renews the same account's grant; another account
 		// needs an enrollment link of its own.
 		return storedGrant{}, fmt.Errorf("%w: subject %q re-consented for grant %s of subject %q", ErrWrongAccount, c.Subject, old.ID, old.Subject)
+	case old.State != GrantRevoked && old.Subject != "" && old.Subject != c.Subject && e.Expected == "":
+		// A user has one grant per provider, and all their watches there
+		// run on it: a sign-in as another account (often the one the
+		// browser happened to be signed in to) does not silently take it
+		// over. An operator who means the switch names the new account in
+		// the link (LinkRequest.Expected), which the flow checked.
+		return storedGrant{}, fmt.Errorf("%w: %w: user %s's grant %s at provider %s is subject %q; subject %q signed in through link %s, "+
+			"which names no account: a switch to another account needs a link that names it", ErrWrongAccount, ErrAccountSwitch,
+			e.UserID, old.ID, e.Provider, old.Subject, c.Subject, e.ID)
 	}
 	out := storedGrant{replaced: old.State, detail: "new grant"}
+	if old.ID != "" && old.State != GrantRevoked && len(old.SealedRefresh) > 0 {
+		tok, err := tx.OpenTokens(old)
+		if err != nil {
+			return storedGrant{}, err
+		}
+		out.replacedRefresh, out.replacedSubject = tok.Refresh, old.Subject
+	}
 	g := Grant{ID: old.ID, UserID: e.UserID, Provider: e.Provider, State: old.State, CreatedAt: old.CreatedAt, StateSince: old.StateSince,
 		RefreshCount: old.RefreshCount}
 	switch {
@@ -606,7 +687,8 @@ func (tx *Tx) consentGrant(e Enrollment, c Consent, now time.Time) (storedGrant,
 	if _, err := g.SetState(GrantActive, now); err != nil {
 		return storedGrant{}, err
 	}
-	if old.Subject != "" && old.Subject != c.Subject {
+	if old.Subject != "" && old.Subject != c.Subject && old.State != GrantRevoked {
+		out.switchedFrom = old.Subject
 		out.detail += fmt.Sprintf("; account changed from subject %q to %q", old.Subject, c.Subject)
 	}
 	g.Issuer, g.Subject, g.Username = c.Issuer, c.Subject, c.Username

@@ -37,7 +37,10 @@ func (db *DB) DueOutboxIDs(now time.Time, fn func(id string) bool) (time.Time, e
 		c := tx.tx.Bucket(bucketOutboxDue).Cursor()
 		end := binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano()))
 		k, _ := c.First()
-		for ; len(k) >= 8 && bytes.Compare(k[:8], end) <= 0; k, _ = c.Next() {
+		for ; k != nil && (len(k) < 8 || bytes.Compare(k[:8], end) <= 0); k, _ = c.Next() {
+			if len(k) < 8 {
+				continue // a damaged key: CheckConsistency names it
+			}
 			if !fn(string(k[8:])) {
 				return nil
 			}
@@ -54,14 +57,21 @@ func (db *DB) DueOutboxIDs(now time.Time, fn func(id string) bool) (time.Time, e
 // one read transaction. Ids without a row (pruned meanwhile) are left out,
 // not an error. The rows are whatever state they are in now: a row may
 // have been delivered, dropped or replayed since its id was seen due, so
-// callers check State and NextAttempt. Errors: a corrupt record, or the
-// store's own.
+// callers check State and NextAttempt. Damaged rows (a record that does
+// not decode, a sealed secret that does not open) are left out too: the
+// other rows are delivered, and FindDamaged reports them. Errors: only
+// the store's own.
 func (db *DB) LoadOutbox(ids []string) ([]OutboxRow, error) {
 	out := make([]OutboxRow, 0, len(ids))
 	err := db.View(func(tx *Tx) error {
 		for _, id := range ids {
 			r, err := tx.OutboxRow(id)
-			if errors.Is(err, ErrNotFound) {
+			if err == nil {
+				if err = tx.outboxSealed(r); err != nil {
+					tx.db.noteDamaged(err)
+				}
+			}
+			if errors.Is(err, ErrNotFound) || errors.Is(err, ErrDamaged) {
 				continue
 			}
 			if err != nil {

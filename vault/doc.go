@@ -48,9 +48,17 @@
 //     state that allows the change, or a fence refused a stale caller);
 //     *InvalidError (errors.Is ErrInvalid: a request that breaks a domain
 //     rule, or a watch the rules refuse); ErrDuplicateWatch (errors.Is
-//     ErrExists); *NeedsConsentError (errors.Is ErrNeedsConsent).
+//     ErrExists); *NeedsConsentError (errors.Is ErrNeedsConsent);
+//     *DamagedError (errors.Is ErrDamaged: `watch "x" is damaged:
+//     invalid character ...`, a lookup of a record that cannot be used).
 //     Anything else is the store's own failure (a closed or damaged
 //     file), and nothing was changed.
+//   - Damaged records are isolated: a method that scans (RunnableWatches,
+//     the List* views, LoadOutbox, DueRevocations, AuditTrail, tallies,
+//     pruning, key re-sealing) skips a record that does not decode or
+//     whose sealed field does not open, so one damaged record never stops
+//     the others; a method that reads that one record answers its
+//     *DamagedError and changes nothing.
 //   - Actors: methods that take an actor write it to the audit trail in
 //     the same transaction as the change.
 //
@@ -71,7 +79,9 @@
 // ErrDuplicateWatch, with the existing watch returned), and stores the
 // watch active when the user's grant is active, suspended with the
 // grant's cause otherwise. ChangeWatch applies the change and the rules to
-// the result; the watch's state does not change. PauseWatch, ResumeWatch
+// the result, and refuses a change that makes the watch the same as
+// another of the user's (ErrDuplicateWatch); the watch's state does not
+// change. PauseWatch, ResumeWatch
 // move a watch by Watch.Pause and Watch.Resume (against the state of the
 // user's grant, read in the same transaction: a paused watch whose grant
 // is dead goes back to suspended, never active); they report whether the
@@ -97,8 +107,22 @@
 // grant (sealed tokens; a revoked grant is replaced, never revived), clears
 // the grant causes of the user's watches at the provider, starts the
 // link's watch unless the user has the same one (then keeps and resumes
-// it: one watch, not two), and queues a NoticeEnrolled per target with a
-// deterministic id. CancelLink makes a pending link unusable (a used one:
+// it: one watch, not two, AuditWatchKept, Enrollment.WatchKept for the
+// page), and queues a NoticeEnrolled per target of each watch started or
+// resumed with a deterministic id. The account: one grant per user and
+// provider; a re-consent must be the grant's subject, and an enrollment
+// link signed in as another account than the user's live grant is refused
+// (ErrWrongAccount) unless the link named that account (Expected): then
+// the grant moves to it (AuditAccountSwitched) and its old token is
+// retired as below. The refresh token a consent replaces is retired by
+// the provider's rule (Consent.Revocation, from
+// provider.Provider.Revocation), in the same transaction: queued exactly
+// once for revocation at the provider (a pending revocation with cause
+// RevocationReplaced, AuditRevocationQueued) when revoking ends only its
+// own grant (RFC 7009; Ory Hydra), or left to expire with
+// AuditRevocationSkipped saying why when the provider cannot revoke or
+// revoking would end a live grant of the same account (X ends the app's
+// whole authorization for the user). CancelLink makes a pending link unusable (a used one:
 // *TransitionError; canceling twice changes nothing). Link, LinkByID,
 // ListLinks (newest first, without token hashes), User and ListUsers (id
 // order) read. RecordConsentRefused appends one audit entry.
@@ -124,16 +148,24 @@
 // transaction; a grant not active is left alone (Changed false).
 // UnenrollGrant revokes a grant locally (tokens dropped, watches suspended
 // revoked, notice queued) and queues its refresh token for revocation at
-// the provider, in one transaction; twice changes nothing. Grant,
+// the provider, in one transaction; twice changes nothing. Where
+// revocation ends the whole account (Unenroll.EndsAccount, X) the token is
+// not queued while another live grant holds the same account (users
+// sharing one), and the audit entry says so. Grant,
 // UserGrant, GrantTokens (which opens the sealed tokens) and ListGrants
 // (id order, tokens sealed) read.
 //
 // # Pending revocations (grants.go)
 //
-// DueRevocations lists the ids due at a time; PendingRevocation opens one.
-// SettleRevocation deletes it and its grant (when still revoked) in one
-// transaction; DeferRevocation reschedules it. Unknown ids:
-// *NotFoundError.
+// A pending revocation is an unenrolled grant's token or a replaced one
+// (Revocation.Cause), with the account it is for. DueRevocations lists
+// the ids due at a time; PendingRevocation opens one. SettleRevocation
+// deletes it, and an unenrolled grant still revoked that nothing else
+// waits for, in one transaction (a replaced token's grant lives on);
+// DeferRevocation reschedules it; DropRevocation deletes it unrevoked and
+// audits why (the worker found that revoking it now would end a live
+// grant of the account). LiveAccountGrants lists the grants a revocation
+// ending an account would end. Unknown ids: *NotFoundError.
 //
 // # Runs (runs.go)
 //
@@ -166,6 +198,49 @@
 // row's sealed secret. PruneOutbox and DropOutboxBacklog re-check each
 // row inside their batch transactions. OutboxRow, OutboxTallies and
 // ListOutbox are the operator's views.
+//
+// # Rate-limit windows (ratewindows.go)
+//
+// SaveRateWindows stores what providers said about their request windows
+// (an endpoint's limit, remaining, reset and hold for one grant) and
+// their usage caps (when to probe next), all or none, in one
+// transaction: each window replaces the one under its provider, kind,
+// endpoint and key, a window saved over (hold and reset past) deletes it,
+// and stored windows that are over or do not decode are deleted with it.
+// A window without a provider, of an unknown kind, or a rate window
+// without an endpoint and key is *InvalidError, nothing saved. Callers
+// save when a window changes materially, not per request. RateWindows
+// reads the windows not over at the store's clock, ordered by key, from
+// one read transaction; a record that does not decode is skipped and
+// logged. They survive a reopen: a restarted daemon does not ask before a
+// reset it was told of.
+//
+// # Damaged records (damaged.go)
+//
+// A record is damaged when its bytes do not decode, it is stored under
+// another key than its id, it lacks its user or provider (grants,
+// watches) or target (outbox rows), or a sealed field (grant tokens,
+// outbox secrets, pending revocations) does not open. Kinds: user,
+// grant, watch, cursor, link (named "sha256:" and the start of its token's
+// hash), outbox, revocation, audit (named by its sequence number).
+// Every reader skips it (above); RunnableWatches also leaves out a watch
+// whose cursor or whose user's grant at its provider is damaged, so the
+// scheduler runs neither, and renewal of a damaged grant fails for that
+// grant only (*DamagedError; its user is not sent a re-consent: the
+// damage is the operator's to repair). FindDamaged checks every record
+// and returns the damaged ones (kind order, then id); one found for the
+// first time is recorded with its time (FirstSeen) and audited once
+// (AuditRecordDamaged), in one transaction that also forgets the records
+// no longer damaged; when nothing changed it only reads. DamagedRecords
+// returns what was last recorded, without decoding a record (metrics).
+// DeleteDamaged removes one damaged record and its index entries in one
+// transaction, audited with the actor (AuditDamagedDeleted): a watch
+// with its user_watches keys, cursor and seen index; a grant with its
+// user_grants key, its user's watches at the provider suspended
+// (SuspendNeedsReconsent) until a new consent clears them; an outbox row
+// with its due keys; any other kind alone. A healthy record is refused
+// (*TransitionError), an unknown one is *NotFoundError, an unknown kind
+// *InvalidError.
 //
 // # Audit
 //

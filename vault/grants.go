@@ -52,19 +52,25 @@ func (tx *Tx) grant(id string) (Grant, error) {
 }
 
 // Grant returns the grant with id, its tokens still sealed. Errors:
-// *NotFoundError.
+// *NotFoundError; *DamagedError (ErrDamaged) when its record does not
+// decode or a sealed token does not open.
 func (db *DB) Grant(id string) (Grant, error) {
 	var g Grant
 	err := db.View(func(tx *Tx) error {
 		var err error
-		g, err = tx.grant(id)
-		return err
+		if g, err = tx.grant(id); err != nil {
+			return err
+		}
+		return tx.grantSealed(g)
 	})
-	return g, err
+	if err != nil {
+		return Grant{}, err
+	}
+	return g, nil
 }
 
 // UserGrant returns the user's grant at provider. Errors: *NotFoundError
-// naming the pair.
+// naming the pair; *DamagedError as Grant.
 func (db *DB) UserGrant(userID, provider string) (Grant, error) {
 	var g Grant
 	err := db.View(func(tx *Tx) error {
@@ -73,14 +79,21 @@ func (db *DB) UserGrant(userID, provider string) (Grant, error) {
 		if errors.Is(err, ErrNotFound) {
 			return notFound("grant", userID+" at "+provider)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return tx.grantSealed(g)
 	})
-	return g, err
+	if err != nil {
+		return Grant{}, err
+	}
+	return g, nil
 }
 
 // GrantTokens returns the grant with id and its tokens, opened. The tokens
-// exist in memory only; never log them. Errors: *NotFoundError, or the
-// keyring's error when a sealed token does not open.
+// exist in memory only; never log them. Errors: *NotFoundError;
+// *DamagedError (ErrDamaged, and seal.ErrOpen when a sealed token does
+// not open) naming the grant.
 func (db *DB) GrantTokens(id string) (Grant, Tokens, error) {
 	var (
 		g   Grant
@@ -396,6 +409,13 @@ type Unenroll struct {
 	// Revoke queues the refresh token for revocation at the provider (RFC
 	// 7009); leave it unset when the provider has no revocation endpoint.
 	Revoke bool
+	// EndsAccount says that revoking one token ends every token the
+	// client holds for the account (RevocationRule.EndsAccount, X): the
+	// token is then not revoked while another grant at the provider holds
+	// the same account (users sharing one), and the audit trail says so
+	// with Why.
+	EndsAccount bool
+	Why         string
 }
 
 // UnenrollOutcome is what UnenrollGrant did.
@@ -440,12 +460,20 @@ func (db *DB) UnenrollGrant(grantID string, u Unenroll) (UnenrollOutcome, error)
 		}
 		queued := "no revocation at the provider (no endpoint or no token)"
 		if u.Revoke && !tok.Refresh.IsZero() {
-			out.RevocationID = NewID()
-			if err := tx.PutRevocation(Revocation{ID: out.RevocationID, Provider: g.Provider, GrantID: g.ID,
-				NextAttempt: now, CreatedAt: now}, tok.Refresh); err != nil {
+			ok, why, err := tx.mayRevoke(RevocationRule{Endpoint: true, EndsAccount: u.EndsAccount, Why: u.Why}, g.Provider, g.Subject, g.ID)
+			if err != nil {
 				return err
 			}
-			queued = "revocation at the provider queued"
+			if ok {
+				out.RevocationID = NewID()
+				if err := tx.PutRevocation(Revocation{ID: out.RevocationID, Provider: g.Provider, GrantID: g.ID, Subject: g.Subject,
+					NextAttempt: now, CreatedAt: now}, tok.Refresh); err != nil {
+					return err
+				}
+				queued = "revocation at the provider queued"
+			} else {
+				queued = "refresh token not revoked at the provider: " + why + "; it expires unused"
+			}
 		}
 		g.SealedRefresh, g.SealedAccess, g.AccessExpiry = nil, nil, time.Time{}
 		g.RefreshInFlight, g.InFlightRetried = time.Time{}, false
@@ -486,7 +514,8 @@ func (tx *Tx) revocation(id string) (Revocation, error) {
 }
 
 // PendingRevocation returns a pending revocation and the refresh token it
-// holds, opened. Errors: *NotFoundError (it was settled meanwhile).
+// holds, opened. Errors: *NotFoundError (it was settled meanwhile);
+// *DamagedError when it does not decode or its token does not open.
 func (db *DB) PendingRevocation(id string) (Revocation, secret.RefreshToken, error) {
 	var (
 		r  Revocation
@@ -497,8 +526,10 @@ func (db *DB) PendingRevocation(id string) (Revocation, secret.RefreshToken, err
 		if r, err = tx.revocation(id); err != nil {
 			return err
 		}
-		rt, err = tx.OpenRevocation(r)
-		return err
+		if rt, err = tx.OpenRevocation(r); err != nil {
+			return tx.revocationSealed(r)
+		}
+		return nil
 	})
 	return r, rt, err
 }
@@ -510,6 +541,9 @@ func (db *DB) DueRevocations(now time.Time) ([]string, error) {
 	var due []string
 	err := db.View(func(tx *Tx) error {
 		return tx.Revocations(func(r Revocation) error {
+			if tx.revocationSealed(r) != nil {
+				return nil // damaged: FindDamaged reports it
+			}
 			if !r.NextAttempt.After(now) {
 				due = append(due, r.ID)
 			}
@@ -520,9 +554,11 @@ func (db *DB) DueRevocations(now time.Time) ([]string, error) {
 }
 
 // SettleRevocation records that the provider revoked the token of pending
-// revocation id, in one transaction: the record is deleted, and so is its
-// grant when it is still revoked (a new consent may have replaced it
-// meanwhile); the audit trail records it. Errors: *NotFoundError.
+// revocation id, in one transaction: the record is deleted, and so is an
+// unenrolled grant when it is still revoked (a new consent may have
+// replaced it meanwhile) and no other revocation waits for it (a replaced
+// token's revocation, RevocationReplaced, leaves its grant alone); the
+// audit trail records it. Errors: *NotFoundError.
 func (db *DB) SettleRevocation(id, actor string) error {
 	return db.Update(func(tx *Tx) error {
 		r, err := tx.revocation(id)
@@ -532,15 +568,11 @@ func (db *DB) SettleRevocation(id, actor string) error {
 		if err := tx.DeleteRevocation(r.ID); err != nil {
 			return err
 		}
-		if g, err := tx.Grant(r.GrantID); err == nil && g.State == GrantRevoked {
-			if err := tx.DeleteGrant(g.ID); err != nil {
-				return err
-			}
-		} else if err != nil && !errors.Is(err, ErrNotFound) {
+		if err := tx.deleteRevokedGrant(r); err != nil {
 			return err
 		}
 		return tx.Audit(AuditEvent{Kind: AuditGrantRevoked, Actor: actor, GrantID: r.GrantID,
-			Detail: "refresh token revoked at provider " + r.Provider})
+			Detail: r.Cause.text() + " refresh token revoked at provider " + r.Provider + " (revocation " + r.ID + ")"})
 	})
 }
 

@@ -87,7 +87,7 @@ func countKeyUse(btx *bolt.Tx) (map[uint32]int, error) {
 		err := btx.Bucket(sb.name).ForEach(func(k, v []byte) error {
 			_, fields, err := sb.fields(v)
 			if err != nil {
-				return fmt.Errorf("vault: record %q is corrupt: %w", k, err)
+				return nil // damaged: FindDamaged reports it
 			}
 			for _, f := range fields {
 				if len(*f.env) == 0 {
@@ -95,7 +95,7 @@ func countKeyUse(btx *bolt.Tx) (map[uint32]int, error) {
 				}
 				id, err := seal.KeyID(*f.env)
 				if err != nil {
-					return fmt.Errorf("vault: record %q field %s: %w", k, f.ad.Field, err)
+					continue // damaged: FindDamaged reports it
 				}
 				counts[id]++
 			}
@@ -171,7 +171,9 @@ func (db *DB) RotateDataKey(actor string, batch int) (uint32, error) {
 }
 
 // Reseal re-seals, under the active key, every sealed field that uses
-// another key, batch records per transaction. It is safe to run while the
+// another key, batch records per transaction. Damaged records (a record
+// that does not decode, a field that does not open) are left as they are
+// (FindDamaged reports them); KeyStatus does not count them. It is safe to run while the
 // daemon works and to run again after an interruption.
 func (db *DB) Reseal(batch int) error {
 	if batch <= 0 {
@@ -202,7 +204,7 @@ func (db *DB) Reseal(batch int) error {
 					after = append(after[:0], k...)
 					rec, fields, err := sb.fields(v)
 					if err != nil {
-						return fmt.Errorf("vault: reseal %q: %w", k, err)
+						continue // damaged: left as it is, FindDamaged reports it
 					}
 					changed := false
 					for _, f := range fields {
@@ -211,14 +213,14 @@ func (db *DB) Reseal(batch int) error {
 						}
 						id, err := seal.KeyID(*f.env)
 						if err != nil {
-							return fmt.Errorf("vault: reseal %q: %w", k, err)
+							continue // damaged: left as it is
 						}
 						if id == tx.kr.Active() {
 							continue
 						}
 						pt, err := tx.kr.Open(f.ad, *f.env)
 						if err != nil {
-							return fmt.Errorf("vault: reseal %q field %s: %w", k, f.ad.Field, err)
+							continue // damaged: left as it is
 						}
 						env, err := tx.kr.Seal(f.ad, pt)
 						clear(pt)

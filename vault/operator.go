@@ -7,7 +7,8 @@ package vault
 // transactions of their own.
 
 // ListUsers returns every user, in id order, from one read transaction.
-// Errors: a corrupt record, or the store's own.
+// Damaged records are left out (FindDamaged reports them). Errors: only
+// the store's own.
 func (db *DB) ListUsers() ([]User, error) {
 	var out []User
 	err := db.View(func(tx *Tx) error {
@@ -18,11 +19,20 @@ func (db *DB) ListUsers() ([]User, error) {
 
 // ListGrants returns every grant, its tokens still sealed, in id order,
 // from one read transaction. Callers show operators only what is safe
-// (never a sealed field). Errors: a corrupt record, or the store's own.
+// (never a sealed field). Damaged grants (a record that does not decode,
+// a sealed token that does not open) are left out: FindDamaged reports
+// them. Errors: only the store's own.
 func (db *DB) ListGrants() ([]Grant, error) {
 	var out []Grant
 	err := db.View(func(tx *Tx) error {
-		return tx.Grants(func(g Grant) error { out = append(out, g); return nil })
+		return tx.Grants(func(g Grant) error {
+			if err := tx.grantSealed(g); err != nil {
+				tx.db.noteDamaged(err)
+				return nil
+			}
+			out = append(out, g)
+			return nil
+		})
 	})
 	return out, err
 }
@@ -31,7 +41,7 @@ func (db *DB) ListGrants() ([]Grant, error) {
 // above after, oldest first, from one read transaction (fn sees one
 // consistent trail; events appended meanwhile are not seen). An error
 // from fn stops the walk and is returned as is; an event that does not
-// decode is an error.
+// decode is skipped (FindDamaged reports it).
 func (db *DB) AuditTrail(after uint64, fn func(AuditEvent) error) error {
 	return db.View(func(tx *Tx) error { return tx.AuditTrail(after, fn) })
 }

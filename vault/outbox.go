@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -56,11 +57,10 @@ func (tx *Tx) OpenOutboxSecret(r OutboxRow) (secret.Value, error) {
 	return tx.openString(seal.AD{Kind: "outbox", ID: r.ID, Field: "secret"}, r.SealedSecret)
 }
 
-// OutboxRow returns the row with the given id.
+// OutboxRow returns the row with the given id, ErrNotFound, or a
+// *DamagedError naming it.
 func (tx *Tx) OutboxRow(id string) (OutboxRow, error) {
-	var r OutboxRow
-	err := getJSON(tx.tx.Bucket(bucketOutbox), id, &r)
-	return r, err
+	return getRecord(tx, bucketOutbox, id, decodeOutbox)
 }
 
 // PutOutboxRow replaces a row, keeping the due index in step: rows pending
@@ -107,13 +107,24 @@ func (tx *Tx) DeleteOutboxRow(id string) error {
 }
 
 // DueOutbox calls fn for rows due at or before now, earliest first, until
-// fn returns false or limit rows were seen (limit <= 0: no limit).
+// fn returns false or limit rows were seen (limit <= 0: no limit). Damaged
+// rows, due keys shorter than their 8-byte time and keys of rows that no
+// longer exist are skipped (CheckConsistency and FindDamaged report them).
 func (tx *Tx) DueOutbox(now time.Time, limit int, fn func(OutboxRow) bool) error {
 	c := tx.tx.Bucket(bucketOutboxDue).Cursor()
 	end := binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano()))
 	n := 0
-	for k, _ := c.First(); k != nil && bytes.Compare(k[:8], end) <= 0; k, _ = c.Next() {
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if len(k) < 8 {
+			continue
+		}
+		if bytes.Compare(k[:8], end) > 0 {
+			break
+		}
 		r, err := tx.OutboxRow(string(k[8:]))
+		if errors.Is(err, ErrDamaged) || errors.Is(err, ErrNotFound) {
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -135,7 +146,7 @@ func (tx *Tx) NextDue() (time.Time, bool) {
 	return time.Unix(0, int64(binary.BigEndian.Uint64(k[:8]))), true
 }
 
-// Outbox calls fn for every row in id order.
+// Outbox calls fn for every row in id order, skipping damaged ones.
 func (tx *Tx) Outbox(fn func(OutboxRow) error) error {
-	return scanJSON(tx.tx.Bucket(bucketOutbox), nil, fn)
+	return scanRecords(tx, bucketOutbox, decodeOutbox, fn)
 }

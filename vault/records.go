@@ -151,6 +151,10 @@ type Enrollment struct {
 	ExpiresAt time.Time  `json:"expires_at"`
 	UsedAt    time.Time  `json:"used_at,omitzero"`
 	Canceled  bool       `json:"canceled,omitempty"`
+	// WatchID is the watch a used enrollment link started, or kept when
+	// the user had the same one already (WatchKept).
+	WatchID   string `json:"watch_id,omitempty"`
+	WatchKept bool   `json:"watch_kept,omitempty"`
 }
 
 // OutboxState is where a notification is in its lifecycle.
@@ -214,12 +218,18 @@ type AuditEvent struct {
 	Detail  string    `json:"detail,omitempty"`
 }
 
-// Revocation is a refresh token still to be revoked at its provider after
-// an unenroll whose revocation call failed. The token stays sealed.
+// Revocation is a refresh token still to be revoked at its provider: an
+// unenrolled grant's, or one a new consent replaced (Cause). The token
+// stays sealed.
 type Revocation struct {
-	ID          string    `json:"id"`
-	Provider    string    `json:"provider"`
-	GrantID     string    `json:"grant_id"`
+	ID       string          `json:"id"`
+	Provider string          `json:"provider"`
+	GrantID  string          `json:"grant_id"`
+	Cause    RevocationCause `json:"cause,omitempty"`
+	// Subject is the account the token is for, so that a revocation that
+	// would end the whole account (RevocationRule.EndsAccount) can be
+	// checked again when it is attempted.
+	Subject     string    `json:"subject,omitempty"`
 	Sealed      []byte    `json:"sealed"`
 	Attempts    int       `json:"attempts"`
 	NextAttempt time.Time `json:"next_attempt"`

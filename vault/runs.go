@@ -86,7 +86,9 @@ type RunInput struct {
 // RunInput reads a watch, its cursor and its user's grant at the watch's
 // provider in one read transaction, so a run sees one consistent state.
 // A user without a grant is not an error (GrantID is empty). Errors:
-// *NotFoundError when the watch does not exist; storage errors otherwise.
+// *NotFoundError when the watch does not exist; *DamagedError when the
+// watch, its cursor or the grant is damaged (the run must not go on);
+// storage errors otherwise.
 func (db *DB) RunInput(watchID string) (RunInput, error) {
 	var in RunInput
 	err := db.View(func(tx *Tx) error {
@@ -104,6 +106,9 @@ func (db *DB) RunInput(watchID string) (RunInput, error) {
 		case err != nil:
 			return err
 		}
+		if err := tx.grantSealed(g); err != nil {
+			return err
+		}
 		in.GrantID, in.GrantState = g.ID, g.State
 		return nil
 	})
@@ -118,16 +123,39 @@ func (db *DB) RunInput(watchID string) (RunInput, error) {
 // and its cursor. It reads in one read transaction, so fn sees one
 // consistent state, and holds that transaction while fn runs: fn must be
 // quick and must not call the DB (a write from fn could wait for the read
-// to end). An error from fn stops the scan and is returned as is.
+// to end). Damaged watches, watches whose cursor is damaged and watches
+// whose user's grant at their provider is damaged are left out: they do
+// not run until an operator deletes the damaged record (FindDamaged
+// reports them). An error from fn stops the scan and is returned as is.
 func (db *DB) RunnableWatches(fn func(WatchWithCursor) error) error {
 	return db.View(func(tx *Tx) error {
+		grantDamaged := map[string]bool{} // by user|0|provider
 		return tx.Watches(func(w Watch) error {
 			if !w.Runs() {
 				return nil
 			}
 			c, err := tx.Cursor(w.ID)
+			if errors.Is(err, ErrDamaged) {
+				return nil
+			}
 			if err != nil {
 				return err
+			}
+			k := string(pair(w.UserID, w.Provider))
+			bad, known := grantDamaged[k]
+			if !known {
+				g, err := tx.UserGrant(w.UserID, w.Provider)
+				if err == nil {
+					err = tx.grantSealed(g)
+				}
+				if err != nil && !errors.Is(err, ErrNotFound) {
+					tx.db.noteDamaged(err)
+				}
+				bad = errors.Is(err, ErrDamaged)
+				grantDamaged[k] = bad
+			}
+			if bad {
+				return nil
 			}
 			return fn(WatchWithCursor{Watch: w, Cursor: c})
 		})

@@ -72,6 +72,8 @@ type Store interface {
 	DueRevocations(now time.Time) ([]string, error)
 	SettleRevocation(id, actor string) error
 	DeferRevocation(id string, next time.Time, counted bool) (Revocation, error)
+	DropRevocation(id, actor, why string) error
+	LiveAccountGrants(provider, subject, except string) ([]string, error)
 
 	// Runs.
 
@@ -97,6 +99,17 @@ type Store interface {
 
 	AuditTrail(after uint64, fn func(AuditEvent) error) error
 	RecordAudit(ev AuditEvent) error
+
+	// Damaged records (damaged.go): found, reported once, deleted.
+
+	FindDamaged() ([]DamagedRecord, error)
+	DamagedRecords() ([]DamagedRecord, error)
+	DeleteDamaged(kind, id, actor string) (DamagedRecord, error)
+
+	// Providers' rate-limit windows and usage caps.
+
+	SaveRateWindows(ws ...RateWindow) error
+	RateWindows() ([]RateWindow, error)
 }
 
 var _ Store = (*DB)(nil)

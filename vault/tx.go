@@ -29,17 +29,6 @@ type Tx struct {
 // Now returns the vault's clock reading.
 func (tx *Tx) Now() time.Time { return tx.db.now() }
 
-func getJSON(b *bolt.Bucket, key string, v any) error {
-	raw := b.Get([]byte(key))
-	if raw == nil {
-		return ErrNotFound
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("vault: record %q is corrupt: %w", key, err)
-	}
-	return nil
-}
-
 func putJSON(b *bolt.Bucket, key string, v any) error {
 	raw, err := json.Marshal(v)
 	if err != nil {
@@ -48,12 +37,14 @@ func putJSON(b *bolt.Bucket, key string, v any) error {
 	return b.Put([]byte(key), raw)
 }
 
+// scanJSON calls fn for each record under prefix, skipping those that do
+// not decode (damaged.go: FindDamaged reports them).
 func scanJSON[T any](b *bolt.Bucket, prefix []byte, fn func(T) error) error {
 	c := b.Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		var rec T
 		if err := json.Unmarshal(v, &rec); err != nil {
-			return fmt.Errorf("vault: record %q is corrupt: %w", k, err)
+			continue
 		}
 		if err := fn(rec); err != nil {
 			return err
@@ -66,11 +57,10 @@ func pair(a, b string) []byte { return []byte(a + "\x00" + b) }
 
 // --- users
 
-// User returns the user with the given id, or ErrNotFound.
+// User returns the user with the given id, ErrNotFound, or a
+// *DamagedError naming it.
 func (tx *Tx) User(id string) (User, error) {
-	var u User
-	err := getJSON(tx.tx.Bucket(bucketUsers), id, &u)
-	return u, err
+	return getRecord(tx, bucketUsers, id, decodeUser)
 }
 
 // PutUser creates or replaces a user.
@@ -84,20 +74,20 @@ func (tx *Tx) PutUser(u User) error {
 	return putJSON(tx.tx.Bucket(bucketUsers), u.ID, u)
 }
 
-// Users calls fn for every user in id order.
+// Users calls fn for every user in id order, skipping damaged ones.
 func (tx *Tx) Users(fn func(User) error) error {
-	return scanJSON(tx.tx.Bucket(bucketUsers), nil, fn)
+	return scanRecords(tx, bucketUsers, decodeUser, fn)
 }
 
 // --- grants
 
 func grantAD(id, field string) seal.AD { return seal.AD{Kind: "grant", ID: id, Field: field} }
 
-// Grant returns the grant with the given id, or ErrNotFound.
+// Grant returns the grant with the given id, ErrNotFound, or a
+// *DamagedError naming it when its record does not decode (its sealed
+// fields are not opened here: OpenTokens, or DB.Grant, checks them).
 func (tx *Tx) Grant(id string) (Grant, error) {
-	var g Grant
-	err := getJSON(tx.tx.Bucket(bucketGrants), id, &g)
-	return g, err
+	return getRecord(tx, bucketGrants, id, decodeGrant)
 }
 
 // UserGrant returns the user's grant at a provider, or ErrNotFound.
@@ -144,9 +134,10 @@ func (tx *Tx) DeleteGrant(id string) error {
 	return tx.tx.Bucket(bucketGrants).Delete([]byte(id))
 }
 
-// Grants calls fn for every grant in id order.
+// Grants calls fn for every grant in id order, skipping those whose
+// record does not decode.
 func (tx *Tx) Grants(fn func(Grant) error) error {
-	return scanJSON(tx.tx.Bucket(bucketGrants), nil, fn)
+	return scanRecords(tx, bucketGrants, decodeGrant, fn)
 }
 
 // SealTokens seals t into g's sealed fields, bound to g.ID. A zero token
@@ -161,15 +152,16 @@ func (tx *Tx) SealTokens(g *Grant, t Tokens) error {
 	return err
 }
 
-// OpenTokens opens g's sealed tokens.
+// OpenTokens opens g's sealed tokens. A field that does not open gives a
+// *DamagedError naming the grant (errors.Is seal.ErrOpen too).
 func (tx *Tx) OpenTokens(g Grant) (Tokens, error) {
 	rt, err := tx.openString(grantAD(g.ID, "refresh_token"), g.SealedRefresh)
 	if err != nil {
-		return Tokens{}, fmt.Errorf("vault: grant %s refresh token: %w", g.ID, err)
+		return Tokens{}, damaged(KindGrant, []byte(g.ID), "its sealed refresh_token does not open: %w", err)
 	}
 	at, err := tx.openString(grantAD(g.ID, "access_token"), g.SealedAccess)
 	if err != nil {
-		return Tokens{}, fmt.Errorf("vault: grant %s access token: %w", g.ID, err)
+		return Tokens{}, damaged(KindGrant, []byte(g.ID), "its sealed access_token does not open: %w", err)
 	}
 	return Tokens{Refresh: secret.RefreshToken{Value: rt}, Access: secret.AccessToken{Value: at}}, nil
 }
@@ -256,11 +248,10 @@ func (tx *Tx) EnrollmentByID(id string) (Enrollment, error) {
 
 var errStop = errors.New("stop")
 
-// Enrollment returns the enrollment whose token hashes to hash.
+// Enrollment returns the enrollment whose token hashes to hash,
+// ErrNotFound, or a *DamagedError naming it.
 func (tx *Tx) Enrollment(hash string) (Enrollment, error) {
-	var e Enrollment
-	err := getJSON(tx.tx.Bucket(bucketEnrollments), hash, &e)
-	return e, err
+	return getRecord(tx, bucketEnrollments, hash, decodeLink)
 }
 
 // PutEnrollment creates or replaces an enrollment.
@@ -271,18 +262,17 @@ func (tx *Tx) PutEnrollment(e Enrollment) error {
 	return putJSON(tx.tx.Bucket(bucketEnrollments), e.Hash, e)
 }
 
-// Enrollments calls fn for every enrollment.
+// Enrollments calls fn for every enrollment, skipping damaged ones.
 func (tx *Tx) Enrollments(fn func(Enrollment) error) error {
-	return scanJSON(tx.tx.Bucket(bucketEnrollments), nil, fn)
+	return scanRecords(tx, bucketEnrollments, decodeLink, fn)
 }
 
 // --- watches and cursors
 
-// Watch returns the watch with the given id.
+// Watch returns the watch with the given id, ErrNotFound, or a
+// *DamagedError naming it.
 func (tx *Tx) Watch(id string) (Watch, error) {
-	var w Watch
-	err := getJSON(tx.tx.Bucket(bucketWatches), id, &w)
-	return w, err
+	return getRecord(tx, bucketWatches, id, decodeWatch)
 }
 
 // PutWatch creates or replaces a watch.
@@ -319,17 +309,21 @@ func (tx *Tx) DeleteWatch(id string) error {
 	return tx.tx.Bucket(bucketWatches).Delete([]byte(id))
 }
 
-// Watches calls fn for every watch in id order.
+// Watches calls fn for every watch in id order, skipping damaged ones.
 func (tx *Tx) Watches(fn func(Watch) error) error {
-	return scanJSON(tx.tx.Bucket(bucketWatches), nil, fn)
+	return scanRecords(tx, bucketWatches, decodeWatch, fn)
 }
 
-// UserWatches calls fn for each of a user's watches.
+// UserWatches calls fn for each of a user's watches, skipping damaged
+// ones.
 func (tx *Tx) UserWatches(userID string, fn func(Watch) error) error {
 	c := tx.tx.Bucket(bucketUserWatches).Cursor()
 	prefix := pair(userID, "")
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		w, err := tx.Watch(string(k[len(prefix):]))
+		if errors.Is(err, ErrDamaged) {
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -341,12 +335,15 @@ func (tx *Tx) UserWatches(userID string, fn func(Watch) error) error {
 }
 
 // Cursor returns a watch's cursor; a watch that never ran has the zero
-// Cursor (with WatchID set) and no error.
+// Cursor (with WatchID set) and no error. A damaged cursor gives the zero
+// Cursor and a *DamagedError naming it.
 func (tx *Tx) Cursor(watchID string) (Cursor, error) {
-	c := Cursor{WatchID: watchID}
-	err := getJSON(tx.tx.Bucket(bucketCursors), watchID, &c)
-	if err == ErrNotFound {
-		return Cursor{WatchID: watchID}, nil
+	c, err := getRecord(tx, bucketCursors, watchID, decodeCursor)
+	if err != nil {
+		c = Cursor{WatchID: watchID}
+	}
+	if errors.Is(err, ErrNotFound) {
+		return c, nil
 	}
 	return c, err
 }
@@ -380,13 +377,15 @@ func appendAudit(btx *bolt.Tx, ev AuditEvent) error {
 	return b.Put(binary.BigEndian.AppendUint64(nil, seq), raw)
 }
 
-// AuditTrail calls fn for every event after seq, oldest first.
+// AuditTrail calls fn for every event after seq, oldest first, skipping
+// damaged ones (FindDamaged reports them).
 func (tx *Tx) AuditTrail(after uint64, fn func(AuditEvent) error) error {
 	c := tx.tx.Bucket(bucketAudit).Cursor()
 	for k, v := c.Seek(binary.BigEndian.AppendUint64(nil, after+1)); k != nil; k, v = c.Next() {
-		var ev AuditEvent
-		if err := json.Unmarshal(v, &ev); err != nil {
-			return fmt.Errorf("vault: audit event %x is corrupt: %w", k, err)
+		ev, err := decodeAudit(k, v)
+		if err != nil {
+			tx.db.noteDamaged(err)
+			continue
 		}
 		if err := fn(ev); err != nil {
 			return err
@@ -419,11 +418,10 @@ func (tx *Tx) OpenRevocation(r Revocation) (secret.RefreshToken, error) {
 	return secret.RefreshToken{Value: v}, err
 }
 
-// Revocation returns the pending revocation with the given id.
+// Revocation returns the pending revocation with the given id,
+// ErrNotFound, or a *DamagedError naming it.
 func (tx *Tx) Revocation(id string) (Revocation, error) {
-	var r Revocation
-	err := getJSON(tx.tx.Bucket(bucketRevocations), id, &r)
-	return r, err
+	return getRecord(tx, bucketRevocations, id, decodeRevocation)
 }
 
 // DeleteRevocation removes a pending revocation.
@@ -431,7 +429,8 @@ func (tx *Tx) DeleteRevocation(id string) error {
 	return tx.tx.Bucket(bucketRevocations).Delete([]byte(id))
 }
 
-// Revocations calls fn for every pending revocation.
+// Revocations calls fn for every pending revocation, skipping damaged
+// ones.
 func (tx *Tx) Revocations(fn func(Revocation) error) error {
-	return scanJSON(tx.tx.Bucket(bucketRevocations), nil, fn)
+	return scanRecords(tx, bucketRevocations, decodeRevocation, fn)
 }

@@ -119,6 +119,9 @@ type DB struct {
 	keyMu    sync.RWMutex
 	rules    rules
 	readOnly bool
+	// damagedLogged holds the damaged records already logged (kind|0|id),
+	// so each is logged once per process (damaged.go).
+	damagedLogged sync.Map
 }
 
 // Open opens (or, with Options.Create, creates) the vault at Options.Path.
@@ -143,32 +146,63 @@ func Open(opts Options) (*DB, error) {
 	if opts.Failpoint == nil {
 		opts.Failpoint = func(string) {}
 	}
-	_, statErr := os.Stat(opts.Path)
-	isNew := errors.Is(statErr, os.ErrNotExist)
+	// What is at the path is identified first, reading only: a file cut
+	// short, empty, of another program or with damaged pages, or no file
+	// at all (a directory, a FIFO, ...), is a *BadFileError and stays as
+	// it is (identify.go).
+	exists, err := identify(opts.Path, opts.LockTimeout)
+	var badFile *BadFileError
+	if errors.As(err, &badFile) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, err)
+	}
+	isNew := !exists
 	if isNew && !opts.Create {
 		return nil, fmt.Errorf("vault: open %s: %w (run `tagwatchd keys init` to create it)", opts.Path, ErrNoVault)
-	}
-	if statErr != nil && !isNew {
-		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, withoutPath(statErr))
 	}
 	if opts.ReadOnly && isNew {
 		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, ErrNoVault)
 	}
-	bdb, err := bolt.Open(opts.Path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly})
+	// bbolt's reads at open are contained all the same: should one still
+	// fault or panic on a damaged page, the file it opened is closed (its
+	// lock released) and the error says the file is damaged.
+	var file *os.File
+	openFile := func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(name, flag, perm)
+		file = f
+		return f, err
+	}
+	var bdb *bolt.DB
+	err = contained(opts.Path, hintRestore, func() error {
+		var err error
+		bdb, err = bolt.Open(opts.Path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly, OpenFile: openFile})
+		return err
+	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, ErrLocked)
 	}
 	if err != nil {
+		if bdb == nil && file != nil {
+			_ = file.Close()
+		}
 		if isNew {
 			_ = os.Remove(opts.Path)
+		}
+		if errors.As(err, &badFile) {
+			return nil, err
 		}
 		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, withoutPath(err))
 	}
 	db := &DB{bolt: bdb, path: opts.Path, now: opts.Now, log: opts.Logger, fail: opts.Failpoint, readOnly: opts.ReadOnly}
-	if err := db.load(opts.Master, isNew); err != nil {
+	if err := contained(opts.Path, hintRestore, func() error { return db.load(opts.Master, isNew) }); err != nil {
 		_ = bdb.Close()
 		if isNew {
 			_ = os.Remove(opts.Path)
+		}
+		if errors.As(err, &badFile) {
+			return nil, err
 		}
 		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, err)
 	}
@@ -279,7 +313,11 @@ func (db *DB) Now() time.Time { return db.now() }
 func (db *DB) View(fn func(tx *Tx) error) error {
 	db.keyMu.RLock()
 	defer db.keyMu.RUnlock()
-	return db.bolt.View(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, db: db, kr: db.kr.Load()}) })
+	// A page bbolt cannot read (the file changed under the daemon: cut
+	// short, overwritten) fails this transaction, not the process.
+	return contained(db.path, hintRunning, func() error {
+		return db.bolt.View(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, db: db, kr: db.kr.Load()}) })
+	})
 }
 
 // Update runs fn in a read-write transaction, committed (and fsynced) when
@@ -287,7 +325,11 @@ func (db *DB) View(fn func(tx *Tx) error) error {
 func (db *DB) Update(fn func(tx *Tx) error) error {
 	db.keyMu.RLock()
 	defer db.keyMu.RUnlock()
-	return db.bolt.Update(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, db: db, kr: db.kr.Load()}) })
+	// A page bbolt cannot read (the file changed under the daemon: cut
+	// short, overwritten) fails this transaction, not the process.
+	return contained(db.path, hintRunning, func() error {
+		return db.bolt.Update(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, db: db, kr: db.kr.Load()}) })
+	})
 }
 
 // Backup writes a consistent copy of the whole file (still sealed) to w.

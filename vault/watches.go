@@ -101,9 +101,14 @@ func (db *DB) AddWatch(req NewWatch, actor string) (Watch, error) {
 
 // sameWatch returns the user's watch at provider that is the same as spec.
 func (tx *Tx) sameWatch(userID, provider string, spec WatchSpec) (Watch, bool, error) {
+	return tx.sameWatchBut(userID, provider, spec, "")
+}
+
+// sameWatchBut is sameWatch ignoring the watch with id except.
+func (tx *Tx) sameWatchBut(userID, provider string, spec WatchSpec, except string) (Watch, bool, error) {
 	var found Watch
 	err := tx.UserWatches(userID, func(w Watch) error {
-		if w.Provider == provider && w.WatchSpec.Same(spec) {
+		if w.Provider == provider && w.ID != except && w.WatchSpec.Same(spec) {
 			found = w
 			return errStop
 		}
@@ -117,7 +122,10 @@ func (tx *Tx) sameWatch(userID, provider string, spec WatchSpec) (Watch, bool, e
 
 // ChangeWatch applies c to the watch with id, checks the result against
 // the rules and stores it with an audit entry, in one transaction. Its
-// state does not change. Errors: *NotFoundError, *InvalidError.
+// state does not change. Errors: *NotFoundError, *InvalidError;
+// ErrDuplicateWatch (with the other watch returned) when the change would
+// make it the same as another watch of the user (WatchSpec.Same), which
+// AddWatch and CommitConsent refuse to create too.
 func (db *DB) ChangeWatch(id string, c WatchChange, actor string) (Watch, error) {
 	var w Watch
 	err := db.Update(func(tx *Tx) error {
@@ -129,6 +137,12 @@ func (db *DB) ChangeWatch(id string, c WatchChange, actor string) (Watch, error)
 		c.apply(&spec)
 		if err := db.CheckWatch(w.Provider, &spec); err != nil {
 			return err
+		}
+		if dup, ok, err := tx.sameWatchBut(w.UserID, w.Provider, spec, w.ID); err != nil {
+			return err
+		} else if ok {
+			w = dup
+			return fmt.Errorf("%w (watch %s)", ErrDuplicateWatch, dup.ID)
 		}
 		w.WatchSpec = spec
 		if err := tx.PutWatch(w); err != nil {
@@ -202,7 +216,8 @@ func (db *DB) DeleteWatch(id, actor string) (Watch, error) {
 	return w, err
 }
 
-// Watch returns the watch with id and its cursor. Errors: *NotFoundError.
+// Watch returns the watch with id and its cursor. Errors: *NotFoundError;
+// *DamagedError naming the watch or its cursor.
 func (db *DB) Watch(id string) (WatchWithCursor, error) {
 	var out WatchWithCursor
 	err := db.View(func(tx *Tx) error {
@@ -219,13 +234,16 @@ func (db *DB) Watch(id string) (WatchWithCursor, error) {
 
 // ListWatches returns every watch (of userID only, when it is not empty)
 // with its cursor, in id order, from one read transaction. A user without
-// watches gives none, not an error. Errors: only the store's own.
+// watches gives none, not an error. Damaged watches are left out; a watch
+// whose cursor is damaged is listed with the zero cursor (FindDamaged
+// reports both; RunnableWatches runs neither). Errors: only the store's
+// own.
 func (db *DB) ListWatches(userID string) ([]WatchWithCursor, error) {
 	var out []WatchWithCursor
 	err := db.View(func(tx *Tx) error {
 		each := func(w Watch) error {
 			c, err := tx.Cursor(w.ID)
-			if err != nil {
+			if err != nil && !errors.Is(err, ErrDamaged) {
 				return err
 			}
 			out = append(out, WatchWithCursor{Watch: w, Cursor: c})

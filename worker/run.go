@@ -9,9 +9,11 @@ import (
 	"tagwatch/vault"
 )
 
-// searchWindow is how far back recent search reaches; a start_time must
-// stay inside it.
-const searchWindow = 7*24*time.Hour - time.Minute
+// RunGap is the result (Cursor.LastResult) of a run whose search could
+// not start from the watch's cursor: the source no longer serves the
+// posts of a stretch of time (Found.Gap). The run succeeded otherwise;
+// Cursor.LastError says which stretch.
+const RunGap = "gap"
 
 // Skip reasons of EventSkipped.
 const (
@@ -82,22 +84,31 @@ func (w *Worker) RunWatch(ctx context.Context, watchID string) Event {
 	now := w.cfg.Now()
 	req := SearchRequest{Query: Query{Hashtags: wt.Hashtags, Lang: wt.Lang, IncludeRetweets: wt.IncludeRetweets},
 		SinceID: in.Cursor.SinceID, MaxPages: w.cfg.MaxPages}
+	// LastRunAt says what was read only when that run succeeded: a failed
+	// run records its time too, and read nothing.
+	lastOK := in.Cursor.Started && (in.Cursor.LastResult == vault.RunOK || in.Cursor.LastResult == RunGap)
+	if lastOK {
+		req.SearchedAt = in.Cursor.LastRunAt
+	}
 	if req.SinceID == "" {
 		// No cursor yet. The first run starts from the watch's creation (no
 		// backfill) unless it asked for one; later runs that found nothing
-		// start from when the previous search was sent.
+		// start from when the previous successful search was sent. A start
+		// older than the source serves is the source's to handle (it
+		// reports the gap).
 		switch {
-		case in.Cursor.Started:
+		case lastOK:
 			req.StartTime = in.Cursor.LastRunAt.Add(-time.Second)
 		case !wt.Backfill:
 			req.StartTime = wt.CreatedAt
 		}
-		if !req.StartTime.IsZero() {
-			req.StartTime = later(req.StartTime, now.Add(-searchWindow))
-		}
 	}
+	w.noteGrant(in.GrantID, wt.UserID)
 	ok, window, first := w.fair.admit(wt.Provider, wt.UserID)
 	if !ok {
+		// Held without a request: shown to operators (Holds), logged once
+		// per window.
+		w.hold(Hold{Provider: wt.Provider, UserID: wt.UserID, Endpoint: searchEndpoint(src), Window: HoldFairShare, Until: window})
 		if first {
 			used, share, total := w.fair.usage(wt.Provider, wt.UserID)
 			w.log.Info("user has used their share of the provider's request window; runs held until it resets",
@@ -108,6 +119,10 @@ func (w *Worker) RunWatch(ctx context.Context, watchID string) Event {
 		return ev
 	}
 	res, err := src.Search(ctx, w.cfg.Tokens(in.GrantID), in.GrantID, req)
+	if err == nil {
+		w.clearHolds(wt.Provider, wt.UserID) // it got through: no hold was in force
+	}
+	w.keepWindows(wt.Provider, src) // a window it spent holds from now on
 	if err != nil {
 		return w.searchFailed(ctx, ev, wt, now, window, err)
 	}
@@ -117,8 +132,15 @@ func (w *Worker) RunWatch(ctx context.Context, watchID string) Event {
 	for i, p := range res.Posts {
 		posts[i] = vault.Post{ID: p.ID, Text: p.Text, AuthorID: p.AuthorID, AuthorUsername: p.AuthorName, CreatedAt: p.CreatedAt, URL: p.URL}
 	}
+	result, note := "", ""
+	if g := res.Gap; g != nil {
+		result, note = RunGap, g.String()
+		w.log.Warn("watch searched from the start of what the source serves, not from its cursor: posts in the gap may be missed",
+			"watch", wt.ID, "user", wt.UserID, "provider", wt.Provider, "gap_from", g.From, "gap_to", g.To, "reason", g.Reason,
+			"cursor", in.Cursor.SinceID)
+	}
 	out, err := w.cfg.DB.CommitRun(vault.RunCommit{WatchID: wt.ID, StartedAt: now, NewSinceID: res.NewestID, Truncated: res.Truncated,
-		PostsRead: len(res.Posts), Posts: posts, MaxPerDigest: w.cfg.MaxPerDigest})
+		PostsRead: len(res.Posts), Posts: posts, MaxPerDigest: w.cfg.MaxPerDigest, Result: result, Error: note})
 	if err != nil {
 		ev.Kind, ev.Err = EventRunFailed, fmt.Errorf("worker: commit run: %w", err)
 		w.log.Error("watch run commit failed", "watch", wt.ID, "user", wt.UserID, "err", err)
@@ -130,15 +152,8 @@ func (w *Worker) RunWatch(ctx context.Context, watchID string) Event {
 	}
 	ev.Kind = EventRun
 	ev.PostsRead, ev.Matches, ev.Duplicates, ev.Rows = len(res.Posts), out.Queued, out.Duplicates, out.Rows
-	ev.Pages, ev.Truncated = res.Pages, res.Truncated
+	ev.Pages, ev.Truncated, ev.Gap = res.Pages, res.Truncated, res.Gap
 	return ev
-}
-
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }
 
 // searchFailed classifies a failed search, records it and returns its
@@ -155,9 +170,17 @@ func (w *Worker) searchFailed(ctx context.Context, ev Event, wt vault.Watch, sta
 		w.capProvider(wt.Provider)
 	case errors.As(err, &rl):
 		ev.Kind, ev.NotBefore, ev.Err = EventRateLimited, rl.NotBefore, err
+		// Held: shown to operators (Holds), logged once per window.
+		h := Hold{Provider: wt.Provider, UserID: wt.UserID, Endpoint: rl.Endpoint, Window: HoldPerUser, Until: rl.NotBefore}
+		if h.Endpoint == "" {
+			h.Endpoint = searchEndpoint((*w.sources.Load())[wt.Provider])
+		}
+		if w.hold(h) {
+			w.logHold(h, rl.Local)
+		}
 		if rl.Local {
 			w.fair.charge(wt.Provider, wt.UserID, window, -1)
-			return ev // no request was made: nothing to record
+			return ev // no request was made: the hold table shows it, nothing is written
 		}
 		w.record(wt, started, "rate_limited", err)
 		return ev
@@ -242,7 +265,9 @@ func (w *Worker) capProvider(provider string) {
 		w.capped[provider] = c
 	}
 	c.next = w.cfg.Now().Add(w.cfg.CapProbeInterval)
+	next := c.next
 	w.mu.Unlock()
+	w.saveCap(provider, next) // a restart probes no sooner
 	ids, err := w.cfg.DB.SuspendProviderWatches(provider, vault.SuspendUsageCapped)
 	if err != nil {
 		w.log.Error("suspend capped provider's watches failed", "provider", provider, "err", err)

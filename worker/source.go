@@ -59,9 +59,16 @@ type SearchRequest struct {
 	Query
 	// SinceID is the cursor: only posts with a larger id are returned.
 	// When empty, StartTime bounds the search; when both are empty the
-	// search reaches as far back as the source allows (a backfill).
+	// search reaches as far back as the source allows (a backfill). A
+	// cursor older than the source still serves (X: 7 days) is the
+	// source's to handle: it searches from as far back as it can and
+	// reports the rest as Found.Gap.
 	SinceID   string
 	StartTime time.Time
+	// SearchedAt is when the last search of the watch that succeeded was
+	// sent (zero when unknown): the posts before it were read then, so a
+	// Found.Gap never starts before it.
+	SearchedAt time.Time
 	// MaxPages bounds the requests (pages) the search makes; default 5.
 	MaxPages int
 }
@@ -90,6 +97,34 @@ type Found struct {
 	Pages int
 	// Truncated is true when MaxPages were read and more remained.
 	Truncated bool
+	// Gap, when set, says the search could not start from the cursor:
+	// the source no longer serves the posts in it, so they may be missed.
+	Gap *Gap
+}
+
+// Gap is a stretch of time whose posts a search could not read because
+// the source no longer serves them (X's recent search keeps 7 days).
+type Gap struct {
+	// From is the oldest time posts may be missed from (the cursor's
+	// time, or the last successful search, whichever is later); zero when
+	// unknown. To is where the search started instead.
+	From, To time.Time
+	// Reason is the source's word for why: for X, "aged" (the cursor was
+	// older than the window by our clock), "refused" (X refused it as
+	// older than its window: its clock is ahead), "unreadable" (the
+	// stored cursor is not a post id).
+	Reason string
+}
+
+// String says what the gap is, for the run record and logs: "posts from
+// 2026-11-19T10:00:00Z to 2026-11-19T12:05:00Z were not read (aged): the
+// search could not start from the cursor".
+func (g *Gap) String() string {
+	from := "an unknown time"
+	if !g.From.IsZero() {
+		from = g.From.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("posts from %s to %s were not read (%s): the search could not start from the cursor", from, g.To.UTC().Format(time.RFC3339), g.Reason)
 }
 
 // ErrUsageCapped means a source's app-wide usage cap is reached: no
@@ -103,6 +138,9 @@ var ErrUsageCapped = errors.New("worker: the source's usage cap is reached")
 type RateLimitError struct {
 	NotBefore time.Time
 	Local     bool
+	// Endpoint is the provider's endpoint whose window is spent, when the
+	// source names it (X: /2/tweets/search/recent).
+	Endpoint string
 	// Err is the source's own error.
 	Err error
 }

@@ -14,6 +14,13 @@
 // then probes the source every Config.CapProbeInterval and the first
 // success resumes them all.
 //
+// Every run a rate limit holds (the source's per-user window, the fair
+// share) is visible to operators (Holds, HoldOf) and logged once per
+// window, and writes nothing. What providers said about their windows (a
+// RateWindowKeeper source) and the usage cap are kept in the store when
+// they change and given back at Reload, so a restarted worker asks no
+// provider before a reset it was told of (ratelimit.go).
+//
 // The rules of a valid watch (Rules) live here too: the vault applies
 // them at every door, and the worker applies the store's current rules to
 // the watches it already holds: a stored watch they refuse (Refused: a
@@ -62,6 +69,11 @@ type Store interface {
 	// spec without storing anything (*vault.InvalidError when they refuse
 	// it). The worker checks stored watches with it (Refused).
 	CheckWatch(provider string, spec *vault.WatchSpec) error
+	// SaveRateWindows and RateWindows keep what providers said about
+	// their rate-limit windows and usage caps across restarts
+	// (ratelimit.go).
+	SaveRateWindows(ws ...vault.RateWindow) error
+	RateWindows() ([]vault.RateWindow, error)
 }
 
 // Event kinds reported to Config.Observer.
@@ -103,6 +115,10 @@ type Event struct {
 	Rows      int
 	Pages     int
 	Truncated bool
+	// Gap, for EventRun, says the search could not start from the
+	// watch's cursor (older than the source serves): posts in it may be
+	// missed. The run's result is RunGap.
+	Gap *Gap
 	// NotBefore is when a rate-limited source may be asked again, or, for
 	// SkipFairShare, when the provider's window resets.
 	NotBefore time.Time
@@ -180,6 +196,9 @@ type Worker struct {
 	// sources is the live Config.Sources.
 	sources atomic.Pointer[map[string]Source]
 
+	// rate holds the rate-limit holds operators see (ratelimit.go).
+	rate *rateState
+
 	mu     sync.Mutex
 	capped map[string]*capState
 	// invalid holds the watches the current rules refuse (Refused), by
@@ -250,7 +269,7 @@ func New(cfg Config) (*Worker, error) {
 		cfg.Now = time.Now
 	}
 	w := &Worker{cfg: cfg, log: cfg.Logger, capped: map[string]*capState{}, invalid: map[string]string{},
-		fair: newFairShare(cfg.AppRequestsPerWindow, cfg.AppWindow, cfg.Now)}
+		fair: newFairShare(cfg.AppRequestsPerWindow, cfg.AppWindow, cfg.Now), rate: newRateState()}
 	w.SetSources(cfg.Sources)
 	w.cfg.Sources = nil // the live set is w.sources
 	var err error
@@ -285,6 +304,9 @@ func (w *Worker) Run(ctx context.Context) error {
 // the schedule and how many are invalid (refused by the rules, or whose
 // schedule the engine does not take).
 func (w *Worker) Reload(ctx context.Context) error {
+	// What providers said about their windows before a restart: the
+	// sources get their holds back, capped providers their next probe.
+	caps := w.restoreWindows()
 	// Read first, check after: RunnableWatches' callback must not call the
 	// store, and CheckWatch is the store's.
 	var runnable []vault.WatchWithCursor
@@ -330,7 +352,8 @@ func (w *Worker) Reload(ctx context.Context) error {
 	w.mu.Lock()
 	for p := range cappedProv {
 		if w.capped[p] == nil {
-			w.capped[p] = &capState{next: w.cfg.Now()}
+			// Probed when the saved cap says, not at once after a restart.
+			w.capped[p] = &capState{next: latest(w.cfg.Now(), caps[p])}
 		}
 	}
 	before := w.invalid
@@ -480,6 +503,7 @@ func (w *Worker) ResumeProvider(provider string) (int, error) {
 	w.mu.Lock()
 	delete(w.capped, provider)
 	w.mu.Unlock()
+	w.saveCap(provider, time.Time{})
 	return len(ids), nil
 }
 

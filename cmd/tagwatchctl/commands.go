@@ -147,6 +147,7 @@ func commandTable() []*command {
 				}},
 		}},
 		{name: "audit", summary: "show the newest events of the audit trail (--all for every one)", flags: auditFlags},
+		damagedCommand(),
 		{name: "keys", summary: "the vault's keyring", subs: []*command{
 			{name: "status", summary: "show the master key id and the data keys with their use",
 				flags: func(fs *flag.FlagSet) func(*env, []string) error { return noArgs(cmdKeysStatus) }},
@@ -235,6 +236,8 @@ func cmdStatus(e *env) error {
 		}
 		fmt.Fprintf(w, "%s: %s\n", c.name, dash(strings.Join(parts, ", ")))
 	}
+	printRateLimits(w, s.RateLimits)
+	printDamagedStatus(w, s.Damaged)
 	if len(s.LastErrors) > 0 {
 		fmt.Fprintln(w, "last errors:")
 		for _, le := range s.LastErrors {
@@ -305,8 +308,10 @@ func cmdWatchesList(e *env) error {
 }
 
 // watchState is a watch's state as the tables show it: "active",
-// "suspended (needs_reconsent)", and ", refused: <the rule's message>"
-// when the daemon's current rules refuse it (it then does not run).
+// "suspended (needs_reconsent)", ", refused: <the rule's message>"
+// when the daemon's current rules refuse it (it then does not run), and
+// ", rate limited until <T> (<window> of <endpoint> at <provider>)" while
+// a rate limit holds its user's runs (holdText).
 func watchState(w statusapi.Watch) string {
 	state := w.State
 	if w.SuspendReason != "" {
@@ -314,6 +319,9 @@ func watchState(w statusapi.Watch) string {
 	}
 	if w.Invalid != "" {
 		state += ", refused: " + w.Invalid
+	}
+	if h := w.RateLimited; h != nil {
+		state += ", " + holdText(*h)
 	}
 	return state
 }

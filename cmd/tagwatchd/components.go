@@ -17,6 +17,7 @@ func (o *operator) wire() {
 	d := o.d
 	o.hooksMu.Lock()
 	defer o.hooksMu.Unlock()
+	held, holds := rateHoldHooks(d.worker)
 	o.hooks = hooks{
 		NextRun: func(id string) (time.Time, bool) {
 			st, err := d.worker.Status(id)
@@ -26,6 +27,10 @@ func (o *operator) wire() {
 			return st.Next, true
 		},
 		RunNow: func(ctx context.Context, id string) error { return d.worker.RunNow(id) },
+		// The worker's table of rate-limit holds (in memory: a held run
+		// costs no write).
+		Held:      held,
+		RateHolds: holds,
 		WatchesChanged: func() {
 			if err := d.worker.Reload(context.Background()); err != nil {
 				d.log.Error("reload watches after an operator change", "err", err)

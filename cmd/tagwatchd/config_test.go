@@ -285,7 +285,7 @@ func TestConfigVaultOpenErrorNamesPathOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, code := tagwatchd(t, "keys", "status", "-config", e.config)
-	if code == 0 || strings.Count(out, e.db) != 1 || !strings.Contains(out, "vault: open "+e.db+": ") {
+	if code != exitConfig || strings.Count(out, e.db) != 1 || !strings.Contains(out, "vault file "+e.db+" is a directory") {
 		t.Errorf("keys status with a directory for a vault = %d %q, want one error naming %s once", code, out, e.db)
 	}
 }

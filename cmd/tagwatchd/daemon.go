@@ -130,6 +130,10 @@ func newDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, o o
 		d.close()
 		return nil, err
 	}
+	// One damaged record is skipped, not fatal: logged and audited here.
+	if err := reportDamaged(db, logger); err != nil {
+		return fail(err)
+	}
 	// At start every provider must build; a reload is forgiving (see
 	// reloadProviders).
 	if d.providers, err = d.buildProviders(ctx, cfg.Providers, nil); err != nil {

@@ -104,7 +104,10 @@ func cmdKeys(args []string, stdout, stderr io.Writer) error {
 				}
 			}
 		}
-		if _, err := os.Stat(cfg.DatabasePath()); err == nil {
+		if _, err := os.Lstat(cfg.DatabasePath()); err == nil {
+			if err := vault.Identify(cfg.DatabasePath()); errors.Is(err, vault.ErrBadFile) {
+				return fmt.Errorf("keys init: %w", err)
+			}
 			return fmt.Errorf("keys init: the vault %s already exists; it is never re-initialised", cfg.DatabasePath())
 		}
 		master, err := seal.LoadMasterKey(src)

@@ -21,7 +21,10 @@
 //
 // A configuration error, at check-config or at start, exits with status 78
 // (EX_CONFIG), which the unit does not restart on; its message reads
-// "file:line: key: what is wrong". check-config exits 1 when the
+// "file:line: key: what is wrong". So does a vault path that holds no
+// usable vault file (vault.ErrBadFile: cut short, empty, of another
+// program, a directory, ...), at start and from every offline
+// subcommand; the file is left as it is. check-config exits 1 when the
 // configuration is valid but refuses a stored watch or a pending consent
 // link's watch (one line each).
 package main
@@ -99,6 +102,11 @@ func classify(err error) (refusal, error) {
 		return refusalInvalid, own[*vault.InvalidError](err)
 	case errors.Is(err, vault.ErrConflict), errors.Is(err, vault.ErrExists):
 		return refusalConflict, own[*vault.TransitionError](err)
+	case errors.Is(err, vault.ErrDamaged):
+		// The record is there but cannot be used until an operator
+		// deletes it (tagwatchctl damaged): a conflict naming it
+		// (`watch "w1" is damaged: ...`).
+		return refusalConflict, own[*vault.DamagedError](err)
 	}
 	return refusalNone, err
 }
@@ -150,6 +158,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprintf(stderr, "tagwatchd: %v\n", err)
+	if errors.Is(err, vault.ErrBadFile) {
+		// Whatever door met it: starting again meets it again.
+		return exitConfig
+	}
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code
@@ -170,6 +182,8 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 			return cmdDemo(args[1:], stdout, stderr)
 		case "watches":
 			return cmdWatches(args[1:], stdout, stderr)
+		case "damaged":
+			return cmdDamaged(args[1:], stdout, stderr)
 		case "help", "-h", "-help", "--help":
 			fmt.Fprint(stdout, usage)
 			return nil
@@ -216,8 +230,10 @@ Usage:
   tagwatchd enroll -user ID -provider P -hashtags a,b -schedule S -target URL ...
                                             create a one-time consent link (prints it once), by the
                                             rules the daemon applies
+  tagwatchd damaged [list] | delete KIND ID list the records the daemon cannot use and skips, or
+                                            delete one (daemon stopped; tagwatchctl damaged when it runs)
 
-The keys, watches and enroll commands work on the vault file of a stopped
+The keys, watches, enroll and damaged commands work on the vault file of a stopped
 daemon; watches and enroll exit as tagwatchctl does for the same refusal
 (2 invalid, 5 not found, 6 conflict); tagwatchd watches -h and tagwatchd
 enroll -h show their flags.

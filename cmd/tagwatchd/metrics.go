@@ -91,7 +91,7 @@ func (m *metrics) observeDelivery(channel, result string) {
 // grants by state, outbox depth by state and the age of its oldest
 // waiting row.
 func (m *metrics) watchVault(db *vault.DB) {
-	m.reg.MustRegister(&vaultCollector{db: db})
+	m.reg.MustRegister(&vaultCollector{db: db}, &damagedCollector{db: db})
 }
 
 var (

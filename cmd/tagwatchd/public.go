@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"tagwatch/cmd/internal/config"
+	"tagwatch/vault/seal"
 )
 
 // certReloader serves the public listener's certificate and reloads it
@@ -30,7 +31,18 @@ func newCertReloader(certFile, keyFile string) (*certReloader, error) {
 }
 
 func (c *certReloader) reload() error {
-	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	// Read as every file of the configuration is (seal.ReadFile): a FIFO
+	// or a directory at either path is an error at once, not a hang.
+	certPEM, err := seal.ReadFile(c.certFile, seal.MaxFileSize)
+	if err != nil {
+		return fmt.Errorf("http.tls_cert_file: %w", err)
+	}
+	keyPEM, err := seal.ReadFile(c.keyFile, seal.MaxSecretSize)
+	if err != nil {
+		return fmt.Errorf("http.tls_cert_file: key: %w", err)
+	}
+	defer clear(keyPEM)
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return fmt.Errorf("http.tls_cert_file: %w", err)
 	}

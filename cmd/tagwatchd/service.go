@@ -44,6 +44,10 @@ type hooks struct {
 	// SchedulerAlive is the scheduler's part of the liveness check: an
 	// error when its loop is stuck.
 	SchedulerAlive func(ctx context.Context) error
+	// Held reports the rate limit holding a user's runs at a provider;
+	// RateHolds lists every one in force (ratelimits.go).
+	Held      func(userID, provider string) (statusapi.RateHold, bool)
+	RateHolds func() []statusapi.RateHold
 	// Reload applies a reloaded configuration (SIGHUP) to the components
 	// that take one (watches, channels, providers), in order.
 	Reload []func(ctx context.Context, cfg *config.Config) error
@@ -101,6 +105,7 @@ func bindOperator(d *daemon, m *metrics, errs *errorRing) (*operator, error) {
 			"listen", cfg.HTTP.Listen)
 	}
 	m.watchVault(d.db)
+	m.watchHolds(d.worker)
 	o.handler = statusapi.NewHandler(statusapi.Config{Backend: o, Metrics: m.handler(), OperatorGID: gid,
 		WriteUIDs: cfg.Status.WriteUIDs, Logger: d.log})
 	if err := os.MkdirAll(dirOf(cfg.Status.Socket), 0o750); err != nil {

@@ -39,9 +39,10 @@ func apiErr(err error) error {
 	return err
 }
 
-// Status reports version, uptime, readiness, counts and the last errors.
-// Counts.Watches counts the watches by state and, under "invalid", those
-// the current rules refuse (not scheduled, not run).
+// Status reports version, uptime, readiness, counts, the last errors and
+// the rate limits holding users' runs now (RateLimits, from the worker's
+// table of holds). Counts.Watches counts the watches by state and, under
+// "invalid", those the current rules refuse (not scheduled, not run).
 func (o *operator) Status(ctx context.Context) (statusapi.Status, error) {
 	now := time.Now()
 	st := statusapi.Status{Version: Version(), Started: o.d.started, Uptime: now.Sub(o.d.started).Seconds(),
@@ -56,7 +57,13 @@ func (o *operator) Status(ctx context.Context) (statusapi.Status, error) {
 	} else {
 		st.Components["liveness"] = "ok"
 	}
+	if o.hk().RateHolds != nil {
+		st.RateLimits = o.hk().RateHolds()
+	}
 	st.Components["vault"] = "ok"
+	if err := o.statusDamaged(&st); err != nil { // damaged.go
+		return st, err
+	}
 	st.Components["renewal"] = "ok"
 	if o.hk().SchedulerAlive == nil {
 		st.Components["scheduler"] = "not wired"
@@ -204,8 +211,9 @@ func targetLabels(ts []string) []string {
 
 // watchView is what operators see of a watch: its fields (targets as
 // notify.TargetLabel shows them), its cursor, when the scheduler fires it
-// next and, when the current rules refuse it (worker.Refused, as the
-// scheduler and check-config decide), the rule's message in Invalid.
+// next, when the current rules refuse it (worker.Refused, as the
+// scheduler and check-config decide), the rule's message in Invalid, and
+// the rate limit holding its user's runs at its provider in RateLimited.
 func (o *operator) watchView(w vault.Watch, c vault.Cursor) statusapi.Watch {
 	v := statusapi.Watch{ID: w.ID, UserID: w.UserID, Provider: w.Provider, Hashtags: w.Hashtags, Lang: w.Lang,
 		IncludeRetweets: w.IncludeRetweets, Schedule: w.Schedule, Targets: targetLabels(w.Targets), State: string(w.State),
@@ -214,6 +222,11 @@ func (o *operator) watchView(w vault.Watch, c vault.Cursor) statusapi.Watch {
 	if o.hk().NextRun != nil && w.Runs() {
 		if t, ok := o.hk().NextRun(w.ID); ok {
 			v.NextRun = t
+		}
+	}
+	if o.hk().Held != nil && w.Runs() {
+		if h, ok := o.hk().Held(w.UserID, w.Provider); ok {
+			v.RateLimited = &h
 		}
 	}
 	if why := worker.Refused(o.d.db, w); why != nil {

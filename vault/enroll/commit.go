@@ -30,6 +30,7 @@ func (s *Service) commit(f *flow, p Provider, tr *provider.TokenResult, id provi
 		Scopes:       granted,
 		Tokens:       vault.Tokens{Refresh: tr.Refresh, Access: tr.Access},
 		AccessExpiry: tr.Expiry,
+		Revocation:   revocationRule(p),
 	})
 	if err != nil {
 		return res, consentFailure(err)
@@ -47,10 +48,29 @@ func consentFailure(err error) error {
 		return refuse(reasonLinkUnknown, err)
 	case errors.As(err, &te) && te.Kind == "consent link":
 		return stateFailure(vault.LinkState(te.State), err)
+	case errors.Is(err, vault.ErrAccountSwitch):
+		return refuse(reasonAccountSwitch, err)
 	case errors.Is(err, vault.ErrWrongAccount):
 		return refuse(reasonWrongAccount, err)
 	case errors.As(err, &ie) && ie.Object == "watch":
 		return refuse(reasonWatchRefused, err)
 	}
 	return err
+}
+
+// revocationRule is the provider's rule for revoking a token tagwatch no
+// longer needs (provider.Provider.Revocation). A provider that does not
+// say what a revocation ends is taken to end every token of the account:
+// a replaced token then expires unused rather than risk the grant that
+// replaced it.
+func revocationRule(p Provider) vault.RevocationRule {
+	if rp, ok := p.(interface{ Revocation() provider.Revocation }); ok {
+		r := rp.Revocation()
+		return vault.RevocationRule{Endpoint: r.Endpoint, EndsAccount: r.EndsAccount, Why: r.Why}
+	}
+	r := vault.RevocationRule{EndsAccount: true, Why: "the provider does not say what a revocation ends"}
+	if h, ok := p.(interface{ HasRevocation() bool }); ok {
+		r.Endpoint = h.HasRevocation()
+	}
+	return r
 }

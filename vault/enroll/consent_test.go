@@ -1,14 +1,11 @@
 package enroll_test
 
 import (
-	"context"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"testing"
 
-	"tagwatch/vault"
 	"tagwatch/vault/vaulttest"
 	"tagwatch/worker/xapi/xsandbox"
 )
@@ -60,35 +57,5 @@ func TestWatchRefusedDuringFlow(t *testing.T) {
 	xe.expectNothingStored("yan", rec)
 	if st := xe.x.Stats(); st.Revocations == 0 {
 		t.Error("the refused consent's refresh token was not revoked at the provider")
-	}
-}
-
-// TestSecondLinkSameWatch is C12's neighbour: a second link carrying the
-// watch the user already has (written differently: order, case, a #)
-// leaves one watch, not two, and renews the same grant.
-func TestSecondLinkSameWatch(t *testing.T) {
-	xe := newXEnv(t)
-	link, rec := xe.link("zed", "x", "")
-	expectPage(t, xe.enroll(newBrowser(t), link, "1001"), http.StatusOK, "all set")
-	g := xe.expectEnrolled("zed", rec, "1001")
-
-	same := testWatch
-	same.Hashtags = []string{"#BBolt", "golang"}
-	same.Targets = slices.Clone(testWatch.Targets)
-	slices.Reverse(same.Targets)
-	link2, rec2, err := xe.svc.CreateLink(context.Background(), vault.LinkRequest{UserID: "zed", Provider: "x", Watch: &same})
-	if err != nil {
-		t.Fatal(err)
-	}
-	expectPage(t, xe.enroll(newBrowser(t), link2, "1001"), http.StatusOK, "all set")
-	watches, err := xe.db.ListWatches("zed")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(watches) != 1 || watches[0].State != vault.WatchActive {
-		t.Fatalf("ListWatches(zed) = %d watches %+v, want one active", len(watches), watches)
-	}
-	if g2 := xe.expectEnrolled("zed", rec2, "1001"); g2.ID != g.ID {
-		t.Errorf("second consent stored grant %s, want %s renewed", g2.ID, g.ID)
 	}
 }

@@ -59,8 +59,10 @@ type Provider interface {
 	Exchange(ctx context.Context, code, verifier string) (*provider.TokenResult, error)
 	// Identify says who consented (verified ID token, or X's users/me).
 	Identify(ctx context.Context, tr *provider.TokenResult, nonce string) (provider.Identity, error)
-	// MissingScopes returns the required scopes that granted lacks.
-	MissingScopes(granted []string) []string
+	// MissingScopes returns the required scopes a token answer did not
+	// grant (granted nil: as requested); refresh says whether it carried
+	// a refresh token, which alone proves offline access.
+	MissingScopes(granted []string, refresh bool) []string
 }
 
 // Defaults of Config fields.

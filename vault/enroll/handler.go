@@ -385,7 +385,7 @@ func (s *Service) finish(r *http.Request, f *flow, q map[string][]string) error 
 		return refuse(reasonNoOffline, errors.New("the token response has no refresh token"))
 	}
 	if !id.Matches(e.Expected) {
-		s.discard(p, tr)
+		s.discardFor(p, tr, f.provider, id.Subject)
 		s.auditRefusal(f, fmt.Sprintf("identity %s is not the expected %s", id.Subject, e.Expected))
 		return refuse(reasonWrongAccount, fmt.Errorf("subject %q (username %q) is not the expected %q", id.Subject, id.Username, e.Expected))
 	}
@@ -394,7 +394,9 @@ func (s *Service) finish(r *http.Request, f *flow, q map[string][]string) error 
 		// RFC 6749 5.1: no scope in the answer means the scope requested.
 		granted = p.Scopes()
 	}
-	if missing := p.MissingScopes(granted); len(missing) > 0 {
+	// The refresh token (checked above) proves offline access, listed or
+	// not (provider.MissingScopes); every other scope must be granted.
+	if missing := p.MissingScopes(tr.Scopes, !tr.Refresh.IsZero()); len(missing) > 0 {
 		s.discard(p, tr)
 		s.auditRefusal(f, "scopes not granted: "+strings.Join(missing, " "))
 		fl := refuse(reasonScopes, fmt.Errorf("scopes not granted: %s", strings.Join(missing, " ")))
@@ -405,7 +407,7 @@ func (s *Service) finish(r *http.Request, f *flow, q map[string][]string) error 
 	if err != nil {
 		var fl *failure
 		if errors.As(err, &fl) {
-			s.discard(p, tr)
+			s.discardFor(p, tr, f.provider, id.Subject)
 			s.auditRefusal(f, fl.Error())
 			return fl
 		}
@@ -424,16 +426,34 @@ type revoker interface {
 	Revoke(ctx context.Context, rt secret.RefreshToken) error
 }
 
-// discard revokes a refresh token obtained for a sign-in that was then
-// refused, so it does not outlive the refusal at the provider. Best effort,
-// bounded by a short timeout: nothing stores it.
+// discard is discardFor with the account unknown.
 func (s *Service) discard(p Provider, tr *provider.TokenResult) {
+	s.discardFor(p, tr, "", "")
+}
+
+// discardFor revokes a refresh token obtained for a sign-in that was then
+// refused, so it does not outlive the refusal at the provider. Best effort,
+// bounded by a short timeout: nothing stores it. Where revoking ends every
+// token of the account (provider.Revocation.EndsAccount: X), it is revoked
+// only when the account (subject at provider) is known and no live grant
+// holds it: a user re-consenting, or another user sharing the account,
+// would lose their grant. Otherwise it is left to expire unused.
+func (s *Service) discardFor(p Provider, tr *provider.TokenResult, prov, subject string) {
 	rv, ok := p.(revoker)
 	if !ok || tr.Refresh.IsZero() {
 		return
 	}
-	if h, ok := p.(interface{ HasRevocation() bool }); ok && !h.HasRevocation() {
+	rule := revocationRule(p)
+	if !rule.Endpoint {
 		return
+	}
+	if rule.EndsAccount {
+		live, err := s.cfg.DB.LiveAccountGrants(prov, subject, "")
+		if subject == "" || err != nil || len(live) > 0 {
+			s.log.Info("refused sign-in's token not revoked; it expires unused", "provider", prov, "why", rule.Why,
+				"account_known", subject != "", "live_grants", len(live))
+			return
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -480,6 +500,10 @@ func (s *Service) enrolled(w http.ResponseWriter, r *http.Request) {
 	if e.Purpose == vault.PurposeReconsent {
 		d.Title = "Access renewed"
 		d.Message = "Thank you. tagwatch can work for you again; your watches resume where they stopped."
+	} else if e.WatchKept {
+		d.Title = "You're all set"
+		d.Message = "Thank you. You already had this watch, so tagwatch kept it and did not add a second one: " +
+			"each new post still reaches you once."
 	} else {
 		d.Title = "You're all set"
 		d.Message = "Thank you. tagwatch now watches these hashtags for you and tells you about new posts."

@@ -19,6 +19,8 @@ import (
 type hydraEnv struct {
 	*env
 	h *hydratest.Hydra
+	// ps are the providers by name.
+	ps map[string]*provider.Provider
 }
 
 func newHydraEnv(t *testing.T) *hydraEnv {
@@ -36,7 +38,8 @@ func newHydraEnv(t *testing.T) *hydraEnv {
 			}
 			return p
 		}
-		return map[string]enroll.Provider{"hydra": mk("hydra", nil), "hydra-profile": mk("hydra-profile", []string{"profile"})}
+		he.ps = map[string]*provider.Provider{"hydra": mk("hydra", nil), "hydra-profile": mk("hydra-profile", []string{"profile"})}
+		return map[string]enroll.Provider{"hydra": he.ps["hydra"], "hydra-profile": he.ps["hydra-profile"]}
 	})
 	return he
 }

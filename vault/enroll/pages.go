@@ -39,6 +39,7 @@ const (
 	reasonIdentity
 	reasonNoOffline
 	reasonWrongAccount
+	reasonAccountSwitch
 	reasonScopes
 	reasonWatchRefused
 )
@@ -74,6 +75,7 @@ var reasons = map[reason]pageText{
 	reasonIdentity:            {400, "identity_unverified", "Your sign-in could not be verified", "The provider's proof of who you are did not check out, so nothing was stored. Open the link from your message again to start over.", slog.LevelWarn},
 	reasonNoOffline:           {403, "no_offline_access", "The provider did not grant offline access", "tagwatch needs it to watch hashtags while you are away. Nothing was stored. Open the link from your message again and allow every permission asked for.", slog.LevelInfo},
 	reasonWrongAccount:        {403, "wrong_account", "You signed in with a different account", "This link is for another account, so nothing was stored. Sign out at the provider, open the link from your message again and sign in with the account it was meant for.", slog.LevelWarn},
+	reasonAccountSwitch:       {403, "account_switch", "tagwatch already works for you with another account", "You signed in with another account than the one tagwatch already uses for you at this provider, so nothing was changed and your watches keep running on that account. To keep it, open the link again and sign in with that account. To move to the new one, ask whoever sent you the link for a link made for that account.", slog.LevelWarn},
 	reasonWatchRefused:        {409, "watch_refused", "This link's watch is no longer accepted", "The settings of the watch this link was made for are no longer accepted by tagwatch (its configuration changed after the link was sent), so nothing was changed and nothing was sent to the provider. Ask whoever sent you the link for a new one.", slog.LevelWarn},
 	reasonScopes:              {403, "scopes_missing", "Some permissions were not granted", "tagwatch cannot work without them, so nothing was stored. Open the link from your message again and allow every permission asked for.", slog.LevelInfo},
 }

@@ -26,7 +26,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -34,6 +33,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"tagwatch/vault/seal"
 	"tagwatch/vault/secret"
 )
 
@@ -288,15 +288,38 @@ func (p *Provider) RequiredScopes() []string {
 	return append(s, p.cfg.Scopes...)
 }
 
-// MissingScopes returns the required scopes that granted lacks.
-func (p *Provider) MissingScopes(granted []string) []string {
+// MissingScopes returns the required scopes a token answer did not grant:
+// the one rule enrollment (a code exchange's answer) and renewal (a
+// refresh's answer) both apply.
+//
+// granted is the answer's scope list; nil (the answer named no scope)
+// means the scopes requested (RFC 6749 5.1). refresh says whether a
+// refresh token is held: returned by the code exchange, or, for a refresh,
+// the one just used (an answer without a new refresh_token keeps it).
+//
+// Offline access (X's offline.access, OpenID's offline_access) is proved by
+// the refresh token, not by the list: Microsoft Entra ID grants it without
+// listing it, and a list that names it without a refresh token grants
+// nothing. Every other required scope must be listed.
+func (p *Provider) MissingScopes(granted []string, refresh bool) []string {
 	var missing []string
 	for _, s := range p.RequiredScopes() {
-		if !slices.Contains(granted, s) {
+		switch {
+		case isOfflineScope(s):
+			if !refresh {
+				missing = append(missing, s)
+			}
+		case granted != nil && !slices.Contains(granted, s):
 			missing = append(missing, s)
 		}
 	}
 	return missing
+}
+
+// isOfflineScope reports whether scope asks for offline access: X's
+// offline.access or OpenID Connect's offline_access.
+func isOfflineScope(scope string) bool {
+	return scope == oidc.ScopeOfflineAccess || scope == "offline.access"
 }
 
 // AuthCodeURL returns the authorization request URL: response_type=code,
@@ -399,7 +422,9 @@ func newHTTPClient(caFile string, timeout time.Duration) (*http.Client, error) {
 	tr.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	tr.ResponseHeaderTimeout = timeout
 	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
+		// Not a secret, but read the same way: a FIFO or a directory
+		// there is an error at once, not a hang.
+		pem, err := seal.ReadFile(caFile, seal.MaxFileSize)
 		if err != nil {
 			return nil, fmt.Errorf("ca file: %w", err)
 		}

@@ -7,11 +7,9 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
@@ -104,9 +102,11 @@ type TokenResult struct {
 	// Refresh is the new refresh token; zero when the provider did not
 	// rotate it (keep the old one).
 	Refresh secret.RefreshToken
-	// Expiry is absolute: now + expires_in, or now + DefaultLifetime when
-	// expires_in is missing.
-	Expiry        time.Time
+	// Expiry is absolute: now + Lifetime.
+	Expiry time.Time
+	// Lifetime is expires_in, or the provider's DefaultLifetime when the
+	// answer has none usable (NoExpiresIn): renewal caps its margin by it.
+	Lifetime      time.Duration
 	NoExpiresIn   bool
 	Scopes        []string // nil when the response has no scope
 	IDToken       secret.Value
@@ -138,10 +138,15 @@ func (p *Provider) Revoke(ctx context.Context, rt secret.RefreshToken) error {
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode == http.StatusOK {
-		return nil
+	// RFC 7009 2.2: 200, also for an unknown token; an error code in a 200
+	// is still an error.
+	if e := classifyAnswer("revoke", resp.StatusCode, resp.Header, readAnswer(resp.Header.Get("Content-Type"), body)); e != nil {
+		return e
 	}
-	return classify("revoke", resp, body)
+	if resp.StatusCode != http.StatusOK {
+		return &Error{Op: "revoke", Class: ClassProtocol, Status: resp.StatusCode, Description: "unexpected status"}
+	}
+	return nil
 }
 
 func (p *Provider) token(ctx context.Context, op string, form url.Values) (*TokenResult, error) {
@@ -150,55 +155,48 @@ func (p *Provider) token(ctx context.Context, op string, form url.Values) (*Toke
 	if err != nil {
 		return nil, err
 	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, classify(op, resp, body)
+	res, perr := p.tokenAnswer(op, resp.StatusCode, resp.Header, body)
+	if perr != nil {
+		return nil, perr
 	}
-	var tr struct {
-		AccessToken  string          `json:"access_token"`
-		TokenType    string          `json:"token_type"`
-		RefreshToken string          `json:"refresh_token"`
-		ExpiresIn    json.RawMessage `json:"expires_in"`
-		Scope        *string         `json:"scope"`
-		IDToken      string          `json:"id_token"`
-	}
-	if err := json.Unmarshal(body, &tr); err != nil {
-		// The provider acted (a refresh token may have rotated) but the
-		// answer is unusable: as good as lost.
-		return nil, &Error{Op: op, Class: ClassProtocol, Status: resp.StatusCode, Description: "token response is not JSON", Ambiguous: true}
-	}
-	if tr.AccessToken == "" {
-		return nil, &Error{Op: op, Class: ClassProtocol, Status: resp.StatusCode, Description: "token response has no access_token", Ambiguous: true}
-	}
-	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "bearer") {
-		return nil, &Error{Op: op, Class: ClassProtocol, Status: resp.StatusCode, Description: fmt.Sprintf("token_type %q is not bearer", tr.TokenType), Ambiguous: true}
-	}
-	now := p.cfg.Now()
-	res := &TokenResult{Access: secret.NewAccessToken(tr.AccessToken), Refresh: secret.NewRefreshToken(tr.RefreshToken),
-		IDToken: secret.New(tr.IDToken), TokenType: tr.TokenType, ReceivedAfter: now.Sub(start)}
-	secs, ok := parseExpiresIn(tr.ExpiresIn)
-	if ok {
-		res.Expiry = now.Add(time.Duration(secs) * time.Second)
-	} else {
-		res.Expiry, res.NoExpiresIn = now.Add(p.cfg.DefaultLifetime), true
-	}
-	if tr.Scope != nil {
-		res.Scopes = strings.Fields(*tr.Scope)
-	}
+	res.ReceivedAfter = p.cfg.Now().Sub(start)
 	return res, nil
 }
 
-// parseExpiresIn accepts a JSON number or a numeric string (some providers
-// send one); a missing, zero or negative value is "not given".
-func parseExpiresIn(raw json.RawMessage) (int64, bool) {
-	s := strings.Trim(string(raw), `"`)
-	if s == "" || s == "null" {
-		return 0, false
+// tokenAnswer interprets a token endpoint's answer (status, headers, body
+// read in full): the token, or an *Error classed by what the answer says
+// (classifyAnswer). A 2xx that carries no usable token (an empty, cut
+// short or non-JSON body, no access_token, a token_type other than bearer)
+// is ClassProtocol and Ambiguous: the provider acted, and may have rotated
+// the refresh token, but the answer is as good as lost.
+func (p *Provider) tokenAnswer(op string, status int, h http.Header, body []byte) (*TokenResult, *Error) {
+	a := readAnswer(h.Get("Content-Type"), body)
+	if e := classifyAnswer(op, status, h, a); e != nil {
+		return nil, e
 	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f <= 0 || f > 10*365*24*3600 {
-		return 0, false
+	lost := func(why string) *Error {
+		return &Error{Op: op, Class: ClassProtocol, Status: status, Description: why, Ambiguous: true}
 	}
-	return int64(f), true
+	switch tt := strings.TrimSpace(a.tokenType); {
+	case !a.readable:
+		return nil, lost("token response is neither a JSON object nor a form")
+	case a.access == "":
+		return nil, lost("token response has no access_token")
+	case tt != "" && !strings.EqualFold(tt, "bearer"):
+		// RFC 6749 7.1: the type is case-insensitive; tagwatch speaks
+		// bearer (RFC 6750) only.
+		return nil, lost(fmt.Sprintf("token_type %q is not bearer", httpsec.Clip(tt, 32)))
+	}
+	now := p.cfg.Now()
+	res := &TokenResult{Access: secret.NewAccessToken(a.access), Refresh: secret.NewRefreshToken(a.refresh),
+		IDToken: secret.New(a.idToken), TokenType: strings.TrimSpace(a.tokenType), Scopes: a.scope}
+	if d, ok := parseExpiresIn(a.expiresIn); ok {
+		res.Lifetime = d
+	} else {
+		res.Lifetime, res.NoExpiresIn = p.cfg.DefaultLifetime, true
+	}
+	res.Expiry = now.Add(res.Lifetime)
+	return res, nil
 }
 
 var jtiCounter atomic.Uint64
@@ -258,39 +256,14 @@ func scrubURLError(err error) error {
 	return err
 }
 
-// classify turns a non-2xx answer into an *Error.
+// classify turns an answer the caller does not accept into an *Error,
+// never nil: a 2xx without an error code that the caller still refuses
+// (not 200 where 200 is the answer) is ClassProtocol.
 func classify(op string, resp *http.Response, body []byte) *Error {
-	e := &Error{Op: op, Status: resp.StatusCode}
-	var oe struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-		Title       string `json:"title"`
-		Detail      string `json:"detail"`
+	if e := classifyAnswer(op, resp.StatusCode, resp.Header, readAnswer(resp.Header.Get("Content-Type"), body)); e != nil {
+		return e
 	}
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); strings.Contains(mt, "json") || json.Valid(body) {
-		_ = json.Unmarshal(body, &oe)
-	}
-	e.Code = oe.Error
-	e.Description = httpsec.Clip(firstNonEmpty(oe.Description, oe.Detail, oe.Title), 200)
-	if ra := resp.Header.Get("Retry-After"); ra != "" {
-		if secs, err := strconv.Atoi(ra); err == nil && secs >= 0 {
-			e.RetryAfter = time.Duration(secs) * time.Second
-		}
-	}
-	switch {
-	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-		e.Class = ClassTransient
-	case oe.Error == "invalid_grant":
-		e.Class = ClassDeadGrant
-	case oe.Error == "invalid_request" && strings.Contains(oe.Description, "Value passed for the token was invalid"):
-		// X's answer for a spent, revoked or unknown refresh token.
-		e.Class = ClassDeadGrant
-	case oe.Error == "invalid_client" || oe.Error == "unauthorized_client" || resp.StatusCode == http.StatusUnauthorized:
-		e.Class = ClassClient
-	default:
-		e.Class = ClassProtocol
-	}
-	return e
+	return &Error{Op: op, Class: ClassProtocol, Status: resp.StatusCode, Description: "unexpected status"}
 }
 
 func firstNonEmpty(v ...string) string {

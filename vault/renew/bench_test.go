@@ -36,11 +36,11 @@ func (p *memProvider) Refresh(_ context.Context, rt secret.RefreshToken) (*provi
 	n := p.n.Add(1)
 	p.current = fmt.Sprintf("rt-%d", n)
 	return &provider.TokenResult{Access: secret.NewAccessToken(fmt.Sprintf("at-%d", n)), Refresh: secret.NewRefreshToken(p.current),
-		Expiry: time.Now().Add(p.ttl)}, nil
+		Expiry: time.Now().Add(p.ttl), Lifetime: p.ttl}, nil
 }
 func (p *memProvider) Revoke(context.Context, secret.RefreshToken) error { return nil }
 func (p *memProvider) HasRevocation() bool                               { return true }
-func (p *memProvider) MissingScopes([]string) []string                   { return nil }
+func (p *memProvider) MissingScopes([]string, bool) []string             { return nil }
 func (p *memProvider) VerifyIDToken(context.Context, secret.Value, string, *provider.Identity) (provider.Identity, error) {
 	return provider.Identity{}, nil
 }

@@ -1,10 +1,11 @@
 // Package renew hands every job a valid access token for as long as the
 // user's consent lasts, without ever losing the grant to a race or a crash.
 //
-// A Source serves the cached access token while it is valid beyond a skew;
-// that path takes no lock and allocates nothing. Near expiry exactly one
-// refresh per grant is in flight (a Locker per grant); other callers wait
-// for its result. Before calling the token endpoint the Manager commits a
+// A Source serves the cached access token until it is due for renewal
+// (renewAt: a margin before expiry, Config.Skew capped at half the token's
+// own lifetime); that path takes no lock and allocates nothing. Near
+// expiry exactly one refresh per grant is in flight (a Locker per grant);
+// other callers wait for its result. Before calling the token endpoint the Manager commits a
 // "refresh in flight" marker; on success it stores the rotated refresh
 // token and the new access token with its absolute expiry in one fsynced
 // transaction, and only then does anyone see the new access token. A marker
@@ -16,7 +17,12 @@
 // the user's watches suspended, a re-consent link created and queued for
 // the user, no further attempts); transient failures back off exponentially
 // with jitter and leave the grant alone; a client failure is an operator
-// alert. A Manager is safe for concurrent use; Run owns its goroutine.
+// alert, and so is the first of a run of answers renewal cannot act on
+// (provider.ClassProtocol: an HTML page, an empty 400), which back off too.
+// Which answer is which is vault/provider's classification, by what an
+// answer says; a dead grant is never retried, a lost answer never ends a
+// grant before the one retry with the stored token. A Manager is safe for
+// concurrent use; Run owns its goroutine.
 //
 // Every change to the store is one method of *vault.DB (vault/grants.go:
 // BeginRefresh, CommitRefresh, RecordRefreshFailure, MarkNeedsReconsent,
@@ -48,7 +54,7 @@ type Provider interface {
 	Refresh(ctx context.Context, rt secret.RefreshToken) (*provider.TokenResult, error)
 	Revoke(ctx context.Context, rt secret.RefreshToken) error
 	HasRevocation() bool
-	MissingScopes(granted []string) []string
+	MissingScopes(granted []string, refresh bool) []string
 	VerifyIDToken(ctx context.Context, raw secret.Value, nonce string, prev *provider.Identity) (provider.Identity, error)
 }
 
@@ -95,7 +101,9 @@ type Config struct {
 	Providers map[string]Provider
 	// Locker serialises refreshes per grant; default a LocalLocker.
 	Locker Locker
-	// Skew: refresh this long before expiry; default 60 s.
+	// Skew: refresh this long before expiry; default 60 s. It is capped
+	// at half of each token's own lifetime (see renewAt), so a token that
+	// lives less than twice the skew is still used.
 	Skew time.Duration
 	// Timeout bounds one token request; default 15 s.
 	Timeout time.Duration
@@ -143,7 +151,44 @@ type providerSet struct {
 
 type cached struct {
 	access secret.AccessToken
-	expiry time.Time
+	// renewAt is when the token stops being served (renewAt()).
+	renewAt time.Time
+}
+
+// renewAt is when a token that expires at expiry and lived lifetime is due
+// for renewal: skew before its expiry, but never more than half its
+// lifetime before, so a short-lived token (expires_in 45 with the default
+// 60 s skew, or the 5 min assumed without expires_in under a skew of 5 min)
+// is used for half its life instead of being refreshed on every call. A
+// lifetime <= 0 (unknown) leaves the margin at skew. Every "still valid?"
+// decision of this package goes through it.
+func renewAt(expiry time.Time, lifetime, skew time.Duration) time.Time {
+	margin := skew
+	if lifetime > 0 && lifetime/2 < margin {
+		margin = lifetime / 2
+	}
+	return expiry.Add(-margin)
+}
+
+// storedLifetime is the lifetime of the access token a grant record holds,
+// for a token loaded from the vault (after a restart). The record keeps the
+// token's absolute expiry, not when it was issued; the issue is taken as the
+// later of the last refresh (Grant.LastRefreshAt, stored with the token) and
+// the last time the grant became active (Grant.StateSince: the consent that
+// stored it). That instant is never after the real issue by more than the
+// time a commit takes, and may be before it (a consent renewing a grant that
+// was still active keeps both): a longer lifetime only lets the margin grow
+// back to the skew, so at worst one refresh comes early, never one per
+// call. Unknown (no such instant before the expiry) is 0.
+func storedLifetime(g vault.Grant) time.Duration {
+	issued := g.LastRefreshAt
+	if g.StateSince.After(issued) {
+		issued = g.StateSince
+	}
+	if issued.IsZero() || !issued.Before(g.AccessExpiry) {
+		return 0
+	}
+	return g.AccessExpiry.Sub(issued)
 }
 
 // entry is the in-memory state of one grant.
@@ -281,10 +326,10 @@ type Source struct {
 // Source returns the token source of a grant.
 func (m *Manager) Source(grantID string) *Source { return &Source{m: m, e: m.entry(grantID)} }
 
-// Token returns a valid access token: the cached one while it is valid
-// beyond the skew (no lock, no allocation), else a renewed one.
+// Token returns a valid access token: the cached one until it is due for
+// renewal (no lock, no allocation), else a renewed one.
 func (s *Source) Token(ctx context.Context) (secret.AccessToken, error) {
-	if c := s.e.cur.Load(); c != nil && s.m.now().Add(s.m.cfg.Skew).Before(c.expiry) {
+	if c := s.e.cur.Load(); c != nil && s.m.valid(c) {
 		return c.access, nil
 	}
 	return s.m.renew(ctx, s.e, nil)
@@ -297,7 +342,14 @@ func (s *Source) Invalidate(ctx context.Context, stale secret.AccessToken) (secr
 	return s.m.renew(ctx, s.e, &stale)
 }
 
-func (m *Manager) valid(expiry time.Time) bool { return m.now().Add(m.cfg.Skew).Before(expiry) }
+// valid reports whether a cached token may still be served.
+func (m *Manager) valid(c *cached) bool { return m.now().Before(c.renewAt) }
+
+// cached returns the cache entry of a token that expires at expiry and
+// lived lifetime.
+func (m *Manager) cached(access secret.AccessToken, expiry time.Time, lifetime time.Duration) *cached {
+	return &cached{access: access, renewAt: renewAt(expiry, lifetime, m.cfg.Skew)}
+}
 
 func (m *Manager) renew(ctx context.Context, e *entry, stale *secret.AccessToken) (secret.AccessToken, error) {
 	if e.dead.Load() {
@@ -309,7 +361,7 @@ func (m *Manager) renew(ctx context.Context, e *entry, stale *secret.AccessToken
 	}
 	defer unlock()
 	// Someone else may have renewed while we waited.
-	if c := e.cur.Load(); c != nil && m.valid(c.expiry) && (stale == nil || !c.access.Equal(stale.Value)) {
+	if c := e.cur.Load(); c != nil && m.valid(c) && (stale == nil || !c.access.Equal(stale.Value)) {
 		return c.access, nil
 	}
 	// The vault may be fresher than the cache (a restart, a re-consent).
@@ -322,9 +374,11 @@ func (m *Manager) renew(ctx context.Context, e *entry, stale *secret.AccessToken
 		e.cur.Store(nil)
 		return secret.AccessToken{}, &vault.NeedsConsentError{GrantID: e.id, State: g.State}
 	}
-	if g.RefreshInFlight.IsZero() && !tok.Access.IsZero() && m.valid(g.AccessExpiry) && (stale == nil || !tok.Access.Equal(stale.Value)) {
-		e.cur.Store(&cached{access: tok.Access, expiry: g.AccessExpiry})
-		return tok.Access, nil
+	if g.RefreshInFlight.IsZero() && !tok.Access.IsZero() && (stale == nil || !tok.Access.Equal(stale.Value)) {
+		if c := m.cached(tok.Access, g.AccessExpiry, storedLifetime(g)); m.valid(c) {
+			e.cur.Store(c)
+			return tok.Access, nil
+		}
 	}
 	if e.failures > 0 && e.failProvider == g.Provider {
 		if _, gen, _ := m.provider(g.Provider); gen != e.failGen {
@@ -405,10 +459,10 @@ func (m *Manager) refresh(ctx context.Context, e *entry, g vault.Grant) (secret.
 func (m *Manager) commitSuccess(ctx context.Context, e *entry, t vault.RefreshTicket, p Provider, res *provider.TokenResult) (secret.AccessToken, error) {
 	g := t.Grant
 	reason := ""
-	if res.Scopes != nil {
-		if missing := p.MissingScopes(res.Scopes); len(missing) > 0 {
-			reason = "scope_reduced: " + strings.Join(missing, " ")
-		}
+	// The refresh token just used proves offline access, whether or not
+	// the answer rotated it or lists the scope (provider.MissingScopes).
+	if missing := p.MissingScopes(res.Scopes, true); len(missing) > 0 {
+		reason = "scope_reduced: " + strings.Join(missing, " ")
 	}
 	if reason == "" && !res.IDToken.IsZero() && g.Issuer != "" {
 		prev := provider.Identity{Issuer: g.Issuer, Subject: g.Subject, Audience: g.IDTokenAudience}
@@ -433,7 +487,7 @@ func (m *Manager) commitSuccess(ctx context.Context, e *entry, t vault.RefreshTi
 		e.cur.Store(nil)
 		return secret.AccessToken{}, &vault.NeedsConsentError{GrantID: g.ID, State: vault.GrantNeedsReconsent}
 	}
-	e.cur.Store(&cached{access: res.Access, expiry: res.Expiry})
+	e.cur.Store(m.cached(res.Access, res.Expiry, res.Lifetime))
 	m.emit(Event{Kind: EventRenewed, GrantID: out.ID, UserID: out.UserID, Provider: out.Provider, RefreshCount: out.RefreshCount, Expiry: res.Expiry})
 	m.log.Info("access token renewed", "grant", out.ID, "user", out.UserID, "provider", out.Provider,
 		"refresh_count", out.RefreshCount, "expires", res.Expiry.UTC().Format(time.RFC3339), "no_expires_in", res.NoExpiresIn)
@@ -443,8 +497,18 @@ func (m *Manager) commitSuccess(ctx context.Context, e *entry, t vault.RefreshTi
 // recordFailure notes a non-terminal failure and sets the backoff. keep
 // leaves the in-flight marker set: the outcome of a sent request is still
 // unknown.
+//
+// A client failure is an operator alert each time. So is the first of a
+// run of protocol failures (an answer renewal cannot act on: an HTML page,
+// an empty 400, a 200 without a usable token even on the retry): retrying
+// is right, since it may be a passing fault, but it must not go on
+// silently, as a dead grant that does not say so in a way tagwatch knows
+// would.
 func (m *Manager) recordFailure(e *entry, t vault.RefreshTicket, pe *provider.Error, keep bool) error {
 	g := t.Grant
+	var prev *provider.Error
+	alert := pe.Class == provider.ClassClient ||
+		(pe.Class == provider.ClassProtocol && (!errors.As(e.lastErr, &prev) || prev.Class != provider.ClassProtocol))
 	e.failures++
 	d := m.backoff(e.failures)
 	if pe.RetryAfter > d {
@@ -456,16 +520,24 @@ func (m *Manager) recordFailure(e *entry, t vault.RefreshTicket, pe *provider.Er
 	now := m.now()
 	e.notBefore, e.lastErr = now.Add(d), pe
 	f := vault.RefreshFailure{Class: string(pe.Class), KeepMarker: keep, Actor: actor}
-	if pe.Class == provider.ClassClient {
+	switch {
+	case pe.Class == provider.ClassClient:
 		f.Alert = "the provider refuses tagwatch's client: " + pe.Error()
+	case alert:
+		f.Alert = "the provider answers refreshes with something tagwatch cannot act on: " + pe.Error()
 	}
 	if err := m.db.RecordRefreshFailure(t, f); err != nil {
 		m.log.Error("cannot record a refresh failure", "grant", g.ID, "err", err)
 	}
-	if pe.Class == provider.ClassClient {
+	switch {
+	case pe.Class == provider.ClassClient:
 		m.log.Error("operator action needed: the provider refuses tagwatch's client credentials", "provider", g.Provider, "grant", g.ID, "err", pe)
 		m.emit(Event{Kind: EventOperatorAlert, GrantID: g.ID, UserID: g.UserID, Provider: g.Provider, Class: pe.Class})
-	} else {
+	case alert:
+		m.log.Error("operator action needed: the provider's token endpoint answers something tagwatch cannot act on; retrying",
+			"provider", g.Provider, "grant", g.ID, "retry_in", d.Round(time.Millisecond), "err", pe)
+		m.emit(Event{Kind: EventOperatorAlert, GrantID: g.ID, UserID: g.UserID, Provider: g.Provider, Class: pe.Class})
+	default:
 		m.log.Warn("refresh failed; will retry", "grant", g.ID, "provider", g.Provider, "class", pe.Class, "retry_in", d.Round(time.Millisecond), "err", pe)
 		m.emit(Event{Kind: EventRefreshFailed, GrantID: g.ID, UserID: g.UserID, Provider: g.Provider, Class: pe.Class})
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"tagwatch/vault"
@@ -40,12 +41,14 @@ func (m *Manager) Unenroll(ctx context.Context, grantID, actor string) (Unenroll
 		return UnenrollResult{}, err
 	}
 	defer unlock()
-	var revoke bool
+	u := vault.Unenroll{Actor: actor}
 	if g, err := m.db.Grant(grantID); err == nil {
-		p, _, ok := m.provider(g.Provider)
-		revoke = ok && p.HasRevocation()
+		if p, _, ok := m.provider(g.Provider); ok {
+			r := revocationOf(p)
+			u.Revoke, u.EndsAccount, u.Why = r.Endpoint, r.EndsAccount, r.Why
+		}
 	}
-	out, err := m.db.UnenrollGrant(grantID, vault.Unenroll{Actor: actor, Revoke: revoke})
+	out, err := m.db.UnenrollGrant(grantID, u)
 	if err != nil {
 		return UnenrollResult{}, fmt.Errorf("renew: unenroll: %w", err)
 	}
@@ -67,9 +70,24 @@ func (m *Manager) Unenroll(ctx context.Context, grantID, actor string) (Unenroll
 	return UnenrollResult{RevokedAtProvider: true}, nil
 }
 
+// revocationOf returns what revoking a token ends at p: its own rule
+// (provider.Provider.Revocation), or for a provider that does not say,
+// its endpoint and the cautious assumption that revoking ends every
+// token of the account.
+func revocationOf(p Provider) provider.Revocation {
+	if rp, ok := p.(interface{ Revocation() provider.Revocation }); ok {
+		return rp.Revocation()
+	}
+	return provider.Revocation{Endpoint: p.HasRevocation(), EndsAccount: true,
+		Why: "the provider does not say what a revocation ends"}
+}
+
 // revokeOne tries one pending revocation: on success it is settled (the
 // record and the revoked grant deleted), on failure the next attempt is
-// scheduled with backoff.
+// scheduled with backoff. Where revoking ends the whole account
+// (provider.Revocation.EndsAccount) and a live grant holds the token's
+// account now (a consent since it was queued), it is dropped unrevoked
+// (vault.DB.DropRevocation): revoking it would end that grant.
 func (m *Manager) revokeOne(ctx context.Context, id string) error {
 	r, rt, err := m.db.PendingRevocation(id)
 	if err != nil {
@@ -78,6 +96,16 @@ func (m *Manager) revokeOne(ctx context.Context, id string) error {
 	p, _, ok := m.provider(r.Provider)
 	if !ok {
 		return fmt.Errorf("provider %q is not configured", r.Provider)
+	}
+	if rule := revocationOf(p); rule.EndsAccount && r.Subject != "" {
+		live, err := m.db.LiveAccountGrants(r.Provider, r.Subject, "")
+		if err != nil {
+			return err
+		}
+		if len(live) > 0 {
+			return m.db.DropRevocation(r.ID, actor, fmt.Sprintf("%s, which would end grant %s, consented since",
+				rule.Why, strings.Join(live, ", ")))
+		}
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.Timeout)
 	rerr := p.Revoke(rctx, rt)

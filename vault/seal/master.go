@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"tagwatch/vault/secret"
 )
@@ -149,39 +150,112 @@ func (s Source) Path() (string, error) {
 	}
 }
 
-// ReadSecretFile reads a secret from src. A file readable by group or
-// others is refused, because a secret there is already shared. A missing
-// file wraps os.ErrNotExist.
+// MaxSecretSize bounds a secret file: a key, a client secret, a PEM
+// private key. A larger file is refused, not cut.
+const MaxSecretSize = 64 << 10
+
+// ReadSecretFile reads a secret from src. It is the one way tagwatch reads
+// a secret file (master key, client secrets, private keys, link key,
+// webhook and SMTP secrets). A path that is not a regular file (a
+// directory, a FIFO, a socket, a device) is an error at once: a FIFO is
+// never opened, so never waited on. A file readable by group or others is
+// refused, because a secret there is already shared; one larger than
+// MaxSecretSize is refused. A missing file wraps os.ErrNotExist.
 func ReadSecretFile(src Source) ([]byte, error) {
 	p, err := src.Path()
 	if err != nil {
 		return nil, err
 	}
 	// src names a file once; a credential's path is worth showing.
-	at, pathless := p+" ", func(err error) error { return err }
+	at := p + " "
 	if src.Credential == "" {
-		at, pathless = "", withoutPath
+		at = ""
 	}
-	f, err := os.Open(p)
+	b, err := readRegular(p, at, MaxSecretSize, true)
 	if err != nil {
-		return nil, fmt.Errorf("read secret %s: %w", src, pathless(err))
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("read secret %s: %w", src, pathless(err))
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("read secret %s: %sis not a regular file", src, at)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("read secret %s: %shas mode %04o, readable by group or others; run chmod 600 %s", src, at, perm, p)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
-	if err != nil {
-		return nil, fmt.Errorf("read secret %s: %w", src, pathless(err))
+		return nil, fmt.Errorf("read secret %s: %w", src, err)
 	}
 	return b, nil
+}
+
+// MaxFileSize bounds a file ReadFile reads for tagwatch's configuration:
+// a CA bundle, a certificate, the configuration itself.
+const MaxFileSize = 4 << 20
+
+// ReadFile reads a file of the configuration that is not a secret (a CA
+// bundle, a certificate, the configuration itself) as ReadSecretFile
+// reads a secret, without the mode check: a path that is not a regular
+// file is an error at once, and a file larger than limit is refused.
+// Errors name the path; a missing file wraps os.ErrNotExist.
+func ReadFile(path string, limit int64) ([]byte, error) {
+	b, err := readRegular(path, "", limit, false)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// readRegular reads the regular file p of at most limit bytes; private
+// refuses a mode readable by group or others. at prefixes what is said of
+// the file ("" when the caller names p itself). The stat comes first, so
+// that nothing but a regular file is opened; the open is non-blocking
+// and checked again, should something else have been put there since.
+func readRegular(p, at string, limit int64, private bool) ([]byte, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil, withoutPath(err)
+	}
+	if what := NotRegular(fi.Mode()); what != "" {
+		return nil, fmt.Errorf("%sis %s, not a regular file", at, what)
+	}
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, withoutPath(err)
+	}
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return nil, withoutPath(err)
+	}
+	if what := NotRegular(fi.Mode()); what != "" {
+		return nil, fmt.Errorf("%sis %s, not a regular file", at, what)
+	}
+	if perm := fi.Mode().Perm(); private && perm&0o077 != 0 {
+		return nil, fmt.Errorf("%shas mode %04o, readable by group or others; run chmod 600 %s", at, perm, p)
+	}
+	if fi.Size() > limit {
+		return nil, fmt.Errorf("%sis %d bytes, more than the %d this file may hold", at, fi.Size(), limit)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, withoutPath(err)
+	}
+	if int64(len(b)) > limit {
+		clear(b)
+		return nil, fmt.Errorf("%sis more than the %d bytes this file may hold", at, limit)
+	}
+	return b, nil
+}
+
+// NotRegular names what a file of mode m is when it is not a regular file
+// ("a directory", "a named pipe (FIFO)"), or returns "" for a regular file.
+func NotRegular(m os.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return ""
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a block device"
+	case m&os.ModeSymlink != 0:
+		return "a symbolic link"
+	}
+	return fmt.Sprintf("not a regular file (mode %v)", m)
 }
 
 // withoutPath drops the path from an *os.PathError whose path the message

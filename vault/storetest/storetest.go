@@ -34,7 +34,8 @@
 //     vault.Watch's transitions say, through the store; a watch paused and
 //     then resumed while its grant is dead goes back to suspended, never
 //     active, and a re-consent makes it active; the same watch twice is
-//     ErrDuplicateWatch (and a second link for it keeps one watch).
+//     ErrDuplicateWatch (and a second link for it keeps one watch), and
+//     so is ChangeWatch making a watch the same as another.
 //   - Rules: AddWatch, ChangeWatch, CreateLink and CommitConsent apply
 //     the rules set with SetRules (a hand-written stub): normalised specs
 //     are stored, refused ones are ErrInvalid with nothing stored.
@@ -42,12 +43,32 @@
 //     a *vault.NotFoundError naming the record.
 //   - Revocations: an unenroll queues the refresh token sealed; it opens,
 //     is deferred and settled, and settling deletes the revoked grant.
+//     CommitConsent over a live grant retires the replaced refresh token
+//     by the provider's rule in its transaction: queued exactly once
+//     where revocation is per grant (settling it leaves the renewed grant
+//     alone), left to expire and audited where revocation ends the whole
+//     account or the provider cannot revoke. An enrollment link signed in
+//     as another account is refused unless it named it; a named switch
+//     moves the grant, audited. A revocation that would end a live grant
+//     of the account is dropped (DropRevocation) or never queued
+//     (UnenrollGrant with EndsAccount).
 //   - Audit: each change appends its entries in its own transaction,
 //     numbered in order, naming the actor; a refused change appends
 //     nothing; no entry shows a token or a target; RecordAudit appends,
 //     AuditTrail reads after a sequence number and stops when asked.
 //   - Reopen: what was committed is there after a reopen, and the
 //     operator's lists (ListUsers, ListGrants) show it.
+//   - RateWindows: what providers said about their windows and usage
+//     caps survives a reopen; saving again replaces; a window saved over
+//     is deleted and windows that ran out are neither read nor kept; a
+//     bad window refuses the whole batch (ErrInvalid).
+//   - Damaged: a record that no longer decodes (Backend.Damage) is left
+//     out of RunnableWatches and the lists while the other user's watch
+//     runs; a lookup names it (*vault.DamagedError); FindDamaged reports
+//     it with the time it was first found and audits it once;
+//     DeleteDamaged refuses a healthy record (ErrConflict) and removes the
+//     damaged one with its index entries (a grant's watches wait for a new
+//     consent, which makes them run again), audited.
 //   - Concurrent: many goroutines mixing runs, pauses, new watches,
 //     deliveries and refreshes (run it under -race) leave every post
 //     queued once, every row settled once and every refresh counted.
@@ -81,6 +102,10 @@ type Backend interface {
 	// clock). The old one is not used again. Rules are configuration, not
 	// data: the suite sets them again.
 	Reopen(t *testing.T) Backend
+	// Damage overwrites the stored bytes of one record (kind
+	// vault.KindWatch or vault.KindGrant, by id) so that it no longer
+	// decodes, as a disk fault does.
+	Damage(t *testing.T, kind, id string)
 }
 
 // Run runs the contract suite; open must return a new, empty store.
@@ -114,9 +139,14 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Rules/Applied", testRules},
 		{"NotFound", testNotFound},
 		{"Revocations", testRevocations},
+		{"Revocations/ReplacedToken", testReplacedToken},
+		{"Revocations/AccountSwitch", testAccountSwitch},
+		{"Watches/ChangeIntoDuplicate", testChangeWatchDuplicate},
 		{"Audit", testAudit},
 		{"Reopen", testReopen},
+		{"RateWindows", testRateWindows},
 		{"Concurrent", testConcurrent},
+		{"Damaged", testDamaged},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)

@@ -3,8 +3,11 @@
 // a user's grant.
 //
 // The client keeps X's rules so callers do not have to: it reads the
-// x-rate-limit-* headers of every response and refuses, without a request,
-// to call an endpoint for a user whose window is spent until its reset; it
+// x-rate-limit-* headers of every response (the reset against the
+// response's own Date: ratelimit.go) and refuses, without a request, to
+// call an endpoint for a user whose window is spent until its reset, a
+// hold that is always positive and bounded; its windows can be kept across
+// restarts (ChangedRateWindows, RestoreRateWindows); it
 // retries 5xx answers and timeouts with backoff; it asks the token source
 // for one forced refresh after a 401; and it tells a usage-capped 429
 // (ErrUsageCapped) from a plain rate limit (*RateLimitError). Poll follows
@@ -89,6 +92,9 @@ func (e *APIError) Error() string {
 	if e.Problem.Detail != "" && e.Problem.Detail != e.Problem.Title {
 		msg += ": " + e.Problem.Detail
 	}
+	if len(e.Problem.Errors) > 0 && e.Problem.Errors[0].Message != "" {
+		msg += ": " + e.Problem.Errors[0].Message // which parameter, and why
+	}
 	return fmt.Sprintf("xapi: %s: HTTP %d %.200q after %d attempts", e.Endpoint, e.Status, msg, e.Attempts)
 }
 
@@ -132,6 +138,11 @@ type Config struct {
 	Logger      *slog.Logger
 	// Now is the clock for rate-limit windows; default time.Now.
 	Now func() time.Time
+	// RateWindow is the length of the API's rate-limit windows; default
+	// DefaultRateWindow (X's 15 minutes). A 429 or a spent window without
+	// a usable reset holds its endpoint this long, and no hold is longer
+	// than it plus a minute (see ratelimit.go).
+	RateWindow time.Duration
 }
 
 // Client calls the API. Safe for concurrent use.
@@ -142,11 +153,12 @@ type Client struct {
 	log  *slog.Logger
 	now  func() time.Time
 
-	mu     sync.Mutex
-	limits map[limitKey]time.Time // not before
+	// mu guards the rate-limit windows (ratelimit.go): limits by user and
+	// endpoint, and which of them changed since ChangedRateWindows.
+	mu      sync.Mutex
+	limits  map[limitKey]*limitState
+	changed map[limitKey]bool
 }
-
-type limitKey struct{ user, endpoint string }
 
 // New returns a Client.
 func New(cfg Config) *Client {
@@ -180,6 +192,9 @@ func New(cfg Config) *Client {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.RateWindow <= 0 {
+		cfg.RateWindow = DefaultRateWindow
+	}
 	hc := cfg.HTTPClient
 	if hc == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -187,55 +202,7 @@ func New(cfg Config) *Client {
 		hc = &http.Client{Transport: tr}
 	}
 	return &Client{cfg: cfg, base: strings.TrimRight(cfg.BaseURL, "/"), hc: hc, log: cfg.Logger, now: cfg.Now,
-		limits: map[limitKey]time.Time{}}
-}
-
-// NotBefore returns when endpoint may next be called for user (the zero
-// time when it may be called now).
-func (c *Client) NotBefore(user, endpoint string) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := c.limits[limitKey{user, endpoint}]
-	if !t.After(c.now()) {
-		return time.Time{}
-	}
-	return t
-}
-
-// observe records the rate-limit headers of a response. A spent window
-// (remaining 0, or a 429) blocks the endpoint for the user until one second
-// past the reset: X gives the reset in whole seconds, rounded down.
-func (c *Client) observe(user, endpoint string, h http.Header, limited bool) {
-	rem, remErr := strconv.Atoi(h.Get("X-Rate-Limit-Remaining"))
-	reset, resetErr := strconv.ParseInt(h.Get("X-Rate-Limit-Reset"), 10, 64)
-	if remErr == nil && c.cfg.OnRateLimit != nil {
-		c.cfg.OnRateLimit(endpoint, rem)
-	}
-	if !limited && (remErr != nil || rem > 0) {
-		return
-	}
-	var nb time.Time
-	if resetErr == nil && reset > 0 {
-		nb = time.Unix(reset+1, 0)
-	} else if limited {
-		nb = c.now().Add(15 * time.Minute) // X's window, when it did not say
-	} else {
-		return
-	}
-	c.mu.Lock()
-	k := limitKey{user, endpoint}
-	if nb.After(c.limits[k]) {
-		c.limits[k] = nb
-	}
-	if len(c.limits) > 4096 { // drop windows that are over
-		now := c.now()
-		for k, t := range c.limits {
-			if !t.After(now) {
-				delete(c.limits, k)
-			}
-		}
-	}
-	c.mu.Unlock()
+		limits: map[limitKey]*limitState{}, changed: map[limitKey]bool{}}
 }
 
 // get makes one API call for user (a key of the caller's choice that
@@ -409,74 +376,4 @@ func (c *Client) Search(ctx context.Context, ts TokenSource, user string, r Sear
 		return nil, err
 	}
 	return ParseSearch(body)
-}
-
-// PollRequest is one poll of a watch: every post newer than the cursor.
-type PollRequest struct {
-	Query string
-	// SinceID is the cursor; when empty, StartTime bounds the search, and
-	// when both are empty the search reads the last 7 days (backfill).
-	SinceID   string
-	StartTime time.Time
-	// MaxPages bounds the pages read; default 5.
-	MaxPages int
-}
-
-// PollResult is what a poll found.
-type PollResult struct {
-	// Posts are every post read, newest first, each once.
-	Posts []Post
-	// NewestID is the first page's newest_id: the next cursor. Empty when
-	// nothing was found (the cursor stays).
-	NewestID string
-	Pages    int
-	// Truncated is true when MaxPages were read and more remained.
-	Truncated bool
-	// PartialErrors counts errors[] entries in 200 answers.
-	PartialErrors int
-}
-
-// Poll reads every page of posts newer than the cursor, with a fixed
-// since_id, up to MaxPages. Any error fails the whole poll: the caller
-// keeps its cursor and the next poll repeats it.
-func (c *Client) Poll(ctx context.Context, ts TokenSource, user string, r PollRequest) (*PollResult, error) {
-	if r.MaxPages <= 0 {
-		r.MaxPages = 5
-	}
-	var since uint64
-	if r.SinceID != "" {
-		var err error
-		if since, err = strconv.ParseUint(r.SinceID, 10, 64); err != nil {
-			return nil, fmt.Errorf("xapi: poll: cursor %q is not a post id", r.SinceID)
-		}
-	}
-	res := &PollResult{}
-	seen := map[uint64]bool{}
-	req := SearchRequest{Query: r.Query, SinceID: r.SinceID, StartTime: r.StartTime}
-	for {
-		p, err := c.Search(ctx, ts, user, req)
-		if err != nil {
-			return nil, fmt.Errorf("%w (page %d)", err, res.Pages+1)
-		}
-		res.Pages++
-		res.PartialErrors += len(p.Errors)
-		if res.Pages == 1 {
-			res.NewestID = p.NewestID
-		}
-		for _, post := range p.Posts {
-			if post.IDNum <= since || seen[post.IDNum] {
-				continue
-			}
-			seen[post.IDNum] = true
-			res.Posts = append(res.Posts, post)
-		}
-		if p.NextToken == "" {
-			return res, nil
-		}
-		if res.Pages >= r.MaxPages {
-			res.Truncated = true
-			return res, nil
-		}
-		req.NextToken = p.NextToken
-	}
 }

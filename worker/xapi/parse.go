@@ -192,9 +192,20 @@ type Problem struct {
 	Detail string `json:"detail"`
 	Type   string `json:"type"`
 	Status int    `json:"status"`
+	// Errors are the entries of an invalid-request problem: each names
+	// the parameters it is about and says what is wrong.
+	Errors []ProblemError `json:"errors"`
 }
 
-// parseProblem reads a problem body; an unreadable one gives a zero Problem.
+// ProblemError is one entry of a 400 invalid-request problem, e.g.
+// {"parameters":{"since_id":["…"]},"message":"'since_id' must be …"}.
+type ProblemError struct {
+	Parameters map[string][]string `json:"parameters"`
+	Message    string              `json:"message"`
+}
+
+// parseProblem reads a problem body; an unreadable one gives a zero
+// Problem (a field of an unexpected type is left zero, the others kept).
 func parseProblem(body []byte) Problem {
 	var p Problem
 	_ = json.Unmarshal(body, &p)

@@ -33,7 +33,8 @@ func (s *Source) Client() *xapi.Client { return s.c }
 
 // Search polls recent search for q's hashtags and filters from its cursor
 // (xapi.Client.Poll: a fixed since_id across pages, the next cursor is
-// the first page's newest_id). Errors: X's usage cap matches
+// the first page's newest_id; a cursor older than X's 7-day window is
+// searched from the window's start and reported as Found.Gap). Errors: X's usage cap matches
 // worker.ErrUsageCapped; a rate limit is a *worker.RateLimitError; token
 // source errors come back wrapped (vault.ErrNeedsConsent still matches).
 func (s *Source) Search(ctx context.Context, ts worker.TokenSource, user string, q worker.SearchRequest) (*worker.Found, error) {
@@ -44,18 +45,22 @@ func (s *Source) Search(ctx context.Context, ts worker.TokenSource, user string,
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.c.Poll(ctx, ts, user, xapi.PollRequest{Query: query, SinceID: q.SinceID, StartTime: q.StartTime, MaxPages: q.MaxPages})
+	res, err := s.c.Poll(ctx, ts, user, xapi.PollRequest{Query: query, SinceID: q.SinceID, StartTime: q.StartTime,
+		SearchedAt: q.SearchedAt, MaxPages: q.MaxPages})
 	if err != nil {
 		var rl *xapi.RateLimitError
 		switch {
 		case errors.Is(err, xapi.ErrUsageCapped):
 			return nil, capped{err}
 		case errors.As(err, &rl):
-			return nil, &worker.RateLimitError{NotBefore: rl.NotBefore, Local: rl.Local, Err: err}
+			return nil, &worker.RateLimitError{NotBefore: rl.NotBefore, Local: rl.Local, Endpoint: rl.Endpoint, Err: err}
 		}
 		return nil, err
 	}
 	out := &worker.Found{NewestID: res.NewestID, Pages: res.Pages, Truncated: res.Truncated, Posts: make([]worker.Post, len(res.Posts))}
+	if g := res.Gap; g != nil {
+		out.Gap = &worker.Gap{From: g.From, To: g.To, Reason: g.Reason}
+	}
 	for i, p := range res.Posts {
 		out.Posts[i] = worker.Post{ID: p.ID, AuthorID: p.AuthorID, AuthorName: p.AuthorUsername, Text: p.Text,
 			URL: PostURL(p.ID, p.AuthorUsername), CreatedAt: p.CreatedAt}

@@ -20,7 +20,6 @@ import (
 	"net/mail"
 	"net/netip"
 	"net/url"
-	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -297,7 +296,9 @@ func (c *Config) KeyError(key string, err error) *Error {
 
 // Load reads, decodes and validates the file at path.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	// As tagwatch reads every file it is given: a FIFO or a directory at
+	// path is an error at once, not a hang.
+	data, err := seal.ReadFile(path, seal.MaxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}

@@ -429,6 +429,7 @@ func (h *Handler) routes() {
 		return b.RotateKeys(ctx, actor)
 	})
 	m.HandleFunc("POST /v1/backup", h.backup)
+	h.damagedRoutes()
 	if h.cfg.Metrics != nil {
 		m.Handle("GET /metrics", h.cfg.Metrics)
 	}

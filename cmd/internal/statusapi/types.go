@@ -40,6 +40,13 @@ type Status struct {
 	Counts     Counts            `json:"counts"`
 	// LastErrors are the most recent errors the daemon logged, newest first.
 	LastErrors []ErrorEntry `json:"last_errors,omitempty"`
+	// Damaged are the stored records the daemon cannot use and skips
+	// (damaged.go); empty when every record is sound.
+	Damaged []DamagedRecord `json:"damaged,omitempty"`
+	// RateLimits are the rate limits holding users' runs now (the
+	// provider's per-user windows, the app-wide fair share), by provider
+	// and user.
+	RateLimits []RateHold `json:"rate_limits,omitempty"`
 }
 
 // Counts are the sizes of the vault's collections, by state.
@@ -132,6 +139,9 @@ type Watch struct {
 	// 20m0s (scheduler.min_interval)`. Such a watch is not scheduled and
 	// not run, whatever its state, until the rules or the watch change.
 	Invalid string `json:"invalid,omitempty"`
+	// RateLimited is set while a rate limit holds the runs of the watch's
+	// user at its provider: which window, which endpoint, until when.
+	RateLimited *RateHold `json:"rate_limited,omitempty"`
 }
 
 // WatchSpec is what a watch does, as operators write it.

@@ -55,6 +55,12 @@ type paramError struct {
 
 // invalidRequest writes X's 400 invalid-request problem about one parameter.
 func invalidRequest(w http.ResponseWriter, param, value, msg string) {
+	invalidParams(w, map[string][]string{param: {value}}, msg)
+}
+
+// invalidParams writes X's 400 invalid-request problem about the given
+// parameters (name -> values as X echoes them).
+func invalidParams(w http.ResponseWriter, params map[string][]string, msg string) {
 	writeJSON400(w, struct {
 		Errors []paramError `json:"errors"`
 		Title  string       `json:"title"`
@@ -62,7 +68,7 @@ func invalidRequest(w http.ResponseWriter, param, value, msg string) {
 		Type   string       `json:"type"`
 		Status int          `json:"status"`
 	}{
-		Errors: []paramError{{Parameters: map[string][]string{param: {value}}, Message: msg}},
+		Errors: []paramError{{Parameters: params, Message: msg}},
 		Title:  "Invalid Request",
 		Detail: "One or more parameters to your request was invalid.",
 		Type:   "https://api.x.com/2/problems/invalid-request",
@@ -339,11 +345,20 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	cutoff := now.Add(-SearchWindow)
-	if !startTime.IsZero() && startTime.Before(cutoff) {
-		invalidRequest(w, "start_time", q.Get("start_time"), "Invalid 'start_time':'"+q.Get("start_time")+"'. 'start_time' must be on or after "+cutoff.UTC().Format(time.RFC3339))
+	if q.Has("since_id") && q.Has("start_time") || q.Has("until_id") && q.Has("end_time") {
+		params := map[string][]string{}
+		for _, k := range []string{"since_id", "until_id", "start_time", "end_time"} {
+			if q.Has(k) {
+				params[k] = []string{q.Get(k)}
+			}
+		}
+		invalidParams(w, params, conflictMessage)
 		return
 	}
+	if !checkWindow(w, q, now, sinceID, startTime) {
+		return
+	}
+	cutoff := now.Add(-SearchWindow)
 	if !startTime.IsZero() && !endTime.IsZero() && !startTime.Before(endTime) {
 		invalidRequest(w, "end_time", q.Get("end_time"), "Invalid 'end_time':'"+q.Get("end_time")+"'. 'end_time' must be after 'start_time'")
 		return

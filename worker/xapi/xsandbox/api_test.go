@@ -477,7 +477,7 @@ func TestFaults(t *testing.T) {
 	e.s.FailNext(EndpointSearch, 2, 502)
 	for i := range 2 {
 		st, _, body := e.get(EndpointSearch, a, q)
-		if st != 502 || body != `{"title":"Bad Gateway","detail":"Bad Gateway","type":"about:blank","status":502}` {
+		if st != 502 || body != `{"title":"Bad Gateway","detail":"Bad Gateway","type":"https://api.x.com/2/problems/internal-error","status":502}` {
 			t.Fatalf("failure %d = %d %s", i, st, body)
 		}
 	}

@@ -8,7 +8,10 @@
 // bodies for errors, rate-limit headers and windows, the usage cap, the
 // polling contract of recent search, and the faults X is known for. Every
 // behaviour can be switched by a test while the server runs, and the server
-// keeps counts of what it was asked (see [Stats]).
+// keeps counts of what it was asked (see [Stats]). Answers that carry
+// x-rate-limit headers carry a Date from the sandbox's clock too, as X's
+// carry X's: a sandbox whose [Config.Now] differs from the client's clock
+// is a server whose clock is skewed.
 //
 // Start a server with [Start]; every method of [Server] is safe for
 // concurrent use, also while requests are being served. Time comes from

@@ -162,12 +162,7 @@ func (s *Server) wrap(ep Endpoint, h http.HandlerFunc) http.Handler {
 			return
 		case faultFail:
 			s.log.Debug("fault: fail", "endpoint", string(ep), "status", status)
-			text := http.StatusText(status)
-			if text == "" {
-				text = "Error"
-			}
-			writeRaw(w, status, contentProblem,
-				`{"title":`+strconv.Quote(text)+`,"detail":`+strconv.Quote(text)+`,"type":"about:blank","status":`+strconv.Itoa(status)+`}`)
+			writeFailure(w, ep, status)
 			return
 		case faultMalformed:
 			s.log.Debug("fault: malformed", "endpoint", string(ep))
@@ -176,6 +171,32 @@ func (s *Server) wrap(ep Endpoint, h http.HandlerFunc) http.Handler {
 		}
 		h(w, r)
 	})
+}
+
+// writeFailure answers a failed request as X does. On the API endpoints
+// (search, users/me): a 503 as X sends it when overloaded, a problem of
+// type about:blank under application/json (the body as logged in
+// akrherz/iembot issue 171, 2026; the content type as in the headers
+// quoted in plhery/node-twitter-api-v2 issue 499 and
+// elizaos-plugins/plugin-twitter issue 41); another 5xx as X's OpenAPI
+// description defines a server error (an internal-error problem). On the
+// OAuth endpoints, and for other statuses, a problem of type about:blank.
+func writeFailure(w http.ResponseWriter, ep Endpoint, status int) {
+	text := http.StatusText(status)
+	if text == "" {
+		text = "Error"
+	}
+	typ, ct := "about:blank", contentProblem
+	if ep == EndpointSearch || ep == EndpointUsersMe {
+		switch {
+		case status == http.StatusServiceUnavailable:
+			ct = contentJSON
+		case status >= 500:
+			typ = "https://api.x.com/2/problems/internal-error"
+		}
+	}
+	writeRaw(w, status, ct,
+		`{"title":`+strconv.Quote(text)+`,"detail":`+strconv.Quote(text)+`,"type":`+strconv.Quote(typ)+`,"status":`+strconv.Itoa(status)+`}`)
 }
 
 // dropConn closes the connection under w without a response.

@@ -481,15 +481,55 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
+	var user string
 	if t := s.refresh[tok]; t != nil {
+		user = t.grant.userID
 		if !t.grant.revoked {
 			t.grant.revoked = true
 			s.stats.Revocations++
 		}
-	} else if a := s.access[tok]; a != nil && !a.revoked {
-		a.revoked = true
-		s.stats.Revocations++
+	} else if a := s.access[tok]; a != nil {
+		user = a.grant.userID
+		if !a.revoked {
+			a.revoked = true
+			s.stats.Revocations++
+		}
+	}
+	if user != "" && !s.revokeFamilyOnly {
+		// X: the app's whole authorization for the user ends.
+		s.endAuthorizationLocked(user)
 	}
 	s.mu.Unlock()
 	writeRaw(w, http.StatusOK, contentJSON, `{"revoked":true}`)
+}
+
+// SetRevokeEndsAuthorization sets what POST /2/oauth2/revoke ends. On (the
+// default) it models X as reported: revoking any token of a user ends the
+// app's whole authorization for that user, every token of every consent
+// they gave it, as [Server.RevokeUser] does (twitodon's author, who calls
+// it to sign users out: it "revokes *all* access from the app, not just the
+// current session", github.com/lucyllewy/twitodon issue 22; X announced its
+// OAuth 1.0a counterpart as "essentially 'revoking' their own apps
+// authorization for the specific user"). Off: only the token's own family
+// (one consent's tokens) ends, as RFC 7009 section 2.1 describes, for tests
+// of a provider that revokes per grant (an access token's revocation then
+// ends that access token only).
+func (s *Server) SetRevokeEndsAuthorization(on bool) {
+	s.mu.Lock()
+	s.revokeFamilyOnly = !on
+	s.mu.Unlock()
+}
+
+// endAuthorizationLocked ends every grant userID gave the app and their
+// unused codes. s.mu must be held.
+func (s *Server) endAuthorizationLocked(userID string) {
+	for _, g := range s.grants[userID] {
+		g.revoked = true
+	}
+	delete(s.grants, userID)
+	for k, c := range s.codes {
+		if c.userID == userID {
+			delete(s.codes, k)
+		}
+	}
 }

@@ -399,8 +399,11 @@ func TestAccessTokenLifetime(t *testing.T) {
 	}
 }
 
+// TestRevoke: revocation per token family (SetRevokeEndsAuthorization
+// off); TestRevokeEndsAuthorization has X's default.
 func TestRevoke(t *testing.T) {
 	e := newEnv(t)
+	e.s.SetRevokeEndsAuthorization(false)
 	tests := []struct {
 		name      string
 		which     string // "access", "refresh", "unknown"

@@ -78,7 +78,9 @@ func (s *Server) rollMonthLocked(now time.Time) {
 }
 
 // admit counts an authenticated API request of user on ep, applies the
-// usage cap and the rate limits, and sets the x-rate-limit headers. It
+// usage cap and the rate limits, and sets the x-rate-limit headers and a
+// Date header from the sandbox's clock (what a client reads the reset
+// against). It
 // writes the 429 and returns false when the request must stop here.
 func (s *Server) admit(w http.ResponseWriter, ep Endpoint, user string) bool {
 	s.mu.Lock()
@@ -147,6 +149,9 @@ func (s *Server) admit(w http.ResponseWriter, ep Endpoint, user string) bool {
 	}
 	s.mu.Unlock()
 
+	// The answer's Date is the sandbox's clock, as X's is X's: a client
+	// reads the reset against it (the two clocks may differ).
+	w.Header()["Date"] = []string{now.UTC().Format(http.TimeFormat)}
 	if rw != nil {
 		h := w.Header()
 		h["X-Rate-Limit-Limit"] = []string{strconv.Itoa(rl)}
@@ -179,6 +184,7 @@ func (s *Server) peekLimitHeaders(w http.ResponseWriter, ep Endpoint) {
 		return
 	}
 	h := w.Header()
+	h["Date"] = []string{now.UTC().Format(http.TimeFormat)}
 	h["X-Rate-Limit-Limit"] = []string{strconv.Itoa(l)}
 	h["X-Rate-Limit-Remaining"] = []string{strconv.Itoa(l)}
 	h["X-Rate-Limit-Reset"] = []string{strconv.FormatInt(now.Add(lim.Window).Unix(), 10)}

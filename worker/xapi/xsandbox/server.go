@@ -118,6 +118,7 @@ type Server struct {
 	refresh            map[string]*refreshToken
 	autoApprove        string
 	reuseRevokesFamily bool
+	revokeFamilyOnly   bool // see SetRevokeEndsAuthorization
 	faults             map[Endpoint]*faultState
 	dropAfterRotate    int
 	partialErrors      int
