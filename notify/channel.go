@@ -222,9 +222,10 @@ type channelSet struct {
 // channelEnv is what the channels take from the Service rather than from
 // a ChannelsConfig.
 type channelEnv struct {
-	now      func() time.Time
-	resolver *net.Resolver
-	console  *console
+	now         func() time.Time
+	resolver    *net.Resolver
+	console     *console
+	telegramAPI string // Config.telegramAPI
 }
 
 // buildChannels builds the channels of cc. It sends nothing; it reads
@@ -245,7 +246,8 @@ func buildChannels(cc ChannelsConfig, env channelEnv) (*channelSet, error) {
 		set.channels[KindEmail] = e
 		set.hasMail = true
 	}
-	set.channels[KindShoutrrr] = &shoutrrrChannel{allowPrivate: cc.AllowPrivateTargets, resolver: env.resolver}
+	set.channels[KindShoutrrr] = &shoutrrrChannel{allowPrivate: cc.AllowPrivateTargets, resolver: env.resolver,
+		timeout: cc.Timeout, telegramAPI: env.telegramAPI}
 	set.channels[KindConsole] = env.console
 	return set, nil
 }

@@ -14,11 +14,11 @@ import (
 	"net/mail"
 	"net/smtp"
 	"net/textproto"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"tagwatch/vault/seal"
 	"tagwatch/vault/secret"
 )
 
@@ -76,7 +76,7 @@ func newEmail(c SMTPConfig, timeout time.Duration, now func() time.Time) (*email
 	}
 	roots := c.RootCAs
 	if roots == nil && c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
+		pem, err := seal.ReadFile(c.CAFile, seal.MaxFileSize) // a FIFO there: an error, not a hang
 		if err != nil {
 			return nil, fmt.Errorf("smtp: %w", err)
 		}

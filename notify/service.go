@@ -20,7 +20,9 @@
 //   - channel.go and one file per channel; targets.go: which targets exist,
 //     how they are checked (CheckTarget, TargetChecker) and shown
 //     (TargetLabel).
-//   - render.go: every word a user reads.
+//   - render.go: every word a user reads; limits.go: how long a message
+//     each chat service takes, and in which unit; split.go: cutting a
+//     chat message into messages that fit.
 //   - operator.go: the operator's views of the outbox and Replay.
 //   - links.go: the signed one-click links every message carries.
 //
@@ -118,6 +120,10 @@ type Config struct {
 	// math/rand/v2. It is called from the send goroutines: it must be
 	// safe for concurrent use.
 	Jitter func() float64
+
+	// telegramAPI is where Telegram's Bot API is (tests); default
+	// https://api.telegram.org.
+	telegramAPI string
 }
 
 // EventKind says what happened to a notification.
@@ -218,7 +224,7 @@ func New(cfg Config) (*Service, error) {
 }
 
 func (s *Service) buildChannels(cc ChannelsConfig) (*channelSet, error) {
-	return buildChannels(cc, channelEnv{now: s.now, resolver: s.cfg.Resolver, console: s.console})
+	return buildChannels(cc, channelEnv{now: s.now, resolver: s.cfg.Resolver, console: s.console, telegramAPI: s.cfg.telegramAPI})
 }
 
 // Reconfigure replaces the channels, their secrets and the retry policy

@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/nicholas-fedor/shoutrrr/pkg/format"
@@ -34,6 +36,10 @@ import (
 // Services whose library code uses a client without a timeout (generic,
 // opsgenie, notifiarr, googlechat, ifttt, join) are left out: a hung send
 // would leak a goroutine nobody owns. Webhooks cover "generic" better.
+// Three allowed ones have no timeout of their own either (zulip and bark
+// use http.DefaultClient, signal a client without one): their sends are
+// bounded by ChannelsConfig.Timeout, but a hung one's goroutine lingers.
+// Telegram is sent by tagwatch's own client (telegram.go).
 var shoutrrrSchemes = map[string]bool{
 	"ntfy": true, "gotify": true, "matrix": true, "mattermost": true, "rocketchat": true,
 	"zulip": true, "signal": true, "smtp": true, "bark": true,
@@ -52,6 +58,8 @@ var shoutrrrSchemes = map[string]bool{
 type shoutrrrChannel struct {
 	allowPrivate bool
 	resolver     *net.Resolver
+	timeout      time.Duration // of one request, where tagwatch makes it (Telegram)
+	telegramAPI  string        // Telegram's Bot API; "" is telegramAPI
 }
 
 // checkShoutrrrURL parses a chat URL with the configuration parser of the
@@ -224,13 +232,9 @@ func (s *shoutrrrChannel) Send(ctx context.Context, m *Message) error {
 	defer close(stop)
 	go func() {
 		err := callLibrary(m.Target, func() error {
-			rt, err := router.New(nil)
+			send, err := s.sender(ctx, m.Target, params)
 			if err != nil {
-				return errors.New("chat library setup failed")
-			}
-			svc, err := rt.Locate(m.Target)
-			if err != nil {
-				return fmt.Errorf("chat URL: %s", redactTarget(err.Error(), m.Target))
+				return err
 			}
 			for _, p := range parts {
 				select {
@@ -238,12 +242,8 @@ func (s *shoutrrrChannel) Send(ctx context.Context, m *Message) error {
 					return nil
 				default:
 				}
-				if err := svc.Send(p.Text, &params); err != nil {
-					msg := errors.New(redactTarget(err.Error(), m.Target))
-					if isLocalRefusal(err) {
-						return permanent(msg)
-					}
-					return msg
+				if err := send(p.Text); err != nil {
+					return err
 				}
 				results <- nil
 			}
@@ -275,6 +275,39 @@ func (s *shoutrrrChannel) Send(ctx context.Context, m *Message) error {
 		}
 	}
 	return nil
+}
+
+// sender returns the function that sends one message to target: the
+// library's service, located (matrix logs in here), or for Telegram
+// tagwatch's own client (telegram.go). Its errors are redacted, and
+// *PermanentError when the library refused the message or its
+// configuration before any request.
+func (s *shoutrrrChannel) sender(ctx context.Context, target string, params types.Params) (func(string) error, error) {
+	if schemeOf(target) == "telegram" {
+		bot, err := newTelegramBot(target, cmp.Or(s.telegramAPI, telegramAPI), s.timeout)
+		if err != nil {
+			return nil, err
+		}
+		return func(text string) error { return bot.send(ctx, text) }, nil
+	}
+	rt, err := router.New(nil)
+	if err != nil {
+		return nil, errors.New("chat library setup failed")
+	}
+	svc, err := rt.Locate(target)
+	if err != nil {
+		return nil, fmt.Errorf("chat URL: %s", redactTarget(err.Error(), target))
+	}
+	return func(text string) error {
+		if err := svc.Send(text, &params); err != nil {
+			msg := errors.New(redactTarget(err.Error(), target))
+			if isLocalRefusal(err) {
+				return permanent(msg)
+			}
+			return msg
+		}
+		return nil
+	}, nil
 }
 
 // callLibrary runs fn, which calls the chat library, and turns a panic in

@@ -696,3 +696,81 @@ func bucketByKind(kind string) []byte {
 	k, _ := damageKindOf(kind)
 	return k.bucket
 }
+
+// AuditDamagedReset: an operator reset a grant whose sealed tokens no
+// longer open (ResetDamagedGrant).
+const AuditDamagedReset = "damaged_grant_reset"
+
+// ResetDamagedGrant repairs a grant whose record decodes but whose sealed
+// tokens do not open, in one transaction: the tokens are dropped (the
+// damaged bytes go with them), the grant moves to needs_reconsent (an
+// active one; one waiting already stays so) with LastErrorClass
+// "damaged", and, as MarkNeedsReconsent does, the user's watches at its
+// provider are suspended, a re-consent link bound to the grant's subject
+// is created and its notice queued (r: LinkPrefix required, LinkTTL,
+// Actor; r.Reason is "damaged"). The audit trail records it
+// (AuditDamagedReset). Errors: *NotFoundError; *TransitionError
+// (ErrConflict) when the grant is not damaged, when its record does not
+// decode (nothing says whose it is: delete it with DeleteDamaged and send
+// a new link), or when it is revoked (delete it); nothing is changed then.
+func (db *DB) ResetDamagedGrant(id string, r Reconsent) (ReconsentOutcome, error) {
+	var out ReconsentOutcome
+	if r.LinkPrefix == "" {
+		return out, errors.New("vault: reset damaged grant: no link prefix")
+	}
+	if r.LinkTTL <= 0 {
+		r.LinkTTL = DefaultLinkTTL
+	}
+	r.Reason = "damaged"
+	err := db.Update(func(tx *Tx) error {
+		raw := tx.tx.Bucket(bucketGrants).Get([]byte(id))
+		if raw == nil {
+			return notFound(KindGrant, id)
+		}
+		refuse := func(state, why string) error {
+			return &TransitionError{Kind: KindGrant, ID: id, Action: "reset", State: state, Why: why}
+		}
+		g, err := decodeGrant([]byte(id), raw)
+		if err != nil {
+			return refuse("damaged beyond its tokens ("+errors.Unwrap(err).Error()+")",
+				"delete it (damaged delete grant "+id+") and send the user a new link")
+		}
+		sealErr := tx.grantSealed(g)
+		if sealErr == nil {
+			return refuse("not damaged", "reset is for a grant whose tokens do not open")
+		}
+		if g.State == GrantRevoked {
+			return refuse("revoked", "delete it (damaged delete grant "+id+")")
+		}
+		now := tx.Now()
+		from := g.State
+		if _, err := g.SetState(GrantNeedsReconsent, now); err != nil {
+			return err
+		}
+		g.LastErrorClass, g.LastErrorAt = r.Reason, now
+		g.RefreshInFlight, g.InFlightRetried = time.Time{}, false
+		g.SealedRefresh, g.SealedAccess, g.AccessExpiry = nil, nil, time.Time{}
+		if err := tx.PutGrant(g); err != nil {
+			return err
+		}
+		link, notices, targets, err := tx.queueReconsent(g, r, now)
+		if err != nil {
+			return err
+		}
+		if reg := tx.tx.Bucket(bucketDamaged); reg != nil {
+			if err := reg.Delete(damagedKey(KindGrant, id)); err != nil {
+				return err
+			}
+		}
+		out = ReconsentOutcome{Changed: true, Grant: g, Link: link, Notices: notices}
+		var de *DamagedError
+		errors.As(sealErr, &de)
+		return tx.Audit(AuditEvent{Kind: AuditDamagedReset, Actor: r.Actor, UserID: g.UserID, GrantID: g.ID,
+			Detail: fmt.Sprintf("grant %q was damaged (%v): tokens dropped, %s -> needs_reconsent; re-consent link %s queued to %d targets",
+				id, de.Err, from, link.ID, targets)})
+	})
+	if err != nil {
+		return ReconsentOutcome{}, err
+	}
+	return out, nil
+}

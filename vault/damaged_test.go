@@ -14,6 +14,7 @@ import (
 
 	"tagwatch/vault"
 	"tagwatch/vault/seal"
+	"tagwatch/vault/secret"
 	"tagwatch/vault/vaulttest"
 )
 
@@ -357,5 +358,94 @@ func TestDamagedGrantDeletedSuspendsItsWatches(t *testing.T) {
 	w, err = db.Watch(amy.Started[0].ID)
 	if err != nil || w.State != vault.WatchActive || again.Grant.ID == amy.Grant.ID {
 		t.Errorf("Watch() after a new consent = %+v, %v (grant %s); want active on a new grant", w.Watch, err, again.Grant.ID)
+	}
+}
+
+// TestResetDamagedGrant: a grant whose sealed token no longer opens (C10's
+// flipped bytes) is reset to needs_reconsent with a fresh link sent to its
+// user; the user's consent through that link makes the grant and its
+// watch work again. A grant whose record does not decode, and a healthy
+// one, are refused.
+func TestResetDamagedGrant(t *testing.T) {
+	db := vaulttest.Open(t)
+	amy := vaulttest.Enroll(t, db, vaulttest.Enrollment{User: "amy"})
+	zedWatch := vault.WatchSpec{Hashtags: []string{"rust"}, Schedule: "@hourly", Targets: []string{"console:"}}
+	zed := vaulttest.Enroll(t, db, vaulttest.Enrollment{User: "zed", Watch: &zedWatch})
+	r := vault.Reconsent{LinkPrefix: "https://tagwatch.example/enroll/", Actor: "uid:0"}
+	if _, err := db.ResetDamagedGrant(zed.Grant.ID, r); !errors.Is(err, vault.ErrConflict) {
+		t.Errorf("ResetDamagedGrant(healthy) = %v, want ErrConflict", err)
+	}
+	err := vault.RawUpdate(db, func(btx *bolt.Tx) error {
+		b := btx.Bucket(vault.BucketGrants)
+		raw := string(b.Get([]byte(amy.Grant.ID)))
+		i := strings.Index(raw, `"sealed_refresh":"`) + len(`"sealed_refresh":"`) + 10
+		flipped := []byte(raw)
+		flipBase64(flipped[i : i+8])
+		return b.Put([]byte(amy.Grant.ID), flipped)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := db.ResetDamagedGrant(amy.Grant.ID, r)
+	if err != nil || !out.Changed || out.Grant.State != vault.GrantNeedsReconsent || out.Notices != 1 || out.Link.Purpose != vault.PurposeReconsent {
+		t.Fatalf("ResetDamagedGrant = %+v, %v; want needs_reconsent and one notice with a re-consent link", out, err)
+	}
+	if found, err := db.FindDamaged(); err != nil || len(found) != 0 {
+		t.Errorf("FindDamaged after the reset = %+v, %v", found, err)
+	}
+	if n := auditCount(t, db, vault.AuditDamagedReset, amy.Grant.ID); n != 1 {
+		t.Errorf("%d %s audit events, want 1", n, vault.AuditDamagedReset)
+	}
+	w, err := db.Watch(amy.Started[0].ID)
+	if err != nil || w.State != vault.WatchSuspended {
+		t.Errorf("amy's watch after the reset = %+v, %v; want suspended", w.Watch, err)
+	}
+	rows, err := db.ListOutbox(vault.OutboxPending, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var link string
+	for _, row := range rows {
+		if row.Kind == vault.NoticeReconsent && row.UserID == "amy" {
+			v, err := db.OpenOutboxSecret(row)
+			if err != nil {
+				t.Fatal(err)
+			}
+			link = v.Reveal()
+		}
+	}
+	token := strings.TrimPrefix(link, r.LinkPrefix)
+	if token == link || token == "" {
+		t.Fatalf("no re-consent link queued to amy (%q)", link)
+	}
+	e, err := db.Link(vault.HashLinkToken(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.CommitConsent(vault.Consent{LinkHash: e.Hash, LinkID: e.ID, UserID: "amy", Provider: "x", Subject: "sub-amy",
+		Scopes: []string{"tweet.read", "users.read", "offline.access"}, AccessExpiry: time.Now().Add(time.Hour),
+		Tokens: vault.Tokens{Refresh: secret.NewRefreshToken("rt-amy-2"), Access: secret.NewAccessToken("at-amy-2")}})
+	if err != nil {
+		t.Fatalf("CommitConsent through the reset's link = %v", err)
+	}
+	if _, tok, err := db.GrantTokens(amy.Grant.ID); err != nil || tok.Refresh.Reveal() != "rt-amy-2" {
+		t.Errorf("GrantTokens after the new consent = %v", err)
+	}
+	if w, err := db.Watch(amy.Started[0].ID); err != nil || w.State != vault.WatchActive {
+		t.Errorf("amy's watch after the new consent = %+v, %v; want active", w.Watch, err)
+	}
+
+	// A record that does not decode says nothing of whose it is: delete it.
+	err = vault.RawUpdate(db, func(btx *bolt.Tx) error {
+		return btx.Bucket(vault.BucketGrants).Put([]byte(zed.Grant.ID), []byte("\xff"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ResetDamagedGrant(zed.Grant.ID, r); !errors.Is(err, vault.ErrConflict) || !strings.Contains(err.Error(), "delete it") {
+		t.Errorf("ResetDamagedGrant(undecodable) = %v, want ErrConflict saying to delete it", err)
+	}
+	if _, err := db.DeleteDamaged(vault.KindGrant, zed.Grant.ID, "uid:0"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -166,8 +166,9 @@ const droppedGone = "target disabled (410 Gone)"
 // again under the same id (at-least-once).
 //
 // Errors: *InvalidError for an outcome that is not one (an unknown State,
-// a retry without NextAttempt, an empty ID); a corrupt record; the store's
-// own. Nothing is recorded then.
+// a retry without NextAttempt, an empty ID); the store's own. Nothing is
+// recorded then. An outcome for a row that is damaged (FindDamaged) is
+// skipped like one for a pruned row: the rest of the batch is recorded.
 func (db *DB) SettleOutbox(outcomes []OutboxOutcome) ([]OutboxSettled, error) {
 	for _, o := range outcomes {
 		if err := o.check(); err != nil {
@@ -180,8 +181,8 @@ func (db *DB) SettleOutbox(outcomes []OutboxOutcome) ([]OutboxSettled, error) {
 		now := tx.Now()
 		for _, o := range outcomes {
 			cur, err := tx.OutboxRow(o.ID)
-			if errors.Is(err, ErrNotFound) {
-				continue
+			if errors.Is(err, ErrNotFound) || errors.Is(err, ErrDamaged) {
+				continue // pruned; or damaged since it was read: skipped, the batch stands
 			}
 			if err != nil {
 				return err

@@ -240,7 +240,13 @@
 // (SuspendNeedsReconsent) until a new consent clears them; an outbox row
 // with its due keys; any other kind alone. A healthy record is refused
 // (*TransitionError), an unknown one is *NotFoundError, an unknown kind
-// *InvalidError.
+// *InvalidError. ResetDamagedGrant repairs a grant whose record decodes
+// but whose sealed tokens do not open (C10's flipped bytes) the way
+// MarkNeedsReconsent ends a dead grant, in one transaction: tokens
+// dropped, needs_reconsent, watches suspended, a re-consent link bound to
+// its subject queued to the user (AuditDamagedReset); a grant whose
+// record does not decode, a revoked or a healthy one is a
+// *TransitionError (delete it instead).
 //
 // # Audit
 //
@@ -260,7 +266,17 @@
 // opener fails with ErrLocked after Options.LockTimeout). Secrets are
 // sealed with vault/seal before they are written; the keyring is stored
 // wrapped by the master key, and Open refuses a master key that does not
-// open it without writing a byte. Each Store method is one bbolt
+// open it without writing a byte. Before bbolt opens (or writes, or maps)
+// anything, Open identifies what is at the path (identify.go): a file cut
+// short (its size against page size × high-water mark of its own header),
+// empty, of another program (SQLite, an archive, text, a bbolt file
+// without a keyring), with both header pages or any page of its tree or
+// freelist damaged, or no file at all (a directory, a FIFO, a socket, a
+// device, a symlink loop) is a *BadFileError (ErrBadFile) naming the path,
+// what is there and what to do, and the file stays byte for byte as it
+// was. View and Update turn a fault or a bbolt panic while reading the
+// file (it changed under the process) into that error for the one
+// transaction. Each Store method is one bbolt
 // transaction (fsynced on commit); bbolt serialises writers, so the
 // guarantees above hold across goroutines. CheckConsistency checks the
 // file (bbolt's page check) and the store's invariants (the Inv*

@@ -363,43 +363,58 @@ func (db *DB) MarkNeedsReconsent(grantID string, r Reconsent) (ReconsentOutcome,
 		if err := tx.PutGrant(g); err != nil {
 			return err
 		}
-		targets, hashtags, err := tx.suspendUserWatches(g.UserID, g.Provider, SuspendNeedsReconsent)
+		link, notices, targets, err := tx.queueReconsent(g, r, now)
 		if err != nil {
 			return err
 		}
-		token, link, err := tx.CreateEnrollment(Enrollment{Purpose: PurposeReconsent, UserID: g.UserID, Provider: g.Provider,
-			Expected: g.Subject, GrantID: g.ID, CreatedBy: r.Actor, ExpiresAt: now.Add(r.LinkTTL)})
-		if err != nil {
-			return err
-		}
-		payload, err := json.Marshal(Notice{Type: NoticeReconsent, UserID: g.UserID, Provider: g.Provider, Hashtags: hashtags,
-			Reason: r.Reason, Time: now})
-		if err != nil {
-			return err
-		}
-		url := secret.New(r.LinkPrefix + token)
-		for _, t := range targets {
-			row := OutboxRow{ID: OutboxID(g.UserID, link.ID, t, NoticeReconsent), Kind: NoticeReconsent,
-				UserID: g.UserID, Target: t, Payload: payload}
-			if err := tx.SealOutboxSecret(&row, url); err != nil {
-				return err
-			}
-			added, err := tx.Enqueue(row)
-			if err != nil {
-				return err
-			}
-			if added {
-				out.Notices++
-			}
-		}
-		out.Changed, out.Grant, out.Link = true, g, link
+		out.Changed, out.Grant, out.Link, out.Notices = true, g, link, notices
 		return tx.Audit(AuditEvent{Kind: AuditGrantState, Actor: r.Actor, UserID: g.UserID, GrantID: g.ID,
-			Detail: fmt.Sprintf("active -> needs_reconsent (%s); re-consent link %s queued to %d targets", r.Reason, link.ID, len(targets))})
+			Detail: fmt.Sprintf("active -> needs_reconsent (%s); re-consent link %s queued to %d targets", r.Reason, link.ID, targets)})
 	})
 	if err != nil {
 		return ReconsentOutcome{}, err
 	}
 	return out, nil
+}
+
+// queueReconsent is the part of MarkNeedsReconsent after the grant is
+// stored needs_reconsent (also DB.ResetDamagedGrant's): the user's
+// watches at its provider are suspended, a re-consent link bound to the
+// grant's subject is created and a NoticeReconsent with the link sealed
+// in the row is queued for every target of those watches. It returns the
+// link, how many notices were added and how many targets there are.
+func (tx *Tx) queueReconsent(g Grant, r Reconsent, now time.Time) (Enrollment, int, int, error) {
+	targets, hashtags, err := tx.suspendUserWatches(g.UserID, g.Provider, SuspendNeedsReconsent)
+	if err != nil {
+		return Enrollment{}, 0, 0, err
+	}
+	token, link, err := tx.CreateEnrollment(Enrollment{Purpose: PurposeReconsent, UserID: g.UserID, Provider: g.Provider,
+		Expected: g.Subject, GrantID: g.ID, CreatedBy: r.Actor, ExpiresAt: now.Add(r.LinkTTL)})
+	if err != nil {
+		return Enrollment{}, 0, 0, err
+	}
+	payload, err := json.Marshal(Notice{Type: NoticeReconsent, UserID: g.UserID, Provider: g.Provider, Hashtags: hashtags,
+		Reason: r.Reason, Time: now})
+	if err != nil {
+		return Enrollment{}, 0, 0, err
+	}
+	url := secret.New(r.LinkPrefix + token)
+	notices := 0
+	for _, t := range targets {
+		row := OutboxRow{ID: OutboxID(g.UserID, link.ID, t, NoticeReconsent), Kind: NoticeReconsent,
+			UserID: g.UserID, Target: t, Payload: payload}
+		if err := tx.SealOutboxSecret(&row, url); err != nil {
+			return Enrollment{}, 0, 0, err
+		}
+		added, err := tx.Enqueue(row)
+		if err != nil {
+			return Enrollment{}, 0, 0, err
+		}
+		if added {
+			notices++
+		}
+	}
+	return link, notices, len(targets), nil
 }
 
 // Unenroll asks UnenrollGrant to end a grant.

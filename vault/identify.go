@@ -564,6 +564,26 @@ func pageKind(f uint16) string {
 	return fmt.Sprintf("a page of no known kind (flags %#x)", f)
 }
 
+// filePages checks the file's pages as Open does (examine), reading them
+// through bbolt's own descriptor rather than its map, so that pages
+// damaged or cut off under an open store are reported, not faulted on
+// (bbolt's Tx.Check reads the map in a goroutine of its own, where a
+// fault cannot be contained). Call it inside a transaction: no writer
+// commits meanwhile.
+func (db *DB) filePages() error {
+	if db.file == nil {
+		return nil
+	}
+	fi, err := db.file.Stat()
+	if err != nil {
+		return err
+	}
+	if bad := examine(db.file, fi.Size()); bad != nil {
+		return errors.New("the file " + bad.Found)
+	}
+	return nil
+}
+
 // contained runs fn, which reads the file through bbolt, with memory
 // faults turned into panics (debug.SetPanicOnFault: a page mapped past a
 // file's end raises SIGBUS), and turns a fault, or a panic raised inside

@@ -331,3 +331,36 @@ func TestIdentifyHeldVault(t *testing.T) {
 		}
 	}
 }
+
+// TestFileCutUnderOpenStore: the file cut short while a store has it open
+// (an operator's copy over it, a full disk) fails the reads that meet the
+// missing pages with a *BadFileError, and the process goes on. Today: a
+// SIGBUS that kills the daemon ("fatal error: fault").
+func TestFileCutUnderOpenStore(t *testing.T) {
+	dir := t.TempDir()
+	good, master := seedVault(t, dir, 6, 256<<10)
+	for _, ro := range []bool{false, true} {
+		path := filepath.Join(t.TempDir(), "tagwatch.db")
+		img, err := os.ReadFile(good)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, path, img)
+		db, err := vault.Open(vault.Options{Path: path, Master: master, ReadOnly: ro, Logger: vaulttest.Quiet()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps, _ := header(img)
+		if err := os.Truncate(path, int64(2*ps)); err != nil {
+			t.Fatal(err)
+		}
+		_, err = db.ListUsers()
+		if !errors.Is(err, vault.ErrBadFile) || !strings.Contains(err.Error(), "vault file "+path+" could not be read") {
+			t.Errorf("ListUsers of a file cut under the store (read-only=%v) = %v, want a *BadFileError", ro, err)
+		}
+		if err := db.CheckConsistency(); err == nil {
+			t.Errorf("CheckConsistency of a file cut under the store (read-only=%v) = nil", ro)
+		}
+		db.Close()
+	}
+}

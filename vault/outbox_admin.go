@@ -131,8 +131,8 @@ func (db *DB) PruneOutbox(cutoff time.Time) (int, error) {
 			n = 0
 			for _, id := range batch {
 				r, err := tx.OutboxRow(id)
-				if errors.Is(err, ErrNotFound) {
-					continue
+				if errors.Is(err, ErrNotFound) || errors.Is(err, ErrDamaged) {
+					continue // damaged since the scan: left to FindDamaged
 				}
 				if err != nil {
 					return err
@@ -208,8 +208,8 @@ func (db *DB) DropOutboxBacklog(maxWaiting int, reason string) ([]OutboxBacklog,
 			n = 0
 			for _, x := range excess {
 				r, err := tx.OutboxRow(x.id)
-				if errors.Is(err, ErrNotFound) {
-					continue
+				if errors.Is(err, ErrNotFound) || errors.Is(err, ErrDamaged) {
+					continue // damaged since the scan: left to FindDamaged
 				}
 				if err != nil {
 					return err
@@ -250,8 +250,8 @@ type OutboxTally struct {
 
 // OutboxTallies counts every target's rows by state, from one read
 // transaction, sorted by target. It reads every row: it is for operators
-// and metrics, not for hot paths. Errors: a corrupt record, or the
-// store's own.
+// and metrics, not for hot paths. Damaged rows are not counted
+// (FindDamaged reports them). Errors: only the store's own.
 func (db *DB) OutboxTallies() ([]OutboxTally, error) {
 	by := map[string]*OutboxTally{}
 	err := db.View(func(tx *Tx) error {

@@ -105,6 +105,7 @@ type Store interface {
 	FindDamaged() ([]DamagedRecord, error)
 	DamagedRecords() ([]DamagedRecord, error)
 	DeleteDamaged(kind, id, actor string) (DamagedRecord, error)
+	ResetDamagedGrant(id string, r Reconsent) (ReconsentOutcome, error)
 
 	// Providers' rate-limit windows and usage caps.
 

@@ -117,6 +117,8 @@ type DB struct {
 	// rotation, so no record is sealed under, or read with, a keyring that
 	// is being replaced.
 	keyMu    sync.RWMutex
+	// file is bbolt's own descriptor of the file, read by filePages.
+	file *os.File
 	rules    rules
 	readOnly bool
 	// damagedLogged holds the damaged records already logged (kind|0|id),
@@ -195,7 +197,7 @@ func Open(opts Options) (*DB, error) {
 		}
 		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, withoutPath(err))
 	}
-	db := &DB{bolt: bdb, path: opts.Path, now: opts.Now, log: opts.Logger, fail: opts.Failpoint, readOnly: opts.ReadOnly}
+	db := &DB{bolt: bdb, path: opts.Path, now: opts.Now, log: opts.Logger, fail: opts.Failpoint, readOnly: opts.ReadOnly, file: file}
 	if err := contained(opts.Path, hintRestore, func() error { return db.load(opts.Master, isNew) }); err != nil {
 		_ = bdb.Close()
 		if isNew {
@@ -335,10 +337,12 @@ func (db *DB) Update(fn func(tx *Tx) error) error {
 // Backup writes a consistent copy of the whole file (still sealed) to w.
 func (db *DB) Backup(w io.Writer) (int64, error) {
 	var n int64
-	err := db.bolt.View(func(tx *bolt.Tx) error {
-		var err error
-		n, err = tx.WriteTo(w)
-		return err
+	err := contained(db.path, hintRunning, func() error {
+		return db.bolt.View(func(tx *bolt.Tx) error {
+			var err error
+			n, err = tx.WriteTo(w)
+			return err
+		})
 	})
 	return n, err
 }
@@ -346,11 +350,13 @@ func (db *DB) Backup(w io.Writer) (int64, error) {
 // SchemaVersionOnDisk returns the schema version stored in the file.
 func (db *DB) SchemaVersionOnDisk() (int, error) {
 	v := 0
-	err := db.bolt.View(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bucketMeta).Get(keySchema); len(b) == 8 {
-			v = int(binary.BigEndian.Uint64(b))
-		}
-		return nil
+	err := contained(db.path, hintRunning, func() error {
+		return db.bolt.View(func(tx *bolt.Tx) error {
+			if b := tx.Bucket(bucketMeta).Get(keySchema); len(b) == 8 {
+				v = int(binary.BigEndian.Uint64(b))
+			}
+			return nil
+		})
 	})
 	return v, err
 }

@@ -35,6 +35,22 @@ func damagedCommand() *command {
 					return nil
 				}
 			}},
+		{name: "reset", args: "GRANT", check: "tagwatchctl grants",
+			summary: "reset a grant whose tokens do not open: needs_reconsent, its user sent a new consent link",
+			flags: func(fs *flag.FlagSet) func(*env, []string) error {
+				return oneArg("grant id", func(e *env, id string) error {
+					r, err := e.client.ResetDamagedGrant(e.ctx, id)
+					if err != nil {
+						return err
+					}
+					if e.json {
+						return printJSON(e.out, r)
+					}
+					fmt.Fprintf(e.out, "grant %s reset: tokens dropped, %s; consent link %s sent to user %s (%d notifications)\n",
+						r.Grant.ID, r.Grant.State, r.LinkID, r.Grant.UserID, r.Notices)
+					return nil
+				})
+			}},
 	}}
 }
 
@@ -70,7 +86,7 @@ func printDamagedStatus(w io.Writer, rs []statusapi.DamagedRecord) {
 	if len(rs) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "damaged records (skipped; tagwatchctl damaged delete KIND ID):\n")
+	fmt.Fprintf(w, "damaged records (skipped; tagwatchctl damaged delete KIND ID, or damaged reset GRANT):\n")
 	for _, r := range rs {
 		seen := ""
 		if !r.FirstSeen.IsZero() {

@@ -267,9 +267,20 @@ func checkStored(cfg *config.Config, stdout io.Writer) error {
 			fmt.Fprintf(stdout, "consent link %s for user %s: %v\n", l.ID, l.UserID, ruleError(err))
 		}
 	}
+	// Damaged records (vault/damaged.go): the daemon skips them; say so.
+	damaged, err := db.FindDamaged()
+	if err != nil {
+		return err
+	}
+	for _, r := range damaged {
+		fmt.Fprintf(stdout, "%s; the daemon skips it (tagwatchd damaged delete %s %s)\n", r, r.Kind, r.ID)
+	}
 	if refused > 0 {
 		return &exitError{1, fmt.Errorf("check-config: %d of %d stored watches and pending consent links are refused by %s's rules",
 			refused, len(watches)+pending, cfg.Path)}
+	}
+	if len(damaged) > 0 {
+		return &exitError{1, fmt.Errorf("check-config: %d stored records are damaged", len(damaged))}
 	}
 	fmt.Fprintf(stdout, "%s: %d stored watches and %d pending consent links pass\n", path, len(watches), pending)
 	return nil

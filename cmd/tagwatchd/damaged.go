@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"tagwatch/cmd/internal/cliflag"
+	"tagwatch/cmd/internal/config"
 	"tagwatch/cmd/internal/statusapi"
 	"tagwatch/vault"
 )
@@ -61,6 +63,27 @@ func (o *operator) DeleteDamaged(ctx context.Context, kind, id, actor string) (s
 	}
 	o.hk().watchesChanged()
 	return damagedView(r), nil
+}
+
+// ResetDamagedGrant resets a grant whose sealed tokens do not open to
+// needs_reconsent and queues a re-consent link to its user
+// (vault.DB.ResetDamagedGrant, as renewal does for a dead grant), then
+// lets the scheduler and the delivery loop look again.
+func (o *operator) ResetDamagedGrant(ctx context.Context, id, actor string) (statusapi.GrantReset, error) {
+	out, err := o.d.db.ResetDamagedGrant(id, reconsentFor(o.d.cfg, actor))
+	if err != nil {
+		return statusapi.GrantReset{}, apiErr(err)
+	}
+	o.hk().watchesChanged()
+	o.d.notify.Kick()
+	return statusapi.GrantReset{Grant: grantHealth(out.Grant), LinkID: out.Link.ID, Notices: out.Notices}, nil
+}
+
+// reconsentFor is how a reset's re-consent link is made: under the
+// public URL, with the configured link lifetime.
+func reconsentFor(cfg *config.Config, actor string) vault.Reconsent {
+	return vault.Reconsent{LinkPrefix: strings.TrimRight(cfg.HTTP.PublicURL, "/") + "/enroll/",
+		LinkTTL: cfg.Enroll.LinkTTL.Duration, Actor: actor}
 }
 
 // statusDamaged fills the status's damaged records and says so in the
@@ -122,6 +145,7 @@ func (c *damagedCollector) Collect(ch chan<- prometheus.Metric) {
 
 const damagedUsage = `Usage: tagwatchd damaged [list]
        tagwatchd damaged delete KIND ID
+       tagwatchd damaged reset GRANT
 
 Lists the records of a stopped daemon's vault that tagwatch cannot use (a
 record that does not decode, or whose sealed field does not open): the
@@ -131,8 +155,10 @@ index; a grant (its user's watches at the provider are suspended until a
 new consent link is used: tagwatchctl enroll); a cursor (the watch starts
 afresh); an outbox row with its due entry; a user, link, revocation or
 audit event. KIND is user, grant, watch, cursor, link, outbox, revocation
-or audit; ID as the list shows it. A record that is not damaged is
-refused. While the daemon runs, use tagwatchctl damaged. Every command
+or audit; ID as the list shows it. reset repairs a grant whose sealed
+tokens do not open: tokens dropped, needs_reconsent, and its user is sent a
+new consent link (the delivery goes out when the daemon runs). A record
+that is not damaged is refused. While the daemon runs, use tagwatchctl damaged. Every command
 takes -config FILE.
 
 Exit status, as tagwatchctl's: 0 ok (list: also when records are
@@ -146,7 +172,7 @@ const actorDamaged = "tagwatchd damaged"
 // cmdDamaged implements `tagwatchd damaged`.
 func cmdDamaged(args []string, stdout, stderr io.Writer) error {
 	sub := "list"
-	if len(args) > 0 && (args[0] == "list" || args[0] == "delete") {
+	if len(args) > 0 && (args[0] == "list" || args[0] == "delete" || args[0] == "reset") {
 		sub, args = args[0], args[1:]
 	}
 	if len(args) > 0 {
@@ -172,6 +198,8 @@ func cmdDamaged(args []string, stdout, stderr io.Writer) error {
 		return &exitError{exitUsage, fmt.Errorf("damaged: unknown subcommand %q (list or delete)", pos[0])}
 	case sub == "delete" && len(pos) != 2:
 		return &exitError{exitUsage, errors.New("damaged delete: want KIND and ID (tagwatchd damaged delete watch W)")}
+	case sub == "reset" && len(pos) != 1:
+		return &exitError{exitUsage, errors.New("damaged reset: want the GRANT id (tagwatchd damaged reset G)")}
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
@@ -182,6 +210,15 @@ func cmdDamaged(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer db.Close()
+	if sub == "reset" {
+		out, err := db.ResetDamagedGrant(pos[0], reconsentFor(cfg, actorDamaged))
+		if err != nil {
+			return offlineErr("damaged reset", err)
+		}
+		fmt.Fprintf(stdout, "grant %s reset: tokens dropped, needs_reconsent; consent link %s queued to %d targets of user %s\n",
+			out.Grant.ID, out.Link.ID, out.Notices, out.Grant.UserID)
+		return nil
+	}
 	if sub == "delete" {
 		r, err := db.DeleteDamaged(pos[0], pos[1], actorDamaged)
 		if err != nil {

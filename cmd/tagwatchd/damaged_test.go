@@ -46,9 +46,9 @@ func c10Enroll(s *svc, user, xid, username, hashtag string) {
 // users, grants and watches answer; status, `tagwatchctl damaged`, the
 // tagwatch_damaged_records metric and one audit event per record name
 // both; bea's watch runs and her notification is delivered; ada's and
-// cy's watches do not run; `tagwatchctl damaged delete` repairs each one
-// record (cy's watch then waits for a new consent), leaving a consistent
-// vault.
+// cy's watches do not run; `tagwatchctl damaged delete` removes ada's
+// watch and `tagwatchctl damaged reset` puts cy's grant to needs_reconsent
+// and sends cy a new consent link, leaving a consistent vault.
 func TestDamagedRecordSkippedC10(t *testing.T) {
 	s := newSvc(t, "", false)
 	for _, u := range []xsandbox.User{{ID: "1002", Username: "bea", Name: "Bea"}, {ID: "1003", Username: "cy", Name: "Cy"}} {
@@ -184,9 +184,21 @@ func TestDamagedRecordSkippedC10(t *testing.T) {
 	if out, code := s.ctl("damaged", "delete", "watch", ada); code != 0 {
 		t.Errorf("tagwatchctl damaged delete watch = %d %q", code, out)
 	}
-	if out, code := s.ctl("damaged", "delete", "grant", grantOf["cy"]); code != 0 {
-		t.Errorf("tagwatchctl damaged delete grant = %d %q", code, out)
+	var reset statusapi.GrantReset
+	s.ctlJSON(&reset, "damaged", "reset", grantOf["cy"])
+	if reset.Grant.State != string(vault.GrantNeedsReconsent) || reset.LinkID == "" || reset.Notices != 1 {
+		t.Errorf("tagwatchctl damaged reset = %+v; want needs_reconsent and a link sent", reset)
 	}
+	waitFor(t, 30*time.Second, "cy's re-consent notice delivered", func() bool {
+		var o statusapi.Outbox
+		s.ctlJSON(&o, "outbox", "list", "--state", "delivered")
+		for _, r := range o.Rows {
+			if r.UserID == "cy" && r.Kind == vault.NoticeReconsent {
+				return true
+			}
+		}
+		return false
+	})
 	if out, code := s.ctl("damaged"); code != 0 || !strings.Contains(out, "no damaged records") {
 		t.Errorf("tagwatchctl damaged after the repair = %d %q", code, out)
 	}
@@ -196,7 +208,7 @@ func TestDamagedRecordSkippedC10(t *testing.T) {
 		t.Errorf("status after the repair = damaged %+v, vault %q", st.Damaged, st.Components["vault"])
 	}
 	if w := watchOf()["cy"]; w.State != string(vault.WatchSuspended) || w.SuspendReason != string(vault.SuspendNeedsReconsent) {
-		t.Errorf("cy's watch after its grant's deletion = %s (%s), want suspended (needs_reconsent)", w.State, w.SuspendReason)
+		t.Errorf("cy's watch after its grant's reset = %s (%s), want suspended (needs_reconsent)", w.State, w.SuspendReason)
 	}
 	if err := s.stop(); err != nil {
 		t.Fatal(err)
@@ -227,12 +239,16 @@ func TestDamagedOffline(t *testing.T) {
 		stderr string
 	}{
 		{[]string{"damaged"}, 0, "watch  " + id, ""},
+		{[]string{"check-config"}, 1, `watch "` + id + `" is damaged: invalid character`, "1 stored records are damaged"},
 		{[]string{"damaged", "list"}, 0, "invalid character", ""},
 		{[]string{"damaged", "-h"}, 0, "Usage: tagwatchd damaged", ""},
 		{[]string{"damaged", "delete", "watch"}, exitUsage, "", "want KIND and ID"},
 		{[]string{"damaged", "delete", "watch", "nosuch"}, exitNotFound, "", `tagwatchd: damaged delete: watch "nosuch" does not exist`},
 		{[]string{"damaged", "delete", "grant", "g1"}, exitConflict, "", "cannot delete as damaged grant g1: it is not damaged"},
 		{[]string{"damaged", "delete", "table", "x"}, exitUsage, "", `unknown kind "table"`},
+		{[]string{"damaged", "reset"}, exitUsage, "", "want the GRANT id"},
+		{[]string{"damaged", "reset", "g1"}, exitConflict, "", "cannot reset grant g1: it is not damaged"},
+		{[]string{"damaged", "reset", "nosuch"}, exitNotFound, "", `grant "nosuch" does not exist`},
 		{[]string{"watches", "list"}, 0, "WATCH", ""},
 		{[]string{"damaged", "delete", "watch", id}, 0, "watch " + id + " deleted (it was damaged: invalid character", ""},
 		{[]string{"damaged"}, 0, "no damaged records", ""},

@@ -506,9 +506,10 @@ func TestService(t *testing.T) {
 	}
 	g := grants[0]
 
-	// Refreshes: the sandbox's access tokens live 3 s and renewal skews 2 s.
+	// Refreshes: the sandbox's access tokens live 3 s; the 2 s skew is
+	// capped at half that, so each token is due 1.5 s after it was issued.
 	for i := 0; i < 3; i++ {
-		time.Sleep(1100 * time.Millisecond)
+		time.Sleep(1600 * time.Millisecond)
 		if _, err := op.d.renew.Source(g.ID).Token(context.Background()); err != nil {
 			t.Fatalf("token %d: %v", i, err)
 		}
@@ -651,8 +652,9 @@ func TestService(t *testing.T) {
 		if rr.Active != k.Active+1 || k2.Active != rr.Active || len(k2.DataKeys) != 1 || k2.DataKeys[0].Records == 0 {
 			t.Errorf("keys %+v, rotate %+v, after %+v", k, rr, k2)
 		}
-		// The grant still works under the new key.
-		time.Sleep(1100 * time.Millisecond)
+		// The grant still works under the new key (a refresh: the token is
+		// due 1.5 s after it was issued).
+		time.Sleep(1600 * time.Millisecond)
 		if _, err := op.d.renew.Source(g.ID).Token(context.Background()); err != nil {
 			t.Errorf("token after rotation: %v", err)
 		}

@@ -76,6 +76,8 @@ var tokenShapes = []tokenShape{
 	{name: "expires_in NaN string", status: 200, ctype: ctJSON, body: `{"token_type":"bearer","expires_in":"NaN","access_token":"at"}`, lifetime: 5 * time.Minute, scopes: "nil"},
 	{name: "expires_in below a second", status: 200, ctype: ctJSON, body: `{"token_type":"bearer","expires_in":0.5,"access_token":"at"}`, lifetime: 5 * time.Minute, scopes: "nil"},
 	{name: "expires_in an object", status: 200, ctype: ctJSON, body: `{"token_type":"bearer","expires_in":{"s":1},"access_token":"at"}`, lifetime: 5 * time.Minute, scopes: "nil"},
+	{name: "expires_in 0", status: 200, ctype: ctJSON, body: `{"token_type":"bearer","expires_in":0,"access_token":"at"}`, lifetime: 5 * time.Minute, scopes: "nil"},
+	{name: "expires_in null", status: 200, ctype: ctJSON, body: `{"token_type":"bearer","expires_in":null,"access_token":"at"}`, lifetime: 5 * time.Minute, scopes: "nil"},
 	{name: "expires_in missing", status: 200, ctype: ctJSON, body: `{"token_type":"bearer","access_token":"at"}`, lifetime: 5 * time.Minute, scopes: "nil"},
 	// RFC 6749 7.1 and 5.1: token_type is case-insensitive; tolerated when
 	// missing.
@@ -144,6 +146,7 @@ var tokenShapes = []tokenShape{
 		header: http.Header{"Retry-After": {"17"}}, class: provider.ClassTransient},
 	{name: "429 saying invalid_grant", status: 429, ctype: ctJSON, body: `{"error":"invalid_grant"}`, class: provider.ClassTransient},
 	{name: "503 empty", status: 503, class: provider.ClassTransient},
+	{name: "503 text", status: 503, ctype: ctText, body: "oops", class: provider.ClassTransient},
 	{name: "500 saying invalid_grant", status: 500, ctype: ctJSON, body: `{"error":"invalid_grant"}`, class: provider.ClassTransient, ambiguous: true},
 	// A proxy's page: the provider behind it may have rotated.
 	{name: "502 HTML from a proxy", status: 502, ctype: ctHTML, body: "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>",

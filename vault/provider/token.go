@@ -30,16 +30,20 @@ type Class string
 
 // Failure classes.
 const (
-	// ClassDeadGrant: the refresh token is spent, revoked or unknown. Terminal
-	// for the grant: it needs a new consent.
+	// ClassDeadGrant: the refresh token is spent, revoked or unknown, or the
+	// user must sign in again: the answer says so (invalid_grant under any
+	// status but 429 and 5xx, and the codes of answer.go). Terminal for the
+	// grant: it needs a new consent. Never ambiguous.
 	ClassDeadGrant Class = "dead_grant"
-	// ClassTransient: network, timeout, 5xx, 429. Retry later; the grant is fine.
+	// ClassTransient: network, timeout, 5xx, 429, temporarily_unavailable.
+	// Retry later; the grant is fine.
 	ClassTransient Class = "transient"
 	// ClassClient: the provider refuses tagwatch itself (invalid_client,
 	// unauthorized_client): an operator problem, not a user's.
 	ClassClient Class = "client"
 	// ClassProtocol: the provider answered something tagwatch cannot accept
-	// (a malformed body, a bad ID token, a wrong issuer).
+	// (a malformed body, an HTML page, an error code without a rule, a bad
+	// ID token, a wrong issuer).
 	ClassProtocol Class = "protocol"
 )
 
@@ -50,9 +54,10 @@ type Error struct {
 	Status      int    // HTTP status, 0 without a response
 	Code        string // OAuth error code
 	Description string
-	// Ambiguous: the request was sent but no answer came back (timeout,
-	// dropped connection), so the provider may have acted on it: a refresh
-	// token may have been rotated.
+	// Ambiguous: the request was sent but no usable answer came back (a
+	// timeout, a dropped connection, a body cut short, a 2xx without a
+	// usable token, a 500 or a gateway's 502 or 504), so the provider may
+	// have acted on it: a refresh token may have been rotated.
 	Ambiguous bool
 	// RetryAfter is the provider's Retry-After, if it sent one.
 	RetryAfter time.Duration

@@ -119,6 +119,8 @@ type Enroll struct {
 
 // Renewal configures access-token renewal.
 type Renewal struct {
+	// Skew is how long before its expiry an access token is refreshed,
+	// capped at half the token's own lifetime (renew.Config.Skew).
 	Skew       Duration `toml:"skew"`
 	Timeout    Duration `toml:"timeout"`
 	MaxBackoff Duration `toml:"max_backoff"`

@@ -26,15 +26,30 @@ type DamagedRecord struct {
 	UserID string `json:"user_id,omitempty"`
 }
 
-// DamagedBackend is the part of a Backend that lists and deletes damaged
-// records: GET /v1/damaged and DELETE /v1/damaged/{kind}/{id}. A Backend
-// that implements it gets those routes.
+// DamagedBackend is the part of a Backend that lists and repairs damaged
+// records: GET /v1/damaged, DELETE /v1/damaged/{kind}/{id} and POST
+// /v1/damaged/grant/{id}/reset. A Backend that implements it gets those
+// routes.
 type DamagedBackend interface {
 	// Damaged checks the stored records and lists the damaged ones.
 	Damaged(ctx context.Context) ([]DamagedRecord, error)
 	// DeleteDamaged deletes one damaged record (with its index entries)
 	// and returns it. A record that is not damaged is ErrConflict.
 	DeleteDamaged(ctx context.Context, kind, id, actor string) (DamagedRecord, error)
+	// ResetDamagedGrant resets a grant whose sealed tokens do not open
+	// to needs_reconsent and sends its user a new consent link.
+	ResetDamagedGrant(ctx context.Context, id, actor string) (GrantReset, error)
+}
+
+// GrantReset answers POST /v1/damaged/grant/{id}/reset: the grant as it
+// is now (needs_reconsent, no tokens) and the consent link queued to its
+// user (the link itself only goes to the user).
+type GrantReset struct {
+	Grant Grant `json:"grant"`
+	// LinkID is the re-consent link's id (tagwatchctl enroll list).
+	LinkID string `json:"link_id"`
+	// Notices is how many notifications carry the link to the user.
+	Notices int `json:"notices"`
 }
 
 // damagedRoutes registers the damaged-record endpoints when the backend
@@ -50,11 +65,19 @@ func (h *Handler) damagedRoutes() {
 	h.mux.HandleFunc("DELETE /v1/damaged/{kind}/{id}", h.wrap(func(ctx context.Context, r *http.Request) (any, error) {
 		return b.DeleteDamaged(ctx, r.PathValue("kind"), r.PathValue("id"), peerOf(r).Actor())
 	}))
+	h.mux.HandleFunc("POST /v1/damaged/grant/{id}/reset", h.wrap(func(ctx context.Context, r *http.Request) (any, error) {
+		return b.ResetDamagedGrant(ctx, r.PathValue("id"), peerOf(r).Actor())
+	}))
 }
 
 // Damaged lists the damaged records.
 func (c *Client) Damaged(ctx context.Context) (d []DamagedRecord, err error) {
 	return d, c.do(ctx, http.MethodGet, "/v1/damaged", nil, &d)
+}
+
+// ResetDamagedGrant resets a grant whose sealed tokens do not open.
+func (c *Client) ResetDamagedGrant(ctx context.Context, id string) (g GrantReset, err error) {
+	return g, c.do(ctx, http.MethodPost, "/v1/damaged/grant/"+url.PathEscape(id)+"/reset", nil, &g)
 }
 
 // DeleteDamaged deletes one damaged record.
