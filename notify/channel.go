@@ -95,7 +95,10 @@ func (p progress) String() string {
 // delivered. Its text, the row's LastError, starts with the progress,
 // which is where the next attempt reads it from (parseProgress): the
 // outbox keeps no other record of it, and the text survives the vault's
-// cut of LastError to vault.LastErrorMax bytes.
+// cut of LastError to vault.LastErrorMax bytes. A message accepted just
+// before a crash or a timeout, before its progress was recorded, is sent
+// again (at least once, as a row is); an operator's replay, which clears
+// LastError, sends every message again.
 type partialError struct {
 	progress
 	Err error

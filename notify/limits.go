@@ -121,12 +121,13 @@ type chatLimit struct {
 // messages itself, that refusal is part of the limit.
 var chatLimits = map[string]chatLimit{
 	"telegram": {
-		Constraints: []constraint{{4096, unitUTF16, 0}, {4096, unitBytes, 0}},
+		Constraints: []constraint{{4096, unitUTF16, 0}},
 		Source: "Telegram Bot API sendMessage: text of 1-4096 characters after entities parsing " +
-			"(core.telegram.org/bots/api#sendmessage), counted in UTF-16 code units (core.telegram.org/api/entities); " +
-			"the library refuses more than 4096 bytes locally (telegram.go, maxlength). Plain text, no entities.",
-		// The library sends "<b>title</b>\n" + message: after entity parsing
-		// the title and its line break count.
+			"(core.telegram.org/bots/api#sendmessage), counted in UTF-16 code units (core.telegram.org/api/entities). " +
+			"Plain text, no entities. tagwatch sends it itself (telegram.go); the library would refuse more than " +
+			"4096 bytes locally (telegram.go in the library, maxlength).",
+		// A title is sent as "<b>title</b>\n" + message: after entity
+		// parsing the title and its line break count.
 		Title: func(t string) []constraint { return []constraint{{4096 - unitUTF16.measure(t) - 1, unitUTF16, 0}} },
 	},
 	"discord": {

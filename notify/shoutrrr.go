@@ -150,14 +150,13 @@ func checkSendConfig(cfg types.ServiceConfig) error {
 	return nil
 }
 
-// sendParams are the parameters each message is sent with, which keep
-// tagwatch's plain text as it is: Telegram parses no entities in it (a
-// title in the URL makes the library escape it as HTML), and Discord's
-// library sends it as one message rather than one embed per line (its
-// splitLines drops or repeats lines of longer texts).
+// sendParams are the parameters each message is sent with through the
+// library, which keep tagwatch's plain text as it is: Discord's library
+// sends it as one message rather than one embed per line (its splitLines
+// drops or repeats lines of longer texts). (Telegram, sent by telegram.go,
+// always gets plain text, whatever parsemode the URL names.)
 var sendParams = map[string]types.Params{
-	"telegram": {"parsemode": "None"},
-	"discord":  {"splitlines": "No"},
+	"discord": {"splitlines": "No"},
 }
 
 // localRefusals are the library's errors for a message or configuration

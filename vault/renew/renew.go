@@ -175,11 +175,12 @@ func renewAt(expiry time.Time, lifetime, skew time.Duration) time.Time {
 // token's absolute expiry, not when it was issued; the issue is taken as the
 // later of the last refresh (Grant.LastRefreshAt, stored with the token) and
 // the last time the grant became active (Grant.StateSince: the consent that
-// stored it). That instant is never after the real issue by more than the
-// time a commit takes, and may be before it (a consent renewing a grant that
-// was still active keeps both): a longer lifetime only lets the margin grow
-// back to the skew, so at worst one refresh comes early, never one per
-// call. Unknown (no such instant before the expiry) is 0.
+// stored it). That instant is never later than the real issue by more than
+// the time from the token's answer to its commit, and may be earlier (a
+// consent renewing a grant that was still active changes neither): a
+// longer lifetime only lets the margin grow back to the skew, so at worst
+// one refresh comes early, never one per call. Unknown (no such instant
+// before the expiry) is 0.
 func storedLifetime(g vault.Grant) time.Duration {
 	issued := g.LastRefreshAt
 	if g.StateSince.After(issued) {
