@@ -116,9 +116,9 @@ type DB struct {
 	// keyMu is held shared by every transaction and exclusively by key
 	// rotation, so no record is sealed under, or read with, a keyring that
 	// is being replaced.
-	keyMu    sync.RWMutex
+	keyMu sync.RWMutex
 	// file is bbolt's own descriptor of the file, read by filePages.
-	file *os.File
+	file     *os.File
 	rules    rules
 	readOnly bool
 	// damagedLogged holds the damaged records already logged (kind|0|id),
