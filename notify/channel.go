@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"regexp"
 	"slices"
-	"strconv"
 	"time"
 
 	"tagwatch/vault"
@@ -82,50 +80,33 @@ func permanent(err error) error {
 
 // progress is how much of a notification sent as several chat messages
 // has been delivered: Parts of Total messages, carrying its first Posts
-// posts.
-type progress struct {
-	Parts, Total, Posts int
-}
-
-func (p progress) String() string {
-	return fmt.Sprintf("%d of %d messages delivered (%d posts)", p.Parts, p.Total, p.Posts)
-}
+// posts. The outbox row keeps it (vault.OutboxRow.Progress) so the next
+// attempt, or an operator's replay, sends only the rest.
+type progress = vault.OutboxProgress
 
 // partialError is a failed attempt after some messages of the row were
-// delivered. Its text, the row's LastError, starts with the progress,
-// which is where the next attempt reads it from (parseProgress): the
-// outbox keeps no other record of it, and the text survives the vault's
-// cut of LastError to vault.LastErrorMax bytes. A message accepted just
-// before a crash or a timeout, before its progress was recorded, is sent
-// again (at least once, as a row is); an operator's replay, which clears
-// LastError, sends every message again.
+// delivered. decide records its progress with the row's outcome. A
+// message accepted just before a crash or a timeout, before its progress
+// was recorded, is sent again (at least once, as a row is).
 type partialError struct {
 	progress
 	Err error
 }
 
-func (e *partialError) Error() string { return e.progress.String() + "; " + e.Err.Error() }
+func (e *partialError) Error() string {
+	return fmt.Sprintf("%d of %d messages delivered (%d posts); %v", e.Parts, e.Total, e.Posts, e.Err)
+}
 
 func (e *partialError) Unwrap() error { return e.Err }
 
-var progressRE = regexp.MustCompile(`^([0-9]{1,6}) of ([0-9]{1,6}) messages delivered \(([0-9]{1,6}) posts\); `)
-
-// parseProgress reads the progress a row's LastError records, for a
-// notification of posts posts. Anything else (no progress, numbers that
-// do not fit the row) is no progress: every message is sent.
-func parseProgress(lastError string, posts int) progress {
-	m := progressRE.FindStringSubmatch(lastError)
-	if m == nil {
-		return progress{}
+// rowProgress is the progress a row records, for a notification of posts
+// posts; a progress that does not fit the row (a payload changed under
+// it) is no progress: every message is sent.
+func rowProgress(r vault.OutboxRow, posts int) progress {
+	if p := r.Progress; p.Partial() && p.Posts <= posts {
+		return p
 	}
-	var p progress
-	p.Parts, _ = strconv.Atoi(m[1])
-	p.Total, _ = strconv.Atoi(m[2])
-	p.Posts, _ = strconv.Atoi(m[3])
-	if p.Parts < 1 || p.Parts >= p.Total || p.Posts > posts {
-		return progress{}
-	}
-	return p
+	return progress{}
 }
 
 // Message is what a channel sends: one outbox row, decoded, with the links

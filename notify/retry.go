@@ -29,6 +29,9 @@ func (s *Service) decide(r vault.OutboxRow, err error, final bool) attempt {
 		a.status, wait = se.Status, se.RetryAfter
 	}
 	a.out.Error = err.Error()
+	if pe := (*partialError)(nil); errors.As(err, &pe) {
+		a.out.Progress = pe.progress
+	}
 	cc := &s.set.Load().cc
 	switch n := r.Attempts + 1; {
 	case errors.Is(err, ErrTargetGone):

@@ -319,7 +319,7 @@ func (s *Service) message(r vault.OutboxRow) (*Message, error) {
 	if m.Notice.UserID == "" {
 		m.Notice.UserID = r.UserID
 	}
-	m.Delivered = parseProgress(r.LastError, len(m.Notice.Posts))
+	m.Delivered = rowProgress(r, len(m.Notice.Posts))
 	if len(r.SealedSecret) > 0 {
 		v, err := s.outbox.OpenOutboxSecret(r)
 		if err != nil {

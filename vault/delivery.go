@@ -124,6 +124,11 @@ type OutboxOutcome struct {
 	// kept); a delivered row's LastError is cleared. It must carry no
 	// secret: the notifier redacts targets out of it.
 	Error string
+	// Progress is what the target accepted of a row sent as several
+	// messages before this attempt failed (OutboxProgress). It is kept
+	// for a retrying or dead row (a replay sends the rest) when partial,
+	// and cleared otherwise, and for a delivered row.
+	Progress OutboxProgress
 	// DisableTarget says the target refused the row for good (HTTP 410):
 	// every other pending or retrying row for the same target is dropped,
 	// and every user concerned is told on their watches' other targets
@@ -193,7 +198,10 @@ func (db *DB) SettleOutbox(outcomes []OutboxOutcome) ([]OutboxSettled, error) {
 			if o.Sent {
 				cur.Attempts++
 			}
-			cur.State, cur.LastError = o.State, clipError(o.Error)
+			cur.State, cur.LastError, cur.Progress = o.State, clipError(o.Error), OutboxProgress{}
+			if o.Progress.Partial() && o.State != OutboxDelivered {
+				cur.Progress = o.Progress
+			}
 			switch o.State {
 			case OutboxDelivered:
 				cur.DeliveredAt, cur.LastError = now, ""

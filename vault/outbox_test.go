@@ -346,3 +346,40 @@ func TestOpenOutboxSecret(t *testing.T) {
 		t.Error("OpenOutboxSecret of a secret moved to another row = nil error, want a failure")
 	}
 }
+
+// TestOutboxProgress: what a target accepted of a row sent as several
+// messages is kept while the row waits (retrying, dead, replayed) so no
+// message goes twice, and is cleared once the row is delivered; a
+// progress that is not partial is never stored.
+func TestOutboxProgress(t *testing.T) {
+	db, clk := openOutboxDB(t)
+	obEnqueue(t, db, obRow("p", "u1", "console:"), obRow("q", "u1", "console:"))
+	half := OutboxProgress{Parts: 1, Total: 3, Posts: 7}
+	obSettle(t, db, OutboxOutcome{ID: "p", State: OutboxRetrying, Sent: true, NextAttempt: clk.Now().Add(time.Minute), Error: "1 of 3", Progress: half},
+		OutboxOutcome{ID: "q", State: OutboxRetrying, Sent: true, NextAttempt: clk.Now().Add(time.Minute), Progress: OutboxProgress{Parts: 3, Total: 3, Posts: 7}})
+	if r := obLoad(t, db, "p"); r.Progress != half {
+		t.Errorf("retrying row's Progress = %+v, want %+v", r.Progress, half)
+	}
+	if r := obLoad(t, db, "q"); r.Progress != (OutboxProgress{}) {
+		t.Errorf("a progress of every message = %+v, want none stored", r.Progress)
+	}
+	more := OutboxProgress{Parts: 2, Total: 3, Posts: 12}
+	obSettle(t, db, OutboxOutcome{ID: "p", Attempts: 1, State: OutboxDead, Sent: true, Error: "2 of 3", Progress: more})
+	r, err := db.ReplayOutbox("p", "ada")
+	if err != nil || r.Progress != more {
+		t.Fatalf("replayed row = %+v, %v; want its progress %+v kept (a replay sends the rest)", r.Progress, err, more)
+	}
+	obSettle(t, db, OutboxOutcome{ID: "p", State: OutboxDelivered, Sent: true, Progress: more})
+	if r := obLoad(t, db, "p"); r.Progress != (OutboxProgress{}) || r.State != OutboxDelivered {
+		t.Errorf("delivered row = %+v, want no progress left", r)
+	}
+}
+
+func obLoad(t *testing.T, db *DB, id string) OutboxRow {
+	t.Helper()
+	rows, err := db.LoadOutbox([]string{id})
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("LoadOutbox(%s) = %v, %v", id, rows, err)
+	}
+	return rows[0]
+}

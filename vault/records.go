@@ -185,10 +185,29 @@ type OutboxRow struct {
 	NextAttempt time.Time       `json:"next_attempt"`
 	DeliveredAt time.Time       `json:"delivered_at,omitzero"`
 	LastError   string          `json:"last_error,omitempty"`
+	// Progress is how much of a row sent as several messages (a chat
+	// digest split to fit its service's message limit) the target has
+	// accepted; the next attempt sends the rest. Zero: nothing yet.
+	Progress OutboxProgress `json:"progress,omitzero"`
 	// SealedSecret holds what the message must carry but the database must
 	// not keep in the clear, such as a one-time consent link. Open it with
 	// DB.OpenOutboxSecret.
 	SealedSecret []byte `json:"sealed_secret,omitempty"`
+}
+
+// OutboxProgress is how much of a row delivered as several messages its
+// target has accepted: the first Parts of Total messages, carrying the
+// first Posts posts of the notice. SettleOutbox keeps it only while it is
+// partial (0 < Parts < Total); anything else is stored as the zero value.
+type OutboxProgress struct {
+	Parts int `json:"parts"`
+	Total int `json:"total"`
+	Posts int `json:"posts"`
+}
+
+// Partial reports whether p records some, but not all, messages of a row.
+func (p OutboxProgress) Partial() bool {
+	return p.Parts > 0 && p.Parts < p.Total && p.Posts >= 0
 }
 
 // Audit event kinds.

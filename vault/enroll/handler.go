@@ -417,7 +417,8 @@ func (s *Service) finish(r *http.Request, f *flow, q map[string][]string) error 
 		s.cfg.OnGrantStored(res.Grant.ID)
 	}
 	s.log.Info("enrollment completed", "user", f.userID, "provider", f.provider, "enrollment", f.enrollmentID, "grant", res.Grant.ID,
-		"watches_started", len(res.Started), "watches_kept", len(res.Kept), "watches_resumed", len(res.Resumed))
+		"watches_started", len(res.Started), "watches_kept", len(res.Kept), "watches_resumed", len(res.Resumed),
+		"replaced_token_revocation", res.RevocationID, "replaced_token_not_revoked", res.NotRevoked, "switched_from", res.SwitchedFrom)
 	return nil
 }
 
