@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"tagwatch/vault/httpsec"
+
 	"tagwatch/vault"
 	"tagwatch/vault/secret"
 )
@@ -243,7 +245,7 @@ func (w *webhook) Send(ctx context.Context, m *Message) error {
 	case c >= 300 && c < 400:
 		return &SendError{Status: c, Err: errors.New("redirect refused")}
 	default:
-		return &SendError{Status: c, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), w.now()), Err: errors.New(http.StatusText(c))}
+		return &SendError{Status: c, RetryAfter: httpsec.RetryAfter(resp.Header, w.now(), 7*24*time.Hour), Err: errors.New(http.StatusText(c))}
 	}
 }
 
@@ -270,20 +272,3 @@ func scrubURLError(err error) error {
 	return errors.New("request failed")
 }
 
-// retryAfter parses a Retry-After header: seconds or an HTTP date.
-func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n < 0 {
-			return 0
-		}
-		return time.Duration(min(n, 7*24*3600)) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return min(t.Sub(now), 7*24*time.Hour)
-	}
-	return 0
-}

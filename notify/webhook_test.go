@@ -307,16 +307,3 @@ func netJoin(a string) string {
 	}
 	return a + ":443"
 }
-
-func TestRetryAfter(t *testing.T) {
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		in   string
-		want time.Duration
-	}{{"", 0}, {"120", 2 * time.Minute}, {"-5", 0}, {"soon", 0},
-		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second}, {"99999999", 7 * 24 * time.Hour}} {
-		if got := retryAfter(tc.in, now); got != tc.want {
-			t.Errorf("retryAfter(%q) = %s, want %s", tc.in, got, tc.want)
-		}
-	}
-}

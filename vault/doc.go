@@ -254,7 +254,9 @@
 // number and is written in the transaction of the change it records
 // (watch added, changed, paused, resumed, deleted; link created, used,
 // canceled, refused; grant stored, state changed, revoked; lost rotation;
-// notification replayed; keys rotated). It never carries a secret or a
+// notification replayed; keys rotated; a replaced refresh token queued
+// for revocation or left to expire and why; a link's watch kept; a grant
+// moved to another account). It never carries a secret or a
 // target. A change that fails appends nothing. RecordAudit appends what
 // no other method records (an operator's request as the status socket
 // received it). AuditTrail reads the entries after a sequence number,

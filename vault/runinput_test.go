@@ -82,3 +82,25 @@ func TestRunnableWatches(t *testing.T) {
 		t.Errorf("RunnableWatches with fn failing = %v, want fn's error", err)
 	}
 }
+
+// TestNewer: cursors compare as numbers; a damaged stored cursor (not a
+// number, longer than any id) is replaced by the next good id.
+func TestNewer(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"2", "1", true}, {"1", "2", false}, {"10", "9", true}, {"9", "10", false}, {"5", "5", false},
+		{"1", "", true}, {"", "1", false}, {"", "", false},
+		{"1900000000000000001", "999", true},
+		{"1900000000000000001", "99999999999999999999999", true}, // damaged: 23 digits, beyond uint64
+		{"1900000000000000001", "19x0000000000000000", true},
+		{"1900000000000000001", "+5", true},
+		{"abc", "1", false}, {"+7", "1", false}, {"-7", "1", false},
+		{"18446744073709551615", "18446744073709551614", true},
+	} {
+		if got := newer(tc.a, tc.b); got != tc.want {
+			t.Errorf("newer(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}

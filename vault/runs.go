@@ -288,19 +288,22 @@ func (tx *Tx) CommitRun(c RunCommit) (RunOutcome, error) {
 	return out, tx.PutCursor(cur)
 }
 
-// newer reports whether post id a is larger than b (an empty b is older
-// than anything).
+// newer reports whether post id a is larger than b. Post ids are
+// unsigned 64-bit decimal numbers (X's snowflakes, at most 20 digits); an
+// a that is not one is never newer, and any id is newer than a b that is
+// not one (empty, or a stored cursor that was damaged), so a bad cursor
+// is replaced by the next good one instead of holding the watch back for
+// ever.
 func newer(a, b string) bool {
-	if a == "" {
+	x, err := strconv.ParseUint(a, 10, 64)
+	if err != nil || a[0] == '+' {
 		return false
 	}
-	if b == "" {
+	y, err := strconv.ParseUint(b, 10, 64)
+	if err != nil || b[0] == '+' {
 		return true
 	}
-	if len(a) != len(b) {
-		return len(a) > len(b)
-	}
-	return a > b
+	return x > y
 }
 
 // pruneSeen deletes the oldest entries of a watch's seen index recorded

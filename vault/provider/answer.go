@@ -158,8 +158,8 @@ const xDeadToken = "value passed for the token was invalid"
 //   - without a code: 401 is the client's credentials, any other non-2xx
 //     is a protocol failure (an HTML page, an empty 400). None of these is
 //     ambiguous: a 4xx was refused, not lost.
-func classifyAnswer(op string, status int, h http.Header, a answer) *Error {
-	e := &Error{Op: op, Status: status, Code: a.code, Description: a.description, RetryAfter: retryAfter(h)}
+func classifyAnswer(op string, status int, h http.Header, a answer, now time.Time) *Error {
+	e := &Error{Op: op, Status: status, Code: a.code, Description: a.description, RetryAfter: httpsec.RetryAfter(h, now, 24*time.Hour)}
 	switch {
 	case status == http.StatusTooManyRequests || status >= 500:
 		e.Class = ClassTransient
@@ -180,16 +180,6 @@ func classifyAnswer(op string, status int, h http.Header, a answer) *Error {
 		e.Class = ClassProtocol
 	}
 	return e
-}
-
-// retryAfter reads a Retry-After in seconds (RFC 9110 10.2.3; an HTTP date
-// is ignored), bounded to a day.
-func retryAfter(h http.Header) time.Duration {
-	secs, err := strconv.Atoi(strings.TrimSpace(h.Get("Retry-After")))
-	if err != nil || secs < 0 {
-		return 0
-	}
-	return time.Duration(min(secs, 24*3600)) * time.Second
 }
 
 // maxExpiresIn is the longest lifetime believed; beyond it (or for zero,

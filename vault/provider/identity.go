@@ -119,7 +119,7 @@ func (p *Provider) usersMe(ctx context.Context, at secret.AccessToken) (Identity
 		return Identity{}, &Error{Op: "users/me", Class: ClassTransient, Err: err}
 	}
 	if resp.StatusCode != http.StatusOK {
-		e := classify("users/me", resp, body)
+		e := p.classify("users/me", resp, body)
 		if resp.StatusCode == http.StatusUnauthorized {
 			e.Class = ClassProtocol
 		}

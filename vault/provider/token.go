@@ -145,7 +145,7 @@ func (p *Provider) Revoke(ctx context.Context, rt secret.RefreshToken) error {
 	}
 	// RFC 7009 2.2: 200, also for an unknown token; an error code in a 200
 	// is still an error.
-	if e := classifyAnswer("revoke", resp.StatusCode, resp.Header, readAnswer(resp.Header.Get("Content-Type"), body)); e != nil {
+	if e := classifyAnswer("revoke", resp.StatusCode, resp.Header, readAnswer(resp.Header.Get("Content-Type"), body), p.cfg.Now()); e != nil {
 		return e
 	}
 	if resp.StatusCode != http.StatusOK {
@@ -176,7 +176,7 @@ func (p *Provider) token(ctx context.Context, op string, form url.Values) (*Toke
 // the refresh token, but the answer is as good as lost.
 func (p *Provider) tokenAnswer(op string, status int, h http.Header, body []byte) (*TokenResult, *Error) {
 	a := readAnswer(h.Get("Content-Type"), body)
-	if e := classifyAnswer(op, status, h, a); e != nil {
+	if e := classifyAnswer(op, status, h, a, p.cfg.Now()); e != nil {
 		return nil, e
 	}
 	lost := func(why string) *Error {
@@ -264,8 +264,8 @@ func scrubURLError(err error) error {
 // classify turns an answer the caller does not accept into an *Error,
 // never nil: a 2xx without an error code that the caller still refuses
 // (not 200 where 200 is the answer) is ClassProtocol.
-func classify(op string, resp *http.Response, body []byte) *Error {
-	if e := classifyAnswer(op, resp.StatusCode, resp.Header, readAnswer(resp.Header.Get("Content-Type"), body)); e != nil {
+func (p *Provider) classify(op string, resp *http.Response, body []byte) *Error {
+	if e := classifyAnswer(op, resp.StatusCode, resp.Header, readAnswer(resp.Header.Get("Content-Type"), body), p.cfg.Now()); e != nil {
 		return e
 	}
 	return &Error{Op: op, Class: ClassProtocol, Status: resp.StatusCode, Description: "unexpected status"}
