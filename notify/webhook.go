@@ -271,4 +271,3 @@ func scrubURLError(err error) error {
 	}
 	return errors.New("request failed")
 }
-
