@@ -666,7 +666,7 @@ func (tx *Tx) consentGrant(e Enrollment, c Consent, now time.Time) (storedGrant,
 		// unless a pending revocation will delete it once settled.
 		pending := false
 		if err := tx.Revocations(func(r Revocation) error {
-			pending = pending || r.GrantID == old.ID
+			pending = pending || (r.GrantID == old.ID && r.Cause != RevocationReplaced)
 			return nil
 		}); err != nil {
 			return storedGrant{}, err

@@ -184,8 +184,8 @@ func (tx *Tx) deleteRevokedGrant(r Revocation) error {
 		return nil
 	}
 	g, err := tx.Grant(r.GrantID)
-	if errors.Is(err, ErrNotFound) {
-		return nil
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrDamaged) {
+		return nil // gone, or damaged: an operator's to delete (DeleteDamaged)
 	}
 	if err != nil || g.State != GrantRevoked {
 		return err

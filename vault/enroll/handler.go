@@ -397,7 +397,7 @@ func (s *Service) finish(r *http.Request, f *flow, q map[string][]string) error 
 	// The refresh token (checked above) proves offline access, listed or
 	// not (provider.MissingScopes); every other scope must be granted.
 	if missing := p.MissingScopes(tr.Scopes, !tr.Refresh.IsZero()); len(missing) > 0 {
-		s.discard(p, tr)
+		s.discardFor(p, tr, f.provider, id.Subject)
 		s.auditRefusal(f, "scopes not granted: "+strings.Join(missing, " "))
 		fl := refuse(reasonScopes, fmt.Errorf("scopes not granted: %s", strings.Join(missing, " ")))
 		fl.missing = missing

@@ -237,9 +237,11 @@ func (s *Stack) Enroll(e Enrollee) vault.ConsentResult {
 	if err != nil {
 		s.t.Fatalf("renewtest: enroll %s: %v", e.User, err)
 	}
+	rv := s.Provider.Revocation() // the one rule, as the consent pages pass it
 	res, err := s.DB.CommitConsent(vault.Consent{LinkHash: link.Hash, LinkID: link.ID, UserID: e.User, Provider: "x",
 		Subject: e.XID, Username: username, Scopes: slices.Clone(provider.XScopes), AccessExpiry: expiry,
-		Tokens: vault.Tokens{Refresh: secret.NewRefreshToken(rt), Access: secret.NewAccessToken(at)}})
+		Tokens:     vault.Tokens{Refresh: secret.NewRefreshToken(rt), Access: secret.NewAccessToken(at)},
+		Revocation: vault.RevocationRule{Endpoint: rv.Endpoint, EndsAccount: rv.EndsAccount, Why: rv.Why}})
 	if err != nil {
 		s.t.Fatalf("renewtest: enroll %s: %v", e.User, err)
 	}
