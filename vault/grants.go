@@ -575,19 +575,9 @@ func (db *DB) DueRevocations(now time.Time) ([]string, error) {
 // token's revocation, RevocationReplaced, leaves its grant alone); the
 // audit trail records it. Errors: *NotFoundError.
 func (db *DB) SettleRevocation(id, actor string) error {
-	return db.Update(func(tx *Tx) error {
-		r, err := tx.revocation(id)
-		if err != nil {
-			return err
-		}
-		if err := tx.DeleteRevocation(r.ID); err != nil {
-			return err
-		}
-		if err := tx.deleteRevokedGrant(r); err != nil {
-			return err
-		}
-		return tx.Audit(AuditEvent{Kind: AuditGrantRevoked, Actor: actor, GrantID: r.GrantID,
-			Detail: r.Cause.text() + " refresh token revoked at provider " + r.Provider + " (revocation " + r.ID + ")"})
+	return db.closeRevocation(id, func(r Revocation) AuditEvent {
+		return AuditEvent{Kind: AuditGrantRevoked, Actor: actor, GrantID: r.GrantID,
+			Detail: r.Cause.text() + " refresh token revoked at provider " + r.Provider + " (revocation " + r.ID + ")"}
 	})
 }
 

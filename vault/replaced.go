@@ -159,6 +159,16 @@ func (tx *Tx) retireReplaced(g Grant, subject string, rt secret.RefreshToken, ru
 // account since it was queued). A revoked grant it was the last to wait
 // for is deleted, as SettleRevocation does. Errors: *NotFoundError.
 func (db *DB) DropRevocation(id, actor, why string) error {
+	return db.closeRevocation(id, func(r Revocation) AuditEvent {
+		return AuditEvent{Kind: AuditRevocationSkipped, Actor: actor, GrantID: r.GrantID,
+			Detail: fmt.Sprintf("%s refresh token not revoked at provider %s: %s; it expires unused", r.Cause.text(), r.Provider, why)}
+	})
+}
+
+// closeRevocation deletes pending revocation id, the revoked grant it was
+// the last to wait for (deleteRevokedGrant), and records the audit event
+// ev gives, in one transaction. Errors: *NotFoundError.
+func (db *DB) closeRevocation(id string, ev func(Revocation) AuditEvent) error {
 	return db.Update(func(tx *Tx) error {
 		r, err := tx.revocation(id)
 		if err != nil {
@@ -170,8 +180,7 @@ func (db *DB) DropRevocation(id, actor, why string) error {
 		if err := tx.deleteRevokedGrant(r); err != nil {
 			return err
 		}
-		return tx.Audit(AuditEvent{Kind: AuditRevocationSkipped, Actor: actor, GrantID: r.GrantID,
-			Detail: fmt.Sprintf("%s refresh token not revoked at provider %s: %s; it expires unused", r.Cause.text(), r.Provider, why)})
+		return tx.Audit(ev(r))
 	})
 }
 
