@@ -233,6 +233,10 @@
 // (AuditRecordDamaged), in one transaction that also forgets the records
 // no longer damaged; when nothing changed it only reads. DamagedRecords
 // returns what was last recorded, without decoding a record (metrics).
+// DamagedGrants (operator.go) checks the grants alone, recording nothing,
+// and names each damaged one's user and provider (from the user_grants
+// index, else the record) and what is wrong: the grants and watches
+// listings show it with its repair.
 // DeleteDamaged removes one damaged record and its index entries in one
 // transaction, audited with the actor (AuditDamagedDeleted): a watch
 // with its user_watches keys, cursor and seen index; a grant with its

@@ -276,7 +276,7 @@ func examine(r io.ReaderAt, size int64) *BadFileError {
 		return found(hintRestore, nil, "is cut short: %s, its header says %s (%s of %d bytes)",
 			plural(size, "byte"), wantText, plural(int64(m.pgid), "page"), ps)
 	}
-	w := &walker{r: r, ps: ps, hwm: m.pgid, seen: map[uint64]bool{}, freed: map[uint64]bool{}}
+	w := &walker{r: r, ps: ps, hwm: m.pgid, seen: newPageSet(m.pgid), freed: newPageSet(m.pgid)}
 	if err := w.run(m); err != nil {
 		return found(hintRestore, nil, "has damaged pages: %v", err)
 	}
@@ -361,8 +361,9 @@ func plural(n int64, unit string) string {
 type walker struct {
 	r       io.ReaderAt
 	ps, hwm uint64
-	seen    map[uint64]bool
-	freed   map[uint64]bool
+	// seen and freed are bitsets over page ids below hwm: reached in the
+	// walk, listed in the freelist.
+	seen, freed pageSet
 	// buckets are the names of the top-level buckets; keyring is whether
 	// meta/keyring is there (a tagwatch vault).
 	buckets []string
@@ -387,31 +388,46 @@ func (w *walker) page(id uint64) ([]byte, error) {
 	if id < 2 || id >= w.hwm {
 		return nil, fmt.Errorf("page %d is referenced but the file has %s", id, plural(int64(w.hwm), "page"))
 	}
-	var h [boltPageHeaderSize]byte
-	if _, err := w.r.ReadAt(h[:], int64(id*w.ps)); err != nil {
+	b := make([]byte, w.ps)
+	if _, err := w.r.ReadAt(b, int64(id*w.ps)); err != nil {
 		return nil, fmt.Errorf("page %d: %v", id, err)
 	}
-	if got := ne.Uint64(h[0:]); got != id {
+	if got := ne.Uint64(b[0:]); got != id {
 		return nil, fmt.Errorf("page %d carries the id %d", id, got)
 	}
-	overflow := uint64(ne.Uint32(h[12:]))
+	overflow := uint64(ne.Uint32(b[12:]))
 	if id+overflow >= w.hwm {
 		return nil, fmt.Errorf("page %d runs %s past the file's %s", id, plural(int64(overflow), "page"), plural(int64(w.hwm), "page"))
 	}
 	for i := id; i <= id+overflow; i++ {
-		if w.seen[i] {
+		if w.seen.has(i) {
 			return nil, fmt.Errorf("page %d is referenced twice", i)
 		}
-		if w.freed[i] {
+		if w.freed.has(i) {
 			return nil, fmt.Errorf("page %d is in use and also listed as free", i)
 		}
-		w.seen[i] = true
+		w.seen.add(i)
 	}
-	b := make([]byte, (overflow+1)*w.ps)
-	if _, err := w.r.ReadAt(b, int64(id*w.ps)); err != nil {
-		return nil, fmt.Errorf("page %d: %v", id, err)
+	if overflow > 0 {
+		b = append(b, make([]byte, overflow*w.ps)...)
+		if _, err := w.r.ReadAt(b[w.ps:], int64((id+1)*w.ps)); err != nil {
+			return nil, fmt.Errorf("page %d: %v", id, err)
+		}
 	}
 	return b, nil
+}
+
+// pageSet is a set of page ids below a bound, one bit each.
+type pageSet []uint64
+
+func newPageSet(n uint64) pageSet { return make(pageSet, (n+63)/64) }
+
+func (s pageSet) has(id uint64) bool { return id/64 < uint64(len(s)) && s[id/64]&(1<<(id%64)) != 0 }
+
+func (s pageSet) add(id uint64) {
+	if id/64 < uint64(len(s)) {
+		s[id/64] |= 1 << (id % 64)
+	}
 }
 
 func pageFlags(b []byte) uint16 { return ne.Uint16(b[8:]) }
@@ -438,10 +454,10 @@ func (w *walker) freelist(id uint64) error {
 		if p < 2 || p >= w.hwm {
 			return fmt.Errorf("the freelist page %d lists page %d, outside the file's %s", id, p, plural(int64(w.hwm), "page"))
 		}
-		if w.freed[p] || w.seen[p] {
+		if w.freed.has(p) || w.seen.has(p) {
 			return fmt.Errorf("the freelist page %d lists page %d twice or lists itself", id, p)
 		}
-		w.freed[p] = true
+		w.freed.add(p)
 	}
 	return nil
 }

@@ -1,5 +1,7 @@
 package vault
 
+import "errors"
+
 // This file is the store's side of the operator's views that no component
 // owns (users and grants listed, the audit trail read) and of recording an
 // operator's request in the audit trail. The doors (the status socket,
@@ -33,6 +35,53 @@ func (db *DB) ListGrants() ([]Grant, error) {
 			out = append(out, g)
 			return nil
 		})
+	})
+	return out, err
+}
+
+// DamagedGrant is a grant ListGrants leaves out because it is damaged,
+// as the operator's grants listing shows it: never a token.
+type DamagedGrant struct {
+	ID string
+	// UserID and Provider are whose grant it is and where, from the
+	// user_grants index that points at it (the key through which the
+	// user's watches find it) or else from what of the record decodes;
+	// "" when nothing says.
+	UserID, Provider string
+	// Problem is what is wrong (DamagedError.Err's text: the sealed
+	// refresh token does not open, the record does not decode).
+	Problem string
+}
+
+// DamagedGrants returns the grants ListGrants leaves out as damaged (a
+// record that does not decode, a sealed token that does not open), in id
+// order, from one read transaction, checking each grant as FindDamaged
+// does but recording and auditing nothing: the operator's grants and
+// watches listings show them with the repair. Errors: only the store's
+// own.
+func (db *DB) DamagedGrants() ([]DamagedGrant, error) {
+	var out []DamagedGrant
+	err := db.View(func(tx *Tx) error {
+		c := tx.tx.Bucket(bucketGrants).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if v == nil {
+				continue
+			}
+			g, err := decodeGrant(k, v)
+			if err == nil {
+				err = tx.grantSealed(g)
+			}
+			var de *DamagedError
+			if !errors.As(err, &de) {
+				continue
+			}
+			d := DamagedGrant{ID: de.ID, UserID: g.UserID, Provider: g.Provider, Problem: de.Err.Error()}
+			if user, provider, ok := tx.grantIndex(string(k)); ok {
+				d.UserID, d.Provider = user, provider
+			}
+			out = append(out, d)
+		}
+		return nil
 	})
 	return out, err
 }

@@ -104,6 +104,7 @@ type Store interface {
 
 	FindDamaged() ([]DamagedRecord, error)
 	DamagedRecords() ([]DamagedRecord, error)
+	DamagedGrants() ([]DamagedGrant, error)
 	DeleteDamaged(kind, id, actor string) (DamagedRecord, error)
 	ResetDamagedGrant(id string, r Reconsent) (ReconsentOutcome, error)
 

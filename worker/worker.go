@@ -442,7 +442,11 @@ func (w *Worker) unschedule(watchID string) {
 // naming the watch, with the rule's message (errors.Is vault.ErrInvalid),
 // and the watch leaves the schedule if it was still in it. Other errors:
 // *vault.NotFoundError for a watch that does not exist, sched.ErrUnknown
-// for one that is not scheduled (paused, suspended).
+// for one that is not scheduled (paused, suspended), a
+// *vault.TransitionError (errors.Is vault.ErrConflict) while a rate limit
+// holds the runs of the watch's user at its provider (Holds): a run then
+// would ask nothing, so none is queued; the error names the hold, until
+// when, and when the watch next asks (held.go).
 func (w *Worker) RunNow(watchID string) error {
 	in, err := w.cfg.DB.RunInput(watchID)
 	if err != nil {
@@ -453,6 +457,9 @@ func (w *Worker) RunNow(watchID string) error {
 			w.refuse(in.Watch, why)
 		}
 		return refusedError(watchID, why)
+	}
+	if h, next, held := w.heldNext(in.Watch); held {
+		return heldError(watchID, h, next)
 	}
 	return w.engine.RunNow(watchID)
 }
@@ -466,8 +473,15 @@ type WatchStatus struct {
 	// Scheduled is false for watches not in the schedule (paused,
 	// suspended, refused by the rules).
 	Scheduled bool
-	Next      time.Time
-	Running   bool
+	// Next is when the watch next asks its provider: the scheduler's next
+	// fire or, while a rate limit holds its user's runs at its provider
+	// (Held), the first fire at or after the hold's end (the fires before
+	// it ask nothing).
+	Next    time.Time
+	Running bool
+	// Held is the rate limit holding the runs of the watch's user at its
+	// provider now (HoldOf), or nil.
+	Held *Hold
 	// Invalid is, when the store's current rules refuse the watch
 	// (Refused), the rule's message, such as `schedule "@every 5m" runs
 	// every 5m0s; the minimum between runs of one watch is 20m0s
@@ -487,6 +501,12 @@ func (w *Worker) Status(watchID string) (WatchStatus, error) {
 	st.Watch, st.Cursor = in.Watch, in.Cursor
 	next, running, err := w.engine.Next(watchID)
 	st.Scheduled, st.Next, st.Running = err == nil, next, running
+	if h, asks, held := w.heldNext(in.Watch); held {
+		st.Held = &h
+		if st.Scheduled && asks.After(st.Next) {
+			st.Next = asks
+		}
+	}
 	if why := Refused(w.cfg.DB, in.Watch); why != nil {
 		st.Invalid = why.Error()
 	}

@@ -257,9 +257,19 @@ func cmdUsers(e *env) error {
 	}
 	return table(e.out, "USER\tNAME\tEMAIL\tGRANTS\tWATCHES\tCREATED", func(tw *tabwriter.Writer) {
 		for _, u := range us {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", u.ID, dash(u.Name), dash(u.Email), u.Grants, u.Watches, u.CreatedAt.UTC().Format(time.DateOnly))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.ID, dash(u.Name), dash(u.Email), withDamaged(u.Grants, u.DamagedGrants),
+				withDamaged(u.Watches, u.DamagedWatches), u.CreatedAt.UTC().Format(time.DateOnly))
 		}
 	})
+}
+
+// withDamaged is a count of the users table with its damaged records:
+// "1 (+1 damaged: tagwatchctl damaged)".
+func withDamaged(n, damaged int) string {
+	if damaged == 0 {
+		return strconv.Itoa(n)
+	}
+	return fmt.Sprintf("%d (+%d damaged: tagwatchctl damaged)", n, damaged)
 }
 
 func cmdGrants(e *env) error {
@@ -272,6 +282,10 @@ func cmdGrants(e *env) error {
 	}
 	return table(e.out, "GRANT\tUSER\tPROVIDER\tIDENTITY\tSTATE\tACCESS EXPIRES\tLAST REFRESH\tREFRESHES\tLAST ERROR\tIN FLIGHT", func(tw *tabwriter.Writer) {
 		for _, g := range gs {
+			if g.State == statusapi.GrantDamaged {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t-\t%s\t-\t-\t-\t-\t-\n", g.ID, dash(g.UserID), dash(g.Provider), damagedGrantState(g))
+				continue
+			}
 			state := g.State
 			if !g.NeedsReconsentSince.IsZero() {
 				state += " since " + g.NeedsReconsentSince.UTC().Format(time.DateTime)
@@ -307,11 +321,23 @@ func cmdWatchesList(e *env) error {
 	})
 }
 
+// damagedGrantState is a damaged grant's STATE in the grants table:
+// "damaged: <what is wrong>; repair: tagwatchctl damaged reset G | ...".
+func damagedGrantState(g statusapi.Grant) string {
+	s := g.State + ": " + dash(g.Problem)
+	if len(g.Repair) > 0 {
+		s += "; repair: " + strings.Join(g.Repair, " | ")
+	}
+	return s
+}
+
 // watchState is a watch's state as the tables show it: "active",
 // "suspended (needs_reconsent)", ", refused: <the rule's message>"
-// when the daemon's current rules refuse it (it then does not run), and
-// ", rate limited until <T> (<window> of <endpoint> at <provider>)" while
-// a rate limit holds its user's runs (holdText).
+// when the daemon's current rules refuse it (it then does not run),
+// ", held: <why>" when it does not run until an operator repairs
+// something (its grant is damaged), and ", rate limited until <T>
+// (<window> of <endpoint> at <provider>)" while a rate limit holds its
+// user's runs (holdText).
 func watchState(w statusapi.Watch) string {
 	state := w.State
 	if w.SuspendReason != "" {
@@ -319,6 +345,9 @@ func watchState(w statusapi.Watch) string {
 	}
 	if w.Invalid != "" {
 		state += ", refused: " + w.Invalid
+	}
+	if w.Held != "" {
+		state += ", held: " + w.Held
 	}
 	if h := w.RateLimited; h != nil {
 		state += ", " + holdText(*h)

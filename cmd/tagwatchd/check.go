@@ -24,14 +24,45 @@ import (
 // into the same refusal.
 const exitConfig = 78
 
-// loadConfig loads the configuration file; an error is an *exitError
-// with exitConfig whose message reads "file:line: key: what is wrong".
-func loadConfig(path string) (*config.Config, error) {
+// loadConfig is how every door that takes -config gets its
+// configuration: the daemon's start (runService), check-config and every
+// offline subcommand (keys, watches, enroll, damaged). It loads the file
+// (parseConfig) and applies checkStart, so a secret file that is missing,
+// not a regular file or readable by others, a CA file that does not load,
+// ... is refused by each of them alike: exit 78, "file:line: key: what is
+// wrong".
+func loadConfig(ctx context.Context, path string) (*config.Config, error) {
+	cfg, err := parseConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkStart(ctx, cfg); err != nil {
+		return nil, &exitError{exitConfig, err}
+	}
+	return cfg, nil
+}
+
+// parseConfig loads the configuration file only (keys init, before it
+// writes the master key the file names); an error is an *exitError with
+// exitConfig whose message reads "file:line: key: what is wrong".
+func parseConfig(path string) (*config.Config, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, &exitError{exitConfig, err}
 	}
 	return cfg, nil
+}
+
+// noVaultYet is the one "is there a vault here?" decision of the doors
+// that may meet a path with nothing at it (the start, which then creates
+// the vault, and check-config, which then has nothing stored to check):
+// true only when nothing at all is there. It asks with Lstat, so a
+// symbolic link, dangling or not, and anything else at the path is
+// opened, and vault.Open (vault.Identify) refuses what is not a vault:
+// never "no vault yet" for something that is there.
+func noVaultYet(path string) bool {
+	_, err := os.Lstat(path)
+	return errors.Is(err, os.ErrNotExist)
 }
 
 // checkStart applies every rule the daemon applies at start that needs
@@ -210,7 +241,7 @@ func unwrapKey(err error) error {
 // named by its key.
 func checkStored(cfg *config.Config, stdout io.Writer) error {
 	path := cfg.DatabasePath()
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+	if noVaultYet(path) {
 		fmt.Fprintf(stdout, "%s: no vault yet: no stored watches to check\n", path)
 		return nil
 	}
@@ -276,13 +307,18 @@ func checkStored(cfg *config.Config, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s; the daemon skips it (tagwatchd damaged delete %s %s)\n", r, r.Kind, r.ID)
 	}
 	if refused > 0 {
-		return &exitError{1, fmt.Errorf("check-config: %d of %d stored watches and pending consent links are refused by %s's rules",
-			refused, len(watches)+pending, cfg.Path)}
+		verb := "are"
+		if refused == 1 {
+			verb = "is"
+		}
+		return &exitError{1, fmt.Errorf("check-config: %d of %s %s refused by %s's rules",
+			refused, count(len(watches)+pending, "stored watch or pending consent link", "stored watches and pending consent links"), verb, cfg.Path)}
 	}
 	if len(damaged) > 0 {
-		return &exitError{1, fmt.Errorf("check-config: %d stored records are damaged", len(damaged))}
+		return &exitError{1, fmt.Errorf("check-config: %s", count(len(damaged), "stored record is damaged", "stored records are damaged"))}
 	}
-	fmt.Fprintf(stdout, "%s: %d stored watches and %d pending consent links pass\n", path, len(watches), pending)
+	fmt.Fprintf(stdout, "%s: %s and %s pass\n", path, count(len(watches), "stored watch", "stored watches"),
+		count(pending, "pending consent link", "pending consent links"))
 	return nil
 }
 

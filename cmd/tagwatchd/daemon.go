@@ -113,8 +113,9 @@ func newDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, o o
 	}
 	// A first start creates the vault; an existing one is only ever opened
 	// with its own master key (a wrong one is refused, nothing written).
-	_, statErr := os.Stat(cfg.DatabasePath())
-	if errors.Is(statErr, os.ErrNotExist) && !o.CreateVault {
+	// Nothing at all at the path (noVaultYet): anything there, a dangling
+	// symbolic link included, is opened and identified, not "created".
+	if noVaultYet(cfg.DatabasePath()) && !o.CreateVault {
 		logger.Warn("no vault yet: creating a new one", "vault", cfg.DatabasePath(), "master_key", master.ID())
 	}
 	db, err := vault.Open(vault.Options{Path: cfg.DatabasePath(), Master: master, Create: true,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -95,7 +96,7 @@ func (o *operator) statusDamaged(st *statusapi.Status) error {
 	}
 	if len(rs) > 0 {
 		st.Damaged = damagedViews(rs)
-		st.Components["vault"] = fmt.Sprintf("%d damaged records skipped (tagwatchctl damaged)", len(rs))
+		st.Components["vault"] = count(len(rs), "damaged record", "damaged records") + " skipped (tagwatchctl damaged)"
 	}
 	return nil
 }
@@ -166,21 +167,21 @@ damaged), 1 failure, 2 usage, 5 no such record, 6 the record is not
 damaged, 78 configuration error.
 `
 
+// damagedCommands are tagwatchd damaged's subcommands (list is the default).
+var damagedCommands = []string{"list", "delete", "reset"}
+
 // actorDamaged names this door in the audit trail.
 const actorDamaged = "tagwatchd damaged"
 
 // cmdDamaged implements `tagwatchd damaged`.
 func cmdDamaged(args []string, stdout, stderr io.Writer) error {
 	sub := "list"
-	if len(args) > 0 && (args[0] == "list" || args[0] == "delete" || args[0] == "reset") {
+	if len(args) > 0 && slices.Contains(damagedCommands, args[0]) {
 		sub, args = args[0], args[1:]
 	}
-	if len(args) > 0 {
-		switch args[0] {
-		case "help", "-h", "-help", "--help":
-			fmt.Fprint(stdout, damagedUsage)
-			return nil
-		}
+	if len(args) > 0 && args[0] == "help" {
+		fmt.Fprint(stdout, damagedUsage)
+		return nil
 	}
 	fs := flag.NewFlagSet("damaged "+sub, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -195,17 +196,20 @@ func cmdDamaged(args []string, stdout, stderr io.Writer) error {
 	}
 	switch {
 	case sub == "list" && len(pos) > 0:
-		return &exitError{exitUsage, fmt.Errorf("damaged: unknown subcommand %q (list or delete)", pos[0])}
+		return &exitError{exitUsage, fmt.Errorf("damaged: unknown subcommand %q (%s)", pos[0], strings.Join(damagedCommands, ", "))}
 	case sub == "delete" && len(pos) != 2:
 		return &exitError{exitUsage, errors.New("damaged delete: want KIND and ID (tagwatchd damaged delete watch W)")}
 	case sub == "reset" && len(pos) != 1:
 		return &exitError{exitUsage, errors.New("damaged reset: want the GRANT id (tagwatchd damaged reset G)")}
 	}
-	cfg, err := loadConfig(*cfgPath)
+	cfg, err := loadConfig(context.Background(), *cfgPath)
 	if err != nil {
 		return err
 	}
-	db, err := openVault(cfg, newLogger(cfg, stderr), nil)
+	// list only reads (vault.Options.ReadOnly): the file is left as it
+	// was, and FindDamaged records nothing (first seen stays as the
+	// daemon recorded it, "-" when it has not yet).
+	db, err := openVault(cfg, newLogger(cfg, stderr), nil, sub == "list")
 	if err != nil {
 		return err
 	}

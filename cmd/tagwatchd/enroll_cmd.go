@@ -91,7 +91,7 @@ func cmdEnroll(args []string, stdout, stderr io.Writer) error {
 		return &exitError{exitUsage, fmt.Errorf("enroll: %s required (see tagwatchd enroll -h)", strings.Join(missing, ", "))}
 	}
 
-	cfg, err := loadConfig(*cfgPath)
+	cfg, err := loadConfig(context.Background(), *cfgPath)
 	if err != nil {
 		return err
 	}

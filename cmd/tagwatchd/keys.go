@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -30,18 +32,27 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return &exitError{2, fmt.Errorf("check-config: unexpected argument %q", fs.Arg(0))}
 	}
-	// The same two steps as the start (runService): what start refuses,
-	// this refuses, with the same exit status.
-	cfg, err := loadConfig(*cfgPath)
+	// The same function as the start (runService) and every offline
+	// subcommand: what they refuse, this refuses, with the same exit status.
+	cfg, err := loadConfig(context.Background(), *cfgPath)
 	if err != nil {
 		return err
 	}
-	if err := checkStart(context.Background(), cfg); err != nil {
-		return &exitError{exitConfig, err}
+	// Then what is stored, by the rules this configuration gives; "ok"
+	// only once that passed too.
+	if err := checkStored(cfg, stdout); err != nil {
+		return err
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d providers, vault %s)\n", cfg.Path, len(cfg.Providers), cfg.DatabasePath())
-	// Then what is stored, by the rules this configuration gives.
-	return checkStored(cfg, stdout)
+	fmt.Fprintf(stdout, "%s: ok (%s, vault %s)\n", cfg.Path, count(len(cfg.Providers), "provider", "providers"), cfg.DatabasePath())
+	return nil
+}
+
+// count is n with its noun in the right number: "1 provider", "2 providers".
+func count(n int, one, many string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, one)
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // masterSource returns where the configuration says the master key is.
@@ -53,13 +64,14 @@ func masterSource(cfg *config.Config) seal.Source {
 // openVault loads the master key and opens the existing vault of a
 // stopped daemon. rules are the watch rules of the doors that change
 // watches or links (offlineRules); nil for the key commands, which do
-// not.
-func openVault(cfg *config.Config, logger *slog.Logger, rules vault.WatchRules) (*vault.DB, error) {
+// not. readOnly opens it as check-config does (vault.Options.ReadOnly):
+// a door that only lists leaves the file as it was.
+func openVault(cfg *config.Config, logger *slog.Logger, rules vault.WatchRules, readOnly bool) (*vault.DB, error) {
 	master, err := seal.LoadMasterKey(masterSource(cfg))
 	if err != nil {
 		return nil, err
 	}
-	db, err := vault.Open(vault.Options{Path: cfg.DatabasePath(), Master: master,
+	db, err := vault.Open(vault.Options{Path: cfg.DatabasePath(), Master: master, ReadOnly: readOnly,
 		LockTimeout: cfg.Daemon.LockTimeout.Duration, Logger: logger, Rules: rules})
 	if errors.Is(err, seal.ErrWrongMasterKey) {
 		return nil, fmt.Errorf("%w\nthe vault %s was not changed; check %s", err, cfg.DatabasePath(), masterSource(cfg))
@@ -67,16 +79,34 @@ func openVault(cfg *config.Config, logger *slog.Logger, rules vault.WatchRules) 
 	return db, err
 }
 
+// keysCommands are tagwatchd keys's subcommands.
+var keysCommands = []string{"init", "status", "rotate", "rotate-master", "generate"}
+
 func cmdKeys(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return &exitError{2, errors.New("keys: want a subcommand: init, status, rotate, rotate-master, generate")}
+		return &exitError{2, fmt.Errorf("keys: want a subcommand: %s", strings.Join(keysCommands, ", "))}
 	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("keys "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", defaultConfigPath(), "configuration file")
-	generate := fs.Bool("generate", false, "init: also write a new master key to keys.master_key_file if it does not exist")
-	newKey := fs.String("new-key", "", "rotate-master: file holding the new master key")
+	// Each subcommand takes its own flags only (the usage lists them).
+	var (
+		cfgPath  = new(string)
+		generate = new(bool)
+		newKey   = new(string)
+	)
+	switch {
+	case !slices.Contains(keysCommands, sub):
+		return &exitError{2, fmt.Errorf("keys: unknown subcommand %q (%s)", sub, strings.Join(keysCommands, ", "))}
+	case sub != "generate":
+		cfgPath = fs.String("config", defaultConfigPath(), "configuration file")
+	}
+	switch sub {
+	case "init":
+		generate = fs.Bool("generate", false, "also write a new master key to keys.master_key_file if it does not exist")
+	case "rotate-master":
+		newKey = fs.String("new-key", "", "file holding the new master key (required)")
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -86,25 +116,29 @@ func cmdKeys(args []string, stdout, stderr io.Writer) error {
 		}
 		return writeNewMasterKey(fs.Arg(0), stdout)
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	switch sub {
-	case "init":
+	if sub == "init" {
+		// The file only, then the master key it names written (-generate),
+		// then the start's checks (loadConfig's), which read that key.
+		cfg, err := parseConfig(*cfgPath)
+		if err != nil {
+			return err
+		}
 		src := masterSource(cfg)
 		if *generate {
 			if src.File == "" {
 				return &exitError{2, errors.New("keys init -generate: keys.master_key_file is not set (a systemd credential is created with systemd-creds, not here)")}
 			}
-			if _, err := os.Stat(src.File); errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Lstat(src.File); errors.Is(err, os.ErrNotExist) {
 				if err := writeNewMasterKey(src.File, stdout); err != nil {
 					return err
 				}
 			}
 		}
-		if _, err := os.Lstat(cfg.DatabasePath()); err == nil {
+		if err := checkStart(context.Background(), cfg); err != nil {
+			return &exitError{exitConfig, err}
+		}
+		if !noVaultYet(cfg.DatabasePath()) {
 			if err := vault.Identify(cfg.DatabasePath()); errors.Is(err, vault.ErrBadFile) {
 				return fmt.Errorf("keys init: %w", err)
 			}
@@ -122,11 +156,16 @@ func cmdKeys(args []string, stdout, stderr io.Writer) error {
 		defer db.Close()
 		fmt.Fprintf(stdout, "created vault %s sealed under master key %s\n", cfg.DatabasePath(), master.ID())
 		return nil
-	case "status", "rotate", "rotate-master":
-	default:
-		return &exitError{2, fmt.Errorf("keys: unknown subcommand %q", sub)}
 	}
-	db, err := openVault(cfg, logger, nil)
+	if sub == "rotate-master" && *newKey == "" {
+		return &exitError{2, errors.New("keys rotate-master: -new-key FILE is required")}
+	}
+	cfg, err := loadConfig(context.Background(), *cfgPath)
+	if err != nil {
+		return err
+	}
+	// status only reads: the file is not changed.
+	db, err := openVault(cfg, logger, nil, sub == "status")
 	if err != nil {
 		return err
 	}
@@ -139,9 +178,6 @@ func cmdKeys(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "data key %d is active; records re-sealed\n", id)
 	case "rotate-master":
-		if *newKey == "" {
-			return &exitError{2, errors.New("keys rotate-master: -new-key FILE is required")}
-		}
 		next, err := seal.LoadMasterKey(seal.Source{File: *newKey})
 		if err != nil {
 			return err

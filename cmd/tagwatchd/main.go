@@ -11,6 +11,8 @@
 //	                                      the stored watches by its rules, and exit
 //	tagwatchd keys init|status|rotate|rotate-master|generate
 //	                                      manage the vault's keys (daemon stopped)
+//	tagwatchd watches|enroll|damaged|demo ...
+//	                                      see tagwatchd help (usage)
 //
 // Every door here (the status socket's backend, the offline subcommands,
 // the one-click links' actions, check-config) changes watches, grants and
@@ -19,8 +21,10 @@
 // operator's request is audited with vault.DB.RecordAudit) and no read
 // transaction either (the vault's read methods serve every view).
 //
-// A configuration error, at check-config or at start, exits with status 78
-// (EX_CONFIG), which the unit does not restart on; its message reads
+// A configuration error, at check-config, at start or from an offline
+// subcommand (keys, watches, enroll, damaged: each loads the configuration
+// and its secrets with the same function, loadConfig), exits with status
+// 78 (EX_CONFIG), which the unit does not restart on; its message reads
 // "file:line: key: what is wrong". So does a vault path that holds no
 // usable vault file (vault.ErrBadFile: cut short, empty, of another
 // program, a directory, ...), at start and from every offline
@@ -169,21 +173,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
+// commands are tagwatchd's subcommands, by name; usage lists each of them
+// with every flag it takes (TestUsageListsEveryCommandAndFlag).
+var commands = map[string]func(args []string, stdout, stderr io.Writer) error{
+	"check-config": cmdCheckConfig,
+	"keys":         cmdKeys,
+	"enroll":       cmdEnroll,
+	"demo":         cmdDemo,
+	"watches":      cmdWatches,
+	"damaged":      cmdDamaged,
+}
+
 func dispatch(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
+		if cmd, ok := commands[args[0]]; ok {
+			return cmd(args[1:], stdout, stderr)
+		}
 		switch args[0] {
-		case "check-config":
-			return cmdCheckConfig(args[1:], stdout, stderr)
-		case "keys":
-			return cmdKeys(args[1:], stdout, stderr)
-		case "enroll":
-			return cmdEnroll(args[1:], stdout, stderr)
-		case "demo":
-			return cmdDemo(args[1:], stdout, stderr)
-		case "watches":
-			return cmdWatches(args[1:], stdout, stderr)
-		case "damaged":
-			return cmdDamaged(args[1:], stdout, stderr)
 		case "help", "-h", "-help", "--help":
 			fmt.Fprint(stdout, usage)
 			return nil
@@ -192,8 +198,7 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tagwatchd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
-	cfgPath := fs.String("config", defaultConfigPath(), "configuration file")
-	showVersion := fs.Bool("version", false, "print the version and exit")
+	cfgPath, showVersion := daemonFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -207,36 +212,63 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 	return runDaemon(*cfgPath, stderr)
 }
 
+// daemonFlags defines the flags of tagwatchd without a subcommand.
+func daemonFlags(fs *flag.FlagSet) (cfgPath *string, showVersion *bool) {
+	return fs.String("config", defaultConfigPath(), "configuration file"), fs.Bool("version", false, "print the version and exit")
+}
+
+// usage lists every subcommand with every flag it takes: each entry is a
+// line "  tagwatchd COMMAND [SUBCOMMAND] flags..." (alternatives as
+// a|b), continued on lines indented further.
+// TestUsageListsEveryCommandAndFlag compares it with the flags each
+// command registers.
 const usage = `tagwatchd: the tagwatch daemon
 
 Usage:
   tagwatchd [-config FILE]                  run the daemon
   tagwatchd -version                        print the version
-  tagwatchd demo [-duration 60s] [-manual]  the whole story in one process, no accounts, no network
+  tagwatchd demo [-duration 60s] [-manual] [-webhook URL] [-color auto|always|never] [-keep]
+                                            the whole story in one process, no accounts, no network
+                                            (-keep keeps its state directory; -webhook also delivers there)
   tagwatchd check-config [-config FILE]     apply every check of the start (secrets, TLS pair, operator
                                             group included); 78 on a configuration error. Then, when the
                                             vault can be opened (daemon stopped), check every stored
                                             watch and pending consent link's watch by the rules this
                                             configuration gives: one line per refused one, exit 1 if any
                                             ("not checked" when a running daemon holds the vault)
-  tagwatchd keys init [-generate]           create the vault (and with -generate a master key file)
-  tagwatchd keys status                     show the keyring: master key id, data keys and their use
-  tagwatchd keys rotate                     new data key; re-seal every record; retire unused keys
-  tagwatchd keys rotate-master -new-key F   re-wrap the data keys under the master key in file F
+  tagwatchd keys init [-generate] [-config FILE]
+                                            create the vault (and with -generate a master key file)
+  tagwatchd keys status [-config FILE]      show the keyring: master key id, data keys and their use
+  tagwatchd keys rotate [-config FILE]      new data key; re-seal every record; retire unused keys
+  tagwatchd keys rotate-master -new-key F [-config FILE]
+                                            re-wrap the data keys under the master key in file F
   tagwatchd keys generate FILE              write a new random master key to FILE (mode 0600)
-  tagwatchd watches list|add|change|pause|resume|delete ...
+  tagwatchd watches list [-user ID] [-config FILE]
+  tagwatchd watches add -user ID -provider P -hashtags a,b -schedule S -target T [-target T ...]
+                        [-lang xx] [-retweets] [-backfill] [-config FILE]
+  tagwatchd watches change WATCH [-id WATCH] [-hashtags a,b] [-schedule S] [-target T ...] [-lang xx]
+                        [-retweets=true|false] [-config FILE]
+  tagwatchd watches pause|resume|delete WATCH [-id WATCH] [-config FILE]
                                             manage watches (daemon stopped; tagwatchctl when it runs),
                                             by the rules the daemon applies
-  tagwatchd enroll -user ID -provider P -hashtags a,b -schedule S -target URL ...
+  tagwatchd enroll -user ID -provider P -hashtags a,b -schedule S -target T [-target T ...]
+                   [-lang xx] [-backfill] [-expect IDENTITY] [-ttl 72h] [-name NAME] [-email ADDRESS]
+                   [-config FILE]
                                             create a one-time consent link (prints it once), by the
                                             rules the daemon applies
-  tagwatchd damaged [list] | delete KIND ID list the records the daemon cannot use and skips, or
-                                            delete one (daemon stopped; tagwatchctl damaged when it runs)
+  tagwatchd damaged list [-config FILE]     list the records the daemon cannot use and skips (the
+                                            default of tagwatchd damaged; reads only)
+  tagwatchd damaged delete KIND ID [-config FILE]
+                                            delete one of them
+  tagwatchd damaged reset GRANT [-config FILE]
+                                            reset a grant whose sealed tokens do not open and send its
+                                            user a new consent link
 
 The keys, watches, enroll and damaged commands work on the vault file of a stopped
-daemon; watches and enroll exit as tagwatchctl does for the same refusal
-(2 invalid, 5 not found, 6 conflict); tagwatchd watches -h and tagwatchd
-enroll -h show their flags.
+daemon (tagwatchctl does the same while it runs); they read the configuration
+and its secrets as the start does (78 on a configuration error); watches,
+enroll and damaged exit as tagwatchctl does for the same refusal (2 invalid,
+5 not found, 6 conflict); tagwatchd COMMAND -h shows a command's flags.
 The default configuration file is /etc/tagwatch/tagwatch.toml ($TAGWATCH_CONFIG overrides it).
 `
 

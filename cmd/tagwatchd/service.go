@@ -298,14 +298,11 @@ func serviceLogger(cfg *config.Config, w io.Writer, errs *errorRing) *slog.Logge
 // $CREDENTIALS_DIRECTORY, a TLS pair that does not load, an unknown
 // operator group, ...), stops it with exitConfig before anything is
 // opened: the same refusals, with the same messages and status, as
-// tagwatchd check-config.
+// tagwatchd check-config and the offline subcommands (loadConfig).
 func runService(ctx context.Context, cfgPath string, stderr io.Writer, o options, onBound func(*operator)) error {
-	cfg, err := loadConfig(cfgPath)
+	cfg, err := loadConfig(ctx, cfgPath)
 	if err != nil {
 		return err
-	}
-	if err := checkStart(ctx, cfg); err != nil {
-		return &exitError{exitConfig, err}
 	}
 	return serve(ctx, cfg, stderr, o, onBound)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -91,6 +92,13 @@ func (o *operator) counts() (statusapi.Counts, error) {
 	for _, g := range grants {
 		c.Grants[string(g.State)]++
 	}
+	dgs, err := db.DamagedGrants()
+	if err != nil {
+		return c, err
+	}
+	if len(dgs) > 0 {
+		c.Grants[statusapi.GrantDamaged] = len(dgs)
+	}
 	watches, err := db.ListWatches("")
 	if err != nil {
 		return c, err
@@ -129,7 +137,9 @@ func (o *operator) counts() (statusapi.Counts, error) {
 	return c, nil
 }
 
-// Users lists the users with how many grants and watches each has.
+// Users lists the users with how many grants and watches each has, and
+// how many of each are damaged (vault.DB.FindDamaged: left out of the
+// counts, listed by tagwatchctl damaged).
 func (o *operator) Users(ctx context.Context) ([]statusapi.User, error) {
 	db := o.d.db
 	grants, err := db.ListGrants()
@@ -144,17 +154,30 @@ func (o *operator) Users(ctx context.Context) ([]statusapi.User, error) {
 	if err != nil {
 		return nil, err
 	}
+	damaged, err := db.FindDamaged()
+	if err != nil {
+		return nil, err
+	}
 	perGrant, perWatch := map[string]int{}, map[string]int{}
+	badGrant, badWatch := map[string]int{}, map[string]int{}
 	for _, g := range grants {
 		perGrant[g.UserID]++
 	}
 	for _, w := range watches {
 		perWatch[w.UserID]++
 	}
+	for _, r := range damaged {
+		switch r.Kind {
+		case vault.KindGrant:
+			badGrant[r.UserID]++
+		case vault.KindWatch:
+			badWatch[r.UserID]++
+		}
+	}
 	out := make([]statusapi.User, 0, len(users))
 	for _, u := range users {
 		out = append(out, statusapi.User{ID: u.ID, Name: u.Name, Email: u.Email, CreatedAt: u.CreatedAt,
-			Grants: perGrant[u.ID], Watches: perWatch[u.ID]})
+			Grants: perGrant[u.ID], Watches: perWatch[u.ID], DamagedGrants: badGrant[u.ID], DamagedWatches: badWatch[u.ID]})
 	}
 	return out, nil
 }
@@ -172,17 +195,57 @@ func grantHealth(g vault.Grant) statusapi.Grant {
 	return h
 }
 
-// Grants lists every grant's health.
+// Grants lists every grant's health, the damaged ones too
+// (vault.DB.DamagedGrants: state "damaged", what is wrong and the
+// commands that repair it), in id order.
 func (o *operator) Grants(ctx context.Context) ([]statusapi.Grant, error) {
 	grants, err := o.d.db.ListGrants()
 	if err != nil {
 		return nil, err
 	}
-	out := make([]statusapi.Grant, len(grants))
-	for i, g := range grants {
-		out[i] = grantHealth(g)
+	dgs, err := o.d.db.DamagedGrants()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]statusapi.Grant, 0, len(grants)+len(dgs))
+	for _, g := range grants {
+		out = append(out, grantHealth(g))
+	}
+	for _, g := range dgs {
+		out = append(out, damagedGrantView(g))
+	}
+	slices.SortFunc(out, func(a, b statusapi.Grant) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// damagedGrantView is a damaged grant as the grants listing shows it:
+// whose, where, what is wrong and the repair (tagwatchctl damaged).
+func damagedGrantView(g vault.DamagedGrant) statusapi.Grant {
+	return statusapi.Grant{ID: g.ID, UserID: g.UserID, Provider: g.Provider, State: statusapi.GrantDamaged, Problem: g.Problem,
+		Repair: []string{"tagwatchctl damaged reset " + g.ID, "tagwatchctl damaged delete grant " + g.ID}}
+}
+
+// damagedGrantOf indexes the damaged grants by user and provider: the
+// watches of that user at that provider do not run (watchView says why).
+func (o *operator) damagedGrantOf() (map[[2]string]string, error) {
+	dgs, err := o.d.db.DamagedGrants()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[[2]string]string, len(dgs))
+	for _, g := range dgs {
+		out[[2]string{g.UserID, g.Provider}] = g.ID
 	}
 	return out, nil
+}
+
+// heldByDamage says why a watch does not run while its user's grant at its
+// provider is damaged; "" when it is not.
+func heldByDamage(w vault.Watch, damagedGrants map[[2]string]string) string {
+	if id, ok := damagedGrants[[2]string{w.UserID, w.Provider}]; ok {
+		return fmt.Sprintf("its grant %s is damaged (tagwatchctl damaged)", id)
+	}
+	return ""
 }
 
 // Revoke unenrolls a grant (renew.Manager.Unenroll): tokens deleted here
@@ -213,8 +276,10 @@ func targetLabels(ts []string) []string {
 // notify.TargetLabel shows them), its cursor, when the scheduler fires it
 // next, when the current rules refuse it (worker.Refused, as the
 // scheduler and check-config decide), the rule's message in Invalid, and
-// the rate limit holding its user's runs at its provider in RateLimited.
-func (o *operator) watchView(w vault.Watch, c vault.Cursor) statusapi.Watch {
+// the rate limit holding its user's runs at its provider in RateLimited,
+// and in Held why it does not run while its grant is damaged
+// (damagedGrants, from damagedGrantOf).
+func (o *operator) watchView(w vault.Watch, c vault.Cursor, damagedGrants map[[2]string]string) statusapi.Watch {
 	v := statusapi.Watch{ID: w.ID, UserID: w.UserID, Provider: w.Provider, Hashtags: w.Hashtags, Lang: w.Lang,
 		IncludeRetweets: w.IncludeRetweets, Schedule: w.Schedule, Targets: targetLabels(w.Targets), State: string(w.State),
 		SuspendReason: string(w.SuspendReason), CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt, LastRunAt: c.LastRunAt,
@@ -232,6 +297,7 @@ func (o *operator) watchView(w vault.Watch, c vault.Cursor) statusapi.Watch {
 	if why := worker.Refused(o.d.db, w); why != nil {
 		v.Invalid = why.Error()
 	}
+	v.Held = heldByDamage(w, damagedGrants)
 	return v
 }
 
@@ -242,19 +308,28 @@ func (o *operator) changedView(w vault.Watch) statusapi.Watch {
 	if wc, err := o.d.db.Watch(w.ID); err == nil {
 		c = wc.Cursor
 	}
-	return o.watchView(w, c)
+	dg, err := o.damagedGrantOf()
+	if err != nil {
+		o.d.log.Warn("damaged grants not read: the watch is shown without them", "watch", w.ID, "err", err)
+	}
+	return o.watchView(w, c, dg)
 }
 
-// Watches lists every watch with its cursor and last run, and the rule's
-// message for each one the current rules refuse (watchView).
+// Watches lists every watch with its cursor and last run, the rule's
+// message for each one the current rules refuse and why each one whose
+// grant is damaged does not run (watchView).
 func (o *operator) Watches(ctx context.Context) ([]statusapi.Watch, error) {
 	ws, err := o.d.db.ListWatches("")
 	if err != nil {
 		return nil, err
 	}
+	dg, err := o.damagedGrantOf()
+	if err != nil {
+		return nil, err
+	}
 	out := make([]statusapi.Watch, len(ws))
 	for i, w := range ws {
-		out[i] = o.watchView(w.Watch, w.Cursor)
+		out[i] = o.watchView(w.Watch, w.Cursor, dg)
 	}
 	return out, nil
 }
@@ -274,7 +349,7 @@ func (o *operator) AddWatch(ctx context.Context, req statusapi.AddWatch, actor s
 		return statusapi.Watch{}, apiErr(err)
 	}
 	o.hk().watchesChanged()
-	return o.watchView(w, vault.Cursor{WatchID: w.ID}), nil
+	return o.changedView(w), nil
 }
 
 // ChangeWatch changes the fields req sets (vault.DB.ChangeWatch: the

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -119,7 +120,7 @@ func cmdWatches(args []string, stdout, stderr io.Writer) error {
 			return &exitError{exitUsage, fmt.Errorf("watches add: %s required", strings.Join(missing, ", "))}
 		}
 	}
-	cfg, err := loadConfig(*cfgPath)
+	cfg, err := loadConfig(context.Background(), *cfgPath)
 	if err != nil {
 		return err
 	}
@@ -199,7 +200,7 @@ func openOffline(cfg *config.Config, logger *slog.Logger) (*vault.DB, error) {
 	if err != nil {
 		return nil, &exitError{exitConfig, err}
 	}
-	return openVault(cfg, logger, rules)
+	return openVault(cfg, logger, rules, false)
 }
 
 func listWatches(db *vault.DB, user string, stdout io.Writer) error {

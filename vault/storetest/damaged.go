@@ -94,6 +94,13 @@ func testDamaged(t *testing.T, s Backend) {
 	if _, err := s.UserGrant("zed", "x"); !errors.Is(err, vault.ErrDamaged) {
 		t.Errorf("UserGrant(damaged) = %v, want ErrDamaged", err)
 	}
+	if gs, err := s.ListGrants(); err != nil || slices.ContainsFunc(gs, func(g vault.Grant) bool { return g.ID == zed.Grant.ID }) {
+		t.Errorf("ListGrants = %d grants, %v; want zed's damaged one left out", len(gs), err)
+	}
+	if dg, err := s.DamagedGrants(); err != nil || len(dg) != 1 || dg[0].ID != zed.Grant.ID || dg[0].UserID != "zed" ||
+		dg[0].Provider != "x" || dg[0].Problem == "" {
+		t.Errorf("DamagedGrants = %+v, %v; want zed's grant %s at x, with what is wrong", dg, err, zed.Grant.ID)
+	}
 	if _, err := s.DeleteDamaged(vault.KindGrant, zed.Grant.ID, "storetest"); err != nil {
 		t.Fatalf("DeleteDamaged(grant) = %v", err)
 	}

@@ -66,6 +66,7 @@
 //     out of RunnableWatches and the lists while the other user's watch
 //     runs; a lookup names it (*vault.DamagedError); FindDamaged reports
 //     it with the time it was first found and audits it once;
+//     DamagedGrants names a damaged grant's user and provider;
 //     DeleteDamaged refuses a healthy record (ErrConflict) and removes the
 //     damaged one with its index entries (a grant's watches wait for a new
 //     consent, which makes them run again), audited.

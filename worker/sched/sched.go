@@ -470,6 +470,23 @@ func (e *Engine) Next(key string) (next time.Time, running bool, err error) {
 	return next, en.flags&flagRunning != 0, nil
 }
 
+// FireFrom returns the first fire of an entry's schedule at or after t
+// (zero when the schedule has none): when a run held until t (a rate
+// limit) next asks its provider.
+func (e *Engine) FireFrom(key string, t time.Time) (time.Time, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	i, ok := e.index[key]
+	if !ok {
+		return time.Time{}, ErrUnknown
+	}
+	next := e.fireAfter(&e.entries[i], t.UnixNano()-1)
+	if next == math.MaxInt64 {
+		return time.Time{}, nil
+	}
+	return time.Unix(0, next), nil
+}
+
 // RunNow runs an entry as soon as the limits allow (after its current run,
 // if one is going on).
 func (e *Engine) RunNow(key string) error {

@@ -77,7 +77,17 @@ type User struct {
 	CreatedAt time.Time `json:"created_at"`
 	Grants    int       `json:"grants"`
 	Watches   int       `json:"watches"`
+	// DamagedGrants and DamagedWatches count the user's grants and
+	// watches the daemon cannot use (damaged records, not in Grants and
+	// Watches): tagwatchctl damaged lists and repairs them.
+	DamagedGrants  int `json:"damaged_grants,omitempty"`
+	DamagedWatches int `json:"damaged_watches,omitempty"`
 }
+
+// GrantDamaged is the State of a grant the daemon cannot use: its record
+// does not decode or its sealed tokens do not open (Grant.Problem says
+// which; Grant.Repair the commands that repair it).
+const GrantDamaged = "damaged"
 
 // Grant is a grant's health, never its tokens: GET /v1/grants.
 type Grant struct {
@@ -102,6 +112,12 @@ type Grant struct {
 	LostRotations   int       `json:"lost_rotations,omitempty"`
 	// NeedsReconsentSince is set while the grant waits for a new consent.
 	NeedsReconsentSince time.Time `json:"needs_reconsent_since,omitzero"`
+	// Problem is, for a damaged grant (State GrantDamaged), what is
+	// wrong; only ID, UserID, Provider, State, Problem and Repair are
+	// set then (nothing else of it can be read).
+	Problem string `json:"problem,omitempty"`
+	// Repair are the commands that repair a damaged grant.
+	Repair []string `json:"repair,omitempty"`
 }
 
 // Watch is a watch with its schedule and how its runs went: GET /v1/watches.
@@ -121,8 +137,12 @@ type Watch struct {
 	SuspendReason string    `json:"suspend_reason,omitempty"`
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
-	// NextRun is when the scheduler fires the watch next; zero when it is
-	// not scheduled (paused, suspended) or the scheduler is not running.
+	// NextRun is when the watch next asks its provider: the scheduler's
+	// next fire or, while a rate limit holds its user's runs
+	// (RateLimited), the first fire at or after the hold's end (the fires
+	// before it ask nothing). Zero when it is not scheduled (paused,
+	// suspended, refused, its grant damaged) or the scheduler is not
+	// running.
 	NextRun    time.Time `json:"next_run,omitzero"`
 	LastRunAt  time.Time `json:"last_run_at,omitzero"`
 	LastResult string    `json:"last_result,omitempty"`
@@ -142,6 +162,10 @@ type Watch struct {
 	// RateLimited is set while a rate limit holds the runs of the watch's
 	// user at its provider: which window, which endpoint, until when.
 	RateLimited *RateHold `json:"rate_limited,omitempty"`
+	// Held says why the watch does not run until an operator repairs
+	// something, whatever its state: "its grant g1 is damaged (tagwatchctl
+	// damaged)" while its user's grant at its provider is damaged.
+	Held string `json:"held,omitempty"`
 }
 
 // WatchSpec is what a watch does, as operators write it.
