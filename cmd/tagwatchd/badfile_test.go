@@ -83,6 +83,7 @@ func TestDamagedVaultExits78(t *testing.T) {
 		{"keys", "rotate", "-config", e.config},
 		{"check-config", "-config", e.config},
 		{"watches", "list", "-config", e.config},
+		{"damaged", "list", "-config", e.config},
 		{"keys", "init", "-config", e.config},
 	}
 	type badCase struct {
@@ -129,6 +130,9 @@ func TestDamagedVaultExits78(t *testing.T) {
 		}, "is a socket, not a vault file"},
 		{"device", func(p string) { os.Symlink("/dev/null", p) }, "is a character device, not a vault file"},
 		{"symlink loop", func(p string) { os.Symlink(p, p) }, "is a symbolic link loop"},
+		// Something is there: never "no vault yet" (check-config said so
+		// and exited 0; the start warned it would create one).
+		{"dangling symlink", func(p string) { os.Symlink("nonexist.db", p) }, "is a symbolic link to nonexist.db, which does not exist"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -146,7 +150,7 @@ func TestDamagedVaultExits78(t *testing.T) {
 					t.Errorf("tagwatchd %s = exit %d, want %d:\n%s", door, code, exitConfig, out)
 				}
 				if !strings.Contains(out, "vault file "+e.db+" "+c.want) || !strings.Contains(out, "tagwatchd has") ||
-					strings.Contains(out, "panic") || strings.Contains(out, "goroutine") {
+					strings.Contains(out, "panic") || strings.Contains(out, "goroutine") || strings.Contains(out, "no vault yet") {
 					t.Errorf("tagwatchd %s said:\n%s\nwant the path, %q and a hint", door, out, c.want)
 				}
 				if after := pathState(t, e.db); after != before {

@@ -38,7 +38,7 @@ func TestCheckConfigStoredWatches(t *testing.T) {
 	}
 	code, out, errOut = runCLI("check-config", "-config", e.config)
 	line := regexp.MustCompile(`(?m)^watch \S+ of user u1: schedule "@every 5m" runs every 5m0s; the minimum between runs of one watch is 10m0s \(scheduler.min_interval\)$`)
-	if code != 1 || !line.MatchString(out) || !strings.Contains(errOut, "1 of 1 stored watches") {
+	if code != 1 || !line.MatchString(out) || errOut != "tagwatchd: check-config: 1 of 1 stored watch or pending consent link is refused by "+e.config+"'s rules\n" {
 		t.Errorf("check-config after raising min_interval = %d %q %q, want 1 and the watch's line", code, out, errOut)
 	}
 
