@@ -71,9 +71,10 @@ func noVaultYet(path string) bool {
 // (file mode 0600 or stricter, a credential needs $CREDENTIALS_DIRECTORY)
 // and parsed as the daemon parses them; each provider built as the daemon
 // builds it, up to OIDC discovery; the TLS pair loaded; the operator
-// group looked up; the notification channels built by the notifier. The
-// daemon runs it before it opens anything (runService), and check-config
-// runs it, so both refuse the same configurations with the same messages.
+// group looked up; the notification channels built by the notifier.
+// loadConfig runs it for every door before it opens anything (the start,
+// check-config, the offline subcommands), so each refuses the same
+// configurations with the same messages.
 // Each error is a *config.Error naming its key; several are joined.
 //
 // Not checked here, because only opening them tells: that the master key
@@ -235,8 +236,8 @@ func unwrapKey(err error) error {
 //	consent link L for user U: <the rule's error>
 //
 // It returns an *exitError with status 1 when one is refused. A vault that
-// does not exist yet, or that a running daemon holds, is said so and is
-// not an error (the daemon's lock is the one thing it cannot get past).
+// does not exist yet (noVaultYet: nothing at all at its path), or that a
+// running daemon holds, is said so and is not an error (the daemon's lock is the one thing it cannot get past).
 // A master key that is not the vault's is a configuration error (78),
 // named by its key.
 func checkStored(cfg *config.Config, stdout io.Writer) error {

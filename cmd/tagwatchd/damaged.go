@@ -150,7 +150,8 @@ const damagedUsage = `Usage: tagwatchd damaged [list]
 
 Lists the records of a stopped daemon's vault that tagwatch cannot use (a
 record that does not decode, or whose sealed field does not open): the
-daemon skips them and every other user keeps working. delete removes one
+daemon skips them and every other user keeps working. list only reads the
+file (FIRST SEEN is "-" until the daemon has recorded the record). delete removes one
 of them with its index entries, audited: a watch with its cursor and seen
 index; a grant (its user's watches at the provider are suspended until a
 new consent link is used: tagwatchctl enroll); a cursor (the watch starts

@@ -203,8 +203,11 @@ func TestUsageListsEveryCommandAndFlag(t *testing.T) {
 	for _, line := range strings.Split(usage, "\n") {
 		switch {
 		case strings.HasPrefix(line, "  tagwatchd"):
+			// The command is what comes before the description (two
+			// spaces or more), up to the first flag or argument.
+			head, _, _ := strings.Cut(strings.TrimSpace(line), "  ")
 			var words []string
-			for _, w := range strings.Fields(line)[1:] {
+			for _, w := range strings.Fields(head)[1:] {
 				if !regexp.MustCompile(`^[a-z][a-z|-]*$`).MatchString(w) {
 					break
 				}
@@ -303,5 +306,38 @@ func TestUsageListsEveryCommandAndFlag(t *testing.T) {
 		if _, ok := want[path]; !ok {
 			t.Errorf("usage lists tagwatchd %s, which does not exist", path)
 		}
+	}
+}
+
+// TestOfflineDoorsWrongMasterKeyExits78: a master key that is not the
+// vault's is a configuration error from every door, as at start: exit 78
+// (before, the offline subcommands exited 1), the vault unchanged.
+func TestOfflineDoorsWrongMasterKeyExits78(t *testing.T) {
+	e := watchesEnv(t)
+	other := filepath.Join(e.dir, "other.key")
+	if code, out, errOut := runCLI("keys", "generate", other); code != 0 {
+		t.Fatalf("keys generate = %d %q %q", code, out, errOut)
+	}
+	cfg := filepath.Join(e.dir, "other.toml")
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(mustRead(t, e.config)), e.key, other, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := sum(t, e.db)
+	for _, door := range [][]string{
+		{"check-config"},
+		{"keys", "status"},
+		{"keys", "rotate"},
+		{"damaged", "list"},
+		{"damaged", "delete", "watch", "w1"},
+		{"watches", "list"},
+		{"enroll", "-user", "u1", "-provider", "x", "-hashtags", "golang", "-schedule", "@hourly", "-target", "console:"},
+	} {
+		code, out, errOut := runCLI(append(door, "-config", cfg)...)
+		if code != exitConfig || !strings.Contains(errOut, "wrong master key") {
+			t.Errorf("tagwatchd %s with another master key = %d %q %q, want %d saying so", strings.Join(door, " "), code, out, errOut, exitConfig)
+		}
+	}
+	if sum(t, e.db) != before {
+		t.Error("a refused door changed the vault file")
 	}
 }

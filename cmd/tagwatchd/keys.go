@@ -21,7 +21,7 @@ import (
 // cmdCheckConfig implements `tagwatchd check-config`: the configuration
 // as the start checks it (loadConfig, checkStart: exit 78 on an error),
 // then the stored watches and pending consent links by the rules it gives
-// (checkStored: exit 1 when one is refused).
+// (checkStored: exit 1 when one is refused), then "ok" when all passed.
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -74,7 +74,8 @@ func openVault(cfg *config.Config, logger *slog.Logger, rules vault.WatchRules, 
 	db, err := vault.Open(vault.Options{Path: cfg.DatabasePath(), Master: master, ReadOnly: readOnly,
 		LockTimeout: cfg.Daemon.LockTimeout.Duration, Logger: logger, Rules: rules})
 	if errors.Is(err, seal.ErrWrongMasterKey) {
-		return nil, fmt.Errorf("%w\nthe vault %s was not changed; check %s", err, cfg.DatabasePath(), masterSource(cfg))
+		// A configuration error, as at start (serve) and from check-config.
+		return nil, &exitError{exitConfig, fmt.Errorf("%w\nthe vault %s was not changed; check %s", err, cfg.DatabasePath(), masterSource(cfg))}
 	}
 	return db, err
 }
