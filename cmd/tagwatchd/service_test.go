@@ -70,9 +70,14 @@ type svc struct {
 	socket  string
 	public  string // http://127.0.0.1:port
 	metrics string // 127.0.0.1:port
-	x       *xsandbox.Server
-	tokens  *tokenRecorder
-	secret  string // the client secret sentinel
+	// reserved hold the public and metrics ports, bound, until the daemon
+	// first starts: the sandbox and the other servers the test starts
+	// meanwhile cannot be given the same port (a port freed at once is
+	// soon handed out again).
+	reserved []net.Listener
+	x        *xsandbox.Server
+	tokens   *tokenRecorder
+	secret   string // the client secret sentinel
 	// rotated, when set, is a second client secret the token endpoint
 	// accepts (X after a rotation); seen records the client secret of
 	// every refresh request.
@@ -86,13 +91,16 @@ type svc struct {
 	answers syncBuffer // every tagwatchctl output
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
+// reservePort binds a free loopback port and keeps it bound until the
+// daemon first starts (svc.start), and returns its address.
+func (s *svc) reservePort() string {
+	s.t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		s.t.Fatal(err)
 	}
-	defer ln.Close()
+	s.reserved = append(s.reserved, ln)
+	s.t.Cleanup(func() { ln.Close() })
 	return ln.Addr().String()
 }
 
@@ -169,12 +177,12 @@ func newSvcTTL(t *testing.T, httpExtra string, tls bool, ttl time.Duration) *svc
 	s.keyFile = filepath.Join(keyDir, "master.key")
 	s.config = filepath.Join(keyDir, "tagwatch.toml")
 	s.socket = filepath.Join(s.dir, "run", "status.sock")
-	pub := freePort(t)
+	pub := s.reservePort()
 	s.public = "http://" + pub
 	if tls {
 		s.public = "https://" + pub
 	}
-	s.metrics = freePort(t)
+	s.metrics = s.reservePort()
 
 	x, err := xsandbox.Start(xsandbox.Config{ClientID: "tagwatch-x", ClientSecret: s.secret,
 		RedirectURIs: []string{s.public + "/callback"}, AccessTokenTTL: ttl})
@@ -293,6 +301,10 @@ func (s *svc) start(watchdog time.Duration) {
 	if watchdog > 0 {
 		t.Setenv("WATCHDOG_USEC", strconv.FormatInt(watchdog.Microseconds(), 10))
 	}
+	for _, ln := range s.reserved {
+		ln.Close() // the daemon binds these next
+	}
+	s.reserved = nil
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel, s.done = cancel, make(chan error, 1)
 	bound := make(chan *operator, 1)
