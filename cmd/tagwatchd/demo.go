@@ -36,13 +36,21 @@ import (
 const demoUsage = `Usage: tagwatchd demo [-duration 60s] [-manual] [-webhook URL] [-color auto|always|never] [-keep]
 
 Runs the whole tagwatch story in one process, with no accounts and no
-network: an in-process X (the sandbox) with a post generator, a temporary
+network: an in-process X (the sandbox) that the demo posts to, a temporary
 vault with a generated master key, and the daemon itself (HTTP server,
 status socket, scheduler, renewal, outbox and channels). Two demo users
 enroll through the real consent flow over HTTP; their watches run, their
 20-second access tokens expire and are renewed, matching posts arrive and
-notifications go out. At the end it prints a summary and exits 0 only if
-every step of the story happened.
+notifications go out. After the first renewals one user revokes tagwatch
+at X; the daemon notices on its next refresh or run, suspends that user's
+watch and sends a re-consent link, which the user follows; the watch
+resumes from its cursor. At the end X stops posting, the last runs deliver
+what is left, and a summary checks each step against what it needed,
+including that every post X has for each user's hashtags was delivered
+once. It exits 0 only if every step of the story happened. The story needs
+at least 40s; a line every few seconds shows the counts in between.
+With -keep the state directory stays, with the vault's master key and a
+configuration beside it (mode 0600) for the offline subcommands.
 `
 
 // demoUser is a person in the demo and the hashtags they watch.
@@ -61,6 +69,7 @@ type demoStats struct {
 	enrolled, renewals, runs, postsRead, matches, delivered, failures atomic.Int64
 	mu                                                                sync.Mutex
 	renewalsBy                                                        map[string]int
+	lastRun                                                           map[string]time.Time
 }
 
 func (s *demoStats) renewed(user string) int {
@@ -68,6 +77,25 @@ func (s *demoStats) renewed(user string) int {
 	defer s.mu.Unlock()
 	s.renewalsBy[user]++
 	return s.renewalsBy[user]
+}
+
+func (s *demoStats) ran(user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastRun[user] = time.Now()
+}
+
+// fewestRenewals is the least renewals of one demo user.
+func (s *demoStats) fewestRenewals() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fewest := -1
+	for _, u := range demoUsers {
+		if n := s.renewalsBy[u.id]; fewest < 0 || n < fewest {
+			fewest = n
+		}
+	}
+	return fewest
 }
 
 // printer writes one line per event, coloured on a terminal.
@@ -92,16 +120,19 @@ func (p *printer) line(color, kind, format string, args ...any) {
 
 // Colours of the event kinds.
 const (
-	cBlue, cGreen, cYellow, cMagenta, cCyan, cRed, cBold = "34", "32", "33", "35", "36", "31", "1"
+	cBlue, cGreen, cYellow, cMagenta, cCyan, cRed, cBold, cDim = "34", "32", "33", "35", "36", "31", "1", "2"
 )
 
 // consoleLines turns the console channel's notification blocks into one
-// line per matching post (and one per other notice).
+// line per matching post (and one per other notice), and gives each block
+// to the ledger.
 type consoleLines struct {
-	p *printer
+	p   *printer
+	led *ledger
 }
 
 func (c consoleLines) Write(b []byte) (int, error) {
+	c.led.noteConsole(string(b))
 	sc := bufio.NewScanner(strings.NewReader(string(b)))
 	var lines []string
 	for sc.Scan() {
@@ -129,34 +160,102 @@ func (c consoleLines) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// demoTarget names a target on the demo's terminal: the label
+// notify.TargetLabel gives (never a webhook's path, which may carry a
+// secret), a webhook's written as words, not as a URL a terminal would
+// make a link of (and run into the words after it).
+func demoTarget(label string) string {
+	for _, scheme := range []string{"https://", "http://"} {
+		if rest, ok := strings.CutPrefix(label, scheme); ok {
+			host, fp, _ := strings.Cut(rest, "/…#")
+			return "webhook at " + host + " (#" + fp + ")"
+		}
+	}
+	return label
+}
+
+// refusalLog passes the daemon's log to its file and tells the demo's
+// terminal about each refused consent (a sign-in as another account, say),
+// which the browser shows but the terminal would not.
+type refusalLog struct {
+	w io.Writer
+	p *printer
+}
+
+var (
+	logReason = regexp.MustCompile(`\breason=(\S+)`)
+	logUser   = regexp.MustCompile(`\buser=(\S+)`)
+)
+
+func (r refusalLog) Write(b []byte) (int, error) {
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if !strings.Contains(line, `msg="enrollment request refused"`) {
+			continue
+		}
+		reason, user := "", "someone"
+		if m := logReason.FindStringSubmatch(line); m != nil {
+			reason = m[1]
+		}
+		if m := logUser.FindStringSubmatch(line); m != nil {
+			user = m[1]
+		}
+		switch reason {
+		case "wrong_account":
+			r.p.line(cRed, "refused", "%s's consent: signed in at X with another account than the link is for; nothing was stored. "+
+				"Open the link again and, on the sandbox's page, sign out and pick @%s", user, demoUsername(user))
+		default:
+			r.p.line(cRed, "refused", "a consent request of %s: %s (see the daemon's log)", user, reason)
+		}
+	}
+	return r.w.Write(b)
+}
+
+func demoUsername(id string) string {
+	for _, u := range demoUsers {
+		if u.id == id {
+			return u.username
+		}
+	}
+	return id
+}
+
 func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, demoUsage); fs.PrintDefaults() }
-	duration := fs.Duration("duration", 60*time.Second, "stop by itself after this long")
+	duration := fs.Duration("duration", 60*time.Second, fmt.Sprintf("stop by itself after this long (at least %s; 10m with -manual)", demoMinDuration))
 	manual := fs.Bool("manual", false, "print the consent links and wait for a person to open them in a browser")
 	webhook := fs.String("webhook", "", "also send notifications to this webhook URL (Standard Webhooks; the secret is printed)")
 	colorMode := fs.String("color", "auto", "colour the output: auto (on a terminal), always, never")
-	keep := fs.Bool("keep", false, "keep the temporary state directory (vault, log) afterwards")
+	keep := fs.Bool("keep", false, "keep the state directory (vault, its master key, a configuration, the log) afterwards")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return &exitError{2, fmt.Errorf("demo: unexpected argument %q", fs.Arg(0))}
 	}
+	durationSet := false
+	fs.Visit(func(f *flag.Flag) { durationSet = durationSet || f.Name == "duration" })
+	if *manual && !durationSet {
+		*duration = 10 * time.Minute // a person opens the links
+	}
+	if *duration < demoMinDuration {
+		return &exitError{exitUsage, fmt.Errorf("demo: -duration %s is too short: the story needs at least %s "+
+			"(the first renewals by the 15th second, a revocation noticed and consented again, the watch resumed, "+
+			"and a last run for the posts)", *duration, demoMinDuration)}
+	}
 	p := &printer{w: stdout, start: time.Now(), color: useColor(*colorMode, stdout)}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, *duration)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
 
 	dir, err := os.MkdirTemp("", "tagwatch-demo-")
 	if err != nil {
 		return err
 	}
-	if *keep {
-		defer p.line(cBold, "state", "kept in %s", dir)
-	} else {
+	if !*keep {
 		defer os.RemoveAll(dir)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -165,7 +264,8 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	public := "http://" + ln.Addr().String()
 
-	// The in-process X, with the demo users, some authors and a generator.
+	// The in-process X, with the demo users and some authors. The demo
+	// posts itself (ledger.generate), so it knows every post X has.
 	clientSecret := randomSecret()
 	if err := os.WriteFile(filepath.Join(dir, "x-client-secret"), []byte(clientSecret), 0o600); err != nil {
 		return err
@@ -199,19 +299,29 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		}
 		cfg.Notify.Webhooks = []config.Hook{{URL: *webhook, SecretFile: filepath.Join(dir, "webhook-secret")}}
 	}
-	master, _, err := seal.NewMasterKey()
+	master, encoded, err := seal.NewMasterKey()
 	if err != nil {
 		return err
 	}
+	if *keep {
+		// A kept vault can be opened again: its master key and a
+		// configuration naming it are kept beside it.
+		if err := keepDemoState(dir, cfg, encoded); err != nil {
+			return err
+		}
+	}
+	clear(encoded)
 	logFile, err := os.OpenFile(filepath.Join(dir, "tagwatchd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
 	defer logFile.Close()
 
-	st := &demoStats{renewalsBy: map[string]int{}}
+	st := &demoStats{renewalsBy: map[string]int{}, lastRun: map[string]time.Time{}}
+	led := newLedger()
+	sto := &story{storyFacts: storyFacts{victim: demoUsers[len(demoUsers)-1]}}
 	opts := options{
-		Master: master, CreateVault: true, HTTPListener: ln, Console: consoleLines{p},
+		Master: master, CreateVault: true, HTTPListener: ln, Console: consoleLines{p, led},
 		RenewObserver: func(ev renew.Event) {
 			switch ev.Kind {
 			case renew.EventRenewed:
@@ -219,8 +329,25 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 				n := st.renewed(ev.UserID)
 				p.line(cYellow, "renewed", "%s's access token renewed (refresh #%d, this user's #%d), valid until %s",
 					ev.UserID, ev.RefreshCount, n, ev.Expiry.Local().Format("15:04:05"))
-			case renew.EventRefreshFailed, renew.EventNeedsReconsent, renew.EventOperatorAlert, renew.EventLostRotation:
+			case renew.EventNeedsReconsent:
+				if sto.during(ev.UserID) {
+					sto.note(func(s *storyFacts) {
+						s.revokeErrors++
+						if s.noticedAt.IsZero() {
+							s.noticedAt, s.noticedHow = time.Now(), "a refresh"
+						}
+					})
+					p.line(cRed, "noticed", "%s's grant is dead at X (%s): watches suspended, re-consent link queued", ev.UserID, ev.Reason)
+					return
+				}
 				st.failures.Add(1)
+				p.line(cRed, "renewal", "%s: %s %s", ev.UserID, ev.Kind, ev.Reason)
+			case renew.EventRefreshFailed, renew.EventOperatorAlert, renew.EventLostRotation:
+				if sto.during(ev.UserID) {
+					sto.note(func(s *storyFacts) { s.revokeErrors++ })
+				} else {
+					st.failures.Add(1)
+				}
 				p.line(cRed, "renewal", "%s: %s %s", ev.UserID, ev.Kind, ev.Reason)
 			}
 		},
@@ -230,9 +357,24 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 				st.runs.Add(1)
 				st.postsRead.Add(int64(ev.PostsRead))
 				st.matches.Add(int64(ev.Matches))
+				st.ran(ev.UserID)
+				sto.note(func(s *storyFacts) {
+					if ev.UserID == s.victim.id && !s.consentedAt.IsZero() && s.ranAgainAt.IsZero() {
+						s.ranAgainAt = time.Now()
+					}
+				})
 				p.line(cBlue, "ran", "%s's watch: read %d posts, %d new, %d pages, lag %s", ev.UserID, ev.PostsRead, ev.Matches, ev.Pages, ev.Lag.Round(time.Millisecond))
 			case worker.EventRunFailed, worker.EventUsageCapped:
-				st.failures.Add(1)
+				if sto.during(ev.UserID) {
+					sto.note(func(s *storyFacts) {
+						s.revokeErrors++
+						if s.noticedAt.IsZero() {
+							s.noticedAt, s.noticedHow = time.Now(), "a run"
+						}
+					})
+				} else {
+					st.failures.Add(1)
+				}
 				p.line(cRed, "failed", "%s's watch: %s: %v", ev.UserID, ev.Kind, ev.Err)
 			}
 		},
@@ -240,18 +382,22 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 			switch ev.Kind {
 			case notify.EventDelivered:
 				st.delivered.Add(1)
-				p.line(cGreen, "delivered", "notification %s to %s in %s", short(ev.ID), ev.Target, ev.Latency.Round(time.Millisecond))
+				p.line(cGreen, "delivered", "notification %s to %s in %s", short(ev.ID), demoTarget(ev.Target), ev.Latency.Round(time.Millisecond))
 			case notify.EventDead, notify.EventDisabled:
 				st.failures.Add(1)
-				p.line(cRed, "delivery", "%s to %s: %s", short(ev.ID), ev.Target, ev.Kind)
+				p.line(cRed, "delivery", "%s to %s: %s", short(ev.ID), demoTarget(ev.Target), ev.Kind)
 			}
 		},
 	}
 	// The daemon runs as it does under systemd (serve): status socket,
 	// metrics, watchdog and all; its log goes to the state directory.
+	daemonCtx, stopDaemon := context.WithCancel(ctx)
+	defer stopDaemon()
 	bound := make(chan *operator, 1)
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, logFile, opts, func(op *operator) { bound <- op }) }()
+	go func() {
+		done <- serve(daemonCtx, cfg, refusalLog{logFile, p}, opts, func(op *operator) { bound <- op })
+	}()
 	var d *daemon
 	select {
 	case op := <-bound:
@@ -265,46 +411,230 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		demoMinInterval, config.DefaultMinInterval)
 	p.line(cBold, "demo", "look inside while it runs: go run ./cmd/tagwatchctl --socket %s status", cfg.Status.Socket)
 	if webhookSecret != "" {
-		p.line(cBold, "demo", "webhook %s gets signed deliveries; secret %s", *webhook, webhookSecret)
+		p.line(cBold, "demo", "the %s gets signed deliveries; secret %s", demoTarget(notify.TargetLabel(*webhook)), webhookSecret)
 	}
-	genWait, err := sb.StartGenerator(ctx, xsandbox.Generator{Rate: 4, Hashtags: []string{"golang", "rust", "bbolt", "oauth", "sqlite", "kubernetes"},
-		AuthorIDs: authors, RetweetRatio: 0.1})
-	if err != nil {
-		return err
-	}
-	defer genWait()
-	p.line(cBold, "demo", "posting 4 posts a second with #golang #rust #bbolt #oauth #sqlite #kubernetes")
+	go progress(daemonCtx, p, st)
 
-	for _, u := range demoUsers {
-		targets := []string{"console:"}
-		if *webhook != "" {
-			targets = append(targets, *webhook)
+	story := demoRun{ctx: daemonCtx, p: p, st: st, led: led, sto: sto, d: d, sb: sb, public: public, manual: *manual,
+		webhook: *webhook, authors: authors, drainAt: deadline.Add(-demoDrain)}
+	storyDone := make(chan struct{})
+	go func() {
+		defer close(storyDone)
+		story.run()
+		stopDaemon()
+	}()
+	err = <-done
+	stopDaemon()
+	<-storyDone
+	p.line(cBold, "demo", "stopping")
+	sumErr := demoSummary(p, outcomeOf(st, sto, led), err)
+	if *keep {
+		printKept(p, dir)
+	}
+	return sumErr
+}
+
+// demoRun drives the story over a running daemon.
+type demoRun struct {
+	ctx             context.Context
+	p               *printer
+	st              *demoStats
+	led             *ledger
+	sto             *story
+	d               *daemon
+	sb              *xsandbox.Server
+	public, webhook string
+	manual          bool
+	authors         []string
+	drainAt         time.Time
+}
+
+func (r *demoRun) run() {
+	ctx, p := r.ctx, r.p
+	if !r.enroll() {
+		return
+	}
+	// X gets posts from now on; the demo keeps a ledger of them.
+	genCtx, stopPosting := context.WithCancel(ctx)
+	defer stopPosting()
+	genDone := make(chan struct{})
+	go func() { defer close(genDone); r.led.generate(genCtx, r.sb, r.authors) }()
+	p.line(cBold, "demo", "X gets %d posts a second with #%s (a tenth of them reposts, which watches leave out)", demoPostRate, strings.Join(demoTags, " #"))
+
+	// After every user's first renewal, the last user takes tagwatch's
+	// access back at X, as in X's settings.
+	v := r.sto.victim
+	if !waitUntil(ctx, 100*time.Millisecond, func() bool { return r.st.fewestRenewals() >= 1 }) {
+		return
+	}
+	r.sb.RevokeUser(v.xID)
+	r.sto.note(func(s *storyFacts) { s.revokedAt = time.Now() })
+	p.line(cRed, "revoked", "%s revoked tagwatch's access at X (Settings → Connected apps → Revoke); the daemon finds out on the next refresh or run", v.name)
+
+	var link string
+	select {
+	case link = <-r.led.links:
+	case <-ctx.Done():
+		return
+	}
+	sus, all := watchesSuspended(r.d.db, v.id)
+	r.sto.note(func(s *storyFacts) { s.linkAt, s.suspended, s.watches = time.Now(), sus, all })
+	p.line(cCyan, "link", "%s's watches suspended (%d of %d); re-consent link sent to the console: %s", v.name, sus, all, link)
+	// Posts for the suspended watch: they must arrive after the consent.
+	for _, tag := range v.hashtags {
+		r.led.post(r.sb, r.authors[0], tag, false)
+	}
+	p.line(cBold, "demo", "X gets a post for #%s while %s's watch is suspended", strings.Join(v.hashtags, " and #"), v.name)
+
+	if r.manual {
+		p.line(cCyan, "demo", "open %s's re-consent link above in the browser and pick @%s on the sandbox's page", v.name, v.username)
+		revoked := r.sto.snapshot().revokedAt
+		if !r.waitGrant(v.id, revoked) {
+			return
 		}
-		link, _, err := d.enroll.CreateLink(ctx, vault.LinkRequest{UserID: u.id, UserName: u.name, Provider: "x", Expected: u.username,
+	} else {
+		// The user reads the message, then follows its link.
+		select {
+		case <-time.After(demoReadPause):
+		case <-ctx.Done():
+			return
+		}
+		if err := walkConsent(ctx, link, r.public, r.sb.URL(), v.username); err != nil {
+			p.line(cRed, "refused", "re-consent of %s: %v", v.name, err)
+			return
+		}
+	}
+	r.sto.note(func(s *storyFacts) { s.consentedAt = time.Now() })
+	p.line(cCyan, "consented", "%s allowed tagwatch again (landing page, POST, X consent, callback); the watch resumes from its cursor", v.name)
+	select {
+	case <-r.led.resumed:
+	case <-ctx.Done():
+		return
+	}
+	if !waitUntil(ctx, 100*time.Millisecond, func() bool { return !r.sto.snapshot().ranAgainAt.IsZero() }) {
+		return
+	}
+
+	// The end: X stops posting, a last run of each watch reads what is
+	// left, and the demo stops once every post was delivered.
+	select {
+	case <-time.After(time.Until(r.drainAt)):
+	case <-ctx.Done():
+		return
+	}
+	stopPosting()
+	<-genDone
+	p.line(cBold, "demo", "X stops posting; waiting for the last runs to deliver what is left")
+	waitUntil(ctx, 100*time.Millisecond, r.led.complete)
+}
+
+// enroll sends each user's consent link and follows it (or waits for a
+// person to, with -manual).
+func (r *demoRun) enroll() bool {
+	ctx, p := r.ctx, r.p
+	for i, u := range demoUsers {
+		targets := []string{"console:"}
+		if r.webhook != "" {
+			targets = append(targets, r.webhook)
+		}
+		link, _, err := r.d.enroll.CreateLink(ctx, vault.LinkRequest{UserID: u.id, UserName: u.name, Provider: "x", Expected: u.username,
 			Watch: &vault.WatchSpec{Hashtags: u.hashtags, Schedule: demoSchedule, Targets: targets}, CreatedBy: "tagwatchd demo"})
 		if err != nil {
-			return fmt.Errorf("demo: consent link for %s: %w", u.id, err)
+			p.line(cRed, "link", "consent link for %s: %v", u.id, err)
+			return false
 		}
 		p.line(cCyan, "link", "one-time consent link for %s: %s", u.name, link)
-		if *manual {
+		if r.manual {
+			hint := ""
+			if i > 0 {
+				hint = fmt.Sprintf(" (if it says you are signed in as @%s, sign out first)", demoUsers[i-1].username)
+			}
+			p.line(cCyan, "demo", "open it in a browser and, on the sandbox's page, pick @%s%s", u.username, hint)
+			if !r.waitGrant(u.id, time.Time{}) {
+				return false
+			}
+			r.st.enrolled.Add(1)
+			p.line(cCyan, "enrolled", "%s consented in the browser; watching #%s every 5s", u.name, strings.Join(u.hashtags, " #"))
 			continue
 		}
-		if err := walkConsent(ctx, link, public, sb.URL(), u.username); err != nil {
-			return fmt.Errorf("demo: consent flow for %s: %w", u.id, err)
+		if err := walkConsent(ctx, link, r.public, r.sb.URL(), u.username); err != nil {
+			p.line(cRed, "refused", "consent flow of %s: %v", u.id, err)
+			return false
 		}
-		st.enrolled.Add(1)
+		r.st.enrolled.Add(1)
 		p.line(cCyan, "enrolled", "%s consented at X (landing page, POST, X consent, callback); watching #%s every 5s", u.name, strings.Join(u.hashtags, " #"))
 	}
-	if *manual {
-		p.line(cBold, "demo", "open the links above in a browser; the sandbox asks which demo user you are")
-		go waitForGrants(ctx, d.db, st, p)
-	}
-
-	err = <-done
-	p.line(cBold, "demo", "stopping")
-	genWait()
-	return demoSummary(p, st, err)
+	return true
 }
+
+// waitGrant waits for the user's grant to be active, since after.
+func (r *demoRun) waitGrant(user string, after time.Time) bool {
+	return waitUntil(r.ctx, 300*time.Millisecond, func() bool {
+		grants, _ := r.d.db.ListGrants()
+		for _, g := range grants {
+			if g.UserID == user && g.State == vault.GrantActive && g.StateSince.After(after) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// keepDemoState writes the master key and a configuration naming it
+// beside the vault, both 0600, so the kept vault opens again.
+func keepDemoState(dir string, cfg *config.Config, encodedKey []byte) error {
+	keyPath := filepath.Join(dir, "master.key")
+	if err := os.WriteFile(keyPath, encodedKey, 0o600); err != nil {
+		return fmt.Errorf("demo: keep the master key: %w", err)
+	}
+	pr := cfg.Providers[0]
+	var b strings.Builder
+	fmt.Fprintf(&b, "# The configuration of a tagwatchd demo, kept with -keep. Its X was the demo's\n")
+	fmt.Fprintf(&b, "# in-process sandbox, which stopped with the demo: use it with the offline\n# subcommands (tagwatchd watches list -config THIS_FILE).\n\n")
+	fmt.Fprintf(&b, "[daemon]\nstate_dir = %q\n\n[keys]\nmaster_key_file = %q\n\n", dir, keyPath)
+	fmt.Fprintf(&b, "[http]\nlisten = %q\npublic_url = %q\n\n[status]\nsocket = %q\n\n", cfg.HTTP.Listen, cfg.HTTP.PublicURL, cfg.Status.Socket)
+	fmt.Fprintf(&b, "[renewal]\nskew = %q\n\n[scheduler]\nmin_interval = %q\napp_requests_per_window = %d\n\n",
+		cfg.Renewal.Skew.Duration.String(), cfg.Scheduler.MinInterval.Duration.String(), cfg.Scheduler.AppRequestsPerWindow)
+	fmt.Fprintf(&b, "[notify]\nallow_private_targets = %t\n\n", cfg.Notify.AllowPrivateTargets)
+	for _, h := range cfg.Notify.Webhooks {
+		fmt.Fprintf(&b, "[[notify.webhook]]\nurl = %q\nsecret_file = %q\n\n", h.URL, h.SecretFile)
+	}
+	fmt.Fprintf(&b, "[[provider]]\nname = %q\nkind = %q\nclient_id = %q\nclient_auth = %q\nclient_secret_file = %q\n",
+		pr.Name, pr.Kind, pr.ClientID, pr.ClientAuth, pr.ClientSecretFile)
+	fmt.Fprintf(&b, "api_url = %q\nauth_url = %q\ntoken_url = %q\nrevoke_url = %q\n", pr.APIURL, pr.AuthURL, pr.TokenURL, pr.RevokeURL)
+	if err := os.WriteFile(filepath.Join(dir, "tagwatch.toml"), []byte(b.String()), 0o600); err != nil {
+		return fmt.Errorf("demo: keep the configuration: %w", err)
+	}
+	return nil
+}
+
+func printKept(p *printer, dir string) {
+	p.line(cBold, "kept", "state kept in %s:", dir)
+	p.line(cBold, "kept", "  vault          %s", filepath.Join(dir, "tagwatch.db"))
+	p.line(cBold, "kept", "  master key     %s (mode 0600: whoever reads it opens the vault)", filepath.Join(dir, "master.key"))
+	p.line(cBold, "kept", "  configuration  %s", filepath.Join(dir, "tagwatch.toml"))
+	p.line(cBold, "kept", "  daemon log     %s", filepath.Join(dir, "tagwatchd.log"))
+	p.line(cBold, "kept", "open it again: go run ./cmd/tagwatchd watches list -config %s", filepath.Join(dir, "tagwatch.toml"))
+	p.line(cBold, "kept", "remove it when done: rm -r %s", dir)
+}
+
+// progress prints one line every few seconds, so the demo is seen working
+// between events.
+func progress(ctx context.Context, p *printer, st *demoStats) {
+	t := time.NewTicker(demoProgressEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p.line(cDim, "progress", "users %d · renewals %d · runs %d · matches %d · deliveries %d",
+			st.enrolled.Load(), st.renewals.Load(), st.runs.Load(), st.matches.Load(), st.delivered.Load())
+	}
+}
+
+const demoProgressEvery = 4 * time.Second
 
 // Demo pace. The demo is a demo: its watches run every 5 seconds so that
 // the whole story fits in a minute, far faster than scheduler.min_interval
@@ -404,57 +734,109 @@ func walkConsent(ctx context.Context, link, public, sandbox, username string) er
 	return err
 }
 
-// waitForGrants reports enrollments done by a person in -manual mode.
-func waitForGrants(ctx context.Context, db *vault.DB, st *demoStats, p *printer) {
-	seen := map[string]bool{}
-	t := time.NewTicker(500 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		grants, _ := db.ListGrants()
-		for _, g := range grants {
-			if !seen[g.UserID] && g.State == vault.GrantActive {
-				seen[g.UserID] = true
-				st.enrolled.Add(1)
-				p.line(cCyan, "enrolled", "%s consented in the browser", g.UserID)
-			}
-		}
-	}
+// demoOutcome is what the summary checks: the counters, the story of the
+// revoked user and the ledger's account of each user.
+type demoOutcome struct {
+	enrolled, renewals, runs, postsRead, matches, delivered, failures int64
+	renewalsBy                                                        map[string]int
+	story                                                             storyFacts
+	accounts                                                          map[string]account
 }
 
-func demoSummary(p *printer, st *demoStats, runErr error) error {
+func outcomeOf(st *demoStats, sto *story, led *ledger) demoOutcome {
+	o := demoOutcome{enrolled: st.enrolled.Load(), renewals: st.renewals.Load(), runs: st.runs.Load(), postsRead: st.postsRead.Load(),
+		matches: st.matches.Load(), delivered: st.delivered.Load(), failures: st.failures.Load(), renewalsBy: map[string]int{},
+		story: sto.snapshot(), accounts: map[string]account{}}
 	st.mu.Lock()
-	minRenewals := -1
-	for _, u := range demoUsers {
-		if n := st.renewalsBy[u.id]; minRenewals < 0 || n < minRenewals {
-			minRenewals = n
-		}
+	for k, v := range st.renewalsBy {
+		o.renewalsBy[k] = v
 	}
 	st.mu.Unlock()
-	checks := []struct {
-		ok   bool
-		what string
-	}{
-		{st.enrolled.Load() == int64(len(demoUsers)), fmt.Sprintf("users enrolled: %d of %d", st.enrolled.Load(), len(demoUsers))},
-		{minRenewals >= 2, fmt.Sprintf("renewals: %d (at least %d per user)", st.renewals.Load(), max(minRenewals, 0))},
-		{st.runs.Load() > 0, fmt.Sprintf("watch runs: %d", st.runs.Load())},
-		{st.postsRead.Load() > 0, fmt.Sprintf("posts read: %d", st.postsRead.Load())},
-		{st.matches.Load() > 0, fmt.Sprintf("matches: %d", st.matches.Load())},
-		{st.delivered.Load() > 0, fmt.Sprintf("notifications delivered: %d", st.delivered.Load())},
-		{true, fmt.Sprintf("failures: %d", st.failures.Load())},
+	for _, u := range demoUsers {
+		from, to := time.Time{}, time.Time{}
+		if u.id == o.story.victim.id {
+			from, to = o.story.linkAt, o.story.consentedAt
+		}
+		o.accounts[u.id] = led.account(u, from, to)
 	}
+	return o
+}
+
+// demoCheck is one line of the summary: what happened, and what the
+// story needed.
+type demoCheck struct {
+	ok           bool
+	what, needed string
+}
+
+// at says when t was, from the start of the demo.
+func at(t, start time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return fmt.Sprintf("at %.1fs", t.Sub(start).Seconds())
+}
+
+func demoChecks(o demoOutcome, start time.Time) []demoCheck {
+	fewest := -1
+	for _, u := range demoUsers {
+		if n := o.renewalsBy[u.id]; fewest < 0 || n < fewest {
+			fewest = n
+		}
+	}
+	s := o.story
+	v := s.victim
+	checks := []demoCheck{
+		{o.enrolled == int64(len(demoUsers)), fmt.Sprintf("users enrolled: %d", o.enrolled), fmt.Sprintf("%d", len(demoUsers))},
+		{fewest >= 1, fmt.Sprintf("renewals: %d, the fewest for one user %d", o.renewals, max(fewest, 0)), "at least 1 per user"},
+		{!s.revokedAt.IsZero(), fmt.Sprintf("revocation: %s revoked tagwatch at X %s", v.name, at(s.revokedAt, start)), "after every user's first renewal"},
+		{!s.noticedAt.IsZero(), fmt.Sprintf("noticed: on %s %s", first(s.noticedHow, "nothing"), at(s.noticedAt, start)), "on the next refresh or run"},
+		{s.watches > 0 && s.suspended == s.watches, fmt.Sprintf("watches suspended: %d of %s's %d", s.suspended, v.name, s.watches), "all of them"},
+		{!s.linkAt.IsZero(), fmt.Sprintf("re-consent link: sent to the console %s", at(s.linkAt, start)), "one, to the watches' targets"},
+		{!s.consentedAt.IsZero(), fmt.Sprintf("re-consent: %s followed the link and allowed tagwatch %s", v.name, at(s.consentedAt, start)), "the real consent flow"},
+		{!s.ranAgainAt.IsZero(), fmt.Sprintf("resumed: %s's watch ran again %s", v.name, at(s.ranAgainAt, start)), "a run after the re-consent"},
+	}
+	if a, ok := o.accounts[v.id]; ok {
+		checks = append(checks, demoCheck{a.suspended > 0 && a.late == a.suspended,
+			fmt.Sprintf("posts while suspended: %d, %d of them delivered after the re-consent", a.suspended, a.late),
+			"at least 1, each delivered after the re-consent"})
+	}
+	for _, u := range demoUsers {
+		a := o.accounts[u.id]
+		what := fmt.Sprintf("posts for %s: %d of %d delivered, %d missed, %d twice", u.name, a.delivered, a.expected, a.missed, a.twice)
+		if len(a.missedIDs) > 0 {
+			what += " (missed: " + strings.Join(a.missedIDs[:min(len(a.missedIDs), 5)], " ") + ")"
+		}
+		checks = append(checks, demoCheck{a.expected > 0 && a.missed == 0 && a.twice == 0, what, "every post X has for the hashtags, none twice"})
+	}
+	checks = append(checks,
+		demoCheck{o.runs > 0, fmt.Sprintf("watch runs: %d", o.runs), "at least 1"},
+		demoCheck{o.postsRead > 0, fmt.Sprintf("posts read: %d", o.postsRead), "at least 1"},
+		demoCheck{o.matches > 0, fmt.Sprintf("matches: %d", o.matches), "at least 1"},
+		demoCheck{o.delivered > 0, fmt.Sprintf("notifications delivered: %d", o.delivered), "at least 1"},
+		demoCheck{true, fmt.Sprintf("failures: %d, and %d the revocation caused", o.failures, s.revokeErrors), "none besides the revocation's; shown, not checked"},
+	)
+	return checks
+}
+
+func first(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func demoSummary(p *printer, o demoOutcome, runErr error) error {
 	ok := runErr == nil
 	p.line(cBold, "summary", "")
-	for _, c := range checks {
+	for _, c := range demoChecks(o, p.start) {
 		mark := "ok  "
 		if !c.ok {
 			mark, ok = "MISSING", false
 		}
-		p.line(cBold, "summary", "%s %s", mark, c.what)
+		p.line(cBold, "summary", "%s %s (needed %s)", mark, c.what, c.needed)
 	}
 	if runErr != nil {
 		p.line(cRed, "summary", "daemon: %v", runErr)

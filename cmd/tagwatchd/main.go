@@ -11,7 +11,7 @@
 //	                                      the stored watches by its rules, and exit
 //	tagwatchd keys init|status|rotate|rotate-master|generate
 //	                                      manage the vault's keys (daemon stopped)
-//	tagwatchd watches|enroll|damaged|demo ...
+//	tagwatchd watches|enroll|damaged|demo|sandbox ...
 //	                                      see tagwatchd help (usage)
 //
 // Every door here (the status socket's backend, the offline subcommands,
@@ -182,6 +182,7 @@ var commands = map[string]func(args []string, stdout, stderr io.Writer) error{
 	"demo":         cmdDemo,
 	"watches":      cmdWatches,
 	"damaged":      cmdDamaged,
+	"sandbox":      cmdSandbox,
 }
 
 func dispatch(args []string, stdout, stderr io.Writer) error {
@@ -230,6 +231,11 @@ Usage:
   tagwatchd demo [-duration 60s] [-manual] [-webhook URL] [-color auto|always|never] [-keep]
                                             the whole story in one process, no accounts, no network
                                             (-keep keeps its state directory; -webhook also delivers there)
+  tagwatchd sandbox [-listen 127.0.0.1:8099] [-dir DIR] [-users ada,bea] [-rate 1] [-hashtags a,b]
+                    [-redirect URL,...] [-token-ttl 2h]
+                                            the X sandbox on its own, on loopback, to try the service
+                                            without an X account: prints the [[provider]] block to
+                                            paste, its accounts and its control page; Ctrl-C stops it
   tagwatchd check-config [-config FILE]     apply every check of the start (secrets, TLS pair, operator
                                             group included); 78 on a configuration error. Then, when the
                                             vault can be opened (daemon stopped), check every stored

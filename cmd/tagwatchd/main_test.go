@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/user"
@@ -12,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -98,7 +101,14 @@ func TestCheckConfig(t *testing.T) {
 		// The operator group the examples name is this machine's group.
 		doc := regexp.MustCompile(`(?m)^group = ".*"$`).ReplaceAll(mustRead(t, file), []byte(fmt.Sprintf("group = %q", g.Name)))
 		p := filepath.Join(t.TempDir(), filepath.Base(file))
+		// Unedited, the example is refused, naming what to edit (C16).
 		os.WriteFile(p, doc, 0o644)
+		if out, code := tagwatchdEnv(t, environ("CREDENTIALS_DIRECTORY="+creds), "check-config", "-config", p); code != exitConfig ||
+			!strings.Contains(out, "still holds the example's placeholder") {
+			t.Errorf("check-config unedited %s = %d, want %d naming its placeholders: %s", file, code, exitConfig, out)
+		}
+		// Edited, it passes.
+		os.WriteFile(p, fillPlaceholders(doc), 0o644)
 		if out, code := tagwatchdEnv(t, environ("CREDENTIALS_DIRECTORY="+creds), "check-config", "-config", p); code != 0 {
 			t.Errorf("check-config %s = %d: %s", file, code, out)
 		}
@@ -246,21 +256,149 @@ func TestDaemonRefusals(t *testing.T) {
 	})
 }
 
-// TestDemo runs the README's demo command for long enough to see two
-// renewals per user, and checks that every step of the story happened.
+// TestDemo runs the README's demo command, with a webhook and -keep, and
+// checks every step of the story: enrollment, renewals, the revocation at
+// X noticed, the watch suspended, the re-consent link followed and the
+// watch resumed, with no post missed or delivered twice across them; the
+// progress lines, without colour on a pipe; the webhook named without its
+// path; the kept vault opened again with the key kept beside it.
 func TestDemo(t *testing.T) {
 	t.Parallel()
-	out, code := tagwatchd(t, "demo", "-duration", "45s", "-color", "never")
+	var hooks atomic.Int64
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hooks.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer hook.Close()
+	const hookPath = "/hooks/s3cr3t-path-token"
+	out, code := tagwatchd(t, "demo", "-duration", "45s", "-webhook", hook.URL+hookPath, "-keep")
+	kept := regexp.MustCompile(`state kept in (\S+):`).FindStringSubmatch(out)
+	if kept != nil {
+		t.Cleanup(func() { os.RemoveAll(kept[1]) })
+	}
 	if code != 0 {
 		t.Fatalf("demo exited %d:\n%s", code, out)
 	}
 	for _, want := range []string{"enrolled  Ada Lovelace", "enrolled  Grace Hopper", "renewed", "ran ", "match ", "delivered",
-		"ok   users enrolled: 2 of 2", "every step of the story happened"} {
+		"revoked   Grace Hopper revoked tagwatch's access at X", "noticed   grace's grant is dead",
+		"link      Grace Hopper's watches suspended (1 of 1); re-consent link sent", "consented Grace Hopper allowed tagwatch again",
+		"notice    tagwatch is watching #bbolt #oauth again", "progress  users 2 · renewals ",
+		"ok   users enrolled: 2 (needed 2)", "ok   renewals: ", "(needed at least 1 per user)", "ok   revocation: ",
+		"ok   noticed: on a ", "ok   watches suspended: 1 of Grace Hopper's 1", "ok   re-consent link: ", "ok   re-consent: ",
+		"ok   resumed: ", "ok   posts while suspended: ", "every step of the story happened"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
 	}
-	if strings.Contains(out, "\x1b[") {
-		t.Error("demo output has colour codes with -color never")
+	// Nothing missed, nothing twice, for each user, across the revocation.
+	for _, name := range []string{"Ada Lovelace", "Grace Hopper"} {
+		m := regexp.MustCompile(`ok   posts for ` + name + `: (\d+) of (\d+) delivered, 0 missed, 0 twice`).FindStringSubmatch(out)
+		if m == nil || m[1] != m[2] || m[1] == "0" {
+			t.Errorf("demo output lacks every post for %s delivered once:\n%s", name, out)
+		}
+	}
+	if strings.Contains(out, "MISSING") || strings.Contains(out, "\x1b[") {
+		t.Errorf("demo output has a MISSING check or colour codes (auto, on a pipe):\n%s", out)
+	}
+	// The webhook is named by its host and fingerprint: never its path, and
+	// every delivery line ends with the delivery's latency.
+	host := strings.TrimPrefix(hook.URL, "http://")
+	if strings.Contains(out, hookPath) || hooks.Load() == 0 || !strings.Contains(out, "to webhook at "+host+" (#") {
+		t.Errorf("demo output shows the webhook's path or no delivery to it (%d requests):\n%s", hooks.Load(), out)
+	}
+	for l := range strings.SplitSeq(out, "\n") {
+		if strings.Contains(l, " delivered notification ") && !regexp.MustCompile(` in [0-9.]+(µs|ms|s)$`).MatchString(l) {
+			t.Errorf("delivery line %q does not end with its latency", l)
+		}
+	}
+	// -keep: the vault, its master key (0600) and a configuration stay; the
+	// offline command the demo prints opens the vault again.
+	if kept == nil {
+		t.Fatalf("demo -keep did not say where the state is:\n%s", out)
+	}
+	if fi, err := os.Stat(filepath.Join(kept[1], "master.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("kept master key: %v, mode %v; want it beside the vault, 0600", err, fi)
+	}
+	cmdLine := regexp.MustCompile(`open it again: go run ./cmd/tagwatchd (.+)`).FindStringSubmatch(out)
+	if cmdLine == nil {
+		t.Fatalf("demo -keep printed no command to open the vault again:\n%s", out)
+	}
+	list, code := tagwatchd(t, strings.Fields(cmdLine[1])...)
+	if code != 0 || !strings.Contains(list, "ada") || !strings.Contains(list, "grace") || strings.Count(list, " active ") != 2 {
+		t.Errorf("tagwatchd %s = %d:\n%s\nwant both watches, active", cmdLine[1], code, list)
+	}
+}
+
+// TestDemoManual plays the person -manual waits for: it opens each link
+// printed, signs in as the wrong account once (the terminal must say so,
+// and which account to pick) and follows the re-consent link after the
+// revocation (C16: the second user could not sign in, the terminal said
+// nothing of the refusal).
+func TestDemoManual(t *testing.T) {
+	t.Parallel()
+	buf := &syncBuffer{}
+	cmd := exec.Command(binary, "demo", "-manual", "-duration", "45s", "-keep")
+	cmd.Stdout, cmd.Stderr = buf, buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitLine := func(expr string) []string {
+		t.Helper()
+		re := regexp.MustCompile(expr)
+		deadline := time.Now().Add(40 * time.Second)
+		for {
+			if m := re.FindStringSubmatch(buf.String()); m != nil {
+				return m
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("demo output has no line matching %q:\n%s", expr, buf)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	ctx := t.Context()
+	at := waitLine(`X sandbox at (\S+), daemon at (\S+), state in`)
+	sandbox, public := strings.TrimSuffix(at[1], ","), at[2]
+	ada := waitLine(`one-time consent link for Ada Lovelace: (\S+)`)[1]
+	waitLine(`open it in a browser and, on the sandbox's page, pick @ada`)
+	if err := walkConsent(ctx, ada, public, sandbox, "ada"); err != nil {
+		t.Fatalf("Ada's consent: %v", err)
+	}
+	waitLine(`enrolled  Ada Lovelace consented in the browser`)
+	grace := waitLine(`one-time consent link for Grace Hopper: (\S+)`)[1]
+	waitLine(`pick @grace \(if it says you are signed in as @ada, sign out first\)`)
+	if err := walkConsent(ctx, grace, public, sandbox, "ada"); err == nil {
+		t.Fatal("Grace's link answered as Ada was accepted")
+	}
+	waitLine(`refused   grace's consent: signed in at X with another account .*pick @grace`)
+	if err := walkConsent(ctx, grace, public, sandbox, "grace"); err != nil {
+		t.Fatalf("Grace's consent after the refusal: %v", err)
+	}
+	waitLine(`enrolled  Grace Hopper consented in the browser`)
+	relink := waitLine(`re-consent link sent to the console: (\S+)`)[1]
+	waitLine(`open Grace Hopper's re-consent link above in the browser and pick @grace`)
+	if err := walkConsent(ctx, relink, public, sandbox, "grace"); err != nil {
+		t.Fatalf("Grace's re-consent: %v", err)
+	}
+	err := cmd.Wait()
+	out := buf.String()
+	if err != nil || !strings.Contains(out, "every step of the story happened") || strings.Contains(out, "MISSING") {
+		t.Errorf("demo -manual = %v:\n%s", err, out)
+	}
+	// The daemon's log names the refused request's method once and its
+	// route (C16: path="GET GET /enroll/{token}").
+	kept := regexp.MustCompile(`state kept in (\S+):`).FindStringSubmatch(out)
+	if kept == nil {
+		t.Fatalf("demo -keep did not say where the state is:\n%s", out)
+	}
+	t.Cleanup(func() { os.RemoveAll(kept[1]) })
+	log, err := os.ReadFile(filepath.Join(kept[1], "tagwatchd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := regexp.MustCompile(`(?m)^.*msg="enrollment request refused".*reason=wrong_account.*$`).Find(log)
+	if refused == nil || !bytes.Contains(refused, []byte(" method=GET path=/callback ")) || bytes.Contains(log, []byte("GET GET")) {
+		t.Errorf("the refusal's log line = %q, want method=GET path=/callback, the method once:\n%s", refused, log)
 	}
 }

@@ -143,7 +143,8 @@ func TestConsentPagesInBrowser(t *testing.T) {
 	}
 	shoot("2-consent")
 
-	if err := chromedp.Do(bctx, chromedp.Click(`button[value="authorize"]`)); err != nil {
+	// The sandbox preselects no account (C16): the user picks theirs.
+	if err := chromedp.Do(bctx, chromedp.SetValue("#username", "ada"), chromedp.Click(`button[value="authorize"]`)); err != nil {
 		t.Fatalf("authorize: %v", err)
 	}
 	deadline := time.Now().Add(20 * time.Second)

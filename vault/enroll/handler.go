@@ -154,6 +154,41 @@ func hostOf(origin string) string {
 	return h
 }
 
+// accountLabel names the account a link is for as people know it: at X
+// "@name", never the numeric account id a re-consent link is bound to
+// (the grant's subject); the grant's username is shown when the link
+// names its subject. A subject whose username is not known is "the
+// account with id N". Empty when the link names no account.
+func (s *Service) accountLabel(e vault.Enrollment, p Provider) string {
+	name := e.Expected
+	if name == "" {
+		return ""
+	}
+	known := false
+	if e.GrantID != "" {
+		// A damaged or deleted grant leaves the link's own words.
+		if g, err := s.cfg.DB.Grant(e.GrantID); err == nil && g.Subject == name && g.Username != "" {
+			name, known = g.Username, true
+		}
+	}
+	if p.Kind() != provider.KindX {
+		return name
+	}
+	if !known && isDigits(name) {
+		return "the account with id " + name
+	}
+	return "@" + strings.TrimPrefix(name, "@")
+}
+
+func isDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
 // landing shows what the link will do. It never changes anything: mail
 // scanners fetch links.
 func (s *Service) landing(w http.ResponseWriter, r *http.Request) {
@@ -168,7 +203,7 @@ func (s *Service) landing(w http.ResponseWriter, r *http.Request) {
 		Requester:    e.CreatedBy,
 		ProviderName: providerName(e.Provider, p),
 		ProviderHost: hostOf(p.AuthorizationOrigin()),
-		Expected:     e.Expected,
+		Expected:     s.accountLabel(e, p),
 		Expires:      formatTime(e.ExpiresAt),
 	}
 	d.Title = "Let tagwatch watch hashtags for you"

@@ -324,7 +324,7 @@ func Parse(path string, data []byte) (*Config, error) {
 		return nil, decodeError(path, cfg.keys, err)
 	}
 	var errs []error
-	for _, fe := range cfg.validate() {
+	for _, fe := range withPlaceholders(cfg.placeholders(), cfg.validate()) {
 		errs = append(errs, &Error{File: path, Line: lineOfKey(cfg.keys, fe.key), Key: fe.key, Msg: fe.msg})
 	}
 	if len(errs) > 0 {

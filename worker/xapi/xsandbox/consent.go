@@ -30,6 +30,9 @@ button{padding:12px 16px;font-size:16px;font-weight:700;border-radius:999px;curs
 .allow{background:#0f1419;color:#fff;border:1px solid #0f1419}
 .deny{background:#fff;color:#0f1419;border:1px solid #cfd9de}
 .foot{margin:20px 0 0;color:#536471;font-size:12px;text-align:center}
+.who{margin:0 0 22px;padding:11px 14px;border:1px solid #eff3f4;border-radius:12px;font-size:15px;text-align:center}
+.switch{margin:16px 0 0;color:#536471;font-size:14px;text-align:center}
+.link{padding:0;border:0;background:none;color:#1d9bf0;font:inherit;font-weight:700;text-decoration:underline;cursor:pointer}
 @media (min-width:520px){.buttons{flex-direction:row-reverse}.buttons button{flex:1}}
 `
 
@@ -45,14 +48,16 @@ var consentTmpl = template.Must(template.New("consent").Parse(`<!doctype html>
 <form method="post" action="/i/oauth2/authorize">
 <input type="hidden" name="request" value="{{.Request}}">
 {{if .Error}}<p class="err" role="alert">{{.Error}}</p>{{end}}
-{{if .Users}}<label for="username">Continue as</label>
-<select id="username" name="username">{{range .Users}}<option value="{{.Username}}"{{if eq .Username $.Username}} selected{{end}}>{{.Name}} (@{{.Username}})</option>{{end}}</select>
+{{if .SignedIn}}<p class="who">Signed in as <b>{{.SignedIn.Name}}</b> (@{{.SignedIn.Username}})</p>
+<input type="hidden" name="username" value="{{.SignedIn.Username}}">
+{{else if .Users}}<label for="username">Sign in as</label>
+<select id="username" name="username" required><option value=""{{if not .Username}} selected{{end}} disabled>Choose a sandbox account</option>{{range .Users}}<option value="{{.Username}}"{{if eq .Username $.Username}} selected{{end}}>{{.Name}} (@{{.Username}})</option>{{end}}</select>
 {{else}}<label for="username">Sandbox username</label>
 <input id="username" type="text" name="username" value="{{.Username}}" autocomplete="username" autocapitalize="none" spellcheck="false" required>
 {{end}}<div class="buttons">
 <button class="allow" type="submit" name="action" value="authorize">Authorize app</button>
 <button class="deny" type="submit" name="action" value="cancel" formnovalidate>Cancel</button>
-</div></form>
+</div>{{if .SignedIn}}<p class="switch">Not {{.SignedIn.Name}}? <button class="link" type="submit" name="action" value="signout" formnovalidate>Sign out</button> and choose another account.</p>{{end}}</form>
 <p class="foot">This is the tagwatch X sandbox, not x.com. No real account is involved.</p>
 </main></body></html>
 `))
@@ -71,19 +76,28 @@ type consentData struct {
 	App, Request, Username, Error string
 	Scopes                        []scopeLine
 	Users                         []User
+	// SignedIn is the account this browser's sandbox session is signed in
+	// as (after a consent in it), as X's own sign-in session: the page
+	// then asks that account and offers to sign out.
+	SignedIn *User
 }
 
-func (s *Server) renderConsent(w http.ResponseWriter, status int, reqID string, p authParams, username, msg string) {
+// renderConsent shows the consent page of request reqID. The account is
+// the session's signed-in one, else the user picks it: nothing is
+// preselected (username is what the user picked before an error), so a
+// second person's link in the same browser is never answered as the
+// first person without them choosing so.
+func (s *Server) renderConsent(w http.ResponseWriter, status int, reqID string, p authParams, session, username, msg string) {
 	d := consentData{App: s.cfg.AppName, Request: reqID, Username: username, Error: msg}
 	for _, sc := range p.scopes {
 		d.Scopes = append(d.Scopes, scopeLine{sc, knownScopes[sc]})
 	}
+	if u, ok := s.signedIn(session); ok {
+		d.SignedIn = &u
+	}
 	users, total := s.store.userList(maxSelectUsers + 1)
 	if total > 0 && total <= maxSelectUsers {
 		d.Users = users
-	}
-	if d.Username == "" && total > 0 {
-		d.Username = users[0].Username
 	}
 	var b bytes.Buffer
 	if err := consentTmpl.Execute(&b, d); err != nil {
@@ -92,6 +106,35 @@ func (s *Server) renderConsent(w http.ResponseWriter, status int, reqID string, 
 		return
 	}
 	writeHTML(w, status, b.Bytes())
+}
+
+// maxSessions bounds the signed-in sessions the sandbox remembers; past
+// it the oldest are forgotten (their browsers are asked to pick again).
+const maxSessions = 4096
+
+// signedIn returns the account session is signed in as.
+func (s *Server) signedIn(session string) (User, bool) {
+	if session == "" {
+		return User{}, false
+	}
+	s.mu.Lock()
+	id, ok := s.sessions[session]
+	s.mu.Unlock()
+	if !ok {
+		return User{}, false
+	}
+	return s.store.user(id)
+}
+
+// signInLocked records that session signed in as userID. s.mu must be held.
+func (s *Server) signInLocked(session, userID string) {
+	if _, ok := s.sessions[session]; !ok && len(s.sessions) >= maxSessions {
+		for k := range s.sessions { // any one: a sandbox, not a login service
+			delete(s.sessions, k)
+			break
+		}
+	}
+	s.sessions[session] = userID
 }
 
 // errorPage shows a short message to a browser.

@@ -41,7 +41,8 @@ func (s *Server) prepareGenerator(g Generator) (Generator, error) {
 	tags := make([]string, len(g.Hashtags))
 	for i, t := range g.Hashtags {
 		tags[i] = strings.TrimPrefix(t, "#")
-		if len(extractHashtags("#"+tags[i], nil)) != 1 {
+		// The whole of it must be one hashtag: "go lang" would post #go.
+		if got := extractHashtags("#"+tags[i], nil); len(got) != 1 || got[0] != tagKey(tags[i]) {
 			return g, fmt.Errorf("xsandbox: generator: invalid hashtag %q", t)
 		}
 	}

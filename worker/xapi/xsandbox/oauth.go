@@ -154,14 +154,17 @@ func (s *Server) Grant(userID string, scopes []string) (access, refresh string, 
 
 // RevokeUser revokes every grant userID gave the app, as the user would in
 // X's settings: all its access and refresh tokens stop working at once, and
-// its unused authorization codes too.
-func (s *Server) RevokeUser(userID string) {
+// its unused authorization codes too. It returns how many live grants
+// (token families) it ended.
+func (s *Server) RevokeUser(userID string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	n := 0
 	for _, g := range s.grants[userID] {
 		if !g.revoked {
 			g.revoked = true
 			s.stats.UserRevocations++
+			n++
 		}
 	}
 	delete(s.grants, userID)
@@ -170,6 +173,7 @@ func (s *Server) RevokeUser(userID string) {
 			delete(s.codes, k)
 		}
 	}
+	return n
 }
 
 // validateAuthorize checks the authorization request. It returns a message
@@ -275,7 +279,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: session, Path: "/i/oauth2", HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	s.renderConsent(w, http.StatusOK, reqID, p, "", "")
+	s.renderConsent(w, http.StatusOK, reqID, p, session, "", "")
 }
 
 func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
@@ -300,6 +304,13 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := pa.params
+	if r.PostForm.Get("action") == "signout" {
+		// Sign out of the sandbox session and ask again, the request kept.
+		delete(s.sessions, pa.session)
+		s.mu.Unlock()
+		s.renderConsent(w, http.StatusOK, reqID, p, pa.session, "", "")
+		return
+	}
 	if r.PostForm.Get("action") != "authorize" {
 		delete(s.pending, reqID)
 		s.stats.Denials++
@@ -309,9 +320,14 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 
-	u, ok := s.store.userByName(r.PostForm.Get("username"))
+	name := strings.TrimSpace(r.PostForm.Get("username"))
+	if name == "" {
+		s.renderConsent(w, http.StatusBadRequest, reqID, p, pa.session, "", "Choose the sandbox account to sign in with.")
+		return
+	}
+	u, ok := s.store.userByName(name)
 	if !ok {
-		s.renderConsent(w, http.StatusBadRequest, reqID, p, r.PostForm.Get("username"), "There is no sandbox account with that username.")
+		s.renderConsent(w, http.StatusBadRequest, reqID, p, pa.session, name, "There is no sandbox account with that username.")
 		return
 	}
 	s.mu.Lock()
@@ -321,6 +337,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	delete(s.pending, reqID)
+	s.signInLocked(pa.session, u.ID)
 	code := s.approveLocked(p, u.ID, now)
 	s.mu.Unlock()
 	redirectBack(w, r, p.redirectURI, url.Values{"state": {p.state}, "code": {code}})

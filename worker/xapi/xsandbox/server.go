@@ -91,6 +91,10 @@ type Config struct {
 	// id that was never added is served as a user named "user<id>". It is
 	// called on every such request, without locks held.
 	ExternalToken func(ctx context.Context, token string) (userID string, scopes []string, err error)
+	// Addr is the address to listen on, host:port with a loopback host;
+	// default "127.0.0.1:0" (a free port). The sandbox is never served
+	// beyond loopback: Start refuses any other host.
+	Addr string
 }
 
 // Server is a running sandbox. All its methods are safe for concurrent use.
@@ -117,6 +121,7 @@ type Server struct {
 	access             map[string]*accessToken
 	refresh            map[string]*refreshToken
 	autoApprove        string
+	sessions           map[string]string // sign-in session -> user id (see consent.go)
 	reuseRevokesFamily bool
 	revokeFamilyOnly   bool // see SetRevokeEndsAuthorization
 	faults             map[Endpoint]*faultState
@@ -152,6 +157,7 @@ func Start(cfg Config) (*Server, error) {
 		store:     newStore(),
 		codes:     make(map[string]*authCode),
 		pending:   make(map[string]*pendingAuth),
+		sessions:  make(map[string]string),
 		grants:    make(map[string][]*grant),
 		access:    make(map[string]*accessToken),
 		refresh:   make(map[string]*refreshToken),
@@ -170,9 +176,16 @@ func Start(cfg Config) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := cfg.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	if err := CheckLoopback(addr); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("xsandbox: listen: %w", err)
+		return nil, fmt.Errorf("xsandbox: listen on %s: %w", addr, err)
 	}
 	s.ln = ln
 	s.url = "http://" + ln.Addr().String()
@@ -184,6 +197,7 @@ func Start(cfg Config) (*Server, error) {
 	mux.Handle("POST "+string(EndpointRevoke), s.wrap(EndpointRevoke, s.handleRevoke))
 	mux.Handle("GET "+string(EndpointUsersMe), s.wrap(EndpointUsersMe, s.handleUsersMe))
 	mux.Handle("GET "+string(EndpointSearch), s.wrap(EndpointSearch, s.handleSearch))
+	s.controlRoutes(mux)
 	s.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
