@@ -69,7 +69,6 @@ type demoStats struct {
 	enrolled, renewals, runs, postsRead, matches, delivered, failures atomic.Int64
 	mu                                                                sync.Mutex
 	renewalsBy                                                        map[string]int
-	lastRun                                                           map[string]time.Time
 }
 
 func (s *demoStats) renewed(user string) int {
@@ -77,12 +76,6 @@ func (s *demoStats) renewed(user string) int {
 	defer s.mu.Unlock()
 	s.renewalsBy[user]++
 	return s.renewalsBy[user]
-}
-
-func (s *demoStats) ran(user string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.lastRun[user] = time.Now()
 }
 
 // fewestRenewals is the least renewals of one demo user.
@@ -309,6 +302,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		if err := keepDemoState(dir, cfg, encoded); err != nil {
 			return err
 		}
+		defer printKept(p, dir)
 	}
 	clear(encoded)
 	logFile, err := os.OpenFile(filepath.Join(dir, "tagwatchd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -317,7 +311,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	defer logFile.Close()
 
-	st := &demoStats{renewalsBy: map[string]int{}, lastRun: map[string]time.Time{}}
+	st := &demoStats{renewalsBy: map[string]int{}}
 	led := newLedger()
 	sto := &story{storyFacts: storyFacts{victim: demoUsers[len(demoUsers)-1]}}
 	opts := options{
@@ -357,7 +351,6 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 				st.runs.Add(1)
 				st.postsRead.Add(int64(ev.PostsRead))
 				st.matches.Add(int64(ev.Matches))
-				st.ran(ev.UserID)
 				sto.note(func(s *storyFacts) {
 					if ev.UserID == s.victim.id && !s.consentedAt.IsZero() && s.ranAgainAt.IsZero() {
 						s.ranAgainAt = time.Now()
@@ -413,7 +406,8 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	if webhookSecret != "" {
 		p.line(cBold, "demo", "the %s gets signed deliveries; secret %s", demoTarget(notify.TargetLabel(*webhook)), webhookSecret)
 	}
-	go progress(daemonCtx, p, st)
+	progressDone := make(chan struct{})
+	go func() { defer close(progressDone); progress(daemonCtx, p, st) }()
 
 	story := demoRun{ctx: daemonCtx, p: p, st: st, led: led, sto: sto, d: d, sb: sb, public: public, manual: *manual,
 		webhook: *webhook, authors: authors, drainAt: deadline.Add(-demoDrain)}
@@ -426,12 +420,9 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	err = <-done
 	stopDaemon()
 	<-storyDone
+	<-progressDone
 	p.line(cBold, "demo", "stopping")
-	sumErr := demoSummary(p, outcomeOf(st, sto, led), err)
-	if *keep {
-		printKept(p, dir)
-	}
-	return sumErr
+	return demoSummary(p, outcomeOf(st, sto, led), err)
 }
 
 // demoRun drives the story over a running daemon.
@@ -478,7 +469,12 @@ func (r *demoRun) run() {
 		return
 	}
 	sus, all := watchesSuspended(r.d.db, v.id)
-	r.sto.note(func(s *storyFacts) { s.linkAt, s.suspended, s.watches = time.Now(), sus, all })
+	r.sto.note(func(s *storyFacts) {
+		s.linkAt, s.suspended, s.watches = time.Now(), sus, all
+		if s.noticedAt.IsZero() { // no event said how: the link says it noticed
+			s.noticedAt, s.noticedHow = s.linkAt, "a refresh or run (its re-consent link came)"
+		}
+	})
 	p.line(cCyan, "link", "%s's watches suspended (%d of %d); re-consent link sent to the console: %s", v.name, sus, all, link)
 	// Posts for the suspended watch: they must arrive after the consent.
 	for _, tag := range v.hashtags {
@@ -517,6 +513,9 @@ func (r *demoRun) run() {
 
 	// The end: X stops posting, a last run of each watch reads what is
 	// left, and the demo stops once every post was delivered.
+	if soon := time.Now().Add(demoManualDrain); r.manual && soon.Before(r.drainAt) {
+		r.drainAt = soon
+	}
 	select {
 	case <-time.After(time.Until(r.drainAt)):
 	case <-ctx.Done():
@@ -659,9 +658,8 @@ func demoConfig(dir, listen, public, sandbox string) *config.Config {
 	cfg.HTTP.PublicURL = public
 	cfg.Status.Socket = filepath.Join(dir, "status.sock")
 	// Renew an access token once it has less than half of its 20 s left:
-	// with a run every 5 s each user's token is renewed by the 15th and
-	// the 25th second, so -duration 40s shows two renewals per user
-	// whatever the watches' phases.
+	// with a run every 5 s each user's token is renewed by the 15th
+	// second whatever the watches' phases (demoMinStory counts on it).
 	cfg.Renewal.Skew = config.Duration{Duration: 10 * time.Second}
 	cfg.Notify.AllowPrivateTargets = true
 	cfg.Scheduler.MinInterval = config.Duration{Duration: demoMinInterval}
@@ -832,11 +830,11 @@ func demoSummary(p *printer, o demoOutcome, runErr error) error {
 	ok := runErr == nil
 	p.line(cBold, "summary", "")
 	for _, c := range demoChecks(o, p.start) {
-		mark := "ok  "
+		mark, color := "ok  ", cBold
 		if !c.ok {
-			mark, ok = "MISSING", false
+			mark, color, ok = "MISSING", cRed, false
 		}
-		p.line(cBold, "summary", "%s %s (needed %s)", mark, c.what, c.needed)
+		p.line(color, "summary", "%s %s (needed %s)", mark, c.what, c.needed)
 	}
 	if runErr != nil {
 		p.line(cRed, "summary", "daemon: %v", runErr)

@@ -32,10 +32,14 @@ import (
 const (
 	demoPostRate  = 4 // posts a second
 	demoReadPause = 2 * time.Second
-	demoDrain     = 8 * time.Second
+	demoDrain     = 10 * time.Second
 	demoMinStory  = 15*time.Second + 5*time.Second + demoReadPause + 5*time.Second
-	// demoMinDuration is the shortest -duration the story fits in: 40 s.
-	demoMinDuration = demoMinStory + demoDrain + 5*time.Second
+	// demoMinDuration is the shortest -duration the story fits in: 40 s
+	// (the story, the drain and 3 s to spare).
+	demoMinDuration = demoMinStory + demoDrain + 3*time.Second
+	// demoManualDrain: with -manual, X stops posting this long after the
+	// watch resumed, not at the end of a -duration long enough for a person.
+	demoManualDrain = 15 * time.Second
 )
 
 var demoTags = []string{"golang", "rust", "bbolt", "oauth", "sqlite", "kubernetes"}

@@ -329,11 +329,13 @@ func TestDemo(t *testing.T) {
 	}
 }
 
-// TestDemoManual plays the person -manual waits for: it opens each link
-// printed, signs in as the wrong account once (the terminal must say so,
-// and which account to pick) and follows the re-consent link after the
-// revocation (C16: the second user could not sign in, the terminal said
-// nothing of the refusal).
+// TestDemoManual plays the person -manual waits for, in one browser as
+// a person would: after Ada's consent the sandbox's page is signed in as
+// Ada, so pressing "Authorize" on Grace's link signs in as the wrong
+// account (the terminal must say so, and which account to pick); then the
+// person signs out and picks Grace, and follows the re-consent link after
+// the revocation (C16: the page preselected the first user and had no way
+// to sign out; the terminal said nothing of the refusal).
 func TestDemoManual(t *testing.T) {
 	t.Parallel()
 	buf := &syncBuffer{}
@@ -358,27 +360,28 @@ func TestDemoManual(t *testing.T) {
 		}
 	}
 	ctx := t.Context()
+	browser := newPerson()
 	at := waitLine(`X sandbox at (\S+), daemon at (\S+), state in`)
-	sandbox, public := strings.TrimSuffix(at[1], ","), at[2]
+	sandbox, public := strings.TrimSuffix(at[1], ","), strings.TrimSuffix(at[2], ",")
 	ada := waitLine(`one-time consent link for Ada Lovelace: (\S+)`)[1]
 	waitLine(`open it in a browser and, on the sandbox's page, pick @ada`)
-	if err := walkConsent(ctx, ada, public, sandbox, "ada"); err != nil {
+	if err := browser.consent(ctx, ada, public, sandbox, "ada"); err != nil {
 		t.Fatalf("Ada's consent: %v", err)
 	}
 	waitLine(`enrolled  Ada Lovelace consented in the browser`)
 	grace := waitLine(`one-time consent link for Grace Hopper: (\S+)`)[1]
 	waitLine(`pick @grace \(if it says you are signed in as @ada, sign out first\)`)
-	if err := walkConsent(ctx, grace, public, sandbox, "ada"); err == nil {
-		t.Fatal("Grace's link answered as Ada was accepted")
+	if err := browser.consent(ctx, grace, public, sandbox, ""); err == nil {
+		t.Fatal("Grace's link answered as the signed-in Ada was accepted")
 	}
 	waitLine(`refused   grace's consent: signed in at X with another account .*pick @grace`)
-	if err := walkConsent(ctx, grace, public, sandbox, "grace"); err != nil {
-		t.Fatalf("Grace's consent after the refusal: %v", err)
+	if err := browser.consent(ctx, grace, public, sandbox, "grace"); err != nil {
+		t.Fatalf("Grace's consent after signing out: %v", err)
 	}
 	waitLine(`enrolled  Grace Hopper consented in the browser`)
 	relink := waitLine(`re-consent link sent to the console: (\S+)`)[1]
 	waitLine(`open Grace Hopper's re-consent link above in the browser and pick @grace`)
-	if err := walkConsent(ctx, relink, public, sandbox, "grace"); err != nil {
+	if err := browser.consent(ctx, relink, public, sandbox, "grace"); err != nil {
 		t.Fatalf("Grace's re-consent: %v", err)
 	}
 	err := cmd.Wait()

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"tagwatch/vault"
 )
 
 // chromium returns Debian's Chromium: $TAGWATCH_CHROMIUM, else
@@ -158,7 +160,7 @@ func TestConsentPagesInBrowser(t *testing.T) {
 		t.Errorf("success page text:\n%s", s)
 	}
 	shoot("3-success")
-	xe.expectEnrolled("ada", rec, "1001")
+	g := xe.expectEnrolled("ada", rec, "1001")
 
 	// A second visit says the link was used.
 	resp, err := chromedp.Run(bctx, chromedp.NavigateResponse(link))
@@ -172,4 +174,22 @@ func TestConsentPagesInBrowser(t *testing.T) {
 		t.Errorf("second visit text:\n%s", s)
 	}
 	shoot("4-used")
+
+	// Renewal finds the grant dead: the re-consent link it sends is bound
+	// to the account's id, and its page names the account as @name (C16).
+	if _, err := xe.db.MarkNeedsReconsent(g.ID, vault.Reconsent{Reason: "dead_grant", LinkPrefix: xe.url + "/enroll/", Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	relink, _, err := xe.svc.CreateLink(ctx, vault.LinkRequest{UserID: "ada", Provider: "x", Purpose: vault.PurposeReconsent,
+		GrantID: g.ID, Expected: g.Subject, CreatedBy: "renewal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(bctx, chromedp.Navigate(relink), chromedp.WaitVisible("form button")); err != nil {
+		t.Fatalf("open the re-consent link: %v", err)
+	}
+	if s := text("body"); !strings.Contains(s, "sign in as @ada") || strings.Contains(s, "1001") || !strings.Contains(s, "#golang") {
+		t.Errorf("re-consent page text, want @ada (not the id 1001) and the suspended watch's hashtags:\n%s", s)
+	}
+	shoot("5-reconsent")
 }

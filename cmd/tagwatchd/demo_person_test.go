@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"html"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"tagwatch/worker/xapi/xsandbox"
+)
+
+// person is one browser (one cookie jar, so the sandbox's sign-in session
+// is kept from one consent to the next) used as a person uses the consent
+// pages: open the link, press the button, then on the sandbox's page
+// either authorize as the account it is signed in as, or sign out and
+// pick an account from its list.
+type person struct{ c *http.Client }
+
+func newPerson() *person {
+	jar, _ := cookiejar.New(nil)
+	return &person{c: &http.Client{Jar: jar, Timeout: 20 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+var signedInField = regexp.MustCompile(`<input type="hidden" name="username" value="([^"]*)">`)
+
+func (b *person) do(ctx context.Context, method, u string, form url.Values, want int) (*http.Response, string, error) {
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, "", err
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := b.c.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	page, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != want {
+		return resp, string(page), fmt.Errorf("%s %s: HTTP %d, want %d", method, strings.SplitN(u, "?", 2)[0], resp.StatusCode, want)
+	}
+	return resp, string(page), nil
+}
+
+// consent follows link. pick "" authorizes as the account the sandbox's
+// page is signed in as; otherwise the person signs out if the page is
+// signed in as another account, and picks that one.
+func (b *person) consent(ctx context.Context, link, public, sandbox, pick string) error {
+	if _, _, err := b.do(ctx, "GET", link, nil, http.StatusOK); err != nil {
+		return err
+	}
+	resp, _, err := b.do(ctx, "POST", link, url.Values{}, http.StatusSeeOther)
+	if err != nil {
+		return err
+	}
+	_, page, err := b.do(ctx, "GET", resp.Header.Get("Location"), nil, http.StatusOK)
+	if err != nil {
+		return err
+	}
+	authorize := sandbox + string(xsandbox.EndpointAuthorize)
+	request := func(page string) string {
+		if m := requestField.FindStringSubmatch(page); m != nil {
+			return html.UnescapeString(m[1])
+		}
+		return ""
+	}
+	signedIn := ""
+	if m := signedInField.FindStringSubmatch(page); m != nil {
+		signedIn = html.UnescapeString(m[1])
+	}
+	switch {
+	case pick == "" && signedIn == "":
+		return fmt.Errorf("the sandbox's page is signed in as no account:\n%s", page)
+	case pick == "":
+		pick = signedIn
+	case signedIn != "" && signedIn != pick:
+		if _, page, err = b.do(ctx, "POST", authorize, url.Values{"request": {request(page)}, "action": {"signout"}}, http.StatusOK); err != nil {
+			return err
+		}
+		if signedInField.MatchString(page) || !strings.Contains(page, `value="`+pick+`"`) {
+			return fmt.Errorf("after signing out the sandbox's page is still signed in, or does not offer @%s:\n%s", pick, page)
+		}
+	}
+	resp, _, err = b.do(ctx, "POST", authorize, url.Values{"request": {request(page)}, "username": {pick}, "action": {"authorize"}}, http.StatusFound)
+	if err != nil {
+		return err
+	}
+	resp, _, err = b.do(ctx, "GET", resp.Header.Get("Location"), nil, http.StatusSeeOther)
+	if err != nil {
+		return err
+	}
+	_, _, err = b.do(ctx, "GET", public+resp.Header.Get("Location"), nil, http.StatusOK)
+	return err
+}
