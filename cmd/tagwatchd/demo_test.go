@@ -150,3 +150,34 @@ func TestDemoConsoleBlocks(t *testing.T) {
 		t.Error("the resumed watch was not seen")
 	}
 }
+
+// FuzzDemoConsole: the ledger reads any console block (posts carry text
+// from X) without a panic, and counts only post links it was shown.
+func FuzzDemoConsole(f *testing.F) {
+	f.Add("── tagwatch notification abc (match, attempt 1) ──\n│ New posts for #bbolt\n│ @rob · x\n│ demo post 1\n│ https://x.com/rob/status/1866\n")
+	f.Add("── tagwatch notification def (reconsent_needed, attempt 1) ──\n│ Allow tagwatch again (this link works once):\n")
+	f.Add("── tagwatch notification ghi (enrolled, attempt 1) ──\n│ tagwatch is watching #a again\n")
+	f.Fuzz(func(t *testing.T, block string) {
+		l := newLedger()
+		l.noteConsole(block)
+		for id, times := range l.delivered {
+			if !strings.Contains(block, "/status/"+id) || len(times) == 0 {
+				t.Fatalf("post %q counted as delivered from %q", id, block)
+			}
+		}
+	})
+}
+
+// FuzzDemoLog: every byte of the daemon's log reaches its file, whatever
+// the terminal is told.
+func FuzzDemoLog(f *testing.F) {
+	f.Add(`level=WARN msg="enrollment request refused" reason=wrong_account user=grace` + "\n")
+	f.Add(`msg="enrollment request refused" reason= user=` + "\n\n")
+	f.Fuzz(func(t *testing.T, line string) {
+		var term, file bytes.Buffer
+		n, err := refusalLog{w: &file, p: &printer{w: &term, start: time.Now()}}.Write([]byte(line))
+		if err != nil || n != len(line) || file.String() != line {
+			t.Fatalf("Write(%q) = %d, %v; file got %q", line, n, err, file.String())
+		}
+	})
+}

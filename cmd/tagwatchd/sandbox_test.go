@@ -232,9 +232,13 @@ func TestSandboxService(t *testing.T) {
 	if !strings.Contains(page, "Signed in as <b>Bea</b> (@bea)") || !strings.Contains(page, `value="signout"`) {
 		t.Fatalf("the second consent in the same browser does not say who is signed in or offer to sign out:\n%s", page)
 	}
-	resp, page := submit(url.Values{"request": {req}, "action": {"signout"}})
-	if resp.StatusCode != 200 || strings.Contains(page, "Signed in as <b>") || !strings.Contains(page, "Sign in as") {
-		t.Fatalf("sign out = %d, want the account picker again:\n%s", resp.StatusCode, page)
+	if resp, body := submit(url.Values{"request": {req}, "action": {"signout"}}); resp.StatusCode != http.StatusSeeOther ||
+		resp.Header.Get("Location") != authorize[len(base):] {
+		t.Fatalf("sign out = %d to %q, want 303 back to the same authorization request:\n%s", resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+	req, page = openPage()
+	if strings.Contains(page, "Signed in as <b>") || !strings.Contains(page, "Sign in as") {
+		t.Fatalf("after sign out the consent page is not the account picker:\n%s", page)
 	}
 	if m := sandboxSelectedRE.FindStringSubmatch(page); m != nil && m[1] != "" {
 		t.Errorf("after sign out the consent page preselects @%s", m[1])
@@ -246,6 +250,7 @@ func TestSandboxService(t *testing.T) {
 
 	// The control page lists both accounts with one grant each.
 	admin := consentClient(t)
+	admin.CheckRedirect = nil // the control page answers a POST with a 303 to itself
 	control := base + xsandbox.ControlPath
 	if resp, page := doForm(t, admin, "GET", control, nil, nil); resp.StatusCode != 200 ||
 		!strings.Contains(page, "@ada") || !strings.Contains(page, "@bea") || strings.Count(page, "Revoke tagwatch") != 2 {

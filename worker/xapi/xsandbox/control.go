@@ -64,7 +64,12 @@ func (s *Server) controlRoutes(mux *http.ServeMux) {
 				return
 			}
 			s.log.Info("sandbox control", "action", path, "done", done)
-			s.renderControl(w, http.StatusOK, done, "")
+			// Post/redirect/get: the page says what was done once, and
+			// reloading it does not do it again.
+			s.mu.Lock()
+			s.controlNote = done
+			s.mu.Unlock()
+			http.Redirect(w, r, ControlPath, http.StatusSeeOther)
 		})))
 	}
 	post(controlRevoke, func(r *http.Request) (string, error) {
@@ -201,7 +206,11 @@ type controlData struct {
 }
 
 func (s *Server) handleControlPage(w http.ResponseWriter, _ *http.Request) {
-	s.renderControl(w, http.StatusOK, "", "")
+	s.mu.Lock()
+	done := s.controlNote
+	s.controlNote = ""
+	s.mu.Unlock()
+	s.renderControl(w, http.StatusOK, done, "")
 }
 
 func (s *Server) renderControl(w http.ResponseWriter, status int, done, msg string) {

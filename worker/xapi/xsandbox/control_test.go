@@ -69,9 +69,16 @@ func TestConsentPickerAndSignOut(t *testing.T) {
 	if !strings.Contains(page, "Signed in as <b>Bob B</b> (@bob)") || !strings.Contains(page, `value="signout"`) {
 		t.Fatalf("a signed-in browser's consent page does not say who or offer to sign out:\n%s", page)
 	}
-	resp, page = post(url.Values{"request": {req}, "action": {"signout"}})
-	if resp.StatusCode != 200 || strings.Contains(page, "Signed in as <b>") || !strings.Contains(page, "(@carol)") {
-		t.Fatalf("sign out = %d, want the picker again:\n%s", resp.StatusCode, page)
+	resp, body = post(url.Values{"request": {req}, "action": {"signout"}})
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), string(EndpointAuthorize)+"?") {
+		t.Fatalf("sign out = %d to %q, want 303 back to the authorization request:\n%s", resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+	if resp, body := post(url.Values{"request": {req}, "action": {"authorize"}, "username": {"carol"}}); resp.StatusCode != 400 {
+		t.Fatalf("the request signed out of answered again = %d, want 400:\n%s", resp.StatusCode, body)
+	}
+	req, page = open()
+	if strings.Contains(page, "Signed in as <b>") || !strings.Contains(page, "(@carol)") {
+		t.Fatalf("after sign out the consent page is not the picker:\n%s", page)
 	}
 	resp, body = post(url.Values{"request": {req}, "action": {"authorize"}, "username": {"carol"}})
 	approvedAs(resp, body, "103")

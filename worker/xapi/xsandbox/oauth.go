@@ -70,6 +70,7 @@ type authParams struct {
 
 type pendingAuth struct {
 	params  authParams
+	query   string // the authorization request's query, to ask again after a sign-out
 	session string
 	expires time.Time
 }
@@ -275,7 +276,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		session = randomToken(32)
 	}
 	reqID := randomToken(24)
-	s.pending[reqID] = &pendingAuth{params: p, session: session, expires: now.Add(pendingTTL)}
+	s.pending[reqID] = &pendingAuth{params: p, query: r.URL.RawQuery, session: session, expires: now.Add(pendingTTL)}
 	s.mu.Unlock()
 
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: session, Path: "/i/oauth2", HttpOnly: true, SameSite: http.SameSiteLaxMode})
@@ -305,10 +306,12 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 	}
 	p := pa.params
 	if r.PostForm.Get("action") == "signout" {
-		// Sign out of the sandbox session and ask again, the request kept.
+		// Sign out of the sandbox session and ask again: the same
+		// authorization request, now with the account picker.
 		delete(s.sessions, pa.session)
+		delete(s.pending, reqID)
 		s.mu.Unlock()
-		s.renderConsent(w, http.StatusOK, reqID, p, pa.session, "", "")
+		http.Redirect(w, r, string(EndpointAuthorize)+"?"+pa.query, http.StatusSeeOther)
 		return
 	}
 	if r.PostForm.Get("action") != "authorize" {

@@ -122,6 +122,7 @@ type Server struct {
 	refresh            map[string]*refreshToken
 	autoApprove        string
 	sessions           map[string]string // sign-in session -> user id (see consent.go)
+	controlNote        string            // what the last control action did, shown once (control.go)
 	reuseRevokesFamily bool
 	revokeFamilyOnly   bool // see SetRevokeEndsAuthorization
 	faults             map[Endpoint]*faultState
