@@ -86,7 +86,11 @@ func (b *person) consent(ctx context.Context, link, public, sandbox, pick string
 	case pick == "":
 		pick = signedIn
 	case signedIn != "" && signedIn != pick:
-		if _, page, err = b.do(ctx, "POST", authorize, url.Values{"request": {request(page)}, "action": {"signout"}}, http.StatusOK); err != nil {
+		// Signing out answers 303 back to the same authorization request.
+		if resp, _, err = b.do(ctx, "POST", authorize, url.Values{"request": {request(page)}, "action": {"signout"}}, http.StatusSeeOther); err != nil {
+			return err
+		}
+		if _, page, err = b.do(ctx, "GET", sandbox+resp.Header.Get("Location"), nil, http.StatusOK); err != nil {
 			return err
 		}
 		if signedInField.MatchString(page) || !strings.Contains(page, `value="`+pick+`"`) {

@@ -13,7 +13,7 @@ const maxSelectUsers = 50
 const pageStyle = `
 *{box-sizing:border-box}
 body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;background:#f7f9f9;color:#0f1419;font:16px/1.4 -apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}
-.card{width:100%;max-width:440px;margin:16px;padding:32px 28px;background:#fff;border-radius:16px;box-shadow:0 1px 3px rgba(15,20,25,.12),0 8px 28px rgba(15,20,25,.08)}
+.card{width:calc(100% - 32px);max-width:440px;margin:16px;padding:32px 28px;background:#fff;border-radius:16px;box-shadow:0 1px 3px rgba(15,20,25,.12),0 8px 28px rgba(15,20,25,.08)}
 .logo{width:44px;height:44px;margin:0 auto 14px;border-radius:50%;background:#0f1419;color:#fff;display:flex;align-items:center;justify-content:center;font-weight:800;font-size:22px}
 .tag{display:block;width:max-content;margin:0 auto 18px;padding:2px 10px;border-radius:999px;background:#fff4cc;color:#6b5500;font-size:12px;font-weight:700;letter-spacing:.04em;text-transform:uppercase}
 h1{margin:0 0 6px;font-size:23px;text-align:center;line-height:1.25}

@@ -101,7 +101,7 @@ func (s *Server) controlRoutes(mux *http.ServeMux) {
 		switch r.PostForm.Get("action") {
 		case "set":
 			n := s.CapUsage()
-			return fmt.Sprintf("usage cap reached: the app's monthly budget is now the %d posts it read; searches answer usage-capped", n), nil
+			return fmt.Sprintf("usage cap reached after %d posts read this month: searches answer usage-capped", n), nil
 		case "lift":
 			s.SetMonthlyPostBudget(0)
 			return "usage cap lifted", nil
@@ -136,15 +136,16 @@ func (s *Server) RateLimitFor(ep Endpoint, d time.Duration) {
 	s.appWin[ep] = &window{start: s.now(), count: lim.PerApp}
 }
 
-// CapUsage sets the monthly post budget to what the app has read this
-// month (at least 1), so the usage cap binds from the next search on (or
-// the one after, when nothing was read yet), and returns the budget.
+// CapUsage makes the app reach its monthly usage cap now: from the next
+// search on, searches answer X's usage-capped 429, whatever the budget
+// and the month, until SetMonthlyPostBudget sets a budget again (0 lifts
+// the cap). It returns the posts read this month.
 func (s *Server) CapUsage() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rollMonthLocked(s.now())
-	s.budget = max(s.monthRead, 1)
-	return s.budget
+	s.capReached = true
+	return s.monthRead
 }
 
 var controlTmpl = template.Must(template.New("control").Parse(`<!doctype html>
@@ -181,10 +182,10 @@ h2{margin:24px 0 8px;font-size:18px}
 <span class="state">{{if .Drops}}armed: {{.Drops}}{{else}}not armed{{end}}</span></div>
 <div class="row"><form method="post" action="/sandbox/rate-limit"><label for="seconds">Rate-limit searches for</label>
 <input id="seconds" name="seconds" type="number" min="1" max="3600" value="60"> s <button class="deny" type="submit">Limit</button></form>
-<form method="post" action="/sandbox/rate-limit"><input type="hidden" name="seconds" value="0"><button class="deny" type="submit">X's limits</button></form></div>
+<form method="post" action="/sandbox/rate-limit"><input type="hidden" name="seconds" value="0"><button class="deny" type="submit">Restore X's limits</button></form></div>
 <div class="row"><form method="post" action="/sandbox/usage-cap"><input type="hidden" name="action" value="set"><button class="deny" type="submit">Reach the usage cap</button></form>
-<form method="post" action="/sandbox/usage-cap"><input type="hidden" name="action" value="lift"><button class="deny" type="submit">Lift it</button></form>
-<span class="state">{{if .Budget}}cap: {{.Budget}} posts a month, {{.Read}} read{{else}}no cap; {{.Read}} posts read this month{{end}}</span></div>
+<form method="post" action="/sandbox/usage-cap"><input type="hidden" name="action" value="lift"><button class="deny" type="submit">Lift the cap</button></form>
+<span class="state">{{if .Capped}}cap reached; {{.Read}} posts read this month{{else if .Budget}}cap: {{.Budget}} posts a month, {{.Read}} read{{else}}no cap; {{.Read}} posts read this month{{end}}</span></div>
 <h2>Counts</h2>
 <p class="state">{{.Stats.Consents}} consents, {{index .Stats.TokenRequests "refresh_token"}} refreshes, {{.Stats.UserRevocations}} revocations, {{.Searches}} searches, {{.Stats.PostsReadTotal}} posts read, {{.Stats.RateLimited}} rate-limited, {{.Stats.UsageCapped}} usage-capped, {{.Stats.Drops}} answers lost.</p>
 <p class="foot">This is the tagwatch X sandbox, not x.com. No real account is involved. <a href="/sandbox/">Reload</a></p>
@@ -201,6 +202,7 @@ type controlData struct {
 	Users            []controlUser
 	Drops            int
 	Budget, Read     int64
+	Capped           bool
 	Searches         int
 	Stats            Stats
 }
@@ -222,7 +224,7 @@ func (s *Server) renderControl(w http.ResponseWriter, status int, done, msg stri
 	}
 	d.Drops = s.dropAfterRotate
 	s.rollMonthLocked(s.now())
-	d.Budget, d.Read = s.budget, s.monthRead
+	d.Budget, d.Read, d.Capped = s.budget, s.monthRead, s.capReached
 	d.Stats = s.stats.clone()
 	s.mu.Unlock()
 	for _, n := range d.Stats.APICalls[EndpointSearch] {

@@ -62,6 +62,7 @@ func (s *Server) SetRateLimit(ep Endpoint, perUser, perApp int, window time.Dura
 func (s *Server) SetMonthlyPostBudget(n int64) {
 	s.mu.Lock()
 	s.budget = n
+	s.capReached = false // see CapUsage
 	s.mu.Unlock()
 }
 
@@ -92,9 +93,9 @@ func (s *Server) admit(w http.ResponseWriter, ep Endpoint, user string) bool {
 	}
 	m[user]++
 	capped := false
-	if ep == EndpointSearch && s.budget > 0 {
+	if ep == EndpointSearch && (s.budget > 0 || s.capReached) {
 		s.rollMonthLocked(now)
-		capped = s.monthRead >= s.budget
+		capped = s.capReached || s.monthRead >= s.budget
 	}
 	lim := s.limits[ep]
 	var uw, aw *window

@@ -132,6 +132,7 @@ type Server struct {
 	userWin            map[winKey]*window
 	appWin             map[Endpoint]*window
 	budget             int64
+	capReached         bool // CapUsage: the usage cap binds until SetMonthlyPostBudget
 	month              int
 	monthRead          int64
 	stats              Stats
