@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -166,6 +167,14 @@ func Open(opts Options) (*DB, error) {
 	}
 	if opts.ReadOnly && isNew {
 		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, ErrNoVault)
+	}
+	if isNew {
+		// A first start outside systemd (whose StateDirectory= makes it)
+		// may find no state directory yet: make it, private to the
+		// daemon's user, as StateDirectoryMode=0700 would.
+		if err := os.MkdirAll(filepath.Dir(opts.Path), 0o700); err != nil {
+			return nil, fmt.Errorf("vault: create the directory of %s: %w", opts.Path, err)
+		}
 	}
 	// bbolt's reads at open are contained all the same: should one still
 	// fault or panic on a damaged page, the file it opened is closed (its

@@ -517,3 +517,30 @@ func BenchmarkStoreGrant(b *testing.B) {
 		}
 	})
 }
+
+// TestOpenCreatesStateDirectory: a first start outside systemd, whose
+// state directory does not exist yet, creates it (mode 0700) with the
+// vault; without Create nothing is made.
+func TestOpenCreatesStateDirectory(t *testing.T) {
+	master, _, err := seal.NewMasterKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "state", "tagwatch")
+	path := filepath.Join(dir, "tagwatch.db")
+	if _, err := Open(Options{Path: path, Master: master}); !errors.Is(err, ErrNoVault) {
+		t.Fatalf("Open without Create = %v, want ErrNoVault", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Open without Create made %s (%v)", dir, err)
+	}
+	db, err := Open(Options{Path: path, Master: master, Create: true})
+	if err != nil {
+		t.Fatalf("Open with Create in a missing directory: %v", err)
+	}
+	db.Close()
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("state directory = %v, %v; want mode 0700", fi, err)
+	}
+}
