@@ -47,7 +47,9 @@ func newEnv(t *testing.T) env {
 	t.Helper()
 	dir := t.TempDir()
 	e := env{dir: dir, config: filepath.Join(dir, "tagwatch.toml"), key: filepath.Join(dir, "master.key"), db: filepath.Join(dir, "tagwatch.db")}
-	cfg := fmt.Sprintf("[daemon]\nstate_dir = %q\n\n[keys]\nmaster_key_file = %q\n\n[status]\nsocket = %q\n", dir, e.key, filepath.Join(dir, "status.sock"))
+	// The public listener on a port of the kernel's choosing: a tagwatchd
+	// a developer runs on the default 127.0.0.1:8080 must not fail the tests.
+	cfg := fmt.Sprintf("[daemon]\nstate_dir = %q\n\n[keys]\nmaster_key_file = %q\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[status]\nsocket = %q\n", dir, e.key, filepath.Join(dir, "status.sock"))
 	if err := os.WriteFile(e.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
