@@ -48,9 +48,18 @@ resumes from its cursor. At the end X stops posting, the last runs deliver
 what is left, and a summary checks each step against what it needed,
 including that every post X has for each user's hashtags was delivered
 once. It exits 0 only if every step of the story happened. The story needs
-at least 40s; a line every few seconds shows the counts in between.
-With -keep the state directory stays, with the vault's master key and a
-configuration beside it (mode 0600) for the offline subcommands.
+at least 40s; a line every few seconds shows the counts when they change.
+
+Ctrl-C (or SIGTERM) stops it early: X stops posting, the last runs deliver
+what is left (at most 8s; a second Ctrl-C skips them), and the summary
+marks "stopped" each step the stop came before, and counts the posts made
+after the last run as not yet due, not missed. It then exits 130 (143 on
+SIGTERM), or 1 if a step that had its time did not happen.
+
+Without -keep the state directory (with the daemon's log) is removed at
+the end. With -keep it stays, with the vault's master key and a
+configuration beside it (mode 0600) for the offline subcommands; the demo
+lists every file kept, with its mode.
 `
 
 // demoUser is a person in the demo and the hashtags they watch.
@@ -118,10 +127,12 @@ const (
 
 // consoleLines turns the console channel's notification blocks into one
 // line per matching post (and one per other notice), and gives each block
-// to the ledger.
+// to the ledger. A consent's "tagwatch is watching" notice waits in cn
+// for the demo's line saying the consent happened.
 type consoleLines struct {
 	p   *printer
 	led *ledger
+	cn  *consentNotices
 }
 
 func (c consoleLines) Write(b []byte) (int, error) {
@@ -148,9 +159,101 @@ func (c consoleLines) Write(b []byte) (int, error) {
 		}
 	}
 	if posts == 0 {
-		c.p.line(cMagenta, "notice", "%s", heading)
+		say := func() { c.p.line(cMagenta, "notice", "%s", heading) }
+		m := consoleHeader.FindStringSubmatch(lines[0])
+		if user := watchingUser(heading); user != "" && m != nil && m[2] == vault.NoticeEnrolled {
+			c.cn.notice(user, m[1], say)
+		} else {
+			say()
+		}
 	}
 	return len(b), nil
+}
+
+// watchingUser is the demo user whose consent a "tagwatch is watching
+// #a #b" notice (or "... again") follows, or "".
+func watchingUser(heading string) string {
+	for _, u := range demoUsers {
+		watching := "tagwatch is watching #" + strings.Join(u.hashtags, " #")
+		if heading == watching || heading == watching+" again" {
+			return u.id
+		}
+	}
+	return ""
+}
+
+// consentNotices keeps the console's "tagwatch is watching" notice of a
+// consent, and the line of its delivery, until the demo has said the
+// consent happened: the notifier prints the notice before the consent
+// flow's last page is back. Its methods are safe for concurrent use; it
+// prints under its lock, so the lines keep their order.
+type consentNotices struct {
+	mu     sync.Mutex
+	said   map[string]int      // consents the demo has said, by user
+	seen   map[string]int      // "watching" notices the console printed, by user
+	held   map[string][]func() // lines held, by user
+	heldID map[string]string   // the id of a held notice: its user
+}
+
+func newConsentNotices() *consentNotices {
+	return &consentNotices{said: map[string]int{}, seen: map[string]int{}, held: map[string][]func(){}, heldID: map[string]string{}}
+}
+
+// notice prints the user's "watching" notice id, or holds it until the
+// demo says the consent it follows.
+func (c *consentNotices) notice(user, id string, say func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seen[user]++
+	if c.seen[user] <= c.said[user] {
+		say()
+		return
+	}
+	c.held[user] = append(c.held[user], say)
+	c.heldID[id] = user
+}
+
+// delivered prints the delivery line of notification id, or holds it
+// behind its held notice.
+func (c *consentNotices) delivered(id string, say func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if user, ok := c.heldID[id]; ok {
+		c.held[user] = append(c.held[user], say)
+		return
+	}
+	say()
+}
+
+// consented prints the demo's line saying the user consented, then the
+// lines held for it.
+func (c *consentNotices) consented(user string, say func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.said[user]++
+	say()
+	c.releaseLocked(user)
+}
+
+// flush prints every line still held (a consent the demo never said).
+func (c *consentNotices) flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, u := range demoUsers {
+		c.releaseLocked(u.id)
+	}
+}
+
+func (c *consentNotices) releaseLocked(user string) {
+	for _, say := range c.held[user] {
+		say()
+	}
+	delete(c.held, user)
+	for id, u := range c.heldID {
+		if u == user {
+			delete(c.heldID, id)
+		}
+	}
 }
 
 // demoTarget names a target on the demo's terminal: the label
@@ -167,12 +270,15 @@ func demoTarget(label string) string {
 	return label
 }
 
-// refusalLog passes the daemon's log to its file and tells the demo's
-// terminal about each refused consent (a sign-in as another account, say),
-// which the browser shows but the terminal would not.
+// refusalLog passes the daemon's log to its file (path; kept says it
+// stays after the demo) and tells the demo's terminal about each refused
+// consent (a sign-in as another account, say), which the browser shows but
+// the terminal would not.
 type refusalLog struct {
-	w io.Writer
-	p *printer
+	w    io.Writer
+	p    *printer
+	path string
+	kept bool
 }
 
 var (
@@ -197,7 +303,11 @@ func (r refusalLog) Write(b []byte) (int, error) {
 			r.p.line(cRed, "refused", "%s's consent: signed in at X with another account than the link is for; nothing was stored. "+
 				"Open the link again and, on the sandbox's page, sign out and pick @%s", user, demoUsername(user))
 		default:
-			r.p.line(cRed, "refused", "a consent request of %s: %s (see the daemon's log)", user, reason)
+			gone := ""
+			if !r.kept {
+				gone = "; removed at the end, unless -keep"
+			}
+			r.p.line(cRed, "refused", "a consent request of %s: %s (see the daemon's log, %s%s)", user, reason, r.path, gone)
 		}
 	}
 	return r.w.Write(b)
@@ -214,18 +324,21 @@ func demoUsername(id string) string {
 
 func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, demoUsage); fs.PrintDefaults() }
+	fs.SetOutput(io.Discard) // a bad flag is one line (run prints it); -h prints the usage
 	duration := fs.Duration("duration", 60*time.Second, fmt.Sprintf("stop by itself after this long (at least %s; 10m with -manual)", demoMinDuration))
 	manual := fs.Bool("manual", false, "print the consent links and wait for a person to open them in a browser")
 	webhook := fs.String("webhook", "", "also send notifications to this webhook URL (Standard Webhooks; the secret is printed)")
 	colorMode := fs.String("color", "auto", "colour the output: auto (on a terminal), always, never")
 	keep := fs.Bool("keep", false, "keep the state directory (vault, its master key, a configuration, the log) afterwards")
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			printFlagsUsage(stdout, demoUsage, fs)
+			return nil
+		}
+		return &exitError{exitUsage, fmt.Errorf("demo: %w (see tagwatchd demo -h)", err)}
 	}
 	if fs.NArg() > 0 {
-		return &exitError{2, fmt.Errorf("demo: unexpected argument %q", fs.Arg(0))}
+		return &exitError{exitUsage, fmt.Errorf("demo: unexpected argument %q", fs.Arg(0))}
 	}
 	durationSet := false
 	fs.Visit(func(f *flag.Flag) { durationSet = durationSet || f.Name == "duration" })
@@ -237,10 +350,18 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 			"(the first renewals by the 15th second, a revocation noticed and consented again, the watch resumed, "+
 			"and a last run for the posts)", *duration, demoMinDuration)}
 	}
+	switch *colorMode {
+	case "auto", "always", "never":
+	default:
+		return &exitError{exitUsage, fmt.Errorf("demo: invalid value %q for flag -color: want auto, always or never", *colorMode)}
+	}
+	// Ctrl-C stops the story, not the daemon: the last runs still deliver
+	// (interrupts.watch). The daemon itself ignores the signals (NoSignals).
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	p := &printer{w: stdout, start: time.Now(), color: useColor(*colorMode, stdout)}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *duration)
+	ctx, cancel := context.WithTimeout(context.Background(), *duration)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 
@@ -305,7 +426,8 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		defer printKept(p, dir)
 	}
 	clear(encoded)
-	logFile, err := os.OpenFile(filepath.Join(dir, "tagwatchd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logPath := filepath.Join(dir, "tagwatchd.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
@@ -313,9 +435,11 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 
 	st := &demoStats{renewalsBy: map[string]int{}}
 	led := newLedger()
-	sto := &story{storyFacts: storyFacts{victim: demoUsers[len(demoUsers)-1]}}
+	cn := newConsentNotices()
+	defer cn.flush()
+	sto := &story{storyFacts: storyFacts{victim: demoUsers[len(demoUsers)-1], stageAt: p.start}}
 	opts := options{
-		Master: master, CreateVault: true, HTTPListener: ln, Console: consoleLines{p, led},
+		Master: master, CreateVault: true, HTTPListener: ln, Console: consoleLines{p, led, cn}, NoSignals: true,
 		RenewObserver: func(ev renew.Event) {
 			switch ev.Kind {
 			case renew.EventRenewed:
@@ -351,12 +475,13 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 				st.runs.Add(1)
 				st.postsRead.Add(int64(ev.PostsRead))
 				st.matches.Add(int64(ev.Matches))
+				led.ran(ev.UserID, ev.Time, ev.Time.Add(ev.Duration))
 				sto.note(func(s *storyFacts) {
 					if ev.UserID == s.victim.id && !s.consentedAt.IsZero() && s.ranAgainAt.IsZero() {
 						s.ranAgainAt = time.Now()
 					}
 				})
-				p.line(cBlue, "ran", "%s's watch: read %d posts, %d new, %d pages, lag %s", ev.UserID, ev.PostsRead, ev.Matches, ev.Pages, ev.Lag.Round(time.Millisecond))
+				p.line(cBlue, "ran", "%s", runLine(ev))
 			case worker.EventRunFailed, worker.EventUsageCapped:
 				if sto.during(ev.UserID) {
 					sto.note(func(s *storyFacts) {
@@ -375,7 +500,9 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 			switch ev.Kind {
 			case notify.EventDelivered:
 				st.delivered.Add(1)
-				p.line(cGreen, "delivered", "notification %s to %s in %s", short(ev.ID), demoTarget(ev.Target), ev.Latency.Round(time.Millisecond))
+				cn.delivered(ev.ID, func() {
+					p.line(cGreen, "delivered", "notification %s to %s in %s", short(ev.ID), demoTarget(ev.Target), ev.Latency.Round(time.Millisecond))
+				})
 			case notify.EventDead, notify.EventDisabled:
 				st.failures.Add(1)
 				p.line(cRed, "delivery", "%s to %s: %s", short(ev.ID), demoTarget(ev.Target), ev.Kind)
@@ -383,46 +510,120 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		},
 	}
 	// The daemon runs as it does under systemd (serve): status socket,
-	// metrics, watchdog and all; its log goes to the state directory.
+	// metrics, watchdog and all; its log goes to the state directory. The
+	// story runs in storyCtx, which the first Ctrl-C ends; the last runs
+	// after it in lastCtx, which a second Ctrl-C ends.
 	daemonCtx, stopDaemon := context.WithCancel(ctx)
 	defer stopDaemon()
+	storyCtx, stopStory := context.WithCancel(daemonCtx)
+	defer stopStory()
+	lastCtx, hurry := context.WithCancel(daemonCtx)
+	defer hurry()
+	intr := &interrupts{}
+	intrDone := make(chan struct{})
+	go func() { defer close(intrDone); intr.watch(daemonCtx, sigs, stopStory, hurry) }()
 	bound := make(chan *operator, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- serve(daemonCtx, cfg, refusalLog{logFile, p}, opts, func(op *operator) { bound <- op })
+		done <- serve(daemonCtx, cfg, refusalLog{w: logFile, p: p, path: logPath, kept: *keep}, opts, func(op *operator) { bound <- op })
 	}()
 	var d *daemon
 	select {
 	case op := <-bound:
 		d = op.d
 	case err := <-done:
+		stopDaemon()
+		<-intrDone
 		return fmt.Errorf("demo: the daemon did not start: %w", err)
 	}
 
-	p.line(cBold, "demo", "tagwatch %s: X sandbox at %s, daemon at %s, state in %s", Version(), sb.URL(), public, dir)
+	removed := " (removed at the end, with the daemon's log; -keep keeps it)"
+	if *keep {
+		removed = " (kept at the end)"
+	}
+	p.line(cBold, "demo", "tagwatch %s: X sandbox at %s, daemon at %s, state in %s%s", Version(), sb.URL(), public, dir, removed)
 	p.line(cBold, "demo", "demo pace: watches run %s (scheduler.min_interval %s here; the default is %s)", strings.TrimPrefix(demoSchedule, "@"),
 		demoMinInterval, config.DefaultMinInterval)
 	p.line(cBold, "demo", "look inside while it runs: go run ./cmd/tagwatchctl --socket %s status", cfg.Status.Socket)
+	p.line(cBold, "demo", "Ctrl-C stops it early: the last runs deliver what is left, then the summary")
 	if webhookSecret != "" {
 		p.line(cBold, "demo", "the %s gets signed deliveries; secret %s", demoTarget(notify.TargetLabel(*webhook)), webhookSecret)
 	}
 	progressDone := make(chan struct{})
-	go func() { defer close(progressDone); progress(daemonCtx, p, st) }()
+	go func() {
+		defer close(progressDone)
+		progress(daemonCtx, p, demoProgressEvery, func() progressFacts { return progressOf(st, led, d.db) })
+	}()
 
-	story := demoRun{ctx: daemonCtx, p: p, st: st, led: led, sto: sto, d: d, sb: sb, public: public, manual: *manual,
+	story := demoRun{ctx: storyCtx, p: p, st: st, led: led, sto: sto, cn: cn, d: d, sb: sb, public: public, manual: *manual,
 		webhook: *webhook, authors: authors, drainAt: deadline.Add(-demoDrain)}
 	storyDone := make(chan struct{})
 	go func() {
 		defer close(storyDone)
 		story.run()
+		if sig, at := intr.stopped(); sig != nil && sto.snapshot().stage != stageDone {
+			story.stopEarly(lastCtx, signalName(sig), at)
+		}
 		stopDaemon()
 	}()
 	err = <-done
 	stopDaemon()
 	<-storyDone
 	<-progressDone
+	<-intrDone
+	cn.flush()
 	p.line(cBold, "demo", "stopping")
-	return demoSummary(p, outcomeOf(st, sto, led), err)
+	o := outcomeOf(st, sto, led, time.Now())
+	o.manual = *manual
+	if sig, _ := intr.stopped(); sig != nil && o.story.stoppedBy != "" {
+		o.exitCode = 128 + int(sig.(syscall.Signal))
+	}
+	return demoSummary(p, o, err)
+}
+
+// interrupts turns the first SIGINT or SIGTERM into an early stop of the
+// story and a second into the end of the last runs; after that the
+// signals have their default effect again. Safe for concurrent use.
+type interrupts struct {
+	mu  sync.Mutex
+	sig os.Signal
+	at  time.Time
+}
+
+// watch runs until ctx ends or a second signal came.
+func (in *interrupts) watch(ctx context.Context, sigs chan os.Signal, stopStory, hurry func()) {
+	for n := 0; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case s := <-sigs:
+			if n == 0 {
+				in.mu.Lock()
+				in.sig, in.at = s, time.Now()
+				in.mu.Unlock()
+				stopStory()
+				continue
+			}
+			hurry()
+			signal.Stop(sigs)
+			return
+		}
+	}
+}
+
+// stopped returns the first signal and when it came, or nil.
+func (in *interrupts) stopped() (os.Signal, time.Time) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.sig, in.at
+}
+
+// signalName names sig as a person sent it.
+func signalName(sig os.Signal) string {
+	if sig == syscall.SIGTERM {
+		return "SIGTERM"
+	}
+	return "Ctrl-C"
 }
 
 // demoRun drives the story over a running daemon.
@@ -432,6 +633,7 @@ type demoRun struct {
 	st              *demoStats
 	led             *ledger
 	sto             *story
+	cn              *consentNotices
 	d               *daemon
 	sb              *xsandbox.Server
 	public, webhook string
@@ -440,26 +642,32 @@ type demoRun struct {
 	drainAt         time.Time
 }
 
+// run tells the story, one stage after the other (story.reach), until its
+// end or the end of r.ctx.
 func (r *demoRun) run() {
 	ctx, p := r.ctx, r.p
+	r.sto.reach(stageEnroll)
 	if !r.enroll() {
 		return
 	}
-	// X gets posts from now on; the demo keeps a ledger of them.
+	// X gets posts from now on; the demo keeps a ledger of them. X stops
+	// posting when the story ends, whatever ends it.
 	genCtx, stopPosting := context.WithCancel(ctx)
-	defer stopPosting()
 	genDone := make(chan struct{})
 	go func() { defer close(genDone); r.led.generate(genCtx, r.sb, r.authors) }()
+	defer func() { stopPosting(); <-genDone }()
 	p.line(cBold, "demo", "X gets %d posts a second with #%s (a tenth of them reposts, which watches leave out)", demoPostRate, strings.Join(demoTags, " #"))
 
 	// After every user's first renewal, the last user takes tagwatch's
 	// access back at X, as in X's settings.
 	v := r.sto.victim
+	r.sto.reach(stageRenewals)
 	if !waitUntil(ctx, 100*time.Millisecond, func() bool { return r.st.fewestRenewals() >= 1 }) {
 		return
 	}
 	r.sb.RevokeUser(v.xID)
 	r.sto.note(func(s *storyFacts) { s.revokedAt = time.Now() })
+	r.sto.reach(stageNotice)
 	p.line(cRed, "revoked", "%s revoked tagwatch's access at X (Settings → Connected apps → Revoke); the daemon finds out on the next refresh or run", v.name)
 
 	var link string
@@ -482,6 +690,7 @@ func (r *demoRun) run() {
 	}
 	p.line(cBold, "demo", "X gets a post for #%s while %s's watch is suspended", strings.Join(v.hashtags, " and #"), v.name)
 
+	r.sto.reach(stageConsent)
 	if r.manual {
 		p.line(cCyan, "demo", "open %s's re-consent link above in the browser and pick @%s on the sandbox's page", v.name, v.username)
 		revoked := r.sto.snapshot().revokedAt
@@ -496,12 +705,15 @@ func (r *demoRun) run() {
 			return
 		}
 		if err := walkConsent(ctx, link, r.public, r.sb.URL(), v.username); err != nil {
-			p.line(cRed, "refused", "re-consent of %s: %v", v.name, err)
+			if ctx.Err() == nil {
+				p.line(cRed, "refused", "re-consent of %s: %v", v.name, err)
+			}
 			return
 		}
 	}
 	r.sto.note(func(s *storyFacts) { s.consentedAt = time.Now() })
-	p.line(cCyan, "consented", "%s allowed tagwatch again (landing page, POST, X consent, callback); the watch resumes from its cursor", v.name)
+	r.sto.reach(stageResume)
+	r.cn.consented(v.id, func() { p.line(cCyan, "consented", "%s", reconsentedLine(v, r.manual)) })
 	select {
 	case <-r.led.resumed:
 	case <-ctx.Done():
@@ -513,6 +725,7 @@ func (r *demoRun) run() {
 
 	// The end: X stops posting, a last run of each watch reads what is
 	// left, and the demo stops once every post was delivered.
+	r.sto.reach(stageRunning)
 	if soon := time.Now().Add(demoManualDrain); r.manual && soon.Before(r.drainAt) {
 		r.drainAt = soon
 	}
@@ -523,8 +736,57 @@ func (r *demoRun) run() {
 	}
 	stopPosting()
 	<-genDone
+	r.sto.reach(stageDrain)
 	p.line(cBold, "demo", "X stops posting; waiting for the last runs to deliver what is left")
+	if waitUntil(ctx, 100*time.Millisecond, r.led.complete) {
+		r.sto.reach(stageDone)
+	}
+}
+
+// stopEarly ends a story that a signal (named how, at) stopped: X no
+// longer posts (run has returned), and the last runs deliver what is left
+// until every post is delivered, demoStopDrain passes or ctx ends (a
+// second Ctrl-C).
+func (r *demoRun) stopEarly(ctx context.Context, how string, at time.Time) {
+	f := r.sto.snapshot()
+	r.sto.note(func(s *storyFacts) { s.stoppedBy, s.stoppedAt = how, at })
+	r.p.line(cBold, "demo", "%s: stopped early %s; X stops posting; the last runs deliver what is left (at most %s; %s again skips them)",
+		how, f.stage, demoStopDrain, how)
+	ctx, cancel := context.WithTimeout(ctx, demoStopDrain)
+	defer cancel()
 	waitUntil(ctx, 100*time.Millisecond, r.led.complete)
+}
+
+// consentHow says how a consent was given.
+func consentHow(manual bool) string {
+	if manual {
+		return "consented in the browser"
+	}
+	return "consented at X (landing page, POST, X consent, callback)"
+}
+
+// enrolledLine is the demo's line for a user's first consent.
+func enrolledLine(u demoUser, manual bool) string {
+	return fmt.Sprintf("%s %s; watching #%s %s", u.name, consentHow(manual), strings.Join(u.hashtags, " #"), strings.TrimPrefix(demoSchedule, "@"))
+}
+
+// reconsentedLine is the demo's line for the revoked user's new consent.
+func reconsentedLine(v demoUser, manual bool) string {
+	return fmt.Sprintf("%s allowed tagwatch again, %s; the watch resumes from its cursor", v.name, consentHow(manual))
+}
+
+// runLine is the demo's line for a watch's run.
+func runLine(ev worker.Event) string {
+	return fmt.Sprintf("%s's watch: read %s, %d new, %s, lag %s", ev.UserID, plural(ev.PostsRead, "post"), ev.Matches,
+		plural(ev.Pages, "page"), ev.Lag.Round(time.Millisecond))
+}
+
+// plural is "1 post", "2 posts".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // enroll sends each user's consent link and follows it (or waits for a
@@ -539,7 +801,9 @@ func (r *demoRun) enroll() bool {
 		link, _, err := r.d.enroll.CreateLink(ctx, vault.LinkRequest{UserID: u.id, UserName: u.name, Provider: "x", Expected: u.username,
 			Watch: &vault.WatchSpec{Hashtags: u.hashtags, Schedule: demoSchedule, Targets: targets}, CreatedBy: "tagwatchd demo"})
 		if err != nil {
-			p.line(cRed, "link", "consent link for %s: %v", u.id, err)
+			if ctx.Err() == nil {
+				p.line(cRed, "link", "consent link for %s: %v", u.id, err)
+			}
 			return false
 		}
 		p.line(cCyan, "link", "one-time consent link for %s: %s", u.name, link)
@@ -552,16 +816,14 @@ func (r *demoRun) enroll() bool {
 			if !r.waitGrant(u.id, time.Time{}) {
 				return false
 			}
-			r.st.enrolled.Add(1)
-			p.line(cCyan, "enrolled", "%s consented in the browser; watching #%s every 5s", u.name, strings.Join(u.hashtags, " #"))
-			continue
-		}
-		if err := walkConsent(ctx, link, r.public, r.sb.URL(), u.username); err != nil {
-			p.line(cRed, "refused", "consent flow of %s: %v", u.id, err)
+		} else if err := walkConsent(ctx, link, r.public, r.sb.URL(), u.username); err != nil {
+			if ctx.Err() == nil {
+				p.line(cRed, "refused", "consent flow of %s: %v", u.id, err)
+			}
 			return false
 		}
 		r.st.enrolled.Add(1)
-		p.line(cCyan, "enrolled", "%s consented at X (landing page, POST, X consent, callback); watching #%s every 5s", u.name, strings.Join(u.hashtags, " #"))
+		r.cn.consented(u.id, func() { p.line(cCyan, "enrolled", "%s", enrolledLine(u, r.manual)) })
 	}
 	return true
 }
@@ -607,29 +869,97 @@ func keepDemoState(dir string, cfg *config.Config, encodedKey []byte) error {
 	return nil
 }
 
+// keptFiles says what each file of a kept state directory is.
+var keptFiles = map[string]string{
+	"tagwatch.db":     "the vault",
+	"master.key":      "the vault's master key: whoever reads it opens the vault",
+	"tagwatch.toml":   "a configuration naming both, for the offline subcommands",
+	"tagwatchd.log":   "the daemon's log",
+	"x-client-secret": "the client secret of the demo's X (which stopped with the demo)",
+	"webhook-secret":  "the -webhook's signing secret",
+	"status.sock":     "the stopped daemon's status socket",
+}
+
+// printKept lists every file of the kept state directory dir, with its
+// mode and what it is.
 func printKept(p *printer, dir string) {
 	p.line(cBold, "kept", "state kept in %s:", dir)
-	p.line(cBold, "kept", "  vault          %s", filepath.Join(dir, "tagwatch.db"))
-	p.line(cBold, "kept", "  master key     %s (mode 0600: whoever reads it opens the vault)", filepath.Join(dir, "master.key"))
-	p.line(cBold, "kept", "  configuration  %s", filepath.Join(dir, "tagwatch.toml"))
-	p.line(cBold, "kept", "  daemon log     %s", filepath.Join(dir, "tagwatchd.log"))
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		p.line(cRed, "kept", "  cannot list it: %v", err)
+	}
+	for _, e := range entries {
+		mode := "?"
+		if fi, err := e.Info(); err == nil {
+			mode = fmt.Sprintf("%04o", fi.Mode().Perm())
+			if fi.Mode().Type() != 0 {
+				mode = fi.Mode().Type().String()[:1] + mode // d, S, ...: not a plain file
+			}
+		}
+		p.line(cBold, "kept", "  %-16s %-5s %s", e.Name(), mode, first(keptFiles[e.Name()], "written by the daemon"))
+	}
 	p.line(cBold, "kept", "open it again: go run ./cmd/tagwatchd watches list -config %s", filepath.Join(dir, "tagwatch.toml"))
 	p.line(cBold, "kept", "remove it when done: rm -r %s", dir)
 }
 
-// progress prints one line every few seconds, so the demo is seen working
-// between events.
-func progress(ctx context.Context, p *printer, st *demoStats) {
-	t := time.NewTicker(demoProgressEvery)
+// progressFacts are the counts of a progress line.
+type progressFacts struct {
+	users, renewals, runs, matches, deliveries, suspended, missed, twice int64
+}
+
+// String is the progress line: missed and twice only when not zero (they
+// are alarms; the summary counts them at the end).
+func (f progressFacts) String() string {
+	s := fmt.Sprintf("users %d · renewals %d · runs %d · matches %d · deliveries %d · watches suspended %d",
+		f.users, f.renewals, f.runs, f.matches, f.deliveries, f.suspended)
+	if f.missed > 0 {
+		s += fmt.Sprintf(" · missed %d", f.missed)
+	}
+	if f.twice > 0 {
+		s += fmt.Sprintf(" · twice %d", f.twice)
+	}
+	return s
+}
+
+// progressOf counts the progress line's facts now.
+func progressOf(st *demoStats, led *ledger, db *vault.DB) progressFacts {
+	f := progressFacts{users: st.enrolled.Load(), renewals: st.renewals.Load(), runs: st.runs.Load(), matches: st.matches.Load(),
+		deliveries: st.delivered.Load()}
+	now := time.Now()
+	for _, u := range demoUsers {
+		if ws, err := db.ListWatches(u.id); err == nil {
+			for _, w := range ws {
+				if w.State == vault.WatchSuspended {
+					f.suspended++
+				}
+			}
+		}
+		a := led.account(u, time.Time{}, time.Time{}, now)
+		f.missed += int64(a.missed)
+		f.twice += int64(a.twice)
+	}
+	return f
+}
+
+// progress prints a line of facts() every so often, so the demo is seen
+// working between events; a line the same as the last one is left out.
+// It returns when ctx ends.
+func progress(ctx context.Context, p *printer, every time.Duration, facts func() progressFacts) {
+	t := time.NewTicker(every)
 	defer t.Stop()
+	last := ""
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		p.line(cDim, "progress", "users %d · renewals %d · runs %d · matches %d · deliveries %d",
-			st.enrolled.Load(), st.renewals.Load(), st.runs.Load(), st.matches.Load(), st.delivered.Load())
+		line := facts().String()
+		if line == last || ctx.Err() != nil {
+			continue
+		}
+		last = line
+		p.line(cDim, "progress", "%s", line)
 	}
 }
 
@@ -739,9 +1069,16 @@ type demoOutcome struct {
 	renewalsBy                                                        map[string]int
 	story                                                             storyFacts
 	accounts                                                          map[string]account
+	// manual: the consents waited for a person (-manual).
+	manual bool
+	// exitCode is the status of a story stopped early by a signal
+	// (128+signal) when no step that had its time failed.
+	exitCode int
 }
 
-func outcomeOf(st *demoStats, sto *story, led *ledger) demoOutcome {
+// outcomeOf gathers the outcome as of asOf (the ledger's accounts: a post
+// no run could read by then is not yet due).
+func outcomeOf(st *demoStats, sto *story, led *ledger, asOf time.Time) demoOutcome {
 	o := demoOutcome{enrolled: st.enrolled.Load(), renewals: st.renewals.Load(), runs: st.runs.Load(), postsRead: st.postsRead.Load(),
 		matches: st.matches.Load(), delivered: st.delivered.Load(), failures: st.failures.Load(), renewalsBy: map[string]int{},
 		story: sto.snapshot(), accounts: map[string]account{}}
@@ -754,8 +1091,11 @@ func outcomeOf(st *demoStats, sto *story, led *ledger) demoOutcome {
 		from, to := time.Time{}, time.Time{}
 		if u.id == o.story.victim.id {
 			from, to = o.story.linkAt, o.story.consentedAt
+			if to.IsZero() { // still suspended
+				to = asOf
+			}
 		}
-		o.accounts[u.id] = led.account(u, from, to)
+		o.accounts[u.id] = led.account(u, from, to, asOf)
 	}
 	return o
 }
@@ -765,6 +1105,44 @@ func outcomeOf(st *demoStats, sto *story, led *ledger) demoOutcome {
 type demoCheck struct {
 	ok           bool
 	what, needed string
+	// stage is where the story waits for the step: a stop before it
+	// excuses it. stageDone: only due says whether it had its time.
+	stage demoStage
+	// due says the step had its time whatever the stop (a post a run read
+	// and did not deliver).
+	due bool
+	// note: a line shown, not checked.
+	note bool
+}
+
+// Marks of the summary's lines.
+const (
+	markOK      = "ok  "
+	markMissing = "MISSING"
+	markStopped = "stopped"
+	markNote    = "note"
+)
+
+// mark says how the summary shows c: ok; MISSING when its step had its
+// time and did not happen; stopped when an early stop came before its
+// step, or while the story waited for it and before it was late.
+func (o demoOutcome) mark(c demoCheck) string {
+	s := o.story
+	switch {
+	case c.note:
+		return markNote
+	case c.ok:
+		return markOK
+	case s.stoppedBy == "" || c.due:
+		return markMissing
+	case c.stage > s.stage:
+		return markStopped
+	case c.stage == s.stage:
+		if late, ok := s.stage.late(o.manual); !ok || s.stoppedAt.Sub(s.stageAt) <= late {
+			return markStopped
+		}
+	}
+	return markMissing
 }
 
 // at says when t was, from the start of the demo.
@@ -785,34 +1163,46 @@ func demoChecks(o demoOutcome, start time.Time) []demoCheck {
 	s := o.story
 	v := s.victim
 	checks := []demoCheck{
-		{o.enrolled == int64(len(demoUsers)), fmt.Sprintf("users enrolled: %d", o.enrolled), fmt.Sprintf("%d", len(demoUsers))},
-		{fewest >= 1, fmt.Sprintf("renewals: %d, the fewest for one user %d", o.renewals, max(fewest, 0)), "at least 1 per user"},
-		{!s.revokedAt.IsZero(), fmt.Sprintf("revocation: %s revoked tagwatch at X %s", v.name, at(s.revokedAt, start)), "after every user's first renewal"},
-		{!s.noticedAt.IsZero(), fmt.Sprintf("noticed: on %s %s", first(s.noticedHow, "nothing"), at(s.noticedAt, start)), "on the next refresh or run"},
-		{s.watches > 0 && s.suspended == s.watches, fmt.Sprintf("watches suspended: %d of %s's %d", s.suspended, v.name, s.watches), "all of them"},
-		{!s.linkAt.IsZero(), fmt.Sprintf("re-consent link: sent to the console %s", at(s.linkAt, start)), "one, to the watches' targets"},
-		{!s.consentedAt.IsZero(), fmt.Sprintf("re-consent: %s followed the link and allowed tagwatch %s", v.name, at(s.consentedAt, start)), "the real consent flow"},
-		{!s.ranAgainAt.IsZero(), fmt.Sprintf("resumed: %s's watch ran again %s", v.name, at(s.ranAgainAt, start)), "a run after the re-consent"},
+		{ok: o.enrolled == int64(len(demoUsers)), what: fmt.Sprintf("users enrolled: %d", o.enrolled), needed: fmt.Sprintf("%d", len(demoUsers)),
+			stage: stageEnroll},
+		{ok: fewest >= 1, what: fmt.Sprintf("renewals: %d, the fewest for one user %d", o.renewals, max(fewest, 0)), needed: "at least 1 per user",
+			stage: stageRenewals},
+		{ok: !s.revokedAt.IsZero(), what: fmt.Sprintf("revocation: %s revoked tagwatch at X %s", v.name, at(s.revokedAt, start)),
+			needed: "after every user's first renewal", stage: stageRenewals},
+		{ok: !s.noticedAt.IsZero(), what: fmt.Sprintf("noticed: on %s %s", first(s.noticedHow, "nothing"), at(s.noticedAt, start)),
+			needed: "on the next refresh or run", stage: stageNotice},
+		{ok: s.watches > 0 && s.suspended == s.watches, what: fmt.Sprintf("watches suspended: %d of %s's %d", s.suspended, v.name, s.watches),
+			needed: "all of them", stage: stageNotice},
+		{ok: !s.linkAt.IsZero(), what: fmt.Sprintf("re-consent link: sent to the console %s", at(s.linkAt, start)),
+			needed: "one, to the watches' targets", stage: stageNotice},
+		{ok: !s.consentedAt.IsZero(), what: fmt.Sprintf("re-consent: %s followed the link and allowed tagwatch %s", v.name, at(s.consentedAt, start)),
+			needed: "the real consent flow", stage: stageConsent},
+		{ok: !s.ranAgainAt.IsZero(), what: fmt.Sprintf("resumed: %s's watch ran again %s", v.name, at(s.ranAgainAt, start)),
+			needed: "a run after the re-consent", stage: stageResume},
 	}
 	if a, ok := o.accounts[v.id]; ok {
-		checks = append(checks, demoCheck{a.suspended > 0 && a.late == a.suspended,
-			fmt.Sprintf("posts while suspended: %d, %d of them delivered after the re-consent", a.suspended, a.late),
-			"at least 1, each delivered after the re-consent"})
+		checks = append(checks, demoCheck{ok: a.suspended > 0 && a.late == a.suspended,
+			what:   fmt.Sprintf("posts while suspended: %d, %d of them delivered after the re-consent", a.suspended, a.late),
+			needed: "at least 1, each delivered after the re-consent", stage: stageDone, due: a.suspendedMissed > 0})
 	}
 	for _, u := range demoUsers {
 		a := o.accounts[u.id]
-		what := fmt.Sprintf("posts for %s: %d of %d delivered, %d missed, %d twice", u.name, a.delivered, a.expected, a.missed, a.twice)
+		what := fmt.Sprintf("posts for %s: %d of %d delivered, %d missed, %d twice", u.name, a.delivered, a.expected-a.notDue, a.missed, a.twice)
+		if a.notDue > 0 {
+			what += fmt.Sprintf("; %d not yet due (no run read them)", a.notDue)
+		}
 		if len(a.missedIDs) > 0 {
 			what += " (missed: " + strings.Join(a.missedIDs[:min(len(a.missedIDs), 5)], " ") + ")"
 		}
-		checks = append(checks, demoCheck{a.expected > 0 && a.missed == 0 && a.twice == 0, what, "every post X has for the hashtags, none twice"})
+		checks = append(checks, demoCheck{ok: a.expected > 0 && a.notDue == 0 && a.missed == 0 && a.twice == 0, what: what,
+			needed: "every post X has for the hashtags, none twice", stage: stageDone, due: a.missed > 0 || a.twice > 0})
 	}
 	checks = append(checks,
-		demoCheck{o.runs > 0, fmt.Sprintf("watch runs: %d", o.runs), "at least 1"},
-		demoCheck{o.postsRead > 0, fmt.Sprintf("posts read: %d", o.postsRead), "at least 1"},
-		demoCheck{o.matches > 0, fmt.Sprintf("matches: %d", o.matches), "at least 1"},
-		demoCheck{o.delivered > 0, fmt.Sprintf("notifications delivered: %d", o.delivered), "at least 1"},
-		demoCheck{true, fmt.Sprintf("failures: %d, and %d the revocation caused", o.failures, s.revokeErrors), "none besides the revocation's; shown, not checked"},
+		demoCheck{ok: o.runs > 0, what: fmt.Sprintf("watch runs: %d", o.runs), needed: "at least 1", stage: stageRenewals},
+		demoCheck{ok: o.postsRead > 0, what: fmt.Sprintf("posts read: %d", o.postsRead), needed: "at least 1", stage: stageRenewals},
+		demoCheck{ok: o.matches > 0, what: fmt.Sprintf("matches: %d", o.matches), needed: "at least 1", stage: stageRenewals},
+		demoCheck{ok: o.delivered > 0, what: fmt.Sprintf("notifications delivered: %d", o.delivered), needed: "at least 1", stage: stageRenewals},
+		demoCheck{note: true, what: fmt.Sprintf("failures: %d besides the %d the revocation caused (shown, not checked)", o.failures, s.revokeErrors)},
 	)
 	return checks
 }
@@ -826,24 +1216,56 @@ func first(ss ...string) string {
 	return ""
 }
 
+// demoSummary prints the checks and returns the demo's error: nil when
+// every step happened; exit 1 when a step that had its time did not (or
+// the daemon failed); else, for a story stopped early, o.exitCode.
 func demoSummary(p *printer, o demoOutcome, runErr error) error {
 	ok := runErr == nil
+	var stopped []string
 	p.line(cBold, "summary", "")
 	for _, c := range demoChecks(o, p.start) {
-		mark, color := "ok  ", cBold
-		if !c.ok {
-			mark, color, ok = "MISSING", cRed, false
+		mark, color := o.mark(c), cBold
+		switch mark {
+		case markMissing:
+			color, ok = cRed, false
+		case markStopped:
+			color = cYellow
+			step, _, _ := strings.Cut(c.what, ":")
+			stopped = append(stopped, step)
+		}
+		if c.note {
+			p.line(color, "summary", "%s %s", mark, c.what)
+			continue
 		}
 		p.line(color, "summary", "%s %s (needed %s)", mark, c.what, c.needed)
 	}
 	if runErr != nil {
 		p.line(cRed, "summary", "daemon: %v", runErr)
 	}
-	if !ok {
-		return &exitError{1, errors.New("demo: the story is incomplete (see the summary)")}
+	s := o.story
+	early := ""
+	if s.stoppedBy != "" {
+		early = fmt.Sprintf("stopped early by %s %s %s", s.stoppedBy, at(s.stoppedAt, p.start), s.stage)
 	}
-	p.line(cGreen, "summary", "every step of the story happened")
-	return nil
+	switch {
+	case !ok && early != "":
+		return &exitError{exitFailure, fmt.Errorf("demo: %s, and a step that had its time did not happen (see the summary)", early)}
+	case !ok:
+		return &exitError{exitFailure, errors.New("demo: the story is incomplete (see the summary)")}
+	case early != "" && len(stopped) > 0:
+		p.line(cYellow, "summary", "%s: %s did not happen (%s); every step before the stop happened", early,
+			plural(len(stopped), "step"), strings.Join(stopped, ", "))
+	case early != "":
+		p.line(cGreen, "summary", "%s: every step of the story happened before the stop", early)
+	default:
+		p.line(cGreen, "summary", "every step of the story happened")
+		return nil
+	}
+	code := o.exitCode
+	if code == 0 {
+		code = 128 + int(syscall.SIGINT)
+	}
+	return &exitError{code, fmt.Errorf("demo: %s (see the summary)", early)}
 }
 
 func useColor(mode string, w io.Writer) bool {

@@ -40,6 +40,12 @@ const (
 	// demoManualDrain: with -manual, X stops posting this long after the
 	// watch resumed, not at the end of a -duration long enough for a person.
 	demoManualDrain = 15 * time.Second
+	// demoStopDrain bounds the last runs after an early stop (Ctrl-C): one
+	// run of each watch (every 5 s) and its delivery.
+	demoStopDrain = 8 * time.Second
+	// demoDeliverGrace is how long after a run the demo allows for the
+	// delivery of what it read before a post it read counts as missed.
+	demoDeliverGrace = 2 * time.Second
 )
 
 var demoTags = []string{"golang", "rust", "bbolt", "oauth", "sqlite", "kubernetes"}
@@ -51,18 +57,32 @@ type ledgerPost struct {
 	at      time.Time
 }
 
-// ledger is what was posted at X and what the console delivered.
+// ledger is what was posted at X, what the watches read and what the
+// console delivered.
 type ledger struct {
 	mu        sync.Mutex
 	posts     []ledgerPost
 	delivered map[string][]time.Time // post id: when each match notification carrying it was printed
+	runs      map[string][]runSpan   // user id: the successful runs of the user's watch
 	n         int                    // posts made
 	links     chan string            // re-consent links the console printed
 	resumed   chan string            // hashtags of "watching again" notices
 }
 
+// runSpan is when one successful run of a watch started and ended.
+type runSpan struct{ start, end time.Time }
+
 func newLedger() *ledger {
-	return &ledger{delivered: map[string][]time.Time{}, links: make(chan string, 8), resumed: make(chan string, 8)}
+	return &ledger{delivered: map[string][]time.Time{}, runs: map[string][]runSpan{}, links: make(chan string, 8),
+		resumed: make(chan string, 8)}
+}
+
+// ran records a successful run of the user's watch: it read every post
+// made before start.
+func (l *ledger) ran(user string, start, end time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.runs[user] = append(l.runs[user], runSpan{start, end})
 }
 
 // post makes one post at X and records it.
@@ -140,21 +160,33 @@ func (l *ledger) noteConsole(block string) {
 	}
 }
 
-// account is what the ledger says of one user's watch.
+// account is what the ledger says of one user's watch. Every post X has
+// for the user's hashtags (expected) is delivered, missed (a run of the
+// watch read it, and its delivery did not come) or not yet due (no run
+// of the watch started after it was posted: an early stop came first).
 type account struct {
-	expected, delivered, missed, twice int
+	expected, delivered, missed, notDue, twice int
 	// suspended are the posts made while the user's watch was suspended;
-	// late are those of them delivered after the re-consent.
-	suspended, late int
-	missedIDs       []string
+	// late are those of them delivered after the re-consent, and
+	// suspendedMissed those of them missed.
+	suspended, late, suspendedMissed int
+	missedIDs                        []string
 }
 
 // account compares the posts X has for the user's hashtags (reposts left
-// out) with the match notifications the console printed. from and to
-// bound the suspension (zero: none).
-func (l *ledger) account(u demoUser, from, to time.Time) account {
+// out) with the match notifications the console printed, as of asOf: a
+// post counts as missed only if a run of the user's watch started after
+// it was posted and ended demoDeliverGrace before asOf. from and to bound
+// the suspension (zero: none).
+func (l *ledger) account(u demoUser, from, to, asOf time.Time) account {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	var read time.Time // the start of the latest run that had its delivery's time
+	for _, r := range l.runs[u.id] {
+		if !r.end.After(asOf.Add(-demoDeliverGrace)) && r.start.After(read) {
+			read = r.start
+		}
+	}
 	var a account
 	for _, p := range l.posts {
 		if p.retweet || !slices.Contains(u.hashtags, p.tag) {
@@ -162,17 +194,23 @@ func (l *ledger) account(u demoUser, from, to time.Time) account {
 		}
 		a.expected++
 		d := l.delivered[p.id]
+		while := !from.IsZero() && !p.at.Before(from) && p.at.Before(to)
 		switch {
-		case len(d) == 0:
+		case len(d) > 0:
+			a.delivered++
+			if len(d) > 1 {
+				a.twice++
+			}
+		case p.at.Before(read):
 			a.missed++
 			a.missedIDs = append(a.missedIDs, p.id)
-		case len(d) > 1:
-			a.twice++
+			if while {
+				a.suspendedMissed++
+			}
+		default:
+			a.notDue++
 		}
-		if len(d) > 0 {
-			a.delivered++
-		}
-		if !from.IsZero() && !p.at.Before(from) && p.at.Before(to) {
+		if while {
 			a.suspended++
 			if len(d) > 0 && d[0].After(to) {
 				a.late++
@@ -184,16 +222,69 @@ func (l *ledger) account(u demoUser, from, to time.Time) account {
 
 // complete reports whether every post for every user was delivered.
 func (l *ledger) complete() bool {
-	for _, u := range demoUsers {
-		if a := l.account(u, time.Time{}, time.Time{}); a.missed > 0 {
-			return false
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, p := range l.posts {
+		if p.retweet || len(l.delivered[p.id]) > 0 {
+			continue
+		}
+		for _, u := range demoUsers {
+			if slices.Contains(u.hashtags, p.tag) {
+				return false
+			}
 		}
 	}
 	return true
 }
 
-// storyFacts is what happened to the revoked user, with the times seen.
+// demoStage is where the story is: the step it waits for.
+type demoStage int
+
+const (
+	stageEnroll   demoStage = iota // the users consent
+	stageRenewals                  // every user's first renewal, then the revocation
+	stageNotice                    // the daemon notices the revocation and sends the link
+	stageConsent                   // the revoked user consents again
+	stageResume                    // the resumed watch runs
+	stageRunning                   // the story told, X posts until the end
+	stageDrain                     // X stopped posting: the last runs
+	stageDone                      // every post delivered
+)
+
+// String says what the story was doing at the stage.
+func (s demoStage) String() string {
+	return [...]string{"while the users enrolled", "while waiting for the first renewals",
+		"before the daemon noticed the revocation", "while waiting for the re-consent",
+		"while waiting for the resumed watch's first run", "after the story, before X stopped posting",
+		"during the last runs", "after the last runs"}[s]
+}
+
+// late is how long the story may wait at the stage before the step it
+// waits for is late: false for a step that waits for a person (-manual)
+// or that no check waits for.
+func (s demoStage) late(manual bool) (time.Duration, bool) {
+	switch s {
+	case stageEnroll, stageConsent:
+		// A consent walked over HTTP by the demo; with -manual, a person.
+		return demoReadPause + 20*time.Second, !manual
+	case stageRenewals:
+		return 15*time.Second + 5*time.Second, true // the 15th second, and a run
+	case stageNotice, stageResume:
+		return 2 * 5 * time.Second, true // the next run or refresh (every 5 s), and one more
+	}
+	return 0, false
+}
+
+// storyFacts is what happened to the revoked user, with the times seen,
+// and where the story was.
 type storyFacts struct {
+	stage   demoStage
+	stageAt time.Time // the story reached stage
+	// stoppedBy is the signal that stopped the story early ("" if none),
+	// at stoppedAt.
+	stoppedBy string
+	stoppedAt time.Time
+
 	victim       demoUser
 	revokedAt    time.Time // revoked at X
 	noticedAt    time.Time // the daemon found the grant dead
@@ -216,6 +307,11 @@ func (s *story) note(f func(s *storyFacts)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f(&s.storyFacts)
+}
+
+// reach records that the story reached stage.
+func (s *story) reach(stage demoStage) {
+	s.note(func(f *storyFacts) { f.stage, f.stageAt = stage, time.Now() })
 }
 
 func (s *story) snapshot() storyFacts {
