@@ -66,15 +66,15 @@ func (w *Worker) RunWatch(ctx context.Context, watchID string) Event {
 		return ev
 	}
 	probe := false
-	if wt.State == vault.WatchSuspended { // by the usage cap: Runs
+	// Suspended by the usage cap (Runs), or active while its provider is
+	// capped (added or resumed since): one run at a time probes, when
+	// planned (usagecap.go).
+	if wt.State == vault.WatchSuspended || w.isCapped(wt.Provider) {
 		if probe = w.takeProbe(wt.Provider); !probe {
 			ev.Reason = SkipUsageCapped
 			return ev
 		}
 		defer w.endProbe(wt.Provider)
-	} else if w.isCapped(wt.Provider) {
-		ev.Reason = SkipUsageCapped
-		return ev
 	}
 
 	src := (*w.sources.Load())[wt.Provider]
@@ -229,8 +229,9 @@ func (w *Worker) isCapped(provider string) bool {
 	return w.capped[provider] != nil
 }
 
-// takeProbe lets one run at a time, once per CapProbeInterval, ask a
-// capped provider whether the cap is still there.
+// takeProbe lets one run at a time, once per CapProbeInterval (or at once
+// after RunNow: probeNow), ask a capped provider whether the cap is still
+// there.
 func (w *Worker) takeProbe(provider string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -11,8 +11,10 @@
 // held until the window resets (EventSkipped, SkipFairShare) while the
 // other users' runs go on. A usage-capped answer suspends every watch of
 // that provider and raises an operator alert (EventUsageCapped); one watch
-// then probes the source every Config.CapProbeInterval and the first
-// success resumes them all.
+// then probes the source every Config.CapProbeInterval (an operator's
+// RunNow probes at once) and the first success resumes them all. The cap
+// is kept across restarts and shown from the worker's state (UsageCaps,
+// Status: usagecap.go).
 //
 // Every run a rate limit holds (the source's per-user window, the fair
 // share) is visible to operators (Holds, HoldOf) and logged once per
@@ -300,9 +302,12 @@ func (w *Worker) Run(ctx context.Context) error {
 // Status says why), which come back at the first Reload that finds them
 // valid again. The daemon calls it at start, on SIGHUP (after the new
 // rules are set) and after operator changes. It logs one Info line,
-// "watches loaded", with how many watches are scheduled, how many left
+// "watches loaded", with how many watches are scheduled, how many of
+// them the usage cap suspends (they run only as its probe), how many left
 // the schedule and how many are invalid (refused by the rules, or whose
-// schedule the engine does not take).
+// schedule the engine does not take). A usage cap found in the store and
+// not yet in force here (a restart) is logged at Warn, once, with its
+// next probe.
 func (w *Worker) Reload(ctx context.Context) error {
 	// What providers said about their windows before a restart: the
 	// sources get their holds back, capped providers their next probe.
@@ -322,12 +327,12 @@ func (w *Worker) Reload(ctx context.Context) error {
 	}
 	want := map[string]bool{}
 	var bad []error
-	cappedProv := map[string]bool{}
+	cappedProv := map[string]int{} // suspended watches by provider
 	refused := map[string]string{}
 	var refusedWatches []vault.Watch
 	for _, wt := range runnable {
 		if wt.State == vault.WatchSuspended { // by the usage cap: Runs
-			cappedProv[wt.Provider] = true
+			cappedProv[wt.Provider]++
 		}
 		if why := Refused(w.cfg.DB, wt.Watch); why != nil {
 			refused[wt.ID] = why.Error()
@@ -350,15 +355,21 @@ func (w *Worker) Reload(ctx context.Context) error {
 		w.unschedule(k)
 	}
 	w.mu.Lock()
+	var restored []UsageCap
 	for p := range cappedProv {
 		if w.capped[p] == nil {
 			// Probed when the saved cap says, not at once after a restart.
 			w.capped[p] = &capState{next: latest(w.cfg.Now(), caps[p])}
+			restored = append(restored, UsageCap{Provider: p, NextProbe: w.capped[p].next})
 		}
 	}
 	before := w.invalid
 	w.invalid = refused
 	w.mu.Unlock()
+	for _, c := range restored {
+		w.log.Warn("provider's usage cap still in force: its watches stay suspended until the next probe", "provider", c.Provider,
+			"watches", cappedProv[c.Provider], "next_probe", c.NextProbe)
+	}
 	for _, wt := range refusedWatches {
 		if prev, had := before[wt.ID]; !had || prev != refused[wt.ID] {
 			w.logRefused(wt, refused[wt.ID])
@@ -372,7 +383,11 @@ func (w *Worker) Reload(ctx context.Context) error {
 	for _, err := range bad {
 		w.log.Error("watch not scheduled", "err", err)
 	}
-	w.log.Info("watches loaded", "scheduled", len(want), "removed", len(gone), "invalid", len(refused)+len(bad))
+	nCapped := 0
+	for _, n := range cappedProv {
+		nCapped += n
+	}
+	w.log.Info("watches loaded", "scheduled", len(want), "usage_capped", nCapped, "removed", len(gone), "invalid", len(refused)+len(bad))
 	return nil
 }
 
@@ -447,6 +462,14 @@ func (w *Worker) unschedule(watchID string) {
 // holds the runs of the watch's user at its provider (Holds): a run then
 // would ask nothing, so none is queued; the error names the hold, until
 // when, and when the watch next asks (held.go).
+//
+// A manual run of a watch of a usage-capped provider (suspended
+// usage_capped, or active while its provider is capped) is the cap's
+// probe, now, whatever the planned time (usagecap.go): the operator says
+// the cap may have lifted. If the provider answers, every watch the cap
+// suspended resumes; if it still answers usage-capped, they stay
+// suspended and the next probe is planned Config.CapProbeInterval later.
+// A probe already under way stands for it.
 func (w *Worker) RunNow(watchID string) error {
 	in, err := w.cfg.DB.RunInput(watchID)
 	if err != nil {
@@ -461,7 +484,19 @@ func (w *Worker) RunNow(watchID string) error {
 	if h, next, held := w.heldNext(in.Watch); held {
 		return heldError(watchID, h, next)
 	}
-	return w.engine.RunNow(watchID)
+	if !in.Watch.Runs() {
+		return w.engine.RunNow(watchID)
+	}
+	undo := w.probeNow(in.Watch.Provider)
+	if err := w.engine.RunNow(watchID); err != nil {
+		undo()
+		return err
+	}
+	if c, ok := w.UsageCapOf(in.Watch.Provider); ok {
+		w.log.Info("manual run probes the provider's usage cap now", "watch", watchID, "user", in.Watch.UserID,
+			"provider", in.Watch.Provider, "probing", c.Probing)
+	}
+	return nil
 }
 
 // WatchStatus is what operators see of a watch.
@@ -475,13 +510,17 @@ type WatchStatus struct {
 	Scheduled bool
 	// Next is when the watch next asks its provider: the scheduler's next
 	// fire or, while a rate limit holds its user's runs at its provider
-	// (Held), the first fire at or after the hold's end (the fires before
-	// it ask nothing).
+	// (Held) or its provider's usage cap holds every run but the probe
+	// (UsageCap), the first fire at or after the hold's end or the planned
+	// probe (the fires before it ask nothing).
 	Next    time.Time
 	Running bool
 	// Held is the rate limit holding the runs of the watch's user at its
 	// provider now (HoldOf), or nil.
 	Held *Hold
+	// UsageCap is the usage cap of the watch's provider while it is in
+	// force and the watch runs (active, or suspended by the cap), or nil.
+	UsageCap *UsageCap
 	// Invalid is, when the store's current rules refuse the watch
 	// (Refused), the rule's message, such as `schedule "@every 5m" runs
 	// every 5m0s; the minimum between runs of one watch is 20m0s
@@ -503,6 +542,12 @@ func (w *Worker) Status(watchID string) (WatchStatus, error) {
 	st.Scheduled, st.Next, st.Running = err == nil, next, running
 	if h, asks, held := w.heldNext(in.Watch); held {
 		st.Held = &h
+		if st.Scheduled && asks.After(st.Next) {
+			st.Next = asks
+		}
+	}
+	if c, asks, capped := w.cappedNext(in.Watch); capped {
+		st.UsageCap = &c
 		if st.Scheduled && asks.After(st.Next) {
 			st.Next = asks
 		}

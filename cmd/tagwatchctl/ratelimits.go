@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"tagwatch/cmd/internal/statusapi"
 )
@@ -41,4 +42,42 @@ func printRateLimits(w io.Writer, hs []statusapi.RateHold) {
 		}
 		fmt.Fprintf(w, "  %s %s  user %s  %s  until %s\n", h.Provider, h.Endpoint, user, windowText(h.Window), when(h.Until))
 	}
+}
+
+// printUsageCaps writes status's "usage capped:" section: one line per
+// provider whose usage cap is in force, with how many watches it
+// suspends, the next probe and how to probe now. Nothing when no cap is
+// in force.
+func printUsageCaps(w io.Writer, cs []statusapi.UsageCap) {
+	if len(cs) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "usage capped:")
+	for _, c := range cs {
+		probe := "next probe " + when(c.NextProbe)
+		if c.Probing {
+			probe = "probing now"
+		}
+		fmt.Fprintf(w, "  %s  %s suspended  %s; tagwatchctl watches run WATCH probes now\n", c.Provider,
+			plural(c.Watches, "watch", "watches"), probe)
+	}
+}
+
+// nextRunText is a watch's NEXT RUN: when(t), and ", probe" in the
+// parentheses while its provider's usage cap holds it (the run is the
+// cap's probe): "2026-11-30 10:52:09Z (in 59m58s, probe)".
+func nextRunText(w statusapi.Watch) string {
+	s := when(w.NextRun)
+	if w.UsageCap != nil && strings.HasSuffix(s, ")") {
+		s = strings.TrimSuffix(s, ")") + ", probe)"
+	}
+	return s
+}
+
+// plural is "1 watch", "2 watches".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -31,6 +31,21 @@ func rateHoldHooks(w *worker.Worker) (held func(userID, provider string) (status
 	return held, all
 }
 
+// usageCapsHook is the hook through which the operator's views read the
+// usage caps in force from the worker's state (worker.UsageCaps, restored
+// from the vault at start): provider, next probe, whether one is under
+// way. Watches is left 0: the views count them in the vault.
+func usageCapsHook(w *worker.Worker) func() []statusapi.UsageCap {
+	return func() []statusapi.UsageCap {
+		cs := w.UsageCaps()
+		out := make([]statusapi.UsageCap, len(cs))
+		for i, c := range cs {
+			out[i] = statusapi.UsageCap{Provider: c.Provider, NextProbe: c.NextProbe, Probing: c.Probing}
+		}
+		return out
+	}
+}
+
 var heldDesc = prometheus.NewDesc("tagwatch_rate_limit_held_users",
 	"Users whose runs a rate limit holds now, without a request, by provider, endpoint and window (per_user: the provider's window for the user is spent; app_fair_share: the user's share of the app-wide window is used).",
 	[]string{"provider", "endpoint", "window"}, nil)

@@ -27,3 +27,21 @@ type RateHold struct {
 	// Until is when the user's runs go on again.
 	Until time.Time `json:"until"`
 }
+
+// UsageCap is a provider's usage cap while it is in force: the provider
+// answered that the app's usage cap is reached, so its watches are
+// suspended and make no request; one run probes it at NextProbe, and the
+// first probe that gets through resumes them all. An operator's manual
+// run of one of its watches (POST /v1/watches/{id}/run) probes at once.
+// In Status.UsageCaps and Watch.UsageCap.
+type UsageCap struct {
+	Provider string `json:"provider"`
+	// Watches is how many of the provider's watches the cap suspends
+	// (in Status.UsageCaps; 0 in Watch.UsageCap).
+	Watches int `json:"watches,omitempty"`
+	// NextProbe is the planned probe: the first run of one of the
+	// provider's watches at or after it asks the provider.
+	NextProbe time.Time `json:"next_probe"`
+	// Probing is true while a probe is asking the provider.
+	Probing bool `json:"probing,omitempty"`
+}

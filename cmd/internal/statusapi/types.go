@@ -47,6 +47,10 @@ type Status struct {
 	// provider's per-user windows, the app-wide fair share), by provider
 	// and user.
 	RateLimits []RateHold `json:"rate_limits,omitempty"`
+	// UsageCaps are the providers whose usage cap is in force (their
+	// watches suspended until a probe gets through), from the scheduler's
+	// state, which a restart keeps.
+	UsageCaps []UsageCap `json:"usage_caps,omitempty"`
 }
 
 // Counts are the sizes of the vault's collections, by state.
@@ -139,10 +143,11 @@ type Watch struct {
 	UpdatedAt     time.Time `json:"updated_at"`
 	// NextRun is when the watch next asks its provider: the scheduler's
 	// next fire or, while a rate limit holds its user's runs
-	// (RateLimited), the first fire at or after the hold's end (the fires
-	// before it ask nothing). Zero when it is not scheduled (paused,
-	// suspended, refused, its grant damaged) or the scheduler is not
-	// running.
+	// (RateLimited) or its provider's usage cap holds it (UsageCap), the
+	// first fire at or after the hold's end or the planned probe (the
+	// fires before it ask nothing). Zero when it is not scheduled (paused,
+	// suspended for its grant, refused, its grant damaged) or the
+	// scheduler is not running.
 	NextRun    time.Time `json:"next_run,omitzero"`
 	LastRunAt  time.Time `json:"last_run_at,omitzero"`
 	LastResult string    `json:"last_result,omitempty"`
@@ -162,6 +167,10 @@ type Watch struct {
 	// RateLimited is set while a rate limit holds the runs of the watch's
 	// user at its provider: which window, which endpoint, until when.
 	RateLimited *RateHold `json:"rate_limited,omitempty"`
+	// UsageCap is set while its provider's usage cap holds the watch
+	// (suspended by it, or active and added since): its next run is the
+	// probe (NextRun).
+	UsageCap *UsageCap `json:"usage_cap,omitempty"`
 	// Held says why the watch does not run until an operator repairs
 	// something, whatever its state: "its grant g1 is damaged (tagwatchctl
 	// damaged)" while its user's grant at its provider is damaged.

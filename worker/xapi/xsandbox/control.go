@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -58,12 +59,16 @@ func (s *Server) controlRoutes(mux *http.ServeMux) {
 				errorPage(w, http.StatusBadRequest, "The form could not be read.")
 				return
 			}
+			// One log line an action (the sandbox's terminal shows it),
+			// with what the page says: no token or secret is in it.
+			action := strings.TrimPrefix(path, ControlPath)
 			done, err := act(r)
 			if err != nil {
+				s.log.Info("sandbox control refused", "action", action, "err", err.Error())
 				s.renderControl(w, http.StatusBadRequest, "", err.Error())
 				return
 			}
-			s.log.Info("sandbox control", "action", path, "done", done)
+			s.log.Info("sandbox control", "action", action, "done", done)
 			// Post/redirect/get: the page says what was done once, and
 			// reloading it does not do it again.
 			s.mu.Lock()
@@ -101,14 +106,23 @@ func (s *Server) controlRoutes(mux *http.ServeMux) {
 		switch r.PostForm.Get("action") {
 		case "set":
 			n := s.CapUsage()
-			return fmt.Sprintf("usage cap reached after %d posts read this month: searches answer usage-capped", n), nil
+			return fmt.Sprintf("usage cap reached after %d posts read this month: searches answer usage-capped. %s", n, capEffect), nil
 		case "lift":
 			s.SetMonthlyPostBudget(0)
-			return "usage cap lifted", nil
+			return "usage cap lifted: searches are served again. " + liftEffect, nil
 		}
 		return "", fmt.Errorf("action must be set or lift, got %q", r.PostForm.Get("action"))
 	})
 }
+
+// What the usage cap does to tagwatch, as the control page says it (the
+// probe interval is the daemon's default, worker.Config.CapProbeInterval).
+const (
+	capEffect = "tagwatch suspends the provider's watches until its next probe, an hour later by default; " +
+		"tagwatchctl watches run WATCH probes now."
+	liftEffect = "tagwatch's suspended watches resume at its next probe, not before; " +
+		"tagwatchctl watches run WATCH probes now."
+)
 
 // xSearchLimit is X's rate limit of recent search (Start's default).
 var xSearchLimit = RateLimit{PerUser: 300, PerApp: 450, Window: 15 * time.Minute}
@@ -186,6 +200,7 @@ h2{margin:24px 0 8px;font-size:18px}
 <div class="row"><form method="post" action="/sandbox/usage-cap"><input type="hidden" name="action" value="set"><button class="deny" type="submit">Reach the usage cap</button></form>
 <form method="post" action="/sandbox/usage-cap"><input type="hidden" name="action" value="lift"><button class="deny" type="submit">Lift the cap</button></form>
 <span class="state">{{if .Capped}}cap reached; {{.Read}} posts read this month{{else if .Budget}}cap: {{.Budget}} posts a month, {{.Read}} read{{else}}no cap; {{.Read}} posts read this month{{end}}</span></div>
+<p class="state">The usage cap makes every search answer X's usage-capped 429: ` + capEffect + ` Lifting it here resumes nothing by itself: ` + liftEffect + `</p>
 <h2>Counts</h2>
 <p class="state">{{.Stats.Consents}} consents, {{index .Stats.TokenRequests "refresh_token"}} refreshes, {{.Stats.UserRevocations}} revocations, {{.Searches}} searches, {{.Stats.PostsReadTotal}} posts read, {{.Stats.RateLimited}} rate-limited, {{.Stats.UsageCapped}} usage-capped, {{.Stats.Drops}} answers lost.</p>
 <p class="foot">This is the tagwatch X sandbox, not x.com. No real account is involved. <a href="/sandbox/">Reload</a></p>

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"tagwatch/cmd/internal/statusapi"
+)
+
+// capStatus is what the status JSON says of the usage caps.
+type capStatus struct {
+	UsageCaps []struct {
+		Provider  string    `json:"provider"`
+		Watches   int       `json:"watches"`
+		NextProbe time.Time `json:"next_probe"`
+	} `json:"usage_caps"`
+}
+
+// TestUsageCapAtEveryDoor: after X answers usage-capped, every door says
+// the same about the cap, from the scheduler's state, before and after a
+// restart: `tagwatchctl status` has a "usage capped" line (provider,
+// watches suspended, next probe, an hour on), `watches` shows NEXT RUN as
+// the watch's probe, not its schedule, and `watches resume` refuses with
+// when the next probe is and how to probe now. `watches run` is the probe,
+// now: still capped, the watch stays suspended and the next probe moves an
+// hour on; after the cap lifted, the watch resumes.
+func TestUsageCapAtEveryDoor(t *testing.T) {
+	s := newSvc(t, "", false)
+	s.start(0)
+	s.enrollUser("ada")
+	var ws []statusapi.Watch
+	s.ctlJSON(&ws, "watches", "list")
+	if len(ws) != 1 {
+		t.Fatalf("watches = %+v, want one", ws)
+	}
+	id := ws[0].ID
+	s.x.CapUsage()
+	capped := time.Now()
+	s.op.d.worker.RunWatch(context.Background(), id)
+
+	// shown checks every door against the planned probe and returns it.
+	shown := func(when string, after time.Time) time.Time {
+		t.Helper()
+		var st capStatus
+		s.ctlJSON(&st, "status")
+		if len(st.UsageCaps) != 1 || st.UsageCaps[0].Provider != "x" || st.UsageCaps[0].Watches != 1 {
+			t.Fatalf("%s: status usage_caps = %+v, want x's, suspending 1 watch", when, st.UsageCaps)
+		}
+		probe := st.UsageCaps[0].NextProbe
+		if probe.Before(after.Add(time.Hour-time.Second)) || probe.After(time.Now().Add(time.Hour)) {
+			t.Errorf("%s: next probe %s, want an hour after %s", when, probe, after)
+		}
+		out, code := s.ctl("status")
+		want := "usage capped:\n  x  1 watch suspended  next probe " + probe.UTC().Format("2006-01-02 15:04:05Z") + " (in "
+		if code != 0 || !strings.Contains(out, want) || !strings.Contains(out, "tagwatchctl watches run WATCH probes now") {
+			t.Errorf("%s: tagwatchctl status = %d\n%s\nwant %q and how to probe now", when, code, out, want)
+		}
+		s.ctlJSON(&ws, "watches", "list")
+		next := ws[0].NextRun
+		if ws[0].SuspendReason != "usage_capped" || next.Before(probe) || !next.Before(probe.Add(time.Minute)) {
+			t.Errorf("%s: watch %s %s, next run %s; want suspended (usage_capped), next run its probe at or after %s", when, id,
+				ws[0].State, next, probe)
+		}
+		nextText := next.UTC().Format("2006-01-02 15:04:05Z") + " (in "
+		if out, code := s.ctl("watches", "list"); code != 0 || !strings.Contains(out, nextText) || !strings.Contains(out, ", probe)") {
+			t.Errorf("%s: tagwatchctl watches = %d\n%s\nwant NEXT RUN %s..., probe)", when, code, out, nextText)
+		}
+		out, code = s.ctl("watches", "resume", id)
+		for _, want := range []string{"suspended (usage_capped)", "resumes by itself", "next probe is at " + nextText,
+			"`tagwatchctl watches run " + id + "` probes now"} {
+			if code != 6 || !strings.Contains(out, want) {
+				t.Errorf("%s: tagwatchctl watches resume = %d %q, want a conflict (6) saying %q", when, code, out, want)
+			}
+		}
+		return probe
+	}
+	probe := shown("after the cap", capped)
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	s.start(0)
+	if again := shown("after a restart", capped); !again.Equal(probe) {
+		t.Errorf("next probe after a restart = %s, want %s as before", again, probe)
+	}
+
+	// The manual run probes now: still capped.
+	answered := s.x.Stats().UsageCapped
+	ran := time.Now()
+	if out, code := s.ctl("watches", "run", id); code != 0 {
+		t.Fatalf("tagwatchctl watches run (capped) = %d %q, want it queued as the probe", code, out)
+	}
+	waitFor(t, 15*time.Second, "the probe answered usage-capped", func() bool { return s.x.Stats().UsageCapped > answered })
+	var st capStatus
+	waitFor(t, 15*time.Second, "the next probe planned an hour after the manual one", func() bool {
+		s.ctlJSON(&st, "status")
+		return len(st.UsageCaps) == 1 && st.UsageCaps[0].NextProbe.After(probe)
+	})
+	shown("after a manual probe still capped", ran)
+
+	// The cap lifted at X: the manual run probes, and the watch resumes.
+	s.x.SetMonthlyPostBudget(0)
+	if out, code := s.ctl("watches", "run", id); code != 0 {
+		t.Fatalf("tagwatchctl watches run (cap lifted) = %d %q, want it queued as the probe", code, out)
+	}
+	waitFor(t, 15*time.Second, "the watch resumed by the probe", func() bool {
+		s.ctlJSON(&ws, "watches", "list")
+		return ws[0].State == "active"
+	})
+	if out, code := s.ctl("status"); code != 0 || strings.Contains(out, "usage capped") {
+		t.Errorf("tagwatchctl status after the cap lifted = %d\n%s\nwant no usage cap", code, out)
+	}
+}
