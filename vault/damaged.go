@@ -22,6 +22,12 @@ import (
 // lookup of it answers a *DamagedError naming it, FindDamaged reports it
 // (recorded once, audited once), and DeleteDamaged removes it with its
 // index entries so an operator can repair the store without a hex editor.
+//
+// The register (bucket "damaged") is what the daemon knows: FindDamaged
+// walks every record into it (the start, the operator's listing); a
+// reader that skips a damaged record notes it (noteDamaged) and
+// DamagedRecords, the view of status, users and metrics, takes the noted
+// ones in, checking only those and the registered ones, by key.
 
 // ErrDamaged means a stored record cannot be used: it does not decode, is
 // stored under another key than its id, lacks a field every record of its
@@ -274,15 +280,25 @@ func scanRecords[T any](tx *Tx, bucket []byte, decode func(k, v []byte) (T, erro
 }
 
 // noteDamaged logs a damaged record the first time this process meets
-// it; the audit trail records it when FindDamaged first finds it.
+// it and notes it for the register: the next DamagedRecords records it
+// (and audits it) if the register does not hold it yet.
 func (db *DB) noteDamaged(err error) {
 	var de *DamagedError
 	if !errors.As(err, &de) {
 		return
 	}
-	if _, seen := db.damagedLogged.LoadOrStore(de.Kind+"\x00"+de.ID, true); !seen {
+	key := string(damagedKey(de.Kind, de.ID))
+	if _, seen := db.damagedLogged.LoadOrStore(key, true); !seen {
 		db.log.Error("vault: damaged record skipped; see `tagwatchctl damaged`", "kind", de.Kind, "id", de.ID, "err", de.Err)
+		db.damagedMet.Store(key, true)
 	}
+}
+
+// forgetDamaged forgets that this process met the record under register
+// key: when it is damaged again, it is logged and noted again.
+func (db *DB) forgetDamaged(key []byte) {
+	db.damagedLogged.Delete(string(key))
+	db.damagedMet.Delete(string(key))
 }
 
 // --- the kinds, for the walk and the repair
@@ -368,9 +384,14 @@ func (r DamagedRecord) String() string {
 	return fmt.Sprintf("%s %q is damaged: %s", r.Kind, r.ID, r.Problem)
 }
 
+// FailpointDamagedWalk is the Options.Failpoint name called at the start
+// of every walk of all records (FindDamaged): tests count the walks.
+const FailpointDamagedWalk = "damaged:walk"
+
 // walkDamaged checks every record of every kind and returns the damaged
 // ones in DamagedKinds order, then by key.
 func (tx *Tx) walkDamaged() []DamagedRecord {
+	tx.db.fail(FailpointDamagedWalk)
 	var out []DamagedRecord
 	for _, kind := range damageKinds {
 		c := tx.tx.Bucket(kind.bucket).Cursor()
@@ -444,8 +465,9 @@ func (tx *Tx) watchIndex(id string) []string {
 // transaction that also forgets the records no longer damaged (deleted
 // or repaired); when nothing changed it only reads. A read-only vault is
 // only read (FirstSeen as recorded, or zero). It reads every record: it is
-// for the daemon's start, the operator's status and the offline check,
-// not a hot path. Errors: only the store's own.
+// for the daemon's start, the operator's listing and the offline check,
+// not a hot path (status reads DamagedRecords). Errors: only the store's
+// own.
 func (db *DB) FindDamaged() ([]DamagedRecord, error) {
 	var (
 		out     []DamagedRecord
@@ -465,16 +487,89 @@ func (db *DB) FindDamaged() ([]DamagedRecord, error) {
 	return out, err
 }
 
-// DamagedRecords returns the damaged records as the last FindDamaged (or
-// DeleteDamaged) recorded them, without checking a record: the cheap view
-// for metrics. Errors: only the store's own.
+// DamagedRecords returns the damaged records the daemon knows of, in
+// DamagedKinds order and then by id, without walking every record: the
+// register FindDamaged keeps, with the records readers skipped since
+// (ListWatches, ListGrants, a run...). Only those are checked, by key: a
+// record newly met is recorded with the time and audited once, as
+// FindDamaged does; one no longer damaged (deleted, repaired) is
+// forgotten; when nothing changed it only reads. A read-only vault is
+// only read. It is the view of status, users and metrics, cheap enough
+// for every request; a record no reader has met since the last
+// FindDamaged is not in it. Errors: only the store's own.
 func (db *DB) DamagedRecords() ([]DamagedRecord, error) {
-	var out []DamagedRecord
+	var met []string
+	db.damagedMet.Range(func(k, _ any) bool {
+		met = append(met, k.(string))
+		return true
+	})
+	var (
+		out     []DamagedRecord
+		changed bool
+	)
 	err := db.View(func(tx *Tx) error {
-		out = tx.damagedRegister()
+		out, changed = tx.reconcileDamaged(tx.checkDamaged(met), false)
 		return nil
 	})
+	if err == nil && changed && !db.readOnly {
+		err = db.Update(func(tx *Tx) error {
+			out, _ = tx.reconcileDamaged(tx.checkDamaged(met), true)
+			return nil
+		})
+	}
+	if err == nil && !db.readOnly {
+		for _, k := range met {
+			db.damagedMet.Delete(k)
+		}
+	}
 	return out, err
+}
+
+// checkDamaged checks, by key, the records of the register and those
+// under the register keys met, and returns the damaged ones in
+// DamagedKinds order, then by id. A record gone is not damaged.
+func (tx *Tx) checkDamaged(met []string) []DamagedRecord {
+	keys := map[string]bool{}
+	for _, k := range met {
+		keys[k] = true
+	}
+	for _, r := range tx.damagedRegister() {
+		keys[string(damagedKey(r.Kind, r.ID))] = true
+	}
+	var out []DamagedRecord
+	for k := range keys {
+		name, id, _ := strings.Cut(k, "\x00")
+		kind, ok := damageKindOf(name)
+		if !ok {
+			continue
+		}
+		key, err := kind.key(tx, id)
+		if err != nil || key == nil {
+			continue
+		}
+		raw := tx.tx.Bucket(kind.bucket).Get(key)
+		if raw == nil {
+			continue
+		}
+		var de *DamagedError
+		if !errors.As(kind.check(tx, key, raw), &de) {
+			continue
+		}
+		out = append(out, DamagedRecord{Kind: de.Kind, ID: de.ID, Problem: de.Err.Error(), UserID: tx.damagedOwner(kind.name, key, raw)})
+	}
+	sortDamaged(out)
+	return out
+}
+
+// sortDamaged puts rs in DamagedKinds order, then by id.
+func sortDamaged(rs []DamagedRecord) {
+	order := func(kind string) int { return slices.Index(DamagedKinds, kind) }
+	slices.SortFunc(rs, func(a, b DamagedRecord) int {
+		if c := order(a.Kind) - order(b.Kind); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
 }
 
 func (tx *Tx) damagedRegister() []DamagedRecord {
@@ -490,13 +585,7 @@ func (tx *Tx) damagedRegister() []DamagedRecord {
 		}
 		return nil
 	})
-	order := func(kind string) int { return slices.Index(DamagedKinds, kind) }
-	slices.SortFunc(out, func(a, b DamagedRecord) int {
-		if c := order(a.Kind) - order(b.Kind); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
+	sortDamaged(out)
 	return out
 }
 
@@ -504,7 +593,15 @@ func (tx *Tx) damagedRegister() []DamagedRecord {
 // with write it brings the register up to date (auditing each new
 // record). It reports whether the register was out of date.
 func (tx *Tx) registerDamaged(write bool) ([]DamagedRecord, bool) {
-	found := tx.walkDamaged()
+	return tx.reconcileDamaged(tx.walkDamaged(), write)
+}
+
+// reconcileDamaged compares the damaged records found (all there are, as
+// far as the caller checked) with the register; with write it brings the
+// register up to date: a record new to it is recorded with the time and
+// audited, a registered one not found is forgotten. It reports whether
+// the register was out of date.
+func (tx *Tx) reconcileDamaged(found []DamagedRecord, write bool) ([]DamagedRecord, bool) {
 	known := map[string]DamagedRecord{}
 	for _, r := range tx.damagedRegister() {
 		known[string(damagedKey(r.Kind, r.ID))] = r
@@ -544,8 +641,8 @@ func (tx *Tx) registerDamaged(write bool) ([]DamagedRecord, bool) {
 	}
 	for k := range known {
 		changed = true
-		if write {
-			_ = reg.Delete([]byte(k))
+		if write && reg.Delete([]byte(k)) == nil {
+			tx.db.forgetDamaged([]byte(k))
 		}
 	}
 	return found, changed
@@ -608,6 +705,7 @@ func (db *DB) DeleteDamaged(kind, id, actor string) (DamagedRecord, error) {
 				return err
 			}
 		}
+		tx.db.forgetDamaged(damagedKey(kind, id))
 		extra, err := tx.deleteDamaged(kind, key, raw)
 		if err != nil {
 			return err
@@ -708,21 +806,19 @@ const AuditDamagedReset = "damaged_grant_reset"
 // "damaged", and, as MarkNeedsReconsent does, the user's watches at its
 // provider are suspended, a re-consent link bound to the grant's subject
 // is created and its notice queued (r: LinkPrefix required, LinkTTL,
-// Actor; r.Reason is "damaged"). The audit trail records it
-// (AuditDamagedReset). Errors: *NotFoundError; *TransitionError
+// Actor; r.Reason is "damaged", r.KeepTokens is ignored). The audit
+// trail records it (AuditDamagedReset). Errors: *NotFoundError; *TransitionError
 // (ErrConflict) when the grant is not damaged, when its record does not
 // decode (nothing says whose it is: delete it with DeleteDamaged and send
 // a new link), or when it is revoked (delete it); nothing is changed then.
 func (db *DB) ResetDamagedGrant(id string, r Reconsent) (ReconsentOutcome, error) {
 	var out ReconsentOutcome
-	if r.LinkPrefix == "" {
-		return out, errors.New("vault: reset damaged grant: no link prefix")
+	r, err := r.defaults("reset damaged grant")
+	if err != nil {
+		return out, err
 	}
-	if r.LinkTTL <= 0 {
-		r.LinkTTL = DefaultLinkTTL
-	}
-	r.Reason = "damaged"
-	err := db.Update(func(tx *Tx) error {
+	r.Reason, r.KeepTokens = "damaged", false // the damaged bytes go with the tokens
+	err = db.Update(func(tx *Tx) error {
 		raw := tx.tx.Bucket(bucketGrants).Get([]byte(id))
 		if raw == nil {
 			return notFound(KindGrant, id)
@@ -742,18 +838,8 @@ func (db *DB) ResetDamagedGrant(id string, r Reconsent) (ReconsentOutcome, error
 		if g.State == GrantRevoked {
 			return refuse("revoked", "delete it (damaged delete grant "+id+")")
 		}
-		now := tx.Now()
 		from := g.State
-		if _, err := g.SetState(GrantNeedsReconsent, now); err != nil {
-			return err
-		}
-		g.LastErrorClass, g.LastErrorAt = r.Reason, now
-		g.RefreshInFlight, g.InFlightRetried = time.Time{}, false
-		g.SealedRefresh, g.SealedAccess, g.AccessExpiry = nil, nil, time.Time{}
-		if err := tx.PutGrant(g); err != nil {
-			return err
-		}
-		link, notices, targets, err := tx.queueReconsent(g, r, now)
+		link, notices, targets, err := tx.toNeedsReconsent(&g, r)
 		if err != nil {
 			return err
 		}
@@ -762,6 +848,7 @@ func (db *DB) ResetDamagedGrant(id string, r Reconsent) (ReconsentOutcome, error
 				return err
 			}
 		}
+		tx.db.forgetDamaged(damagedKey(KindGrant, id))
 		out = ReconsentOutcome{Changed: true, Grant: g, Link: link, Notices: notices}
 		var de *DamagedError
 		errors.As(sealErr, &de)

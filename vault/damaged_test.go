@@ -449,3 +449,77 @@ func TestResetDamagedGrant(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDamagedRecordsTakesInWhatReadersSkip: DamagedRecords, the view of
+// status, users and metrics, never walks every record (FindDamaged's
+// walk, counted at its failpoint): a record damaged after the last walk
+// is in it once a reader has skipped it, recorded with the time and
+// audited once; repaired behind the register's back it is forgotten, and
+// damaged again it is noted and recorded again. Before, DamagedRecords
+// returned the register as the last walk left it: a record damaged since
+// was missing until the next walk.
+func TestDamagedRecordsTakesInWhatReadersSkip(t *testing.T) {
+	walks := 0
+	clock := vaulttest.NewClock(vaulttest.T0)
+	master, _ := vaulttest.NewMaster(t)
+	path := filepath.Join(t.TempDir(), "tagwatch.db")
+	db, err := vault.Open(vault.Options{Path: path, Master: master, Create: true, Now: clock.Now, Logger: vaulttest.Quiet(),
+		Rules: vaulttest.StubRules{}, Failpoint: func(name string) {
+			if name == vault.FailpointDamagedWalk {
+				walks++
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	amy := vaulttest.Enroll(t, db, vaulttest.Enrollment{User: "amy"}).Started[0].ID
+	vaulttest.Enroll(t, db, vaulttest.Enrollment{User: "zed"})
+	if found, err := db.FindDamaged(); err != nil || len(found) != 0 {
+		t.Fatalf("FindDamaged() = %+v, %v; want none", found, err)
+	}
+	brace := []byte(`{"id":"` + amy + `","user_id"`)
+	damaged := append([]byte{0xff}, brace[1:]...)
+	registered := func(when string, want int) {
+		t.Helper()
+		rs, err := db.DamagedRecords()
+		if err != nil || len(rs) != want || want == 1 && (rs[0].Kind != vault.KindWatch || rs[0].ID != amy || rs[0].UserID != "amy" ||
+			!rs[0].FirstSeen.Equal(clock.Now())) {
+			t.Fatalf("DamagedRecords() %s = %+v, %v; want %d (amy's watch, first seen %s)", when, rs, err, want, clock.Now())
+		}
+	}
+	skip := func() {
+		t.Helper()
+		ws, err := db.ListWatches("")
+		if err != nil || len(ws) != 1 {
+			t.Fatalf("ListWatches() = %d watches, %v; want zed's only", len(ws), err)
+		}
+	}
+
+	vaulttest.Damage(t, path, brace, vaulttest.OverwriteFirst(0xff))
+	registered("before a reader met the damaged watch", 0)
+	skip()
+	registered("after ListWatches skipped it", 1)
+	clock.Advance(time.Minute)
+	skip()
+	if rs, err := db.DamagedRecords(); err != nil || len(rs) != 1 || !rs[0].FirstSeen.Equal(vaulttest.T0) {
+		t.Errorf("DamagedRecords() again = %+v, %v; want first seen %s kept", rs, err, vaulttest.T0)
+	}
+	if n := auditCount(t, db, vault.AuditRecordDamaged, amy); n != 1 {
+		t.Errorf("%d %s events, want 1", n, vault.AuditRecordDamaged)
+	}
+
+	vaulttest.Damage(t, path, damaged, vaulttest.OverwriteFirst('{'))
+	registered("after the repair", 0)
+	vaulttest.Damage(t, path, brace, vaulttest.OverwriteFirst(0xff))
+	skip()
+	registered("damaged again", 1)
+	if walks != 1 {
+		t.Errorf("%d walks of every record, want 1 (FindDamaged's)", walks)
+	}
+	vaulttest.Damage(t, path, damaged, vaulttest.OverwriteFirst('{'))
+	registered("after the second repair", 0)
+	if err := db.CheckConsistency(); err != nil {
+		t.Errorf("CheckConsistency() = %v", err)
+	}
+}

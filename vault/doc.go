@@ -231,8 +231,11 @@
 // and returns the damaged ones (kind order, then id); one found for the
 // first time is recorded with its time (FirstSeen) and audited once
 // (AuditRecordDamaged), in one transaction that also forgets the records
-// no longer damaged; when nothing changed it only reads. DamagedRecords
-// returns what was last recorded, without decoding a record (metrics).
+// no longer damaged; when nothing changed it only reads: the daemon's
+// start and the operator's listing. A reader that skips a damaged record
+// notes it, and DamagedRecords (status, users, metrics) records the noted
+// ones the same way, checking only them and the recorded ones, by key,
+// never every record.
 // DamagedGrants (operator.go) checks the grants alone, recording nothing,
 // and names each damaged one's user and provider (from the user_grants
 // index, else the record) and what is wrong: the grants and watches

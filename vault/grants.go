@@ -310,6 +310,19 @@ type Reconsent struct {
 	Actor string
 }
 
+// defaults returns r with its zero fields defaulted (LinkTTL:
+// DefaultLinkTTL), or an error naming op ("vault: op: no link prefix")
+// when r.LinkPrefix, which has no default, is empty.
+func (r Reconsent) defaults(op string) (Reconsent, error) {
+	if r.LinkPrefix == "" {
+		return r, fmt.Errorf("vault: %s: no link prefix", op)
+	}
+	if r.LinkTTL <= 0 {
+		r.LinkTTL = DefaultLinkTTL
+	}
+	return r, nil
+}
+
 // ReconsentOutcome is what MarkNeedsReconsent did.
 type ReconsentOutcome struct {
 	// Changed is false when the grant was not active (nothing was done).
@@ -336,13 +349,11 @@ type ReconsentOutcome struct {
 // when r.LinkPrefix is empty.
 func (db *DB) MarkNeedsReconsent(grantID string, r Reconsent) (ReconsentOutcome, error) {
 	var out ReconsentOutcome
-	if r.LinkPrefix == "" {
-		return out, errors.New("vault: mark needs_reconsent: no link prefix")
+	r, err := r.defaults("mark needs_reconsent")
+	if err != nil {
+		return out, err
 	}
-	if r.LinkTTL <= 0 {
-		r.LinkTTL = DefaultLinkTTL
-	}
-	err := db.Update(func(tx *Tx) error {
+	err = db.Update(func(tx *Tx) error {
 		g, err := tx.grant(grantID)
 		if err != nil {
 			return err
@@ -351,19 +362,7 @@ func (db *DB) MarkNeedsReconsent(grantID string, r Reconsent) (ReconsentOutcome,
 		if g.State != GrantActive {
 			return nil
 		}
-		now := tx.Now()
-		if _, err := g.SetState(GrantNeedsReconsent, now); err != nil {
-			return err
-		}
-		g.LastErrorClass, g.LastErrorAt = r.Reason, now
-		g.RefreshInFlight, g.InFlightRetried = time.Time{}, false
-		if !r.KeepTokens {
-			g.SealedRefresh, g.SealedAccess, g.AccessExpiry = nil, nil, time.Time{}
-		}
-		if err := tx.PutGrant(g); err != nil {
-			return err
-		}
-		link, notices, targets, err := tx.queueReconsent(g, r, now)
+		link, notices, targets, err := tx.toNeedsReconsent(&g, r)
 		if err != nil {
 			return err
 		}
@@ -375,6 +374,28 @@ func (db *DB) MarkNeedsReconsent(grantID string, r Reconsent) (ReconsentOutcome,
 		return ReconsentOutcome{}, err
 	}
 	return out, nil
+}
+
+// toNeedsReconsent moves g to needs_reconsent (Grant.SetState) with
+// r.Reason as its last error, clears its in-flight marker, drops its
+// tokens unless r.KeepTokens, stores it and queues the re-consent
+// (queueReconsent, whose results it returns): MarkNeedsReconsent's and
+// ResetDamagedGrant's common end of a grant's active life. g is updated
+// as stored.
+func (tx *Tx) toNeedsReconsent(g *Grant, r Reconsent) (Enrollment, int, int, error) {
+	now := tx.Now()
+	if _, err := g.SetState(GrantNeedsReconsent, now); err != nil {
+		return Enrollment{}, 0, 0, err
+	}
+	g.LastErrorClass, g.LastErrorAt = r.Reason, now
+	g.RefreshInFlight, g.InFlightRetried = time.Time{}, false
+	if !r.KeepTokens {
+		g.SealedRefresh, g.SealedAccess, g.AccessExpiry = nil, nil, time.Time{}
+	}
+	if err := tx.PutGrant(*g); err != nil {
+		return Enrollment{}, 0, 0, err
+	}
+	return tx.queueReconsent(*g, r, now)
 }
 
 // queueReconsent is the part of MarkNeedsReconsent after the grant is

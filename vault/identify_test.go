@@ -5,17 +5,14 @@ import (
 	"archive/zip"
 	"bytes"
 	"compress/gzip"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +21,7 @@ import (
 	"tagwatch/vault"
 	"tagwatch/vault/seal"
 	"tagwatch/vault/vaulttest"
+	"tagwatch/vault/vaulttest/testfiles"
 )
 
 // seedVault writes a closed vault of about size bytes to dir/name: users
@@ -72,15 +70,6 @@ func header(img []byte) (ps int, hwm uint64) {
 func usedSize(img []byte) int {
 	ps, hwm := header(img)
 	return ps * int(hwm)
-}
-
-func fileSHA(t *testing.T, path string) [32]byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sha256.Sum256(b)
 }
 
 func writeFile(t *testing.T, path string, b []byte) {
@@ -204,52 +193,15 @@ func badPaths(t *testing.T, dir, good string) []badPath {
 	file("root-beyond", root, fmt.Sprintf("has damaged pages: the header names root page %d, outside the file's %d pages", hwm+5, hwm))
 
 	// Things that are not regular files.
-	d := filepath.Join(dir, "directory")
-	os.Mkdir(d, 0o700)
-	out = append(out, badPath{"directory", d, "is a directory, not a vault file"})
-	fifo := filepath.Join(dir, "fifo")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
+	for _, nf := range vaulttest.NotFiles {
+		p := filepath.Join(dir, string(nf.Kind))
+		testfiles.Make(t, nf.Kind, p)
+		out = append(out, badPath{string(nf.Kind), p, nf.Says})
 	}
-	out = append(out, badPath{"fifo", fifo, "is a named pipe (FIFO), not a vault file"})
-	sock := filepath.Join(dir, "socket")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	out = append(out, badPath{"socket", sock, "is a socket, not a vault file"})
-	dev := filepath.Join(dir, "device")
-	os.Symlink("/dev/null", dev)
-	out = append(out, badPath{"device", dev, "is a character device, not a vault file"})
-	loop := filepath.Join(dir, "loop")
-	os.Symlink(loop, loop)
-	out = append(out, badPath{"symlink loop", loop, "is a symbolic link loop"})
-	dangling := filepath.Join(dir, "dangling")
-	os.Symlink(filepath.Join(dir, "nothing"), dangling)
-	out = append(out, badPath{"dangling symlink", dangling, "is a symbolic link to " + filepath.Join(dir, "nothing") + ", which does not exist"})
 	return out
 }
 
 type badPath struct{ name, path, want string }
-
-// state is what a test compares before and after: the file's sha256, or
-// the kind and listing of what is not a file.
-func state(t *testing.T, path string) string {
-	t.Helper()
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return "missing"
-	}
-	if fi.Mode().IsRegular() {
-		return fmt.Sprintf("%x", fileSHA(t, path))
-	}
-	if fi.IsDir() {
-		ents, _ := os.ReadDir(path)
-		return fmt.Sprintf("dir %d", len(ents))
-	}
-	return fi.Mode().String()
-}
 
 // TestOpenIdentifiesWhatIsThere (C05): whatever sits at the vault path is
 // identified before anything writes to it or maps it, reported as what it
@@ -261,7 +213,7 @@ func TestOpenIdentifiesWhatIsThere(t *testing.T) {
 	good, master := seedVault(t, dir, 12, 1<<20)
 	for _, c := range badPaths(t, dir, good) {
 		t.Run(c.name, func(t *testing.T) {
-			before := state(t, c.path)
+			before := testfiles.State(t, c.path)
 			for _, o := range []vault.Options{{}, {Create: true}, {ReadOnly: true}} {
 				o.Path, o.Master, o.Logger, o.LockTimeout = c.path, master, vaulttest.Quiet(), 100*time.Millisecond
 				db, err := vault.Open(o)
@@ -278,7 +230,7 @@ func TestOpenIdentifiesWhatIsThere(t *testing.T) {
 					!strings.Contains(msg, "tagwatchd has") {
 					t.Errorf("Open(create=%v, read-only=%v) = %q, want the path, %q and a hint", o.Create, o.ReadOnly, msg, c.want)
 				}
-				if got := state(t, c.path); got != before {
+				if got := testfiles.State(t, c.path); got != before {
 					t.Fatalf("Open(create=%v) changed %s: %s -> %s", o.Create, c.path, before, got)
 				}
 			}

@@ -93,7 +93,8 @@ type Options struct {
 	// Logger receives the vault's log; default slog.Default().
 	Logger *slog.Logger
 	// Failpoint, when set, is called at named points of multi-step
-	// operations so tests can crash the process there.
+	// operations so tests can crash the process there, and at
+	// FailpointDamagedWalk so they can count the walks of all records.
 	Failpoint func(name string)
 	// ReadOnly opens an existing vault for reading only (check-config): a
 	// shared file lock, so a running daemon's vault gives ErrLocked; no
@@ -125,6 +126,10 @@ type DB struct {
 	// damagedLogged holds the damaged records already logged (kind|0|id),
 	// so each is logged once per process (damaged.go).
 	damagedLogged sync.Map
+	// damagedMet holds the damaged records readers skipped that the
+	// register may not hold yet (kind|0|id -> true); DamagedRecords takes
+	// them in (damaged.go).
+	damagedMet sync.Map
 }
 
 // Open opens (or, with Options.Create, creates) the vault at Options.Path.

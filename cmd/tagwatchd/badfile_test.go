@@ -4,11 +4,9 @@ import (
 	"bytes"
 	bin "encoding/binary"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -16,6 +14,7 @@ import (
 	"tagwatch/vault"
 	"tagwatch/vault/seal"
 	"tagwatch/vault/vaulttest"
+	"tagwatch/vault/vaulttest/testfiles"
 )
 
 // damagedEnv is a stopped daemon's state directory whose master key
@@ -119,27 +118,19 @@ func TestDamagedVaultExits78(t *testing.T) {
 			b.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("sessions")); return err })
 			b.Close()
 		}, `is a bbolt database without a tagwatch keyring, of another program (its buckets: "sessions")`},
-		{"directory", func(p string) { os.Mkdir(p, 0o700) }, "is a directory, not a vault file"},
-		{"fifo", func(p string) { syscall.Mkfifo(p, 0o600) }, "is a named pipe (FIFO), not a vault file"},
-		{"socket", func(p string) {
-			ln, err := net.Listen("unix", p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { ln.Close() })
-		}, "is a socket, not a vault file"},
-		{"device", func(p string) { os.Symlink("/dev/null", p) }, "is a character device, not a vault file"},
-		{"symlink loop", func(p string) { os.Symlink(p, p) }, "is a symbolic link loop"},
-		// Something is there: never "no vault yet" (check-config said so
-		// and exited 0; the start warned it would create one).
-		{"dangling symlink", func(p string) { os.Symlink("nonexist.db", p) }, "is a symbolic link to nonexist.db, which does not exist"},
+	}
+	// Things that are not regular files; a dangling link is something
+	// there too: never "no vault yet" (check-config said so and exited 0;
+	// the start warned it would create one).
+	for _, nf := range vaulttest.NotFiles {
+		cases = append(cases, badCase{string(nf.Kind), func(p string) { testfiles.Make(t, nf.Kind, p) }, nf.Says})
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			os.RemoveAll(e.db)
 			c.make(e.db)
 			t.Cleanup(func() { os.RemoveAll(e.db) })
-			before := pathState(t, e.db)
+			before := testfiles.State(t, e.db)
 			for _, args := range doors {
 				out, code := tagwatchdEnv(t, environ(), args...)
 				door := strings.Join(args[:len(args)-2], " ")
@@ -153,28 +144,12 @@ func TestDamagedVaultExits78(t *testing.T) {
 					strings.Contains(out, "panic") || strings.Contains(out, "goroutine") || strings.Contains(out, "no vault yet") {
 					t.Errorf("tagwatchd %s said:\n%s\nwant the path, %q and a hint", door, out, c.want)
 				}
-				if after := pathState(t, e.db); after != before {
+				if after := testfiles.State(t, e.db); after != before {
 					t.Fatalf("tagwatchd %s changed %s: %s -> %s", door, e.db, before, after)
 				}
 			}
 		})
 	}
-}
-
-// pathState is what must not change at a path: a file's sha256, else its
-// kind (and a directory's entries).
-func pathState(t *testing.T, p string) string {
-	fi, err := os.Lstat(p)
-	switch {
-	case err != nil:
-		return "missing"
-	case fi.Mode().IsRegular():
-		return fmt.Sprintf("%x", sum(t, p))
-	case fi.IsDir():
-		ents, _ := os.ReadDir(p)
-		return fmt.Sprintf("directory of %d", len(ents))
-	}
-	return fi.Mode().String()
 }
 
 // TestSecretPathNotAFileExits78: a secret path (the master key, a client
@@ -184,9 +159,7 @@ func pathState(t *testing.T, p string) string {
 func TestSecretPathNotAFileExits78(t *testing.T) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "fifo")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testfiles.Make(t, testfiles.FIFO, fifo)
 	key := filepath.Join(dir, "master.key")
 	var out, errb bytes.Buffer
 	if err := cmdKeys([]string{"generate", key}, &out, &errb); err != nil {

@@ -31,6 +31,7 @@ func (o *operator) wire() {
 		// costs no write).
 		Held:      held,
 		RateHolds: holds,
+		UsageCaps: usageCapsHook(d.worker),
 		WatchesChanged: func() {
 			if err := d.worker.Reload(context.Background()); err != nil {
 				d.log.Error("reload watches after an operator change", "err", err)

@@ -86,6 +86,10 @@ type options struct {
 	// RateLimitObserver is told what X says is left of each endpoint's
 	// rate-limit window (metrics).
 	RateLimitObserver func(endpoint string, remaining int)
+	// NoSignals: the caller handles SIGINT and SIGTERM (the demo, whose
+	// Ctrl-C lets the last runs deliver first); serve stops when its ctx
+	// ends.
+	NoSignals bool
 }
 
 // newDaemon loads secrets, opens the vault (checking the master key before

@@ -22,11 +22,13 @@ import (
 
 // Damaged records (vault/damaged.go): a record that no longer decodes, or
 // whose sealed field no longer opens, is skipped by every reader so the
-// other users keep working. The doors here report it (the start's log,
-// status, the tagwatch_damaged_records metric, the audit trail through
-// vault.DB.FindDamaged) and let an operator delete it (the status socket's
-// DELETE /v1/damaged/{kind}/{id}, tagwatchd damaged delete while the
-// daemon is stopped), each one call of the vault.
+// other users keep working. The doors here report it (the start's log and
+// the operator's listing through vault.DB.FindDamaged, which walks every
+// record; status, users and the tagwatch_damaged_records metric through
+// vault.DB.DamagedRecords, the register the start filled and the readers
+// that skip a record add to; the audit trail) and let an operator delete
+// it (the status socket's DELETE /v1/damaged/{kind}/{id}, tagwatchd
+// damaged delete while the daemon is stopped), each one call of the vault.
 
 var _ statusapi.DamagedBackend = (*operator)(nil)
 
@@ -88,9 +90,11 @@ func reconsentFor(cfg *config.Config, actor string) vault.Reconsent {
 }
 
 // statusDamaged fills the status's damaged records and says so in the
-// vault component.
+// vault component, from the register (vault.DB.DamagedRecords: no walk of
+// every record); Status calls it after the counts, whose listings note
+// the damaged records they skip.
 func (o *operator) statusDamaged(st *statusapi.Status) error {
-	rs, err := o.d.db.FindDamaged()
+	rs, err := o.d.db.DamagedRecords()
 	if err != nil {
 		return err
 	}
@@ -117,11 +121,12 @@ func reportDamaged(db *vault.DB, log *slog.Logger) error {
 }
 
 var damagedDesc = prometheus.NewDesc("tagwatch_damaged_records",
-	"Stored records the daemon cannot use and skips, by kind, as last found (at start, status, tagwatchctl damaged).",
+	"Stored records the daemon cannot use and skips, by kind, as found at start, by the readers that skip them and by tagwatchctl damaged.",
 	[]string{"kind"}, nil)
 
 // damagedCollector reads the vault's register of damaged records at
-// scrape time (vault.DB.DamagedRecords: no record is decoded).
+// scrape time (vault.DB.DamagedRecords: only the registered records and
+// those readers skipped are checked).
 type damagedCollector struct{ db *vault.DB }
 
 func (c *damagedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- damagedDesc }

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,6 +39,31 @@ func c10Enroll(s *svc, user, xid, username, hashtag string) {
 	if code, loc = doReq(t, b, "GET", loc); code != http.StatusSeeOther || !strings.HasPrefix(loc, "/enrolled/") {
 		t.Fatalf("callback for %s = %d %q\n%s", user, code, loc, s.logs)
 	}
+}
+
+// damageWatch puts 0xff over the opening brace of watch id's record in
+// the vault file at path (C10), as a disk fault does: the record no
+// longer decodes.
+func damageWatch(t *testing.T, path, id string) {
+	t.Helper()
+	vaulttest.Damage(t, path, []byte(`{"id":"`+id+`","user_id"`), vaulttest.OverwriteFirst(0xff))
+}
+
+// offlineDamagedWatch is C10 on a stopped daemon's vault (watchesEnv):
+// user u1's watch of #golang, added with tagwatchd watches add, then
+// damaged (damageWatch). cli runs tagwatchd with e's configuration and
+// returns its exit status, stdout and stderr; id is the watch's.
+func offlineDamagedWatch(t *testing.T) (e env, cli func(args ...string) (int, string, string), id string) {
+	t.Helper()
+	e = watchesEnv(t)
+	cli = func(args ...string) (int, string, string) { return runCLI(append(args, "-config", e.config)...) }
+	code, out, errOut := cli("watches", "add", "-user", "u1", "-provider", "x", "-hashtags", "golang", "-schedule", "@every 15m", "-target", "console:")
+	if code != 0 {
+		t.Fatalf("watches add = %d %q %q", code, out, errOut)
+	}
+	id = strings.Fields(out)[1]
+	damageWatch(t, e.db, id)
+	return e, cli, id
 }
 
 // TestDamagedRecordSkippedC10 is C10 through the daemon: a backup copy of
@@ -93,7 +121,7 @@ func TestDamagedRecordSkippedC10(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	vaulttest.Damage(t, path, []byte(`{"id":"`+ada+`","user_id"`), vaulttest.OverwriteFirst(0xff))
+	damageWatch(t, path, ada)
 	sealed := base64.StdEncoding.EncodeToString(g.SealedRefresh)
 	vaulttest.Damage(t, path, []byte(sealed[8:20]), func(occ []byte) { copy(occ, bytes.Repeat([]byte("A"), len(occ))) })
 
@@ -150,16 +178,15 @@ func TestDamagedRecordSkippedC10(t *testing.T) {
 	if out, code := s.ctl("watches", "run", bea); code != 0 {
 		t.Fatalf("tagwatchctl watches run bea = %d %s", code, out)
 	}
-	waitFor(t, 30*time.Second, "bea's match delivered", func() bool {
-		var o statusapi.Outbox
-		s.ctlJSON(&o, "outbox", "list", "--state", "delivered")
-		for _, r := range o.Rows {
-			if r.UserID == "bea" && r.Kind == vault.NoticeMatch {
-				return true
-			}
+	// delivered says whether a notice of kind to user was delivered.
+	delivered := func(user, kind string) func() bool {
+		return func() bool {
+			var o statusapi.Outbox
+			s.ctlJSON(&o, "outbox", "list", "--state", "delivered")
+			return slices.ContainsFunc(o.Rows, func(r statusapi.OutboxRow) bool { return r.UserID == user && r.Kind == kind })
 		}
-		return false
-	})
+	}
+	waitFor(t, 30*time.Second, "bea's match delivered", delivered("bea", vault.NoticeMatch))
 	if !strings.Contains(s.logs.String(), "#rustlang") {
 		t.Errorf("no console notification of bea's match in the log")
 	}
@@ -189,16 +216,7 @@ func TestDamagedRecordSkippedC10(t *testing.T) {
 	if reset.Grant.State != string(vault.GrantNeedsReconsent) || reset.LinkID == "" || reset.Notices != 1 {
 		t.Errorf("tagwatchctl damaged reset = %+v; want needs_reconsent and a link sent", reset)
 	}
-	waitFor(t, 30*time.Second, "cy's re-consent notice delivered", func() bool {
-		var o statusapi.Outbox
-		s.ctlJSON(&o, "outbox", "list", "--state", "delivered")
-		for _, r := range o.Rows {
-			if r.UserID == "cy" && r.Kind == vault.NoticeReconsent {
-				return true
-			}
-		}
-		return false
-	})
+	waitFor(t, 30*time.Second, "cy's re-consent notice delivered", delivered("cy", vault.NoticeReconsent))
 	if out, code := s.ctl("damaged"); code != 0 || !strings.Contains(out, "no damaged records") {
 		t.Errorf("tagwatchctl damaged after the repair = %d %q", code, out)
 	}
@@ -224,14 +242,7 @@ func TestDamagedRecordSkippedC10(t *testing.T) {
 // healthy record (6) and an unknown one (5) as tagwatchctl does, deletes
 // the damaged one (audited), and lists none after.
 func TestDamagedOffline(t *testing.T) {
-	e := watchesEnv(t)
-	cli := func(args ...string) (int, string, string) { return runCLI(append(args, "-config", e.config)...) }
-	code, out, errOut := cli("watches", "add", "-user", "u1", "-provider", "x", "-hashtags", "golang", "-schedule", "@every 15m", "-target", "console:")
-	if code != 0 {
-		t.Fatalf("watches add = %d %q %q", code, out, errOut)
-	}
-	id := strings.Fields(out)[1]
-	vaulttest.Damage(t, e.db, []byte(`{"id":"`+id+`","user_id"`), vaulttest.OverwriteFirst(0xff))
+	e, cli, id := offlineDamagedWatch(t)
 	for _, tc := range []struct {
 		args   []string
 		code   int
@@ -270,5 +281,85 @@ func TestDamagedOffline(t *testing.T) {
 	// the deletion is the one event; the daemon's start or status records a find.
 	if err != nil || n != 1 {
 		t.Errorf("audit: %d damaged-record events for %s, %v; want 1 (deleted once)", n, id, err)
+	}
+}
+
+// TestStatusReadsDamagedRegister: status, users and the metrics read the
+// vault's register of damaged records; only the start (reportDamaged)
+// and the damaged listing walk every record. A watch damaged after the
+// start is skipped by status's own reading of the watches, which puts it
+// in the register, so the same status names it (recorded and audited
+// once). Before, every status and users request walked every record,
+// opening every sealed field.
+func TestStatusReadsDamagedRegister(t *testing.T) {
+	var walks atomic.Int64
+	master, _ := vaulttest.NewMaster(t)
+	path := filepath.Join(t.TempDir(), "tagwatch.db")
+	db, err := vault.Open(vault.Options{Path: path, Master: master, Create: true, Logger: vaulttest.Quiet(), Rules: vaulttest.StubRules{},
+		Failpoint: func(name string) {
+			if name == vault.FailpointDamagedWalk {
+				walks.Add(1)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ada := vaulttest.Enroll(t, db, vaulttest.Enrollment{User: "ada"}).Started[0].ID
+	vaulttest.Enroll(t, db, vaulttest.Enrollment{User: "bea"})
+	if err := reportDamaged(db, vaulttest.Quiet()); err != nil {
+		t.Fatal(err)
+	}
+	o := &operator{d: &daemon{db: db}, errs: newErrorRing(10)}
+	m := newMetrics("test")
+	m.watchVault(db)
+	ask := func() statusapi.Status {
+		t.Helper()
+		st, err := o.Status(context.Background())
+		if err != nil {
+			t.Fatalf("Status: %v", err)
+		}
+		if _, err := o.Users(context.Background()); err != nil {
+			t.Fatalf("Users: %v", err)
+		}
+		if _, err := m.reg.Gather(); err != nil {
+			t.Fatalf("metrics: %v", err)
+		}
+		return st
+	}
+	for range 5 {
+		if st := ask(); len(st.Damaged) != 0 || st.Components["vault"] != "ok" {
+			t.Fatalf("status of a healthy vault = damaged %+v, vault %q", st.Damaged, st.Components["vault"])
+		}
+	}
+	// The disk changes under the running daemon: ada's watch no longer
+	// decodes.
+	damageWatch(t, path, ada)
+	for i := range 5 {
+		st := ask()
+		if len(st.Damaged) != 1 || st.Damaged[0].Kind != vault.KindWatch || st.Damaged[0].ID != ada || st.Damaged[0].FirstSeen.IsZero() ||
+			!strings.Contains(st.Components["vault"], "1 damaged record") {
+			t.Fatalf("status %d after the damage = damaged %+v, vault %q; want watch %s, first seen", i, st.Damaged, st.Components["vault"], ada)
+		}
+	}
+	users, err := o.Users(context.Background())
+	if err != nil || len(users) != 2 || users[0].ID != "ada" || users[0].DamagedWatches != 1 || users[1].DamagedWatches != 0 {
+		t.Errorf("Users() = %+v, %v; want ada with 1 damaged watch, bea with none", users, err)
+	}
+	if got := walks.Load(); got != 1 {
+		t.Errorf("%d walks of every record after the start and 11 status, users and metrics requests; want 1 (the start's)", got)
+	}
+	n := 0
+	if err := db.AuditTrail(0, func(ev vault.AuditEvent) error {
+		if ev.Kind == vault.AuditRecordDamaged {
+			n++
+		}
+		return nil
+	}); err != nil || n != 1 {
+		t.Errorf("%d %s audit events, %v; want 1", n, vault.AuditRecordDamaged, err)
+	}
+	// The listing still walks: it finds what no reader met.
+	if rs, err := o.Damaged(context.Background()); err != nil || len(rs) != 1 || walks.Load() != 2 {
+		t.Errorf("Damaged() = %+v, %v after %d walks; want ada's watch, from a second walk", rs, err, walks.Load())
 	}
 }

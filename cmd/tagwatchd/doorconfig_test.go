@@ -8,10 +8,9 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 
-	"tagwatch/vault/vaulttest"
+	"tagwatch/vault/vaulttest/testfiles"
 )
 
 // TestOfflineDoorsRefuseWhatStartRefuses: a secret file (the master key,
@@ -27,14 +26,9 @@ func TestOfflineDoorsRefuseWhatStartRefuses(t *testing.T) {
 	if out, code := tagwatchdEnv(t, environ(), "keys", "init", "-config", valid); code != 0 {
 		t.Fatalf("keys init = %d %q", code, out)
 	}
-	fifo := filepath.Join(f.dir, "fifo")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(f.dir, "a-directory")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	fifo, dir := filepath.Join(f.dir, "fifo"), filepath.Join(f.dir, "a-directory")
+	testfiles.Make(t, testfiles.FIFO, fifo)
+	testfiles.Make(t, testfiles.Directory, dir)
 	open := func(name string, from string) string {
 		p := filepath.Join(f.dir, name)
 		if err := os.WriteFile(p, mustRead(t, from), 0o600); err != nil {
@@ -104,14 +98,7 @@ func TestOfflineDoorsRefuseWhatStartRefuses(t *testing.T) {
 // Before, the list recorded the record's first sighting and audited it:
 // a listing wrote to the file.
 func TestDamagedListReadsOnly(t *testing.T) {
-	e := watchesEnv(t)
-	cli := func(args ...string) (int, string, string) { return runCLI(append(args, "-config", e.config)...) }
-	code, out, errOut := cli("watches", "add", "-user", "u1", "-provider", "x", "-hashtags", "golang", "-schedule", "@every 15m", "-target", "console:")
-	if code != 0 {
-		t.Fatalf("watches add = %d %q %q", code, out, errOut)
-	}
-	id := strings.Fields(out)[1]
-	vaulttest.Damage(t, e.db, []byte(`{"id":"`+id+`","user_id"`), vaulttest.OverwriteFirst(0xff))
+	e, cli, id := offlineDamagedWatch(t) // damaged_test.go
 	for _, c := range []struct {
 		args []string
 		code int
@@ -162,7 +149,7 @@ func TestCheckConfigSaysOKOnlyWhenAllPassed(t *testing.T) {
 		}
 	}
 	for i, want := range []string{"tagwatchd: check-config: 1 stored record is damaged\n", "tagwatchd: check-config: 2 stored records are damaged\n"} {
-		vaulttest.Damage(t, e.db, []byte(`{"id":"`+ids[i]+`","user_id"`), vaulttest.OverwriteFirst(0xff))
+		damageWatch(t, e.db, ids[i])
 		code, out, errOut := cli("check-config")
 		if code != 1 || errOut != want || strings.Contains(out, ": ok (") {
 			t.Errorf("check-config with %d damaged = %d %q %q, want 1, %q and no \"ok\"", i+1, code, out, errOut, want)

@@ -48,6 +48,8 @@ type hooks struct {
 	// RateHolds lists every one in force (ratelimits.go).
 	Held      func(userID, provider string) (statusapi.RateHold, bool)
 	RateHolds func() []statusapi.RateHold
+	// UsageCaps lists the providers' usage caps in force (ratelimits.go).
+	UsageCaps func() []statusapi.UsageCap
 	// Reload applies a reloaded configuration (SIGHUP) to the components
 	// that take one (watches, channels, providers), in order.
 	Reload []func(ctx context.Context, cfg *config.Config) error
@@ -312,8 +314,11 @@ func runService(ctx context.Context, cfgPath string, stderr io.Writer, o options
 func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, o options, onBound func(*operator)) error {
 	errs := newErrorRing(16)
 	logger := serviceLogger(cfg, stderr, errs)
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	if !o.NoSignals {
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -40,10 +40,12 @@ func apiErr(err error) error {
 	return err
 }
 
-// Status reports version, uptime, readiness, counts, the last errors and
-// the rate limits holding users' runs now (RateLimits, from the worker's
-// table of holds). Counts.Watches counts the watches by state and, under
-// "invalid", those the current rules refuse (not scheduled, not run).
+// Status reports version, uptime, readiness, counts, the last errors, the
+// rate limits holding users' runs now (RateLimits, from the worker's table
+// of holds) and the providers' usage caps in force (UsageCaps, from the
+// worker's state, which a restart restores from the vault: usageCaps).
+// Counts.Watches counts the watches by state and, under "invalid", those
+// the current rules refuse (not scheduled, not run).
 func (o *operator) Status(ctx context.Context) (statusapi.Status, error) {
 	now := time.Now()
 	st := statusapi.Status{Version: Version(), Started: o.d.started, Uptime: now.Sub(o.d.started).Seconds(),
@@ -61,6 +63,9 @@ func (o *operator) Status(ctx context.Context) (statusapi.Status, error) {
 	if o.hk().RateHolds != nil {
 		st.RateLimits = o.hk().RateHolds()
 	}
+	if st.UsageCaps, err = o.usageCaps(); err != nil {
+		return st, err
+	}
 	st.Components["vault"] = "ok"
 	if err := o.statusDamaged(&st); err != nil { // damaged.go
 		return st, err
@@ -72,6 +77,46 @@ func (o *operator) Status(ctx context.Context) (statusapi.Status, error) {
 		st.Components["scheduler"] = "ok"
 	}
 	return st, nil
+}
+
+// usageCaps lists the usage caps in force (the worker's), each with how
+// many of its provider's watches it suspends (read from the vault only
+// when a cap is in force).
+func (o *operator) usageCaps() ([]statusapi.UsageCap, error) {
+	if o.hk().UsageCaps == nil {
+		return nil, nil
+	}
+	caps := o.hk().UsageCaps()
+	if len(caps) == 0 {
+		return nil, nil
+	}
+	watches, err := o.d.db.ListWatches("")
+	if err != nil {
+		return nil, err
+	}
+	n := map[string]int{}
+	for _, w := range watches {
+		if w.State == vault.WatchSuspended && w.SuspendReason == vault.SuspendUsageCapped {
+			n[w.Provider]++
+		}
+	}
+	for i := range caps {
+		caps[i].Watches = n[caps[i].Provider]
+	}
+	return caps, nil
+}
+
+// usageCapOf is the usage cap in force at provider, if any.
+func (o *operator) usageCapOf(provider string) (statusapi.UsageCap, bool) {
+	if o.hk().UsageCaps == nil {
+		return statusapi.UsageCap{}, false
+	}
+	for _, c := range o.hk().UsageCaps() {
+		if c.Provider == provider {
+			return c, true
+		}
+	}
+	return statusapi.UsageCap{}, false
 }
 
 // counts sizes the vault's collections by state, through the vault's read
@@ -138,8 +183,9 @@ func (o *operator) counts() (statusapi.Counts, error) {
 }
 
 // Users lists the users with how many grants and watches each has, and
-// how many of each are damaged (vault.DB.FindDamaged: left out of the
-// counts, listed by tagwatchctl damaged).
+// how many of each are damaged (vault.DB.DamagedRecords, read after the
+// listings that skip them: left out of the counts, listed by tagwatchctl
+// damaged).
 func (o *operator) Users(ctx context.Context) ([]statusapi.User, error) {
 	db := o.d.db
 	grants, err := db.ListGrants()
@@ -154,7 +200,7 @@ func (o *operator) Users(ctx context.Context) ([]statusapi.User, error) {
 	if err != nil {
 		return nil, err
 	}
-	damaged, err := db.FindDamaged()
+	damaged, err := db.DamagedRecords()
 	if err != nil {
 		return nil, err
 	}
@@ -277,8 +323,9 @@ func targetLabels(ts []string) []string {
 // next, when the current rules refuse it (worker.Refused, as the
 // scheduler and check-config decide), the rule's message in Invalid, and
 // the rate limit holding its user's runs at its provider in RateLimited,
-// and in Held why it does not run while its grant is damaged
-// (damagedGrants, from damagedGrantOf).
+// its provider's usage cap in UsageCap (NextRun is then the watch's next
+// probe: worker.Status), and in Held why it does not run while its grant
+// is damaged (damagedGrants, from damagedGrantOf).
 func (o *operator) watchView(w vault.Watch, c vault.Cursor, damagedGrants map[[2]string]string) statusapi.Watch {
 	v := statusapi.Watch{ID: w.ID, UserID: w.UserID, Provider: w.Provider, Hashtags: w.Hashtags, Lang: w.Lang,
 		IncludeRetweets: w.IncludeRetweets, Schedule: w.Schedule, Targets: targetLabels(w.Targets), State: string(w.State),
@@ -293,6 +340,9 @@ func (o *operator) watchView(w vault.Watch, c vault.Cursor, damagedGrants map[[2
 		if h, ok := o.hk().Held(w.UserID, w.Provider); ok {
 			v.RateLimited = &h
 		}
+	}
+	if c, ok := o.usageCapOf(w.Provider); ok && w.Runs() {
+		v.UsageCap = &c
 	}
 	if why := worker.Refused(o.d.db, w); why != nil {
 		v.Invalid = why.Error()
@@ -366,7 +416,9 @@ func (o *operator) ChangeWatch(ctx context.Context, id string, req statusapi.Cha
 
 // PauseWatch pauses a watch, or resumes it (vault.DB.PauseWatch and
 // ResumeWatch: a paused watch whose grant needs consent resumes into
-// suspended, not active).
+// suspended, not active). Resuming a watch the usage cap suspended is a
+// conflict that says when its next probe is and how to probe now
+// (cappedResumeError).
 func (o *operator) PauseWatch(ctx context.Context, id string, pause bool, actor string) (statusapi.Watch, error) {
 	move := o.d.db.ResumeWatch
 	if pause {
@@ -374,6 +426,9 @@ func (o *operator) PauseWatch(ctx context.Context, id string, pause bool, actor 
 	}
 	w, changed, err := move(id, actor)
 	if err != nil {
+		if !pause {
+			err = o.cappedResumeError(id, err)
+		}
 		return statusapi.Watch{}, apiErr(err)
 	}
 	if changed {
@@ -391,14 +446,46 @@ func (o *operator) DeleteWatch(ctx context.Context, id, actor string) error {
 	return nil
 }
 
-// RunWatch asks the scheduler to run an active watch now.
+// cappedResumeError is the vault's refusal err to resume watch id when
+// its provider's usage cap suspended it, told the way operators act on
+// it: it resumes by itself when a probe gets through, the watch's next
+// probe is at T (in D), and `tagwatchctl watches run ID` probes now. Any
+// other error comes back as it is.
+func (o *operator) cappedResumeError(id string, err error) error {
+	var te *vault.TransitionError
+	if !errors.As(err, &te) {
+		return err
+	}
+	w, rerr := o.d.db.Watch(id)
+	if rerr != nil || w.State != vault.WatchSuspended || w.SuspendReason != vault.SuspendUsageCapped {
+		return err
+	}
+	next := "no probe is planned while the scheduler is not running"
+	if o.hk().NextRun != nil {
+		if t, ok := o.hk().NextRun(id); ok && !t.IsZero() {
+			next = "its next probe is at " + t.UTC().Format("2006-01-02 15:04:05Z") + " (in " +
+				max(time.Until(t), 0).Round(time.Second).String() + ")"
+		}
+	}
+	out := *te
+	out.Why = fmt.Sprintf("the usage cap of %s is reached: the watch resumes by itself, with every watch the cap suspended, "+
+		"when a probe gets through; %s; `tagwatchctl watches run %s` probes now", w.Provider, next, id)
+	return &out
+}
+
+// RunWatch asks the scheduler to run a watch now: an active watch, or one
+// the usage cap suspended, whose manual run is the cap's probe, at once
+// (worker.RunNow: if the provider answers, its watches resume; if it is
+// still capped, they stay suspended and the next probe is planned a probe
+// interval on).
 func (o *operator) RunWatch(ctx context.Context, id, actor string) error {
 	w, err := o.d.db.Watch(id)
 	if err != nil {
 		return apiErr(err)
 	}
-	if w.State != vault.WatchActive {
-		return apiErr(&vault.TransitionError{Kind: "watch", ID: id, Action: "run", State: w.StateText(), Why: "only active watches run"})
+	if !w.Runs() {
+		return apiErr(&vault.TransitionError{Kind: "watch", ID: id, Action: "run", State: w.StateText(),
+			Why: "only active watches run, and those the usage cap suspended (as its probe)"})
 	}
 	if o.hk().RunNow == nil {
 		return fmt.Errorf("%w: the scheduler is not running in this daemon", statusapi.ErrUnavailable)

@@ -1,10 +1,7 @@
 package enroll_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -13,37 +10,9 @@ import (
 	"tagwatch/vault"
 	"tagwatch/vault/enroll"
 	"tagwatch/vault/provider"
+	"tagwatch/vault/renew/renewtest"
 	"tagwatch/vault/secret"
 )
-
-// editAnswer is a transport that edits the token endpoint's JSON answers
-// on their way back: the crafted issuer then answers as another provider
-// does.
-type editAnswer struct {
-	base http.RoundTripper
-	edit func(map[string]any)
-}
-
-func (a editAnswer) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := a.base.RoundTrip(r)
-	if err != nil || !strings.HasSuffix(r.URL.Path, "/token") || resp.StatusCode != http.StatusOK {
-		return resp, err
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	var m map[string]any
-	if err := json.Unmarshal(body, &m); err != nil {
-		return nil, err
-	}
-	a.edit(m)
-	body, _ = json.Marshal(m)
-	resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
-	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
-	return resp, nil
-}
 
 // TestOfflineAccessUnlisted is case C02: a provider (Microsoft Entra ID)
 // that grants offline access with a refresh token but does not list
@@ -57,7 +26,7 @@ func TestOfflineAccessUnlisted(t *testing.T) {
 	var edit func(map[string]any)
 	e := newEnv(t, func(_ *env, redirect string, hc *http.Client) map[string]enroll.Provider {
 		c := *hc
-		c.Transport = editAnswer{base: hc.Transport, edit: func(m map[string]any) { edit(m) }}
+		c.Transport = renewtest.EditTokenAnswers{Base: hc.Transport, Edit: func(m map[string]any) { edit(m) }}
 		mk := func(name string, extra ...string) enroll.Provider {
 			p, err := provider.New(context.Background(), provider.Config{Name: name, Kind: provider.KindOIDC, Issuer: ci.srv.URL,
 				ClientID: craftClientID, ClientSecret: secret.NewClientSecret("s3cret"), RedirectURL: redirect, HTTPClient: &c, Scopes: extra})

@@ -1,12 +1,8 @@
 package renew_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"io"
 	"net/http"
-	"strconv"
 	"testing"
 	"time"
 
@@ -15,41 +11,13 @@ import (
 	"tagwatch/worker/xapi/xsandbox"
 )
 
-// answerEdit is a transport that edits the token endpoint's JSON answers
-// to refreshes on their way back, to make the X sandbox answer as another
-// provider does.
-type answerEdit struct {
-	edit func(map[string]any)
-}
-
-func (a answerEdit) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := http.DefaultTransport.RoundTrip(r)
-	if err != nil || r.URL.Path != string(xsandbox.EndpointToken) || resp.StatusCode != http.StatusOK {
-		return resp, err
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	var m map[string]any
-	if err := json.Unmarshal(body, &m); err != nil {
-		return nil, err
-	}
-	a.edit(m)
-	body, _ = json.Marshal(m)
-	resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
-	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
-	return resp, nil
-}
-
 // TestShortLivedTokenIsUsed is case C06: access tokens that live less than
 // the renewal margin (expires_in 45 under the default 60 s skew; the 5
 // minutes assumed without expires_in under a skew of 5 minutes) are used
 // for half their life, not refreshed on every call; also after a restart,
 // from what the grant record stores.
 func TestShortLivedTokenIsUsed(t *testing.T) {
-	noExpiresIn := answerEdit{edit: func(m map[string]any) { delete(m, "expires_in") }}
+	noExpiresIn := renewtest.EditTokenAnswers{Edit: func(m map[string]any) { delete(m, "expires_in") }}
 	cases := []struct {
 		name      string
 		ttl       time.Duration // the sandbox's expires_in

@@ -46,7 +46,7 @@ func TestRefreshWithOfflineAccessUnlisted(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			clock := xsandbox.NewClock(t0)
-			f := renewtest.New(t, renewtest.Options{Clock: clock, Transport: answerEdit{edit: c.edit}})
+			f := renewtest.New(t, renewtest.Options{Clock: clock, Transport: renewtest.EditTokenAnswers{Edit: c.edit}})
 			g := f.Enroll(renewtest.Enrollee{Expiry: t0.Add(-time.Minute)}).Grant
 			_, before, err := f.DB.GrantTokens(g.ID)
 			if err != nil {

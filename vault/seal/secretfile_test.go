@@ -3,12 +3,12 @@ package seal
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
+
+	"tagwatch/vault/vaulttest/testfiles"
 )
 
 // TestReadSecretFileMessages: each error names the secret's file once
@@ -49,24 +49,13 @@ func TestReadSecretFileMessages(t *testing.T) {
 // a credential.
 func TestSecretPathNotAFile(t *testing.T) {
 	dir := t.TempDir()
-	fifo := filepath.Join(dir, "fifo")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
+	at := func(k testfiles.Kind, name string) string {
+		p := filepath.Join(dir, name)
+		testfiles.Make(t, k, p)
+		return p
 	}
-	sock := filepath.Join(dir, "socket")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	dev := filepath.Join(dir, "device")
-	if err := os.Symlink("/dev/zero", dev); err != nil {
-		t.Fatal(err)
-	}
-	loop := filepath.Join(dir, "loop")
-	if err := os.Symlink(loop, loop); err != nil {
-		t.Fatal(err)
-	}
+	sub, fifo, sock := at(testfiles.Directory, "directory"), at(testfiles.FIFO, "fifo"), at(testfiles.Socket, "socket")
+	dev, loop := at(testfiles.Device, "device"), at(testfiles.SymlinkLoop, "loop")
 	big := filepath.Join(dir, "big")
 	if err := os.WriteFile(big, make([]byte, MaxSecretSize+1), 0o600); err != nil {
 		t.Fatal(err)
@@ -75,7 +64,7 @@ func TestSecretPathNotAFile(t *testing.T) {
 	for _, c := range []struct {
 		name, path, want string
 	}{
-		{"directory", dir, "is a directory, not a regular file"},
+		{"directory", sub, "is a directory, not a regular file"},
 		{"fifo", fifo, "is a named pipe (FIFO), not a regular file"},
 		{"socket", sock, "is a socket, not a regular file"},
 		{"device", dev, "is a character device, not a regular file"},
@@ -88,8 +77,8 @@ func TestSecretPathNotAFile(t *testing.T) {
 				t.Errorf("ReadSecretFile = %v, want %q", err, want)
 			}
 			_, err = ReadSecretFile(Source{Credential: filepath.Base(c.path)})
-			if want := "read secret credential " + filepath.Base(c.path) + ": "; c.path != dir && (err == nil || !strings.HasPrefix(err.Error(), want) ||
-				!strings.HasSuffix(err.Error(), c.want)) {
+			if want := "read secret credential " + filepath.Base(c.path) + ": "; err == nil || !strings.HasPrefix(err.Error(), want) ||
+				!strings.HasSuffix(err.Error(), c.want) {
 				t.Errorf("ReadSecretFile(credential) = %v, want %q...%q", err, want, c.want)
 			}
 			_, err = ReadFile(c.path, MaxSecretSize)
