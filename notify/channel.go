@@ -121,7 +121,8 @@ type Message struct {
 	// opened from the row at send time. Never log it.
 	Consent secret.Value
 	// PauseURL and RevokeURL are signed one-click links; empty when the
-	// notice has no watch (pause) or no provider (revoke).
+	// notice has no watch (pause), or no provider or no access to revoke
+	// (revoke: not in access_revoked and reconsent_needed notices).
 	PauseURL  string
 	RevokeURL string
 	// Attempt counts from 1.

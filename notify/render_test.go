@@ -139,3 +139,53 @@ func TestCadence(t *testing.T) {
 		}
 	}
 }
+
+// TestMessageLinks: each notice carries the one-click links that make
+// sense for it. The re-consent notice has Pause but no "Revoke tagwatch's
+// access" (tagwatch has no working access to revoke); the notice that
+// access ended has neither revocation link.
+func TestMessageLinks(t *testing.T) {
+	db := openDB(t, "", nil, nil)
+	s, err := New(Config{Outbox: db, PublicURL: "https://tagwatch.example", LinkKey: linkKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name          string
+		n             vault.Notice
+		pause, revoke bool
+	}{
+		{"match", matchNotice("u1", "w1", 1), true, true},
+		{"enrolled", vault.Notice{Type: vault.NoticeEnrolled, UserID: "u1", WatchID: "w1", Provider: "x", Hashtags: []string{"a"},
+			Schedule: "@hourly", Time: at}, true, true},
+		{"reconsent", vault.Notice{Type: vault.NoticeReconsent, UserID: "u1", WatchID: "w1", Provider: "x", Hashtags: []string{"a"},
+			Reason: "dead_grant", Time: at}, true, false},
+		{"revoked", vault.Notice{Type: vault.NoticeRevoked, UserID: "u1", WatchID: "w1", Provider: "x", Time: at}, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			payload, err := json.Marshal(tc.n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := s.message(vault.OutboxRow{ID: "n1", Kind: tc.n.Type, UserID: tc.n.UserID, WatchID: tc.n.WatchID,
+				Target: "console:", Payload: payload})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (m.PauseURL != "") != tc.pause || (m.RevokeURL != "") != tc.revoke {
+				t.Errorf("message links: pause %q, revoke %q; want pause %v, revoke %v", m.PauseURL, m.RevokeURL, tc.pause, tc.revoke)
+			}
+			r, err := render(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for form, body := range map[string]string{"text": r.Text, "html": htmlText(r.HTML)} {
+				if strings.Contains(body, "Revoke tagwatch's access") != tc.revoke || strings.Contains(body, "Pause this watch") != tc.pause {
+					t.Errorf("%s form shows Revoke %v, Pause %v; want %v, %v:\n%s", form, strings.Contains(body, "Revoke tagwatch's access"),
+						strings.Contains(body, "Pause this watch"), tc.revoke, tc.pause, body)
+				}
+			}
+		})
+	}
+}

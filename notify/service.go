@@ -334,7 +334,10 @@ func (s *Service) message(r vault.OutboxRow) (*Message, error) {
 	if watch != "" {
 		m.PauseURL = s.PauseURL(m.Notice.UserID, watch)
 	}
-	if m.Notice.Provider != "" && m.Notice.Type != vault.NoticeRevoked {
+	// A revocation link only where there is access to give up: not in
+	// the notice that access ended, nor in the one that asks for a new
+	// consent because tagwatch has none that works (its Pause link stays).
+	if m.Notice.Provider != "" && m.Notice.Type != vault.NoticeRevoked && m.Notice.Type != vault.NoticeReconsent {
 		m.RevokeURL = s.RevokeURL(m.Notice.UserID, m.Notice.Provider)
 	}
 	return m, nil

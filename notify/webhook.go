@@ -52,7 +52,7 @@ type WebhookSecret struct {
 //	    "message": "…",                      // non-match events: what happened, in words (render.go)
 //	    "consent_url": "https://…",          // reconsent_needed only: the one-time link
 //	    "pause_url": "https://…",            // signed one-click links
-//	    "revoke_url": "https://…"
+//	    "revoke_url": "https://…"           // not in access_revoked and reconsent_needed (no access to revoke)
 //	  }
 //	}
 //

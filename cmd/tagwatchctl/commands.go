@@ -68,7 +68,13 @@ func when(t time.Time) string {
 	if d < 0 {
 		rel = (-d).String() + " ago"
 	}
-	return t.UTC().Format("2006-01-02 15:04:05Z") + " (" + rel + ")"
+	return stamp(t) + " (" + rel + ")"
+}
+
+// stamp is a time as the tables show it: UTC, in RFC 3339 with a space
+// for the T, to the second, "2026-11-30 09:48:36Z".
+func stamp(t time.Time) string {
+	return t.UTC().Format("2006-01-02 15:04:05Z")
 }
 
 func dash(s string) string {
@@ -237,6 +243,7 @@ func cmdStatus(e *env) error {
 		fmt.Fprintf(w, "%s: %s\n", c.name, dash(strings.Join(parts, ", ")))
 	}
 	printRateLimits(w, s.RateLimits)
+	printUsageCaps(w, s.UsageCaps)
 	printDamagedStatus(w, s.Damaged)
 	if len(s.LastErrors) > 0 {
 		fmt.Fprintln(w, "last errors:")
@@ -288,7 +295,7 @@ func cmdGrants(e *env) error {
 			}
 			state := g.State
 			if !g.NeedsReconsentSince.IsZero() {
-				state += " since " + g.NeedsReconsentSince.UTC().Format(time.DateTime)
+				state += " since " + stamp(g.NeedsReconsentSince)
 			}
 			id := g.Subject
 			if g.Username != "" {
@@ -296,7 +303,7 @@ func cmdGrants(e *env) error {
 			}
 			inFlight := "-"
 			if !g.RefreshInFlight.IsZero() {
-				inFlight = "since " + g.RefreshInFlight.UTC().Format(time.TimeOnly)
+				inFlight = "since " + stamp(g.RefreshInFlight)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", g.ID, g.UserID, g.Provider, id, state,
 				when(g.AccessExpiry), when(g.LastRefresh), g.RefreshCount, dash(g.LastErrorClass), inFlight)
@@ -316,7 +323,7 @@ func cmdWatchesList(e *env) error {
 		for _, w := range ws {
 			tags := "#" + strings.Join(w.Hashtags, " #")
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", w.ID, w.UserID, tags, w.Schedule, watchState(w),
-				when(w.NextRun), when(w.LastRunAt), dash(w.LastResult), dash(w.Cursor), w.PostsRead)
+				nextRunText(w), when(w.LastRunAt), dash(w.LastResult), dash(w.Cursor), w.PostsRead)
 		}
 	})
 }
@@ -337,11 +344,15 @@ func damagedGrantState(g statusapi.Grant) string {
 // ", held: <why>" when it does not run until an operator repairs
 // something (its grant is damaged), and ", rate limited until <T>
 // (<window> of <endpoint> at <provider>)" while a rate limit holds its
-// user's runs (holdText).
+// user's runs (holdText), and ", usage capped at <provider>" for an
+// active watch its provider's usage cap holds (added since the cap).
 func watchState(w statusapi.Watch) string {
 	state := w.State
 	if w.SuspendReason != "" {
 		state += " (" + w.SuspendReason + ")"
+	}
+	if w.UsageCap != nil && w.SuspendReason == "" {
+		state += ", usage capped at " + w.Provider
 	}
 	if w.Invalid != "" {
 		state += ", refused: " + w.Invalid

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"os/signal"
@@ -235,8 +236,11 @@ func runSandbox(ctx context.Context, args []string, stdout, stderr io.Writer, re
 	if err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
+	// The control page's actions, one line each, and the sandbox's errors
+	// go to stderr (the sandbox never logs a token or a secret).
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	sb, err := xsandbox.Start(xsandbox.Config{Addr: o.listen, ClientID: sandboxClientID, ClientSecret: secret,
-		RedirectURIs: o.redirects, AccessTokenTTL: o.tokenTTL, AppName: "tagwatch"})
+		RedirectURIs: o.redirects, AccessTokenTTL: o.tokenTTL, AppName: "tagwatch", Logger: logger})
 	if err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
@@ -268,11 +272,16 @@ func runSandbox(ctx context.Context, args []string, stdout, stderr io.Writer, re
 	}
 	fmt.Fprintf(&b, "Callback URLs accepted: %s\n", strings.Join(o.redirects, " "))
 	if genWait != nil {
-		fmt.Fprintf(&b, "Posting %g posts a second with #%s.\n", o.rate, strings.Join(o.hashtags, " #"))
+		posts := "posts"
+		if o.rate == 1 {
+			posts = "post"
+		}
+		fmt.Fprintf(&b, "Posting %g %s a second with #%s.\n", o.rate, posts, strings.Join(o.hashtags, " #"))
 	} else {
 		b.WriteString("Posting nothing (-rate 0 or no -hashtags).\n")
 	}
-	fmt.Fprintf(&b, "Control page (revoke a user, lose a token answer, rate limits, usage cap): %s%s\n", sb.URL(), xsandbox.ControlPath)
+	fmt.Fprintf(&b, "Control page (revoke a user, lose a token answer, rate limits, usage cap): %s%s (its actions are logged on stderr)\n",
+		sb.URL(), xsandbox.ControlPath)
 	b.WriteString("Stop with Ctrl-C.\n")
 	if _, err := io.WriteString(stdout, b.String()); err != nil {
 		return err

@@ -14,25 +14,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"tagwatch/worker/xapi/xsandbox"
+	"tagwatch/worker/xapi/xsandbox/browsertest"
 )
-
-// sandboxChromium returns Debian's Chromium: $TAGWATCH_CHROMIUM, else
-// /usr/bin/chromium. Under CI_STRICT=1 a missing browser fails the test;
-// otherwise it is skipped with a message (as vault/enroll's browser test).
-func sandboxChromium(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("TAGWATCH_CHROMIUM")
-	if bin == "" {
-		bin = "/usr/bin/chromium"
-	}
-	if _, err := exec.LookPath(bin); err != nil {
-		if os.Getenv("CI_STRICT") == "1" {
-			t.Fatalf("chromium not found at %s: %v", bin, err)
-		}
-		t.Skipf("chromium not found at %s: apt-get install chromium, or run .ci/run", bin)
-	}
-	return bin
-}
 
 // TestSandboxServiceWithDaemon is issue 13's service path as the README
 // tells it, without an X account: tagwatchd sandbox; a daemon configured
@@ -42,7 +25,7 @@ func sandboxChromium(t *testing.T) string {
 // the daemon noticing, suspending the watch and sending the re-consent
 // link.
 func TestSandboxServiceWithDaemon(t *testing.T) {
-	bin := sandboxChromium(t)
+	browsertest.Chromium(t) // skip (or fail under CI_STRICT) before starting anything
 	dir := t.TempDir()
 	// The daemon's public port, held until it starts.
 	hold, err := net.Listen("tcp", "127.0.0.1:0")
@@ -126,15 +109,7 @@ func TestSandboxServiceWithDaemon(t *testing.T) {
 
 	// The consent, in a browser: the landing page, the sandbox's page
 	// where the person picks @bea, the success page.
-	bctx, cancelB := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancelB()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(bctx, chromedp.ExecPath(bin), chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true), chromedp.Flag("disable-gpu", true), chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))
-	defer cancelAlloc()
-	browser, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
+	browser := browsertest.New(t, 2*time.Minute)
 	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
 		if err := chromedp.Do(browser, steps...); err != nil {

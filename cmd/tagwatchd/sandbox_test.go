@@ -47,11 +47,19 @@ func (l *lockedBuffer) String() string {
 // what it printed once it serves, and the running server.
 func startSandbox(t *testing.T, args ...string) (string, *xsandbox.Server) {
 	t.Helper()
+	printed, sb, _ := startSandboxLogs(t, args...)
+	return printed, sb
+}
+
+// startSandboxLogs is startSandbox that also returns the sandbox's
+// stderr, its log.
+func startSandboxLogs(t *testing.T, args ...string) (string, *xsandbox.Server, *lockedBuffer) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &lockedBuffer{}
+	out, logs := &lockedBuffer{}, &lockedBuffer{}
 	ready := make(chan *xsandbox.Server, 1)
 	done := make(chan error, 1)
-	go func() { done <- runSandbox(ctx, args, out, io.Discard, func(s *xsandbox.Server) { ready <- s }) }()
+	go func() { done <- runSandbox(ctx, args, out, logs, func(s *xsandbox.Server) { ready <- s }) }()
 	var sb *xsandbox.Server
 	select {
 	case sb = <-ready:
@@ -68,7 +76,7 @@ func startSandbox(t *testing.T, args ...string) (string, *xsandbox.Server) {
 			t.Errorf("tagwatchd sandbox did not say it stopped: %q", out.String())
 		}
 	})
-	return out.String(), sb
+	return out.String(), sb, logs
 }
 
 // providerBlock cuts the [[provider]] table out of what the sandbox printed.
@@ -130,7 +138,7 @@ var (
 func TestSandboxService(t *testing.T) {
 	dir := t.TempDir()
 	const callback = "http://127.0.0.1:1/callback" // never followed: the test reads the code from Location
-	printed, sb := startSandbox(t, "-listen", "127.0.0.1:0", "-dir", filepath.Join(dir, "sandbox"), "-users", "ada,@bea",
+	printed, sb, logs := startSandboxLogs(t, "-listen", "127.0.0.1:0", "-dir", filepath.Join(dir, "sandbox"), "-users", "ada,@bea",
 		"-rate", "50", "-hashtags", "golang,rust", "-redirect", callback+",http://127.0.0.1:2/callback")
 	base := sb.URL()
 	for _, want := range []string{"@ada", "id 1001", "@bea", "id 1002", base + "/sandbox/", "#golang #rust", callback} {
@@ -355,6 +363,42 @@ func TestSandboxService(t *testing.T) {
 		resp, page := doForm(t, admin, "POST", base+c.path, c.form, map[string]string{"Origin": base, "Sec-Fetch-Site": "same-origin"})
 		if resp.StatusCode != 400 || !strings.Contains(html.UnescapeString(page), c.want) {
 			t.Errorf("POST %s %v = %d, want 400 saying %q", c.path, c.form, resp.StatusCode, c.want)
+		}
+	}
+
+	// Each action pressed is one line on the sandbox's stderr, saying
+	// what was done, and no token or secret is in the log.
+	log := logs.String()
+	for _, want := range []string{
+		`msg="sandbox control" action=revoke done="@bea revoked the app`,
+		`msg="sandbox control" action=drop-token done="the next refresh is done but its answer is lost`,
+		`msg="sandbox control" action=rate-limit done="every search answers 429 Too Many Requests for 60 s`,
+		`msg="sandbox control" action=rate-limit done="search limits are X's again`,
+		`msg="sandbox control" action=usage-cap done="usage cap reached`,
+		`msg="sandbox control" action=usage-cap done="usage cap lifted`,
+		`msg="sandbox control refused" action=revoke err="there is no sandbox account with id \"999\""`,
+	} {
+		if n := strings.Count(log, want); n != 1 {
+			t.Errorf("sandbox log has %d lines with %q, want 1:\n%s", n, want, log)
+		}
+	}
+	if n := strings.Count(log, `msg="sandbox control"`); n != 6 {
+		t.Errorf("sandbox log has %d control lines, want 6 (one a press):\n%s", n, log)
+	}
+	for _, v := range []string{secret, beaAccess, beaRefresh, adaAccess, adaRefresh} {
+		if strings.Contains(log, v) {
+			t.Errorf("sandbox log shows a secret or token:\n%s", log)
+		}
+	}
+}
+
+// TestSandboxBannerRate: the banner says the generator's rate in words
+// that agree with it: "1 post a second", "2.5 posts a second".
+func TestSandboxBannerRate(t *testing.T) {
+	for rate, want := range map[string]string{"1": "Posting 1 post a second with #golang.", "2.5": "Posting 2.5 posts a second with #golang."} {
+		printed, _ := startSandbox(t, "-listen", "127.0.0.1:0", "-dir", t.TempDir(), "-rate", rate, "-hashtags", "golang")
+		if !strings.Contains(printed, want) {
+			t.Errorf("sandbox -rate %s printed:\n%s\nwant %q", rate, printed, want)
 		}
 	}
 }

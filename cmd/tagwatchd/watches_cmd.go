@@ -223,8 +223,10 @@ func listWatches(db *vault.DB, user string, stdout io.Writer) error {
 		if result == "" {
 			result = "-"
 		}
-		// Hashtags as tagwatchctl watches list shows them: "#golang #rust".
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%q\t%s\t%s\t%s\t%d\t%d\t%d\n", w.ID, w.UserID, w.Provider, w.StateText(), w.Schedule,
+		// Hashtags and the schedule as tagwatchctl watches list shows
+		// them: "#golang #rust", "@every 5m" (unquoted: columns are apart
+		// by two spaces or more).
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", w.ID, w.UserID, w.Provider, w.StateText(), w.Schedule,
 			"#"+strings.Join(w.Hashtags, " #"), last, result, c.Runs, c.PostsRead, c.Matches)
 	}
 	return tw.Flush()

@@ -71,7 +71,8 @@ func TestWatchesCommand(t *testing.T) {
 		args []string
 		want string // in the list afterwards
 	}{
-		{[]string{"change", "-id", id, "-schedule", "0 9 * * *", "-lang", "en"}, `"0 9 * * *"`},
+		// The schedule as tagwatchctl shows it: not quoted.
+		{[]string{"change", "-id", id, "-schedule", "0 9 * * *", "-lang", "en"}, "  0 9 * * *  "},
 		{[]string{"pause", "-id", id}, "paused"},
 		{[]string{"resume", "-id", id}, "active"},
 	}
@@ -80,8 +81,8 @@ func TestWatchesCommand(t *testing.T) {
 			t.Fatalf("%v: %v\n%s", s.args, err, out)
 		}
 		list, err := watchesCmd(t, e, "list", "-user", "u1")
-		if err != nil || !strings.Contains(list, id) || !strings.Contains(list, s.want) {
-			t.Errorf("after %v, list = %q (%v), want %q", s.args, list, err, s.want)
+		if err != nil || !strings.Contains(list, id) || !strings.Contains(list, s.want) || strings.Contains(list, `"`) {
+			t.Errorf("after %v, list = %q (%v), want %q and no quotes", s.args, list, err, s.want)
 		}
 	}
 	refused := [][]string{

@@ -157,19 +157,29 @@ func hostOf(origin string) string {
 // accountLabel names the account a link is for as people know it: at X
 // "@name", never the numeric account id a re-consent link is bound to
 // (the grant's subject); the grant's username is shown when the link
-// names its subject. A subject whose username is not known is "the
-// account with id N". Empty when the link names no account.
+// names its subject. A re-consent link that names no account is for its
+// grant's (the vault refuses any other). A subject whose username is not
+// known is "the account with id N". Empty when the link names no
+// account.
 func (s *Service) accountLabel(e vault.Enrollment, p Provider) string {
 	name := e.Expected
+	var g vault.Grant
+	if e.GrantID != "" {
+		// A damaged or deleted grant leaves the link's own words.
+		var err error
+		if g, err = s.cfg.DB.Grant(e.GrantID); err != nil {
+			g = vault.Grant{}
+		}
+	}
+	if name == "" && e.Purpose == vault.PurposeReconsent {
+		name = g.Subject
+	}
 	if name == "" {
 		return ""
 	}
 	known := false
-	if e.GrantID != "" {
-		// A damaged or deleted grant leaves the link's own words.
-		if g, err := s.cfg.DB.Grant(e.GrantID); err == nil && g.Subject == name && g.Username != "" {
-			name, known = g.Username, true
-		}
+	if g.Subject == name && g.Username != "" {
+		name, known = g.Username, true
 	}
 	if p.Kind() != provider.KindX {
 		return name
@@ -190,7 +200,9 @@ func isDigits(s string) bool {
 }
 
 // landing shows what the link will do. It never changes anything: mail
-// scanners fetch links.
+// scanners fetch links. It names the operator who asks (Config.Operator),
+// not who made the link (Enrollment.CreatedBy, such as "tagwatchctl
+// uid:0"): that is for the operator, in the audit trail and the log.
 func (s *Service) landing(w http.ResponseWriter, r *http.Request) {
 	e, p, err := s.link(r)
 	if err != nil {
@@ -200,7 +212,6 @@ func (s *Service) landing(w http.ResponseWriter, r *http.Request) {
 	d := landingData{
 		Reconsent:    e.Purpose == vault.PurposeReconsent,
 		Operator:     s.operator,
-		Requester:    e.CreatedBy,
 		ProviderName: providerName(e.Provider, p),
 		ProviderHost: hostOf(p.AuthorizationOrigin()),
 		Expected:     s.accountLabel(e, p),
@@ -422,7 +433,9 @@ func (s *Service) finish(r *http.Request, f *flow, q map[string][]string) error 
 	if !id.Matches(e.Expected) {
 		s.discardFor(p, tr, f.provider, id.Subject)
 		s.auditRefusal(f, fmt.Sprintf("identity %s is not the expected %s", id.Subject, e.Expected))
-		return refuse(reasonWrongAccount, fmt.Errorf("subject %q (username %q) is not the expected %q", id.Subject, id.Username, e.Expected))
+		fl := refuse(reasonWrongAccount, fmt.Errorf("subject %q (username %q) is not the expected %q", id.Subject, id.Username, e.Expected))
+		fl.account = s.accountLabel(e, p)
+		return fl
 	}
 	granted := tr.Scopes
 	if granted == nil {
@@ -442,6 +455,9 @@ func (s *Service) finish(r *http.Request, f *flow, q map[string][]string) error 
 	if err != nil {
 		var fl *failure
 		if errors.As(err, &fl) {
+			if fl.reason == reasonWrongAccount {
+				fl.account = s.accountLabel(e, p)
+			}
 			s.discardFor(p, tr, f.provider, id.Subject)
 			s.auditRefusal(f, fl.Error())
 			return fl

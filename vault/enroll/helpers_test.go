@@ -152,8 +152,9 @@ func newEnv(t *testing.T, providers func(e *env, redirect string, hc *http.Clien
 		Operator:  "Example Newsroom",
 		Logger:    slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:       e.clock.Now,
-		// A stand-in for notify.TargetLabel that shows it is the one used.
-		TargetLabel: func(t string) string { return "label(" + t + ")" },
+		// The daemon's words for a target, so pages (and their
+		// screenshots) show what users see.
+		TargetLabel: notify.TargetLabel,
 		// The daemon's words for a schedule.
 		Cadence: notify.Cadence,
 		OnGrantStored: func(id string) {

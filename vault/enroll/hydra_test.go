@@ -224,7 +224,9 @@ func TestHydraEnrollment(t *testing.T) {
 		he.h.SetSubject("mallory")
 		_, cb := he.toCallback(b, link)
 		he.h.SetSubject("user-1")
-		expectPage(t, b.get(cb.String()), http.StatusForbidden, "different account")
+		p := b.get(cb.String())
+		expectPage(t, p, http.StatusForbidden, "different account")
+		expectPage(t, p, http.StatusForbidden, "This link is for user-1,")
 		he.expectNothingStored("expects-user1", rec)
 	})
 

@@ -32,7 +32,7 @@ func (s *Service) CreateLink(ctx context.Context, req vault.LinkRequest) (string
 		return "", vault.Enrollment{}, fmt.Errorf("create consent link: %w", err)
 	}
 	s.log.Info("consent link created", "user", rec.UserID, "provider", rec.Provider, "enrollment", rec.ID,
-		"purpose", string(rec.Purpose), "expires", rec.ExpiresAt)
+		"purpose", string(rec.Purpose), "requested_by", rec.CreatedBy, "expires", rec.ExpiresAt)
 	return s.base.String() + "/enroll/" + token, rec, nil
 }
 

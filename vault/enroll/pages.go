@@ -87,6 +87,7 @@ type failure struct {
 	err     error
 	until   time.Time // when the link stops working, if it still works
 	missing []string  // scopes not granted
+	account string    // the account the link is for, as accountLabel names it ("@ada"), if known
 	attrs   []any     // log attributes: user, provider, enrollment
 }
 
@@ -146,6 +147,9 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error, formOr
 	if f.reason == reasonDenied && !f.until.IsZero() {
 		d.Note = "The link works until " + formatTime(f.until) + "."
 	}
+	if f.reason == reasonWrongAccount && f.account != "" {
+		d.Message = "This link is for " + f.account + ", so nothing was stored. Sign out at the provider, open the link from your message again and sign in as " + f.account + "."
+	}
 	if f.reason == reasonScopes {
 		for _, m := range f.missing {
 			d.List = append(d.List, scopeLine(m))
@@ -195,7 +199,6 @@ type landingData struct {
 	base
 	Reconsent    bool
 	Operator     string
-	Requester    string
 	UserName     string
 	ProviderName string
 	ProviderHost string
@@ -267,8 +270,8 @@ const pageStyle = `
 @media (prefers-color-scheme:dark){:root{--bg:#0f1318;--card:#181d24;--ink:#e8ecf1;--muted:#9aa5b4;--line:#2a313b;--accent:#5b8cff;--accent-ink:#0b1020;--ok:#4fc38a;--err:#ff8a80;--chip:#1f2a44;--chip-ink:#b9ccff}}
 *{box-sizing:border-box}
 html{-webkit-text-size-adjust:100%}
-body{margin:0;min-height:100vh;display:flex;align-items:flex-start;justify-content:center;background:var(--bg);color:var(--ink);font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
-main{width:100%;max-width:560px;margin:24px 16px;padding:28px 24px;background:var(--card);border:1px solid var(--line);border-radius:16px;box-shadow:0 1px 2px rgba(0,0,0,.04),0 8px 24px rgba(0,0,0,.06)}
+body{margin:0;min-height:100vh;display:flex;align-items:flex-start;justify-content:center;background:var(--bg);color:var(--ink);font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;overflow-wrap:anywhere}
+main{width:100%;min-width:0;max-width:560px;margin:24px 16px;padding:28px 24px;background:var(--card);border:1px solid var(--line);border-radius:16px;box-shadow:0 1px 2px rgba(0,0,0,.04),0 8px 24px rgba(0,0,0,.06)}
 @media (min-width:640px){body{align-items:center}main{margin:48px 16px;padding:40px 44px}}
 .brand{margin:0 0 20px;font-size:13px;font-weight:700;letter-spacing:.08em;text-transform:uppercase;color:var(--muted)}
 .brand span{color:var(--accent)}
@@ -278,14 +281,14 @@ p{margin:0 0 12px}
 .lead{font-size:17px;color:var(--ink)}
 .muted{color:var(--muted);font-size:14px}
 .tags{display:flex;flex-wrap:wrap;gap:8px;margin:0 0 4px;padding:0;list-style:none}
-.tags li{padding:4px 12px;border-radius:999px;background:var(--chip);color:var(--chip-ink);font-weight:600;font-size:15px;overflow-wrap:anywhere}
+.tags li{padding:4px 12px;border-radius:999px;background:var(--chip);color:var(--chip-ink);font-weight:600;font-size:15px}
 dl{margin:0;border:1px solid var(--line);border-radius:12px;overflow:hidden}
 dl div{padding:12px 14px;border-top:1px solid var(--line)}
 dl div:first-child{border-top:0}
-dt{font-weight:600;font-size:15px;overflow-wrap:anywhere}
+dt{font-weight:600;font-size:15px}
 dd{margin:2px 0 0;color:var(--muted);font-size:14px}
 ul.plain{margin:4px 0 16px;padding:0 0 0 20px}
-ul.plain li{margin:0 0 4px;overflow-wrap:anywhere}
+ul.plain li{margin:0 0 4px}
 form{margin:28px 0 0}
 button{display:block;width:100%;padding:14px 18px;border:0;border-radius:12px;background:var(--accent);color:var(--accent-ink);font:inherit;font-size:17px;font-weight:700;cursor:pointer}
 button:focus-visible{outline:3px solid var(--ink);outline-offset:2px}
@@ -321,7 +324,7 @@ var landingTmpl = template.Must(template.New("landing").Parse(pageHead + `
 {{else}}<h1>Let tagwatch watch hashtags for you</h1>
 <p class="lead">{{.Operator}} asks you to allow tagwatch to search {{.ProviderName}} on your behalf while you are away, and to tell you about new posts.</p>
 {{end}}
-<p class="muted">{{if .UserName}}For {{.UserName}}{{end}}{{if .Requester}}{{if .UserName}} · {{end}}requested by {{.Requester}}{{end}}{{if .Expected}}{{if or .UserName .Requester}} · {{end}}sign in as {{.Expected}}{{end}}</p>
+{{if or .UserName .Expected}}<p class="muted">{{if .UserName}}For {{.UserName}}{{end}}{{if .Expected}}{{if .UserName}} · {{end}}sign in as {{.Expected}}{{end}}</p>{{end}}
 {{if .Hashtags}}<h2>Hashtags</h2>
 <ul class="tags">{{range .Hashtags}}<li>#{{.}}</li>{{end}}</ul>{{end}}
 {{if or .Cadence .Targets}}<h2>What tagwatch will do</h2>

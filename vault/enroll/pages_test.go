@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"tagwatch/notify"
+	"tagwatch/vault"
 	"tagwatch/vault/enroll"
 	"tagwatch/vault/provider"
 	"tagwatch/vault/renew/renewtest"
@@ -133,7 +135,9 @@ func TestPageHeaders(t *testing.T) {
 
 	// The landing page says who asks and what will be done.
 	landing := pages[0].p.body
-	for _, want := range []string{"Example Newsroom", "#golang", "#bbolt", "every 15 minutes", "label(mailto:ada@example.com)",
+	// Targets as the daemon names them (notify.TargetLabel): an address
+	// is shown masked.
+	for _, want := range []string{"Example Newsroom", "#golang", "#bbolt", "every 15 minutes", notify.TargetLabel("mailto:ada@example.com"),
 		"tweet.read", "offline.access", "Continue to X", hostOf(authOrigin)} {
 		if !strings.Contains(landing, want) {
 			t.Errorf("landing page does not show %q", want)
@@ -197,5 +201,41 @@ func TestCookie(t *testing.T) {
 	svc.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "https://tagwatch.example"+path, nil))
 	if rec.Code != http.StatusServiceUnavailable || len(rec.Result().Cookies()) != 0 {
 		t.Errorf("POST without a live provider = %d, cookies %v; want 503, none", rec.Code, rec.Result().Cookies())
+	}
+}
+
+// TestLandingHidesRequester: the landing page names the operator who
+// asks, not who made the link ("tagwatchctl uid:0", an operator's audit
+// detail), which stays in the audit trail and the log.
+func TestLandingHidesRequester(t *testing.T) {
+	xe := newXEnv(t)
+	w := testWatch
+	const requester = "tagwatchctl uid:0"
+	link, rec, err := xe.svc.CreateLink(context.Background(), vault.LinkRequest{UserID: "ada", UserName: "Ada", Provider: "x",
+		Watch: &w, CreatedBy: requester})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newBrowser(t).get(link)
+	if p.status != http.StatusOK || !strings.Contains(p.body, "Example Newsroom") {
+		t.Fatalf("landing = %d, want 200 naming the operator:\n%s", p.status, p.body)
+	}
+	for _, bad := range []string{requester, "uid:0", "requested by"} {
+		if strings.Contains(p.body, bad) {
+			t.Errorf("landing page shows %q:\n%s", bad, p.body)
+		}
+	}
+	if !strings.Contains(xe.logs.String(), `requested_by="`+requester+`"`) {
+		t.Errorf("log does not name the requester:\n%s", xe.logs.String())
+	}
+	found := false
+	if err := xe.db.AuditTrail(0, func(ev vault.AuditEvent) error {
+		found = found || ev.Kind == vault.AuditEnrollmentCreated && ev.Actor == requester
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !found {
+		t.Errorf("audit trail has no %s event by %q for %s", vault.AuditEnrollmentCreated, requester, rec.ID)
 	}
 }

@@ -139,6 +139,9 @@ func TestXEnrollment(t *testing.T) {
 		link, rec := xe.link("ada3", "x", "ada")
 		p := xe.enroll(newBrowser(t), link, "1002")
 		expectPage(t, p, http.StatusForbidden, "different account")
+		// The page says which account the link is for.
+		expectPage(t, p, http.StatusForbidden, "This link is for @ada, so nothing was stored.")
+		expectPage(t, p, http.StatusForbidden, "sign in as @ada.")
 		xe.expectNothingStored("ada3", rec)
 		if st := xe.x.Stats(); st.Revocations == 0 {
 			t.Errorf("sandbox revocations = %d, want the refused sign-in's token revoked", st.Revocations)
@@ -171,7 +174,13 @@ func TestXEnrollment(t *testing.T) {
 			t.Errorf("re-consent landing = %d, want the renewal text and the suspended watch's hashtags:\n%s", landing.status, landing.body)
 		}
 		// Another X account cannot take the grant over.
-		expectPage(t, xe.enroll(b, rlink, "1002"), http.StatusForbidden, "different account")
+		// A re-consent link names the grant's account by its username,
+		// never by its id.
+		wrong := xe.enroll(b, rlink, "1002")
+		expectPage(t, wrong, http.StatusForbidden, "This link is for @ada,")
+		if strings.Contains(wrong.body, "1001") {
+			t.Errorf("the wrong-account page names the account by its id:\n%s", wrong.body)
+		}
 		expectPage(t, xe.enroll(b, rlink, "1001"), http.StatusOK, "Access renewed")
 		g2, _ := xe.grantOf("bea", "x")
 		if g2.ID != g.ID || g2.State != vault.GrantActive || g2.Subject != "1001" {

@@ -81,8 +81,9 @@ type Config struct {
 	// the usage-cap month, the 7-day search window, FailFor windows and post
 	// times; default time.Now. See [Clock].
 	Now func() time.Time
-	// Logger receives debug logs of faults and errors; default discards.
-	// Tokens and secrets are never logged.
+	// Logger receives a line for each action of the control page (Info),
+	// debug logs of faults, and errors; default discards. Tokens and
+	// secrets are never logged.
 	Logger *slog.Logger
 	// ExternalToken, when set, is asked about bearer tokens the sandbox did
 	// not issue (for example access tokens of an OpenID provider such as Ory
