@@ -53,6 +53,13 @@ const (
 	// names a grant that exists and is revoked (a replaced token's,
 	// RevocationReplaced, names the grant that lives on with a new one).
 	InvRevocations Invariant = "revocations"
+	// InvSignIns: the sign-in index matches the records: every entry
+	// names a grant that holds that account (provider, subject, user,
+	// issuer) or a user with that sign-in, and every grant with a
+	// subject and every user's sign-in has its entry; no identity is
+	// bound by sign-in links to two users. Entries of records that do
+	// not decode are left to InvRecords.
+	InvSignIns Invariant = "sign_ins"
 	// InvSealed: every sealed field (grant tokens, outbox secrets, pending
 	// revocations) opens with the keyring, bound to its record.
 	InvSealed Invariant = "sealed"
@@ -157,11 +164,12 @@ func (c *checker) run() {
 			c.add(InvPages, "file", "reading the records panicked: %v", r)
 		}
 	}()
-	decode(c, bucketUsers, "user", decodeUser)
+	users := decode(c, bucketUsers, "user", decodeUser)
 	decode(c, bucketEnrollments, "consent link", decodeLink)
 	decode(c, bucketAudit, "audit event", decodeAudit)
 	watches := c.watches()
 	grants := c.grants()
+	c.signIns(users, grants)
 	c.userWatches(watches)
 	c.userGrants(grants)
 	c.watchGrants(watches, grants)
@@ -388,6 +396,72 @@ func (c *checker) revocations(grants map[string]Grant) {
 		}
 		if _, err := c.tx.OpenRevocation(r); err != nil {
 			c.add(InvSealed, rec, "sealed refresh token does not open: %v", err)
+		}
+	}
+}
+
+func (c *checker) signIns(users map[string]User, grants map[string]Grant) {
+	b := c.tx.tx.Bucket(bucketSignIns)
+	if b == nil {
+		c.add(InvSignIns, "bucket sign_ins", "is missing")
+		return
+	}
+	present := map[signInEntry]bool{}
+	stored := func(bucket []byte, id string) bool { return c.tx.tx.Bucket(bucket).Get([]byte(id)) != nil }
+	_ = b.ForEach(func(k, v []byte) error {
+		parts, ok := parseSignInKey(k)
+		if !ok {
+			c.add(InvSignIns, fmt.Sprintf("sign_ins key %x", k), "is not provider, subject, user, source")
+			return nil
+		}
+		e := signInEntry{parts[0], parts[1], parts[2], parts[3], string(v)}
+		present[e] = true
+		rec := fmt.Sprintf("sign_ins key %s/%s/%s/%s", e.provider, e.subject, e.user, e.source)
+		if id, ok := strings.CutPrefix(e.source, signInFromGrant); ok {
+			g, exists := grants[id]
+			switch {
+			case !exists && stored(bucketGrants, id):
+				// Damaged: InvRecords reports it.
+			case !exists:
+				c.add(InvSignIns, rec, "names grant %q, which does not exist", id)
+			default:
+				if want, ok := grantEntry(g); !ok || want != e {
+					c.add(InvSignIns, rec, "names grant %q, which is user %q's account %q at %q (issuer %q)", id, g.UserID, g.Subject, g.Provider, g.Issuer)
+				}
+			}
+			return nil
+		}
+		issuer, ok := strings.CutPrefix(e.source, signInFromLink)
+		u, exists := users[e.user]
+		switch {
+		case !ok:
+			c.add(InvSignIns, rec, "has an unknown source")
+		case !exists && stored(bucketUsers, e.user):
+		case !exists:
+			c.add(InvSignIns, rec, "names user %q, who does not exist", e.user)
+		case issuer != e.issuer || !slices.ContainsFunc(u.SignIns, func(s SignIn) bool { return linkEntry(u.ID, s) == e }):
+			c.add(InvSignIns, rec, "names a sign-in user %q does not have", e.user)
+		}
+		return nil
+	})
+	for id, g := range grants {
+		if e, ok := grantEntry(g); ok && !present[e] {
+			c.add(InvSignIns, fmt.Sprintf("grant %q", id), "account %q at %q is not in the sign-in index", g.Subject, g.Provider)
+		}
+	}
+	bound := map[signInEntry]string{}
+	for id, u := range users {
+		for _, s := range u.SignIns {
+			e := linkEntry(u.ID, s)
+			if !present[e] {
+				c.add(InvSignIns, fmt.Sprintf("user %q", id), "sign-in %q at %q is not in the sign-in index", s.Subject, s.Provider)
+			}
+			e.user = ""
+			if other, ok := bound[e]; ok && other != id {
+				a, b := min(id, other), max(id, other)
+				c.add(InvSignIns, fmt.Sprintf("user %q", b), "sign-in %q at %q is bound to user %q too", s.Subject, s.Provider, a)
+			}
+			bound[e] = id
 		}
 	}
 }

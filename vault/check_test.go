@@ -214,6 +214,21 @@ func TestCheckConsistency(t *testing.T) {
 				return rewrite(btx, vault.BucketRevocations, s.revID, func(r *vault.Revocation) { r.GrantID = s.zed.Grant.ID })
 			}
 		}, vault.InvRevocations, func(s checkSeed) string { return fmt.Sprintf("pending revocation %q", s.revID) }},
+		{"grant's account not in the sign-in index", func(s checkSeed) func(*bolt.Tx) error {
+			return func(btx *bolt.Tx) error {
+				return rewrite(btx, vault.BucketGrants, s.zed.Grant.ID, func(g *vault.Grant) { g.Subject = "someone-else" })
+			}
+		}, vault.InvSignIns, func(s checkSeed) string { return fmt.Sprintf("grant %q", s.zed.Grant.ID) }},
+		{"sign-in index entry of a sign-in the user does not have", func(checkSeed) func(*bolt.Tx) error {
+			return func(btx *bolt.Tx) error {
+				return btx.Bucket(vault.BucketSignIns).Put(vault.SignInKey("corp", "ghost", "amy", "sign-in:https://idp"), []byte("https://idp"))
+			}
+		}, vault.InvSignIns, func(checkSeed) string { return "sign_ins key corp/ghost/amy/sign-in:https://idp" }},
+		{"sign-in index entry of a grant that does not exist", func(checkSeed) func(*bolt.Tx) error {
+			return func(btx *bolt.Tx) error {
+				return btx.Bucket(vault.BucketSignIns).Put(vault.SignInKey("x", "sub-zed", "zed", "grant:nosuch"), nil)
+			}
+		}, vault.InvSignIns, func(checkSeed) string { return "sign_ins key x/sub-zed/zed/grant:nosuch" }},
 		{"record that does not decode (C10)", func(s checkSeed) func(*bolt.Tx) error {
 			return func(btx *bolt.Tx) error {
 				b := btx.Bucket(vault.BucketWatches)

@@ -64,9 +64,12 @@ type LinkRequest struct {
 	Expected string
 	// Watch is the watch a used link starts; it is checked against the
 	// DB's rules (DB.CheckWatch) and stored normalised. Required for
-	// PurposeEnroll, refused for PurposeReconsent.
+	// PurposeEnroll, refused for PurposeReconsent and PurposeSignIn.
 	Watch *WatchSpec
-	// Purpose is PurposeEnroll (default) or PurposeReconsent.
+	// Purpose is PurposeEnroll (default), PurposeReconsent or
+	// PurposeSignIn (a link that binds the identity signing in with it to
+	// an existing user, for the user's page: no watch, no grant; the door
+	// checks that the provider is an OpenID Connect provider).
 	Purpose EnrollmentPurpose
 	// GrantID is the grant a re-consent link renews: it must exist and
 	// belong to UserID at Provider. Required for PurposeReconsent.
@@ -137,6 +140,13 @@ func (db *DB) checkLinkRequest(req *LinkRequest) error {
 		if req.Watch != nil {
 			return bad("a re-consent link carries no watch: it resumes the user's watches")
 		}
+	case PurposeSignIn:
+		if req.Watch != nil {
+			return bad("a sign-in link carries no watch: it only binds who signs in")
+		}
+		if req.GrantID != "" {
+			return bad("a sign-in link names no grant")
+		}
 	default:
 		return bad("unknown purpose %q", req.Purpose)
 	}
@@ -158,7 +168,8 @@ func (db *DB) checkLinkRequest(req *LinkRequest) error {
 // fields, its watch against the DB's rules (so a link carries only a watch
 // every other door would accept), and a re-consent link's grant.
 // Errors: *InvalidError (a field or the watch); *NotFoundError (a
-// re-consent link's grant); errNoRules when the DB has no rules.
+// re-consent link's grant, a sign-in link's user: a sign-in link is only
+// for a user that exists); errNoRules when the DB has no rules.
 func (db *DB) CreateLink(req LinkRequest) (string, Enrollment, error) {
 	if err := db.checkLinkRequest(&req); err != nil {
 		return "", Enrollment{}, err
@@ -179,6 +190,10 @@ func (db *DB) CreateLink(req LinkRequest) (string, Enrollment, error) {
 		}
 		u, err := tx.User(req.UserID)
 		switch {
+		case errors.Is(err, ErrNotFound) && req.Purpose == PurposeSignIn:
+			// A sign-in is for a user tagwatch works for already: a
+			// mistyped id makes no empty user.
+			return notFound("user", req.UserID)
 		case errors.Is(err, ErrNotFound):
 			u = User{ID: req.UserID}
 		case err != nil:
@@ -423,7 +438,8 @@ type ConsentResult struct {
 //
 // Errors: *NotFoundError (the link was deleted); *TransitionError (the
 // link is used, canceled or expired); *InvalidError (the link's watch is
-// no longer valid, or the consent lacks a refresh token); an error
+// no longer valid, the consent lacks a refresh token, or the link is a
+// sign-in link, which CommitSignIn consumes); an error
 // wrapping ErrWrongAccount (a re-consent by another subject than the
 // grant's, or an account switch the link did not name). On any error
 // nothing is stored.
@@ -435,22 +451,13 @@ func (db *DB) CommitConsent(c Consent) (ConsentResult, error) {
 	err := db.Update(func(tx *Tx) error {
 		out = ConsentResult{}
 		now := tx.Now()
-		e, err := tx.Enrollment(c.LinkHash)
-		if errors.Is(err, ErrNotFound) {
-			if c.LinkID != "" {
-				return notFound("consent link", c.LinkID)
-			}
-			return linkNotFound(c.LinkHash)
-		}
+		e, err := tx.usableLink(c.LinkHash, c.LinkID, c.UserID, c.Provider, now)
 		if err != nil {
 			return err
 		}
-		if err := e.Usable(now); err != nil {
-			return err
-		}
-		if e.UserID != c.UserID || e.Provider != c.Provider {
-			return &TransitionError{Kind: "consent link", ID: e.ID, Action: "use", State: string(e.State(now)),
-				Why: "its user or provider changed during the flow"}
+		if e.Purpose == PurposeSignIn {
+			// A sign-in link makes no grant, whatever a flow brings back.
+			return &InvalidError{Object: "consent", Err: fmt.Errorf("link %s is a sign-in link: it makes no grant (CommitSignIn)", e.ID)}
 		}
 		var spec *WatchSpec
 		if e.Purpose == PurposeEnroll && e.Watch != nil {

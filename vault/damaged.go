@@ -743,7 +743,18 @@ func (tx *Tx) deleteDamaged(kind string, key, raw []byte) (string, error) {
 			}
 		}
 		extra = " with its cursor and seen index"
+	case KindUser:
+		// Its sign-ins cannot be read: the index entries naming the user
+		// as bound by a sign-in link go with it.
+		if err := tx.unindexWhere(func(p [4]string) bool {
+			return p[2] == id && strings.HasPrefix(p[3], signInFromLink)
+		}); err != nil {
+			return "", err
+		}
 	case KindGrant:
+		if err := tx.unindexWhere(func(p [4]string) bool { return p[3] == signInFromGrant+id }); err != nil {
+			return "", err
+		}
 		user, provider, indexed := tx.grantIndex(id)
 		if !indexed {
 			user, provider = owner.UserID, owner.Provider

@@ -93,6 +93,22 @@
 // watch with its cursor (ListWatches in id order). Unknown ids:
 // *NotFoundError.
 //
+// Owner scope: AddWatch, ChangeWatch, PauseWatch, ResumeWatch and
+// DeleteWatch take an optional Owner, which a door acting for one user
+// (the user's page) always passes. The owner check is made in the
+// method's own transaction: a watch of another user is answered exactly
+// as a missing one (the same *NotFoundError, `watch "x" does not exist`),
+// nothing changes and nothing is audited; AddWatch refuses another
+// user's grant exactly as a missing grant (*InvalidError). Without an
+// Owner (the operator's doors, the daemon's reactions) the methods reach
+// every watch; an Owner without a user, or two, is *InvalidError.
+// UserWatch(owner, id) reads a watch with its cursor under the same rule.
+// RecentMatches(owner, id, n) reads (one read transaction) the last n
+// posts a watch queued, newest first, each once across its targets, from
+// the watch's match digests in the outbox: they last as long as those
+// rows (PruneOutbox); the seen index keeps ids only. An empty owner is
+// the operator's read; n < 1 is *InvalidError.
+//
 // # Consent links and users (consent.go)
 //
 // CreateLink checks the request (fields, a re-consent link's grant, the
@@ -126,6 +142,46 @@
 // *TransitionError; canceling twice changes nothing). Link, LinkByID,
 // ListLinks (newest first, without token hashes), User and ListUsers (id
 // order) read. RecordConsentRefused appends one audit entry.
+// CommitConsent refuses a sign-in link (*InvalidError): it makes no
+// grant, whatever the flow brought back.
+//
+// # Sign-ins (signins.go)
+//
+// Who may sign in to a user's page: the account of any of the user's
+// grants (its subject at its provider, in any state; its issuer must
+// match when the grant records one) and the identities bound to the user
+// by sign-in links (User.SignIns). One index (the sign-in index, kept in
+// the transaction of every change to a grant's account or a user's
+// sign-ins, checked by InvSignIns) serves UserBySignIn(provider, issuer,
+// subject), a read transaction: the one user it names, *NotFoundError
+// (kind "sign-in") for none, *SignInConflictError (ErrSignInConflict)
+// for more than one (users sharing an account: never a pick).
+// CreateLink with PurposeSignIn makes a link for a user that exists
+// (*NotFoundError otherwise) with no watch and no grant (*InvalidError);
+// the door checks that its provider is an OpenID Connect provider.
+// CommitSignIn consumes it exactly once, as CommitConsent consumes an
+// enrollment link, and in the same transaction adds the identity to the
+// user's SignIns and to the index, audited (AuditSignInBound,
+// AuditEnrollmentUsed); it stores no grant and no token (SignInConsent
+// has no field for one). An identity that already signs in another user
+// (a sign-in or a grant of theirs) is refused with a
+// *SignInConflictError and nothing changes; binding it again to its
+// user keeps one.
+//
+// # Deleting a user (users.go)
+//
+// DeleteUser deletes a user and everything kept for them in one
+// transaction: every live grant unenrolled by UnenrollGrant's own code
+// (the refresh token queued for revocation by the provider's rule in
+// UserDeletion.Rules, or left to expire, audited), a revoked grant kept
+// only while a pending revocation waits for it (its account scrubbed),
+// every watch with its cursor and seen index, every link, every outbox
+// row (any state), the user with its sign-ins; one NoticeAccountDeleted
+// queued per target the user's watches had (the confirmation, atomic
+// with the deletion); AuditUserDeleted with counts. In-flight work finds
+// nothing (CommitRun: *NotFoundError; SettleOutbox skips the rows; a
+// refresh is fenced off). Errors: *NotFoundError for the user;
+// *DamagedError when its record or a grant of it is damaged.
 //
 // # Grants and the refresh protocol (grants.go)
 //
@@ -260,10 +316,11 @@
 // The audit trail is append-only: each entry gets the next sequence
 // number and is written in the transaction of the change it records
 // (watch added, changed, paused, resumed, deleted; link created, used,
-// canceled, refused; grant stored, state changed, revoked; lost rotation;
-// notification replayed; keys rotated; a replaced refresh token queued
-// for revocation or left to expire and why; a link's watch kept; a grant
-// moved to another account). It never carries a secret or a
+// canceled, refused; a sign-in bound; a user deleted; grant stored,
+// state changed, revoked; lost rotation; notification replayed; keys
+// rotated; a replaced refresh token queued for revocation or left to
+// expire and why; a link's watch kept; a grant moved to another
+// account). It never carries a secret or a
 // target. A change that fails appends nothing. RecordAudit appends what
 // no other method records (an operator's request as the status socket
 // received it). AuditTrail reads the entries after a sequence number,

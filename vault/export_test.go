@@ -18,7 +18,14 @@ var (
 	BucketOutbox      = bucketOutbox
 	BucketOutboxDue   = bucketOutboxDue
 	BucketRevocations = bucketRevocations
+	BucketSignIns     = bucketSignIns
+	BucketMeta        = bucketMeta
+	KeySchema         = keySchema
 )
+
+// SignInKey is the sign-in index's key of (provider, subject, user,
+// source).
+var SignInKey = signInKey
 
 // DueKey is the outbox due index's key of a row.
 var DueKey = dueKey

@@ -484,60 +484,73 @@ func (db *DB) UnenrollGrant(grantID string, u Unenroll) (UnenrollOutcome, error)
 		if err != nil {
 			return err
 		}
-		out.Grant = g
-		now := tx.Now()
-		changed, err := g.SetState(GrantRevoked, now)
-		if err != nil || !changed {
-			return err
-		}
-		tok, err := tx.OpenTokens(g)
-		if err != nil {
-			return err
-		}
-		queued := "no revocation at the provider (no endpoint or no token)"
-		if u.Revoke && !tok.Refresh.IsZero() {
-			ok, why, err := tx.mayRevoke(RevocationRule{Endpoint: true, EndsAccount: u.EndsAccount, Why: u.Why}, g.Provider, g.Subject, g.ID)
-			if err != nil {
-				return err
-			}
-			if ok {
-				out.RevocationID = NewID()
-				if err := tx.PutRevocation(Revocation{ID: out.RevocationID, Provider: g.Provider, GrantID: g.ID, Subject: g.Subject,
-					NextAttempt: now, CreatedAt: now}, tok.Refresh); err != nil {
-					return err
-				}
-				queued = "revocation at the provider queued"
-			} else {
-				queued = "refresh token not revoked at the provider: " + why + "; it expires unused"
-			}
-		}
-		g.SealedRefresh, g.SealedAccess, g.AccessExpiry = nil, nil, time.Time{}
-		g.RefreshInFlight, g.InFlightRetried = time.Time{}, false
-		if err := tx.PutGrant(g); err != nil {
-			return err
-		}
-		targets, hashtags, err := tx.suspendUserWatches(g.UserID, g.Provider, SuspendRevoked)
-		if err != nil {
-			return err
-		}
-		payload, err := json.Marshal(Notice{Type: NoticeRevoked, UserID: g.UserID, Provider: g.Provider, Hashtags: hashtags, Time: now})
-		if err != nil {
-			return err
-		}
-		for _, t := range targets {
-			if _, err := tx.Enqueue(OutboxRow{ID: OutboxID(g.UserID, g.ID, t, NoticeRevoked, now.Format(time.RFC3339Nano)),
-				Kind: NoticeRevoked, UserID: g.UserID, Target: t, Payload: payload}); err != nil {
-				return err
-			}
-		}
-		out.Grant, out.Changed = g, true
-		return tx.Audit(AuditEvent{Kind: AuditGrantRevoked, Actor: u.Actor, UserID: g.UserID, GrantID: g.ID,
-			Detail: "unenrolled; tokens deleted locally, " + queued})
+		out, err = tx.unenroll(g, u, true)
+		return err
 	})
 	if err != nil {
 		return UnenrollOutcome{}, err
 	}
 	return out, nil
+}
+
+// unenroll is UnenrollGrant's work on grant g inside a transaction (also
+// DeleteUser's, for each of the user's grants): the refresh token queued
+// for revocation by u's rule, the grant revoked with its tokens dropped,
+// the user's watches at its provider suspended, and, when notify is set,
+// a NoticeRevoked queued for their targets; audited. A grant revoked
+// already is left alone (Changed false).
+func (tx *Tx) unenroll(g Grant, u Unenroll, notify bool) (UnenrollOutcome, error) {
+	out := UnenrollOutcome{Grant: g}
+	now := tx.Now()
+	changed, err := g.SetState(GrantRevoked, now)
+	if err != nil || !changed {
+		return out, err
+	}
+	tok, err := tx.OpenTokens(g)
+	if err != nil {
+		return out, err
+	}
+	queued := "no revocation at the provider (no endpoint or no token)"
+	if u.Revoke && !tok.Refresh.IsZero() {
+		ok, why, err := tx.mayRevoke(RevocationRule{Endpoint: true, EndsAccount: u.EndsAccount, Why: u.Why}, g.Provider, g.Subject, g.ID)
+		if err != nil {
+			return out, err
+		}
+		if ok {
+			out.RevocationID = NewID()
+			if err := tx.PutRevocation(Revocation{ID: out.RevocationID, Provider: g.Provider, GrantID: g.ID, Subject: g.Subject,
+				NextAttempt: now, CreatedAt: now}, tok.Refresh); err != nil {
+				return out, err
+			}
+			queued = "revocation at the provider queued"
+		} else {
+			queued = "refresh token not revoked at the provider: " + why + "; it expires unused"
+		}
+	}
+	g.SealedRefresh, g.SealedAccess, g.AccessExpiry = nil, nil, time.Time{}
+	g.RefreshInFlight, g.InFlightRetried = time.Time{}, false
+	if err := tx.PutGrant(g); err != nil {
+		return out, err
+	}
+	targets, hashtags, err := tx.suspendUserWatches(g.UserID, g.Provider, SuspendRevoked)
+	if err != nil {
+		return out, err
+	}
+	if notify {
+		payload, err := json.Marshal(Notice{Type: NoticeRevoked, UserID: g.UserID, Provider: g.Provider, Hashtags: hashtags, Time: now})
+		if err != nil {
+			return out, err
+		}
+		for _, t := range targets {
+			if _, err := tx.Enqueue(OutboxRow{ID: OutboxID(g.UserID, g.ID, t, NoticeRevoked, now.Format(time.RFC3339Nano)),
+				Kind: NoticeRevoked, UserID: g.UserID, Target: t, Payload: payload}); err != nil {
+				return out, err
+			}
+		}
+	}
+	out.Grant, out.Changed = g, true
+	return out, tx.Audit(AuditEvent{Kind: AuditGrantRevoked, Actor: u.Actor, UserID: g.UserID, GrantID: g.ID,
+		Detail: "unenrolled; tokens deleted locally, " + queued})
 }
 
 // revocation is Tx.Revocation with a *NotFoundError that names it.

@@ -13,6 +13,26 @@ type User struct {
 	Name      string    `json:"name,omitempty"`
 	Email     string    `json:"email,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
+	// SignIns are the identities bound to the user by sign-in links
+	// (CommitSignIn), besides the accounts of the user's grants, that
+	// may sign in to the user's page (UserBySignIn).
+	SignIns []SignIn `json:"sign_ins,omitempty"`
+}
+
+// SignIn is an identity at a provider bound to a user by a sign-in link:
+// who signed in (a verified ID token's iss and sub), not a grant. No
+// token is kept for it.
+type SignIn struct {
+	// Provider is the provider's name, as grants and links use it.
+	Provider string `json:"provider"`
+	// Issuer and Subject are the ID token's iss and sub.
+	Issuer  string `json:"issuer,omitempty"`
+	Subject string `json:"subject"`
+	// Username is the ID token's preferred_username, for people; never
+	// used to match.
+	Username string `json:"username,omitempty"`
+	// BoundAt is when the link was used.
+	BoundAt time.Time `json:"bound_at"`
 }
 
 // GrantState is where a grant is in its lifecycle.
@@ -131,6 +151,10 @@ type EnrollmentPurpose string
 const (
 	PurposeEnroll    EnrollmentPurpose = "enroll"
 	PurposeReconsent EnrollmentPurpose = "reconsent"
+	// PurposeSignIn: the link binds the identity that signs in with it
+	// to its user (User.SignIns), for the user's page; it carries no
+	// watch and makes no grant (CommitSignIn).
+	PurposeSignIn EnrollmentPurpose = "sign-in"
 )
 
 // Enrollment is a one-time consent link. Only a hash of its token is kept.
@@ -262,6 +286,9 @@ const (
 	NoticeReconsent      = "reconsent_needed"
 	NoticeRevoked        = "access_revoked"
 	NoticeTargetDisabled = "target_disabled"
+	// NoticeAccountDeleted confirms that a user's data was deleted
+	// (DeleteUser); it is queued to the targets the user's watches had.
+	NoticeAccountDeleted = "account_deleted"
 )
 
 // Notice is the payload of an outbox row: the facts a channel renders

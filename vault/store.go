@@ -32,13 +32,15 @@ type Store interface {
 
 	// Watches.
 
-	AddWatch(req NewWatch, actor string) (Watch, error)
-	ChangeWatch(id string, c WatchChange, actor string) (Watch, error)
-	PauseWatch(id, actor string) (Watch, bool, error)
-	ResumeWatch(id, actor string) (Watch, bool, error)
-	DeleteWatch(id, actor string) (Watch, error)
+	AddWatch(req NewWatch, actor string, owner ...Owner) (Watch, error)
+	ChangeWatch(id string, c WatchChange, actor string, owner ...Owner) (Watch, error)
+	PauseWatch(id, actor string, owner ...Owner) (Watch, bool, error)
+	ResumeWatch(id, actor string, owner ...Owner) (Watch, bool, error)
+	DeleteWatch(id, actor string, owner ...Owner) (Watch, error)
 	Watch(id string) (WatchWithCursor, error)
+	UserWatch(owner, id string) (WatchWithCursor, error)
 	ListWatches(userID string) ([]WatchWithCursor, error)
+	RecentMatches(owner, watchID string, n int) ([]Match, error)
 	SuspendProviderWatches(provider string, r SuspendReason) ([]string, error)
 	ClearProviderWatches(provider string, r SuspendReason) ([]string, error)
 
@@ -53,6 +55,9 @@ type Store interface {
 	CancelLink(id, actor string) error
 	RecordConsentRefused(userID, linkID, provider, detail string) error
 	CommitConsent(c Consent) (ConsentResult, error)
+	CommitSignIn(c SignInConsent) (SignInResult, error)
+	UserBySignIn(provider, issuer, subject string) (User, error)
+	DeleteUser(userID string, d UserDeletion) (DeleteUserOutcome, error)
 
 	// Grants and the refresh protocol.
 

@@ -63,15 +63,37 @@ func (tx *Tx) User(id string) (User, error) {
 	return getRecord(tx, bucketUsers, id, decodeUser)
 }
 
-// PutUser creates or replaces a user.
+// PutUser creates or replaces a user, keeping the sign-in index in step
+// with its SignIns.
 func (tx *Tx) PutUser(u User) error {
 	if u.ID == "" {
 		return fmt.Errorf("vault: put user: empty id")
 	}
+	old, err := tx.User(u.ID)
+	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrDamaged) {
+		return err
+	}
+	return tx.putUser(old, u)
+}
+
+// putUser is PutUser with the record it replaces already read (the zero
+// User when there is none).
+func (tx *Tx) putUser(old, u User) error {
 	if u.CreatedAt.IsZero() {
 		u.CreatedAt = tx.Now()
 	}
+	if err := tx.reindexUser(old, u); err != nil {
+		return err
+	}
 	return putJSON(tx.tx.Bucket(bucketUsers), u.ID, u)
+}
+
+// deleteUser removes a user's record and its sign-in index entries.
+func (tx *Tx) deleteUser(u User) error {
+	if err := tx.reindexUser(u, User{}); err != nil {
+		return err
+	}
+	return tx.tx.Bucket(bucketUsers).Delete([]byte(u.ID))
 }
 
 // Users calls fn for every user in id order, skipping damaged ones.
@@ -113,6 +135,12 @@ func (tx *Tx) PutGrant(g Grant) error {
 		g.StateSince = now
 	}
 	g.UpdatedAt = now
+	// The record it replaces, for the sign-in index; one that does not
+	// decode left no entry to remove (deleteDamaged scans for it).
+	old, _ := decodeGrant([]byte(g.ID), tx.tx.Bucket(bucketGrants).Get([]byte(g.ID)))
+	if err := tx.reindexGrant(old, g); err != nil {
+		return err
+	}
 	if err := putJSON(tx.tx.Bucket(bucketGrants), g.ID, g); err != nil {
 		return err
 	}
@@ -130,6 +158,9 @@ func (tx *Tx) DeleteGrant(id string) error {
 		if err := ug.Delete(pair(g.UserID, g.Provider)); err != nil {
 			return err
 		}
+	}
+	if err := tx.reindexGrant(g, Grant{}); err != nil {
+		return err
 	}
 	return tx.tx.Bucket(bucketGrants).Delete([]byte(id))
 }
@@ -260,6 +291,11 @@ func (tx *Tx) PutEnrollment(e Enrollment) error {
 		return fmt.Errorf("vault: put enrollment: hash must be 64 hex characters")
 	}
 	return putJSON(tx.tx.Bucket(bucketEnrollments), e.Hash, e)
+}
+
+// DeleteEnrollment removes an enrollment (DeleteUser).
+func (tx *Tx) DeleteEnrollment(hash string) error {
+	return tx.tx.Bucket(bucketEnrollments).Delete([]byte(hash))
 }
 
 // Enrollments calls fn for every enrollment, skipping damaged ones.

@@ -75,6 +75,8 @@ var migrations = []func(tx *bolt.Tx) error{
 		}
 		return nil
 	},
+	// 1 -> 2: the sign-in index (signins.go), filled from the grants.
+	indexExistingGrants,
 }
 
 // Options configure Open. The zero value of each field is its default.

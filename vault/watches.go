@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -50,6 +51,52 @@ func (c WatchChange) apply(s *WatchSpec) {
 	}
 }
 
+// Owner limits a watch method to the watches of one user: a door that
+// acts for a user (the user's page) passes it, so that the call only
+// ever touches that user's watches. A watch of another user is answered
+// exactly as an unknown one (*NotFoundError, `watch "x" does not
+// exist`) and nothing changes; AddWatch refuses a grant of another user
+// exactly as a missing one. Without it (the operator's doors, the
+// daemon's own reactions) a method reaches every watch, as before.
+type Owner struct {
+	// UserID is the user whose watches the call may touch. Required: an
+	// Owner without one is *InvalidError.
+	UserID string
+}
+
+// ownerOf returns the user the Owner options name, and whether there is
+// one: none is the operator's call. More than one Owner, or one without a
+// user, is *InvalidError.
+func ownerOf(os []Owner) (string, bool, error) {
+	switch {
+	case len(os) == 0:
+		return "", false, nil
+	case len(os) > 1:
+		return "", false, &InvalidError{Object: "watch", Err: errors.New("at most one owner")}
+	case os[0].UserID == "":
+		return "", false, &InvalidError{Object: "watch", Err: errors.New("an owner names a user")}
+	}
+	return os[0].UserID, true, nil
+}
+
+// ownedWatch is tx.watch for a call limited to owner's watches (scoped):
+// a watch of another user, or one whose record is damaged and not
+// indexed as owner's, is a *NotFoundError naming id, as a missing one.
+func (tx *Tx) ownedWatch(id, owner string, scoped bool) (Watch, error) {
+	if !scoped {
+		return tx.watch(id)
+	}
+	key := pair(owner, id)
+	if k, _ := tx.tx.Bucket(bucketUserWatches).Cursor().Seek(key); !bytes.Equal(k, key) {
+		return Watch{}, notFound("watch", id)
+	}
+	w, err := tx.watch(id)
+	if err == nil && w.UserID != owner {
+		return Watch{}, notFound("watch", id)
+	}
+	return w, err
+}
+
 // WatchWithCursor is a watch and where its runs stand.
 type WatchWithCursor struct {
 	Watch
@@ -63,11 +110,21 @@ var ErrDuplicateWatch = fmt.Errorf("%w: the user has the same watch", ErrExists)
 // AddWatch checks req against the rules and stores it, with an audit
 // entry naming actor, in one transaction. The user must have a grant at
 // the provider: the watch starts active when the grant is, suspended with
-// the grant's cause otherwise. Errors: *InvalidError for a watch the rules
-// refuse or a user without a grant; ErrDuplicateWatch (with the existing
-// watch returned) when the user has the same watch already.
-func (db *DB) AddWatch(req NewWatch, actor string) (Watch, error) {
+// the grant's cause otherwise. With an Owner, the grant must be the
+// owner's (req.UserID empty: the owner's); a grant of another user is
+// refused exactly as a missing one. Errors: *InvalidError for a watch the
+// rules refuse or a user without a grant (or, with an Owner, another
+// user's); ErrDuplicateWatch (with the existing watch returned) when the
+// user has the same watch already.
+func (db *DB) AddWatch(req NewWatch, actor string, owner ...Owner) (Watch, error) {
 	spec := cloneSpec(req.Spec)
+	who, scoped, err := ownerOf(owner)
+	if err != nil {
+		return Watch{}, err
+	}
+	if scoped && req.UserID == "" {
+		req.UserID = who
+	}
 	if req.UserID == "" || req.Provider == "" {
 		return Watch{}, &InvalidError{Object: "watch", Err: errors.New("a user and a provider are required")}
 	}
@@ -75,9 +132,9 @@ func (db *DB) AddWatch(req NewWatch, actor string) (Watch, error) {
 		return Watch{}, err
 	}
 	var w Watch
-	err := db.Update(func(tx *Tx) error {
+	err = db.Update(func(tx *Tx) error {
 		g, err := tx.UserGrant(req.UserID, req.Provider)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, ErrNotFound) || (err == nil && scoped && (req.UserID != who || g.UserID != who)) {
 			return &InvalidError{Object: "watch", Err: fmt.Errorf("user %q has no grant at provider %q: send them a consent link first", req.UserID, req.Provider)}
 		}
 		if err != nil {
@@ -122,15 +179,21 @@ func (tx *Tx) sameWatchBut(userID, provider string, spec WatchSpec, except strin
 
 // ChangeWatch applies c to the watch with id, checks the result against
 // the rules and stores it with an audit entry, in one transaction. Its
-// state does not change. Errors: *NotFoundError, *InvalidError;
-// ErrDuplicateWatch (with the other watch returned) when the change would
-// make it the same as another watch of the user (WatchSpec.Same), which
-// AddWatch and CommitConsent refuse to create too.
-func (db *DB) ChangeWatch(id string, c WatchChange, actor string) (Watch, error) {
+// state does not change. With an Owner, a watch of another user is
+// *NotFoundError, as a missing one. Errors: *NotFoundError,
+// *InvalidError; ErrDuplicateWatch (with the other watch returned) when
+// the change would make it the same as another watch of the user
+// (WatchSpec.Same), which AddWatch and CommitConsent refuse to create
+// too.
+func (db *DB) ChangeWatch(id string, c WatchChange, actor string, owner ...Owner) (Watch, error) {
+	who, scoped, err := ownerOf(owner)
+	if err != nil {
+		return Watch{}, err
+	}
 	var w Watch
-	err := db.Update(func(tx *Tx) error {
+	err = db.Update(func(tx *Tx) error {
 		var err error
-		if w, err = tx.watch(id); err != nil {
+		if w, err = tx.ownedWatch(id, who, scoped); err != nil {
 			return err
 		}
 		spec := cloneSpec(w.WatchSpec)
@@ -155,18 +218,20 @@ func (db *DB) ChangeWatch(id string, c WatchChange, actor string) (Watch, error)
 
 // PauseWatch pauses the watch with id (Watch.Pause) and audits it, in one
 // transaction. It reports whether the watch changed (pausing a paused
-// watch is not an error). Errors: *NotFoundError.
-func (db *DB) PauseWatch(id, actor string) (Watch, bool, error) {
-	return db.moveWatch(id, actor, AuditWatchPaused, func(tx *Tx, w *Watch) (bool, error) { return w.Pause(), nil })
+// watch is not an error). With an Owner, a watch of another user is
+// *NotFoundError, as a missing one. Errors: *NotFoundError.
+func (db *DB) PauseWatch(id, actor string, owner ...Owner) (Watch, bool, error) {
+	return db.moveWatch(id, actor, owner, AuditWatchPaused, func(tx *Tx, w *Watch) (bool, error) { return w.Pause(), nil })
 }
 
 // ResumeWatch resumes the watch with id (Watch.Resume, against the state
 // of the user's grant) and audits it, in one transaction. A paused watch
-// whose grant is not active goes back to suspended, not active. Errors:
-// *NotFoundError, *TransitionError (a suspension whose cause is still
-// there).
-func (db *DB) ResumeWatch(id, actor string) (Watch, bool, error) {
-	return db.moveWatch(id, actor, AuditWatchResumed, func(tx *Tx, w *Watch) (bool, error) {
+// whose grant is not active goes back to suspended, not active. With an
+// Owner, a watch of another user is *NotFoundError, as a missing one.
+// Errors: *NotFoundError, *TransitionError (a suspension whose cause is
+// still there).
+func (db *DB) ResumeWatch(id, actor string, owner ...Owner) (Watch, bool, error) {
+	return db.moveWatch(id, actor, owner, AuditWatchResumed, func(tx *Tx, w *Watch) (bool, error) {
 		var gs GrantState
 		g, err := tx.UserGrant(w.UserID, w.Provider)
 		switch {
@@ -179,12 +244,16 @@ func (db *DB) ResumeWatch(id, actor string) (Watch, bool, error) {
 	})
 }
 
-func (db *DB) moveWatch(id, actor, kind string, move func(*Tx, *Watch) (bool, error)) (Watch, bool, error) {
+func (db *DB) moveWatch(id, actor string, owner []Owner, kind string, move func(*Tx, *Watch) (bool, error)) (Watch, bool, error) {
+	who, scoped, err := ownerOf(owner)
+	if err != nil {
+		return Watch{}, false, err
+	}
 	var w Watch
 	var changed bool
-	err := db.Update(func(tx *Tx) error {
+	err = db.Update(func(tx *Tx) error {
 		var err error
-		if w, err = tx.watch(id); err != nil {
+		if w, err = tx.ownedWatch(id, who, scoped); err != nil {
 			return err
 		}
 		if changed, err = move(tx, &w); err != nil || !changed {
@@ -200,12 +269,17 @@ func (db *DB) moveWatch(id, actor, kind string, move func(*Tx, *Watch) (bool, er
 
 // DeleteWatch removes the watch with id, its cursor and its seen index,
 // and audits it, in one transaction; it returns the watch as it was.
-// Errors: *NotFoundError.
-func (db *DB) DeleteWatch(id, actor string) (Watch, error) {
+// With an Owner, a watch of another user is *NotFoundError, as a missing
+// one. Errors: *NotFoundError.
+func (db *DB) DeleteWatch(id, actor string, owner ...Owner) (Watch, error) {
+	who, scoped, err := ownerOf(owner)
+	if err != nil {
+		return Watch{}, err
+	}
 	var w Watch
-	err := db.Update(func(tx *Tx) error {
+	err = db.Update(func(tx *Tx) error {
 		var err error
-		if w, err = tx.watch(id); err != nil {
+		if w, err = tx.ownedWatch(id, who, scoped); err != nil {
 			return err
 		}
 		if err := tx.DeleteWatch(id); err != nil {
@@ -222,6 +296,28 @@ func (db *DB) Watch(id string) (WatchWithCursor, error) {
 	var out WatchWithCursor
 	err := db.View(func(tx *Tx) error {
 		w, err := tx.watch(id)
+		if err != nil {
+			return err
+		}
+		c, err := tx.Cursor(id)
+		out = WatchWithCursor{Watch: w, Cursor: c}
+		return err
+	})
+	return out, err
+}
+
+// UserWatch returns owner's watch with id and its cursor, from one read
+// transaction: the user's page reads a watch this way. A watch of another
+// user is answered exactly as a missing one. Errors: *InvalidError for an
+// empty owner (an operator reads with Watch); *NotFoundError naming the
+// watch; *DamagedError naming the watch or its cursor.
+func (db *DB) UserWatch(owner, id string) (WatchWithCursor, error) {
+	if owner == "" {
+		return WatchWithCursor{}, &InvalidError{Object: "watch", Err: errors.New("an owner names a user")}
+	}
+	var out WatchWithCursor
+	err := db.View(func(tx *Tx) error {
+		w, err := tx.ownedWatch(id, owner, true)
 		if err != nil {
 			return err
 		}

@@ -106,7 +106,7 @@ func commandTable() []*command {
 			{name: "delete", args: "WATCH", summary: "delete a watch and its cursor", flags: watchAction("delete"), check: checkWatches},
 			{name: "run", args: "WATCH", summary: "run a watch now", flags: watchAction("run"), check: checkWatches},
 		}},
-		{name: "enroll", summary: "create a one-time consent link for a user (printed once)", flags: enrollFlags, check: "tagwatchctl enroll list", subs: []*command{
+		{name: "enroll", summary: "create a one-time consent link for a user, or with --sign-in a sign-in link (printed once)", flags: enrollFlags, check: "tagwatchctl enroll list", subs: []*command{
 			{name: "list", summary: "list consent links and their state",
 				flags: func(fs *flag.FlagSet) func(*env, []string) error { return noArgs(cmdEnrollList) }},
 			{name: "cancel", args: "LINK-ID", summary: "cancel a consent link", check: "tagwatchctl enroll list",
@@ -483,12 +483,23 @@ func enrollFlags(fs *flag.FlagSet) func(*env, []string) error {
 	email := fs.String("email", "", "the user's email address")
 	lang := fs.String("lang", "", "only posts in this language")
 	backfill := fs.Bool("backfill", false, "let the first run read the recent past")
+	signIn := fs.Bool("sign-in", false, "a sign-in link instead: the account the user signs in with (at an OpenID Connect provider) "+
+		"may then open their tagwatch page; no watch, no grant (only --user, --provider, --expect, --ttl, --name and --email go with it)")
 	return noArgs(func(e *env) error {
-		if *user == "" || *prov == "" || *tags == "" || *sched == "" || len(targets) == 0 {
+		req := statusapi.EnrollRequest{UserID: *user, UserName: *name, UserEmail: *email, Provider: *prov, Expected: *expect}
+		kind := "consent link"
+		switch {
+		case *signIn && (*tags != "" || *sched != "" || len(targets) > 0 || *lang != "" || *backfill):
+			return usagef("--sign-in makes a link that only binds who signs in: --hashtags, --schedule, --target, --lang and --backfill do not go with it")
+		case *signIn && (*user == "" || *prov == ""):
+			return usagef("--user and --provider are required")
+		case *signIn:
+			req.SignIn, kind = true, "sign-in link"
+		case *user == "" || *prov == "" || *tags == "" || *sched == "" || len(targets) == 0:
 			return usagef("--user, --provider, --hashtags, --schedule and --target are required")
+		default:
+			req.Watch = &statusapi.WatchSpec{Hashtags: splitList(*tags), Lang: *lang, Schedule: *sched, Targets: targets, Backfill: *backfill}
 		}
-		req := statusapi.EnrollRequest{UserID: *user, UserName: *name, UserEmail: *email, Provider: *prov, Expected: *expect,
-			Watch: &statusapi.WatchSpec{Hashtags: splitList(*tags), Lang: *lang, Schedule: *sched, Targets: targets, Backfill: *backfill}}
 		if *ttl != 0 {
 			req.TTL = ttl.String()
 		}
@@ -499,7 +510,7 @@ func enrollFlags(fs *flag.FlagSet) func(*env, []string) error {
 		if e.json {
 			return printJSON(e.out, r)
 		}
-		fmt.Fprintf(e.out, "consent link for user %s at %s (link id %s, expires %s):\n%s\n", r.Enrollment.UserID, r.Enrollment.Provider,
+		fmt.Fprintf(e.out, "%s for user %s at %s (link id %s, expires %s):\n%s\n", kind, r.Enrollment.UserID, r.Enrollment.Provider,
 			r.Enrollment.ID, r.Enrollment.ExpiresAt.UTC().Format(time.RFC3339), r.Link)
 		fmt.Fprintln(e.out, "It is shown only this once and works once. Send it to the user.")
 		return nil

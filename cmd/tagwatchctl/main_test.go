@@ -24,6 +24,8 @@ func TestRun(t *testing.T) {
 		{[]string{"watches", "frob"}, exitUsage, `unknown subcommand "frob"`},
 		{[]string{"watches", "pause"}, exitUsage, "want exactly one watch id"},
 		{[]string{"watches", "add", "--user", "u"}, exitUsage, "are required"},
+		{[]string{"enroll", "--sign-in", "--user", "u", "--provider", "p", "--schedule", "@daily"}, exitUsage, "do not go with it"},
+		{[]string{"enroll", "--sign-in", "--user", "u"}, exitUsage, "--user and --provider are required"},
 		{[]string{"status", "extra"}, exitUsage, `unexpected argument "extra"`},
 		{[]string{"watches", "change", "w1"}, exitUsage, "nothing to change"},
 		{[]string{"completion", "fish"}, exitUsage, "unknown shell"},

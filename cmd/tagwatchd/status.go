@@ -593,9 +593,13 @@ func (o *operator) Enroll(ctx context.Context, req statusapi.EnrollRequest, acto
 			return statusapi.EnrollResponse{}, fmt.Errorf("%w: ttl must be a positive duration such as 72h", statusapi.ErrInvalid)
 		}
 	}
+	purpose := vault.PurposeEnroll
+	if req.SignIn {
+		purpose = vault.PurposeSignIn
+	}
 	link, rec, err := o.d.enroll.CreateLink(ctx, vault.LinkRequest{UserID: strings.TrimSpace(req.UserID), UserName: req.UserName,
 		UserEmail: req.UserEmail, Provider: req.Provider, Expected: req.Expected, Watch: specFromAPI(req.Watch), TTL: ttl,
-		CreatedBy: "tagwatchctl " + actor})
+		Purpose: purpose, CreatedBy: "tagwatchctl " + actor})
 	if err != nil {
 		return statusapi.EnrollResponse{}, apiErr(err)
 	}

@@ -18,6 +18,14 @@
 // state. A GET never consumes a link, so mail scanners that fetch links do
 // no harm.
 //
+// A sign-in link (vault.PurposeSignIn, for an OpenID Connect provider
+// only) runs the same flow to learn who a user is, for the user's page:
+// the authorization request asks for openid alone (no offline access, no
+// prompt=consent), the identity is the verified ID token's (nonce
+// checked), every token is discarded (signin.go), and
+// vault.DB.CommitSignIn binds the identity to the user: no grant, no
+// token kept.
+//
 // A Service is safe for concurrent use. It starts no goroutines: flows in
 // progress live in memory, bounded in number and age, and are pruned as new
 // ones start. A daemon restart forgets them; the links themselves stay

@@ -124,6 +124,11 @@ func (s *Service) link(r *http.Request) (vault.Enrollment, Provider, error) {
 		f.attrs = attrs
 		return e, nil, f
 	}
+	if e.Purpose == vault.PurposeSignIn && p.Kind() != provider.KindOIDC {
+		f := refuse(reasonProviderUnavailable, fmt.Errorf("provider %q is not an OpenID Connect provider: sign-in link %s cannot be used", e.Provider, e.ID))
+		f.attrs = attrs
+		return e, nil, f
+	}
 	if e.Purpose == vault.PurposeEnroll && e.Watch != nil {
 		spec := *e.Watch
 		spec.Hashtags, spec.Targets = slices.Clone(spec.Hashtags), slices.Clone(spec.Targets)
@@ -211,6 +216,7 @@ func (s *Service) landing(w http.ResponseWriter, r *http.Request) {
 	}
 	d := landingData{
 		Reconsent:    e.Purpose == vault.PurposeReconsent,
+		SignIn:       e.Purpose == vault.PurposeSignIn,
 		Operator:     s.operator,
 		ProviderName: providerName(e.Provider, p),
 		ProviderHost: hostOf(p.AuthorizationOrigin()),
@@ -218,10 +224,15 @@ func (s *Service) landing(w http.ResponseWriter, r *http.Request) {
 		Expires:      formatTime(e.ExpiresAt),
 	}
 	d.Title = "Let tagwatch watch hashtags for you"
-	if d.Reconsent {
+	scopes := p.Scopes()
+	switch {
+	case d.Reconsent:
 		d.Title = "Renew tagwatch's access"
+	case d.SignIn:
+		d.Title = "Sign in to tagwatch with this account"
+		scopes = signInScopes
 	}
-	for _, sc := range p.Scopes() {
+	for _, sc := range scopes {
 		d.Scopes = append(d.Scopes, scopeLine(sc))
 	}
 	specs := []vault.WatchSpec{}
@@ -300,6 +311,13 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 		binding:      sha256Sum(binding),
 		expires:      now.Add(s.cfg.FlowTTL),
 	}
+	loc := p.AuthCodeURL(state, f.verifier, f.nonce)
+	if e.Purpose == vault.PurposeSignIn {
+		if loc, err = signInURL(p, state, f.verifier, f.nonce); err != nil {
+			s.fail(w, r, refuse(reasonInternal, err), "")
+			return
+		}
+	}
 	if err := s.flows.add(state, f, now); err != nil {
 		s.fail(w, r, &failure{reason: reasonBusy, err: err, attrs: []any{"user", e.UserID, "provider", e.Provider, "enrollment", e.ID}}, "")
 		return
@@ -308,7 +326,7 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 		MaxAge: int(s.cfg.FlowTTL / time.Second), HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode})
 	s.log.Info("consent flow started", "user", e.UserID, "provider", e.Provider, "enrollment", e.ID)
 	setSecurityHeaders(w.Header(), "", p.AuthorizationOrigin())
-	w.Header().Set("Location", p.AuthCodeURL(state, f.verifier, f.nonce))
+	w.Header().Set("Location", loc)
 	w.WriteHeader(http.StatusSeeOther)
 }
 
@@ -418,6 +436,9 @@ func (s *Service) finish(r *http.Request, f *flow, q map[string][]string) error 
 	if err != nil {
 		s.auditRefusal(f, "the code was not redeemed: "+string(provider.ClassOf(err)))
 		return providerFailure(reasonCodeRefused, err)
+	}
+	if e.Purpose == vault.PurposeSignIn {
+		return s.finishSignIn(ctx, f, p, e, tr)
 	}
 	id, err := p.Identify(ctx, tr, f.nonce)
 	if err != nil {
@@ -549,6 +570,13 @@ func (s *Service) enrolled(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	d := messageData{Kind: "ok"}
+	if e.Purpose == vault.PurposeSignIn {
+		d.Title = "You're all set"
+		d.Message = "You can now sign in to your tagwatch page with this account."
+		d.Note = "tagwatch keeps only who you are at this provider: it has no access to your account and kept no token. You can close this page."
+		s.render(w, http.StatusOK, messageTmpl, &d, "")
+		return
+	}
 	if e.Purpose == vault.PurposeReconsent {
 		d.Title = "Access renewed"
 		d.Message = "Thank you. tagwatch can work for you again; your watches resume where they stopped."

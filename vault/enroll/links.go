@@ -6,11 +6,13 @@ import (
 	"net/url"
 
 	"tagwatch/vault"
+	"tagwatch/vault/provider"
 )
 
 // CreateLink stores a one-time consent link (vault.DB.CreateLink, which
 // checks the request and its watch against the vault's rules) and returns
-// it with its record. The link, <PublicURL>/enroll/<token>, carries 256
+// it with its record. A sign-in link (vault.PurposeSignIn) is only for an
+// OpenID Connect provider the Service serves. The link, <PublicURL>/enroll/<token>, carries 256
 // random bits; only their hash is stored, so the link cannot be shown
 // again. A zero req.TTL takes Config.LinkTTL. Errors: *vault.InvalidError
 // for a bad request (wrapping ErrUnknownProvider for a provider the
@@ -20,9 +22,15 @@ func (s *Service) CreateLink(ctx context.Context, req vault.LinkRequest) (string
 	if err := ctx.Err(); err != nil {
 		return "", vault.Enrollment{}, err
 	}
-	if _, ok := s.provider(req.Provider); !ok {
+	p, ok := s.provider(req.Provider)
+	if !ok {
 		return "", vault.Enrollment{}, &vault.InvalidError{Object: "consent link",
 			Err: &unknownProviderError{req.Provider}}
+	}
+	if req.Purpose == vault.PurposeSignIn && (p == nil || p.Kind() != provider.KindOIDC) {
+		// Only a verified ID token says who signs in; X has none.
+		return "", vault.Enrollment{}, &vault.InvalidError{Object: "consent link",
+			Err: fmt.Errorf("provider %q is not an OpenID Connect provider: a sign-in link needs one", req.Provider)}
 	}
 	if req.TTL == 0 {
 		req.TTL = s.cfg.LinkTTL

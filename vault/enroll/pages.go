@@ -42,6 +42,7 @@ const (
 	reasonAccountSwitch
 	reasonScopes
 	reasonWatchRefused
+	reasonSignInTaken
 )
 
 // pageText is a refusal as the browser sees it.
@@ -77,6 +78,7 @@ var reasons = map[reason]pageText{
 	reasonWrongAccount:        {403, "wrong_account", "You signed in with a different account", "This link is for another account, so nothing was stored. Sign out at the provider, open the link from your message again and sign in with the account it was meant for.", slog.LevelWarn},
 	reasonAccountSwitch:       {403, "account_switch", "tagwatch already works for you with another account", "You signed in with another account than the one tagwatch already uses for you at this provider, so nothing was changed and your watches keep running on that account. To keep it, open the link again and sign in with that account. To move to the new one, ask whoever sent you the link for a link made for that account.", slog.LevelWarn},
 	reasonWatchRefused:        {409, "watch_refused", "This link's watch is no longer accepted", "The settings of the watch this link was made for are no longer accepted by tagwatch (its configuration changed after the link was sent), so nothing was changed and nothing was sent to the provider. Ask whoever sent you the link for a new one.", slog.LevelWarn},
+	reasonSignInTaken:         {409, "sign_in_taken", "This account already signs in someone else", "The account you signed in with already opens another person's tagwatch page, so nothing was changed. Sign out at the provider, open the link from your message again and sign in with your own account, or ask whoever sent you the link.", slog.LevelWarn},
 	reasonScopes:              {403, "scopes_missing", "Some permissions were not granted", "tagwatch cannot work without them, so nothing was stored. Open the link from your message again and allow every permission asked for.", slog.LevelInfo},
 }
 
@@ -198,6 +200,7 @@ type scopeText struct{ Name, Text string }
 type landingData struct {
 	base
 	Reconsent    bool
+	SignIn       bool
 	Operator     string
 	UserName     string
 	ProviderName string
@@ -321,6 +324,8 @@ var messageTmpl = template.Must(template.New("message").Parse(pageHead + `
 var landingTmpl = template.Must(template.New("landing").Parse(pageHead + `
 {{if .Reconsent}}<h1>Renew tagwatch's access to your {{.ProviderName}} account</h1>
 <p class="lead">{{.Operator}} asks you to allow tagwatch again, so that your watches resume where they stopped.</p>
+{{else if .SignIn}}<h1>Sign in to tagwatch with your {{.ProviderName}} account</h1>
+<p class="lead">{{.Operator}} invites you to use this account to sign in to your tagwatch page, where you see and steer your watches. tagwatch only learns who you are: it gets no access to your account.</p>
 {{else}}<h1>Let tagwatch watch hashtags for you</h1>
 <p class="lead">{{.Operator}} asks you to allow tagwatch to search {{.ProviderName}} on your behalf while you are away, and to tell you about new posts.</p>
 {{end}}
@@ -333,5 +338,5 @@ var landingTmpl = template.Must(template.New("landing").Parse(pageHead + `
 <h2>Permissions asked at {{.ProviderName}}</h2>
 <dl>{{range .Scopes}}<div><dt>{{.Name}}</dt><dd>{{.Text}}</dd></div>{{end}}</dl>
 <form method="post"><button type="submit">Continue to {{.ProviderName}}</button></form>
-<p class="fine">You will sign in at {{.ProviderHost}}; tagwatch never sees your password. You can revoke access there at any time. This link works once, until {{.Expires}}.</p>
+<p class="fine">You will sign in at {{.ProviderHost}}; tagwatch never sees your password.{{if not .SignIn}} You can revoke access there at any time.{{end}} This link works once, until {{.Expires}}.</p>
 ` + pageFoot))

@@ -1,7 +1,8 @@
 // Package hydratest runs a real Ory Hydra (v2.3.0) as the OpenID provider in
-// tests, together with a login and consent app that accepts through Hydra's
-// admin API, and drives the browser side of the authorization code flow over
-// HTTP with a cookie jar.
+// tests, together with a login, consent and logout app that answers through
+// Hydra's admin API, and drives the browser side of the authorization code
+// flow over HTTP with a cookie jar (Browse, BrowseLogin); browser tests
+// drive the same pages with Chromium.
 //
 // # Finding the Hydra binary
 //
@@ -18,12 +19,31 @@
 // # What the Hydra instance looks like
 //
 // Each Start launches its own `hydra serve all --dev` with an in-memory
-// database, public and admin listeners on free loopback ports, the issuer
-// equal to the public URL, PKCE enforced for all clients, and refresh-token
-// rotation with a grace period of 0: a refresh token is valid exactly once,
-// and presenting a used one makes Hydra revoke the whole token chain of that
-// grant. Everything is torn down by t.Cleanup; on failure the tail of
-// Hydra's log is printed.
+// database, public and admin listeners on free loopback ports (plain http),
+// PKCE enforced for all clients, and refresh-token rotation with a grace
+// period of 0: a refresh token is valid exactly once, and presenting a used
+// one makes Hydra revoke the whole token chain of that grant. Everything is
+// torn down by t.Cleanup; on failure the tail of Hydra's log is printed.
+//
+// Browsers and clients reach Hydra's public side through a front door, a
+// reverse proxy on its own loopback port that counts authorization
+// requests (Stats); its URL is PublicURL and the issuer. Hydra's session
+// cookie (ory_hydra_session_dev, set only for a remembered login) is
+// host-only on 127.0.0.1, Path=/, HttpOnly, SameSite=Lax, not Secure, with
+// Max-Age RememberFor.
+//
+// The login, consent and logout app (one loopback server) answers as
+// Options say, each switchable at run time: the subject it signs in
+// (default "user-1"), the login mode (default LoginAuto: every login and
+// consent accepted at once and nothing remembered; LoginRemember and
+// LoginInteractive remember both for RememberFor, default 1h, and
+// LoginInteractive shows a login page when Hydra has no session), the
+// scopes it grants (default all requested), a refusal of consent (default
+// none) and extra ID token claims (default none). RP-initiated logout
+// (/oauth2/sessions/logout) is accepted at once; without a
+// post_logout_redirect_uri it ends on the app's "signed out" page.
+// EndSession and EndSubjectSessions end Hydra's login sessions through the
+// admin API; only EndSession sends back-channel logout tokens (see there).
 package hydratest
 
 import (
@@ -34,16 +54,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -75,6 +97,15 @@ type Options struct {
 	// IDTokenClaims are extra claims put into ID tokens (for example
 	// "email"). SetIDTokenClaims changes them later.
 	IDTokenClaims map[string]any
+	// Login is how the login app answers. Default LoginAuto: every login
+	// accepted at once and nothing remembered. SetLoginMode changes it
+	// later.
+	Login LoginMode
+	// RememberFor is how long Hydra remembers a login session and a consent
+	// that the login mode remembers (LoginRemember, LoginInteractive): the
+	// remember_for of their acceptance, and the lifetime of Hydra's session
+	// cookie. Default 1h.
+	RememberFor time.Duration
 
 	// PKCEOptional turns off Hydra's PKCE enforcement, which is on by
 	// default so that a client forgetting PKCE fails.
@@ -93,7 +124,8 @@ type Options struct {
 // Its methods are safe for concurrent use. The process belongs to the test
 // that started it and stops in that test's cleanup.
 type Hydra struct {
-	publicURL string
+	publicURL string // the front door: what browsers and clients use
+	hydraURL  string // Hydra's own public listener, behind the front door
 	adminURL  string
 	issuer    string
 	authURL   string
@@ -105,7 +137,7 @@ type Hydra struct {
 	exited chan struct{} // closed when the process has exited
 	http   *http.Client  // for admin API calls
 
-	app *loginConsentApp
+	app *app
 }
 
 // Start launches Hydra for the test and returns once it is ready. It fails
@@ -115,19 +147,23 @@ func Start(t testing.TB, opts Options) *Hydra {
 	t.Helper()
 	bin := Binary(t)
 
-	app := newLoginConsentApp(opts)
+	app := newApp(opts)
 	srv := httptest.NewServer(app)
 	t.Cleanup(srv.Close)
+	door := &frontDoor{app: app}
+	doorSrv := httptest.NewServer(door)
+	t.Cleanup(doorSrv.Close)
 
 	dir := t.TempDir()
 	began := time.Now()
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		h, err := start(t, bin, dir, attempt, srv.URL, opts)
+		h, err := start(t, bin, dir, attempt, srv.URL, doorSrv.URL, door, opts)
 		if err == nil {
 			h.app = app
 			app.setAdmin(h.adminURL, h.http)
-			t.Logf("hydratest: hydra ready in %v: public %s, admin %s", time.Since(began).Round(time.Millisecond), h.publicURL, h.adminURL)
+			t.Logf("hydratest: hydra ready in %v: public %s (hydra's own %s), admin %s",
+				time.Since(began).Round(time.Millisecond), h.publicURL, h.hydraURL, h.adminURL)
 			return h
 		}
 		lastErr = err
@@ -141,7 +177,7 @@ func Start(t testing.TB, opts Options) *Hydra {
 
 var errPortTaken = errors.New("port taken")
 
-func start(t testing.TB, bin, dir string, attempt int, appURL string, opts Options) (*Hydra, error) {
+func start(t testing.TB, bin, dir string, attempt int, appURL, publicURL string, door *frontDoor, opts Options) (*Hydra, error) {
 	t.Helper()
 	publicPort, err := freePort()
 	if err != nil {
@@ -151,8 +187,11 @@ func start(t testing.TB, bin, dir string, attempt int, appURL string, opts Optio
 	if err != nil {
 		return nil, err
 	}
-	publicURL := fmt.Sprintf("http://127.0.0.1:%d", publicPort)
+	hydraURL := fmt.Sprintf("http://127.0.0.1:%d", publicPort)
 	adminURL := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	if err := door.setTarget(hydraURL); err != nil {
+		return nil, err
+	}
 
 	cfg := map[string]any{
 		"dsn": "memory",
@@ -180,8 +219,10 @@ func start(t testing.TB, bin, dir string, attempt int, appURL string, opts Optio
 				"public": publicURL,
 				"admin":  adminURL,
 			},
-			"login":   appURL + "/login",
-			"consent": appURL + "/consent",
+			"login":                appURL + "/login",
+			"consent":              appURL + "/consent",
+			"logout":               appURL + "/logout",
+			"post_logout_redirect": appURL + "/signed-out",
 		},
 		"secrets": map[string]any{"system": []string{randomHex(16)}},
 		"ttl": map[string]any{
@@ -229,6 +270,7 @@ func start(t testing.TB, bin, dir string, attempt int, appURL string, opts Optio
 	}
 	h := &Hydra{
 		publicURL: publicURL,
+		hydraURL:  hydraURL,
 		adminURL:  adminURL,
 		logPath:   logPath,
 		cmd:       cmd,
@@ -291,7 +333,7 @@ func (h *Hydra) waitReady(timeout time.Duration) error {
 			return fmt.Errorf("hydra exited before it was ready (%v)", h.cmd.ProcessState)
 		default:
 		}
-		if ready(h.adminURL) && ready(h.publicURL) {
+		if ready(h.adminURL) && ready(h.hydraURL) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -335,7 +377,9 @@ func (h *Hydra) waitReady(timeout time.Duration) error {
 // states it (what an OIDC client must be configured with).
 func (h *Hydra) IssuerURL() string { return h.issuer }
 
-// PublicURL returns the base URL of Hydra's public listener.
+// PublicURL returns the base URL of Hydra's public side: the front door
+// that counts authorization requests (Stats) and passes everything on to
+// Hydra's public listener. It is also the issuer.
 func (h *Hydra) PublicURL() string { return h.publicURL }
 
 // AdminURL returns the base URL of Hydra's admin listener (paths under
@@ -381,6 +425,19 @@ type Client struct {
 	// Audience lists the audiences the client may request for access
 	// tokens.
 	Audience []string
+	// BackChannelLogoutURI is where Hydra posts OpenID Connect
+	// Back-Channel Logout tokens for this client. Hydra sends one when a
+	// remembered login session in which the client was authorized ends by
+	// EndSession or by RP-initiated logout (never by EndSubjectSessions).
+	BackChannelLogoutURI string
+	// BackChannelLogoutSessionRequired is the client's
+	// backchannel_logout_session_required. Hydra puts sid into every
+	// logout token regardless.
+	BackChannelLogoutSessionRequired bool
+	// PostLogoutRedirectURIs are the post_logout_redirect_uri values the
+	// client may send to /oauth2/sessions/logout. Hydra requires each to
+	// share scheme, host and port with one of RedirectURIs.
+	PostLogoutRedirectURIs []string
 }
 
 // CreateClient registers the client with Hydra's admin API and returns it
@@ -418,6 +475,15 @@ func (h *Hydra) CreateClient(t testing.TB, c Client) Client {
 	}
 	if c.Audience != nil {
 		body["audience"] = c.Audience
+	}
+	if c.BackChannelLogoutURI != "" {
+		body["backchannel_logout_uri"] = c.BackChannelLogoutURI
+	}
+	if c.BackChannelLogoutSessionRequired {
+		body["backchannel_logout_session_required"] = true
+	}
+	if c.PostLogoutRedirectURIs != nil {
+		body["post_logout_redirect_uris"] = c.PostLogoutRedirectURIs
 	}
 	var out struct {
 		ClientSecret string `json:"client_secret"`
@@ -469,40 +535,31 @@ func (h *Hydra) RevokeConsent(t testing.TB, subject, clientID string) {
 	h.admin(t, http.MethodDelete, "/admin/oauth2/auth/sessions/consent?"+q.Encode(), nil, "", http.StatusNoContent, nil)
 }
 
-// SetSubject changes the subject the login app logs in.
-func (h *Hydra) SetSubject(subject string) {
-	h.app.mu.Lock()
-	defer h.app.mu.Unlock()
-	h.app.subject = subject
+// EndSession ends Hydra's login session sid (DELETE
+// /admin/oauth2/auth/sessions/login?sid=...), as a provider does when a
+// person signs out there or an administrator ends their session: the next
+// authorization request from that browser finds no session (prompt=none
+// answers login_required, otherwise the login page). When the session was
+// remembered, Hydra first posts a back-channel logout token (with that sid)
+// to the backchannel_logout_uri of every client authorized in that session
+// (an authorization request answered within it), in the background: the
+// post may arrive after EndSession returns.
+// Tokens already issued stay valid. An unknown or not remembered sid is
+// not an error, and then Hydra sends nothing.
+func (h *Hydra) EndSession(t testing.TB, sid string) {
+	t.Helper()
+	q := url.Values{"sid": {sid}}
+	h.admin(t, http.MethodDelete, "/admin/oauth2/auth/sessions/login?"+q.Encode(), nil, "", http.StatusNoContent, nil)
 }
 
-// SetConsentScopes changes the scopes the consent app grants (nil: every
-// requested scope).
-func (h *Hydra) SetConsentScopes(scopes []string) {
-	h.app.mu.Lock()
-	defer h.app.mu.Unlock()
-	h.app.scopes = slices.Clone(scopes)
-}
-
-// SetDeny makes the consent app refuse (true) or accept (false) consent.
-func (h *Hydra) SetDeny(deny bool) {
-	h.app.mu.Lock()
-	defer h.app.mu.Unlock()
-	h.app.deny = deny
-}
-
-// SetIDTokenClaims changes the extra claims put into ID tokens.
-func (h *Hydra) SetIDTokenClaims(claims map[string]any) {
-	h.app.mu.Lock()
-	defer h.app.mu.Unlock()
-	h.app.claims = claims
-}
-
-// Counts returns how many login and consent requests the app has answered.
-func (h *Hydra) Counts() (logins, consents int) {
-	h.app.mu.Lock()
-	defer h.app.mu.Unlock()
-	return h.app.logins, h.app.consents
+// EndSubjectSessions ends every login session of subject (DELETE
+// /admin/oauth2/auth/sessions/login?subject=...). Hydra sends no
+// back-channel logout for these; the next authorization request finds no
+// session. Tokens already issued stay valid.
+func (h *Hydra) EndSubjectSessions(t testing.TB, subject string) {
+	t.Helper()
+	q := url.Values{"subject": {subject}}
+	h.admin(t, http.MethodDelete, "/admin/oauth2/auth/sessions/login?"+q.Encode(), nil, "", http.StatusNoContent, nil)
 }
 
 // admin calls Hydra's admin API and decodes a JSON answer into out (when
@@ -548,8 +605,25 @@ func adminCall(c *http.Client, base, method, path string, body io.Reader, conten
 // jar (a client without a jar gets a fresh one for this call). It stops at
 // the first redirect to a URL that starts with redirectPrefix and returns
 // that URL (the callback with code, state and iss, or error=...) without
-// requesting it. The test fails if the path ends anywhere else.
+// requesting it. The test fails if the path ends anywhere else, the login
+// page of LoginInteractive included (BrowseLogin signs in there).
 func Browse(t testing.TB, client *http.Client, authURL, redirectPrefix string) *url.URL {
+	t.Helper()
+	return browse(t, client, authURL, redirectPrefix, false)
+}
+
+// BrowseLogin is Browse for a person who signs in when the login page of
+// LoginInteractive shows: it posts the page's form, as a click on its
+// button does, and goes on.
+func BrowseLogin(t testing.TB, client *http.Client, authURL, redirectPrefix string) *url.URL {
+	t.Helper()
+	return browse(t, client, authURL, redirectPrefix, true)
+}
+
+// challengeField finds the login challenge in the login page's form.
+var challengeField = regexp.MustCompile(`name="login_challenge" value="([^"]*)"`)
+
+func browse(t testing.TB, client *http.Client, authURL, redirectPrefix string, signIn bool) *url.URL {
 	t.Helper()
 	var c http.Client
 	if client != nil {
@@ -581,6 +655,9 @@ func Browse(t testing.TB, client *http.Client, authURL, redirectPrefix string) *
 		return nil
 	}
 	resp, err := c.Get(authURL)
+	if err == nil && found == nil && signIn {
+		resp, err = submitLogin(&c, resp, &hops)
+	}
 	if err != nil {
 		t.Fatalf("hydratest: Browse(%s): %v (hops: %s)", authURL, err, strings.Join(hops, " -> "))
 	}
@@ -593,140 +670,78 @@ func Browse(t testing.TB, client *http.Client, authURL, redirectPrefix string) *
 	return found
 }
 
-// loginConsentApp is the provider's login and consent UI: it accepts
-// without showing anything, as configured by the Set... switches.
-type loginConsentApp struct {
-	mu       sync.Mutex
-	subject  string
-	scopes   []string // nil: grant all requested
-	deny     bool
-	claims   map[string]any
-	logins   int
-	consents int
-	adminURL string
-	http     *http.Client
-}
-
-func newLoginConsentApp(opts Options) *loginConsentApp {
-	return &loginConsentApp{
-		subject: orDefault(opts.Subject, "user-1"),
-		scopes:  slices.Clone(opts.ConsentScopes),
-		deny:    opts.Deny,
-		claims:  opts.IDTokenClaims,
-	}
-}
-
-func (a *loginConsentApp) setAdmin(adminURL string, c *http.Client) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.adminURL, a.http = adminURL, c
-}
-
-func (a *loginConsentApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	a.mu.Lock()
-	adminURL, c := a.adminURL, a.http
-	a.mu.Unlock()
-	if c == nil {
-		http.Error(w, "hydratest: hydra not ready", http.StatusServiceUnavailable)
-		return
-	}
-	var (
-		redirect string
-		err      error
-	)
-	switch r.URL.Path {
-	case "/login":
-		redirect, err = a.login(c, adminURL, r.URL.Query().Get("login_challenge"))
-	case "/consent":
-		redirect, err = a.consent(c, adminURL, r.URL.Query().Get("consent_challenge"))
-	default:
-		http.NotFound(w, r)
-		return
-	}
+// submitLogin posts the form of the login page resp shows, as a click on
+// its button does. Any other answer is returned as it is.
+func submitLogin(c *http.Client, resp *http.Response, hops *[]string) (*http.Response, error) {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64*1024))
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(b))
 	if err != nil {
-		http.Error(w, "hydratest: "+err.Error(), http.StatusInternalServerError)
+		return resp, nil
+	}
+	m := challengeField.FindSubmatch(b)
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/login" || m == nil {
+		return resp, nil
+	}
+	*hops = append(*hops, "POST "+resp.Request.URL.String())
+	return c.PostForm(resp.Request.URL.String(), url.Values{"login_challenge": {html.UnescapeString(string(m[1]))}})
+}
+
+// frontDoor is Hydra's public side as browsers and clients see it: it
+// counts authorization requests and passes every request on to Hydra's
+// public listener, keeping the Host header (Hydra builds its URLs from its
+// configuration, which names the front door).
+type frontDoor struct {
+	app   *app
+	mu    sync.Mutex
+	proxy *httputil.ReverseProxy
+}
+
+func (d *frontDoor) setTarget(hydraURL string) error {
+	u, err := url.Parse(hydraURL)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.proxy = &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(u)
+			r.Out.Host = r.In.Host
+		},
+	}
+	return nil
+}
+
+func (d *frontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	d.mu.Lock()
+	proxy := d.proxy
+	d.mu.Unlock()
+	if proxy == nil {
+		http.Error(w, "hydratest: hydra not started", http.StatusServiceUnavailable)
 		return
 	}
-	http.Redirect(w, r, redirect, http.StatusFound)
-}
-
-func (a *loginConsentApp) login(c *http.Client, adminURL, challenge string) (string, error) {
-	q := "?" + url.Values{"login_challenge": {challenge}}.Encode()
-	var req struct {
-		Skip    bool   `json:"skip"`
-		Subject string `json:"subject"`
-	}
-	if err := adminCall(c, adminURL, http.MethodGet, "/admin/oauth2/auth/requests/login"+q, nil, "", http.StatusOK, &req); err != nil {
-		return "", err
-	}
-	a.mu.Lock()
-	subject := a.subject
-	a.logins++
-	a.mu.Unlock()
-	if req.Skip {
-		// Hydra remembers an authenticated session: it must be accepted
-		// with the same subject.
-		subject = req.Subject
-	}
-	body := map[string]any{"subject": subject, "remember": false}
-	var out struct {
-		RedirectTo string `json:"redirect_to"`
-	}
-	if err := adminCall(c, adminURL, http.MethodPut, "/admin/oauth2/auth/requests/login/accept"+q,
-		mustJSON(body), "application/json", http.StatusOK, &out); err != nil {
-		return "", err
-	}
-	return out.RedirectTo, nil
-}
-
-func (a *loginConsentApp) consent(c *http.Client, adminURL, challenge string) (string, error) {
-	q := "?" + url.Values{"consent_challenge": {challenge}}.Encode()
-	var req struct {
-		RequestedScope    []string `json:"requested_scope"`
-		RequestedAudience []string `json:"requested_access_token_audience"`
-	}
-	if err := adminCall(c, adminURL, http.MethodGet, "/admin/oauth2/auth/requests/consent"+q, nil, "", http.StatusOK, &req); err != nil {
-		return "", err
-	}
-	a.mu.Lock()
-	deny, allowed, claims := a.deny, a.scopes, a.claims
-	a.consents++
-	a.mu.Unlock()
-
-	var out struct {
-		RedirectTo string `json:"redirect_to"`
-	}
-	if deny {
-		body := map[string]any{
-			"error":             "access_denied",
-			"error_description": "The resource owner denied the request",
-			"status_code":       http.StatusForbidden,
+	if r.URL.Path == "/oauth2/auth" {
+		q := r.URL.Query()
+		if r.Method == http.MethodPost && r.Body != nil {
+			// A form post to the authorization endpoint: read the form
+			// and put the body back for Hydra.
+			b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+			r.Body.Close()
+			if err != nil {
+				http.Error(w, "hydratest: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(b))
+			if form, err := url.ParseQuery(string(b)); err == nil {
+				for k, v := range form {
+					q[k] = append(q[k], v...)
+				}
+			}
 		}
-		err := adminCall(c, adminURL, http.MethodPut, "/admin/oauth2/auth/requests/consent/reject"+q,
-			mustJSON(body), "application/json", http.StatusOK, &out)
-		return out.RedirectTo, err
+		d.app.countAuthorization(q)
 	}
-	grant := []string{}
-	for _, s := range req.RequestedScope {
-		if allowed == nil || slices.Contains(allowed, s) {
-			grant = append(grant, s)
-		}
-	}
-	audience := req.RequestedAudience
-	if audience == nil {
-		audience = []string{}
-	}
-	body := map[string]any{
-		"grant_scope":                 grant,
-		"grant_access_token_audience": audience,
-		"remember":                    false,
-	}
-	if len(claims) > 0 {
-		body["session"] = map[string]any{"id_token": claims}
-	}
-	err := adminCall(c, adminURL, http.MethodPut, "/admin/oauth2/auth/requests/consent/accept"+q,
-		mustJSON(body), "application/json", http.StatusOK, &out)
-	return out.RedirectTo, err
+	proxy.ServeHTTP(w, r)
 }
 
 // Binary returns the path of the Hydra binary, or ends the test: failed

@@ -70,6 +70,29 @@
 //     DeleteDamaged refuses a healthy record (ErrConflict) and removes the
 //     damaged one with its index entries (a grant's watches wait for a new
 //     consent, which makes them run again), audited.
+//   - Watches/OwnerScoped: with a vault.Owner, a watch of another user
+//     is answered exactly as a missing one (the same *NotFoundError and
+//     message) by every watch method, UserWatch and RecentMatches, and
+//     nothing changes or is audited; AddWatch refuses another user's
+//     grant exactly as a missing one; the owner's own watches move as
+//     without an Owner.
+//   - SignIns: UserBySignIn finds a user by their grant's account (its
+//     issuer, when it has one, must match) or by an identity a sign-in
+//     link bound; a sign-in link is only for an existing user, carries
+//     no watch, is used once by CommitSignIn, makes no grant and keeps
+//     no token, and CommitConsent refuses it; an identity that signs in
+//     a user (by a sign-in or a grant) is never bound to another one;
+//     users sharing an account are a conflict, never a pick; the index
+//     survives a reopen and follows an account switch.
+//   - RecentMatches: the posts a watch queued, newest first, each once
+//     across targets, cut to an excerpt, marked delivered once a target
+//     took them.
+//   - DeleteUser: the user's live grant unenrolled with its revocation
+//     queued by the provider's rule (the grant kept, scrubbed, until it
+//     is settled), watches, links, outbox rows, rate windows, sign-ins
+//     and the user deleted, one confirmation per target queued, audited without a
+//     token or a target; in-flight runs and settlements find nothing;
+//     other users untouched; the user id can start over.
 //   - Concurrent: many goroutines mixing runs, pauses, new watches,
 //     deliveries and refreshes (run it under -race) leave every post
 //     queued once, every row settled once and every refresh counted.
@@ -148,6 +171,10 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"RateWindows", testRateWindows},
 		{"Concurrent", testConcurrent},
 		{"Damaged", testDamaged},
+		{"Watches/OwnerScoped", testOwnerScoped},
+		{"SignIns", testSignIns},
+		{"RecentMatches", testRecentMatches},
+		{"DeleteUser", testDeleteUser},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)

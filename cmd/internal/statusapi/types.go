@@ -271,6 +271,10 @@ type EnrollRequest struct {
 	// Expected, when set, is the identity that must consent.
 	Expected string     `json:"expected,omitempty"`
 	Watch    *WatchSpec `json:"watch,omitempty"`
+	// SignIn asks for a sign-in link: it binds the identity that signs
+	// in with it to the user (an existing one), for the user's page, at
+	// an OpenID Connect provider; it carries no watch and makes no grant.
+	SignIn bool `json:"sign_in,omitempty"`
 	// TTL is the link's lifetime as a Go duration ("72h"); empty for the
 	// configured default.
 	TTL string `json:"ttl,omitempty"`
