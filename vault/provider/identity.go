@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"tagwatch/vault/httpsec"
 	"tagwatch/vault/secret"
@@ -22,6 +23,12 @@ type Identity struct {
 	Issuer   string
 	// Audience is the ID token's audience (OIDC).
 	Audience []string
+	// AuthTime is the ID token's auth_time, when the user last
+	// authenticated at the provider (zero when absent; always zero for X).
+	AuthTime time.Time
+	// SessionID is the ID token's sid: the provider's session, which
+	// back-channel logout tokens name ("" when absent).
+	SessionID string
 }
 
 // Matches reports whether expected names this identity: its subject, its
@@ -55,7 +62,9 @@ func (p *Provider) Identify(ctx context.Context, tr *TokenResult, nonce string) 
 // id, exp and iat (go-oidc), then nonce, azp when there are several
 // audiences, and, for an ID token from a refresh (prev != nil), the same
 // iss, sub and aud as at enrollment. An empty nonce skips the nonce check
-// (refresh responses carry none).
+// (refresh responses carry none). The identity carries the token's
+// auth_time and sid when it has them; an auth_time that is not a positive
+// number of seconds is refused.
 func (p *Provider) VerifyIDToken(ctx context.Context, raw secret.Value, nonce string, prev *Identity) (Identity, error) {
 	fail := func(format string, args ...any) (Identity, error) {
 		return Identity{}, &Error{Op: "id token", Class: ClassProtocol, Description: fmt.Sprintf(format, args...)}
@@ -74,11 +83,13 @@ func (p *Provider) VerifyIDToken(ctx context.Context, raw secret.Value, nonce st
 		return fail("nonce does not match this sign-in")
 	}
 	var extra struct {
-		AZP               string `json:"azp"`
-		Email             string `json:"email"`
-		EmailVerified     bool   `json:"email_verified"`
-		PreferredUsername string `json:"preferred_username"`
-		Name              string `json:"name"`
+		AZP               string   `json:"azp"`
+		Email             string   `json:"email"`
+		EmailVerified     bool     `json:"email_verified"`
+		PreferredUsername string   `json:"preferred_username"`
+		Name              string   `json:"name"`
+		AuthTime          *float64 `json:"auth_time"`
+		SID               string   `json:"sid"`
 	}
 	if err := tok.Claims(&extra); err != nil {
 		return fail("claims: %s", httpsec.Clip(err.Error(), 100))
@@ -89,7 +100,14 @@ func (p *Provider) VerifyIDToken(ctx context.Context, raw secret.Value, nonce st
 	if extra.AZP != "" && extra.AZP != p.cfg.ClientID {
 		return fail("azp %q is not this client", extra.AZP)
 	}
-	id := Identity{Subject: tok.Subject, Username: extra.PreferredUsername, Name: extra.Name, Issuer: tok.Issuer, Audience: tok.Audience}
+	id := Identity{Subject: tok.Subject, Username: extra.PreferredUsername, Name: extra.Name, Issuer: tok.Issuer, Audience: tok.Audience,
+		SessionID: extra.SID}
+	if extra.AuthTime != nil {
+		if *extra.AuthTime <= 0 || *extra.AuthTime > maxUnixSeconds {
+			return fail("auth_time %v is not a time", *extra.AuthTime)
+		}
+		id.AuthTime = time.Unix(int64(*extra.AuthTime), 0).UTC()
+	}
 	if extra.EmailVerified {
 		id.Email = extra.Email
 	}

@@ -99,9 +99,13 @@ type Config struct {
 	DefaultLifetime time.Duration
 	// SigningAlgs is the ID token algorithm allow-list; default RS256,
 	// RS384, RS512, ES256, ES384, PS256, EdDSA. "none" is never allowed.
+	// Logout tokens are held to the same list.
 	SigningAlgs []string
-	Now         func() time.Time
-	Logger      *slog.Logger
+	// LogoutTokenMaxAge is how old (by iat) a back-channel logout token
+	// may be; default DefaultLogoutTokenMaxAge. See VerifyLogoutToken.
+	LogoutTokenMaxAge time.Duration
+	Now               func() time.Time
+	Logger            *slog.Logger
 }
 
 // Provider is a configured, discovered provider.
@@ -116,7 +120,13 @@ type Provider struct {
 	issParam bool
 	oidc     *oidc.Provider
 	verifier *oidc.IDTokenVerifier
-	log      *slog.Logger
+	// logoutVerifier checks a logout token's signature, iss and aud; it
+	// skips the exp check, which VerifyLogoutToken does itself (Hydra
+	// sends no exp).
+	logoutVerifier *oidc.IDTokenVerifier
+	// endSession is the RP-Initiated Logout endpoint from discovery.
+	endSession string
+	log        *slog.Logger
 }
 
 // New checks cfg, discovers an OIDC provider's endpoints, and returns the
@@ -134,6 +144,9 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	}
 	if cfg.DefaultLifetime <= 0 {
 		cfg.DefaultLifetime = 5 * time.Minute
+	}
+	if cfg.LogoutTokenMaxAge <= 0 {
+		cfg.LogoutTokenMaxAge = DefaultLogoutTokenMaxAge
 	}
 	if cfg.ClientAuth == "" {
 		cfg.ClientAuth = AuthSecretBasic
@@ -192,6 +205,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 			Revocation   string   `json:"revocation_endpoint"`
 			ISSParameter bool     `json:"authorization_response_iss_parameter_supported"`
 			AuthMethods  []string `json:"token_endpoint_auth_methods_supported"`
+			EndSession   string   `json:"end_session_endpoint"`
 		}
 		if err := op.Claims(&meta); err != nil {
 			return nil, fmt.Errorf("provider %s: discovery metadata: %w", cfg.Name, err)
@@ -207,12 +221,14 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 		p.apiURL = cfg.APIURL
 		p.issuer, p.issParam, p.oidc = meta.Issuer, meta.ISSParameter, op
 		p.verifier = op.Verifier(&oidc.Config{ClientID: cfg.ClientID, SupportedSigningAlgs: cfg.SigningAlgs, Now: cfg.Now})
+		p.logoutVerifier = op.Verifier(&oidc.Config{ClientID: cfg.ClientID, SupportedSigningAlgs: cfg.SigningAlgs, Now: cfg.Now, SkipExpiryCheck: true})
+		p.endSession = meta.EndSession
 	default:
 		return nil, fmt.Errorf("provider %s: unknown kind %q", cfg.Name, cfg.Kind)
 	}
 	for name, u := range map[string]string{"authorization endpoint": authURL, "token endpoint": tokenURL,
-		"revocation endpoint": p.revokeURL, "api": p.apiURL} {
-		if u == "" && (name == "revocation endpoint" || name == "api") {
+		"revocation endpoint": p.revokeURL, "api": p.apiURL, "end session endpoint": p.endSession} {
+		if u == "" && (name == "revocation endpoint" || name == "api" || name == "end session endpoint") {
 			continue
 		}
 		if err := CheckURL(u); err != nil {

@@ -1,0 +1,277 @@
+// Package selfservice is the user's own page, a door beside the consent
+// pages (vault/enroll): a person signs in with the identity bound to them
+// (the account of one of their grants, or an identity a sign-in link bound:
+// vault.DB.UserBySignIn) and sees and steers their watches.
+//
+// The page is a backend-for-frontend: no token of any kind reaches the
+// browser. Its cookie, __Host-tagwatch-account, holds a random session id;
+// the session lives in memory here (map key: the id's SHA-256) with an
+// idle and an absolute lifetime, a new id at every sign-in, and the ID
+// token of the sign-in kept server side only, for RP-initiated logout.
+//
+// Sign-in is OpenID Connect's authorization code flow (state, nonce, PKCE
+// S256, RFC 9207's iss check, scope openid only), or X's OAuth 2.0 with
+// the least scopes /2/users/me accepts, whose tokens are dropped once the
+// identity is read. The state is single use, bound to the browser by a
+// second cookie, __Host-tagwatch-account-flow, and lives FlowTTL.
+//
+// When a session has expired, the page renews it the way a person who is
+// there should be renewed: not with a refresh token, but by asking the
+// provider again, with a top-level redirect to its authorization endpoint
+// and prompt=none. A provider that still holds the person's session
+// answers at once, with no page; one that answers login_required,
+// interaction_required, consent_required or account_selection_required
+// gets an interactive sign-in instead. X has no prompt=none: an expired X
+// session shows the sign-in page. Actions that cannot be undone need a
+// recent sign-in (requireRecentAuth): max_age, then auth_time checked.
+//
+// The provider ends page sessions by OpenID Connect Back-Channel Logout
+// (POST .../backchannel-logout), and only page sessions: grants and
+// watches are untouched. A person signs out here, or everywhere
+// (RP-Initiated Logout at the provider).
+//
+// Every POST but the back-channel logout passes net/http's
+// CrossOriginProtection; every response carries the security headers
+// (httpsec.SetPageHeaders: CSP with frame-ancestors 'none' and no script,
+// no referrer, no caching).
+//
+// A Service is safe for concurrent use and starts no goroutines: sessions,
+// flows and seen logout tokens live in memory, bounded, and are pruned as
+// new ones come. A restart ends every page session; the next visit renews
+// it with prompt=none when one OpenID provider signs people in.
+package selfservice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"tagwatch/vault"
+	"tagwatch/vault/provider"
+	"tagwatch/vault/secret"
+)
+
+// Store is what the page needs from the vault. *vault.DB implements it.
+type Store interface {
+	// UserBySignIn returns the user an identity signs in: the user whose
+	// grant at provider has subject as its account, or to whom a sign-in
+	// link bound (provider, issuer, subject). *vault.NotFoundError when
+	// there is none, vault.ErrSignInConflict when several.
+	UserBySignIn(provider, issuer, subject string) (vault.User, error)
+}
+
+// Provider is what the page needs from a provider that signs people in.
+// *provider.Provider implements it.
+type Provider interface {
+	// Kind is provider.KindOIDC or provider.KindX.
+	Kind() string
+	// Issuer is the OpenID issuer, "" for X.
+	Issuer() string
+	// AuthorizationOrigin and EndSessionOrigin are scheme://host of the
+	// endpoints a page's form may lead to, for the CSP's form-action.
+	AuthorizationOrigin() string
+	EndSessionOrigin() string
+	// SignInURL builds a sign-in's authorization request.
+	SignInURL(provider.SignInRequest) string
+	// CheckAuthorizationIssuer applies RFC 9207 to the callback's iss.
+	CheckAuthorizationIssuer(iss string, present bool) error
+	// ExchangeSignIn redeems a sign-in's code over the back channel.
+	ExchangeSignIn(ctx context.Context, code, verifier, redirectURL string) (*provider.TokenResult, error)
+	// Identify says who signed in: the verified ID token (nonce checked),
+	// or X's /2/users/me.
+	Identify(ctx context.Context, tr *provider.TokenResult, nonce string) (provider.Identity, error)
+	// EndSessionURL is the RP-Initiated Logout request, "" without an end
+	// session endpoint.
+	EndSessionURL(idTokenHint secret.Value, postLogoutRedirect, state string) string
+	// VerifyLogoutToken verifies a back-channel logout token, all but
+	// replay.
+	VerifyLogoutToken(ctx context.Context, raw string) (provider.LogoutToken, error)
+	// Revocation is the provider's revocation rule; Revoke revokes a
+	// refresh token (RFC 7009).
+	Revocation() provider.Revocation
+	Revoke(ctx context.Context, rt secret.RefreshToken) error
+}
+
+// Defaults of Config fields.
+const (
+	DefaultIdleTimeout     = 15 * time.Minute
+	DefaultAbsoluteTimeout = 8 * time.Hour
+	DefaultRecentAuth      = 5 * time.Minute
+	DefaultFlowTTL         = 10 * time.Minute
+	DefaultMaxFlows        = 10000
+	DefaultMaxSessions     = 100000
+	DefaultExchangeTimeout = 30 * time.Second
+)
+
+// Path names.
+const (
+	// Prefix is where the handler serves, below PublicURL's path.
+	Prefix = "/account"
+	// SessionCookie and FlowCookie are the cookies' names: __Host- (Secure,
+	// Path=/, no Domain), HttpOnly, SameSite=Lax (a Strict cookie is not
+	// sent on the redirect back from the provider).
+	SessionCookie = "__Host-tagwatch-account"
+	FlowCookie    = "__Host-tagwatch-account-flow"
+)
+
+// Config configures a Service. Zero values take the defaults documented.
+type Config struct {
+	// Store finds who signs in. Required.
+	Store Store
+	// Providers sign people in, by the names grants and sign-in links use.
+	// At least one. Each must accept the redirect URI PublicURL +
+	// "/account/callback", and, for RP-initiated logout, the post-logout
+	// redirect URI PublicURL + "/account/signed-out"; an OpenID provider's
+	// back-channel logout URI is PublicURL + "/account/backchannel-logout".
+	Providers map[string]Provider
+	// PublicURL is the base URL people reach tagwatch at, such as
+	// https://tagwatch.example.com (a path is allowed; the page is served
+	// below it at /account/). https, or http on a loopback host, where
+	// browsers treat the origin as secure and keep __Host- cookies.
+	// Required.
+	PublicURL string
+	// IdleTimeout ends a session not used for so long; default
+	// DefaultIdleTimeout. AbsoluteTimeout ends it that long after its
+	// sign-in, used or not; default DefaultAbsoluteTimeout. An ended
+	// session is kept as a hint for a silent renewal until twice
+	// AbsoluteTimeout after its sign-in.
+	IdleTimeout, AbsoluteTimeout time.Duration
+	// RecentAuth is how recent a sign-in must be for the actions that need
+	// one (requireRecentAuth); default DefaultRecentAuth.
+	RecentAuth time.Duration
+	// FlowTTL is how long a started sign-in waits for its callback;
+	// default DefaultFlowTTL.
+	FlowTTL time.Duration
+	// MaxFlows bounds the sign-ins in progress (a "busy" page beyond);
+	// default DefaultMaxFlows. MaxSessions bounds the sessions kept (the
+	// least recently used goes first); default DefaultMaxSessions.
+	MaxFlows, MaxSessions int
+	// ExchangeTimeout bounds the back-channel requests of one callback or
+	// logout token; default DefaultExchangeTimeout.
+	ExchangeTimeout time.Duration
+	// Now is the clock of sessions, flows and auth_time checks; default
+	// time.Now.
+	Now func() time.Time
+	// Logger receives the page's log (sign-ins, refusals, logouts; never
+	// a token); default slog.Default().
+	Logger *slog.Logger
+}
+
+// Service serves the page. Create it with New.
+type Service struct {
+	cfg    Config
+	log    *slog.Logger
+	prefix string // URL path of the page: PublicURL's path + Prefix
+	// callbackURL and signedOutURL are absolute: the redirect URI and the
+	// post-logout redirect URI.
+	callbackURL, signedOutURL string
+	// names are the providers' names, sorted; single is the one OpenID
+	// provider when there is exactly one (it renews a session this
+	// process does not know: one from before a restart).
+	names  []string
+	single string
+	// formOrigins are what the pages' forms may lead to, for the CSP.
+	formOrigins string
+
+	sessions *sessionStore
+	flows    *flowStore
+	seen     *replayStore
+	cop      *http.CrossOriginProtection
+}
+
+// New checks cfg and returns the Service. Errors name what is wrong in
+// cfg.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("selfservice: a store is required")
+	}
+	if len(cfg.Providers) == 0 {
+		return nil, errors.New("selfservice: at least one sign-in provider is required")
+	}
+	if err := provider.CheckURL(cfg.PublicURL); err != nil {
+		return nil, fmt.Errorf("selfservice: public url: %w", err)
+	}
+	u, _ := url.Parse(cfg.PublicURL)
+	if u.RawQuery != "" || u.ForceQuery {
+		return nil, fmt.Errorf("selfservice: public url %s must not have a query", cfg.PublicURL)
+	}
+	for name, d := range map[string]*time.Duration{"idle timeout": &cfg.IdleTimeout, "absolute timeout": &cfg.AbsoluteTimeout,
+		"recent sign-in": &cfg.RecentAuth, "flow lifetime": &cfg.FlowTTL, "exchange timeout": &cfg.ExchangeTimeout} {
+		if *d < 0 {
+			return nil, fmt.Errorf("selfservice: %s %v is negative", name, *d)
+		}
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.AbsoluteTimeout == 0 {
+		cfg.AbsoluteTimeout = DefaultAbsoluteTimeout
+	}
+	if cfg.RecentAuth == 0 {
+		cfg.RecentAuth = DefaultRecentAuth
+	}
+	if cfg.FlowTTL == 0 {
+		cfg.FlowTTL = DefaultFlowTTL
+	}
+	if cfg.MaxFlows <= 0 {
+		cfg.MaxFlows = DefaultMaxFlows
+	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = DefaultMaxSessions
+	}
+	if cfg.ExchangeTimeout == 0 {
+		cfg.ExchangeTimeout = DefaultExchangeTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Service{
+		cfg:      cfg,
+		log:      cfg.Logger.With("door", "account"),
+		prefix:   strings.TrimRight(u.Path, "/") + Prefix,
+		sessions: newSessionStore(cfg.IdleTimeout, cfg.AbsoluteTimeout, cfg.MaxSessions),
+		flows:    newFlowStore(cfg.MaxFlows, maxFlowsPerBrowser),
+		seen:     newReplayStore(maxSeenLogoutTokens),
+		cop:      http.NewCrossOriginProtection(),
+	}
+	base := strings.TrimRight(cfg.PublicURL, "/")
+	s.callbackURL, s.signedOutURL = base+Prefix+"/callback", base+Prefix+"/signed-out"
+	origins := []string{"'self'"}
+	var oidcNames []string
+	for name, p := range cfg.Providers {
+		if p == nil {
+			return nil, fmt.Errorf("selfservice: provider %q is nil", name)
+		}
+		switch p.Kind() {
+		case provider.KindOIDC:
+			oidcNames = append(oidcNames, name)
+		case provider.KindX:
+		default:
+			return nil, fmt.Errorf("selfservice: provider %q: unknown kind %q", name, p.Kind())
+		}
+		s.names = append(s.names, name)
+		for _, o := range []string{p.AuthorizationOrigin(), p.EndSessionOrigin()} {
+			if o != "" && !slices.Contains(origins, o) {
+				origins = append(origins, o)
+			}
+		}
+	}
+	slices.Sort(s.names)
+	if len(oidcNames) == 1 {
+		s.single = oidcNames[0]
+	}
+	// form-action is a space-separated source list; the 'self' that
+	// httpsec puts first is dropped from ours.
+	slices.Sort(origins[1:])
+	s.formOrigins = strings.Join(origins[1:], " ")
+	return s, nil
+}
