@@ -350,7 +350,7 @@ func (s *Service) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("provider")
-	if !s.requireRecentAuth(w, r, sess, s.prefix+"/grants/"+name+"/revoke") {
+	if !s.requireRecentAuth(w, r, sess, s.prefix+"/grants/"+url.PathEscape(name)+"/revoke") {
 		return
 	}
 	if _, _, err := s.revocableGrant(sess, name); err != nil {

@@ -102,7 +102,7 @@ func TestActions(t *testing.T) {
 					t.Errorf("state %s (%s), want suspended for re-consent", w.State, w.SuspendReason)
 				}
 			},
-			then: "It waits until its cause clears"},
+			then: "Watch resumed, but it waits"},
 		{name: "change hashtags, schedule and targets",
 			path: func(pe *pagesEnv) string { return "/watches/" + pe.adaWatch },
 			form: func(pe *pagesEnv) url.Values {
@@ -286,7 +286,7 @@ func TestDomainErrors(t *testing.T) {
 		msg    string
 	}{
 		{"change: invalid hashtag", func(pe *pagesEnv) string { return "/watches/" + pe.adaWatch },
-			url.Values{"hashtags": {"go-lang"}, "schedule": {"@every 15m"}, "target": {targetKey(adaMail)}}, 422, `hashtag`},
+			url.Values{"hashtags": {"go-lang"}, "schedule": {"@every 15m"}, "target": {targetKey(adaMail)}}, 422, `hashtag "#go-lang" contains U+002D`},
 		{"change: schedule below the minimum", func(pe *pagesEnv) string { return "/watches/" + pe.adaWatch },
 			url.Values{"hashtags": {"golang"}, "schedule": {"@every 5m"}, "target": {targetKey(adaMail)}}, 422, rulesMessage},
 		{"change: schedule that never fires", func(pe *pagesEnv) string { return "/watches/" + pe.adaWatch },
@@ -324,7 +324,7 @@ func TestDomainErrors(t *testing.T) {
 			}
 			// Next to the form: the message comes right before it.
 			at, form := strings.Index(body, c.msg), strings.Index(body, `class="edit"`)
-			if form < 0 || at > form || !strings.Contains(body[strings.LastIndex(body[:at], "<p"):at], `class="error"`) {
+			if form < 0 || at > form || !strings.Contains(body[strings.LastIndex(body[:at], "<p"):at], `class="alert"`) {
 				t.Errorf("the message is not next to the form:\n%s", body)
 			}
 			if h := c.form.Get("hashtags"); !strings.Contains(body, `value="`+h+`"`) {
@@ -534,3 +534,24 @@ func TestPagesWithoutDaemon(t *testing.T) {
 	}
 }
 
+// TestInvalidWatchShown: a watch the rules refuse as it is now (the
+// configuration changed since) says so, with the rule's message.
+func TestInvalidWatchShown(t *testing.T) {
+	pe := newPagesEnv(t)
+	pg := pe.svc.pages()
+	pg.Status = func(id string) (RunStatus, error) {
+		if id == pe.adaWatch {
+			return RunStatus{Invalid: rulesMessage}, nil
+		}
+		return RunStatus{}, nil
+	}
+	pe.svc.setPages(pg)
+	b := newBrowser(t)
+	want := "tagwatch's rules no longer accept this watch as it is, so it does not run: " + rulesMessage
+	if p := pe.signInFake(b); !strings.Contains(html.UnescapeString(p.body), want) || strings.Count(p.body, `class="alert"`) != 1 {
+		t.Errorf("the page does not say the watch is refused, once:\n%s", p.body)
+	}
+	if p := b.get(pe.url + Prefix + "/watches/" + pe.adaWatch); !strings.Contains(html.UnescapeString(p.body), want) {
+		t.Errorf("the watch's page does not say it is refused")
+	}
+}

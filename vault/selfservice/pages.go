@@ -3,6 +3,7 @@ package selfservice
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -76,7 +77,7 @@ var done = map[string]string{
 	"changed":   "Changes saved.",
 	"paused":    "Watch paused: tagwatch does not search until you resume it.",
 	"resumed":   "Watch resumed.",
-	"waiting":   "Watch resumed. It waits until its cause clears, as it says.",
+	"waiting":   "Watch resumed, but it waits: it says why below.",
 	"unchanged": "Nothing needed changing.",
 	"deleted":   "Watch deleted.",
 	"revoked":   "tagwatch's access was revoked and its tokens deleted. A confirmation is on its way to where your watches notify you.",
@@ -305,7 +306,8 @@ func (s *Service) revokePage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("provider")
-	if !s.requireRecentAuth(w, r, sess, s.prefix+"/grants/"+name+"/revoke") {
+	action := s.prefix + "/grants/" + url.PathEscape(name) + "/revoke"
+	if !s.requireRecentAuth(w, r, sess, action) {
 		return
 	}
 	g, watches, err := s.revocableGrant(sess, name)
@@ -315,13 +317,13 @@ func (s *Service) revokePage(w http.ResponseWriter, r *http.Request) {
 	}
 	label := s.providerLabel(name)
 	d := &confirmData{P: s.prefix, Lead: "tagwatch asks " + label + " to end the access you gave it, then deletes the tokens it keeps for " + accountOf(g) + ".",
-		Action: s.prefix + "/grants/" + name + "/revoke", Button: "Revoke access", Back: s.prefix + "/"}
+		Action: action, Button: "Revoke access", Back: s.prefix + "/"}
 	switch watches {
 	case 0:
 	case 1:
 		d.Lines = append(d.Lines, "Your watch on "+label+" stops. It stays on this page, waiting, until you give access again with a new link.")
 	default:
-		d.Lines = append(d.Lines, "Your "+itoa(watches)+" watches on "+label+" stop. They stay on this page, waiting, until you give access again with a new link.")
+		d.Lines = append(d.Lines, "Your "+strconv.Itoa(watches)+" watches on "+label+" stop. They stay on this page, waiting, until you give access again with a new link.")
 	}
 	if watches > 0 {
 		d.Lines = append(d.Lines, "A confirmation goes to where those watches notify you.")
@@ -396,17 +398,21 @@ func (s *Service) deletePage(w http.ResponseWriter, r *http.Request) {
 	}
 	d := &confirmData{P: s.prefix, Lead: "tagwatch deletes everything it keeps for you, and you are signed out.",
 		Action: s.prefix + "/delete", Button: "Delete all my data", Back: s.prefix + "/"}
-	if len(v.Watches) > 0 {
-		d.Lines = append(d.Lines, "Your "+count(len(v.Watches), "watch", "watches")+", with their run history and recent matches.")
+	switch n := len(v.Watches); n {
+	case 0:
+	case 1:
+		d.Lines = append(d.Lines, "Your watch, with its run history and recent matches.")
+	default:
+		d.Lines = append(d.Lines, "Your "+strconv.Itoa(n)+" watches, with their run history and recent matches.")
 	}
-	live := 0
+	var live []string
 	for _, g := range v.Grants {
 		if g.State != string(vault.GrantRevoked) {
-			live++
+			live = append(live, g.ProviderLabel)
 		}
 	}
-	if live > 0 {
-		d.Lines = append(d.Lines, "The access you gave tagwatch at "+count(live, "provider", "providers")+": it is revoked there, and its tokens deleted here.")
+	if len(live) > 0 {
+		d.Lines = append(d.Lines, "The access you gave tagwatch at "+andList(live)+": revoked there, and its tokens deleted here.")
 	}
 	d.Lines = append(d.Lines, "Notifications not sent yet, and any link tagwatch sent you that is still unused.")
 	if len(v.Watches) > 0 {
@@ -425,12 +431,10 @@ func (s *Service) deletedPage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, http.StatusOK, messageTmpl, d)
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }
-
-// count says n things: "1 watch", "3 watches".
-func count(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
+// andList says "a", "a and b", "a, b and c".
+func andList(xs []string) string {
+	if len(xs) < 2 {
+		return strings.Join(xs, "")
 	}
-	return itoa(n) + " " + many
+	return strings.Join(xs[:len(xs)-1], ", ") + " and " + xs[len(xs)-1]
 }

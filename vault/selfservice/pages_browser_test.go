@@ -1,6 +1,7 @@
 package selfservice
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,11 @@ func TestAccountPagesInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	bctx := browsertest.New(t, 3*time.Minute)
+	// The first action starts the browser, which lives as long as the
+	// context of that action: bctx, not a step's shorter one.
+	if err := chromedp.Do(bctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatal(err)
+	}
 	text := func() string {
 		t.Helper()
 		s, err := chromedp.Run(bctx, chromedp.Text("body"))
@@ -44,15 +50,20 @@ func TestAccountPagesInBrowser(t *testing.T) {
 	}
 	open := func(path, wait string) {
 		t.Helper()
-		if err := chromedp.Do(bctx, chromedp.Navigate(pe.url+path), chromedp.WaitVisible(wait)); err != nil {
-			t.Fatalf("open %s: %v", path, err)
+		ctx, cancel := context.WithTimeout(bctx, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Do(ctx, chromedp.Navigate(pe.url+path)); err != nil {
+			t.Fatalf("navigate %s: %v", path, err)
+		}
+		if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(wait))); err != nil {
+			t.Fatalf("open %s: %v; the browser is at %s:\n%s", path, err, location(), text())
 		}
 	}
 	want := func(what string, texts ...string) {
 		t.Helper()
-		body := text()
+		body := strings.ToLower(text())
 		for _, s := range texts {
-			if !strings.Contains(body, s) {
+			if !strings.Contains(body, strings.ToLower(s)) {
 				t.Errorf("%s lacks %q:\n%s", what, s, body)
 			}
 		}
@@ -63,7 +74,7 @@ func TestAccountPagesInBrowser(t *testing.T) {
 	browsertest.Shoot(t, bctx, "account-0-signin")
 
 	// The button goes to the provider, which answers at once, and back.
-	if err := chromedp.Do(bctx, chromedp.Click("form button"), chromedp.WaitVisible("article.item")); err != nil {
+	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS("form button")), chromedp.WaitVisible(chromedp.CSS("article.item"))); err != nil {
 		t.Fatalf("sign in: %v", err)
 	}
 	if loc := location(); loc != pe.url+Prefix+"/" {
@@ -72,13 +83,24 @@ func TestAccountPagesInBrowser(t *testing.T) {
 	want("the page", "Signed in as alice", "#golang", "every 15 minutes", "bbolt 1.4 is out", "Needs renewing", "#"+long)
 	browsertest.Shoot(t, bctx, "account-1-page")
 
+	// A button: the first watch paused, the page says so.
+	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`article.item form[action$="/pause"] button`)),
+		chromedp.WaitVisible(chromedp.CSS(".notice.ok"))); err != nil {
+		t.Fatalf("pause: %v", err)
+	}
+	want("the page after a pause", "Watch paused", "Resume")
+	if w := pe.watch(t, pe.adaWatch); w.State != vault.WatchPaused {
+		t.Errorf("the watch paused in the browser is %s", w.State)
+	}
+	browsertest.Shoot(t, bctx, "account-1-page-paused")
+
 	open(Prefix+"/watches/"+pe.adaWatch, "form.edit")
 	want("the watch's page", "Recent matches", "Change it", "What's new in #golang")
 	browsertest.Shoot(t, bctx, "account-2-watch")
 
 	// A schedule below the minimum: refused next to the form.
-	if err := chromedp.Do(bctx, chromedp.SetValue("#schedule", "@every 5m"), chromedp.Click(`form.edit button[type="submit"]`),
-		chromedp.WaitVisible("#change-error")); err != nil {
+	if err := chromedp.Do(bctx, chromedp.SetValue(chromedp.CSS("#schedule"), "@every 5m"), chromedp.Click(chromedp.CSS(`form.edit button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#change-error"))); err != nil {
 		t.Fatalf("submit a refused change: %v", err)
 	}
 	want("the refused change", "Not saved: "+rulesMessage)
@@ -104,7 +126,7 @@ func TestAccountPagesInBrowser(t *testing.T) {
 	want("the delete-all confirmation", "Delete all your data?", "Your 4 watches")
 	browsertest.Shoot(t, bctx, "account-8-delete")
 
-	if err := chromedp.Do(bctx, chromedp.Click("form button"), chromedp.WaitVisible(".badge.ok")); err != nil {
+	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS("form button")), chromedp.WaitVisible(chromedp.CSS(".badge.ok"))); err != nil {
 		t.Fatalf("delete all data: %v", err)
 	}
 	want("the deleted page", "Your data was deleted")

@@ -289,7 +289,7 @@ func TestPageShowsWatchesAndGrants(t *testing.T) {
 		"#golang", "#bbolt", "every 15 minutes", notify.TargetLabel(adaMail), notify.TargetLabel(adaHook),
 		"#rustlang", "Paused", "You paused it", "once a day",
 		"#gophers", "Waiting", "tagwatch's access to your x account needs renewing",
-		"7 minutes ago", "in 8 minutes", "None while it is paused", "None while it waits",
+		"7 minutes ago", "in 8 minutes", "· completed", "None while it is paused", "None while it waits",
 		`href="https://x.com/etcdio/status/1003"`, "bbolt 1.4 is out", "@etcdio",
 		"Needs renewing", "<dd>ada</dd>", "Renew access", "Last renewal", "Not yet",
 		`action="/account/watches/` + pe.adaWatch + `/pause"`, `action="/account/watches/` + pe.adaPause + `/resume"`,
@@ -543,20 +543,22 @@ func TestSplitHashtags(t *testing.T) {
 	}
 }
 
-// TestFormatTime: times in UTC with how far away they are.
-func TestFormatTime(t *testing.T) {
+// TestWhen: how far from now, and the time in UTC.
+func TestWhen(t *testing.T) {
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
-		at   time.Time
-		want string
+		at       time.Time
+		rel, abs string
 	}{
-		{now.Add(-7 * time.Minute), "30 Nov 2026, 11:53 UTC · 7 minutes ago"},
-		{now.Add(30 * time.Second), "30 Nov 2026, 12:00 UTC · now"},
-		{now.Add(61 * time.Minute), "30 Nov 2026, 13:01 UTC · in 1 hour"},
-		{now.Add(-72 * time.Hour), "27 Nov 2026, 12:00 UTC · 3 days ago"},
+		{now.Add(-7 * time.Minute), "7 minutes ago", "30 Nov 2026, 11:53 UTC"},
+		{now.Add(30 * time.Second), "now", "30 Nov 2026, 12:00 UTC"},
+		{now.Add(7*time.Minute + 59*time.Second), "in 8 minutes", "30 Nov 2026, 12:07 UTC"},
+		{now.Add(61 * time.Minute), "in 1 hour", "30 Nov 2026, 13:01 UTC"},
+		{now.Add(-72 * time.Hour), "3 days ago", "27 Nov 2026, 12:00 UTC"},
+		{now.In(time.FixedZone("CET", 3600)).Add(-time.Minute), "1 minute ago", "30 Nov 2026, 11:59 UTC"},
 	} {
-		if got := formatTime(c.at, now); got != c.want {
-			t.Errorf("formatTime(%v) = %q, want %q", c.at, got, c.want)
+		if rel, abs := when(c.at, now); rel != c.rel || abs != c.abs {
+			t.Errorf("when(%v) = %q, %q; want %q, %q", c.at, rel, abs, c.rel, c.abs)
 		}
 	}
 }

@@ -19,12 +19,13 @@ h3{margin:22px 0 8px;font-size:15px}
 .back{margin:0 0 14px;font-size:15px}
 .back a{text-decoration:none}
 .notice.ok{background:color-mix(in srgb,var(--ok) 14%,transparent);color:var(--ink)}
-.error{padding:10px 14px;border-radius:12px;background:color-mix(in srgb,var(--err) 12%,transparent);color:var(--ink);border-left:4px solid var(--err)}
-.item{border:1px solid var(--line);border-radius:14px;padding:16px 16px 14px;margin:0 0 14px}
+.alert{padding:10px 14px;border-radius:12px;background:color-mix(in srgb,var(--err) 12%,transparent);color:var(--ink);border-left:4px solid var(--err)}
+.item{border:1px solid var(--line);border-radius:14px;padding:14px 14px 12px;margin:0 0 14px}
+@media (max-width:639px){main{margin:12px 8px;padding:22px 16px}}
 .item-head{display:flex;flex-wrap:wrap;gap:8px 12px;align-items:center;justify-content:space-between;margin:0 0 8px}
 .item-head .name{font-size:17px}
 .tags{display:flex;flex-wrap:wrap;gap:6px;margin:0;padding:0;list-style:none}
-.tags li{padding:3px 11px;border-radius:999px;background:var(--chip);color:var(--chip-ink);font-weight:600;font-size:15px}
+.tags li{padding:3px 11px;border-radius:14px;background:var(--chip);color:var(--chip-ink);font-weight:600;font-size:15px}
 h1 .tags li{font-size:20px;padding:4px 14px}
 .state{display:inline-block;padding:2px 10px;border-radius:999px;font-size:13px;font-weight:700;white-space:nowrap}
 .state.active{background:color-mix(in srgb,var(--ok) 16%,transparent);color:var(--ok)}
@@ -35,12 +36,14 @@ h1 .tags li{font-size:20px;padding:4px 14px}
 .facts dt{color:var(--muted)}
 .facts dd{margin:0}
 .facts dd span{display:block}
+.facts .sub{color:var(--muted);font-size:13px}
+.label{margin:14px 0 0;color:var(--muted);font-size:13px;font-weight:600}
 .matches{margin:10px 0 0;padding:0;list-style:none;font-size:14px}
 .matches li{padding:8px 0;border-top:1px solid var(--line)}
 .matches .meta{display:block;color:var(--muted);font-size:13px}
 .actions{display:flex;flex-wrap:wrap;gap:8px;margin:14px 0 0}
 .actions form{margin:0}
-.actions button,.button{display:inline-block;width:auto;padding:9px 14px;border:1px solid var(--line);border-radius:10px;background:transparent;color:var(--ink);font:inherit;font-size:15px;font-weight:600;text-decoration:none;text-align:center;line-height:1.4;cursor:pointer}
+.actions button,.button{display:inline-block;width:auto;padding:7px 13px;border:1px solid var(--line);border-radius:10px;background:transparent;color:var(--ink);font:inherit;font-size:15px;font-weight:600;text-decoration:none;text-align:center;line-height:1.4;cursor:pointer}
 .actions button.primary{background:var(--accent);color:var(--accent-ink);border-color:var(--accent)}
 .button.danger{color:var(--err)}
 button.danger.solid{background:var(--err);color:#fff;border:0}
@@ -58,6 +61,8 @@ form.edit button[type=submit]{margin:22px 0 0}
 ul.plain{margin:4px 0 16px;padding:0 0 0 20px}
 ul.plain li{margin:0 0 6px}
 .fine{margin:14px 0 0;color:var(--muted);font-size:13px}
+.fine.center{text-align:center;font-size:15px}
+h1+.tags{margin:0 0 14px}
 `
 
 // accountHead is pageHead with accountStyle.
@@ -67,25 +72,25 @@ var accountHead = strings.Replace(pageHead, "</style>", accountStyle+"</style>",
 const partials = `
 {{define "tags"}}<ul class="tags">{{range .}}<li>#{{.}}</li>{{end}}</ul>{{end}}
 {{define "facts"}}<dl class="facts">
-<dt>Searches</dt><dd>{{.ProviderLabel}}, {{.Cadence}}</dd>
+<dt>Searches</dt><dd>{{.ProviderLabel}} · {{.Cadence}}</dd>
 <dt>Sends to</dt><dd>{{range .Targets}}<span>{{.}}</span>{{else}}nowhere{{end}}</dd>
-<dt>Last run</dt><dd>{{.LastRun}}{{if .LastResult}}<span>{{.LastResult}}</span>{{end}}</dd>
-{{if .NextRun}}<dt>Next run</dt><dd>{{.NextRun}}</dd>{{end}}
+<dt>Last run</dt><dd>{{.LastRun}}{{if .LastRunSub}}<span class="sub">{{.LastRunSub}}</span>{{end}}</dd>
+{{if .NextRun}}<dt>Next run</dt><dd>{{.NextRun}}{{if .NextRunSub}}<span class="sub">{{.NextRunSub}}</span>{{end}}</dd>{{end}}
 </dl>
-{{if .Invalid}}<p class="error">tagwatch's rules no longer accept this watch as it is, so it does not run: {{.Invalid}}. Change it below.</p>{{end}}{{end}}
-{{define "matches"}}{{if .Matches}}<ul class="matches">{{range .Matches}}<li>{{if .URL}}<a href="{{.URL}}" rel="noopener noreferrer">{{.Excerpt}}</a>{{else}}{{.Excerpt}}{{end}}<span class="meta">{{if .Author}}{{.Author}}{{end}}{{if and .Author .When}} · {{end}}{{.When}}</span></li>{{end}}</ul>
+{{if .Invalid}}<p class="alert">tagwatch's rules no longer accept this watch as it is, so it does not run: {{.Invalid}}. Change it to start it again.</p>{{end}}{{end}}
+{{define "matches"}}{{if .Matches}}<ul class="matches">{{range .Matches}}<li>{{if .URL}}<a href="{{.URL}}" rel="noopener noreferrer">{{.Excerpt}}</a>{{else}}{{.Excerpt}}{{end}}<span class="meta">{{if .Author}}{{.Author}}{{end}}{{if and .Author .When}} · {{end}}{{if .When}}<time datetime="{{.Stamp}}" title="{{.At}}">{{.When}}</time>{{end}}</span></li>{{end}}</ul>
 {{else if .MatchesErr}}<p class="muted">The recent matches cannot be shown right now.</p>{{end}}{{end}}
 {{define "move"}}{{if .CanResume}}<form method="post" action="{{.Path}}/resume">{{if .Own}}<input type="hidden" name="from" value="watch">{{end}}<button type="submit" class="primary">Resume</button></form>{{end}}{{if .CanPause}}<form method="post" action="{{.Path}}/pause">{{if .Own}}<input type="hidden" name="from" value="watch">{{end}}<button type="submit" class="button">Pause</button></form>{{end}}{{end}}
 {{define "targets"}}<fieldset><legend>Send new posts to</legend>
 {{range .Targets}}<label class="check"><input type="checkbox" name="target" value="{{.Key}}"{{if .Checked}} checked{{end}}><span>{{.Label}}</span></label>
 {{end}}<label for="new_targets">{{if .Targets}}Or somewhere else{{else}}Where{{end}}</label>
-<textarea id="new_targets" name="new_targets" rows="2" spellcheck="false" autocomplete="off">{{.NewTargets}}</textarea>
+<textarea id="new_targets" name="new_targets" rows="2" placeholder="mailto:you@example.com" spellcheck="false" autocomplete="off">{{.NewTargets}}</textarea>
 </fieldset>{{end}}
 {{define "fields"}}<label for="hashtags">Hashtags</label>
-<input id="hashtags" name="hashtags" type="text" value="{{.Form.Hashtags}}" autocomplete="off" autocapitalize="none" spellcheck="false" required>
+<input id="hashtags" name="hashtags" type="text" value="{{.Form.Hashtags}}" placeholder="golang bbolt" autocomplete="off" autocapitalize="none" spellcheck="false" required>
 <p class="hint">Separate them with spaces or commas; the # is optional.</p>
 <label for="schedule">How often to search</label>
-<input id="schedule" name="schedule" type="text" value="{{.Form.Schedule}}" list="schedules" autocomplete="off" autocapitalize="none" spellcheck="false" required>
+<input id="schedule" name="schedule" type="text" value="{{.Form.Schedule}}" placeholder="@every 30m" list="schedules" autocomplete="off" autocapitalize="none" spellcheck="false" required>
 <datalist id="schedules">{{range .Schedules}}<option value="{{.}}">{{end}}</datalist>
 <p class="hint">For example @every 30m, @hourly, @daily, or a cron line such as 0 8 * * 1-5.</p>
 {{template "targets" .Form}}
@@ -109,7 +114,7 @@ var homeTmpl = accountPage("home", `
 <div class="item-head">{{template "tags" .Hashtags}}<span class="state {{.State}}">{{.StateText}}</span></div>
 {{if .Why}}<p class="why">{{.Why}}</p>{{end}}
 {{template "facts" .}}
-{{template "matches" .}}
+{{if .Matches}}<p class="label">Recent matches</p>{{end}}{{template "matches" .}}
 <div class="actions">{{template "move" .}}<a class="button" href="{{.Path}}">Change</a><a class="button danger" href="{{.Path}}/delete">Delete</a></div>
 </article>
 {{else}}<p class="muted">You have no watches. Add one on an account below.</p>
@@ -141,12 +146,12 @@ var watchTmpl = accountPage("watch", `
 {{end}}{{if .Done}}<p class="notice ok" role="status">{{.Done}}</p>{{end}}
 {{with .W}}{{if .Why}}<p class="why">{{.Why}}</p>{{end}}
 {{template "facts" .}}{{end}}
-{{if .MoveErr}}<p class="error" role="alert">{{.MoveErr}}</p>{{end}}
+{{if .MoveErr}}<p class="alert" role="alert">{{.MoveErr}}</p>{{end}}
 <div class="actions">{{template "move" .W}}<a class="button danger" href="{{.W.Path}}/delete">Delete</a></div>
 <h2>Recent matches</h2>
 {{template "matches" .W}}{{if not .W.Matches}}{{if not .W.MatchesErr}}<p class="muted">None yet.</p>{{end}}{{end}}
 <h2>Change it</h2>
-{{if .ChangeErr}}<p class="error" role="alert" id="change-error">Not saved: {{.ChangeErr}}</p>{{end}}
+{{if .ChangeErr}}<p class="alert" role="alert" id="change-error">Not saved: {{.ChangeErr}}</p>{{end}}
 <form method="post" action="{{.W.Path}}" class="edit">
 {{template "fields" .}}
 <button type="submit">Save changes</button>
@@ -157,7 +162,7 @@ var newWatchTmpl = accountPage("new", `
 <p class="back"><a href="{{.P}}/">← Your tagwatch page</a></p>
 <h1>Add a watch on {{.ProviderLabel}}</h1>
 <p class="lead">tagwatch searches {{.ProviderLabel}} for new posts with these hashtags, with the access you gave it, and sends them where you say.</p>
-{{if .Err}}<p class="error" role="alert">Not added: {{.Err}}</p>{{end}}
+{{if .Err}}<p class="alert" role="alert">Not added: {{.Err}}</p>{{end}}
 <form method="post" action="{{.P}}/watches" class="edit">
 <input type="hidden" name="provider" value="{{.Form.Provider}}">
 {{template "fields" .}}
@@ -173,5 +178,5 @@ var confirmTmpl = accountPage("confirm", `
 <p class="lead">{{.Lead}}</p>
 {{if .Lines}}<ul class="plain">{{range .Lines}}<li>{{.}}</li>{{end}}</ul>{{end}}
 <form method="post" action="{{.Action}}"><button type="submit" class="danger solid">{{.Button}}</button></form>
-<p class="fine"><a href="{{.Back}}">Keep everything as it is</a></p>
+<p class="fine center"><a href="{{.Back}}">Keep everything as it is</a></p>
 `)

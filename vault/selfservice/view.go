@@ -202,9 +202,10 @@ type watchView struct {
 	State, StateText, Why string
 	// CanPause, CanResume: the buttons shown.
 	CanPause, CanResume bool
-	LastRun, LastResult string
-	// NextRun is "" when the page does not know.
-	NextRun string
+	// LastRun and NextRun say when (NextRun "" when the page does not
+	// know); LastRunSub and NextRunSub add the time and how it went.
+	LastRun, LastRunSub string
+	NextRun, NextRunSub string
 	// Invalid is the rules' refusal of the watch as it is now.
 	Invalid string
 	Created string
@@ -217,7 +218,10 @@ type watchView struct {
 }
 
 type matchView struct {
-	URL, Author, Excerpt, When string
+	URL, Author, Excerpt string
+	// When says how long ago it was posted; At is when, in UTC, and
+	// Stamp the same for a machine.
+	When, At, Stamp string
 }
 
 // grantView is a grant as the page shows it: never a token.
@@ -249,18 +253,19 @@ func (s *Service) providerLabel(name string) string {
 	return name
 }
 
-// formatTime says t for people: in UTC (the page does not know the
-// person's zone), with how long ago or ahead.
-func formatTime(t, now time.Time) string {
-	abs := t.UTC().Format("2 Jan 2006, 15:04 UTC")
+// when says t for people: how far from now ("7 minutes ago", "in 8
+// minutes", "now"), and when, in UTC (the page does not know the
+// person's zone).
+func when(t, now time.Time) (rel, abs string) {
+	abs = t.UTC().Format("2 Jan 2006, 15:04 UTC")
 	d := t.Sub(now)
 	switch {
 	case d > -time.Minute && d < time.Minute:
-		return abs + " · now"
+		return "now", abs
 	case d < 0:
-		return abs + " · " + span(-d) + " ago"
+		return span(-d) + " ago", abs
 	}
-	return abs + " · in " + span(d)
+	return "in " + span(d), abs
 }
 
 func formatDate(t time.Time) string { return t.UTC().Format("2 Jan 2006") }
@@ -352,7 +357,9 @@ func (s *Service) watchView(ps PageStore, owner string, w vault.WatchWithCursor,
 	if w.Cursor.LastRunAt.IsZero() {
 		v.LastRun = "Not yet"
 	} else {
-		v.LastRun, v.LastResult = formatTime(w.Cursor.LastRunAt, now), resultText(w.Cursor)
+		var at string
+		v.LastRun, at = when(w.Cursor.LastRunAt, now)
+		v.LastRunSub = at + " · " + resultText(w.Cursor)
 	}
 	if pg.Status != nil {
 		st, err := pg.Status(w.ID)
@@ -368,7 +375,7 @@ func (s *Service) watchView(ps PageStore, owner string, w vault.WatchWithCursor,
 		case st.Next.IsZero():
 			v.NextRun = "Not scheduled"
 		default:
-			v.NextRun = formatTime(st.Next, now)
+			v.NextRun, v.NextRunSub = when(st.Next, now)
 		}
 		if err == nil {
 			v.Invalid = st.Invalid
@@ -402,7 +409,8 @@ func matchOf(m vault.Match, now time.Time) matchView {
 		at = m.QueuedAt
 	}
 	if !at.IsZero() {
-		mv.When = formatTime(at, now)
+		mv.When, mv.At = when(at, now)
+		mv.Stamp = at.UTC().Format(time.RFC3339)
 	}
 	if mv.Excerpt == "" {
 		mv.Excerpt = "(a post without text)"
@@ -471,6 +479,8 @@ func (s *Service) userView(ps PageStore, sess session, n int, now time.Time) (us
 	if err != nil {
 		return v, err
 	}
+	// Oldest first: a watch keeps its place on the page.
+	slices.SortStableFunc(ws, func(a, b vault.WatchWithCursor) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	perProvider := map[string]int{}
 	for _, w := range ws {
 		v.Watches = append(v.Watches, s.watchView(ps, sess.userID, w, n, now))
