@@ -107,6 +107,12 @@ func words(n vault.Notice) (heading, lead string) {
 		lead = "Notifications to " + target + " were refused for good (410 Gone), so tagwatch turned that target off. " +
 			"Ask your operator for a new one."
 		lead = first(old(n.Target != ""), lead)
+	case vault.NoticeAccountDeleted:
+		heading = "Your tagwatch data was deleted"
+		lead = "As you asked, tagwatch deleted everything it kept for you: your watches have stopped and are gone, " +
+			"with their history and the notifications not yet sent; tagwatch's access to your accounts was revoked " +
+			"(its tokens deleted here, and revoked at the provider where the provider allows it); your links and " +
+			"your sign-in to your tagwatch page ended. This is the last message tagwatch sends you."
 	default:
 		heading = "A message from tagwatch"
 		lead = first(clean(n.Message), "tagwatch has news about your watches.")

@@ -8,8 +8,6 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
-
-	"tagwatch/vault/secret"
 )
 
 // This file is the authorization request of a person signing in to a page
@@ -96,13 +94,24 @@ func (p *Provider) EndSessionOrigin() string {
 	return u.Scheme + "://" + u.Host
 }
 
-// EndSessionURL returns the RP-Initiated Logout 1.0 request that ends the
-// person's session at the provider: id_token_hint (an ID token the
-// provider issued to this client for that session), client_id,
-// post_logout_redirect_uri (registered at the provider) and state, which
-// the provider gives back on the redirect. "" when the provider has no end
-// session endpoint.
-func (p *Provider) EndSessionURL(idTokenHint secret.Value, postLogoutRedirect, state string) string {
+// EndSessionURL returns the RP-Initiated Logout 1.0 request (§2) that
+// ends the person's session at the provider: client_id, and logoutHint
+// (logout_hint: whose session, such as the subject), postLogoutRedirect
+// (post_logout_redirect_uri, registered at the provider) and state when
+// not "". "" when the provider has no end session endpoint.
+//
+// It never sends id_token_hint: the request is a browser redirect, and an
+// ID token in its address would reach the browser (its address bar, its
+// history, the provider's access log). §2 lets client_id stand in for it.
+// Not every provider honours that: Ory Hydra v2.3.0 refuses
+// post_logout_redirect_uri and state without id_token_hint
+// (invalid_request), and takes a request with only client_id and
+// logout_hint, which it ignores, as a logout it initiated itself: its
+// logout app asks, it ends its session, sends back-channel logout tokens
+// to every client of that session (asynchronously) and lands on its own
+// configured post-logout page. A caller that wants Hydra to act passes
+// postLogoutRedirect and state as "".
+func (p *Provider) EndSessionURL(logoutHint, postLogoutRedirect, state string) string {
 	if p.endSession == "" {
 		return ""
 	}
@@ -111,10 +120,10 @@ func (p *Provider) EndSessionURL(idTokenHint secret.Value, postLogoutRedirect, s
 		return ""
 	}
 	q := u.Query()
-	if !idTokenHint.IsZero() {
-		q.Set("id_token_hint", idTokenHint.Reveal())
-	}
 	q.Set("client_id", p.cfg.ClientID)
+	if logoutHint != "" {
+		q.Set("logout_hint", logoutHint)
+	}
 	if postLogoutRedirect != "" {
 		q.Set("post_logout_redirect_uri", postLogoutRedirect)
 	}

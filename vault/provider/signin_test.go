@@ -164,20 +164,25 @@ func TestExchangeSignIn(t *testing.T) {
 }
 
 // TestEndSessionURL: RP-Initiated Logout's request, keeping the
-// endpoint's own query; none without an end session endpoint.
+// endpoint's own query, never with an id_token_hint; the optional
+// parameters only when given; none without an end session endpoint.
 func TestEndSessionURL(t *testing.T) {
 	p := newSignInOP(t, true).provider(t, nil)
-	u := mustParse(t, p.EndSessionURL(secret.New("idt"), "http://127.0.0.1:9/account/signed-out", "st"))
+	u := mustParse(t, p.EndSessionURL("alice", "http://127.0.0.1:9/account/signed-out", "st"))
 	q := u.Query()
-	if u.Path != "/logout" || q.Get("tenant") != "a" || q.Get("id_token_hint") != "idt" || q.Get("client_id") != "c" ||
+	if u.Path != "/logout" || q.Get("tenant") != "a" || q.Has("id_token_hint") || q.Get("client_id") != "c" || q.Get("logout_hint") != "alice" ||
 		q.Get("post_logout_redirect_uri") != "http://127.0.0.1:9/account/signed-out" || q.Get("state") != "st" {
 		t.Errorf("EndSessionURL = %s", u)
+	}
+	u = mustParse(t, p.EndSessionURL("", "", ""))
+	if q := u.Query(); len(q) != 2 || q.Get("tenant") != "a" || q.Get("client_id") != "c" {
+		t.Errorf("EndSessionURL with client_id only = %s", u)
 	}
 	if !p.HasEndSession() || !strings.HasPrefix(p.EndSessionOrigin(), "http://127.0.0.1:") {
 		t.Errorf("HasEndSession %t, EndSessionOrigin %q", p.HasEndSession(), p.EndSessionOrigin())
 	}
 	none := newSignInOP(t, false).provider(t, nil)
-	if got := none.EndSessionURL(secret.New("idt"), "x", "st"); got != "" || none.HasEndSession() || none.EndSessionOrigin() != "" {
+	if got := none.EndSessionURL("alice", "x", "st"); got != "" || none.HasEndSession() || none.EndSessionOrigin() != "" {
 		t.Errorf("without end_session_endpoint: EndSessionURL = %q", got)
 	}
 }

@@ -131,11 +131,7 @@ func (s *Service) addWatch(w http.ResponseWriter, r *http.Request) {
 		s.badForm(w, r, sess, err)
 		return
 	}
-	ps, err := s.store()
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
+	ps := s.cfg.Store
 	name := r.PostForm.Get("provider")
 	d, err := s.newWatchData(sess, name)
 	if err != nil {
@@ -181,11 +177,7 @@ func (s *Service) changeWatch(w http.ResponseWriter, r *http.Request) {
 		s.badForm(w, r, sess, err)
 		return
 	}
-	ps, err := s.store()
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
+	ps := s.cfg.Store
 	id := r.PathValue("id")
 	d, _, err := s.watchPageData(sess, id)
 	if err != nil {
@@ -237,11 +229,7 @@ func (s *Service) moveWatch(w http.ResponseWriter, r *http.Request, pause bool) 
 		s.badForm(w, r, sess, err)
 		return
 	}
-	ps, err := s.store()
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
+	ps := s.cfg.Store
 	id := r.PathValue("id")
 	move, what := ps.ResumeWatch, "resumed"
 	if pause {
@@ -288,11 +276,7 @@ func (s *Service) deleteWatch(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ps, err := s.store()
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
+	ps := s.cfg.Store
 	wt, err := ps.DeleteWatch(r.PathValue("id"), actor, vault.Owner{UserID: sess.userID})
 	if err != nil {
 		s.watchFailed(w, r, sess, err)
@@ -312,11 +296,7 @@ func (s *Service) reconsent(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ps, err := s.store()
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
+	ps := s.cfg.Store
 	name := r.PathValue("provider")
 	links := s.pages().Links
 	g, err := ps.UserGrant(sess.userID, name)
@@ -367,7 +347,7 @@ func (s *Service) revoke(w http.ResponseWriter, r *http.Request) {
 
 // deleteData deletes everything kept for the user (Access.DeleteUser,
 // which queues the confirmation), after a recent sign-in and its
-// confirmation page, then ends the session.
+// confirmation page, then ends every page session of the user.
 func (s *Service) deleteData(w http.ResponseWriter, r *http.Request) {
 	sess, ok := s.requireSession(w, r)
 	if !ok || !s.requireRecentAuth(w, r, sess, s.prefix+"/delete") {
@@ -385,7 +365,10 @@ func (s *Service) deleteData(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("account page deleted the user's data", "user", sess.userID, "watches", out.Watches, "grants", len(out.Grants),
 		"notices", out.Notices)
+	// Every page session of the user ends, in every browser, not only
+	// this one.
 	s.sessions.delete(sessionID(r))
+	s.sessions.endUser(sess.userID)
 	s.clearSessionCookie(w)
 	s.redirect(w, s.prefix+"/deleted")
 }

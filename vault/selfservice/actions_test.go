@@ -254,23 +254,31 @@ func TestActions(t *testing.T) {
 	}
 }
 
-// TestDeleteEndsSession: after deleting their data the person is signed
-// out here; another browser of theirs finds the page gone at its next
-// visit.
+// TestDeleteEndsSession: deleting their data ends every page session of
+// the person (sessionStore.endUser), in this browser and every other,
+// and no one else's.
 func TestDeleteEndsSession(t *testing.T) {
 	pe := newPagesEnv(t)
-	b, other := newBrowser(t), newBrowser(t)
+	b, other, bob := newBrowser(t), newBrowser(t), newBrowser(t)
 	pe.signInFake(b)
 	pe.signInFake(other)
+	pe.op.set(func(op *fakeOP) { op.subject = "bob-sub" })
+	pe.signInFake(bob)
+	pe.op.set(func(op *fakeOP) { op.subject = "alice" })
+	otherID, bobID := other.cookie(pe.url, SessionCookie), bob.cookie(pe.url, SessionCookie)
 	p := b.post(pe.url+Prefix+"/delete", nil)
 	if p.status != http.StatusSeeOther || b.cookie(pe.url, SessionCookie) != "" {
 		t.Fatalf("POST /account/delete = %v, session cookie %q; want 303 and the cookie gone", p, b.cookie(pe.url, SessionCookie))
 	}
+	if _, st := pe.svc.sessions.lookup(otherID, pe.clock.Now()); st != sessionUnknown {
+		t.Errorf("the other browser's session is %v after deletion, want ended", st)
+	}
+	if sess, st := pe.svc.sessions.lookup(bobID, pe.clock.Now()); st != sessionLive || sess.userID != "bob" {
+		t.Errorf("bob's session is %v (%q) after ada's deletion, want live", st, sess.userID)
+	}
 	expectPage(t, "the page after deletion", b.get(pe.url+Prefix+"/"), http.StatusOK, `action="/account/signin"`)
-	p = other.get(pe.url + Prefix + "/")
-	expectPage(t, "the other browser's page", p, http.StatusOK, "tagwatch keeps nothing for that account any more")
-	if other.cookie(pe.url, SessionCookie) != "" {
-		t.Errorf("the other browser keeps its session cookie")
+	if p := other.get(pe.url + Prefix + "/"); strings.Contains(p.body, "#golang") {
+		t.Errorf("the other browser still sees ada's watches: %v", p)
 	}
 }
 
@@ -509,8 +517,7 @@ func TestMethods(t *testing.T) {
 // Access, Links, Scheduler, Status) still shows the watches, and offers
 // neither revoking nor deleting nor a re-consent.
 func TestPagesWithoutDaemon(t *testing.T) {
-	pe := newPagesEnv(t)
-	pe.svc.setPages(Pages{})
+	pe := newPagesEnv(t, func(_ *pagesEnv, pg *Pages) { *pg = Pages{} })
 	b := newBrowser(t)
 	home := pe.signInFake(b)
 	body := html.UnescapeString(home.body)
@@ -537,15 +544,14 @@ func TestPagesWithoutDaemon(t *testing.T) {
 // TestInvalidWatchShown: a watch the rules refuse as it is now (the
 // configuration changed since) says so, with the rule's message.
 func TestInvalidWatchShown(t *testing.T) {
-	pe := newPagesEnv(t)
-	pg := pe.svc.pages()
-	pg.Status = func(id string) (RunStatus, error) {
-		if id == pe.adaWatch {
-			return RunStatus{Invalid: rulesMessage}, nil
+	pe := newPagesEnv(t, func(pe *pagesEnv, pg *Pages) {
+		pg.Status = func(id string) (RunStatus, error) {
+			if id == pe.adaWatch {
+				return RunStatus{Invalid: rulesMessage}, nil
+			}
+			return RunStatus{}, nil
 		}
-		return RunStatus{}, nil
-	}
-	pe.svc.setPages(pg)
+	})
 	b := newBrowser(t)
 	want := "tagwatch's rules no longer accept this watch as it is, so it does not run: " + rulesMessage
 	if p := pe.signInFake(b); !strings.Contains(html.UnescapeString(p.body), want) || strings.Count(p.body, `class="alert"`) != 1 {

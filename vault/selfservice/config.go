@@ -6,8 +6,9 @@
 // The page is a backend-for-frontend: no token of any kind reaches the
 // browser. Its cookie, __Host-tagwatch-account, holds a random session id;
 // the session lives in memory here (map key: the id's SHA-256) with an
-// idle and an absolute lifetime, a new id at every sign-in, and the ID
-// token of the sign-in kept server side only, for RP-initiated logout.
+// idle and an absolute lifetime and a new id at every sign-in. The
+// tokens of a sign-in are dropped once it has said who signed in: not
+// even the ID token is kept (RP-initiated logout goes without it).
 //
 // Sign-in is OpenID Connect's authorization code flow (state, nonce, PKCE
 // S256, RFC 9207's iss check, scope openid only), or X's OAuth 2.0 with
@@ -28,7 +29,8 @@
 // The provider ends page sessions by OpenID Connect Back-Channel Logout
 // (POST .../backchannel-logout), and only page sessions: grants and
 // watches are untouched. A person signs out here, or everywhere
-// (RP-Initiated Logout at the provider).
+// (RP-Initiated Logout at the provider, with client_id and no
+// id_token_hint: signOutEverywhere).
 //
 // Every POST but the back-channel logout passes net/http's
 // CrossOriginProtection; every response carries the security headers
@@ -57,8 +59,10 @@ import (
 	"tagwatch/vault/secret"
 )
 
-// Store is what the page needs from the vault. *vault.DB implements it.
+// Store is what the page needs from the vault: who signs in, and what
+// the page shows and changes (PageStore). *vault.DB implements it.
 type Store interface {
+	PageStore
 	// UserBySignIn returns the user an identity signs in: the user whose
 	// grant at provider has subject as its account, or to whom a sign-in
 	// link bound (provider, issuer, subject). *vault.NotFoundError when
@@ -86,9 +90,10 @@ type Provider interface {
 	// Identify says who signed in: the verified ID token (nonce checked),
 	// or X's /2/users/me.
 	Identify(ctx context.Context, tr *provider.TokenResult, nonce string) (provider.Identity, error)
-	// EndSessionURL is the RP-Initiated Logout request, "" without an end
-	// session endpoint.
-	EndSessionURL(idTokenHint secret.Value, postLogoutRedirect, state string) string
+	// EndSessionURL is the RP-Initiated Logout request: client_id, and
+	// logout_hint, post_logout_redirect_uri and state when not "", never
+	// an id_token_hint; "" without an end session endpoint.
+	EndSessionURL(logoutHint, postLogoutRedirect, state string) string
 	// VerifyLogoutToken verifies a back-channel logout token, all but
 	// replay.
 	VerifyLogoutToken(ctx context.Context, raw string) (provider.LogoutToken, error)
@@ -122,7 +127,8 @@ const (
 
 // Config configures a Service. Zero values take the defaults documented.
 type Config struct {
-	// Store finds who signs in. Required.
+	// Store finds who signs in, and holds what the page shows and
+	// changes, every call scoped to the signed-in user. Required.
 	Store Store
 	// Providers sign people in, by the names grants and sign-in links use.
 	// At least one. Each must accept the redirect URI PublicURL +
@@ -155,6 +161,12 @@ type Config struct {
 	// ExchangeTimeout bounds the back-channel requests of one callback or
 	// logout token; default DefaultExchangeTimeout.
 	ExchangeTimeout time.Duration
+	// Pages is what the page needs beyond signing people in: the
+	// scheduler, re-consent links, revoking and deleting, run status and
+	// the words for schedules and targets (see Pages; its zero fields
+	// take the defaults documented there: a zero Pages shows the
+	// watches and grants, and offers neither revoking nor deleting).
+	Pages Pages
 	// Now is the clock of sessions, flows and auth_time checks; default
 	// time.Now.
 	Now func() time.Time

@@ -18,8 +18,9 @@ const (
 	flowRenew
 	// flowRecent: a recent sign-in for an action that needs one (max_age).
 	flowRecent
-	// flowLogout: an RP-initiated logout on its way to the provider and
-	// back to the signed-out page; the state is all it has.
+	// flowLogout: a sign-out everywhere at a provider that has no end
+	// session endpoint (X), on its way to the signed-out page, which says
+	// so to this browser only; the state is all it has.
 	flowLogout
 )
 
@@ -53,9 +54,6 @@ type flow struct {
 	// userID is the user who must sign in (flowRecent), or who was
 	// signed in when the flow started (for the log).
 	userID string
-	// endSession: a flowLogout went to the provider's end session
-	// endpoint (false: the provider has none).
-	endSession bool
 
 	binding [32]byte
 	expires time.Time

@@ -66,7 +66,6 @@ func TestCookieAttributes(t *testing.T) {
 		}, SessionCookie, session},
 		{"session cookie: signed out", func() page { return signedIn().post(e.url+Prefix+"/signout", nil) }, SessionCookie, -1},
 		{"session cookie: signed out everywhere", func() page { return signedIn().post(e.url+Prefix+"/signout-everywhere", nil) }, SessionCookie, -1},
-		{"flow cookie: signing out everywhere", func() page { return signedIn().post(e.url+Prefix+"/signout-everywhere", nil) }, FlowCookie, flowAge},
 		{"session cookie: an account tagwatch does not know", func() page {
 			b := signedIn()
 			op.set(func(op *fakeOP) { op.subject = "mallory" })

@@ -329,6 +329,13 @@ type env struct {
 // routes).
 func newEnv(t testing.TB, cfg Config, providers func(e *env) map[string]Provider, extra func(*Service, http.Handler) http.Handler) *env {
 	t.Helper()
+	return newEnvWith(t, cfg, func(e *env, cfg *Config) { cfg.Providers = providers(e) }, extra)
+}
+
+// newEnvWith is newEnv whose setup completes cfg (its providers, its
+// Pages) once the server's URL and the vault (e.url, e.db) are known.
+func newEnvWith(t testing.TB, cfg Config, setup func(e *env, cfg *Config), extra func(*Service, http.Handler) http.Handler) *env {
+	t.Helper()
 	e := &env{t: t, logs: &syncBuffer{}, clock: &clock{}, tokens: &tokenCounter{base: http.DefaultTransport}}
 	srv := httptest.NewUnstartedServer(nil)
 	e.url = "http://" + srv.Listener.Addr().String()
@@ -341,7 +348,7 @@ func newEnv(t testing.TB, cfg Config, providers func(e *env) map[string]Provider
 		cfg.Now = e.clock.Now
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cfg.Providers = providers(e)
+	setup(e, &cfg)
 	svc, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -102,11 +102,7 @@ func (s *Service) home(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ps, err := s.store()
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
+	ps := s.cfg.Store
 	now := s.cfg.Now()
 	v, err := s.userView(ps, sess, s.pages().Matches, now)
 	if err != nil {
@@ -180,10 +176,7 @@ func (s *Service) watchPage(w http.ResponseWriter, r *http.Request) {
 // watchPageData reads what the page of the user's watch id shows (its
 // change form empty but for the target choices).
 func (s *Service) watchPageData(sess session, id string) (*watchPageData, vault.WatchWithCursor, error) {
-	ps, err := s.store()
-	if err != nil {
-		return nil, vault.WatchWithCursor{}, err
-	}
+	ps := s.cfg.Store
 	wc, err := ps.UserWatch(sess.userID, id)
 	if err != nil {
 		return nil, wc, err
@@ -239,10 +232,7 @@ func (s *Service) newWatchPage(w http.ResponseWriter, r *http.Request) {
 // shows. A provider where the user has no grant that can take a watch is
 // *vault.NotFoundError.
 func (s *Service) newWatchData(sess session, name string) (*newWatchData, error) {
-	ps, err := s.store()
-	if err != nil {
-		return nil, err
-	}
+	ps := s.cfg.Store
 	g, err := ps.UserGrant(sess.userID, name)
 	if err != nil {
 		return nil, err
@@ -278,11 +268,7 @@ func (s *Service) deleteWatchPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ps, err := s.store()
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
+	ps := s.cfg.Store
 	wc, err := ps.UserWatch(sess.userID, r.PathValue("id"))
 	if err != nil {
 		s.watchFailed(w, r, sess, err)
@@ -348,10 +334,7 @@ func accountOf(g vault.Grant) string {
 // user's watches are there. A grant revoked already, none, or a page
 // without Access is *vault.NotFoundError.
 func (s *Service) revocableGrant(sess session, name string) (vault.Grant, int, error) {
-	ps, err := s.store()
-	if err != nil {
-		return vault.Grant{}, 0, err
-	}
+	ps := s.cfg.Store
 	if s.pages().Access == nil {
 		return vault.Grant{}, 0, &vault.NotFoundError{Kind: "grant", ID: name}
 	}
@@ -386,11 +369,7 @@ func (s *Service) deletePage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, refuse(reasonNotFound, errors.New("deleting data is not wired")))
 		return
 	}
-	ps, err := s.store()
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
+	ps := s.cfg.Store
 	v, err := s.userView(ps, sess, 0, s.cfg.Now())
 	if err != nil {
 		s.readFailed(w, r, sess, err)

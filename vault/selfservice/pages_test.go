@@ -161,12 +161,32 @@ type pagesEnv struct {
 	statusNext          time.Time
 }
 
-func newPagesEnv(t *testing.T) *pagesEnv {
+// newPagesEnv makes a pagesEnv; edits, when given, change the Pages the
+// Service is made with.
+func newPagesEnv(t *testing.T, edits ...func(pe *pagesEnv, pg *Pages)) *pagesEnv {
 	t.Helper()
 	op := newFakeOP(t, false)
 	pe := &pagesEnv{op: op, sched: &testScheduler{}}
-	pe.env = newEnv(t, Config{}, func(e *env) map[string]Provider {
-		return map[string]Provider{"corp": newProvider(t, "corp", op.srv.URL, testClientID, testSecret, e.tokens)}
+	pe.env = newEnvWith(t, Config{}, func(e *env, cfg *Config) {
+		cfg.Providers = map[string]Provider{"corp": newProvider(t, "corp", op.srv.URL, testClientID, testSecret, e.tokens)}
+		pe.access = &testAccess{db: e.db}
+		pe.links = &testLinks{db: e.db, base: e.url}
+		db := e.db
+		cfg.Pages = Pages{Scheduler: pe.sched, Links: pe.links, Access: pe.access, Cadence: notify.Cadence,
+			TargetLabel: notify.TargetLabel, GrantProviders: []string{"x"},
+			Status: func(id string) (RunStatus, error) {
+				w, err := db.Watch(id)
+				if err != nil {
+					return RunStatus{}, err
+				}
+				if !w.Runs() {
+					return RunStatus{}, nil
+				}
+				return RunStatus{Next: pe.statusNext}, nil
+			}}
+		for _, edit := range edits {
+			edit(pe, &cfg.Pages)
+		}
 	}, nil)
 	db := pe.db
 	ada := vaulttest.Enroll(t, db, vaulttest.Enrollment{User: "ada", Provider: "corp", Subject: "alice", Username: "alice",
@@ -217,20 +237,6 @@ func newPagesEnv(t *testing.T) *pagesEnv {
 		t.Fatal(err)
 	}
 	pe.statusNext = now.Add(8 * time.Minute)
-	pe.access = &testAccess{db: db}
-	pe.links = &testLinks{db: db, base: pe.url}
-	pe.svc.setPages(Pages{Scheduler: pe.sched, Links: pe.links, Access: pe.access, Cadence: notify.Cadence,
-		TargetLabel: notify.TargetLabel, GrantProviders: []string{"x"},
-		Status: func(id string) (RunStatus, error) {
-			w, err := db.Watch(id)
-			if err != nil {
-				return RunStatus{}, err
-			}
-			if !w.Runs() {
-				return RunStatus{}, nil
-			}
-			return RunStatus{Next: pe.statusNext}, nil
-		}})
 	return pe
 }
 
@@ -412,7 +418,7 @@ func formsOf(body string) []pageForm {
 }
 
 // TestCrawl: with known secret values in the vault (the grants' sealed
-// tokens, a webhook's path) and in the session (its ID token), every page
+// tokens, a webhook's path) and the ID tokens the provider issued, every page
 // reached from the page by a link or a form, every form's target asked
 // with GET, and every form submitted as it is, answers without any of
 // them in its body, its headers or its cookies. The GETs change nothing.
@@ -466,13 +472,14 @@ func TestCrawl(t *testing.T) {
 	}
 
 	// Submit every form as it is: what changes nothing for good first,
-	// then what ends things. The sign-out everywhere form is left out:
-	// RP-Initiated Logout sends the ID token to the provider as
-	// id_token_hint, in its redirect (signin.go's, not the page's).
+	// then what ends things. Sign out everywhere is submitted from a
+	// second browser signed in as ada too, so that it ends a live session
+	// (its redirect to the provider must carry no token either) and the
+	// first browser goes on.
+	everywhere := newBrowser(t)
+	pe.signInFake(everywhere)
 	rank := func(f pageForm) int {
 		switch {
-		case strings.HasSuffix(f.action, "/signout-everywhere"):
-			return -1
 		case strings.HasSuffix(f.action, "/revoke"):
 			return 2
 		case strings.HasSuffix(f.action, "/delete") && !strings.Contains(f.action, "/watches/"):
@@ -487,10 +494,11 @@ func TestCrawl(t *testing.T) {
 	slices.SortStableFunc(forms, func(a, b pageForm) int { return rank(a) - rank(b) })
 	submitted := 0
 	for _, f := range forms {
-		if rank(f) < 0 {
-			continue
+		who := b
+		if strings.HasSuffix(f.action, "/signout-everywhere") {
+			who = everywhere
 		}
-		p := b.post(pe.url+f.action, f.values)
+		p := who.post(pe.url+f.action, f.values)
 		what := "POST " + f.action
 		t.Logf("%s %v -> %d %s", what, f.values, p.status, p.loc)
 		pe.checkNoSecrets(t, what, p)
@@ -500,7 +508,7 @@ func TestCrawl(t *testing.T) {
 			if u.Host != "" && u.Host != mustURL(pe.url).Host || strings.HasPrefix(u.Path, "/enroll/") {
 				break // the provider, or the consent pages (not served here)
 			}
-			p = b.follow(pe.url, p)
+			p = who.follow(pe.url, p)
 			pe.checkNoSecrets(t, what+" then GET "+u.Path, p)
 		}
 		if p.status >= 500 {

@@ -6,8 +6,6 @@ import (
 	"encoding/base64"
 	"sync"
 	"time"
-
-	"tagwatch/vault/secret"
 )
 
 // session is a signed-in person's page session, kept server side. The
@@ -32,9 +30,6 @@ type session struct {
 	authTime time.Time
 	created  time.Time
 	lastSeen time.Time
-	// idToken is the sign-in's ID token, never sent to the browser but as
-	// the id_token_hint of RP-initiated logout.
-	idToken secret.Value
 	// notice is said once on the next page (a renewal during a POST: "You
 	// were signed in again; nothing was changed.").
 	notice string
@@ -213,6 +208,21 @@ func (s *sessionStore) endMatching(issuer, subject, sid string) int {
 		}
 		delete(s.byKey, k)
 		n++
+	}
+	return n
+}
+
+// endUser ends every session of the user, live or kept as a hint, in
+// every browser: their data is gone. It returns how many it ended.
+func (s *sessionStore) endUser(userID string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for k, x := range s.byKey {
+		if x.userID == userID {
+			delete(s.byKey, k)
+			n++
+		}
 	}
 	return n
 }

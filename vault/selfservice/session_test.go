@@ -98,6 +98,28 @@ func TestSessionStore(t *testing.T) {
 		}
 	})
 
+	t.Run("endUser", func(t *testing.T) {
+		s := newSessionStore(idle, abs, 100)
+		a1 := s.create(session{userID: "ada", issuer: "https://a", subject: "alice"}, t0)
+		a2 := s.create(session{userID: "ada", provider: "x", subject: "1001"}, t0)
+		a3 := s.create(session{userID: "ada", issuer: "https://a", subject: "alice"}, t0.Add(-idle-time.Second)) // a hint
+		bob := s.create(session{userID: "bob", issuer: "https://a", subject: "bob"}, t0)
+		if n := s.endUser("ada"); n != 3 {
+			t.Errorf("endUser(ada) = %d, want 3", n)
+		}
+		for _, id := range []string{a1, a2, a3} {
+			if _, st := s.lookup(id, t0); st != sessionUnknown {
+				t.Errorf("ada's session is %v after endUser, want unknown", st)
+			}
+		}
+		if _, st := s.lookup(bob, t0); st != sessionLive {
+			t.Errorf("bob's session is %v after endUser(ada), want live", st)
+		}
+		if n := s.endUser("ada"); n != 0 {
+			t.Errorf("endUser(ada) again = %d, want 0", n)
+		}
+	})
+
 	t.Run("endMatching", func(t *testing.T) {
 		s := newSessionStore(idle, abs, 100)
 		mk := func(iss, sub, sid string) string {

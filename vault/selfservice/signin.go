@@ -320,9 +320,10 @@ func (s *Service) finish(w http.ResponseWriter, r *http.Request, f *flow, q map[
 	if err != nil {
 		return providerFailure(reasonCodeRefused, err)
 	}
-	// Nothing the token answer carries is kept but the ID token (for
-	// RP-initiated logout); a refresh token, which a sign-in does not ask
-	// for, is discarded at once.
+	// Nothing the token answer carries is kept, not even the ID token
+	// (signOutEverywhere goes without it): what it says goes into the
+	// session; a refresh token, which a sign-in does not ask for, is
+	// discarded at once.
 	s.discard(p, f.provider, tr)
 	id, err := p.Identify(ctx, tr, f.nonce)
 	if err != nil {
@@ -372,7 +373,7 @@ func (s *Service) finish(w http.ResponseWriter, r *http.Request, f *flow, q map[
 	// A new id at every sign-in, renewals included; the old one ends.
 	s.sessions.delete(sessionID(r))
 	sid := s.sessions.create(session{userID: u.ID, provider: f.provider, issuer: issuer, subject: id.Subject, account: accountLabel(p, id),
-		sid: id.SessionID, authTime: authTime, idToken: tr.IDToken, notice: f.notice}, now)
+		sid: id.SessionID, authTime: authTime, notice: f.notice}, now)
 	s.setSessionCookie(w, sid)
 	s.log.Info("account signed in", "user", u.ID, "provider", f.provider, "kind", f.kind.String(),
 		"renewed_silently", f.prompt == "none", "auth_time", authTime.UTC().Format(time.RFC3339))
@@ -430,13 +431,27 @@ func (s *Service) signOut(w http.ResponseWriter, r *http.Request) {
 	s.redirect(w, s.prefix+"/signed-out")
 }
 
-// signOutEverywhere ends the session here, then at the provider by
-// RP-Initiated Logout 1.0: a top-level 303 to its end session endpoint
-// with the session's ID token as id_token_hint, the signed-out page as
-// post_logout_redirect_uri, and a state bound to this browser, which the
-// signed-out page checks before it says the provider signed the person
-// out too. A provider without an end session endpoint (X) cannot be asked:
-// the signed-out page says so.
+// signOutEverywhere ends the session here, server side, then at the
+// provider by RP-Initiated Logout 1.0 (§2): a top-level 303 to its end
+// session endpoint with client_id and logout_hint (the subject), and
+// nothing else.
+//
+// No id_token_hint, though §2 recommends it: the request is a redirect,
+// and the ID token in its address would reach the browser (address bar,
+// history), where no token of any kind may go; so the session keeps none.
+// No post_logout_redirect_uri and no state either: Ory Hydra v2.3.0
+// refuses both without an id_token_hint (invalid_request: "Logout failed
+// because query parameter post_logout_redirect_uri is set but
+// id_token_hint is missing"). With client_id and logout_hint only (it
+// ignores both) Hydra takes the request as a logout it started itself:
+// its logout app is called, its login session ends (the next sign-in
+// shows its login page), it sends back-channel logout tokens to every
+// client of that session, this page included (which finds the session
+// already ended here), and the browser lands on Hydra's own post-logout
+// page (its urls.post_logout_redirect), not back here.
+//
+// A provider without an end session endpoint (X) cannot be asked: the
+// signed-out page says so, to this browser only (a state bound to it).
 func (s *Service) signOutEverywhere(w http.ResponseWriter, r *http.Request) {
 	now := s.cfg.Now()
 	id := sessionID(r)
@@ -448,30 +463,28 @@ func (s *Service) signOutEverywhere(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("account signed out", "user", sess.userID, "provider", sess.provider, "everywhere", true)
-	p := s.cfg.Providers[sess.provider]
+	if p := s.cfg.Providers[sess.provider]; p != nil {
+		if loc := p.EndSessionURL(sess.subject, "", ""); loc != "" {
+			s.redirect(w, loc)
+			return
+		}
+	}
 	binding := flowBinding(r)
 	state := randomString(32)
 	f := &flow{kind: flowLogout, provider: sess.provider, userID: sess.userID, binding: sha256Sum(binding), expires: now.Add(s.cfg.FlowTTL)}
-	loc := ""
-	if p != nil {
-		loc = p.EndSessionURL(sess.idToken, s.signedOutURL, state)
-	}
-	f.endSession = loc != ""
 	if err := s.flows.add(state, f, now); err != nil {
 		s.fail(w, r, &failure{reason: reasonBusy, err: err, attrs: []any{"provider", sess.provider}})
 		return
 	}
 	s.setFlowCookie(w, binding)
-	if loc == "" {
-		loc = s.prefix + "/signed-out?state=" + state
-	}
-	s.redirect(w, loc)
+	s.redirect(w, s.prefix+"/signed-out?state="+state)
 }
 
-// signedOut is where every sign-out ends. It changes nothing but the
-// sign-out's state, which it spends: only the browser that signed out
-// everywhere, coming back with the provider's redirect, is told that the
-// provider signed it out.
+// signedOut is where every sign-out here ends (signing out everywhere at
+// an OpenID provider ends on the provider's own page). It changes
+// nothing but the sign-out's state, which it spends: only the browser
+// that signed out everywhere at a provider without an end session
+// endpoint is told it is still signed in there.
 func (s *Service) signedOut(w http.ResponseWriter, r *http.Request) {
 	d := &messageData{Kind: "ok", Message: "You are signed out of your tagwatch page. Your watches keep running.", Home: s.prefix + "/"}
 	d.Title = "Signed out"
@@ -485,11 +498,7 @@ func (s *Service) signedOut(w http.ResponseWriter, r *http.Request) {
 			if p := s.cfg.Providers[f.provider]; p != nil && p.Kind() == provider.KindX {
 				label = "X"
 			}
-			if f.endSession {
-				d.Note = "You are signed out at " + label + " too."
-			} else {
-				d.Note = label + " has no way for tagwatch to sign you out there: sign out on its own site if you want to."
-			}
+			d.Note = label + " has no way for tagwatch to sign you out there: sign out on its own site if you want to."
 		}
 	}
 	s.render(w, http.StatusOK, messageTmpl, d)

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"tagwatch/vault"
@@ -126,19 +125,9 @@ const (
 // actor names the page in the audit trail.
 const actor = "user page"
 
-// pagesOf holds each Service's Pages until Config carries them.
-//
-// TODO(H2): replace with a Config.Pages field (documented as in Pages)
-// read by pages(); setPages then goes.
-var pagesOf sync.Map // *Service -> Pages
-
-// setPages gives s its Pages.
-func (s *Service) setPages(p Pages) { pagesOf.Store(s, p) }
-
 // pages returns s's Pages with the defaults filled in.
 func (s *Service) pages() Pages {
-	p, _ := pagesOf.Load(s)
-	pg, _ := p.(Pages)
+	pg := s.cfg.Pages
 	if pg.Cadence == nil {
 		pg.Cadence = func(spec string) string { return "on the schedule “" + spec + "”" }
 	}
@@ -149,17 +138,6 @@ func (s *Service) pages() Pages {
 		pg.Matches = DefaultMatches
 	}
 	return pg
-}
-
-// store returns the vault as the page uses it.
-//
-// TODO(H2): Store embeds PageStore, and this is s.cfg.Store.
-func (s *Service) store() (PageStore, error) {
-	ps, ok := s.cfg.Store.(PageStore)
-	if !ok {
-		return nil, fmt.Errorf("the store %T cannot serve the page's watches", s.cfg.Store)
-	}
-	return ps, nil
 }
 
 // targetKind is the default TargetLabel: the kind of a target, nothing
