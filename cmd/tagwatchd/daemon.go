@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -26,6 +27,7 @@ import (
 	"tagwatch/vault/renew"
 	"tagwatch/vault/seal"
 	"tagwatch/vault/secret"
+	"tagwatch/vault/selfservice"
 	"tagwatch/worker"
 	"tagwatch/worker/xapi"
 	"tagwatch/worker/xsource"
@@ -51,12 +53,17 @@ type daemon struct {
 	// provMu serialises provider reloads; providers is what they replace.
 	provMu    sync.Mutex
 	providers map[string]*builtProvider
-	renew     *renew.Manager
-	enroll    *enroll.Service
-	worker    *worker.Worker
-	notify    *notify.Service
-	httpLn    net.Listener
-	started   time.Time
+	// live is providers as the doors that read them outside provMu see
+	// them (the self-service page: pageProvider); replaced, never changed.
+	live   atomic.Pointer[map[string]*builtProvider]
+	renew  *renew.Manager
+	enroll *enroll.Service
+	// account is the self-service page, nil unless [account] is on.
+	account *selfservice.Service
+	worker  *worker.Worker
+	notify  *notify.Service
+	httpLn  net.Listener
+	started time.Time
 	// observers receive events (logs, metrics, the demo).
 	observers       []func(renew.Event)
 	workerObservers []func(worker.Event)
@@ -144,6 +151,8 @@ func newDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, o o
 	if d.providers, err = d.buildProviders(ctx, cfg.Providers, nil); err != nil {
 		return fail(err)
 	}
+	live := d.providers
+	d.live.Store(&live)
 	renewProviders, enrollProviders, searchers := d.providerMaps()
 	d.renew = renew.New(renew.Config{DB: db, Providers: renewProviders, Skew: cfg.Renewal.Skew.Duration,
 		Timeout: cfg.Renewal.Timeout.Duration, MaxBackoff: cfg.Renewal.MaxBackoff.Duration,
@@ -182,6 +191,9 @@ func newDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, o o
 			}
 		}})
 	if err != nil {
+		return fail(err)
+	}
+	if d.account, err = d.newAccount(); err != nil {
 		return fail(err)
 	}
 	if o.HTTPListener != nil {
@@ -303,6 +315,7 @@ func (d *daemon) reloadProviders(ctx context.Context, cfg *config.Config) error 
 	}
 	if changed {
 		d.providers = next
+		d.live.Store(&next)
 		rp, ep, ss := d.providerMaps()
 		d.renew.SetProviders(rp)
 		d.enroll.SetProviders(ep)
@@ -310,6 +323,24 @@ func (d *daemon) reloadProviders(ctx context.Context, cfg *config.Config) error 
 	}
 	if err != nil {
 		return fmt.Errorf("reload providers: %w", err)
+	}
+	return nil
+}
+
+// liveProvider returns the provider of that name as it is now, or nil.
+// Safe for concurrent use.
+func (d *daemon) liveProvider(name string) *provider.Provider {
+	if b := d.currentProviders()[name]; b != nil {
+		return b.p
+	}
+	return nil
+}
+
+// currentProviders returns the providers as they are now; the map is not
+// changed afterwards. Safe for concurrent use.
+func (d *daemon) currentProviders() map[string]*builtProvider {
+	if m := d.live.Load(); m != nil {
+		return *m
 	}
 	return nil
 }
@@ -490,6 +521,13 @@ func (d *daemon) PauseWatch(ctx context.Context, watchID string) error {
 // (renew.Manager.Unenroll). A user without a grant at the provider, or
 // whose grant is revoked already, has nothing left to revoke.
 func (d *daemon) Revoke(ctx context.Context, userID, providerName string) error {
+	return d.revoke(ctx, userID, providerName, actorUserLink)
+}
+
+// revoke unenrolls the user's grant at the provider for actor
+// (renew.Manager.Unenroll), then wakes the notifier and rereads the
+// watches. Nothing to revoke is not an error.
+func (d *daemon) revoke(ctx context.Context, userID, providerName, actor string) error {
 	g, err := d.db.UserGrant(userID, providerName)
 	if errors.Is(err, vault.ErrNotFound) {
 		return nil
@@ -497,7 +535,7 @@ func (d *daemon) Revoke(ctx context.Context, userID, providerName string) error 
 	if err != nil {
 		return err
 	}
-	res, err := d.renew.Unenroll(ctx, g.ID, actorUserLink)
+	res, err := d.renew.Unenroll(ctx, g.ID, actor)
 	if err != nil {
 		return err
 	}
@@ -508,7 +546,8 @@ func (d *daemon) Revoke(ctx context.Context, userID, providerName string) error 
 	return d.worker.Reload(ctx)
 }
 
-// handler is the public HTTP surface: consent pages and links.
+// handler is the public HTTP surface: consent pages and links, and the
+// self-service page under /account/ when [account] is on.
 func (d *daemon) handler() http.Handler {
 	mux := http.NewServeMux()
 	eh := d.enroll.Handler()
@@ -516,6 +555,9 @@ func (d *daemon) handler() http.Handler {
 	mux.Handle("/callback", eh)
 	mux.Handle("/enrolled/", eh)
 	mux.Handle(notify.LinkPrefix, d.notify.Handler())
+	if d.account != nil {
+		mux.Handle(d.accountPath(), d.account.Handler())
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")

@@ -43,8 +43,24 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	if err := checkStored(cfg, stdout); err != nil {
 		return err
 	}
+	printAccount(cfg, stdout)
 	fmt.Fprintf(stdout, "%s: ok (%s, vault %s)\n", cfg.Path, count(len(cfg.Providers), "provider", "providers"), cfg.DatabasePath())
 	return nil
+}
+
+// printAccount says, when [account] is on, where the self-service page
+// is, who signs in there and what each sign-in provider must have
+// registered for it.
+func printAccount(cfg *config.Config, stdout io.Writer) {
+	a := cfg.Account
+	if !a.Enabled {
+		return
+	}
+	redirect, backchannel, postLogout := cfg.AccountRedirectURIs()
+	fmt.Fprintf(stdout, "account page: %s (sign in with %s; sessions end after %s unused or %s, recent sign-in %s)\n",
+		cfg.AccountURL(), strings.Join(a.SignIn, ", "), a.IdleTimeout.Duration, a.AbsoluteTimeout.Duration, a.RecentAuth.Duration)
+	fmt.Fprintf(stdout, "  register at %s: redirect URI %s, back-channel logout URI %s, post-logout redirect URI %s\n",
+		strings.Join(a.SignIn, ", "), redirect, backchannel, postLogout)
 }
 
 // count is n with its noun in the right number: "1 provider", "2 providers".

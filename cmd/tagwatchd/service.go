@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -265,6 +266,9 @@ func (o *operator) reload(ctx context.Context) error {
 		cfg.Status.MetricsListen != o.d.cfg.Status.MetricsListen || cfg.DatabasePath() != o.d.cfg.DatabasePath() ||
 		cfg.HTTP.PublicURL != o.d.cfg.HTTP.PublicURL {
 		o.d.log.Warn("listener addresses, the public URL and the vault's path change only on restart")
+	}
+	if !reflect.DeepEqual(cfg.Account, o.d.cfg.Account) {
+		o.d.log.Warn("the self-service page's settings ([account]) change only on restart")
 	}
 	return errors.Join(errs...)
 }

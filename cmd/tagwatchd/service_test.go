@@ -185,7 +185,7 @@ func newSvcTTL(t *testing.T, httpExtra string, tls bool, ttl time.Duration) *svc
 	s.metrics = s.reservePort()
 
 	x, err := xsandbox.Start(xsandbox.Config{ClientID: "tagwatch-x", ClientSecret: s.secret,
-		RedirectURIs: []string{s.public + "/callback"}, AccessTokenTTL: ttl})
+		RedirectURIs: []string{s.public + "/callback", s.public + "/account/callback"}, AccessTokenTTL: ttl})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,7 @@ import (
 	"tagwatch/vault/enroll"
 	"tagwatch/vault/provider"
 	"tagwatch/vault/seal"
+	"tagwatch/vault/selfservice"
 )
 
 // DefaultPath is where tagwatchd looks for its configuration.
@@ -72,6 +73,7 @@ type Config struct {
 	Renewal   Renewal    `toml:"renewal"`
 	Scheduler Scheduler  `toml:"scheduler"`
 	Notify    Notify     `toml:"notify"`
+	Account   Account    `toml:"account"`
 	Providers []Provider `toml:"provider"`
 }
 
@@ -195,6 +197,47 @@ type Hook struct {
 	PreviousSecretFile string `toml:"previous_secret_file"`
 }
 
+// Account configures the self-service page (vault/selfservice): the
+// public listener's /account/, where people sign in and see and steer
+// their own watches. It is served only when Enabled.
+type Account struct {
+	// Enabled turns the page on. Writing the [account] table turns it on
+	// (Parse sets Enabled when the file writes the table and not this
+	// key); enabled = false keeps the table and turns the page off.
+	Enabled bool `toml:"enabled"`
+	// SignIn names the [[provider]]s people may sign in with, by name: an
+	// OpenID provider (silent renewal with prompt=none) or X (a sign-in
+	// at X every time). Required when Enabled.
+	SignIn []string `toml:"sign_in"`
+	// IdleTimeout and AbsoluteTimeout end a page session not used for
+	// so long, and so long after its sign-in; RecentAuth is how recent a
+	// sign-in must be to revoke access or delete data. Defaults
+	// selfservice.DefaultIdleTimeout, DefaultAbsoluteTimeout,
+	// DefaultRecentAuth; each at least MinAccountTimeout.
+	IdleTimeout     Duration `toml:"idle_timeout"`
+	AbsoluteTimeout Duration `toml:"absolute_timeout"`
+	RecentAuth      Duration `toml:"recent_auth"`
+}
+
+// MinAccountTimeout is the least each of the [account] durations may be:
+// a second (max_age and auth_time count seconds).
+const MinAccountTimeout = time.Second
+
+// AccountURL returns the page's address, public_url + "/account/".
+func (c *Config) AccountURL() string { return c.publicBase() + selfservice.Prefix + "/" }
+
+// AccountRedirectURIs returns what each sign-in provider must have
+// registered for the page, all below public_url: the redirect URI
+// (/account/callback), the back-channel logout URI
+// (/account/backchannel-logout, OpenID providers) and the post-logout
+// redirect URI (/account/signed-out, RP-initiated logout).
+func (c *Config) AccountRedirectURIs() (redirect, backchannelLogout, postLogout string) {
+	base := c.publicBase() + selfservice.Prefix
+	return base + "/callback", base + "/backchannel-logout", base + "/signed-out"
+}
+
+func (c *Config) publicBase() string { return strings.TrimRight(c.HTTP.PublicURL, "/") }
+
 // Provider is an OAuth 2.0 or OpenID Connect provider users consent at.
 type Provider struct {
 	Name                   string   `toml:"name"`
@@ -231,6 +274,8 @@ func Default() Config {
 		Notify: Notify{RetrySpan: Duration{72 * time.Hour}, MaxPerDigest: 20, PruneAfter: Duration{7 * 24 * time.Hour},
 			MaxBacklog: 10000, PerTargetConcurrency: 4, WebhookTimeout: Duration{20 * time.Second},
 			SMTP: SMTP{Port: 587, Security: "starttls"}},
+		Account: Account{IdleTimeout: Duration{selfservice.DefaultIdleTimeout},
+			AbsoluteTimeout: Duration{selfservice.DefaultAbsoluteTimeout}, RecentAuth: Duration{selfservice.DefaultRecentAuth}},
 	}
 }
 
@@ -323,6 +368,10 @@ func Parse(path string, data []byte) (*Config, error) {
 	if err := dec.Decode(&cfg); err != nil {
 		return nil, decodeError(path, cfg.keys, err)
 	}
+	// The [account] table turns the page on unless it says otherwise.
+	if cfg.written("account") && !cfg.written("account.enabled") {
+		cfg.Account.Enabled = true
+	}
 	var errs []error
 	for _, fe := range withPlaceholders(cfg.placeholders(), cfg.validate()) {
 		errs = append(errs, &Error{File: path, Line: lineOfKey(cfg.keys, fe.key), Key: fe.key, Msg: fe.msg})
@@ -331,6 +380,17 @@ func Parse(path string, data []byte) (*Config, error) {
 		return nil, errors.Join(errs...)
 	}
 	return &cfg, nil
+}
+
+// written reports whether the file writes key, or a key below it
+// ("account" for [account], account.sign_in = ..., account = {...}).
+func (c *Config) written(key string) bool {
+	for k := range c.keys {
+		if k == key || strings.HasPrefix(k, key+".") {
+			return true
+		}
+	}
+	return false
 }
 
 // leafKeys returns every key a Config can hold (tables walked, arrays of
@@ -574,6 +634,8 @@ func (c *Config) validate() []fieldErr {
 		}
 	}
 
+	errs = append(errs, c.validateAccount()...)
+
 	seen := map[string]bool{}
 	for i, p := range c.Providers {
 		key := fmt.Sprintf("provider[%d]", i)
@@ -617,6 +679,54 @@ func (c *Config) validate() []fieldErr {
 		if p.CAFile != "" && !filepath.IsAbs(p.CAFile) {
 			add(key+".ca_file", "must be an absolute path, got %q", p.CAFile)
 		}
+	}
+	return errs
+}
+
+// validateAccount applies the [account] rules: its durations whenever the
+// table is written; with the page on, the providers people sign in with
+// (each a [[provider]], at least one) and a public_url written in the
+// file (the providers send browsers back below it).
+func (c *Config) validateAccount() []fieldErr {
+	var errs []fieldErr
+	add := func(key, format string, args ...any) {
+		errs = append(errs, fieldErr{key, fmt.Sprintf(format, args...)})
+	}
+	a := c.Account
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"account.idle_timeout", a.IdleTimeout.Duration}, {"account.absolute_timeout", a.AbsoluteTimeout.Duration},
+		{"account.recent_auth", a.RecentAuth.Duration}} {
+		if d.v < MinAccountTimeout {
+			add(d.key, "must be at least %s, got %s", MinAccountTimeout, d.v)
+		}
+	}
+	if a.IdleTimeout.Duration > a.AbsoluteTimeout.Duration && a.AbsoluteTimeout.Duration >= MinAccountTimeout {
+		add("account.idle_timeout", "must not be longer than account.absolute_timeout (%s), got %s",
+			shortDuration(a.AbsoluteTimeout.Duration), shortDuration(a.IdleTimeout.Duration))
+	}
+	if !a.Enabled {
+		return errs
+	}
+	if len(a.SignIn) == 0 {
+		add("account.sign_in", "is required for the page: name the [[provider]]s people sign in with, such as [\"corp\"]")
+	}
+	seen := map[string]bool{}
+	for _, name := range a.SignIn {
+		switch _, ok := c.Provider(name); {
+		case isPlaceholder(name):
+			// reported as a placeholder
+		case seen[name]:
+			add("account.sign_in", "names provider %q twice", name)
+		case !ok:
+			add("account.sign_in", "names %q, which is not a [[provider]] of this file", name)
+		}
+		seen[name] = true
+	}
+	if !c.written("http.public_url") {
+		add("http.public_url", "is required for the page ([account]): sign-in providers send browsers back to "+
+			"public_url/account/callback, so write the address people reach tagwatch at")
 	}
 	return errs
 }

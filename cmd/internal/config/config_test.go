@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"tagwatch/vault/selfservice"
 )
 
 // TestExamplesLoad: each example, its placeholders filled as an operator
@@ -97,6 +99,15 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 		{"negative app window", "[scheduler]\napp_requests_per_window = -1\n", 2, "scheduler.app_requests_per_window", "must be at least 0"},
 		{"relative previous secret", "[[notify.webhook]]\nurl = \"https://h.example.org/x\"\nsecret_file = \"/s\"\nprevious_secret_file = \"old\"\n", 4, "notify.webhook[0].previous_secret_file", "absolute"},
 		{"trusted proxy", "[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"proxy\"]\n", 2, "http.trusted_proxies", `entry 1: not an address or CIDR prefix: "proxy"`},
+		// [account]: the self-service page.
+		{"account without sign_in", "[http]\npublic_url = \"https://tw.example.org\"\n\n[account]\nidle_timeout = \"5m\"\n", 4, "account.sign_in", "is required for the page"},
+		{"account sign_in not a provider", "[http]\npublic_url = \"https://tw.example.org\"\n[account]\n\nsign_in = [\"corp\"]\n", 5, "account.sign_in", `names "corp", which is not a [[provider]]`},
+		{"account sign_in not a list", "[account]\nsign_in = \"corp\"\n", 2, "account.sign_in", "must be a list of strings, got a string"},
+		{"account bare number", "[account]\nenabled = false\nrecent_auth = 300\n", 3, "account.recent_auth", "a bare number has no unit"},
+		{"account idle under a second", "[account]\nenabled = false\nidle_timeout = \"500ms\"\n", 3, "account.idle_timeout", "must be at least 1s, got 500ms"},
+		{"account idle over absolute", "[account]\nenabled = false\nidle_timeout = \"9h\"\n", 3, "account.idle_timeout", "must not be longer than account.absolute_timeout (8h), got 9h"},
+		{"account public url http", oidcProvider + "[http]\npublic_url = \"http://tw.example.org\"\n[account]\nsign_in = [\"corp\"]\n", 9, "http.public_url", "must be https"},
+		{"account unknown key", "[account]\nsign_in = []\nsignin = [\"corp\"]\n", 3, "account.signin", "unknown key"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -120,6 +131,67 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// oidcProvider is an OpenID provider "corp" of 7 lines, for the
+// [account] cases.
+const oidcProvider = "[[provider]]\nname = \"corp\"\nkind = \"oidc\"\nissuer = \"https://id.example.org\"\napi_url = \"https://api.example.org\"\nclient_id = \"c\"\nclient_secret_file = \"/s\"\n"
+
+// TestAccount: the [account] table turns the page on unless enabled =
+// false; the defaults are the page's own; the URIs an operator registers
+// at the provider are below public_url.
+func TestAccount(t *testing.T) {
+	for _, c := range []struct {
+		name, doc string
+		enabled   bool
+		signIn    []string
+		idle      time.Duration
+	}{
+		{"no table", "", false, nil, selfservice.DefaultIdleTimeout},
+		{"table", "[http]\npublic_url = \"https://tw.example.org/tw/\"\n" + oidcProvider + "[account]\nsign_in = [\"corp\"]\nidle_timeout = \"3s\"\n", true, []string{"corp"}, 3 * time.Second},
+		{"dotted key", "account.sign_in = [\"corp\"]\nhttp.public_url = \"https://tw.example.org/tw/\"\n" + oidcProvider, true, []string{"corp"}, selfservice.DefaultIdleTimeout},
+		{"inline table", "account = {sign_in = [\"corp\"]}\nhttp = {public_url = \"https://tw.example.org/tw\"}\n" + oidcProvider, true, []string{"corp"}, selfservice.DefaultIdleTimeout},
+		{"turned off", "[account]\nenabled = false\nsign_in = [\"nobody\"]\n", false, []string{"nobody"}, selfservice.DefaultIdleTimeout},
+		{"turned on", "[http]\npublic_url = \"http://127.0.0.1:18443/tw\"\n" + oidcProvider + "[account]\nenabled = true\nsign_in = [\"corp\"]\n", true, []string{"corp"}, selfservice.DefaultIdleTimeout},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := Parse("a.toml", []byte(c.doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := cfg.Account
+			if a.Enabled != c.enabled || !reflect.DeepEqual(a.SignIn, c.signIn) || a.IdleTimeout.Duration != c.idle ||
+				a.AbsoluteTimeout.Duration != selfservice.DefaultAbsoluteTimeout || a.RecentAuth.Duration != selfservice.DefaultRecentAuth {
+				t.Errorf("Parse(%q).Account = %+v, want enabled %v, sign_in %q, idle %s and the page's other defaults", c.doc, a, c.enabled, c.signIn, c.idle)
+			}
+			if !c.enabled || strings.Contains(c.doc, "127.0.0.1") {
+				return
+			}
+			if got := cfg.AccountURL(); got != "https://tw.example.org/tw/account/" {
+				t.Errorf("AccountURL() = %q", got)
+			}
+			r, b, p := cfg.AccountRedirectURIs()
+			if r != "https://tw.example.org/tw/account/callback" || b != "https://tw.example.org/tw/account/backchannel-logout" ||
+				p != "https://tw.example.org/tw/account/signed-out" {
+				t.Errorf("AccountRedirectURIs() = %q, %q, %q", r, b, p)
+			}
+		})
+	}
+	// A placeholder in sign_in is refused as a placeholder, nothing else.
+	_, err := Parse("p.toml", []byte("[http]\npublic_url = \"https://tw.example.org\"\n[account]\nsign_in = [\"<your provider>\"]\n"))
+	if err == nil || err.Error() != `p.toml:4: account.sign_in: still holds the example's placeholder "<your provider>": replace it with your own value` {
+		t.Errorf("Parse(sign_in placeholder) = %v, want the placeholder alone refused", err)
+	}
+	// Every error at once.
+	_, err = Parse("m.toml", []byte("[account]\nsign_in = [\"a\", \"a\"]\nrecent_auth = \"0s\"\n"))
+	for _, want := range []string{`m.toml:2: account.sign_in: names "a", which is not a [[provider]]`, `m.toml:2: account.sign_in: names provider "a" twice`,
+		"m.toml:3: account.recent_auth: must be at least 1s, got 0s",
+		// Not written: no line (the default would send browsers to 127.0.0.1:8080).
+		"\nm.toml: http.public_url: is required for the page ([account])"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse(several errors) = %v, want it to say %q", err, want)
+		}
 	}
 }
 
