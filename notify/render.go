@@ -91,7 +91,7 @@ func words(n vault.Notice) (heading, lead string) {
 		lead = first(old(n.Schedule != ""), lead)
 	case vault.NoticeReconsent:
 		heading = "tagwatch needs your permission again"
-		lead = "tagwatch can no longer search " + who + " for you: " + reconsentReason(n.Reason) +
+		lead = "tagwatch can no longer search " + who + " for you: " + reconsentReason(n.Reason, who) +
 			". Your watches" + of(n.Hashtags, tags) + " are paused until you allow it again with the link below, which works once."
 		lead = first(old(n.Reason != ""), lead)
 	case vault.NoticeRevoked:
@@ -161,18 +161,27 @@ func providerName(p string) string {
 }
 
 // reconsentReason says in a user's words why a grant needs a new consent,
-// from the error class vault/renew records (Notice.Reason).
-func reconsentReason(reason string) string {
+// from the cause vault/renew or the vault records (Notice.Reason): what
+// happened, truthfully, without blaming the user for what the provider or
+// tagwatch did. who is the provider as users call it.
+func reconsentReason(reason, who string) string {
+	if who == "your account" { // no provider named
+		who = "the provider"
+	}
 	class, _, _ := strings.Cut(reason, ":")
 	switch class {
-	case "dead_grant", "lost_rotation":
-		return "the permission you gave it has ended"
+	case "dead_grant": // the provider refused the refresh token: revoked, expired or spent
+		return who + " no longer accepts the access tagwatch had"
+	case "lost_rotation": // tagwatch lost the answer to a refresh that spent its token
+		return "tagwatch lost the answer from " + who + " while renewing its access, so it needs your permission again"
 	case "scope_reduced":
-		return "it now has fewer permissions than it needs"
+		return who + " now gives tagwatch fewer permissions than it needs"
 	case "id_token_changed":
-		return "the account that answered is not the one you allowed"
+		return who + " answered for an account other than the one you allowed"
+	case "damaged": // an operator reset a grant whose stored tokens no longer open
+		return "tagwatch could no longer read the access it had stored, so it needs your permission again"
 	}
-	return "the permission you gave it no longer works"
+	return "the access tagwatch had no longer works"
 }
 
 // Cadence says a schedule in words where it can: "every 15 minutes",

@@ -46,10 +46,10 @@ func TestRender(t *testing.T) {
 			[]string{"tagwatch now watches #a once a day."}, []string{"OLD WORDS"}},
 		{"reconsent", vault.Notice{Type: vault.NoticeReconsent, UserID: "u1", Provider: "x", Hashtags: []string{"a"},
 			Reason: "dead_grant", Time: at}, "https://tagwatch.example/enroll/CONSENT",
-			[]string{"tagwatch needs your permission again", "can no longer search X for you: the permission you gave it has ended",
+			[]string{"tagwatch needs your permission again", "can no longer search X for you: X no longer accepts the access tagwatch had",
 				"watches of #a are paused"}, nil},
 		{"reconsent, scope", vault.Notice{Type: vault.NoticeReconsent, UserID: "u1", Provider: "x", Reason: "scope_reduced: tweet.read", Time: at}, "",
-			[]string{"it now has fewer permissions than it needs"}, []string{"tweet.read"}},
+			[]string{"X now gives tagwatch fewer permissions than it needs"}, []string{"tweet.read"}},
 		{"reconsent, old row", vault.Notice{Type: vault.NoticeReconsent, UserID: "u1", Provider: "x",
 			Message: "tagwatch can no longer act for you (old words).", Time: at}, "",
 			[]string{"tagwatch needs your permission again", "(old words)"}, nil},
@@ -112,6 +112,39 @@ func TestRender(t *testing.T) {
 			}
 			if tc.n.Type == vault.NoticeMatch && wb.Data.Message != "" {
 				t.Errorf("match webhook message = %q, want none (the posts are the message)", wb.Data.Message)
+			}
+		})
+	}
+}
+
+// TestReconsentWords: a re-consent notice says truthfully why, for every
+// cause vault/renew and the vault record (Notice.Reason), and never
+// blames the user for what X or tagwatch did: tagwatch losing X's answer
+// to a renewal (lost_rotation) is tagwatch's doing, not "the permission
+// you gave it has ended".
+func TestReconsentWords(t *testing.T) {
+	for _, tc := range []struct {
+		reason, provider, want string
+	}{
+		{"dead_grant", "x", "can no longer search X for you: X no longer accepts the access tagwatch had."},
+		{"lost_rotation", "x", "can no longer search X for you: tagwatch lost the answer from X while renewing its access, " +
+			"so it needs your permission again."},
+		{"scope_reduced: tweet.read users.read", "x", "can no longer search X for you: X now gives tagwatch fewer permissions than it needs."},
+		{"id_token_changed", "x", "can no longer search X for you: X answered for an account other than the one you allowed."},
+		{"damaged", "x", "can no longer search X for you: tagwatch could no longer read the access it had stored, " +
+			"so it needs your permission again."},
+		{"some_future_class", "x", "can no longer search X for you: the access tagwatch had no longer works."},
+		{"lost_rotation", "", "tagwatch lost the answer from the provider while renewing its access"},
+	} {
+		t.Run(tc.reason+"/"+tc.provider, func(t *testing.T) {
+			_, lead := words(vault.Notice{Type: vault.NoticeReconsent, UserID: "u1", Provider: tc.provider, Hashtags: []string{"a"}, Reason: tc.reason})
+			if !strings.Contains(lead, tc.want) {
+				t.Errorf("words(reconsent, %q) lead = %q, want %q in it", tc.reason, lead, tc.want)
+			}
+			for _, blame := range []string{"you gave", "has ended", "tweet.read"} {
+				if strings.Contains(lead, blame) {
+					t.Errorf("words(reconsent, %q) lead = %q, has %q", tc.reason, lead, blame)
+				}
 			}
 		})
 	}

@@ -597,8 +597,8 @@ func (db *DB) CommitConsent(c Consent) (ConsentResult, error) {
 			}
 		}
 		if err := tx.Audit(AuditEvent{Kind: AuditEnrollmentUsed, Actor: who, UserID: e.UserID, GrantID: g.ID,
-			Detail: fmt.Sprintf("%s link %s used at provider %s; %d watches started, %d kept, %d resumed",
-				e.Purpose, e.ID, e.Provider, len(out.Started), len(out.Kept), len(out.Resumed))}); err != nil {
+			Detail: fmt.Sprintf("%s link %s used at provider %s; %s started, %d kept, %d resumed",
+				e.Purpose, e.ID, e.Provider, count(len(out.Started), "watch", "watches"), len(out.Kept), len(out.Resumed))}); err != nil {
 			return err
 		}
 		return tx.Audit(AuditEvent{Kind: AuditGrantStored, Actor: who, UserID: e.UserID, GrantID: g.ID,

@@ -780,7 +780,7 @@ func (tx *Tx) deleteDamaged(kind string, key, raw []byte) (string, error) {
 					return "", err
 				}
 			}
-			extra = fmt.Sprintf("; %d watches of user %s at %s suspended until a new consent", len(changed), user, provider)
+			extra = fmt.Sprintf("; %s of user %s at %s suspended until a new consent", count(len(changed), "watch", "watches"), user, provider)
 		}
 	case KindOutbox:
 		due := tx.tx.Bucket(bucketOutboxDue)
@@ -864,8 +864,8 @@ func (db *DB) ResetDamagedGrant(id string, r Reconsent) (ReconsentOutcome, error
 		var de *DamagedError
 		errors.As(sealErr, &de)
 		return tx.Audit(AuditEvent{Kind: AuditDamagedReset, Actor: r.Actor, UserID: g.UserID, GrantID: g.ID,
-			Detail: fmt.Sprintf("grant %q was damaged (%v): tokens dropped, %s -> needs_reconsent; re-consent link %s queued to %d targets",
-				id, de.Err, from, link.ID, targets)})
+			Detail: fmt.Sprintf("grant %q was damaged (%v): tokens dropped, %s -> needs_reconsent; re-consent link %s queued to %s",
+				id, de.Err, from, link.ID, count(targets, "target", "targets"))})
 	})
 	if err != nil {
 		return ReconsentOutcome{}, err

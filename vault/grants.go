@@ -368,7 +368,8 @@ func (db *DB) MarkNeedsReconsent(grantID string, r Reconsent) (ReconsentOutcome,
 		}
 		out.Changed, out.Grant, out.Link, out.Notices = true, g, link, notices
 		return tx.Audit(AuditEvent{Kind: AuditGrantState, Actor: r.Actor, UserID: g.UserID, GrantID: g.ID,
-			Detail: fmt.Sprintf("active -> needs_reconsent (%s); re-consent link %s queued to %d targets", r.Reason, link.ID, targets)})
+			Detail: fmt.Sprintf("active -> needs_reconsent (%s); re-consent link %s queued to %s", r.Reason, link.ID,
+				count(targets, "target", "targets"))})
 	})
 	if err != nil {
 		return ReconsentOutcome{}, err

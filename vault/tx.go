@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -397,6 +398,14 @@ func (tx *Tx) Audit(ev AuditEvent) error {
 		ev.Time = tx.Now()
 	}
 	return appendAudit(tx.tx, ev)
+}
+
+// count says n things in an audit detail: "1 target", "2 targets".
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
 }
 
 func appendAudit(btx *bolt.Tx, ev AuditEvent) error {

@@ -434,6 +434,6 @@ func cloneSpec(s WatchSpec) WatchSpec {
 // watchDetail is a watch as the audit trail records it: no target, since
 // a target URL may carry a secret.
 func watchDetail(w Watch) string {
-	return fmt.Sprintf("watch %s at %s: #%s, schedule %q, %d targets, state %s", w.ID, w.Provider,
-		strings.Join(w.Hashtags, " #"), w.Schedule, len(w.Targets), w.StateText())
+	return fmt.Sprintf("watch %s at %s: #%s, schedule %q, %s, state %s", w.ID, w.Provider,
+		strings.Join(w.Hashtags, " #"), w.Schedule, count(len(w.Targets), "target", "targets"), w.StateText())
 }

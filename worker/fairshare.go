@@ -69,6 +69,20 @@ func (f *fairShare) track(watchID, user, provider string) {
 	f.prov(provider).users[user]++
 }
 
+// scheduledAt returns the watches scheduled at provider, by id, with
+// their users.
+func (f *fairShare) scheduledAt(provider string) map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]string{}
+	for id, ref := range f.watches {
+		if ref.provider == provider {
+			out[id] = ref.user
+		}
+	}
+	return out
+}
+
 // untrack records that a watch left the schedule.
 func (f *fairShare) untrack(watchID string) {
 	f.mu.Lock()

@@ -128,6 +128,7 @@ func (w *Worker) hold(h Hold) (first bool) {
 	if !h.Until.After(now) {
 		return false
 	}
+	defer w.changed()
 	r := w.rate
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -270,6 +271,7 @@ func (w *Worker) restoreWindows() map[string]time.Time {
 // just got through, so none is in force (a restored hold may have been
 // bounded shorter by the source).
 func (w *Worker) clearHolds(provider, userID string) {
+	defer w.changed()
 	r := w.rate
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -274,7 +274,7 @@ func (w *Worker) capProvider(provider string) {
 		w.log.Error("suspend capped provider's watches failed", "provider", provider, "err", err)
 	}
 	if first || len(ids) > 0 {
-		w.log.Error("operator alert: provider usage cap reached, its watches are suspended", "provider", provider,
+		w.log.Error(UsageCapAlert, "provider", provider,
 			"watches", len(ids), "next_probe", c.next)
 		w.cfg.Observer(Event{Kind: EventUsageCapped, Provider: provider, Watches: len(ids), NotBefore: c.next,
 			Err: ErrUsageCapped, Time: w.cfg.Now()})

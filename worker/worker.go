@@ -201,6 +201,9 @@ type Worker struct {
 	// rate holds the rate-limit holds operators see (ratelimit.go).
 	rate *rateState
 
+	// gen counts the changes of the schedule and of the holds (changed).
+	gen atomic.Uint64
+
 	mu     sync.Mutex
 	capped map[string]*capState
 	// invalid holds the watches the current rules refuse (Refused), by
@@ -211,6 +214,7 @@ type Worker struct {
 type capState struct {
 	next    time.Time
 	probing bool
+	memo    probeMemo // usagecap.go
 }
 
 // SetSources replaces the sources by provider name; the map is copied.
@@ -398,6 +402,7 @@ func (w *Worker) schedule(wt vault.Watch, cur vault.Cursor) error {
 		return err
 	}
 	w.fair.track(wt.ID, wt.UserID, wt.Provider)
+	w.changed()
 	return nil
 }
 
@@ -436,6 +441,7 @@ func (w *Worker) SetMinInterval(d time.Duration) {
 		d = 0
 	}
 	w.engine.SetMinInterval(d)
+	w.changed()
 }
 
 // Remove unschedules a watch (and forgets whether the rules refused it).
@@ -450,6 +456,7 @@ func (w *Worker) Remove(watchID string) {
 func (w *Worker) unschedule(watchID string) {
 	w.engine.Remove(watchID)
 	w.fair.untrack(watchID)
+	w.changed()
 }
 
 // RunNow runs a watch as soon as the limits allow. A watch the store's
@@ -487,14 +494,18 @@ func (w *Worker) RunNow(watchID string) error {
 	if !in.Watch.Runs() {
 		return w.engine.RunNow(watchID)
 	}
-	undo := w.probeNow(in.Watch.Provider)
+	planned, probing, capped, undo := w.probeNow(in.Watch.Provider)
 	if err := w.engine.RunNow(watchID); err != nil {
 		undo()
 		return err
 	}
-	if c, ok := w.UsageCapOf(in.Watch.Provider); ok {
-		w.log.Info("manual run probes the provider's usage cap now", "watch", watchID, "user", in.Watch.UserID,
-			"provider", in.Watch.Provider, "probing", c.Probing)
+	switch {
+	case probing:
+		w.log.Info("manual run queued: a probe of the provider's usage cap is already asking it and stands for this one",
+			"watch", watchID, "user", in.Watch.UserID, "provider", in.Watch.Provider)
+	case capped:
+		w.log.Info("manual run is the provider's usage-cap probe: the probe moved to now", "watch", watchID,
+			"user", in.Watch.UserID, "provider", in.Watch.Provider, "planned", planned)
 	}
 	return nil
 }
@@ -540,17 +551,16 @@ func (w *Worker) Status(watchID string) (WatchStatus, error) {
 	st.Watch, st.Cursor = in.Watch, in.Cursor
 	next, running, err := w.engine.Next(watchID)
 	st.Scheduled, st.Next, st.Running = err == nil, next, running
-	if h, asks, held := w.heldNext(in.Watch); held {
-		st.Held = &h
-		if st.Scheduled && asks.After(st.Next) {
-			st.Next = asks
-		}
+	var heldUntil, probe time.Time
+	if h, held := w.HoldOf(in.Watch.UserID, in.Watch.Provider); held {
+		st.Held, heldUntil = &h, h.Until
 	}
-	if c, asks, capped := w.cappedNext(in.Watch); capped {
-		st.UsageCap = &c
-		if st.Scheduled && asks.After(st.Next) {
-			st.Next = asks
-		}
+	if planned, probing, capped := w.capPlan(in.Watch.Provider); capped && in.Watch.Runs() {
+		st.UsageCap = &UsageCap{Provider: in.Watch.Provider, NextProbe: w.probeAt(in.Watch.Provider, planned), Probing: probing}
+		probe = planned
+	}
+	if st.Scheduled {
+		st.Next = w.asks(watchID, st.Next, heldUntil, probe) // as UsageCaps' NextProbe
 	}
 	if why := Refused(w.cfg.DB, in.Watch); why != nil {
 		st.Invalid = why.Error()

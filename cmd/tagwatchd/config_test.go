@@ -196,6 +196,10 @@ func TestCheckConfigRefusesWhatStartRefuses(t *testing.T) {
 	}{
 		{"public url with a query", []string{`"https://tagwatch.example.org"`, `"http://127.0.0.1:18181/tw?x=1"`}, nil,
 			"http.public_url", "must not have a query"},
+		// Trial 14: a loopback public_url on another port than listen.
+		{"public url on another loopback port", []string{`listen = "127.0.0.1:0"` + "\npublic_url = \"https://tagwatch.example.org\"",
+			`listen = "127.0.0.1:18180"` + "\npublic_url = \"https://127.0.0.1:18181\""}, nil,
+			"http.public_url", `"https://127.0.0.1:18181" is port 18181 on loopback, but http.listen (line 9) is "127.0.0.1:18180"`},
 		{"link ttl over the max", []string{`"72h"`, `"876000h"`}, nil, "enroll.link_ttl", "must be from 1m to 720h (30 days), got 876000h"},
 		{"link ttl under the min", []string{`"72h"`, `"30s"`}, nil, "enroll.link_ttl", "must be from 1m to 720h (30 days), got 30s"},
 		{"bare number duration", []string{`shutdown_timeout = "5s"`, `shutdown_timeout = 5`}, nil,

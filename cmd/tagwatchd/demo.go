@@ -47,8 +47,10 @@ watch and sends a re-consent link, which the user follows; the watch
 resumes from its cursor. At the end X stops posting, the last runs deliver
 what is left, and a summary checks each step against what it needed,
 including that every post X has for each user's hashtags was delivered
-once. It exits 0 only if every step of the story happened. The story needs
-at least 40s; a line every few seconds shows the counts when they change.
+once. It exits 0 only if every step of the story happened. The story ends
+within -duration (at least 40s): X stops posting 10s before its end, and
+the summary comes once the last runs delivered. A line every few seconds
+shows the counts when they change.
 
 Ctrl-C (or SIGTERM) stops it early: X stops posting, the last runs deliver
 what is left (at most 8s; a second Ctrl-C skips them), and the summary
@@ -325,7 +327,18 @@ func demoUsername(id string) string {
 func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // a bad flag is one line (run prints it); -h prints the usage
-	duration := fs.Duration("duration", 60*time.Second, fmt.Sprintf("stop by itself after this long (at least %s; 10m with -manual)", demoMinDuration))
+	// A Func flag, not fs.Duration: a bad value says the format (fs.Duration
+	// says "parse error"), and the help says the default once, with -manual's.
+	duration, durationSet := 60*time.Second, false
+	fs.Func("duration", fmt.Sprintf("end the story within this `duration`: default 60s (10m with -manual); at least %s",
+		demoMinDuration), func(v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return errors.New("want a Go duration such as 60s or 2m")
+		}
+		duration, durationSet = d, true
+		return nil
+	})
 	manual := fs.Bool("manual", false, "print the consent links and wait for a person to open them in a browser")
 	webhook := fs.String("webhook", "", "also send notifications to this webhook URL (Standard Webhooks; the secret is printed)")
 	colorMode := fs.String("color", "auto", "colour the output: auto (on a terminal), always, never")
@@ -340,15 +353,13 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return &exitError{exitUsage, fmt.Errorf("demo: unexpected argument %q", fs.Arg(0))}
 	}
-	durationSet := false
-	fs.Visit(func(f *flag.Flag) { durationSet = durationSet || f.Name == "duration" })
 	if *manual && !durationSet {
-		*duration = 10 * time.Minute // a person opens the links
+		duration = 10 * time.Minute // a person opens the links
 	}
-	if *duration < demoMinDuration {
+	if duration < demoMinDuration {
 		return &exitError{exitUsage, fmt.Errorf("demo: -duration %s is too short: the story needs at least %s "+
 			"(the first renewals by the 15th second, a revocation noticed and consented again, the watch resumed, "+
-			"and a last run for the posts)", *duration, demoMinDuration)}
+			"and a last run for the posts)", duration, demoMinDuration)}
 	}
 	switch *colorMode {
 	case "auto", "always", "never":
@@ -361,7 +372,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	p := &printer{w: stdout, start: time.Now(), color: useColor(*colorMode, stdout)}
-	ctx, cancel := context.WithTimeout(context.Background(), *duration)
+	ctx, cancel := context.WithTimeout(context.Background(), duration)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 
@@ -1113,6 +1124,10 @@ type demoCheck struct {
 	due bool
 	// note: a line shown, not checked.
 	note bool
+	// never: the step's event did not happen at all, so what has no
+	// details to show; the summary says "did not happen" instead (before
+	// the stop, when the stop excuses it).
+	never bool
 }
 
 // Marks of the summary's lines.
@@ -1168,22 +1183,24 @@ func demoChecks(o demoOutcome, start time.Time) []demoCheck {
 		{ok: fewest >= 1, what: fmt.Sprintf("renewals: %d, the fewest for one user %d", o.renewals, max(fewest, 0)), needed: "at least 1 per user",
 			stage: stageRenewals},
 		{ok: !s.revokedAt.IsZero(), what: fmt.Sprintf("revocation: %s revoked tagwatch at X %s", v.name, at(s.revokedAt, start)),
-			needed: "after every user's first renewal", stage: stageRenewals},
-		{ok: !s.noticedAt.IsZero(), what: fmt.Sprintf("noticed: on %s %s", first(s.noticedHow, "nothing"), at(s.noticedAt, start)),
-			needed: "on the next refresh or run", stage: stageNotice},
+			needed: "after every user's first renewal", stage: stageRenewals, never: s.revokedAt.IsZero()},
+		{ok: !s.noticedAt.IsZero(), what: fmt.Sprintf("noticed: on %s %s", s.noticedHow, at(s.noticedAt, start)),
+			needed: "on the next refresh or run", stage: stageNotice, never: s.noticedAt.IsZero()},
+		// Counted when the re-consent link came.
 		{ok: s.watches > 0 && s.suspended == s.watches, what: fmt.Sprintf("watches suspended: %d of %s's %d", s.suspended, v.name, s.watches),
-			needed: "all of them", stage: stageNotice},
+			needed: "all of them", stage: stageNotice, never: s.linkAt.IsZero()},
 		{ok: !s.linkAt.IsZero(), what: fmt.Sprintf("re-consent link: sent to the console %s", at(s.linkAt, start)),
-			needed: "one, to the watches' targets", stage: stageNotice},
+			needed: "one, to the watches' targets", stage: stageNotice, never: s.linkAt.IsZero()},
 		{ok: !s.consentedAt.IsZero(), what: fmt.Sprintf("re-consent: %s followed the link and allowed tagwatch %s", v.name, at(s.consentedAt, start)),
-			needed: "the real consent flow", stage: stageConsent},
+			needed: "the real consent flow", stage: stageConsent, never: s.consentedAt.IsZero()},
 		{ok: !s.ranAgainAt.IsZero(), what: fmt.Sprintf("resumed: %s's watch ran again %s", v.name, at(s.ranAgainAt, start)),
-			needed: "a run after the re-consent", stage: stageResume},
+			needed: "a run after the re-consent", stage: stageResume, never: s.ranAgainAt.IsZero()},
 	}
 	if a, ok := o.accounts[v.id]; ok {
 		checks = append(checks, demoCheck{ok: a.suspended > 0 && a.late == a.suspended,
 			what:   fmt.Sprintf("posts while suspended: %d, %d of them delivered after the re-consent", a.suspended, a.late),
-			needed: "at least 1, each delivered after the re-consent", stage: stageDone, due: a.suspendedMissed > 0})
+			needed: "at least 1, each delivered after the re-consent", stage: stageDone, due: a.suspendedMissed > 0,
+			never: s.revokedAt.IsZero()})
 	}
 	for _, u := range demoUsers {
 		a := o.accounts[u.id]
@@ -1225,6 +1242,13 @@ func demoSummary(p *printer, o demoOutcome, runErr error) error {
 	p.line(cBold, "summary", "")
 	for _, c := range demoChecks(o, p.start) {
 		mark, color := o.mark(c), cBold
+		if c.never && !c.ok {
+			step, _, _ := strings.Cut(c.what, ":")
+			c.what = step + ": did not happen"
+			if mark == markStopped {
+				c.what += " before the stop"
+			}
+		}
 		switch mark {
 		case markMissing:
 			color, ok = cRed, false

@@ -187,7 +187,10 @@ func TestDemoLedgerNotYetDue(t *testing.T) {
 // as not yet due, says it was stopped and which steps did not happen, and
 // exits 128+signal; a step that had its time and did not happen is
 // MISSING and exits 1 (trial 13: Ctrl-C after the whole story reported
-// "MISSING posts ... 4 missed" and "the story is incomplete").
+// "MISSING posts ... 4 missed" and "the story is incomplete"). A step
+// that never happened says so plainly (trial 14: "revocation: Grace
+// Hopper revoked tagwatch at X never", "noticed: on nothing never",
+// "watches suspended: 0 of Grace Hopper's 0").
 func TestDemoSummaryStopped(t *testing.T) {
 	start := time.Now()
 	sec := func(s float64) time.Time { return start.Add(time.Duration(s * float64(time.Second))) }
@@ -210,13 +213,14 @@ func TestDemoSummaryStopped(t *testing.T) {
 		marks       map[string]string // check (its words before ':'): mark
 		last        string            // in the last summary line or the error
 		notInOutput string
+		says        []string // summary lines, after the mark
 	}{
 		{"after the story", func() demoOutcome {
 			o := full
 			o.story, o.exitCode = stopped(told, stageRunning, sec(24), sec(30)), 130
 			return o
 		}, 130, map[string]string{"resumed": markOK, "posts for Ada Lovelace": markStopped, "posts for Grace Hopper": markOK},
-			"1 step did not happen (posts for Ada Lovelace)", "MISSING"},
+			"1 step did not happen (posts for Ada Lovelace)", "MISSING", nil},
 		{"waiting for the re-consent", func() demoOutcome {
 			o := full
 			f := told
@@ -226,13 +230,20 @@ func TestDemoSummaryStopped(t *testing.T) {
 			return o
 		}, 143, map[string]string{"noticed": markOK, "re-consent": markStopped, "resumed": markStopped, "posts while suspended": markStopped,
 			"posts for Grace Hopper": markStopped, "posts for Ada Lovelace": markOK},
-			"stopped early by Ctrl-C at 20.0s while waiting for the re-consent: 4 steps did not happen", "MISSING"},
+			"stopped early by Ctrl-C at 20.0s while waiting for the re-consent: 4 steps did not happen", "MISSING",
+			[]string{"re-consent: did not happen before the stop (needed the real consent flow)",
+				"resumed: did not happen before the stop (needed a run after the re-consent)",
+				"noticed: on a run at 18.0s (needed"}},
 		{"while enrolling", func() demoOutcome {
 			o := demoOutcome{renewalsBy: map[string]int{}, accounts: map[string]account{}, exitCode: 130, manual: true}
 			o.story = stopped(storyFacts{victim: grace}, stageEnroll, sec(0), sec(300))
 			return o
 		}, 130, map[string]string{"users enrolled": markStopped, "renewals": markStopped, "watch runs": markStopped,
-			"posts for Ada Lovelace": markStopped}, "every step before the stop happened", "MISSING"},
+			"posts for Ada Lovelace": markStopped}, "every step before the stop happened", "MISSING",
+			[]string{"revocation: did not happen before the stop (needed after every user's first renewal)",
+				"noticed: did not happen before the stop (needed on the next refresh or run)",
+				"watches suspended: did not happen before the stop (needed all of them)",
+				"re-consent link: did not happen before the stop (needed"}},
 		{"a notice that was late", func() demoOutcome {
 			o := full
 			f := told
@@ -240,18 +251,20 @@ func TestDemoSummaryStopped(t *testing.T) {
 			o.story, o.exitCode = stopped(f, stageNotice, sec(14), sec(40)), 130
 			return o
 		}, exitFailure, map[string]string{"noticed": markMissing, "re-consent": markStopped},
-			"a step that had its time did not happen", ""},
+			"a step that had its time did not happen", "",
+			[]string{"MISSING noticed: did not happen (needed", "stopped re-consent: did not happen before the stop (needed",
+				"revocation: Grace Hopper revoked tagwatch at X at 14.0s (needed"}},
 		{"a post read and not delivered", func() demoOutcome {
 			o := full
 			o.story, o.exitCode = stopped(told, stageRunning, sec(24), sec(30)), 130
 			o.accounts = map[string]account{"ada": {expected: 20, delivered: 19, missed: 1, missedIDs: []string{"77"}}, "grace": full.accounts["grace"]}
 			return o
-		}, exitFailure, map[string]string{"posts for Ada Lovelace": markMissing}, "a step that had its time did not happen", ""},
+		}, exitFailure, map[string]string{"posts for Ada Lovelace": markMissing}, "a step that had its time did not happen", "", nil},
 		{"not stopped: posts no run read", func() demoOutcome {
 			o := full
 			o.story = told
 			return o
-		}, exitFailure, map[string]string{"posts for Ada Lovelace": markMissing}, "the story is incomplete", ""},
+		}, exitFailure, map[string]string{"posts for Ada Lovelace": markMissing}, "the story is incomplete", "", nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var out bytes.Buffer
@@ -267,6 +280,14 @@ func TestDemoSummaryStopped(t *testing.T) {
 			}
 			if all := out.String() + err.Error(); !strings.Contains(all, c.last) || (c.notInOutput != "" && strings.Contains(all, c.notInOutput)) {
 				t.Errorf("summary and error lack %q or have %q:\n%s%v", c.last, c.notInOutput, out.String(), err)
+			}
+			for _, line := range c.says {
+				if !strings.Contains(out.String(), line) {
+					t.Errorf("summary lacks %q:\n%s", line, out.String())
+				}
+			}
+			if bad := regexp.MustCompile(`(?m)^.*( never \(|on nothing|'s 0 \().*$`).FindString(out.String()); bad != "" {
+				t.Errorf("summary line %q says a step that did not happen in its details, want \"did not happen\"", bad)
 			}
 		})
 	}
@@ -387,13 +408,16 @@ func TestDemoProgress(t *testing.T) {
 
 // TestDemoFlags: a bad flag or value is refused with exit 2 and one line
 // naming the flag and the value, as -duration 20s is (trial 13: -duration
-// abc and -bogus exited 1, after the whole usage); -h prints the usage.
+// abc and -bogus exited 1, after the whole usage); a bad -duration says
+// the format (trial 14: "parse error"). -h prints the usage, with
+// -duration's default and least said once each (trial 14: "at least 40s;
+// 10m with -manual) (default 1m0s)").
 func TestDemoFlags(t *testing.T) {
 	for _, c := range []struct {
 		args []string
 		want []string
 	}{
-		{[]string{"-duration", "abc"}, []string{"-duration", `"abc"`}},
+		{[]string{"-duration", "abc"}, []string{"-duration", `"abc"`, "a Go duration such as 60s or 2m"}},
 		{[]string{"-bogus"}, []string{"-bogus"}},
 		{[]string{"-color", "purple"}, []string{"-color", `"purple"`}},
 		{[]string{"-duration", "20s"}, []string{"-duration 20s is too short"}},
@@ -414,6 +438,9 @@ func TestDemoFlags(t *testing.T) {
 	if code := run([]string{"demo", "-h"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "Ctrl-C") ||
 		!strings.Contains(out.String(), "-duration") {
 		t.Errorf("tagwatchd demo -h = %d, stdout %q, stderr %q; want 0 and the usage with its flags", code, out.String(), errOut.String())
+	}
+	if help := out.String(); !strings.Contains(help, "default 60s (10m with -manual); at least 40s") || strings.Contains(help, "1m0s") {
+		t.Errorf("tagwatchd demo -h = %q, want -duration's help to say \"default 60s (10m with -manual); at least 40s\" and no other default", help)
 	}
 }
 

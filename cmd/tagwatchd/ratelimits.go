@@ -33,8 +33,9 @@ func rateHoldHooks(w *worker.Worker) (held func(userID, provider string) (status
 
 // usageCapsHook is the hook through which the operator's views read the
 // usage caps in force from the worker's state (worker.UsageCaps, restored
-// from the vault at start): provider, next probe, whether one is under
-// way. Watches is left 0: the views count them in the vault.
+// from the vault at start): provider, next probe (when it runs, as the
+// watches' NEXT RUN says), whether one is under way. Watches is left 0:
+// the views count them in the vault.
 func usageCapsHook(w *worker.Worker) func() []statusapi.UsageCap {
 	return func() []statusapi.UsageCap {
 		cs := w.UsageCaps()

@@ -40,9 +40,10 @@ func apiErr(err error) error {
 	return err
 }
 
-// Status reports version, uptime, readiness, counts, the last errors, the
-// rate limits holding users' runs now (RateLimits, from the worker's table
-// of holds) and the providers' usage caps in force (UsageCaps, from the
+// Status reports version, uptime, readiness, counts, the last errors (but
+// the alerts of usage caps that lifted since: currentErrors), the rate
+// limits holding users' runs now (RateLimits, from the worker's table of
+// holds) and the providers' usage caps in force (UsageCaps, from the
 // worker's state, which a restart restores from the vault: usageCaps).
 // Counts.Watches counts the watches by state and, under "invalid", those
 // the current rules refuse (not scheduled, not run).
@@ -66,6 +67,7 @@ func (o *operator) Status(ctx context.Context) (statusapi.Status, error) {
 	if st.UsageCaps, err = o.usageCaps(); err != nil {
 		return st, err
 	}
+	st.LastErrors = o.currentErrors(st.LastErrors, st.UsageCaps)
 	st.Components["vault"] = "ok"
 	if err := o.statusDamaged(&st); err != nil { // damaged.go
 		return st, err
@@ -106,17 +108,47 @@ func (o *operator) usageCaps() ([]statusapi.UsageCap, error) {
 	return caps, nil
 }
 
-// usageCapOf is the usage cap in force at provider, if any.
-func (o *operator) usageCapOf(provider string) (statusapi.UsageCap, bool) {
+// currentErrors is errs without the usage-cap alerts (worker.UsageCapAlert)
+// of providers whose cap is not in force now (caps): such a cap lifted
+// after the alert (a probe got through, or an operator resumed the
+// provider), so it is no current error. Without the scheduler's view of
+// the caps every error stays.
+func (o *operator) currentErrors(errs []statusapi.ErrorEntry, caps []statusapi.UsageCap) []statusapi.ErrorEntry {
 	if o.hk().UsageCaps == nil {
-		return statusapi.UsageCap{}, false
+		return errs
 	}
-	for _, c := range o.hk().UsageCaps() {
-		if c.Provider == provider {
-			return c, true
+	capped := map[string]bool{}
+	for _, c := range caps {
+		capped[c.Provider] = true
+	}
+	return slices.DeleteFunc(errs, func(e statusapi.ErrorEntry) bool {
+		return e.Message == worker.UsageCapAlert && !capped[detailAttr(e.Detail, "provider")]
+	})
+}
+
+// detailAttr is the value of key in an ErrorEntry.Detail (slog's text
+// form, key=value separated by spaces), or "". It is for values that are
+// never quoted, such as provider names (config: [a-z][a-z0-9_-]*).
+func detailAttr(detail, key string) string {
+	for _, f := range strings.Fields(detail) {
+		if v, ok := strings.CutPrefix(f, key+"="); ok {
+			return v
 		}
 	}
-	return statusapi.UsageCap{}, false
+	return ""
+}
+
+// usageCapsByProvider are the usage caps in force, by provider, read once
+// for a listing of watches.
+func (o *operator) usageCapsByProvider() map[string]statusapi.UsageCap {
+	if o.hk().UsageCaps == nil {
+		return nil
+	}
+	out := map[string]statusapi.UsageCap{}
+	for _, c := range o.hk().UsageCaps() {
+		out[c.Provider] = c
+	}
+	return out
 }
 
 // counts sizes the vault's collections by state, through the vault's read
@@ -326,7 +358,9 @@ func targetLabels(ts []string) []string {
 // its provider's usage cap in UsageCap (NextRun is then the watch's next
 // probe: worker.Status), and in Held why it does not run while its grant
 // is damaged (damagedGrants, from damagedGrantOf).
-func (o *operator) watchView(w vault.Watch, c vault.Cursor, damagedGrants map[[2]string]string) statusapi.Watch {
+//
+// caps are the usage caps in force by provider (usageCapsByProvider).
+func (o *operator) watchView(w vault.Watch, c vault.Cursor, damagedGrants map[[2]string]string, caps map[string]statusapi.UsageCap) statusapi.Watch {
 	v := statusapi.Watch{ID: w.ID, UserID: w.UserID, Provider: w.Provider, Hashtags: w.Hashtags, Lang: w.Lang,
 		IncludeRetweets: w.IncludeRetweets, Schedule: w.Schedule, Targets: targetLabels(w.Targets), State: string(w.State),
 		SuspendReason: string(w.SuspendReason), CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt, LastRunAt: c.LastRunAt,
@@ -341,7 +375,7 @@ func (o *operator) watchView(w vault.Watch, c vault.Cursor, damagedGrants map[[2
 			v.RateLimited = &h
 		}
 	}
-	if c, ok := o.usageCapOf(w.Provider); ok && w.Runs() {
+	if c, ok := caps[w.Provider]; ok && w.Runs() {
 		v.UsageCap = &c
 	}
 	if why := worker.Refused(o.d.db, w); why != nil {
@@ -362,7 +396,7 @@ func (o *operator) changedView(w vault.Watch) statusapi.Watch {
 	if err != nil {
 		o.d.log.Warn("damaged grants not read: the watch is shown without them", "watch", w.ID, "err", err)
 	}
-	return o.watchView(w, c, dg)
+	return o.watchView(w, c, dg, o.usageCapsByProvider())
 }
 
 // Watches lists every watch with its cursor and last run, the rule's
@@ -377,9 +411,10 @@ func (o *operator) Watches(ctx context.Context) ([]statusapi.Watch, error) {
 	if err != nil {
 		return nil, err
 	}
+	caps := o.usageCapsByProvider()
 	out := make([]statusapi.Watch, len(ws))
 	for i, w := range ws {
-		out[i] = o.watchView(w.Watch, w.Cursor, dg)
+		out[i] = o.watchView(w.Watch, w.Cursor, dg, caps)
 	}
 	return out, nil
 }
@@ -448,9 +483,10 @@ func (o *operator) DeleteWatch(ctx context.Context, id, actor string) error {
 
 // cappedResumeError is the vault's refusal err to resume watch id when
 // its provider's usage cap suspended it, told the way operators act on
-// it: it resumes by itself when a probe gets through, the watch's next
-// probe is at T (in D), and `tagwatchctl watches run ID` probes now. Any
-// other error comes back as it is.
+// it: it resumes by itself when a probe gets through, the provider's next
+// probe is at T (in D: as status and the watches' NEXT RUN say), and
+// `tagwatchctl watches run ID` probes now. Any other error comes back as
+// it is.
 func (o *operator) cappedResumeError(id string, err error) error {
 	var te *vault.TransitionError
 	if !errors.As(err, &te) {
@@ -461,11 +497,10 @@ func (o *operator) cappedResumeError(id string, err error) error {
 		return err
 	}
 	next := "no probe is planned while the scheduler is not running"
-	if o.hk().NextRun != nil {
-		if t, ok := o.hk().NextRun(id); ok && !t.IsZero() {
-			next = "its next probe is at " + t.UTC().Format("2006-01-02 15:04:05Z") + " (in " +
-				max(time.Until(t), 0).Round(time.Second).String() + ")"
-		}
+	if c, ok := o.usageCapsByProvider()[w.Provider]; ok && !c.NextProbe.IsZero() {
+		t := c.NextProbe
+		next = "the next probe is at " + t.UTC().Format("2006-01-02 15:04:05Z") + " (in " +
+			max(time.Until(t), 0).Round(time.Second).String() + ")"
 	}
 	out := *te
 	out.Why = fmt.Sprintf("the usage cap of %s is reached: the watch resumes by itself, with every watch the cap suspended, "+

@@ -24,6 +24,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -95,7 +96,19 @@ type Keys struct {
 
 // HTTP configures the public listener for consent and link pages.
 type HTTP struct {
-	Listen         string   `toml:"listen"`
+	// Listen is the address the pages are served on. Default
+	// 127.0.0.1:8080.
+	Listen string `toml:"listen"`
+	// PublicURL is the URL users' browsers reach the pages at: consent
+	// links, one-click links and the OAuth callback (PublicURL/callback,
+	// which each provider must accept) point there; https except on
+	// loopback. Left out or empty, Parse sets it from Listen when this
+	// machine reaches Listen on loopback: http://<Listen> (https with
+	// TLSCertFile), 127.0.0.1 or [::1] for every interface (0.0.0.0:8180,
+	// [::]:8180); any other Listen needs it written. A loopback PublicURL
+	// on another port than such a Listen is refused (it reaches no
+	// tagwatchd), unless TrustedProxies names a loopback address: a local
+	// proxy or tunnel forwards that port.
 	PublicURL      string   `toml:"public_url"`
 	TLSCertFile    string   `toml:"tls_cert_file"`
 	TLSKeyFile     string   `toml:"tls_key_file"`
@@ -257,7 +270,8 @@ type Provider struct {
 	CAFile                 string   `toml:"ca_file"`
 }
 
-// Default returns the configuration with every default filled in.
+// Default returns the configuration with every default filled in;
+// HTTP.PublicURL is the one that follows the default HTTP.Listen.
 func Default() Config {
 	return Config{
 		Daemon: Daemon{StateDir: "/var/lib/tagwatch", LockTimeout: Duration{time.Second},
@@ -363,6 +377,8 @@ func Parse(path string, data []byte) (*Config, error) {
 	if errs := cfg.checkDurationKinds(); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	// Empty until the file says, then listenURL's: it follows listen.
+	cfg.HTTP.PublicURL = ""
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
@@ -371,6 +387,9 @@ func Parse(path string, data []byte) (*Config, error) {
 	// The [account] table turns the page on unless it says otherwise.
 	if cfg.written("account") && !cfg.written("account.enabled") {
 		cfg.Account.Enabled = true
+	}
+	if cfg.HTTP.PublicURL == "" {
+		cfg.HTTP.PublicURL, _ = listenURL(cfg.HTTP.Listen, cfg.HTTP.TLSCertFile != "")
 	}
 	var errs []error
 	for _, fe := range withPlaceholders(cfg.placeholders(), cfg.validate()) {
@@ -556,11 +575,20 @@ func (c *Config) validate() []fieldErr {
 
 	secretSource("keys.master_key_file", c.Keys.MasterKeyFile, "keys.master_key_credential", c.Keys.MasterKeyCredential, false)
 
-	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+	_, _, listenErr := net.SplitHostPort(c.HTTP.Listen)
+	if listenErr != nil {
 		add("http.listen", "must be host:port, got %q", c.HTTP.Listen)
 	}
-	if err := enroll.CheckPublicURL(c.HTTP.PublicURL); err != nil {
+	// Empty: Parse found no listen to follow (listenURL).
+	if c.HTTP.PublicURL == "" {
+		if listenErr == nil {
+			add("http.public_url", "must be set: http.listen %s is %q, not a loopback address and port it could follow; "+
+				"name the https URL users' browsers reach tagwatchd at", c.where("http.listen"), c.HTTP.Listen)
+		}
+	} else if err := enroll.CheckPublicURL(c.HTTP.PublicURL); err != nil {
 		add("http.public_url", "%v", err)
+	} else if msg := c.publicURLMissesListen(); msg != "" {
+		add("http.public_url", "%s", msg)
 	}
 	if (c.HTTP.TLSCertFile == "") != (c.HTTP.TLSKeyFile == "") {
 		add("http.tls_cert_file", "tls_cert_file and tls_key_file go together")
@@ -729,6 +757,73 @@ func (c *Config) validateAccount() []fieldErr {
 			"public_url/account/callback, so write the address people reach tagwatch at")
 	}
 	return errs
+}
+
+// listenURL is the URL this machine's browsers reach a listener at:
+// http://listen (https with TLS) for a loopback address, 127.0.0.1 or
+// [::1] for every interface; false for any other address (another
+// machine's browsers reach it by a name only the operator knows) or a
+// port that is not a number.
+func listenURL(listen string, tls bool) (string, bool) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", false
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return "", false
+	}
+	if a, err := netip.ParseAddr(host); host == "" || (err == nil && a.IsUnspecified()) {
+		host = "127.0.0.1"
+		if err == nil && a.Is6() {
+			host = "::1"
+		}
+	} else if !IsLoopbackHost(host) {
+		return "", false
+	}
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port), true
+}
+
+// publicURLMissesListen says why a loopback public_url on another port
+// than a listener this machine reaches on loopback reaches no tagwatchd;
+// "" when it does, or when a trusted proxy on loopback may forward that
+// port (a local TLS proxy, an SSH tunnel), or when the port is picked at
+// start (0).
+func (c *Config) publicURLMissesListen() string {
+	own, ok := listenURL(c.HTTP.Listen, c.HTTP.TLSCertFile != "")
+	_, lport, _ := net.SplitHostPort(c.HTTP.Listen)
+	u, err := url.Parse(c.HTTP.PublicURL)
+	if !ok || lport == "0" || err != nil || !IsLoopbackHost(u.Hostname()) {
+		return ""
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	if port == lport {
+		return ""
+	}
+	prefixes, _ := c.HTTP.TrustedPrefixes()
+	for _, p := range prefixes {
+		if p.Contains(netip.IPv6Loopback()) || p.Contains(netip.AddrFrom4([4]byte{127, 0, 0, 1})) {
+			return ""
+		}
+	}
+	return fmt.Sprintf("%q is port %s on loopback, but http.listen %s is %q: consent links and the callback would not reach tagwatchd; "+
+		"set public_url to %q or leave it out (on loopback it follows listen), or, for a proxy or tunnel on port %s, "+
+		"list 127.0.0.1 in http.trusted_proxies", c.HTTP.PublicURL, port, c.where("http.listen"), c.HTTP.Listen, own, port)
+}
+
+// where says where key is written, for a message about another key:
+// "(line 3)", or "(not set, the default)".
+func (c *Config) where(key string) string {
+	if w, ok := c.keys[key]; ok {
+		return fmt.Sprintf("(line %d)", w.line)
+	}
+	return "(not set, the default)"
 }
 
 // CheckURL applies provider.CheckURL (absolute, https except on loopback,

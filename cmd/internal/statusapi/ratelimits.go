@@ -39,8 +39,9 @@ type UsageCap struct {
 	// Watches is how many of the provider's watches the cap suspends
 	// (in Status.UsageCaps; 0 in Watch.UsageCap).
 	Watches int `json:"watches,omitempty"`
-	// NextProbe is the planned probe: the first run of one of the
-	// provider's watches at or after it asks the provider.
+	// NextProbe is when the probe asks the provider: the first run of
+	// one of the provider's watches at or after the planned time, the
+	// earliest NextRun of its watches (Watch.NextRun).
 	NextProbe time.Time `json:"next_probe"`
 	// Probing is true while a probe is asking the provider.
 	Probing bool `json:"probing,omitempty"`

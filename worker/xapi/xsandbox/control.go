@@ -84,7 +84,8 @@ func (s *Server) controlRoutes(mux *http.ServeMux) {
 			return "", fmt.Errorf("there is no sandbox account with id %q", id)
 		}
 		n := s.RevokeUser(id)
-		return fmt.Sprintf("@%s revoked the app: %d grant(s) ended, its tokens refused from now on", u.Username, n), nil
+		return fmt.Sprintf("@%s revoked the app: %s, %s tokens refused from now on", u.Username,
+			plural(n, "grant ended", "grants ended"), pick(n, "its", "their")), nil
 	})
 	post(controlDropToken, func(*http.Request) (string, error) {
 		s.DropAfterRotateNext(1)
@@ -106,10 +107,11 @@ func (s *Server) controlRoutes(mux *http.ServeMux) {
 		switch r.PostForm.Get("action") {
 		case "set":
 			n := s.CapUsage()
-			return fmt.Sprintf("usage cap reached after %d posts read this month: searches answer usage-capped. %s", n, capEffect), nil
+			return fmt.Sprintf("usage cap reached after %s this month: searches answer usage-capped. %s %s",
+				plural(int(n), "post read", "posts read"), capEffect, probeNow), nil
 		case "lift":
 			s.SetMonthlyPostBudget(0)
-			return "usage cap lifted: searches are served again. " + liftEffect, nil
+			return "usage cap lifted: searches are served again. " + liftEffect + " " + probeNow, nil
 		}
 		return "", fmt.Errorf("action must be set or lift, got %q", r.PostForm.Get("action"))
 	})
@@ -117,12 +119,28 @@ func (s *Server) controlRoutes(mux *http.ServeMux) {
 
 // What the usage cap does to tagwatch, as the control page says it (the
 // probe interval is the daemon's default, worker.Config.CapProbeInterval).
+// The page says probeNow once, after both.
 const (
-	capEffect = "tagwatch suspends the provider's watches until its next probe, an hour later by default; " +
-		"tagwatchctl watches run WATCH probes now."
-	liftEffect = "tagwatch's suspended watches resume at its next probe, not before; " +
-		"tagwatchctl watches run WATCH probes now."
+	capEffect  = "tagwatch suspends the provider's watches until its next probe, an hour later by default."
+	liftEffect = "tagwatch's suspended watches resume at its next probe, not before."
+	probeNow   = "tagwatchctl watches run WATCH probes now."
 )
+
+// plural is "1 consent", "2 consents": n and the noun that fits it.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
+}
+
+// pick is the word of one or of many that fits n.
+func pick(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
 
 // xSearchLimit is X's rate limit of recent search (Start's default).
 var xSearchLimit = RateLimit{PerUser: 300, PerApp: 450, Window: 15 * time.Minute}
@@ -162,7 +180,7 @@ func (s *Server) CapUsage() int64 {
 	return s.monthRead
 }
 
-var controlTmpl = template.Must(template.New("control").Parse(`<!doctype html>
+var controlTmpl = template.Must(template.New("control").Funcs(template.FuncMap{"plural": plural}).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>X sandbox · control</title><style>` + pageStyle + `
 body{align-items:flex-start}.card{max-width:720px}
@@ -200,9 +218,9 @@ h2{margin:24px 0 8px;font-size:18px}
 <div class="row"><form method="post" action="/sandbox/usage-cap"><input type="hidden" name="action" value="set"><button class="deny" type="submit">Reach the usage cap</button></form>
 <form method="post" action="/sandbox/usage-cap"><input type="hidden" name="action" value="lift"><button class="deny" type="submit">Lift the cap</button></form>
 <span class="state">{{if .Capped}}cap reached; {{.Read}} posts read this month{{else if .Budget}}cap: {{.Budget}} posts a month, {{.Read}} read{{else}}no cap; {{.Read}} posts read this month{{end}}</span></div>
-<p class="state">The usage cap makes every search answer X's usage-capped 429: ` + capEffect + ` Lifting it here resumes nothing by itself: ` + liftEffect + `</p>
+<p class="state">The usage cap makes every search answer X's usage-capped 429: ` + capEffect + ` Lifting it here resumes nothing by itself: ` + liftEffect + ` Either way, ` + probeNow + `</p>
 <h2>Counts</h2>
-<p class="state">{{.Stats.Consents}} consents, {{index .Stats.TokenRequests "refresh_token"}} refreshes, {{.Stats.UserRevocations}} revocations, {{.Searches}} searches, {{.Stats.PostsReadTotal}} posts read, {{.Stats.RateLimited}} rate-limited, {{.Stats.UsageCapped}} usage-capped, {{.Stats.Drops}} answers lost.</p>
+<p class="state">{{plural .Stats.Consents "consent" "consents"}}, {{plural (index .Stats.TokenRequests "refresh_token") "refresh" "refreshes"}}, {{plural .Stats.UserRevocations "revocation" "revocations"}}, {{plural .Searches "search" "searches"}}, {{plural .Stats.PostsReadTotal "post read" "posts read"}}, {{.Stats.RateLimited}} rate-limited, {{.Stats.UsageCapped}} usage-capped, {{plural .Stats.Drops "answer lost" "answers lost"}}.</p>
 <p class="foot">This is the tagwatch X sandbox, not x.com. No real account is involved. <a href="/sandbox/">Reload</a></p>
 </main></body></html>
 `))

@@ -125,3 +125,41 @@ func FuzzCheckLoopback(f *testing.F) {
 		}
 	})
 }
+
+// TestControlPageCountsInWords: the control page's counts and what a
+// revocation says read as English for one and for many ("1 consent",
+// "1 answer lost", "1 grant ended, its tokens"), not "1 consents".
+func TestControlPageCountsInWords(t *testing.T) {
+	e := newEnv(t)
+	b := browser(t)
+	page := func(resp *http.Response, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return html.UnescapeString(string(body))
+	}
+	e.consent(b, "st", "authorize", "alice")
+	a, r := e.grant("101")
+	e.search(a, url.Values{"query": {"#golang"}})
+	e.s.DropAfterRotateNext(1)
+	_, _, _ = e.post(EndpointToken, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {r}}, true) // its answer is lost
+	got := page(b.PostForm(e.s.URL()+controlRevoke, url.Values{"user": {"101"}}))
+	for _, want := range []string{"@alice revoked the app: 1 grant ended, its tokens refused from now on",
+		"1 consent, 1 refresh, 1 revocation, 1 search, 0 posts read, 0 rate-limited, 0 usage-capped, 1 answer lost."} {
+		if !strings.Contains(got, want) {
+			t.Errorf("control page does not say %q:\n%s", want, got)
+		}
+	}
+	if n := strings.Count(got, "tagwatchctl watches run WATCH probes now"); n != 1 {
+		t.Errorf("control page says how to probe now %d times, want once:\n%s", n, got)
+	}
+	e.grant("102")
+	e.grant("102")
+	got = page(b.PostForm(e.s.URL()+controlRevoke, url.Values{"user": {"102"}}))
+	if want := "@bob revoked the app: 2 grants ended, their tokens refused from now on"; !strings.Contains(got, want) {
+		t.Errorf("control page does not say %q:\n%s", want, got)
+	}
+}

@@ -37,8 +37,8 @@ func TestControlPageSaysWhatTheUsageCapDoes(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct{ action, want string }{
-		{"set", "searches answer usage-capped. tagwatch suspends the provider's watches until its next probe, an hour later by default; tagwatchctl watches run WATCH probes now."},
-		{"lift", "usage cap lifted: searches are served again. tagwatch's suspended watches resume at its next probe, not before; tagwatchctl watches run WATCH probes now."},
+		{"set", "searches answer usage-capped. tagwatch suspends the provider's watches until its next probe, an hour later by default. tagwatchctl watches run WATCH probes now."},
+		{"lift", "usage cap lifted: searches are served again. tagwatch's suspended watches resume at its next probe, not before. tagwatchctl watches run WATCH probes now."},
 	} {
 		page := get(b.PostForm(e.s.URL()+controlUsageCap, url.Values{"action": {tc.action}}))
 		if !strings.Contains(page, tc.want) {
