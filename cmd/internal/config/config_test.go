@@ -153,7 +153,7 @@ func TestAccount(t *testing.T) {
 		{"dotted key", "account.sign_in = [\"corp\"]\nhttp.public_url = \"https://tw.example.org/tw/\"\n" + oidcProvider, true, []string{"corp"}, selfservice.DefaultIdleTimeout},
 		{"inline table", "account = {sign_in = [\"corp\"]}\nhttp = {public_url = \"https://tw.example.org/tw\"}\n" + oidcProvider, true, []string{"corp"}, selfservice.DefaultIdleTimeout},
 		{"turned off", "[account]\nenabled = false\nsign_in = [\"nobody\"]\n", false, []string{"nobody"}, selfservice.DefaultIdleTimeout},
-		{"turned on", "[http]\npublic_url = \"http://127.0.0.1:18443/tw\"\n" + oidcProvider + "[account]\nenabled = true\nsign_in = [\"corp\"]\n", true, []string{"corp"}, selfservice.DefaultIdleTimeout},
+		{"turned on", "[http]\nlisten = \"127.0.0.1:18443\"\npublic_url = \"http://127.0.0.1:18443/tw\"\n" + oidcProvider + "[account]\nenabled = true\nsign_in = [\"corp\"]\n", true, []string{"corp"}, selfservice.DefaultIdleTimeout},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg, err := Parse("a.toml", []byte(c.doc))
