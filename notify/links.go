@@ -210,7 +210,7 @@ func (s *Service) page(w http.ResponseWriter, status int, d pageData) {
 		b.WriteString("internal error")
 	}
 	h := w.Header()
-	httpsec.SetPageHeaders(h, d.Nonce, "")
+	httpsec.SetPageHeaders(h, d.Nonce)
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	_, _ = w.Write(b.Bytes())

@@ -131,9 +131,7 @@ func (d *daemon) deleteUser(ctx context.Context, userID, actor string) (vault.De
 
 // pageProvider is a sign-in provider as the page sees it: the daemon's
 // provider of that name as it is now, so that a provider SIGHUP rebuilt
-// (a rotated secret, new keys) serves the next sign-in. The content
-// security policy's form-action keeps the endpoints' origins of the
-// start.
+// (a rotated secret, new keys) serves the next sign-in.
 type pageProvider struct {
 	d    *daemon
 	name string
@@ -157,20 +155,6 @@ func (pp pageProvider) Kind() string {
 func (pp pageProvider) Issuer() string {
 	if p := pp.p(); p != nil {
 		return p.Issuer()
-	}
-	return ""
-}
-
-func (pp pageProvider) AuthorizationOrigin() string {
-	if p := pp.p(); p != nil {
-		return p.AuthorizationOrigin()
-	}
-	return ""
-}
-
-func (pp pageProvider) EndSessionOrigin() string {
-	if p := pp.p(); p != nil {
-		return p.EndSessionOrigin()
 	}
 	return ""
 }

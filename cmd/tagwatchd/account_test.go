@@ -73,7 +73,7 @@ func TestAccountWiring(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		return resp.StatusCode, resp.Header.Get("Location")
+		return continued(t, b, s.public+path, "POST", resp.StatusCode, resp.Header.Get("Location"))
 	}
 
 	// The page's sign-in page, on the public listener, with its headers;

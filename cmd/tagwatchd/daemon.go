@@ -552,6 +552,7 @@ func (d *daemon) handler() http.Handler {
 	mux := http.NewServeMux()
 	eh := d.enroll.Handler()
 	mux.Handle("/enroll/", eh)
+	mux.Handle("/continue", eh)
 	mux.Handle("/callback", eh)
 	mux.Handle("/enrolled/", eh)
 	mux.Handle(notify.LinkPrefix, d.notify.Handler())

@@ -57,7 +57,7 @@ type Provider interface {
 	// Scopes are the scopes requested, shown on the landing page.
 	Scopes() []string
 	// AuthorizationOrigin is scheme://host of the authorization endpoint,
-	// for the pages' form-action.
+	// whose host the landing page names.
 	AuthorizationOrigin() string
 	// AuthCodeURL builds the authorization request.
 	AuthCodeURL(state, verifier, nonce string) string

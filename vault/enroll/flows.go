@@ -20,9 +20,12 @@ type flow struct {
 	issuer       string // the provider's issuer when the flow started (RFC 9207)
 	verifier     string // PKCE
 	nonce        string // OIDC
-	binding      [32]byte
-	expires      time.Time
-	seq          uint64
+	// authURL is the authorization request the continue page sends the
+	// browser to, and label the provider's name as people know it.
+	authURL, label string
+	binding        [32]byte
+	expires        time.Time
+	seq            uint64
 }
 
 var (
@@ -116,6 +119,25 @@ func (s *flowStore) take(state, binding string, now time.Time) (*flow, error) {
 	}
 	s.deleteLocked(k, f)
 	return f, nil
+}
+
+// peek returns the flow of state without removing it, on the same terms
+// as take: the continue page shows a URL the flow already has, as often
+// as it is asked.
+func (s *flowStore) peek(state, binding string, now time.Time) (*flow, error) {
+	k := sha256.Sum256([]byte(state))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.byState[k]
+	if f == nil || !now.Before(f.expires) {
+		return nil, errNoFlow
+	}
+	got := sha256.Sum256([]byte(binding))
+	if binding == "" || subtle.ConstantTimeCompare(got[:], f.binding[:]) != 1 {
+		return nil, errBinding
+	}
+	g := *f
+	return &g, nil
 }
 
 // len returns the number of flows held.

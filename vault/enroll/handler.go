@@ -21,7 +21,8 @@ import (
 // Config.PublicURL:
 //
 //	GET  /enroll/{token}   the landing page: who asks, what tagwatch will do, one button
-//	POST /enroll/{token}   starts the flow: a 303 to the provider's authorization endpoint
+//	POST /enroll/{token}   starts the flow: a 303 to
+//	GET  /continue?state=… the flow's continue page, on to the provider's authorization endpoint
 //	GET  /callback         the provider's answer: the grant is stored, then a 303 to
 //	GET  /enrolled/{id}    the success page
 //
@@ -32,20 +33,21 @@ func (s *Service) Handler() http.Handler {
 	p := s.prefix
 	mux.HandleFunc("GET "+p+"/enroll/{token}", s.landing)
 	mux.HandleFunc("POST "+p+"/enroll/{token}", s.start)
+	mux.HandleFunc("GET "+p+"/continue", s.continuePage)
 	mux.HandleFunc("GET "+p+"/callback", s.callback)
 	mux.HandleFunc("GET "+p+"/enrolled/{id}", s.enrolled)
-	for _, route := range []string{p + "/enroll/{token}", p + "/callback", p + "/enrolled/{id}"} {
+	for _, route := range []string{p + "/enroll/{token}", p + "/continue", p + "/callback", p + "/enrolled/{id}"} {
 		mux.HandleFunc(route, func(w http.ResponseWriter, r *http.Request) {
-			s.fail(w, r, refuse(reasonMethod, nil), "")
+			s.fail(w, r, refuse(reasonMethod, nil))
 		})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.fail(w, r, refuse(reasonNotFound, nil), "")
+		s.fail(w, r, refuse(reasonNotFound, nil))
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Responses the mux writes itself (a redirect to a cleaned path)
 		// carry the headers too; pages replace them with their own.
-		setSecurityHeaders(w.Header(), "", "")
+		setSecurityHeaders(w.Header(), "")
 		mux.ServeHTTP(w, r)
 	})
 }
@@ -211,7 +213,7 @@ func isDigits(s string) bool {
 func (s *Service) landing(w http.ResponseWriter, r *http.Request) {
 	e, p, err := s.link(r)
 	if err != nil {
-		s.fail(w, r, err, "")
+		s.fail(w, r, err)
 		return
 	}
 	d := landingData{
@@ -242,13 +244,13 @@ func (s *Service) landing(w http.ResponseWriter, r *http.Request) {
 	if u, err := s.cfg.DB.User(e.UserID); err == nil {
 		d.UserName = u.Name
 	} else if !errors.Is(err, vault.ErrNotFound) {
-		s.fail(w, r, refuse(reasonInternal, err), "")
+		s.fail(w, r, refuse(reasonInternal, err))
 		return
 	}
 	if e.Purpose == vault.PurposeReconsent {
 		watches, err := s.cfg.DB.ListWatches(e.UserID)
 		if err != nil {
-			s.fail(w, r, refuse(reasonInternal, err), "")
+			s.fail(w, r, refuse(reasonInternal, err))
 			return
 		}
 		for _, wc := range watches {
@@ -272,23 +274,24 @@ func (s *Service) landing(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	s.render(w, http.StatusOK, landingTmpl, &d, p.AuthorizationOrigin())
+	s.render(w, http.StatusOK, landingTmpl, &d)
 }
 
 // start begins an authorization request for the link: state, PKCE
 // verifier and nonce stay here; the browser gets a cookie binding it to
-// the flow and a 303 to the authorization endpoint.
+// the flow and a 303 to the flow's continue page (continuePage), never
+// straight to the authorization endpoint: see httpsec.WriteContinuePage.
 func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 	// A form posted from another site must not start a sign-in in this
 	// browser. (Origin is no help: with no-referrer, browsers send "null".)
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
-		s.fail(w, r, refuse(reasonCrossSite, fmt.Errorf("Sec-Fetch-Site %q", httpsec.Clip(site, 20))), "")
+		s.fail(w, r, refuse(reasonCrossSite, fmt.Errorf("Sec-Fetch-Site %q", httpsec.Clip(site, 20))))
 		return
 	}
 	e, p, err := s.link(r)
 	if err != nil {
-		s.fail(w, r, err, "")
+		s.fail(w, r, err)
 		return
 	}
 	binding := ""
@@ -311,23 +314,49 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 		binding:      sha256Sum(binding),
 		expires:      now.Add(s.cfg.FlowTTL),
 	}
-	loc := p.AuthCodeURL(state, f.verifier, f.nonce)
+	f.authURL = p.AuthCodeURL(state, f.verifier, f.nonce)
 	if e.Purpose == vault.PurposeSignIn {
-		if loc, err = signInURL(p, state, f.verifier, f.nonce); err != nil {
-			s.fail(w, r, refuse(reasonInternal, err), "")
+		if f.authURL, err = signInURL(p, state, f.verifier, f.nonce); err != nil {
+			s.fail(w, r, refuse(reasonInternal, err))
 			return
 		}
 	}
+	f.label = providerName(e.Provider, p)
 	if err := s.flows.add(state, f, now); err != nil {
-		s.fail(w, r, &failure{reason: reasonBusy, err: err, attrs: []any{"user", e.UserID, "provider", e.Provider, "enrollment", e.ID}}, "")
+		s.fail(w, r, &failure{reason: reasonBusy, err: err, attrs: []any{"user", e.UserID, "provider", e.Provider, "enrollment", e.ID}})
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: s.cookieName(), Value: binding, Path: s.cookiePath(),
 		MaxAge: int(s.cfg.FlowTTL / time.Second), HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode})
 	s.log.Info("consent flow started", "user", e.UserID, "provider", e.Provider, "enrollment", e.ID)
-	setSecurityHeaders(w.Header(), "", p.AuthorizationOrigin())
-	w.Header().Set("Location", loc)
+	setSecurityHeaders(w.Header(), "")
+	w.Header().Set("Location", s.prefix+"/continue?state="+state)
 	w.WriteHeader(http.StatusSeeOther)
+}
+
+// continuePage sends the browser of a flow on to its authorization
+// request (httpsec.WriteContinuePage): a same-origin GET, so that the
+// landing form's redirect chain never leaves the origin. It changes
+// nothing and may be loaded again while the flow lives; an unknown or
+// expired flow, or another browser's, gets the callback's error pages.
+func (s *Service) continuePage(w http.ResponseWriter, r *http.Request) {
+	binding := ""
+	if c, err := r.Cookie(s.cookieName()); err == nil {
+		binding = c.Value
+	}
+	f, err := s.flows.peek(r.URL.Query().Get("state"), binding, s.cfg.Now())
+	switch {
+	case errors.Is(err, errNoFlow):
+		s.fail(w, r, refuse(reasonFlowUnknown, errors.New("continue page: unknown or expired state")))
+		return
+	case errors.Is(err, errBinding):
+		s.fail(w, r, refuse(reasonFlowBrowser, errors.New("continue page: state without its browser's cookie")))
+		return
+	case err != nil:
+		s.fail(w, r, refuse(reasonInternal, err))
+		return
+	}
+	httpsec.WriteContinuePage(w, f.authURL, f.label)
 }
 
 // callbackParams are the authorization response parameters, each of
@@ -341,13 +370,13 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	for _, k := range callbackParams {
 		if len(q[k]) > 1 {
-			s.fail(w, r, refuse(reasonBadCallback, fmt.Errorf("parameter %s repeated", k)), "")
+			s.fail(w, r, refuse(reasonBadCallback, fmt.Errorf("parameter %s repeated", k)))
 			return
 		}
 	}
 	state := q.Get("state")
 	if state == "" {
-		s.fail(w, r, refuse(reasonBadCallback, errors.New("no state")), "")
+		s.fail(w, r, refuse(reasonBadCallback, errors.New("no state")))
 		return
 	}
 	binding := ""
@@ -357,13 +386,13 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 	f, err := s.flows.take(state, binding, s.cfg.Now())
 	switch {
 	case errors.Is(err, errNoFlow):
-		s.fail(w, r, refuse(reasonFlowUnknown, errors.New("unknown, expired or used state")), "")
+		s.fail(w, r, refuse(reasonFlowUnknown, errors.New("unknown, expired or used state")))
 		return
 	case errors.Is(err, errBinding):
-		s.fail(w, r, refuse(reasonFlowBrowser, errors.New("state without its browser's cookie")), "")
+		s.fail(w, r, refuse(reasonFlowBrowser, errors.New("state without its browser's cookie")))
 		return
 	case err != nil:
-		s.fail(w, r, refuse(reasonInternal, err), "")
+		s.fail(w, r, refuse(reasonInternal, err))
 		return
 	}
 	if err := s.finish(r, f, q); err != nil {
@@ -372,10 +401,10 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 			fl = refuse(reasonInternal, err)
 		}
 		fl.attrs = append(fl.attrs, "user", f.userID, "provider", f.provider, "enrollment", f.enrollmentID)
-		s.fail(w, r, fl, "")
+		s.fail(w, r, fl)
 		return
 	}
-	setSecurityHeaders(w.Header(), "", "")
+	setSecurityHeaders(w.Header(), "")
 	w.Header().Set("Location", s.prefix+"/enrolled/"+f.enrollmentID)
 	w.WriteHeader(http.StatusSeeOther)
 }
@@ -547,12 +576,12 @@ func (s *Service) auditRefusal(f *flow, detail string) {
 func (s *Service) enrolled(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if !wellFormedID(id) {
-		s.fail(w, r, refuse(reasonNotFound, nil), "")
+		s.fail(w, r, refuse(reasonNotFound, nil))
 		return
 	}
 	e, err := s.cfg.DB.LinkByID(id)
 	if errors.Is(err, vault.ErrNotFound) || (err == nil && e.UsedAt.IsZero()) {
-		s.fail(w, r, refuse(reasonNotFound, nil), "")
+		s.fail(w, r, refuse(reasonNotFound, nil))
 		return
 	}
 	var watches []vault.WatchWithCursor
@@ -560,7 +589,7 @@ func (s *Service) enrolled(w http.ResponseWriter, r *http.Request) {
 		watches, err = s.cfg.DB.ListWatches(e.UserID)
 	}
 	if err != nil {
-		s.fail(w, r, refuse(reasonInternal, err), "")
+		s.fail(w, r, refuse(reasonInternal, err))
 		return
 	}
 	var resumed []vault.Watch
@@ -574,7 +603,7 @@ func (s *Service) enrolled(w http.ResponseWriter, r *http.Request) {
 		d.Title = "You're all set"
 		d.Message = "You can now sign in to your tagwatch page with this account."
 		d.Note = "tagwatch keeps only who you are at this provider: it has no access to your account and kept no token. You can close this page."
-		s.render(w, http.StatusOK, messageTmpl, &d, "")
+		s.render(w, http.StatusOK, messageTmpl, &d)
 		return
 	}
 	if e.Purpose == vault.PurposeReconsent {
@@ -600,5 +629,5 @@ func (s *Service) enrolled(w http.ResponseWriter, r *http.Request) {
 		d.Lines = append(d.Lines, strings.Join(tags, " ")+", "+s.cfg.Cadence(w.Schedule))
 	}
 	d.Note = "You can close this page. To stop, revoke tagwatch's access in your account settings at the provider, or ask whoever sent you the link."
-	s.render(w, http.StatusOK, messageTmpl, &d, "")
+	s.render(w, http.StatusOK, messageTmpl, &d)
 }

@@ -131,7 +131,7 @@ func providerFailure(op reason, err error) *failure {
 
 // fail is the one place that turns an error into a status, a page and a
 // log line. Browsers get a short message; details go to the log.
-func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error, formOrigin string) {
+func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var f *failure
 	if !errors.As(err, &f) {
 		f = refuse(reasonInternal, err)
@@ -160,7 +160,7 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error, formOr
 	if f.reason == reasonMethod {
 		w.Header().Set("Allow", "GET, POST")
 	}
-	s.render(w, t.status, messageTmpl, &d, formOrigin)
+	s.render(w, t.status, messageTmpl, &d)
 }
 
 // routeName names the route for the log, without the link token or any
@@ -213,9 +213,8 @@ type landingData struct {
 	Expires      string
 }
 
-// render writes a page with the security headers. formOrigin, when set, is
-// the provider's authorization origin the page's form may lead to.
-func (s *Service) render(w http.ResponseWriter, status int, tmpl *template.Template, d pageData, formOrigin string) {
+// render writes a page with the security headers.
+func (s *Service) render(w http.ResponseWriter, status int, tmpl *template.Template, d pageData) {
 	nonce := randomString(18)
 	d.setNonce(nonce)
 	var b bytes.Buffer
@@ -226,15 +225,17 @@ func (s *Service) render(w http.ResponseWriter, status int, tmpl *template.Templ
 			Kind: "error", Message: reasons[reasonInternal].msg})
 		status = http.StatusInternalServerError
 	}
-	setSecurityHeaders(w.Header(), nonce, formOrigin)
+	setSecurityHeaders(w.Header(), nonce)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	_, _ = w.Write(b.Bytes())
 }
 
-// setSecurityHeaders sets what every response of the handler carries.
-func setSecurityHeaders(h http.Header, nonce, formOrigin string) {
-	httpsec.SetPageHeaders(h, nonce, formOrigin)
+// setSecurityHeaders sets what every response of the handler carries
+// (httpsec.SetPageHeaders: form-action 'self' only; the landing page's
+// form leads to the same-origin continue page, not to the provider).
+func setSecurityHeaders(h http.Header, nonce string) {
+	httpsec.SetPageHeaders(h, nonce)
 }
 
 // scopeDescriptions explain the scopes tagwatch asks for.

@@ -2,6 +2,7 @@ package enroll_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -80,6 +81,9 @@ func TestPageHeaders(t *testing.T) {
 		{"callback replayed", b.get(cb.String()), 400, false},
 		{"callback without state", b.get(xe.url + "/callback?code=" + url.QueryEscape(code)), 400, false},
 		{"unknown success page", b.get(xe.url + "/enrolled/" + strings.Repeat("0", 26)), 404, false},
+		{"continue page, unknown state", b.get(xe.url + "/continue?state=" + strings.Repeat("x", 43)), 400, false},
+		{"continue page, no state", b.get(xe.url + "/continue"), 400, false},
+		{"continue page, wrong method", b.post(xe.url+"/continue", url.Values{}), 405, false},
 	}
 	nonces := map[string]bool{}
 	for _, pg := range pages {
@@ -95,8 +99,11 @@ func TestPageHeaders(t *testing.T) {
 					t.Errorf("CSP %q lacks %s", csp, want)
 				}
 			}
-			if pg.form && !strings.Contains(csp, "form-action 'self' "+authOrigin) {
-				t.Errorf("landing CSP %q: want form-action 'self' %s", csp, authOrigin)
+			// form-action 'self' and nothing else, on every page: the
+			// landing form leads to the continue page (Chromium checks
+			// form-action on each redirect of a form submission).
+			if !strings.Contains(csp, "form-action 'self';") {
+				t.Errorf("CSP %q: want form-action 'self' only", csp)
 			}
 			for k, want := range map[string]string{"Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
 				"Cache-Control": "no-store", "X-Frame-Options": "DENY"} {
@@ -238,4 +245,66 @@ func TestLandingHidesRequester(t *testing.T) {
 	if !found {
 		t.Errorf("audit trail has no %s event by %q for %s", vault.AuditEnrollmentCreated, requester, rec.ID)
 	}
+}
+
+// rawPost posts an empty form without following the continue page.
+func (b *browser) rawPost(u string) page {
+	b.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(""))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return page{status: resp.StatusCode, header: resp.Header, body: string(raw), loc: resp.Header.Get("Location")}
+}
+
+// TestContinuePage: the landing form's POST answers 303 to the same-origin
+// continue page, never to the provider (Chromium checks form-action on
+// every redirect of a form submission, and the provider may redirect on
+// to a login UI on a third origin); the continue page sends the browser
+// on with a meta refresh to the flow's exact authorization request, as
+// often as it is loaded, to the browser of the flow only.
+func TestContinuePage(t *testing.T) {
+	xe := newXEnv(t)
+	b := newBrowser(t)
+	link, _ := xe.link("continue", "x", "")
+	p := b.rawPost(link)
+	if p.status != http.StatusSeeOther || !strings.HasPrefix(p.loc, "/continue?state=") || p.body != "" {
+		t.Fatalf("POST landing = %d Location %q, want 303 to /continue?state=: %s", p.status, p.loc, p.body)
+	}
+	if csp := p.header.Get("Content-Security-Policy"); !strings.Contains(csp, "form-action 'self';") {
+		t.Errorf("303 CSP %q", csp)
+	}
+	state := strings.TrimPrefix(p.loc, "/continue?state=")
+	c := b.get(xe.url + p.loc)
+	target := enroll.ContinueTarget(t, c.status, c.header, c.body)
+	u, err := url.Parse(target)
+	if err != nil || !strings.HasPrefix(target, xe.x.URL()+"/i/oauth2/authorize?") || u.Query().Get("state") != state {
+		t.Fatalf("continue page target %q, want the authorization request of state %s", target, state)
+	}
+	if !strings.Contains(c.body, "Continue to X") {
+		t.Errorf("continue page does not name X: %s", c.body)
+	}
+	// Loaded again (a reload, a back button): the same request.
+	if again := b.get(xe.url + p.loc); enroll.ContinueTarget(t, again.status, again.header, again.body) != target {
+		t.Errorf("continue page changed on a reload")
+	}
+	// Another browser (no flow cookie) gets the error page, not the URL.
+	other := newBrowser(t).get(xe.url + p.loc)
+	expectPage(t, other, http.StatusBadRequest, "another browser")
+	noSecretsIn(t, other.body, state)
+	// Once the flow is finished, the page is gone.
+	xe.x.SetAutoApprove("1001")
+	at := b.get(target)
+	xe.x.SetAutoApprove("")
+	if at.status != http.StatusFound || !strings.HasPrefix(at.loc, xe.url+"/callback?") {
+		t.Fatalf("authorize = %d %q: %s", at.status, at.loc, at.body)
+	}
+	if done := b.get(at.loc); done.status != http.StatusSeeOther {
+		t.Fatalf("callback = %d: %s", done.status, done.body)
+	}
+	expectPage(t, b.get(xe.url+p.loc), http.StatusBadRequest, "expired or was already completed")
 }

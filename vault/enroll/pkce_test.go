@@ -56,7 +56,7 @@ func TestPKCEPerFlow(t *testing.T) {
 		if rec.Code != http.StatusSeeOther {
 			t.Fatalf("POST %d = %d: %s", i, rec.Code, rec.Body)
 		}
-		u, err := url.Parse(rec.Header().Get("Location"))
+		u, err := url.Parse(continueOf(t, h, rec))
 		if err != nil {
 			t.Fatal(err)
 		}

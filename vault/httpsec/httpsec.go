@@ -10,19 +10,23 @@ import (
 
 // SetPageHeaders sets the headers every HTML page carries: a Content
 // Security Policy allowing nothing but a nonce'd style and forms posted to
-// the page's own origin (plus formOrigin, for a POST that redirects to a
-// provider: Chrome applies form-action to that redirect), no framing, no
-// referrer, no sniffing, no caching.
-func SetPageHeaders(h http.Header, nonce, formOrigin string) {
-	formAction := "'self'"
-	if formOrigin != "" {
-		formAction += " " + formOrigin
-	}
+// the page's own origin, no framing, no referrer, no sniffing, no caching.
+//
+// form-action is 'self' and nothing else, provider origins included.
+// Chromium applies form-action to every redirect that follows a form
+// submission, not only the first (CSP Level 3, section 6.4.1
+// "form-action", whose check covers the request's redirects), so listing
+// a provider's authorization origin is never enough: the provider's own
+// redirect to its login or logout UI on another origin (self-hosted Ory
+// Hydra's login app) would still be blocked. A POST that sends the browser
+// to a provider therefore answers 303 to a same-origin page that goes on
+// with a meta refresh (WriteContinuePage), which is not a form submission.
+func SetPageHeaders(h http.Header, nonce string) {
 	style := "'none'"
 	if nonce != "" {
 		style = "'nonce-" + nonce + "'"
 	}
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src "+style+"; form-action "+formAction+
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src "+style+"; form-action 'self'"+
 		"; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Content-Type-Options", "nosniff")

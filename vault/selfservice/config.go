@@ -77,10 +77,6 @@ type Provider interface {
 	Kind() string
 	// Issuer is the OpenID issuer, "" for X.
 	Issuer() string
-	// AuthorizationOrigin and EndSessionOrigin are scheme://host of the
-	// endpoints a page's form may lead to, for the CSP's form-action.
-	AuthorizationOrigin() string
-	EndSessionOrigin() string
 	// SignInURL builds a sign-in's authorization request.
 	SignInURL(provider.SignInRequest) string
 	// CheckAuthorizationIssuer applies RFC 9207 to the callback's iss.
@@ -188,8 +184,6 @@ type Service struct {
 	// process does not know: one from before a restart).
 	names  []string
 	single string
-	// formOrigins are what the pages' forms may lead to, for the CSP.
-	formOrigins string
 
 	sessions *sessionStore
 	flows    *flowStore
@@ -257,7 +251,6 @@ func New(cfg Config) (*Service, error) {
 	}
 	base := strings.TrimRight(cfg.PublicURL, "/")
 	s.callbackURL, s.signedOutURL = base+Prefix+"/callback", base+Prefix+"/signed-out"
-	origins := []string{"'self'"}
 	var oidcNames []string
 	for name, p := range cfg.Providers {
 		if p == nil {
@@ -271,19 +264,10 @@ func New(cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("selfservice: provider %q: unknown kind %q", name, p.Kind())
 		}
 		s.names = append(s.names, name)
-		for _, o := range []string{p.AuthorizationOrigin(), p.EndSessionOrigin()} {
-			if o != "" && !slices.Contains(origins, o) {
-				origins = append(origins, o)
-			}
-		}
 	}
 	slices.Sort(s.names)
 	if len(oidcNames) == 1 {
 		s.single = oidcNames[0]
 	}
-	// form-action is a space-separated source list; the 'self' that
-	// httpsec puts first is dropped from ours.
-	slices.Sort(origins[1:])
-	s.formOrigins = strings.Join(origins[1:], " ")
 	return s, nil
 }

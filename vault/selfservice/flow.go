@@ -22,6 +22,10 @@ const (
 	// session endpoint (X), on its way to the signed-out page, which says
 	// so to this browser only; the state is all it has.
 	flowLogout
+	// flowEndSession: a sign-out everywhere at a provider's end session
+	// endpoint, on its way there through the continue page; never
+	// finished here (the provider does not come back with its state).
+	flowEndSession
 )
 
 func (k flowKind) String() string {
@@ -30,7 +34,7 @@ func (k flowKind) String() string {
 		return "renewal"
 	case flowRecent:
 		return "recent sign-in"
-	case flowLogout:
+	case flowLogout, flowEndSession:
 		return "sign-out"
 	}
 	return "sign-in"
@@ -54,6 +58,10 @@ type flow struct {
 	// userID is the user who must sign in (flowRecent), or who was
 	// signed in when the flow started (for the log).
 	userID string
+	// next is where the continue page sends the browser: the
+	// authorization request, or the end session request; label names
+	// the provider there.
+	next, label string
 
 	binding [32]byte
 	expires time.Time
@@ -147,6 +155,25 @@ func (s *flowStore) take(state, binding string, now time.Time) (*flow, error) {
 	}
 	s.deleteLocked(k, f)
 	return f, nil
+}
+
+// peek returns the flow of state without removing it, on the same terms
+// as take: the continue page shows a URL the flow already has, as often
+// as it is asked.
+func (s *flowStore) peek(state, binding string, now time.Time) (*flow, error) {
+	k := sha256.Sum256([]byte(state))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.byState[k]
+	if f == nil || !now.Before(f.expires) {
+		return nil, errNoFlow
+	}
+	got := sha256.Sum256([]byte(binding))
+	if binding == "" || subtle.ConstantTimeCompare(got[:], f.binding[:]) != 1 {
+		return nil, errBinding
+	}
+	g := *f
+	return &g, nil
 }
 
 // len returns the number of flows held.

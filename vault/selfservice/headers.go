@@ -10,13 +10,14 @@ import (
 
 // setHeaders sets the headers every response of the page carries
 // (httpsec.SetPageHeaders): a CSP with no script, a nonce'd style, forms
-// posted to the page itself or (through a redirect, which Chrome checks
-// against form-action) to a sign-in provider's authorization or end
-// session endpoint, frame-ancestors 'none' and base-uri 'none';
+// posted to the page itself only (form-action 'self': a POST that sends
+// the browser to a provider answers 303 to the continue page, since
+// Chromium checks form-action on every redirect of a form submission;
+// see httpsec.WriteContinuePage), frame-ancestors 'none' and base-uri 'none';
 // Referrer-Policy no-referrer; nosniff; Cache-Control no-store (every
 // page is a signed-in person's, a sign-in or a redirect).
 func (s *Service) setHeaders(h http.Header, nonce string) {
-	httpsec.SetPageHeaders(h, nonce, s.formOrigins)
+	httpsec.SetPageHeaders(h, nonce)
 }
 
 // redirect answers 303 See Other to loc with the headers.

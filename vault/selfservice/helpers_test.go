@@ -9,12 +9,14 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -402,8 +404,21 @@ type page struct {
 
 func (p page) String() string { return fmt.Sprintf("%d Location %q: %.300s", p.status, p.loc, p.body) }
 
-// do sends a request; hdr are header name, value pairs.
+// do sends a request; hdr are header name, value pairs. A POST answered
+// with a 303 to the continue page goes on to it, as the browser does: the
+// page it gets is a 303 to where the continue page leads (the provider).
 func (b *browser) do(method, u string, form url.Values, hdr ...string) page {
+	b.t.Helper()
+	p := b.doRaw(method, u, form, hdr...)
+	if method == http.MethodPost && p.status == http.StatusSeeOther && strings.Contains(p.loc, Prefix+"/continue?state=") {
+		c := b.follow(u, p)
+		p = page{status: http.StatusSeeOther, header: c.header, loc: continueTarget(b.t, c)}
+	}
+	return p
+}
+
+// doRaw sends a request as do, without following the continue page.
+func (b *browser) doRaw(method, u string, form url.Values, hdr ...string) page {
 	b.t.Helper()
 	var body io.Reader
 	if form != nil {
@@ -431,10 +446,42 @@ func (b *browser) do(method, u string, form url.Values, hdr ...string) page {
 func (b *browser) get(u string, hdr ...string) page { return b.do(http.MethodGet, u, nil, hdr...) }
 
 func (b *browser) post(u string, form url.Values, hdr ...string) page {
+	b.t.Helper()
 	if form == nil {
 		form = url.Values{}
 	}
 	return b.do(http.MethodPost, u, form, hdr...)
+}
+
+// rawPost posts without following the continue page.
+func (b *browser) rawPost(u string, form url.Values) page {
+	b.t.Helper()
+	if form == nil {
+		form = url.Values{}
+	}
+	return b.doRaw(http.MethodPost, u, form)
+}
+
+var continueRefresh = regexp.MustCompile(`<meta http-equiv="refresh" content="0;url=([^"]*)">`)
+
+// continueTarget checks a continue page (status, headers, body) and
+// returns where its meta refresh sends the browser; its link must go to
+// the same place.
+func continueTarget(t testing.TB, c page) string {
+	t.Helper()
+	h := c.header
+	if c.status != http.StatusOK || h.Get("Cache-Control") != "no-store" || h.Get("Referrer-Policy") != "no-referrer" ||
+		!strings.Contains(h.Get("Content-Security-Policy"), "form-action 'self';") {
+		t.Fatalf("continue page = %v, headers %v", c, h)
+	}
+	m := continueRefresh.FindStringSubmatch(c.body)
+	if m == nil || strings.Contains(c.body, "<script") || strings.Contains(c.body, "<form") {
+		t.Fatalf("continue page without its meta refresh, or with a script or form: %s", c.body)
+	}
+	if !strings.Contains(c.body, `href="`+m[1]+`">Continue to `) {
+		t.Fatalf("continue page's link does not go where its refresh does: %s", c.body)
+	}
+	return html.UnescapeString(m[1])
 }
 
 // follow gets p's Location, resolved against base.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -19,7 +20,8 @@ import (
 // public listener at PublicURL's path + "/account/":
 //
 //	GET  /account/                    the page, or the sign-in page; an expired session is renewed
-//	POST /account/signin              form provider: a 303 to its authorization endpoint
+//	POST /account/signin              form provider: a 303 to the flow's continue page
+//	GET  /account/continue?state=…    on to the provider (authorization or end session endpoint)
 //	GET  /account/callback            the provider's answer: a session, then a 303 back
 //	POST /account/signout             ends the session here
 //	POST /account/signout-everywhere  ends it here and at the provider (RP-initiated logout)
@@ -33,6 +35,7 @@ func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	p := s.prefix
 	mux.HandleFunc("POST "+p+"/signin", s.signIn)
+	mux.HandleFunc("GET "+p+"/continue", s.continuePage)
 	mux.HandleFunc("GET "+p+"/callback", s.callback)
 	mux.HandleFunc("POST "+p+"/signout", s.signOut)
 	mux.HandleFunc("POST "+p+"/signout-everywhere", s.signOutEverywhere)
@@ -42,7 +45,7 @@ func (s *Service) Handler() http.Handler {
 		w.Header().Set("Allow", http.MethodPost)
 		logoutError(w, http.StatusMethodNotAllowed, "use POST")
 	})
-	for _, route := range []string{p + "/signin", p + "/callback", p + "/signout", p + "/signout-everywhere", p + "/signed-out"} {
+	for _, route := range []string{p + "/signin", p + "/continue", p + "/callback", p + "/signout", p + "/signout-everywhere", p + "/signed-out"} {
 		mux.HandleFunc(route, func(w http.ResponseWriter, r *http.Request) { s.fail(w, r, refuse(reasonMethod, nil)) })
 	}
 	s.pageRoutes(mux)
@@ -195,7 +198,10 @@ func (s *Service) signIn(w http.ResponseWriter, r *http.Request) {
 
 // start begins the authorization request of f at p: state, PKCE verifier
 // and nonce stay here; the browser gets the flow cookie binding it to the
-// flow and a top-level 303 to the authorization endpoint.
+// flow and a top-level 303: after a GET (an expired session on a page,
+// the callback of a failed silent renewal) to the authorization endpoint
+// itself; after a POST (a form) to the flow's continue page, so that the
+// form's redirect chain stays on this origin (httpsec.WriteContinuePage).
 func (s *Service) start(w http.ResponseWriter, r *http.Request, p Provider, f *flow) {
 	now := s.cfg.Now()
 	binding := flowBinding(r)
@@ -209,8 +215,9 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request, p Provider, f *f
 	}
 	f.binding = sha256Sum(binding)
 	f.expires = now.Add(s.cfg.FlowTTL)
-	loc := p.SignInURL(provider.SignInRequest{State: state, Verifier: f.verifier, Nonce: f.nonce,
+	f.next = p.SignInURL(provider.SignInRequest{State: state, Verifier: f.verifier, Nonce: f.nonce,
 		RedirectURL: s.callbackURL, Prompt: f.prompt, MaxAge: f.maxAge})
+	f.label = providerLabel(f.provider, p)
 	if err := s.flows.add(state, f, now); err != nil {
 		s.fail(w, r, &failure{reason: reasonBusy, err: err, attrs: []any{"provider", f.provider}})
 		return
@@ -218,7 +225,57 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request, p Provider, f *f
 	s.setFlowCookie(w, binding)
 	s.log.Info("account sign-in started", "provider", f.provider, "kind", f.kind.String(), "prompt", f.prompt,
 		"max_age", int(f.maxAge/time.Second), "user", f.userID)
-	s.redirect(w, loc)
+	s.goOn(w, r, f.next, state)
+}
+
+// goOn sends the browser to next, a provider's URL, for the flow of
+// state: after a GET or HEAD straight (a 303), after a form's POST
+// through the flow's continue page (a 303 to it), which goes on with a
+// meta refresh: Chromium checks form-action on every redirect that
+// follows a form submission, and the provider's own redirect to its
+// login or logout UI may lead to an origin the CSP cannot know.
+func (s *Service) goOn(w http.ResponseWriter, r *http.Request, next, state string) {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		s.redirect(w, next)
+		return
+	}
+	s.redirect(w, s.prefix+"/continue?state="+url.QueryEscape(state))
+}
+
+// continuePage sends the browser of a flow on to its provider URL
+// (httpsec.WriteContinuePage). It changes nothing and may be loaded
+// again while the flow lives; an unknown or expired flow, or another
+// browser's, gets the callback's error pages.
+func (s *Service) continuePage(w http.ResponseWriter, r *http.Request) {
+	binding := ""
+	if c, err := r.Cookie(FlowCookie); err == nil {
+		binding = c.Value
+	}
+	f, err := s.flows.peek(r.URL.Query().Get("state"), binding, s.cfg.Now())
+	switch {
+	case errors.Is(err, errNoFlow):
+		s.fail(w, r, refuse(reasonFlowUnknown, errors.New("continue page: unknown or expired state")))
+		return
+	case errors.Is(err, errBinding):
+		s.fail(w, r, refuse(reasonFlowBrowser, errors.New("continue page: state without its browser's cookie")))
+		return
+	case err != nil:
+		s.fail(w, r, refuse(reasonInternal, err))
+		return
+	}
+	if f.next == "" {
+		s.fail(w, r, refuse(reasonFlowUnknown, errors.New("continue page: a flow with nowhere to go")))
+		return
+	}
+	httpsec.WriteContinuePage(w, f.next, f.label)
+}
+
+// providerLabel names a provider as people know it: "X" for X.
+func providerLabel(name string, p Provider) string {
+	if p != nil && p.Kind() == provider.KindX {
+		return "X"
+	}
+	return name
 }
 
 // callbackParams are the authorization response parameters, each of
@@ -257,7 +314,7 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, refuse(reasonInternal, err))
 		return
 	}
-	if f.kind == flowLogout {
+	if f.kind == flowLogout || f.kind == flowEndSession {
 		s.fail(w, r, refuse(reasonBadCallback, errors.New("a sign-out's state at the sign-in callback")))
 		return
 	}
@@ -463,20 +520,26 @@ func (s *Service) signOutEverywhere(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("account signed out", "user", sess.userID, "provider", sess.provider, "everywhere", true)
-	if p := s.cfg.Providers[sess.provider]; p != nil {
-		if loc := p.EndSessionURL(sess.subject, "", ""); loc != "" {
-			s.redirect(w, loc)
-			return
-		}
-	}
 	binding := flowBinding(r)
 	state := randomString(32)
 	f := &flow{kind: flowLogout, provider: sess.provider, userID: sess.userID, binding: sha256Sum(binding), expires: now.Add(s.cfg.FlowTTL)}
+	p := s.cfg.Providers[sess.provider]
+	if p != nil {
+		if loc := p.EndSessionURL(sess.subject, "", ""); loc != "" {
+			// On to the end session endpoint through the continue page:
+			// the provider's logout UI may be on another origin.
+			f.kind, f.next, f.label = flowEndSession, loc, providerLabel(sess.provider, p)
+		}
+	}
 	if err := s.flows.add(state, f, now); err != nil {
 		s.fail(w, r, &failure{reason: reasonBusy, err: err, attrs: []any{"provider", sess.provider}})
 		return
 	}
 	s.setFlowCookie(w, binding)
+	if f.kind == flowEndSession {
+		s.redirect(w, s.prefix+"/continue?state="+state)
+		return
+	}
 	s.redirect(w, s.prefix+"/signed-out?state="+state)
 }
 

@@ -1,0 +1,42 @@
+package httpsec
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestWriteContinuePage(t *testing.T) {
+	target := "https://op.example/oauth2/auth?client_id=c&redirect_uri=https%3A%2F%2Frp.example%2Fcb&state=s&scope=openid+profile"
+	w := httptest.NewRecorder()
+	WriteContinuePage(w, target, "Hydra")
+	if w.Code != http.StatusOK {
+		t.Fatalf("status %d", w.Code)
+	}
+	h := w.Header()
+	csp := h.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "form-action 'self';") || !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "script") {
+		t.Errorf("CSP %q", csp)
+	}
+	if h.Get("Cache-Control") != "no-store" || h.Get("Referrer-Policy") != "no-referrer" {
+		t.Errorf("headers %v", h)
+	}
+	esc := strings.ReplaceAll(target, "&", "&amp;")
+	body := w.Body.String()
+	for _, want := range []string{`<meta http-equiv="refresh" content="0;url=` + esc + `">`, `<a class="button" href="` + esc + `">Continue to Hydra</a>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("body lacks %s:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "<script") || strings.Contains(body, "<form") {
+		t.Errorf("body has a script or a form:\n%s", body)
+	}
+	for _, bad := range []string{"javascript:alert(1)", "/relative", "https://x.example/\"><script>", "ftp://x.example/"} {
+		w := httptest.NewRecorder()
+		WriteContinuePage(w, bad, "X")
+		if w.Code != http.StatusInternalServerError || strings.Contains(w.Body.String(), bad) {
+			t.Errorf("target %q: %d %q", bad, w.Code, w.Body.String())
+		}
+	}
+}
