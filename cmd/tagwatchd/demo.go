@@ -1051,7 +1051,10 @@ func walkConsent(ctx context.Context, link, public, sandbox, username string) er
 	if err != nil {
 		return err
 	}
-	auth := resp.Header.Get("Location")
+	auth, _, err := followContinue(ctx, c, link, resp.Header.Get("Location"))
+	if err != nil {
+		return err
+	}
 	_, page, err := step("GET", auth, nil, http.StatusOK)
 	if err != nil {
 		return err
@@ -1071,6 +1074,47 @@ func walkConsent(ctx context.Context, link, public, sandbox, username string) er
 	}
 	_, _, err = step("GET", public+resp.Header.Get("Location"), nil, http.StatusOK)
 	return err
+}
+
+var continueRefresh = regexp.MustCompile(`<meta http-equiv="refresh" content="0;url=([^"]*)">`)
+
+// followContinue goes where a form's POST to from answered 303 with
+// Location loc, as a browser does: loc is resolved against from; a
+// same-origin target is the continue page (httpsec.WriteContinuePage),
+// which is fetched and whose meta refresh is followed once, to the
+// absolute http(s) URL it names; any other target is returned as is.
+// The header is the continue page's (nil for a target on another origin).
+func followContinue(ctx context.Context, c *http.Client, from, loc string) (string, http.Header, error) {
+	base, err := url.Parse(from)
+	if err != nil {
+		return "", nil, err
+	}
+	cu, err := base.Parse(loc)
+	if err != nil {
+		return "", nil, fmt.Errorf("the answer's Location %q: %w", loc, err)
+	}
+	if cu.Scheme != base.Scheme || cu.Host != base.Host {
+		return cu.String(), nil, nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, cu.String(), nil)
+	if err != nil {
+		return "", nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", nil, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	m := continueRefresh.FindSubmatch(body)
+	if resp.StatusCode != http.StatusOK || m == nil {
+		return "", resp.Header, fmt.Errorf("GET %s: HTTP %d, want 200 with a meta refresh", cu.Path, resp.StatusCode)
+	}
+	target, err := cu.Parse(html.UnescapeString(string(m[1])))
+	if err != nil || (target.Scheme != "https" && target.Scheme != "http") || target.Host == "" {
+		return "", resp.Header, fmt.Errorf("GET %s: the meta refresh leads to %q, not an absolute http(s) URL", cu.Path, m[1])
+	}
+	return target.String(), resp.Header, nil
 }
 
 // demoOutcome is what the summary checks: the counters, the story of the

@@ -65,7 +65,11 @@ func (b *person) consent(ctx context.Context, link, public, sandbox, pick string
 	if err != nil {
 		return err
 	}
-	_, page, err := b.do(ctx, "GET", resp.Header.Get("Location"), nil, http.StatusOK)
+	auth, _, err := followContinue(ctx, b.c, link, resp.Header.Get("Location"))
+	if err != nil {
+		return err
+	}
+	_, page, err := b.do(ctx, "GET", auth, nil, http.StatusOK)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html"
 	"io"
 	"net"
 	"net/http"
@@ -16,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -431,33 +429,23 @@ func doReq(t *testing.T, c *http.Client, method, u string) (int, string) {
 	return continued(t, c, u, method, resp.StatusCode, resp.Header.Get("Location"))
 }
 
-var continueRefresh = regexp.MustCompile(`<meta http-equiv="refresh" content="0;url=([^"]*)">`)
-
 // continued follows a POST's 303 to a continue page (the page a form's
-// POST goes through on its way to a provider) as the browser does, and
-// returns a 303 to where its meta refresh leads; any other answer as it
-// is.
+// POST goes through on its way to a provider) as the browser does
+// (followContinue), and returns a 303 to where its meta refresh leads;
+// any other answer as it is.
 func continued(t *testing.T, c *http.Client, u, method string, code int, loc string) (int, string) {
 	t.Helper()
 	if method != http.MethodPost || code != http.StatusSeeOther || !strings.Contains(loc, "/continue?state=") {
 		return code, loc
 	}
-	base, _ := url.Parse(u)
-	cu, err := base.Parse(loc)
+	target, h, err := followContinue(context.Background(), c, u, loc)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("continue page after POST %s: %v", u, err)
 	}
-	resp, err := c.Get(cu.String())
-	if err != nil {
-		t.Fatalf("GET %s: %v", cu, err)
+	if h == nil || !strings.Contains(h.Get("Content-Security-Policy"), "form-action 'self';") {
+		t.Fatalf("continue page after POST %s: not same-origin or without form-action 'self': %v", u, h)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	m := continueRefresh.FindSubmatch(body)
-	if resp.StatusCode != http.StatusOK || m == nil || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "form-action 'self';") {
-		t.Fatalf("continue page %s = %d %v: %s", cu, resp.StatusCode, resp.Header, body)
-	}
-	return http.StatusSeeOther, html.UnescapeString(string(m[1]))
+	return http.StatusSeeOther, target
 }
 
 // enrollUser creates a link with tagwatchctl and consents as X user 1001.
