@@ -98,14 +98,7 @@ func TestRateWindowsSurviveRestartC18(t *testing.T) {
 func TestUsageCapSurvivesRestart(t *testing.T) {
 	f := newFix(t, fixOpts{wcfg: func(c *worker.Config) { c.CapProbeInterval = time.Hour }})
 	w1, _ := f.addWatch("100", vault.WatchSpec{Hashtags: []string{"golang"}}, time.Time{})
-	f.sb.SetMonthlyPostBudget(1)
-	f.clock.Advance(time.Second)
-	f.post("100", "#golang a")
-	f.mustRun(w1)
-	f.clock.Advance(time.Second)
-	if ev := f.run(w1); ev.Kind != worker.EventRunFailed || ev.Reason != worker.SkipUsageCapped {
-		t.Fatalf("run over the cap = %s %s %v, want run_failed usage_capped", ev.Kind, ev.Reason, ev.Err)
-	}
+	f.reachCap(w1)
 	capped := f.sb.Stats().UsageCapped
 	for i, d := range []time.Duration{time.Minute, 19 * time.Minute, 20 * time.Minute} {
 		f.clock.Advance(d)

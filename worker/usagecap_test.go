@@ -27,14 +27,7 @@ func capFix(t *testing.T, mods ...func(*worker.Config)) (f *fix, w1, w2 string) 
 	if err := f.w.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	f.sb.SetMonthlyPostBudget(1)
-	f.clock.Advance(time.Second)
-	f.post("100", "#golang a")
-	f.mustRun(w1)
-	f.clock.Advance(time.Second)
-	if ev := f.run(w1); ev.Kind != worker.EventRunFailed || ev.Reason != worker.SkipUsageCapped {
-		t.Fatalf("run over the cap = %s %s %v, want run_failed usage_capped", ev.Kind, ev.Reason, ev.Err)
-	}
+	f.reachCap(w1)
 	for _, id := range []string{w1, w2} {
 		if wt := f.watch(id); wt.SuspendReason != vault.SuspendUsageCapped {
 			t.Fatalf("watch %s after the cap = %s, want suspended (usage_capped)", id, wt.StateText())
@@ -248,5 +241,20 @@ func TestRunNowLogSaysWhatIsTrue(t *testing.T) {
 	}
 	if n := logs.lines("probing="); n != 0 {
 		t.Errorf("a manual run logged probing=:\n%s", logs.String())
+	}
+}
+
+// reachCap spends the sandbox's monthly post budget with one run of w
+// (user 100, #golang) and checks that the next run is refused by the
+// usage cap.
+func (f *fix) reachCap(w string) {
+	f.t.Helper()
+	f.sb.SetMonthlyPostBudget(1)
+	f.clock.Advance(time.Second)
+	f.post("100", "#golang a")
+	f.mustRun(w)
+	f.clock.Advance(time.Second)
+	if ev := f.run(w); ev.Kind != worker.EventRunFailed || ev.Reason != worker.SkipUsageCapped {
+		f.t.Fatalf("run over the cap = %s %s %v, want run_failed usage_capped", ev.Kind, ev.Reason, ev.Err)
 	}
 }

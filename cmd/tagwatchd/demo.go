@@ -1013,36 +1013,52 @@ func demoConfig(dir, listen, public, sandbox string) *config.Config {
 	return &cfg
 }
 
+// browser is a person's browser as the demo drives it over HTTP: a
+// cookie jar, redirects not followed (each step checks its own status).
+type browser struct{ c *http.Client }
+
+func newBrowser() *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{c: &http.Client{Jar: jar, Timeout: 20 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+// do sends one request (form, when not nil, as a urlencoded body) and
+// reads up to 1 MiB of the answer; a status other than want is an error
+// naming the method and the URL without its query (which may carry a
+// link's token), returned with the answer.
+func (b *browser) do(ctx context.Context, method, u string, form url.Values, want int) (*http.Response, string, error) {
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, "", err
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := b.c.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	page, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != want {
+		return resp, string(page), fmt.Errorf("%s %s: HTTP %d, want %d", method, strings.SplitN(u, "?", 2)[0], resp.StatusCode, want)
+	}
+	return resp, string(page), nil
+}
+
 var requestField = regexp.MustCompile(`name="request" value="([^"]+)"`)
 
 // walkConsent does what a person's browser does: open the link, press the
 // button, approve at X as username, follow the callback to the success page.
 func walkConsent(ctx context.Context, link, public, sandbox, username string) error {
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, Timeout: 20 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	b := newBrowser()
 	step := func(method, u string, form url.Values, want int) (*http.Response, string, error) {
-		var body io.Reader
-		if form != nil {
-			body = strings.NewReader(form.Encode())
-		}
-		req, err := http.NewRequestWithContext(ctx, method, u, body)
-		if err != nil {
-			return nil, "", err
-		}
-		if form != nil {
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			return nil, "", err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if resp.StatusCode != want {
-			return nil, "", fmt.Errorf("%s %s: HTTP %d, want %d", method, strings.SplitN(u, "?", 2)[0], resp.StatusCode, want)
-		}
-		return resp, string(b), nil
+		return b.do(ctx, method, u, form, want)
 	}
 	if _, _, err := step("GET", link, nil, http.StatusOK); err != nil {
 		return err

@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 	"html"
-	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"regexp"
 	"strings"
-	"time"
 
 	"tagwatch/worker/xapi/xsandbox"
 )
@@ -20,39 +17,11 @@ import (
 // pages: open the link, press the button, then on the sandbox's page
 // either authorize as the account it is signed in as, or sign out and
 // pick an account from its list.
-type person struct{ c *http.Client }
+type person struct{ *browser }
 
-func newPerson() *person {
-	jar, _ := cookiejar.New(nil)
-	return &person{c: &http.Client{Jar: jar, Timeout: 20 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
-}
+func newPerson() *person { return &person{newBrowser()} }
 
 var signedInField = regexp.MustCompile(`<input type="hidden" name="username" value="([^"]*)">`)
-
-func (b *person) do(ctx context.Context, method, u string, form url.Values, want int) (*http.Response, string, error) {
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
-	if err != nil {
-		return nil, "", err
-	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	resp, err := b.c.Do(req)
-	if err != nil {
-		return nil, "", err
-	}
-	defer resp.Body.Close()
-	page, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != want {
-		return resp, string(page), fmt.Errorf("%s %s: HTTP %d, want %d", method, strings.SplitN(u, "?", 2)[0], resp.StatusCode, want)
-	}
-	return resp, string(page), nil
-}
 
 // consent follows link. pick "" authorizes as the account the sandbox's
 // page is signed in as; otherwise the person signs out if the page is

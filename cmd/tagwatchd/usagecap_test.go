@@ -29,17 +29,9 @@ type capStatus struct {
 // now: still capped, the watch stays suspended and the next probe moves an
 // hour on; after the cap lifted, the watch resumes.
 func TestUsageCapAtEveryDoor(t *testing.T) {
-	s := newSvc(t, "", false)
-	s.start(0)
-	s.enrollUser("ada")
-	var ws []statusapi.Watch
-	s.ctlJSON(&ws, "watches", "list")
-	if len(ws) != 1 {
-		t.Fatalf("watches = %+v, want one", ws)
-	}
-	id := ws[0].ID
-	s.x.CapUsage()
+	s, id := cappedWatch(t)
 	capped := time.Now()
+	var ws []statusapi.Watch
 	s.op.d.worker.RunWatch(context.Background(), id)
 
 	// shown checks every door against the planned probe and returns it.
@@ -126,16 +118,7 @@ func TestUsageCapAtEveryDoor(t *testing.T) {
 // once a probe got through and the cap lifted: it is no current error
 // (the daemon's log keeps it).
 func TestLiftedUsageCapIsNoCurrentError(t *testing.T) {
-	s := newSvc(t, "", false)
-	s.start(0)
-	s.enrollUser("ada")
-	var ws []statusapi.Watch
-	s.ctlJSON(&ws, "watches", "list")
-	if len(ws) != 1 {
-		t.Fatalf("watches = %+v, want one", ws)
-	}
-	id := ws[0].ID
-	s.x.CapUsage()
+	s, id := cappedWatch(t)
 	s.op.d.worker.RunWatch(context.Background(), id)
 	const alert = "operator alert: provider usage cap reached"
 	if out, code := s.ctl("status"); code != 0 || !strings.Contains(out, "last errors:") || !strings.Contains(out, alert) {
@@ -145,6 +128,7 @@ func TestLiftedUsageCapIsNoCurrentError(t *testing.T) {
 	if out, code := s.ctl("watches", "run", id); code != 0 {
 		t.Fatalf("tagwatchctl watches run (cap lifted) = %d %q, want it queued as the probe", code, out)
 	}
+	var ws []statusapi.Watch
 	waitFor(t, 15*time.Second, "the watch resumed by the probe", func() bool {
 		s.ctlJSON(&ws, "watches", "list")
 		return ws[0].State == "active"
@@ -159,4 +143,20 @@ func TestLiftedUsageCapIsNoCurrentError(t *testing.T) {
 			t.Errorf("status last_errors after the cap lifted has %+v", e)
 		}
 	}
+}
+
+// cappedWatch starts a daemon with ada's one watch enrolled at the X
+// sandbox and the sandbox's usage cap reached; the watch has not run since.
+func cappedWatch(t *testing.T) (*svc, string) {
+	t.Helper()
+	s := newSvc(t, "", false)
+	s.start(0)
+	s.enrollUser("ada")
+	var ws []statusapi.Watch
+	s.ctlJSON(&ws, "watches", "list")
+	if len(ws) != 1 {
+		t.Fatalf("watches = %+v, want one", ws)
+	}
+	s.x.CapUsage()
+	return s, ws[0].ID
 }
