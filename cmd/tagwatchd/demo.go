@@ -1067,7 +1067,7 @@ func walkConsent(ctx context.Context, link, public, sandbox, username string) er
 	if err != nil {
 		return err
 	}
-	auth, _, err := followContinue(ctx, c, link, resp.Header.Get("Location"))
+	auth, _, err := followContinue(ctx, b.c, link, resp.Header.Get("Location"))
 	if err != nil {
 		return err
 	}
