@@ -208,8 +208,8 @@
 // revocation ends the whole account (Unenroll.EndsAccount, X) the token is
 // not queued while another live grant holds the same account (users
 // sharing one), and the audit entry says so. Grant,
-// UserGrant, GrantTokens (which opens the sealed tokens) and ListGrants
-// (id order, tokens sealed) read.
+// UserGrant, UserGrants (one user's, provider order), GrantTokens (which
+// opens the sealed tokens) and ListGrants (id order, tokens sealed) read.
 //
 // # Pending revocations (grants.go)
 //

@@ -63,6 +63,7 @@ type Store interface {
 
 	Grant(id string) (Grant, error)
 	UserGrant(userID, provider string) (Grant, error)
+	UserGrants(userID string) ([]Grant, error)
 	GrantTokens(id string) (Grant, Tokens, error)
 	ListGrants() ([]Grant, error)
 	BeginRefresh(id, actor string) (RefreshTicket, error)

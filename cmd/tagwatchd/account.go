@@ -51,12 +51,14 @@ func (d *daemon) newAccount() (*selfservice.Service, error) {
 // makes re-consent links, the daemon revokes and deletes, the worker says
 // when a watch runs next, notify words schedules and redacts targets.
 func (d *daemon) accountPages() selfservice.Pages {
-	grantProviders := make([]string, 0, len(d.cfg.Providers))
-	for _, pc := range d.cfg.Providers {
-		grantProviders = append(grantProviders, pc.Name)
+	kind := func(name string) string {
+		if p := d.liveProvider(name); p != nil {
+			return p.Kind()
+		}
+		return ""
 	}
 	return selfservice.Pages{Scheduler: d.worker, Links: d.enroll, Access: pageAccess{d}, Status: d.runStatus,
-		Cadence: notify.Cadence, TargetLabel: notify.TargetLabel, GrantProviders: grantProviders}
+		Cadence: notify.Cadence, TargetLabel: notify.TargetLabel, ProviderKind: kind}
 }
 
 // accountPath is where the page is mounted: public_url's path +

@@ -357,7 +357,7 @@ func TestResumeRefused(t *testing.T) {
 	pe.signInFake(b)
 	before := vaultSum(t, pe.db)
 	p := b.post(pe.url+Prefix+"/watches/"+pe.adaXWatch+"/resume", nil)
-	expectPage(t, "resume a suspended watch", p, http.StatusConflict, "This watch cannot be resumed now. tagwatch&#39;s access to your x account needs renewing")
+	expectPage(t, "resume a suspended watch", p, http.StatusConflict, "This watch cannot be resumed now. tagwatch&#39;s access to your X account needs renewing")
 	if vaultSum(t, pe.db) != before {
 		t.Errorf("a refused resume changed the vault")
 	}

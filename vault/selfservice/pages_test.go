@@ -18,6 +18,7 @@ import (
 
 	"tagwatch/notify"
 	"tagwatch/vault"
+	"tagwatch/vault/provider"
 	"tagwatch/vault/secret"
 	"tagwatch/vault/vaulttest"
 	"tagwatch/worker"
@@ -173,7 +174,7 @@ func newPagesEnv(t *testing.T, edits ...func(pe *pagesEnv, pg *Pages)) *pagesEnv
 		pe.links = &testLinks{db: e.db, base: e.url}
 		db := e.db
 		cfg.Pages = Pages{Scheduler: pe.sched, Links: pe.links, Access: pe.access, Cadence: notify.Cadence,
-			TargetLabel: notify.TargetLabel, GrantProviders: []string{"x"},
+			TargetLabel: notify.TargetLabel, ProviderKind: func(name string) string { return map[string]string{"x": provider.KindX, "corp": provider.KindOIDC}[name] },
 			Status: func(id string) (RunStatus, error) {
 				w, err := db.Watch(id)
 				if err != nil {
@@ -294,10 +295,10 @@ func TestPageShowsWatchesAndGrants(t *testing.T) {
 		"Signed in as <strong>alice</strong> (corp).",
 		"#golang", "#bbolt", "every 15 minutes", notify.TargetLabel(adaMail), notify.TargetLabel(adaHook),
 		"#rustlang", "Paused", "You paused it", "once a day",
-		"#gophers", "Waiting", "tagwatch's access to your x account needs renewing",
+		"#gophers", "Waiting", "tagwatch's access to your X account needs renewing",
 		"7 minutes ago", "in 8 minutes", "· completed", "None while it is paused", "None while it waits",
 		`href="https://x.com/etcdio/status/1003"`, "bbolt 1.4 is out", "@etcdio",
-		"Needs renewing", "<dd>ada</dd>", "Renew access", "Last renewal", "Not yet",
+		"Needs renewing", "<dd>@ada</dd>", "Renew access", "Last renewal", "Not yet",
 		`action="/account/watches/` + pe.adaWatch + `/pause"`, `action="/account/watches/` + pe.adaPause + `/resume"`,
 		`href="/account/watches/new?provider=corp"`, `href="/account/grants/corp/revoke"`, `action="/account/grants/x/reconsent"`,
 		`href="/account/delete"`, `action="/account/signout"`, `action="/account/signout-everywhere"`,

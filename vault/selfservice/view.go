@@ -30,6 +30,7 @@ type PageStore interface {
 	UserWatch(owner, id string) (vault.WatchWithCursor, error)
 	RecentMatches(owner, watchID string, n int) ([]vault.Match, error)
 	UserGrant(userID, provider string) (vault.Grant, error)
+	UserGrants(userID string) ([]vault.Grant, error)
 	AddWatch(req vault.NewWatch, actor string, owner ...vault.Owner) (vault.Watch, error)
 	ChangeWatch(id string, c vault.WatchChange, actor string, owner ...vault.Owner) (vault.Watch, error)
 	PauseWatch(id, actor string, owner ...vault.Owner) (vault.Watch, bool, error)
@@ -107,10 +108,11 @@ type Pages struct {
 	// or user part (notify.TargetLabel); nil: the kind of target only.
 	// A target itself is never shown: it may carry a credential.
 	TargetLabel func(target string) string
-	// GrantProviders are the providers a user may hold a grant at (the
-	// daemon's [[provider]] names), besides the sign-in providers and the
-	// providers of the user's watches, which the page always looks at.
-	GrantProviders []string
+	// ProviderKind says what kind of provider a grant's provider name is
+	// (provider.KindX, provider.KindOIDC; "" for one not configured), so
+	// that the page names X as "X"; nil: only the sign-in providers' kinds
+	// are known.
+	ProviderKind func(name string) string
 	// Matches is how many recent matches each watch shows on the page
 	// (its own page shows MatchesPerWatch); default DefaultMatches.
 	Matches int
@@ -226,6 +228,9 @@ type targetChoice struct {
 // its name as the operator configured it.
 func (s *Service) providerLabel(name string) string {
 	if p := s.cfg.Providers[name]; p != nil && p.Kind() == provider.KindX {
+		return "X"
+	}
+	if k := s.pages().ProviderKind; k != nil && k(name) == provider.KindX {
 		return "X"
 	}
 	return name
@@ -464,7 +469,7 @@ func (s *Service) userView(ps PageStore, sess session, n int, now time.Time) (us
 		v.Watches = append(v.Watches, s.watchView(ps, sess.userID, w, n, now))
 		perProvider[w.Provider]++
 	}
-	gs, err := s.userGrants(ps, sess.userID, ws)
+	gs, err := ps.UserGrants(sess.userID) // damaged ones left out: FindDamaged tells the operator
 	if err != nil {
 		return v, err
 	}
@@ -472,33 +477,6 @@ func (s *Service) userView(ps PageStore, sess session, n int, now time.Time) (us
 		v.Grants = append(v.Grants, s.grantView(g, perProvider[g.Provider]))
 	}
 	return v, nil
-}
-
-// userGrants returns the user's grants, by provider name: those at the
-// sign-in providers, at Pages.GrantProviders and at the providers of ws.
-func (s *Service) userGrants(ps PageStore, userID string, ws []vault.WatchWithCursor) ([]vault.Grant, error) {
-	names := slices.Clone(s.names)
-	names = append(names, s.pages().GrantProviders...)
-	for _, w := range ws {
-		names = append(names, w.Provider)
-	}
-	slices.Sort(names)
-	names = slices.Compact(names)
-	var out []vault.Grant
-	for _, name := range names {
-		g, err := ps.UserGrant(userID, name)
-		switch {
-		case errors.Is(err, vault.ErrNotFound):
-			continue
-		case errors.Is(err, vault.ErrDamaged):
-			s.log.Warn("a grant of the user is damaged; not shown", "user", userID, "provider", name, "err", err)
-			continue
-		case err != nil:
-			return nil, err
-		}
-		out = append(out, g)
-	}
-	return out, nil
 }
 
 // targetChoices lists the user's distinct targets, by label, checked when

@@ -94,6 +94,9 @@ func testDamaged(t *testing.T, s Backend) {
 	if _, err := s.UserGrant("zed", "x"); !errors.Is(err, vault.ErrDamaged) {
 		t.Errorf("UserGrant(damaged) = %v, want ErrDamaged", err)
 	}
+	if gs, err := s.UserGrants("zed"); err != nil || len(gs) != 0 {
+		t.Errorf("UserGrants(zed) = %d grants, %v; want zed's damaged one left out", len(gs), err)
+	}
 	if gs, err := s.ListGrants(); err != nil || slices.ContainsFunc(gs, func(g vault.Grant) bool { return g.ID == zed.Grant.ID }) {
 		t.Errorf("ListGrants = %d grants, %v; want zed's damaged one left out", len(gs), err)
 	}

@@ -476,3 +476,49 @@ func zedRows(t *testing.T, s Backend) []vault.OutboxRow {
 	}
 	return out
 }
+
+// testUserGrants: a user's grants, one per provider in provider order,
+// and only theirs, never a neighbour's whose id begins with theirs.
+func testUserGrants(t *testing.T, s Backend) {
+	zed := enroll(t, s, "zed", spec1)
+	zeda := enroll(t, s, "zeda", spec2)
+	// A second provider for zed: a consent through a link at "corp".
+	spec := cloneSpec(spec2)
+	_, e, err := s.CreateLink(vault.LinkRequest{UserID: "zed", Provider: "corp", Watch: &spec, CreatedBy: "storetest"})
+	if err != nil {
+		t.Fatalf("CreateLink(zed at corp) = %v", err)
+	}
+	corp, err := s.CommitConsent(consentFor(s, e, "zed-corp", "rt-zed-corp"))
+	if err != nil {
+		t.Fatalf("CommitConsent(zed at corp) = %v", err)
+	}
+	ids := func(user string) []string {
+		t.Helper()
+		gs, err := s.UserGrants(user)
+		if err != nil {
+			t.Fatalf("UserGrants(%s) = %v", user, err)
+		}
+		var out []string
+		for _, g := range gs {
+			if g.UserID != user || len(g.SealedRefresh) == 0 {
+				t.Errorf("UserGrants(%s) holds grant %s of %q (sealed refresh %d bytes), want only %s's, sealed", user, g.ID, g.UserID, len(g.SealedRefresh), user)
+			}
+			out = append(out, g.Provider+"="+g.ID)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		user string
+		want []string
+	}{
+		{"zed", []string{"corp=" + corp.Grant.ID, "x=" + zed.Grant.ID}},
+		{"zeda", []string{"x=" + zeda.Grant.ID}},
+		{"ze", nil},
+		{"nosuch", nil},
+		{"", nil},
+	} {
+		if got := ids(c.user); !slices.Equal(got, c.want) {
+			t.Errorf("UserGrants(%q) = %q, want %q", c.user, got, c.want)
+		}
+	}
+}

@@ -173,6 +173,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Damaged", testDamaged},
 		{"Watches/OwnerScoped", testOwnerScoped},
 		{"SignIns", testSignIns},
+		{"UserGrants", testUserGrants},
 		{"RecentMatches", testRecentMatches},
 		{"DeleteUser", testDeleteUser},
 	} {

@@ -713,8 +713,9 @@ func (c *Config) validate() []fieldErr {
 
 // validateAccount applies the [account] rules: its durations whenever the
 // table is written; with the page on, the providers people sign in with
-// (each a [[provider]], at least one) and a public_url written in the
-// file (the providers send browsers back below it).
+// (each a [[provider]], at least one). The page needs no public_url of
+// its own: it is below the one the consent pages use, which follows a
+// loopback listen and must be written for any other (validate).
 func (c *Config) validateAccount() []fieldErr {
 	var errs []fieldErr
 	add := func(key, format string, args ...any) {
@@ -751,10 +752,6 @@ func (c *Config) validateAccount() []fieldErr {
 			add("account.sign_in", "names %q, which is not a [[provider]] of this file", name)
 		}
 		seen[name] = true
-	}
-	if !c.written("http.public_url") {
-		add("http.public_url", "is required for the page ([account]): sign-in providers send browsers back to "+
-			"public_url/account/callback, so write the address people reach tagwatch at")
 	}
 	return errs
 }
