@@ -22,6 +22,7 @@ import (
 
 	"tagwatch/cmd/internal/config"
 	"tagwatch/vault/seal"
+	"tagwatch/vault/selfservice"
 	"tagwatch/worker/xapi"
 	"tagwatch/worker/xapi/xsandbox"
 )
@@ -62,8 +63,9 @@ func sandboxFlags(fs *flag.FlagSet) func() (sandboxOptions, error) {
 	users := fs.String("users", "ada,bea", "the sandbox's accounts, comma-separated usernames (ids from 1001 in order)")
 	rate := fs.Float64("rate", 1, "posts a second the generator writes (0 posts nothing)")
 	hashtags := fs.String("hashtags", "golang,rust,bbolt", "hashtags the generated posts carry, comma-separated")
-	redirect := fs.String("redirect", config.Default().HTTP.PublicURL+"/callback",
-		"the daemon's callback URL(s) the sandbox accepts, comma-separated (http.public_url + /callback)")
+	public := config.Default().HTTP.PublicURL
+	redirect := fs.String("redirect", public+"/callback,"+public+selfservice.Prefix+"/callback",
+		"the daemon's callback URLs the sandbox accepts, comma-separated (http.public_url + /callback for consents, + /account/callback for signing in to the user's page)")
 	tokenTTL := fs.Duration("token-ttl", xsandbox.DefaultAccessTokenTTL, "lifetime of access tokens (X's is 2h)")
 	return func() (sandboxOptions, error) {
 		o := sandboxOptions{listen: *listen, rate: *rate, tokenTTL: *tokenTTL}

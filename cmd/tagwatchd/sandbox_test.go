@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"flag"
 	"html"
 	"io"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -569,4 +571,23 @@ func fillPlaceholders(doc []byte) []byte {
 		}
 		return []byte(string(key) + ` = "` + v + `"`)
 	})
+}
+
+// TestSandboxDefaultRedirects: with no -redirect the sandbox accepts the
+// default daemon's consent callback and its page's sign-in callback, so
+// README's newcomer path signs in to the page with X as it is.
+func TestSandboxDefaultRedirects(t *testing.T) {
+	fs := flag.NewFlagSet("sandbox", flag.ContinueOnError)
+	opts := sandboxFlags(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	o, err := opts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	public := config.Default().HTTP.PublicURL
+	if want := []string{public + "/callback", public + "/account/callback"}; !slices.Equal(o.redirects, want) {
+		t.Errorf("default redirects = %q, want %q", o.redirects, want)
+	}
 }
