@@ -71,8 +71,12 @@ type LinkRequest struct {
 	// an existing user, for the user's page: no watch, no grant; the door
 	// checks that the provider is an OpenID Connect provider).
 	Purpose EnrollmentPurpose
-	// GrantID is the grant a re-consent link renews: it must exist and
-	// belong to UserID at Provider. Required for PurposeReconsent.
+	// GrantID is the grant a re-consent link was made for: when set it
+	// must exist and belong to UserID at Provider. A re-consent link
+	// renews the user's grant at Provider as it is when the link is used
+	// (CommitConsent), or makes one where the user has none left (after a
+	// revocation: the page's "Give access again"); GrantID is kept for the
+	// audit trail. Refused for the other purposes.
 	GrantID string
 	// TTL is the link's lifetime: MinLinkTTL to MaxLinkTTL, default
 	// DefaultLinkTTL.
@@ -134,9 +138,6 @@ func (db *DB) checkLinkRequest(req *LinkRequest) error {
 			return bad("an enrollment link names no grant")
 		}
 	case PurposeReconsent:
-		if req.GrantID == "" {
-			return bad("a re-consent link needs the grant it renews")
-		}
 		if req.Watch != nil {
 			return bad("a re-consent link carries no watch: it resumes the user's watches")
 		}
@@ -179,7 +180,7 @@ func (db *DB) CreateLink(req LinkRequest) (string, Enrollment, error) {
 		rec   Enrollment
 	)
 	err := db.Update(func(tx *Tx) error {
-		if req.Purpose == PurposeReconsent {
+		if req.Purpose == PurposeReconsent && req.GrantID != "" {
 			g, err := tx.grant(req.GrantID)
 			if err != nil {
 				return err
@@ -628,13 +629,12 @@ type storedGrant struct {
 
 // consentGrant stores the grant a consent gives, for link e.
 func (tx *Tx) consentGrant(e Enrollment, c Consent, now time.Time) (storedGrant, error) {
-	var old Grant
-	var err error
-	if e.Purpose == PurposeReconsent && e.GrantID != "" {
-		old, err = tx.Grant(e.GrantID)
-	} else {
-		old, err = tx.UserGrant(e.UserID, e.Provider)
-	}
+	// The grant a consent renews is the user's grant at the provider now
+	// (the user_grants index), never the one a re-consent link was made
+	// for: that one may have been revoked and deleted, and a newer grant
+	// made, since; a consent through the old link renews the newer grant
+	// instead of making a second one (one grant per user and provider).
+	old, err := tx.UserGrant(e.UserID, e.Provider)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		old = Grant{}

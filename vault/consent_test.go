@@ -120,12 +120,15 @@ func TestCreateLinkChecks(t *testing.T) {
 		{"ttl too short", LinkRequest{UserID: "zed", Provider: "x", Watch: &w, TTL: time.Second}, ErrInvalid},
 		{"ttl too long", LinkRequest{UserID: "zed", Provider: "x", Watch: &w, TTL: 2 * MaxLinkTTL}, ErrInvalid},
 		{"unknown purpose", LinkRequest{UserID: "zed", Provider: "x", Watch: &w, Purpose: "steal"}, ErrInvalid},
-		{"reconsent without grant", LinkRequest{UserID: "zed", Provider: "x", Purpose: PurposeReconsent}, ErrInvalid},
 		{"reconsent with a watch", LinkRequest{UserID: "zed", Provider: "x", Purpose: PurposeReconsent, GrantID: g.ID, Watch: &w}, ErrInvalid},
 		{"reconsent of another user's grant", LinkRequest{UserID: "amy", Provider: "x", Purpose: PurposeReconsent, GrantID: g.ID}, ErrInvalid},
 		{"reconsent of a missing grant", LinkRequest{UserID: "zed", Provider: "x", Purpose: PurposeReconsent, GrantID: "nosuch"}, ErrNotFound},
 		{"enroll", LinkRequest{UserID: "zed", Provider: "x", Watch: &w}, nil},
 		{"reconsent", LinkRequest{UserID: "zed", Provider: "x", Purpose: PurposeReconsent, GrantID: g.ID}, nil},
+		// No grant named: it renews (or, after a revocation, makes) the
+		// user's grant at the provider when used: the page's "Give access
+		// again".
+		{"reconsent without grant", LinkRequest{UserID: "zed", Provider: "x", Purpose: PurposeReconsent}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"tagwatch/vault/secret"
@@ -476,8 +477,12 @@ type UnenrollOutcome struct {
 // pending); a NoticeRevoked (facts: Provider, Hashtags) is queued for
 // their targets; and the audit trail records it. The provider is not
 // called here: revoke the queued token after this returns, and settle it.
-// A grant revoked already is left alone (Changed false). Errors:
-// *NotFoundError.
+// The grant's account stays a way for the user to sign in to their page
+// (bound as a User.SignIns identity, as a sign-in link binds one), so
+// that revoking tagwatch's access does not lock them out of the page that
+// shows their waiting watches and gives access again; DeleteUser removes
+// it with the user. A grant revoked already is left alone (Changed
+// false). Errors: *NotFoundError.
 func (db *DB) UnenrollGrant(grantID string, u Unenroll) (UnenrollOutcome, error) {
 	var out UnenrollOutcome
 	err := db.Update(func(tx *Tx) error {
@@ -485,8 +490,10 @@ func (db *DB) UnenrollGrant(grantID string, u Unenroll) (UnenrollOutcome, error)
 		if err != nil {
 			return err
 		}
-		out, err = tx.unenroll(g, u, true)
-		return err
+		if out, err = tx.unenroll(g, u, true); err != nil || !out.Changed {
+			return err
+		}
+		return tx.keepSignIn(g)
 	})
 	if err != nil {
 		return UnenrollOutcome{}, err
@@ -634,4 +641,37 @@ func (db *DB) DeferRevocation(id string, next time.Time, counted bool) (Revocati
 		return tx.PutRevocation(r, secret.RefreshToken{})
 	})
 	return r, err
+}
+
+// keepSignIn binds revoked grant g's account to its user as a sign-in
+// identity (User.SignIns), unless one is bound already, so that the
+// account still signs the user in to their page once the grant is
+// deleted (UserBySignIn). A grant with no account, or whose user is gone,
+// binds nothing; nor does an account that signs in another user too (an
+// X account users share: a bound sign-in belongs to one user, and such
+// an account signs nobody in while it is shared).
+func (tx *Tx) keepSignIn(g Grant) error {
+	if g.Subject == "" {
+		return nil
+	}
+	users, err := tx.signInUsers(g.Provider, g.Issuer, g.Subject)
+	if err != nil {
+		return err
+	}
+	if slices.ContainsFunc(users, func(u string) bool { return u != g.UserID }) {
+		return nil
+	}
+	usr, err := tx.User(g.UserID)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	si := SignIn{Provider: g.Provider, Issuer: g.Issuer, Subject: g.Subject, Username: g.Username, BoundAt: tx.Now()}
+	if slices.ContainsFunc(usr.SignIns, func(b SignIn) bool { return linkEntry(usr.ID, b) == linkEntry(usr.ID, si) }) {
+		return nil
+	}
+	usr.SignIns = append(usr.SignIns, si)
+	return tx.PutUser(usr)
 }

@@ -237,7 +237,6 @@ func TestCreateLink(t *testing.T) {
 		{"bad target", bad(func(r *vault.LinkRequest) { r.Watch.Targets = []string{"ftp://x"} }), vault.ErrInvalid},
 		{"no schedule", bad(func(r *vault.LinkRequest) { r.Watch.Schedule = " " }), vault.ErrInvalid},
 		{"ttl too long", bad(func(r *vault.LinkRequest) { r.TTL = vault.MaxLinkTTL * 2 }), vault.ErrInvalid},
-		{"reconsent without grant", bad(func(r *vault.LinkRequest) { r.Purpose, r.Watch = vault.PurposeReconsent, nil }), vault.ErrInvalid},
 		{"reconsent of unknown grant", bad(func(r *vault.LinkRequest) { r.Purpose, r.GrantID, r.Watch = vault.PurposeReconsent, "nope", nil }), vault.ErrNotFound},
 	}
 	// The rules decide what a target is (worker.Rules through the

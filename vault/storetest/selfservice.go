@@ -522,3 +522,111 @@ func testUserGrants(t *testing.T, s Backend) {
 		}
 	}
 }
+
+// newReconsentLink makes a re-consent link for user at x, naming grantID
+// (none when empty).
+func newReconsentLink(t *testing.T, s Backend, user, grantID string) vault.Enrollment {
+	t.Helper()
+	_, e, err := s.CreateLink(vault.LinkRequest{UserID: user, Provider: "x", Purpose: vault.PurposeReconsent, GrantID: grantID, CreatedBy: "storetest"})
+	if err != nil {
+		t.Fatalf("CreateLink(re-consent for %s, grant %q) = %v", user, grantID, err)
+	}
+	return e
+}
+
+// revokeAndDelete unenrolls grant id and settles its revocation, which
+// deletes the grant's record, as after a revocation at the provider.
+func revokeAndDelete(t *testing.T, s Backend, id string) {
+	t.Helper()
+	out, err := s.UnenrollGrant(id, vault.Unenroll{Actor: "storetest", Revoke: true})
+	if err != nil || out.RevocationID == "" {
+		t.Fatalf("UnenrollGrant(%s) = %+v, %v; want a revocation queued", id, out, err)
+	}
+	if err := s.SettleRevocation(out.RevocationID, "storetest"); err != nil {
+		t.Fatalf("SettleRevocation = %v", err)
+	}
+	if _, err := s.Grant(id); !errors.Is(err, vault.ErrNotFound) {
+		t.Fatalf("Grant(%s) after its revocation settled = %v, want ErrNotFound", id, err)
+	}
+}
+
+// testStaleReconsentLink: a re-consent link made for a grant that was
+// revoked and deleted since, and replaced by a newer grant, renews the
+// newer grant when it is used: one grant per user and provider, never a
+// second one beside it. A re-consent link that names no grant makes one
+// where none is left, and the watches a revocation suspended resume.
+func testStaleReconsentLink(t *testing.T, s Backend) {
+	first := enroll(t, s, "zed", spec1)
+	stale := newReconsentLink(t, s, "zed", first.Grant.ID)
+	revokeAndDelete(t, s, first.Grant.ID)
+	if w := watchOf(t, s, first.Started[0].ID); w.State != vault.WatchSuspended || w.SuspendReason != vault.SuspendRevoked {
+		t.Fatalf("watch after the revocation = %s (%s), want suspended (revoked)", w.State, w.SuspendReason)
+	}
+
+	// Given again through a re-consent link that names no grant.
+	again := newReconsentLink(t, s, "zed", "")
+	res, err := s.CommitConsent(consentFor(s, again, "sub-zed", "rt-zed-2"))
+	if err != nil || res.Grant.ID == first.Grant.ID || len(res.Resumed) != 1 {
+		t.Fatalf("CommitConsent(re-consent, no grant named) = %+v, %v; want a new grant, the watch resumed", res, err)
+	}
+	second := res.Grant
+
+	// The stale link, used now, renews the second grant.
+	res, err = s.CommitConsent(consentFor(s, stale, "sub-zed", "rt-zed-3"))
+	if err != nil || res.Grant.ID != second.ID || res.Replaced != vault.GrantActive {
+		t.Fatalf("CommitConsent(stale re-consent link) = grant %s (replaced %q), %v; want grant %s renewed", res.Grant.ID, res.Replaced, err, second.ID)
+	}
+	gs, err := s.UserGrants("zed")
+	if err != nil || len(gs) != 1 || gs[0].ID != second.ID || gs[0].State != vault.GrantActive {
+		t.Fatalf("UserGrants(zed) = %+v, %v; want the one grant %s, active", gs, err, second.ID)
+	}
+	all, err := s.ListGrants()
+	if err != nil || len(all) != 1 {
+		t.Errorf("ListGrants = %d grants, %v; want 1", len(all), err)
+	}
+	// A re-consent as another account is refused, as ever.
+	other := newReconsentLink(t, s, "zed", "")
+	_, err = s.CommitConsent(consentFor(s, other, "sub-mallory", "rt-m"))
+	wantErr(t, "CommitConsent(stale link, another account)", err, vault.ErrWrongAccount)
+}
+
+// testRevokedSignInKept: revoking a grant keeps its account as a way to
+// sign in to the user's page once the grant is gone, unless another user
+// signs in with the same account too (a shared account signs in nobody).
+func testRevokedSignInKept(t *testing.T, s Backend) {
+	zed := enroll(t, s, "zed", spec1)
+	wantSignIn(t, s, "x", "", "sub-zed", "zed")
+	revokeAndDelete(t, s, zed.Grant.ID)
+	wantSignIn(t, s, "x", "", "sub-zed", "zed")
+	u, err := s.User("zed")
+	if err != nil || len(u.SignIns) != 1 || u.SignIns[0].Subject != "sub-zed" || u.SignIns[0].Provider != "x" {
+		t.Fatalf("User(zed) = %+v, %v; want the revoked grant's account bound as its sign-in", u, err)
+	}
+	// Revoked twice: still one.
+	again := newReconsentLink(t, s, "zed", "")
+	res, err := s.CommitConsent(consentFor(s, again, "sub-zed", "rt-zed-2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	revokeAndDelete(t, s, res.Grant.ID)
+	if u, _ := s.User("zed"); len(u.SignIns) != 1 {
+		t.Errorf("User(zed).SignIns after a second revocation = %+v, want one", u.SignIns)
+	}
+
+	// amy and bob share an account: revoking bob's grant binds nothing.
+	amy, err := s.CommitConsent(consentFor(s, link(t, s, "amy", spec1), "shared", "rt-amy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := s.CommitConsent(consentFor(s, link(t, s, "bob", spec2), "shared", "rt-bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UnenrollGrant(bob.Grant.ID, vault.Unenroll{Actor: "storetest"}); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := s.User("bob"); len(u.SignIns) != 0 {
+		t.Errorf("User(bob).SignIns after revoking a shared account's grant = %+v, want none", u.SignIns)
+	}
+	_ = amy
+}

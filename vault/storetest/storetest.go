@@ -174,6 +174,8 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Watches/OwnerScoped", testOwnerScoped},
 		{"SignIns", testSignIns},
 		{"UserGrants", testUserGrants},
+		{"Revocations/StaleReconsentLink", testStaleReconsentLink},
+		{"Revocations/SignInKept", testRevokedSignInKept},
 		{"RecentMatches", testRecentMatches},
 		{"DeleteUser", testDeleteUser},
 	} {
