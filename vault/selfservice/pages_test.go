@@ -174,7 +174,9 @@ func newPagesEnv(t *testing.T, edits ...func(pe *pagesEnv, pg *Pages)) *pagesEnv
 		pe.links = &testLinks{db: e.db, base: e.url}
 		db := e.db
 		cfg.Pages = Pages{Scheduler: pe.sched, Links: pe.links, Access: pe.access, Cadence: notify.Cadence,
-			TargetLabel: notify.TargetLabel, ProviderKind: func(name string) string { return map[string]string{"x": provider.KindX, "corp": provider.KindOIDC}[name] },
+			TargetLabel: notify.TargetLabel, ProviderKind: func(name string) string {
+				return map[string]string{"x": provider.KindX, "corp": provider.KindOIDC}[name]
+			},
 			Status: func(id string) (RunStatus, error) {
 				w, err := db.Watch(id)
 				if err != nil {
