@@ -59,8 +59,15 @@ func printAccount(cfg *config.Config, stdout io.Writer) {
 	redirect, backchannel, postLogout := cfg.AccountRedirectURIs()
 	fmt.Fprintf(stdout, "account page: %s (sign in with %s; sessions end after %s unused or %s, recent sign-in %s)\n",
 		cfg.AccountURL(), strings.Join(a.SignIn, ", "), a.IdleTimeout.Duration, a.AbsoluteTimeout.Duration, a.RecentAuth.Duration)
-	fmt.Fprintf(stdout, "  register at %s: redirect URI %s, back-channel logout URI %s, post-logout redirect URI %s\n",
-		strings.Join(a.SignIn, ", "), redirect, backchannel, postLogout)
+	for _, name := range a.SignIn {
+		if p, ok := cfg.Provider(name); ok && p.Kind == "oidc" {
+			fmt.Fprintf(stdout, "  register at %s: redirect URI %s, back-channel logout URI %s, post-logout redirect URI %s\n",
+				name, redirect, backchannel, postLogout)
+		} else {
+			// X has no OpenID Connect: no logout URIs to register.
+			fmt.Fprintf(stdout, "  register at %s: callback URI %s\n", name, redirect)
+		}
+	}
 }
 
 // count is n with its noun in the right number: "1 provider", "2 providers".

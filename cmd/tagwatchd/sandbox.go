@@ -268,7 +268,7 @@ func runSandbox(ctx context.Context, args []string, stdout, stderr io.Writer, re
 	fmt.Fprintf(&b, "X sandbox (tagwatch %s) at %s: not x.com, no real account involved.\n", Version(), sb.URL())
 	fmt.Fprintf(&b, "Paste this into your tagwatch configuration (also written to %s):\n\n", filepath.Join(o.dir, "provider.toml"))
 	b.WriteString(block)
-	fmt.Fprintf(&b, "\nAccounts (pick one on the sandbox's sign-in page; tagwatchctl enroll -expect @NAME):\n")
+	fmt.Fprintf(&b, "\nAccounts (pick one on the sandbox's sign-in page; tagwatchctl enroll --expect @NAME):\n")
 	for _, u := range o.users {
 		fmt.Fprintf(&b, "  @%-15s id %s\n", u.Username, u.ID)
 	}

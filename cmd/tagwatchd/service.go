@@ -366,8 +366,12 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, o options,
 	if onBound != nil {
 		onBound(op)
 	}
-	logger.Info("tagwatchd started", "version", Version(), "vault", d.db.Path(), "http", d.httpLn.Addr().String(),
-		"status", cfg.Status.Socket, "tls", op.certs != nil)
+	started := []any{"version", Version(), "vault", d.db.Path(), "http", d.httpLn.Addr().String(),
+		"public_url", cfg.HTTP.PublicURL, "status", cfg.Status.Socket, "tls", op.certs != nil}
+	if d.account != nil {
+		started = append(started, "account_page", cfg.AccountURL())
+	}
+	logger.Info("tagwatchd started", started...)
 	// READY only now: the master key opened the vault and every listener is bound.
 	op.ready.Store(true)
 	if _, err := sddaemon.SdNotify(false, sddaemon.SdNotifyReady); err != nil {
