@@ -15,6 +15,7 @@ import (
 	"tagwatch/vault/httpsec"
 	"tagwatch/vault/provider"
 	"tagwatch/vault/secret"
+	"tagwatch/vault/webpage"
 )
 
 // Handler returns the HTTP handler of the enrollment pages, to be served at
@@ -31,25 +32,24 @@ import (
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	p := s.prefix
-	mux.HandleFunc("GET "+p+"/enroll/{token}", s.landing)
-	mux.HandleFunc("POST "+p+"/enroll/{token}", s.start)
-	mux.HandleFunc("GET "+p+"/continue", s.continuePage)
-	mux.HandleFunc("GET "+p+"/callback", s.callback)
-	mux.HandleFunc("GET "+p+"/enrolled/{id}", s.enrolled)
-	for _, route := range []string{p + "/enroll/{token}", p + "/continue", p + "/callback", p + "/enrolled/{id}"} {
-		mux.HandleFunc(route, func(w http.ResponseWriter, r *http.Request) {
-			s.fail(w, r, refuse(reasonMethod, nil))
-		})
-	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.fail(w, r, refuse(reasonNotFound, nil))
-	})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Responses the mux writes itself (a redirect to a cleaned path)
-		// carry the headers too; pages replace them with their own.
-		setSecurityHeaders(w.Header(), "")
-		mux.ServeHTTP(w, r)
-	})
+	webpage.Routes(mux, map[string]http.HandlerFunc{
+		"GET " + p + "/enroll/{token}":  s.landing,
+		"POST " + p + "/enroll/{token}": s.start,
+		"GET " + p + "/continue":        s.continuePage,
+		"GET " + p + "/callback":        s.callback,
+		"GET " + p + "/enrolled/{id}":   s.enrolled,
+	}, s.wrongMethod, s.notFound)
+	return webpage.WithHeaders(mux)
+}
+
+// wrongMethod answers a method a route does not serve.
+func (s *Service) wrongMethod(w http.ResponseWriter, r *http.Request) {
+	s.fail(w, r, refuse(reasonMethod, nil))
+}
+
+// notFound answers a path the handler does not serve.
+func (s *Service) notFound(w http.ResponseWriter, r *http.Request) {
+	s.fail(w, r, refuse(reasonNotFound, nil))
 }
 
 // cookieName is the flow cookie: __Host- (Secure, Path=/, no Domain) when
@@ -280,7 +280,7 @@ func (s *Service) landing(w http.ResponseWriter, r *http.Request) {
 // start begins an authorization request for the link: state, PKCE
 // verifier and nonce stay here; the browser gets a cookie binding it to
 // the flow and a 303 to the flow's continue page (continuePage), never
-// straight to the authorization endpoint: see httpsec.WriteContinuePage.
+// straight to the authorization endpoint: see webpage.WriteContinuePage.
 func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 	// A form posted from another site must not start a sign-in in this
@@ -294,16 +294,15 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	binding := ""
-	if c, err := r.Cookie(s.cookieName()); err == nil && wellFormed(c.Value) {
-		// The browser's other tabs may have flows bound to it.
-		binding = c.Value
-	} else {
+	// A well-formed flow cookie stays: the browser's other tabs may have
+	// flows bound to it.
+	binding := s.flowCookie(r)
+	if !wellFormed(binding) {
 		binding = randomString(32)
 	}
 	now := s.cfg.Now()
 	state := randomString(32)
-	f := &flow{
+	f := flow{
 		linkHash:     e.Hash,
 		enrollmentID: e.ID,
 		userID:       e.UserID,
@@ -311,8 +310,6 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 		issuer:       p.Issuer(),
 		verifier:     oauth2.GenerateVerifier(),
 		nonce:        randomString(32),
-		binding:      sha256Sum(binding),
-		expires:      now.Add(s.cfg.FlowTTL),
 	}
 	f.authURL = p.AuthCodeURL(state, f.verifier, f.nonce)
 	if e.Purpose == vault.PurposeSignIn {
@@ -322,80 +319,56 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	f.label = providerName(e.Provider, p)
-	if err := s.flows.add(state, f, now); err != nil {
+	if err := s.flows.Add(state, binding, f.linkHash, f, now.Add(s.cfg.FlowTTL), now); err != nil {
 		s.fail(w, r, &failure{reason: reasonBusy, err: err, attrs: []any{"user", e.UserID, "provider", e.Provider, "enrollment", e.ID}})
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: s.cookieName(), Value: binding, Path: s.cookiePath(),
 		MaxAge: int(s.cfg.FlowTTL / time.Second), HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode})
 	s.log.Info("consent flow started", "user", e.UserID, "provider", e.Provider, "enrollment", e.ID)
-	setSecurityHeaders(w.Header(), "")
+	httpsec.SetPageHeaders(w.Header(), "")
 	w.Header().Set("Location", s.prefix+"/continue?state="+state)
 	w.WriteHeader(http.StatusSeeOther)
 }
 
 // continuePage sends the browser of a flow on to its authorization
-// request (httpsec.WriteContinuePage): a same-origin GET, so that the
+// request (webpage.WriteContinuePage): a same-origin GET, so that the
 // landing form's redirect chain never leaves the origin. It changes
 // nothing and may be loaded again while the flow lives; an unknown or
 // expired flow, or another browser's, gets the callback's error pages.
 func (s *Service) continuePage(w http.ResponseWriter, r *http.Request) {
-	binding := ""
-	if c, err := r.Cookie(s.cookieName()); err == nil {
-		binding = c.Value
-	}
-	f, err := s.flows.peek(r.URL.Query().Get("state"), binding, s.cfg.Now())
-	switch {
-	case errors.Is(err, errNoFlow):
-		s.fail(w, r, refuse(reasonFlowUnknown, errors.New("continue page: unknown or expired state")))
-		return
-	case errors.Is(err, errBinding):
-		s.fail(w, r, refuse(reasonFlowBrowser, errors.New("continue page: state without its browser's cookie")))
-		return
-	case err != nil:
-		s.fail(w, r, refuse(reasonInternal, err))
+	f, err := s.flows.Peek(r.URL.Query().Get("state"), s.flowCookie(r), s.cfg.Now())
+	if err != nil {
+		s.fail(w, r, flowFailure(fmt.Errorf("continue page: %w", err)))
 		return
 	}
-	httpsec.WriteContinuePage(w, f.authURL, f.label)
+	webpage.WriteContinuePage(w, f.authURL, f.label)
 }
 
-// callbackParams are the authorization response parameters, each of
-// which may appear at most once (RFC 6749 section 3.1).
-var callbackParams = []string{"state", "code", "iss", "error", "error_description", "error_uri"}
+// flowCookie returns the browser's flow binding, "" without one.
+func (s *Service) flowCookie(r *http.Request) string {
+	if c, err := r.Cookie(s.cookieName()); err == nil {
+		return c.Value
+	}
+	return ""
+}
 
 // callback finishes a flow: it checks state, cookie and iss, redeems the
 // code once, identifies the user, checks what was granted, and stores it
 // all in one transaction.
 func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	for _, k := range callbackParams {
-		if len(q[k]) > 1 {
-			s.fail(w, r, refuse(reasonBadCallback, fmt.Errorf("parameter %s repeated", k)))
-			return
-		}
-	}
-	state := q.Get("state")
-	if state == "" {
-		s.fail(w, r, refuse(reasonBadCallback, errors.New("no state")))
+	state, err := webpage.CallbackState(q)
+	if err != nil {
+		s.fail(w, r, refuse(reasonBadCallback, err))
 		return
 	}
-	binding := ""
-	if c, err := r.Cookie(s.cookieName()); err == nil {
-		binding = c.Value
-	}
-	f, err := s.flows.take(state, binding, s.cfg.Now())
-	switch {
-	case errors.Is(err, errNoFlow):
-		s.fail(w, r, refuse(reasonFlowUnknown, errors.New("unknown, expired or used state")))
-		return
-	case errors.Is(err, errBinding):
-		s.fail(w, r, refuse(reasonFlowBrowser, errors.New("state without its browser's cookie")))
-		return
-	case err != nil:
-		s.fail(w, r, refuse(reasonInternal, err))
+	f, err := s.flows.Take(state, s.flowCookie(r), s.cfg.Now())
+	if err != nil {
+		s.fail(w, r, flowFailure(err))
 		return
 	}
-	if err := s.finish(r, f, q); err != nil {
+	if err := s.finish(r, &f, q); err != nil {
 		var fl *failure
 		if !errors.As(err, &fl) {
 			fl = refuse(reasonInternal, err)
@@ -404,7 +377,7 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fl)
 		return
 	}
-	setSecurityHeaders(w.Header(), "")
+	httpsec.SetPageHeaders(w.Header(), "")
 	w.Header().Set("Location", s.prefix+"/enrolled/"+f.enrollmentID)
 	w.WriteHeader(http.StatusSeeOther)
 }
@@ -598,12 +571,12 @@ func (s *Service) enrolled(w http.ResponseWriter, r *http.Request) {
 			resumed = append(resumed, wc.Watch)
 		}
 	}
-	d := messageData{Kind: "ok"}
+	d := webpage.Message{Kind: "ok"}
 	if e.Purpose == vault.PurposeSignIn {
 		d.Title = "You're all set"
 		d.Message = "You can now sign in to your tagwatch page with this account."
 		d.Note = "tagwatch keeps only who you are at this provider: it has no access to your account and kept no token. You can close this page."
-		s.render(w, http.StatusOK, messageTmpl, &d)
+		s.render(w, http.StatusOK, webpage.MessagePage, &d)
 		return
 	}
 	if e.Purpose == vault.PurposeReconsent {
@@ -629,5 +602,5 @@ func (s *Service) enrolled(w http.ResponseWriter, r *http.Request) {
 		d.Lines = append(d.Lines, strings.Join(tags, " ")+", "+s.cfg.Cadence(w.Schedule))
 	}
 	d.Note = "You can close this page. To stop, revoke tagwatch's access in your account settings at the provider, or ask whoever sent you the link."
-	s.render(w, http.StatusOK, messageTmpl, &d)
+	s.render(w, http.StatusOK, webpage.MessagePage, &d)
 }

@@ -65,11 +65,15 @@ func TestPKCEPerFlow(t *testing.T) {
 		if q.Get("code_challenge_method") != "S256" || q.Get("response_type") != "code" || len(state) < 22 {
 			t.Fatalf("authorization request %v: want response_type=code, S256 and a state of at least 128 bits", q)
 		}
-		s.flows.mu.Lock()
-		f := s.flows.byState[sha256.Sum256([]byte(state))]
-		s.flows.mu.Unlock()
-		if f == nil {
-			t.Fatalf("flow %d not kept", i)
+		var binding string
+		for _, c := range rec.Result().Cookies() {
+			if c.Name == s.cookieName() {
+				binding = c.Value
+			}
+		}
+		f, err := s.flows.Peek(state, binding, s.cfg.Now())
+		if err != nil {
+			t.Fatalf("flow %d not kept: %v", i, err)
 		}
 		sum := sha256.Sum256([]byte(f.verifier))
 		if len(f.verifier) != 43 || base64.RawURLEncoding.EncodeToString(sum[:]) != challenge {
@@ -81,45 +85,7 @@ func TestPKCEPerFlow(t *testing.T) {
 		t.Errorf("%d flows gave %d challenges, %d states, %d verifiers; want all distinct", n, len(challenges), len(states), len(verifiers))
 	}
 	// One link cannot fill the table: it keeps its newest flows only.
-	if got := s.flows.len(); got != maxFlowsPerLink {
+	if got := s.flows.Len(); got != maxFlowsPerLink {
 		t.Errorf("flows held for one link = %d, want %d", got, maxFlowsPerLink)
-	}
-}
-
-// TestFlowStore checks expiry, the cap, single use and the binding.
-func TestFlowStore(t *testing.T) {
-	now := time.Now()
-	fs := newFlowStore(3, 2)
-	mk := func(link string) *flow {
-		return &flow{linkHash: link, binding: sha256.Sum256([]byte("b")), expires: now.Add(time.Minute)}
-	}
-	for _, st := range []string{"s1", "s2", "s3"} {
-		if err := fs.add(st, mk(st), now); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := fs.add("s4", mk("s4"), now); err != errFlowsFull {
-		t.Errorf("add to a full table = %v, want errFlowsFull", err)
-	}
-	if err := fs.add("s4", mk("s4"), now.Add(2*time.Minute)); err != nil {
-		t.Errorf("add once the others expired = %v", err)
-	}
-	if _, err := fs.take("s4", "wrong", now); err != errBinding {
-		t.Errorf("take with a wrong binding = %v, want errBinding", err)
-	}
-	if _, err := fs.take("s4", "", now); err != errBinding {
-		t.Errorf("take without a binding = %v, want errBinding", err)
-	}
-	if f, err := fs.take("s4", "b", now); err != nil || f.linkHash != "s4" {
-		t.Errorf("take = %v, %v", f, err)
-	}
-	if _, err := fs.take("s4", "b", now); err != errNoFlow {
-		t.Errorf("second take = %v, want errNoFlow", err)
-	}
-	if err := fs.add("e", &flow{linkHash: "x", expires: now}, now); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fs.take("e", "b", now); err != errNoFlow {
-		t.Errorf("take of an expired flow = %v, want errNoFlow", err)
 	}
 }

@@ -1,6 +1,8 @@
-// Package httpsec holds what every page tagwatch serves to browsers shares
-// (security headers) and the cleaning of outside text before it reaches a
-// log line or an error. Its functions are safe for concurrent use.
+// Package httpsec holds the security headers every page tagwatch serves to
+// browsers carries (SetPageHeaders), the cleaning of outside text before
+// it reaches a log line or an error (Clip), and the reading of a server's
+// Retry-After (RetryAfter). The pages themselves share vault/webpage. Its
+// functions are safe for concurrent use.
 package httpsec
 
 import (
@@ -20,7 +22,8 @@ import (
 // redirect to its login or logout UI on another origin (self-hosted Ory
 // Hydra's login app) would still be blocked. A POST that sends the browser
 // to a provider therefore answers 303 to a same-origin page that goes on
-// with a meta refresh (WriteContinuePage), which is not a form submission.
+// with a meta refresh (webpage.WriteContinuePage), which is not a form
+// submission.
 func SetPageHeaders(h http.Header, nonce string) {
 	style := "'none'"
 	if nonce != "" {

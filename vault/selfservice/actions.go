@@ -27,11 +27,26 @@ func parseForm(w http.ResponseWriter, r *http.Request) error {
 	return r.ParseForm()
 }
 
+// formSession is requireSession for a form's POST, whose form it then
+// reads (parseForm; badForm when it cannot). false: the request was
+// answered.
+func (s *Service) formSession(w http.ResponseWriter, r *http.Request) (session, bool) {
+	sess, ok := s.requireSession(w, r)
+	if !ok {
+		return sess, false
+	}
+	if err := parseForm(w, r); err != nil {
+		s.badForm(w, r, sess, err)
+		return sess, false
+	}
+	return sess, true
+}
+
 // badForm answers a form that could not be read (too large, malformed).
 func (s *Service) badForm(w http.ResponseWriter, r *http.Request, sess session, err error) {
 	s.log.Info("account page request refused", "reason", "bad_form", "method", r.Method, "path", r.URL.Path,
 		"user", sess.userID, "err", err.Error())
-	d := &messageData{Kind: "error", Message: "Nothing was changed. Go back to your tagwatch page and try again.", Home: s.prefix + "/"}
+	d := s.withBack(&messageData{Kind: "error", Message: "Nothing was changed. Go back to your tagwatch page and try again."})
 	d.Title = "This form could not be read"
 	s.render(w, http.StatusBadRequest, messageTmpl, d)
 }
@@ -106,6 +121,26 @@ func echoForm(f *watchForm, form url.Values) {
 	}
 }
 
+// watchFormSpec reads the add and change forms (parsed): the watch they
+// ask for, their hashtags, schedule and targets, with the form echoed into
+// form (echoForm) for the page to show it again. A target named by key
+// must be one of the user's own (formTargets): errTargetGone, a refusal
+// to show next to the form; any other error is a failed read of the
+// user's watches.
+func (s *Service) watchFormSpec(r *http.Request, sess session, form *watchForm) (vault.WatchSpec, error) {
+	ws, err := s.cfg.Store.ListWatches(sess.userID)
+	if err != nil {
+		return vault.WatchSpec{}, err
+	}
+	echoForm(form, r.PostForm)
+	targets, err := formTargets(r.PostForm, ws)
+	if err != nil {
+		return vault.WatchSpec{}, err
+	}
+	return vault.WatchSpec{Hashtags: splitHashtags(r.PostForm.Get("hashtags")), Schedule: strings.TrimSpace(r.PostForm.Get("schedule")),
+		Targets: targets}, nil
+}
+
 // changed tells the scheduler about w, and logs what the page did.
 func (s *Service) changed(sess session, what string, w vault.Watch, deleted bool) {
 	s.log.Info("account page changed a watch", "user", sess.userID, "watch", w.ID, "change", what, "state", string(w.State))
@@ -123,12 +158,8 @@ func (s *Service) changed(sess session, what string, w vault.Watch, deleted bool
 
 // addWatch adds a watch on the user's grant at the form's provider.
 func (s *Service) addWatch(w http.ResponseWriter, r *http.Request) {
-	sess, ok := s.requireSession(w, r)
+	sess, ok := s.formSession(w, r)
 	if !ok {
-		return
-	}
-	if err := parseForm(w, r); err != nil {
-		s.badForm(w, r, sess, err)
 		return
 	}
 	ps := s.cfg.Store
@@ -138,20 +169,16 @@ func (s *Service) addWatch(w http.ResponseWriter, r *http.Request) {
 		s.watchFailed(w, r, sess, err)
 		return
 	}
-	ws, err := ps.ListWatches(sess.userID)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	echoForm(&d.Form, r.PostForm)
-	targets, err := formTargets(r.PostForm, ws)
-	if err != nil {
+	spec, err := s.watchFormSpec(r, sess, &d.Form)
+	if errors.Is(err, errTargetGone) {
 		d.Err = err.Error()
 		s.render(w, http.StatusUnprocessableEntity, newWatchTmpl, d)
 		return
 	}
-	spec := vault.WatchSpec{Hashtags: splitHashtags(r.PostForm.Get("hashtags")), Schedule: strings.TrimSpace(r.PostForm.Get("schedule")),
-		Targets: targets}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	wt, err := ps.AddWatch(vault.NewWatch{UserID: sess.userID, Provider: name, Spec: spec}, actor, vault.Owner{UserID: sess.userID})
 	if msg, ok := domainMessage(err); ok {
 		s.log.Info("account page refused a watch", "user", sess.userID, "provider", name, "err", err.Error())
@@ -169,12 +196,8 @@ func (s *Service) addWatch(w http.ResponseWriter, r *http.Request) {
 
 // changeWatch changes a watch's hashtags, schedule and targets.
 func (s *Service) changeWatch(w http.ResponseWriter, r *http.Request) {
-	sess, ok := s.requireSession(w, r)
+	sess, ok := s.formSession(w, r)
 	if !ok {
-		return
-	}
-	if err := parseForm(w, r); err != nil {
-		s.badForm(w, r, sess, err)
 		return
 	}
 	ps := s.cfg.Store
@@ -184,20 +207,17 @@ func (s *Service) changeWatch(w http.ResponseWriter, r *http.Request) {
 		s.watchFailed(w, r, sess, err)
 		return
 	}
-	ws, err := ps.ListWatches(sess.userID)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	echoForm(&d.Form, r.PostForm)
-	targets, err := formTargets(r.PostForm, ws)
-	if err != nil {
+	spec, err := s.watchFormSpec(r, sess, &d.Form)
+	if errors.Is(err, errTargetGone) {
 		d.ChangeErr = err.Error()
 		s.render(w, http.StatusUnprocessableEntity, watchTmpl, d)
 		return
 	}
-	schedule := strings.TrimSpace(r.PostForm.Get("schedule"))
-	wt, err := ps.ChangeWatch(id, vault.WatchChange{Hashtags: splitHashtags(r.PostForm.Get("hashtags")), Schedule: &schedule, Targets: targets},
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	wt, err := ps.ChangeWatch(id, vault.WatchChange{Hashtags: spec.Hashtags, Schedule: &spec.Schedule, Targets: spec.Targets},
 		actor, vault.Owner{UserID: sess.userID})
 	if msg, ok := domainMessage(err); ok {
 		s.log.Info("account page refused a change", "user", sess.userID, "watch", id, "err", err.Error())
@@ -221,12 +241,8 @@ func (s *Service) resumeWatch(w http.ResponseWriter, r *http.Request) { s.moveWa
 // start). A resume the domain refuses (a suspension whose cause is still
 // there) shows the watch's page with why.
 func (s *Service) moveWatch(w http.ResponseWriter, r *http.Request, pause bool) {
-	sess, ok := s.requireSession(w, r)
+	sess, ok := s.formSession(w, r)
 	if !ok {
-		return
-	}
-	if err := parseForm(w, r); err != nil {
-		s.badForm(w, r, sess, err)
 		return
 	}
 	ps := s.cfg.Store

@@ -187,7 +187,7 @@ func TestCrossSitePost(t *testing.T) {
 		form    url.Values
 		changed func(b *browser, before int) bool
 	}{
-		{"/signin", url.Values{"provider": {"corp"}}, func(b *browser, before int) bool { return e.svc.flows.len() != before }},
+		{"/signin", url.Values{"provider": {"corp"}}, func(b *browser, before int) bool { return e.svc.flows.Len() != before }},
 		{"/signout", nil, func(b *browser, _ int) bool {
 			_, st := e.svc.sessions.lookup(b.cookie(e.url, SessionCookie), e.clock.Now())
 			return st != sessionLive
@@ -204,7 +204,7 @@ func TestCrossSitePost(t *testing.T) {
 				b := newBrowser(t)
 				e.signInFake(b)
 				sid := b.cookie(e.url, SessionCookie)
-				before := e.svc.flows.len()
+				before := e.svc.flows.Len()
 				p := b.post(e.url+Prefix+r.path, r.form, c.hdr...)
 				// The browser's jar may have lost the cookie; judge by the id.
 				b.jar.SetCookies(mustURL(e.url), []*http.Cookie{{Name: SessionCookie, Value: sid, Path: "/", Secure: true}})

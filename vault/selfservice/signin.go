@@ -2,7 +2,6 @@ package selfservice
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"tagwatch/vault"
 	"tagwatch/vault/httpsec"
 	"tagwatch/vault/provider"
+	"tagwatch/vault/webpage"
 )
 
 // Handler returns the HTTP handler of the page, to be mounted on the
@@ -34,29 +34,26 @@ import (
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	p := s.prefix
-	mux.HandleFunc("POST "+p+"/signin", s.signIn)
-	mux.HandleFunc("GET "+p+"/continue", s.continuePage)
-	mux.HandleFunc("GET "+p+"/callback", s.callback)
-	mux.HandleFunc("POST "+p+"/signout", s.signOut)
-	mux.HandleFunc("POST "+p+"/signout-everywhere", s.signOutEverywhere)
-	mux.HandleFunc("GET "+p+"/signed-out", s.signedOut)
+	webpage.Routes(mux, map[string]http.HandlerFunc{
+		"POST " + p + "/signin":             s.signIn,
+		"GET " + p + "/continue":            s.continuePage,
+		"GET " + p + "/callback":            s.callback,
+		"POST " + p + "/signout":            s.signOut,
+		"POST " + p + "/signout-everywhere": s.signOutEverywhere,
+		"GET " + p + "/signed-out":          s.signedOut,
+	}, s.wrongMethod, s.notFound)
 	mux.HandleFunc("POST "+p+"/backchannel-logout", s.backchannelLogout)
 	mux.HandleFunc(p+"/backchannel-logout", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", http.MethodPost)
 		logoutError(w, http.StatusMethodNotAllowed, "use POST")
 	})
-	for _, route := range []string{p + "/signin", p + "/continue", p + "/callback", p + "/signout", p + "/signout-everywhere", p + "/signed-out"} {
-		mux.HandleFunc(route, func(w http.ResponseWriter, r *http.Request) { s.fail(w, r, refuse(reasonMethod, nil)) })
-	}
 	s.pageRoutes(mux)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.fail(w, r, refuse(reasonNotFound, nil)) })
-	h := s.crossOriginCheck(mux)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Responses the mux writes itself (a redirect to a cleaned path)
-		// carry the headers too; pages replace them with their own.
-		s.setHeaders(w.Header(), "")
-		h.ServeHTTP(w, r)
-	})
+	return webpage.WithHeaders(s.crossOriginCheck(mux))
+}
+
+// notFound answers a path the handler does not serve.
+func (s *Service) notFound(w http.ResponseWriter, r *http.Request) {
+	s.fail(w, r, refuse(reasonNotFound, nil))
 }
 
 // renewalErrors are the prompt=none answers that mean "the person must
@@ -201,7 +198,7 @@ func (s *Service) signIn(w http.ResponseWriter, r *http.Request) {
 // flow and a top-level 303: after a GET (an expired session on a page,
 // the callback of a failed silent renewal) to the authorization endpoint
 // itself; after a POST (a form) to the flow's continue page, so that the
-// form's redirect chain stays on this origin (httpsec.WriteContinuePage).
+// form's redirect chain stays on this origin (webpage.WriteContinuePage).
 func (s *Service) start(w http.ResponseWriter, r *http.Request, p Provider, f *flow) {
 	now := s.cfg.Now()
 	binding := flowBinding(r)
@@ -213,12 +210,10 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request, p Provider, f *f
 	} else {
 		f.prompt, f.maxAge = "", 0 // X has neither
 	}
-	f.binding = sha256Sum(binding)
-	f.expires = now.Add(s.cfg.FlowTTL)
 	f.next = p.SignInURL(provider.SignInRequest{State: state, Verifier: f.verifier, Nonce: f.nonce,
 		RedirectURL: s.callbackURL, Prompt: f.prompt, MaxAge: f.maxAge})
 	f.label = providerLabel(f.provider, p)
-	if err := s.flows.add(state, f, now); err != nil {
+	if err := s.addFlow(state, binding, f, now); err != nil {
 		s.fail(w, r, &failure{reason: reasonBusy, err: err, attrs: []any{"provider", f.provider}})
 		return
 	}
@@ -243,31 +238,28 @@ func (s *Service) goOn(w http.ResponseWriter, r *http.Request, next, state strin
 }
 
 // continuePage sends the browser of a flow on to its provider URL
-// (httpsec.WriteContinuePage). It changes nothing and may be loaded
+// (webpage.WriteContinuePage). It changes nothing and may be loaded
 // again while the flow lives; an unknown or expired flow, or another
 // browser's, gets the callback's error pages.
 func (s *Service) continuePage(w http.ResponseWriter, r *http.Request) {
-	binding := ""
-	if c, err := r.Cookie(FlowCookie); err == nil {
-		binding = c.Value
-	}
-	f, err := s.flows.peek(r.URL.Query().Get("state"), binding, s.cfg.Now())
-	switch {
-	case errors.Is(err, errNoFlow):
-		s.fail(w, r, refuse(reasonFlowUnknown, errors.New("continue page: unknown or expired state")))
-		return
-	case errors.Is(err, errBinding):
-		s.fail(w, r, refuse(reasonFlowBrowser, errors.New("continue page: state without its browser's cookie")))
-		return
-	case err != nil:
-		s.fail(w, r, refuse(reasonInternal, err))
+	f, err := s.flows.Peek(r.URL.Query().Get("state"), flowCookie(r), s.cfg.Now())
+	if err != nil {
+		s.fail(w, r, flowFailure(fmt.Errorf("continue page: %w", err)))
 		return
 	}
 	if f.next == "" {
 		s.fail(w, r, refuse(reasonFlowUnknown, errors.New("continue page: a flow with nowhere to go")))
 		return
 	}
-	httpsec.WriteContinuePage(w, f.next, f.label)
+	webpage.WriteContinuePage(w, f.next, f.label)
+}
+
+// flowCookie returns the browser's flow binding, "" without one.
+func flowCookie(r *http.Request) string {
+	if c, err := r.Cookie(FlowCookie); err == nil {
+		return c.Value
+	}
+	return ""
 }
 
 // providerLabel names a provider as people know it: "X" for X.
@@ -278,47 +270,26 @@ func providerLabel(name string, p Provider) string {
 	return name
 }
 
-// callbackParams are the authorization response parameters, each of
-// which may appear at most once (RFC 6749 section 3.1).
-var callbackParams = []string{"state", "code", "iss", "error", "error_description", "error_uri"}
-
 // callback finishes a flow: state and its cookie, iss, then an error
 // answer (a failed silent renewal becomes an interactive sign-in) or the
 // code, redeemed once; the identity; the user it signs in; a new session.
 func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	for _, k := range callbackParams {
-		if len(q[k]) > 1 {
-			s.fail(w, r, refuse(reasonBadCallback, fmt.Errorf("parameter %s repeated", k)))
-			return
-		}
-	}
-	state := q.Get("state")
-	if state == "" {
-		s.fail(w, r, refuse(reasonBadCallback, errors.New("no state")))
+	state, err := webpage.CallbackState(q)
+	if err != nil {
+		s.fail(w, r, refuse(reasonBadCallback, err))
 		return
 	}
-	binding := ""
-	if c, err := r.Cookie(FlowCookie); err == nil {
-		binding = c.Value
-	}
-	f, err := s.flows.take(state, binding, s.cfg.Now())
-	switch {
-	case errors.Is(err, errNoFlow):
-		s.fail(w, r, refuse(reasonFlowUnknown, errors.New("unknown, expired or used state")))
-		return
-	case errors.Is(err, errBinding):
-		s.fail(w, r, refuse(reasonFlowBrowser, errors.New("state without its browser's cookie")))
-		return
-	case err != nil:
-		s.fail(w, r, refuse(reasonInternal, err))
+	f, err := s.flows.Take(state, flowCookie(r), s.cfg.Now())
+	if err != nil {
+		s.fail(w, r, flowFailure(err))
 		return
 	}
 	if f.kind == flowLogout || f.kind == flowEndSession {
 		s.fail(w, r, refuse(reasonBadCallback, errors.New("a sign-out's state at the sign-in callback")))
 		return
 	}
-	if err := s.finish(w, r, f, q); err != nil {
+	if err := s.finish(w, r, &f, q); err != nil {
 		var fl *failure
 		if !errors.As(err, &fl) {
 			fl = refuse(reasonInternal, err)
@@ -522,7 +493,7 @@ func (s *Service) signOutEverywhere(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("account signed out", "user", sess.userID, "provider", sess.provider, "everywhere", true)
 	binding := flowBinding(r)
 	state := randomString(32)
-	f := &flow{kind: flowLogout, provider: sess.provider, userID: sess.userID, binding: sha256Sum(binding), expires: now.Add(s.cfg.FlowTTL)}
+	f := &flow{kind: flowLogout, provider: sess.provider, userID: sess.userID}
 	p := s.cfg.Providers[sess.provider]
 	if p != nil {
 		if loc := p.EndSessionURL(sess.subject, "", ""); loc != "" {
@@ -531,7 +502,7 @@ func (s *Service) signOutEverywhere(w http.ResponseWriter, r *http.Request) {
 			f.kind, f.next, f.label = flowEndSession, loc, providerLabel(sess.provider, p)
 		}
 	}
-	if err := s.flows.add(state, f, now); err != nil {
+	if err := s.addFlow(state, binding, f, now); err != nil {
 		s.fail(w, r, &failure{reason: reasonBusy, err: err, attrs: []any{"provider", sess.provider}})
 		return
 	}
@@ -549,14 +520,10 @@ func (s *Service) signOutEverywhere(w http.ResponseWriter, r *http.Request) {
 // that signed out everywhere at a provider without an end session
 // endpoint is told it is still signed in there.
 func (s *Service) signedOut(w http.ResponseWriter, r *http.Request) {
-	d := &messageData{Kind: "ok", Message: "You are signed out of your tagwatch page. Your watches keep running.", Home: s.prefix + "/"}
+	d := s.withBack(&messageData{Kind: "ok", Message: "You are signed out of your tagwatch page. Your watches keep running."})
 	d.Title = "Signed out"
 	if state := r.URL.Query().Get("state"); state != "" {
-		binding := ""
-		if c, err := r.Cookie(FlowCookie); err == nil {
-			binding = c.Value
-		}
-		if f, err := s.flows.take(state, binding, s.cfg.Now()); err == nil && f.kind == flowLogout {
+		if f, err := s.flows.Take(state, flowCookie(r), s.cfg.Now()); err == nil && f.kind == flowLogout {
 			label := f.provider
 			if p := s.cfg.Providers[f.provider]; p != nil && p.Kind() == provider.KindX {
 				label = "X"
@@ -566,5 +533,3 @@ func (s *Service) signedOut(w http.ResponseWriter, r *http.Request) {
 	}
 	s.render(w, http.StatusOK, messageTmpl, d)
 }
-
-func sha256Sum(s string) [32]byte { return sha256.Sum256([]byte(s)) }

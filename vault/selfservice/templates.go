@@ -2,19 +2,20 @@ package selfservice
 
 import (
 	"html/template"
-	"strings"
+
+	"tagwatch/vault/webpage"
 )
 
-// The page's templates, in the consent pages' look (render.go's
-// pageStyle) with what a page of watches adds: items, facts, state
-// badges, forms with fields, rows of buttons. No script, no style
-// attribute: the CSP allows the one nonce'd style element only. One
-// column that fits a 390 px phone; wider, the card grows to 760 px.
+// The page's templates, in the consent pages' look (webpage.Style) with
+// what a page of watches adds: items, facts, state badges, forms with
+// fields, rows of buttons. No script, no style attribute: the CSP allows
+// the one nonce'd style element only. One column that fits a 390 px
+// phone; wider, the card grows to 760 px.
 
-// accountStyle is added to pageStyle on the page's own templates.
+// accountStyle is added to webpage.Style on the page's own templates.
 const accountStyle = `
 main{max-width:760px}
-h2{margin:30px 0 12px;font-size:13px;font-weight:700;letter-spacing:.06em;text-transform:uppercase;color:var(--muted)}
+h2{margin:30px 0 12px}
 h3{margin:22px 0 8px;font-size:15px}
 .back{margin:0 0 14px;font-size:15px}
 .back a{text-decoration:none}
@@ -24,8 +25,8 @@ h3{margin:22px 0 8px;font-size:15px}
 @media (max-width:639px){main{margin:12px 8px;padding:22px 16px}}
 .item-head{display:flex;flex-wrap:wrap;gap:8px 12px;align-items:center;justify-content:space-between;margin:0 0 8px}
 .item-head .name{font-size:17px}
-.tags{display:flex;flex-wrap:wrap;gap:6px;margin:0;padding:0;list-style:none}
-.tags li{padding:3px 11px;border-radius:14px;background:var(--chip);color:var(--chip-ink);font-weight:600;font-size:15px}
+.tags{gap:6px;margin:0}
+.tags li{padding:3px 11px;border-radius:14px}
 h1 .tags li{font-size:20px;padding:4px 14px}
 .state{display:inline-block;padding:2px 10px;border-radius:999px;font-size:13px;font-weight:700;white-space:nowrap}
 .state.active{background:color-mix(in srgb,var(--ok) 16%,transparent);color:var(--ok)}
@@ -58,15 +59,11 @@ label.check{display:flex;gap:10px;align-items:flex-start;margin:8px 0;font-weigh
 label.check input{margin:4px 0 0;width:18px;height:18px;flex:none}
 .hint{margin:6px 0 0;color:var(--muted);font-size:13px}
 form.edit button[type=submit]{margin:22px 0 0}
-ul.plain{margin:4px 0 16px;padding:0 0 0 20px}
 ul.plain li{margin:0 0 6px}
-.fine{margin:14px 0 0;color:var(--muted);font-size:13px}
+.fine{text-align:start}
 .fine.center{text-align:center;font-size:15px}
 h1+.tags{margin:0 0 14px}
 `
-
-// accountHead is pageHead with accountStyle.
-var accountHead = strings.Replace(pageHead, "</style>", accountStyle+"</style>", 1)
 
 // partials are the pieces the page's templates share.
 const partials = `
@@ -97,10 +94,10 @@ const partials = `
 <p class="hint">{{.TargetHint}}</p>{{end}}
 `
 
-// accountPage parses a template of the page: accountHead, the partials, body,
-// pageFoot.
+// accountPage parses a template of the page: the shell with accountStyle
+// (webpage.Parse), body, the partials.
 func accountPage(name, body string) *template.Template {
-	t := template.Must(template.New(name).Parse(accountHead + body + pageFoot))
+	t := template.Must(webpage.Parse(name, accountStyle, body))
 	return template.Must(t.Parse(partials))
 }
 

@@ -1,4 +1,4 @@
-package httpsec
+package webpage
 
 import (
 	"net/http"
@@ -24,7 +24,8 @@ func TestWriteContinuePage(t *testing.T) {
 	}
 	esc := strings.ReplaceAll(target, "&", "&amp;")
 	body := w.Body.String()
-	for _, want := range []string{`<meta http-equiv="refresh" content="0;url=` + esc + `">`, `<a class="button" href="` + esc + `">Continue to Hydra</a>`} {
+	for _, want := range []string{`<meta http-equiv="refresh" content="0;url=` + esc + `">` + "\n<title>Continue to Hydra · tagwatch</title>",
+		`<a class="button" href="` + esc + `">Continue to Hydra</a>`, Style + continueStyle + "</style>", "<p>Taking you to Hydra…</p>"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("body lacks %s:\n%s", want, body)
 		}
@@ -38,5 +39,10 @@ func TestWriteContinuePage(t *testing.T) {
 		if w.Code != http.StatusInternalServerError || strings.Contains(w.Body.String(), bad) {
 			t.Errorf("target %q: %d %q", bad, w.Code, w.Body.String())
 		}
+	}
+	w = httptest.NewRecorder()
+	WriteContinuePage(w, "https://op.example:8443/logout", "")
+	if !strings.Contains(w.Body.String(), "Continue to op.example:8443</a>") {
+		t.Errorf("without a label, the link names the host:\n%s", w.Body.String())
 	}
 }

@@ -1,4 +1,4 @@
-package httpsec_test
+package webpage_test
 
 import (
 	"net/http"
@@ -11,6 +11,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"tagwatch/vault/httpsec"
+	"tagwatch/vault/webpage"
 	"tagwatch/worker/xapi/xsandbox/browsertest"
 )
 
@@ -59,7 +60,7 @@ func TestContinuePageInBrowser(t *testing.T) {
 		http.Redirect(w, r, "/continue", http.StatusSeeOther)
 	})
 	mux.HandleFunc("GET /continue", func(w http.ResponseWriter, r *http.Request) {
-		httpsec.WriteContinuePage(w, target, "the provider")
+		webpage.WriteContinuePage(w, target, "the provider")
 	})
 	// The old way: the provider's origin in form-action, a direct 303.
 	oldCSP := "default-src 'none'; form-action 'self' " + authz.URL + "; frame-ancestors 'none'; base-uri 'none'"
