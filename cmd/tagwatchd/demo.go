@@ -1096,7 +1096,7 @@ var continueRefresh = regexp.MustCompile(`<meta http-equiv="refresh" content="0;
 
 // followContinue goes where a form's POST to from answered 303 with
 // Location loc, as a browser does: loc is resolved against from; a
-// same-origin target is the continue page (httpsec.WriteContinuePage),
+// same-origin target is the continue page (webpage.WriteContinuePage),
 // which is fetched and whose meta refresh is followed once, to the
 // absolute http(s) URL it names; any other target is returned as is.
 // The header is the continue page's (nil for a target on another origin).

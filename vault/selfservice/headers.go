@@ -13,7 +13,7 @@ import (
 // posted to the page itself only (form-action 'self': a POST that sends
 // the browser to a provider answers 303 to the continue page, since
 // Chromium checks form-action on every redirect of a form submission;
-// see httpsec.WriteContinuePage), frame-ancestors 'none' and base-uri 'none';
+// see webpage.WriteContinuePage), frame-ancestors 'none' and base-uri 'none';
 // Referrer-Policy no-referrer; nosniff; Cache-Control no-store (every
 // page is a signed-in person's, a sign-in or a redirect).
 func (s *Service) setHeaders(h http.Header, nonce string) {
