@@ -322,7 +322,14 @@ func TestHydraBackchannelLogout(t *testing.T) {
 	if !he.live(bob) {
 		t.Errorf("bob's session ended with ada's logout")
 	}
-	if !strings.Contains(he.logs.String(), "back-channel logout") || !strings.Contains(he.logs.String(), "sessions_ended=1") {
+	// The handler logs just after it ends the sessions: wait for the line.
+	logged := func() bool {
+		return strings.Contains(he.logs.String(), "back-channel logout") && strings.Contains(he.logs.String(), "sessions_ended=1")
+	}
+	for deadline := time.Now().Add(5 * time.Second); !logged() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !logged() {
 		t.Errorf("log does not record the back-channel logout: %s", he.logs.String())
 	}
 	g1, _ := he.db.Grant(he.grant.Grant.ID)
