@@ -230,7 +230,7 @@ func (s *Service) changeWatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.changed(sess, "changed", wt, false)
-	s.redirect(w, d.W.Path+"?done=changed")
+	s.redirect(w, d.W.Path+"?done=changed#top") // not the form's #change: the notice is at the top
 }
 
 func (s *Service) pauseWatch(w http.ResponseWriter, r *http.Request)  { s.moveWatch(w, r, true) }
@@ -305,8 +305,12 @@ func (s *Service) deleteWatch(w http.ResponseWriter, r *http.Request) {
 // reconsent sends the browser to a fresh re-consent link for the user's
 // grant at the provider, when it needs one: the consent pages' landing
 // page (vault/enroll), bound to the grant's account, as renewal's own
-// re-consent links are. A grant that does not need one returns to the
-// page, which says so.
+// re-consent links are. Where the access was revoked (the grant revoked,
+// or deleted since) and the user still has watches there, the link gives
+// access again, bound to the account the user had there (the revoked
+// grant's, or the sign-in it left: vault.DB.UnenrollGrant); using it
+// resumes those watches. An active grant returns to the page, which
+// says so; a provider the user has nothing at is not found.
 func (s *Service) reconsent(w http.ResponseWriter, r *http.Request) {
 	sess, ok := s.requireSession(w, r)
 	if !ok {
@@ -315,26 +319,64 @@ func (s *Service) reconsent(w http.ResponseWriter, r *http.Request) {
 	ps := s.cfg.Store
 	name := r.PathValue("provider")
 	links := s.pages().Links
+	req := vault.LinkRequest{UserID: sess.userID, Provider: name, Purpose: vault.PurposeReconsent, CreatedBy: actor}
 	g, err := ps.UserGrant(sess.userID, name)
 	switch {
+	case errors.Is(err, vault.ErrNotFound):
+		g = vault.Grant{}
 	case err != nil:
 		s.watchFailed(w, r, sess, err)
 		return
-	case links == nil || g.State == vault.GrantRevoked:
+	}
+	switch {
+	case links == nil:
 		s.watchFailed(w, r, sess, &vault.NotFoundError{Kind: "grant", ID: name})
 		return
 	case g.State == vault.GrantActive:
 		s.redirect(w, s.prefix+"/?done=active")
 		return
+	case g.State == vault.GrantNeedsReconsent:
+		req.GrantID, req.Expected = g.ID, g.Subject
+	default: // revoked, or gone: give access again, to the watches waiting
+		account, ok := s.formerAccount(ps, sess.userID, name, g)
+		if !ok {
+			s.watchFailed(w, r, sess, &vault.NotFoundError{Kind: "grant", ID: name})
+			return
+		}
+		req.GrantID, req.Expected = g.ID, account
 	}
-	link, rec, err := links.CreateLink(r.Context(), vault.LinkRequest{UserID: sess.userID, Provider: name, Purpose: vault.PurposeReconsent,
-		GrantID: g.ID, Expected: g.Subject, CreatedBy: actor})
+	link, rec, err := links.CreateLink(r.Context(), req)
 	if err != nil {
 		s.fail(w, r, &failure{reason: reasonInternal, err: err, attrs: []any{"user", sess.userID, "provider", name}})
 		return
 	}
 	s.log.Info("account page made a re-consent link", "user", sess.userID, "provider", name, "enrollment", rec.ID)
 	s.redirect(w, link)
+}
+
+// formerAccount returns the account a user whose access at provider was
+// revoked had there, for a link that gives it again: the revoked grant's
+// (g, when there is one), else the sign-in its revocation left
+// (User.SignIns; "" when neither says, and any account may consent). ok
+// is false when the user has no watch there: nothing to give access for.
+func (s *Service) formerAccount(ps PageStore, userID, providerName string, g vault.Grant) (string, bool) {
+	ws, err := ps.ListWatches(userID)
+	if err != nil || !slices.ContainsFunc(ws, func(w vault.WatchWithCursor) bool { return w.Provider == providerName }) {
+		return "", false
+	}
+	if g.Subject != "" {
+		return g.Subject, true
+	}
+	u, err := ps.User(userID)
+	if err != nil {
+		return "", true
+	}
+	for _, si := range u.SignIns {
+		if si.Provider == providerName {
+			return si.Subject, true
+		}
+	}
+	return "", true
 }
 
 // revoke ends tagwatch's access at a provider (Access.Revoke: at the

@@ -12,6 +12,7 @@ import (
 
 	"tagwatch/notify"
 	"tagwatch/vault"
+	"tagwatch/vault/secret"
 )
 
 // outboxKinds counts the user's outbox rows by kind.
@@ -109,7 +110,7 @@ func TestActions(t *testing.T) {
 				return url.Values{"hashtags": {"#golang, sqlite  bbolt"}, "schedule": {" @every 30m "}, "target": {targetKey(adaHook)},
 					"new_targets": {"console:\r\n"}}
 			},
-			loc: func(pe *pagesEnv) string { return "/account/watches/" + pe.adaWatch + "?done=changed" },
+			loc: func(pe *pagesEnv) string { return "/account/watches/" + pe.adaWatch + "?done=changed#top" },
 			check: func(t *testing.T, pe *pagesEnv) {
 				w := pe.watch(t, pe.adaWatch)
 				if !slices.Equal(w.Hashtags, []string{"golang", "sqlite", "bbolt"}) || w.Schedule != "@every 30m" ||
@@ -559,5 +560,65 @@ func TestInvalidWatchShown(t *testing.T) {
 	}
 	if p := b.get(pe.url + Prefix + "/watches/" + pe.adaWatch); !strings.Contains(html.UnescapeString(p.body), want) {
 		t.Errorf("the watch's page does not say it is refused")
+	}
+}
+
+// TestGiveAccessAgain: after ada revoked tagwatch's access at X and the
+// revocation settled (the grant deleted), her waiting X watch keeps a
+// card on the page that offers to give access again; pressing it makes a
+// re-consent link bound to the account she had there (the sign-in her
+// revocation left), and a consent through it makes a new grant and
+// resumes the watch. Bob, with no watch at X, is offered nothing there.
+func TestGiveAccessAgain(t *testing.T) {
+	pe := newPagesEnv(t)
+	out, err := pe.db.UnenrollGrant(pe.adaX.ID, vault.Unenroll{Actor: "test", Revoke: true})
+	if err != nil || out.RevocationID == "" {
+		t.Fatalf("UnenrollGrant = %+v, %v", out, err)
+	}
+	if err := pe.db.SettleRevocation(out.RevocationID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t)
+	pe.signInFake(b)
+	home := b.get(pe.url + Prefix + "/")
+	for _, want := range []string{"No access", "Give access again", `action="/account/grants/x/reconsent"`,
+		"tagwatch no longer has access to your X account, so your watches there wait"} {
+		expectPage(t, "the page after the revocation", home, http.StatusOK, want)
+	}
+
+	p := b.post(pe.url+Prefix+"/grants/x/reconsent", nil)
+	if p.status != http.StatusSeeOther || !strings.HasPrefix(p.header.Get("Location"), pe.url+"/enroll/") {
+		t.Fatalf("give access again = %v, want 303 to a consent link", p)
+	}
+	links, err := pe.db.ListLinks(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var link vault.Enrollment
+	for _, l := range links {
+		if l.Purpose == vault.PurposeReconsent && l.CreatedBy == actor {
+			link = l.Enrollment
+		}
+	}
+	if link.ID == "" || link.UserID != "ada" || link.Provider != "x" || link.GrantID != "" || link.Expected != "1001" {
+		t.Fatalf("the page's link = %+v, want a re-consent link for ada at x, naming no grant, bound to 1001", link)
+	}
+	token := strings.TrimPrefix(p.header.Get("Location"), pe.url+"/enroll/")
+	res, err := pe.db.CommitConsent(vault.Consent{LinkHash: vault.HashLinkToken(token), LinkID: link.ID, UserID: "ada", Provider: "x", Subject: "1001",
+		Tokens: vault.Tokens{Refresh: secret.NewRefreshToken("rt-again"), Access: secret.NewAccessToken("at-again")}, AccessExpiry: time.Now().Add(time.Hour)})
+	if err != nil || len(res.Resumed) != 1 || res.Resumed[0].ID != pe.adaXWatch {
+		t.Fatalf("CommitConsent(give access again) = %+v, %v; want ada's X watch resumed", res, err)
+	}
+	expectPage(t, "the page with access again", b.get(pe.url+Prefix+"/"), http.StatusOK, "Active")
+
+	// Bob has nothing at X: no card, and the button's route finds nothing.
+	bb := newBrowser(t)
+	pe.op.set(func(op *fakeOP) { op.subject = "bob-sub" })
+	pe.signInFake(bb)
+	if p := bb.get(pe.url + Prefix + "/"); strings.Contains(p.body, "Give access again") {
+		t.Errorf("bob's page offers to give access again: %s", p.body)
+	}
+	if p := bb.post(pe.url+Prefix+"/grants/x/reconsent", nil); p.status != http.StatusNotFound {
+		t.Errorf("bob's give access again at X = %v, want 404", p)
 	}
 }

@@ -75,7 +75,7 @@ func (s *Service) wrongMethod(w http.ResponseWriter, r *http.Request) {
 var done = map[string]string{
 	"added":     "Watch added.",
 	"changed":   "Changes saved.",
-	"paused":    "Watch paused: tagwatch does not search until you resume it.",
+	"paused":    "Watch paused.",
 	"resumed":   "Watch resumed.",
 	"waiting":   "Watch resumed, but it waits: it says why below.",
 	"unchanged": "Nothing needed changing.",
@@ -93,7 +93,9 @@ type homeData struct {
 	Watches                    []watchView
 	Grants                     []grantView
 	SignOut, SignOutEverywhere string
-	CanDelete                  bool
+	// CanSignOutEverywhere: the sign-in provider has an end session
+	// endpoint (OpenID providers that publish one; never X).
+	CanDelete, CanSignOutEverywhere bool
 }
 
 // home is the page: the user's watches and grants, and the ways out.
@@ -112,6 +114,9 @@ func (s *Service) home(w http.ResponseWriter, r *http.Request) {
 	d := &homeData{P: s.prefix, Notice: s.sessions.takeNotice(sess.key), Done: done[r.URL.Query().Get("done")],
 		Account: sess.account, Provider: s.providerLabel(sess.provider), Watches: v.Watches, Grants: v.Grants,
 		SignOut: s.prefix + "/signout", SignOutEverywhere: s.prefix + "/signout-everywhere", CanDelete: s.pages().Access != nil}
+	if p := s.cfg.Providers[sess.provider]; p != nil {
+		d.CanSignOutEverywhere = p.EndSessionURL(sess.subject, "", "") != ""
+	}
 	d.Title = "Your watches"
 	s.render(w, http.StatusOK, homeTmpl, d)
 }
@@ -277,7 +282,8 @@ func (s *Service) deleteWatchPage(w http.ResponseWriter, r *http.Request) {
 	v := s.watchView(ps, sess.userID, wc, 0, s.cfg.Now())
 	d := &confirmData{P: s.prefix, Tags: wc.Hashtags,
 		Lead: "tagwatch stops searching " + v.ProviderLabel + " for these hashtags and forgets the watch, with its run history and the list of its recent matches.",
-		Lines: []string{"Notifications already sent stay where they are.",
+		Lines: []string{"It searches " + v.ProviderLabel + " " + v.Cadence + " and sends to " + strings.Join(v.Targets, ", ") + ".",
+			"Notifications already sent stay where they are.",
 			"To watch these hashtags again later, add a new watch."},
 		Action: v.Path + "/delete", Button: "Delete this watch", Back: v.Path}
 	d.Title = "Delete this watch?"
@@ -302,32 +308,22 @@ func (s *Service) revokePage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	label := s.providerLabel(name)
-	d := &confirmData{P: s.prefix, Lead: "tagwatch asks " + label + " to end the access you gave it, then deletes the tokens it keeps for " + accountOf(g) + ".",
-		Action: action, Button: "Revoke access", Back: s.prefix + "/"}
+	d := &confirmData{P: s.prefix, Lead: "tagwatch asks " + label + " to end the access you gave it as " + s.grantView(g, watches).Account +
+		", then deletes the tokens it keeps for it.", Action: action, Button: "Revoke access", Back: s.prefix + "/"}
 	switch watches {
 	case 0:
 	case 1:
-		d.Lines = append(d.Lines, "Your watch on "+label+" stops. It stays on this page, waiting, until you give access again with a new link.")
+		d.Lines = append(d.Lines, "Your watch on "+label+" stops. It stays on this page, waiting, until you give access again from here.")
 	default:
-		d.Lines = append(d.Lines, "Your "+strconv.Itoa(watches)+" watches on "+label+" stop. They stay on this page, waiting, until you give access again with a new link.")
+		d.Lines = append(d.Lines, "Your "+strconv.Itoa(watches)+" watches on "+label+" stop. They stay on this page, waiting, until you give access again from here.")
 	}
+	d.Lines = append(d.Lines, "You can still sign in to this page as you do now.")
 	if watches > 0 {
 		d.Lines = append(d.Lines, "A confirmation goes to where those watches notify you.")
 	}
 	d.Lines = append(d.Lines, "If "+label+" cannot be reached now, tagwatch keeps asking it until it answers; the tokens here are deleted at once.")
 	d.Title = "Revoke tagwatch's access to " + label + "?"
 	s.render(w, http.StatusOK, confirmTmpl, d)
-}
-
-// accountOf names a grant's account for people.
-func accountOf(g vault.Grant) string {
-	switch {
-	case g.Username != "":
-		return g.Username
-	case g.Subject != "":
-		return g.Subject
-	}
-	return "your account"
 }
 
 // revocableGrant returns the user's grant at name and how many of the
@@ -405,7 +401,7 @@ func (s *Service) deletePage(w http.ResponseWriter, r *http.Request) {
 // anyone: it reads nothing and changes nothing.
 func (s *Service) deletedPage(w http.ResponseWriter, r *http.Request) {
 	d := &messageData{Kind: "ok", Message: "tagwatch deleted everything it kept for you and signed you out. If your watches had somewhere to notify you, a confirmation is on its way there.",
-		Note: "Access you gave tagwatch at a provider that could not be reached just now is revoked there as soon as it answers."}
+		Note: "tagwatch also asked each provider to end the access you gave it; if one could not be reached, tagwatch keeps asking until it answers."}
 	d.Title = "Your data was deleted"
 	s.render(w, http.StatusOK, messageTmpl, d)
 }

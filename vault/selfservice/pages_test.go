@@ -562,7 +562,12 @@ func TestWhen(t *testing.T) {
 		rel, abs string
 	}{
 		{now.Add(-7 * time.Minute), "7 minutes ago", "30 Nov 2026, 11:53 UTC"},
-		{now.Add(30 * time.Second), "now", "30 Nov 2026, 12:00 UTC"},
+		{now.Add(30 * time.Second), "in 30 seconds", "30 Nov 2026, 12:00 UTC"},
+		{now.Add(-50 * time.Second), "50 seconds ago", "30 Nov 2026, 11:59 UTC"},
+		{now.Add(4 * time.Second), "now", "30 Nov 2026, 12:00 UTC"},
+		{now.Add(-4 * time.Second), "now", "30 Nov 2026, 11:59 UTC"},
+		{now.Add(59*time.Second + 999*time.Millisecond), "in 59 seconds", "30 Nov 2026, 12:00 UTC"},
+		{now.Add(time.Minute), "in 1 minute", "30 Nov 2026, 12:01 UTC"},
 		{now.Add(7*time.Minute + 59*time.Second), "in 8 minutes", "30 Nov 2026, 12:07 UTC"},
 		{now.Add(61 * time.Minute), "in 1 hour", "30 Nov 2026, 13:01 UTC"},
 		{now.Add(-72 * time.Hour), "3 days ago", "27 Nov 2026, 12:00 UTC"},

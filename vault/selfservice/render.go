@@ -25,6 +25,9 @@ const (
 	reasonBadCallback
 	reasonIssuer
 	reasonDenied
+	// reasonRecentDenied: the person declined the fresh sign-in a change
+	// needs; their page session is untouched.
+	reasonRecentDenied
 	reasonProviderError
 	reasonCodeRefused
 	reasonProviderDown
@@ -49,6 +52,7 @@ var reasons = webpage.Refusals[reason]{
 	reasonFlowBrowser:         {Status: 400, Name: "flow_browser", Title: "This sign-in was started in another browser", Message: "Nothing was changed. Open your tagwatch page in this browser and sign in again.", Level: slog.LevelWarn},
 	reasonBadCallback:         {Status: 400, Name: "bad_callback", Title: "The answer from the sign-in page is incomplete", Message: "Nothing was changed. Open your tagwatch page again to sign in.", Level: slog.LevelWarn},
 	reasonIssuer:              {Status: 400, Name: "issuer_mismatch", Title: "The answer did not come from the expected provider", Message: "Nothing was changed and nothing was sent anywhere. Open your tagwatch page again to sign in.", Level: slog.LevelWarn},
+	reasonRecentDenied:        {Status: 403, Name: "access_denied", Title: "Nothing was changed", Message: "You did not sign in again, which this change needs. You are still signed in to your tagwatch page: go back to it to carry on.", Level: slog.LevelInfo},
 	reasonDenied:              {Status: 403, Name: "access_denied", Title: "You did not sign in", Message: "Nothing was changed. Open your tagwatch page again when you want to sign in.", Level: slog.LevelInfo},
 	reasonProviderError:       {Status: 400, Name: "provider_error", Title: "The provider could not complete the sign-in", Message: "Nothing was changed. Open your tagwatch page again to retry.", Level: slog.LevelWarn},
 	reasonCodeRefused:         {Status: 400, Name: "code_refused", Title: "The sign-in could not be completed", Message: "The provider did not accept the answer it gave (it may have been used already). Nothing was changed. Open your tagwatch page again to sign in.", Level: slog.LevelWarn},

@@ -332,7 +332,10 @@ func (s *Service) finish(w http.ResponseWriter, r *http.Request, f *flow, q map[
 			s.start(w, r, p, &flow{kind: flowSignIn, provider: f.provider, userID: f.userID, returnTo: f.returnTo, notice: f.notice})
 			return nil
 		}
-		if code == "access_denied" {
+		switch {
+		case code == "access_denied" && f.kind == flowRecent:
+			return refuse(reasonRecentDenied, cause)
+		case code == "access_denied":
 			return refuse(reasonDenied, cause)
 		}
 		return refuse(reasonProviderError, cause)

@@ -457,12 +457,13 @@ func TestRecentAuth(t *testing.T) {
 		{"no auth_time", func(op *fakeOP) { op.edit = func(c map[string]any) { delete(c, "auth_time") } }, 403, "not recent enough"},
 		{"another user's account", func(op *fakeOP) { op.authTime, op.subject = time.Time{}, "bob-sub" }, 403, "another account"},
 		{"an account tagwatch does not know", func(op *fakeOP) { op.authTime, op.subject = time.Time{}, "mallory" }, 403, "another account"},
+		{"the person declines", func(op *fakeOP) { op.answer = "access_denied" }, 403, "You are still signed in to your tagwatch page"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			e.t = t
 			op.set(func(op *fakeOP) {
-				op.authTime, op.edit, op.subject = time.Now().Add(-time.Hour), nil, "alice"
+				op.authTime, op.edit, op.subject, op.answer = time.Now().Add(-time.Hour), nil, "alice", ""
 				c.setup(op)
 			})
 			before := b.cookie(e.url, SessionCookie)
@@ -480,7 +481,7 @@ func TestRecentAuth(t *testing.T) {
 	}
 
 	// A fresh sign-in: back to the confirmation page, then the action runs.
-	op.set(func(op *fakeOP) { op.authTime, op.edit, op.subject = time.Time{}, nil, "alice" })
+	op.set(func(op *fakeOP) { op.authTime, op.edit, op.subject, op.answer = time.Time{}, nil, "alice", "" })
 	p := b.follow(e.url, b.follow(e.url, b.get(e.url+"/account/test-guarded")))
 	if p.status != http.StatusSeeOther || p.loc != "/account/test-guarded" {
 		t.Fatalf("fresh recent sign-in callback = %v, want 303 to /account/test-guarded", p)
@@ -552,8 +553,14 @@ func TestXSignIn(t *testing.T) {
 	if x.Stats().AuthorizeRequests != before {
 		t.Errorf("an expired X session sent the browser to X")
 	}
-	// Signing out everywhere: X has no end session endpoint.
+	// Signing out everywhere: X has no end session endpoint, so the page
+	// offers no such button and says how to sign out at X.
 	e.signInX(b)
+	home := b.get(e.url + Prefix + "/")
+	expectPage(t, "the page signed in with X", home, http.StatusOK, "You stay signed in at X: sign out there yourself")
+	if strings.Contains(home.body, "signout-everywhere") {
+		t.Errorf("the page signed in with X offers to sign out everywhere")
+	}
 	out := b.post(e.url+Prefix+"/signout-everywhere", nil)
 	if out.status != http.StatusSeeOther || !strings.HasPrefix(out.loc, "/account/signed-out?state=") {
 		t.Fatalf("sign out everywhere at X = %v, want 303 to the signed-out page", out)

@@ -121,18 +121,18 @@ var homeTmpl = accountPage("home", `
 <div class="item-head"><strong class="name">{{.ProviderLabel}}</strong><span class="state {{.State}}">{{.StateText}}</span></div>
 {{if .Why}}<p class="why">{{.Why}}</p>{{end}}
 <dl class="facts">
-<dt>Account</dt><dd>{{.Account}}</dd>
-<dt>Given</dt><dd>{{.Since}}</dd>
-<dt>Last renewal</dt><dd>{{if .LastRenewal}}{{.LastRenewal}}{{else}}Not yet{{end}}</dd>
+{{if .Account}}<dt>Account</dt><dd>{{.Account}}</dd>{{end}}
+{{if .Since}}<dt>Given</dt><dd>{{.Since}}</dd>
+<dt>Last renewal</dt><dd>{{if .LastRenewal}}{{.LastRenewal}}{{else}}Not yet{{end}}</dd>{{end}}
 <dt>Watches</dt><dd>{{.Watches}}</dd>
 </dl>
-<div class="actions">{{if .CanReconsent}}<form method="post" action="{{.Path}}/reconsent"><button type="submit" class="primary">Renew access</button></form>{{end}}{{if .CanAdd}}<a class="button" href="{{$.P}}/watches/new?provider={{.Provider}}">Add a watch</a>{{end}}{{if .CanRevoke}}<a class="button danger" href="{{.Path}}/revoke">Revoke access</a>{{end}}</div>
+<div class="actions">{{if .CanReconsent}}<form method="post" action="{{.Path}}/reconsent"><button type="submit" class="primary">{{.ReconsentLabel}}</button></form>{{end}}{{if .CanAdd}}<a class="button" href="{{$.P}}/watches/new?provider={{.Provider}}">Add a watch</a>{{end}}{{if .CanRevoke}}<a class="button danger" href="{{.Path}}/revoke">Revoke access</a>{{end}}</div>
 </article>
 {{else}}<p class="muted">None: tagwatch has no access to any of your accounts.</p>
 {{end}}
 <div class="account">
-<div class="actions"><form method="post" action="{{.SignOut}}"><button type="submit" class="button">Sign out</button></form><form method="post" action="{{.SignOutEverywhere}}"><button type="submit" class="button">Sign out everywhere</button></form>{{if .CanDelete}}<a class="button danger" href="{{.P}}/delete">Delete all my data</a>{{end}}</div>
-<p class="fine">Signing out ends this page's session only: your watches keep running. Everywhere also signs you out at {{.Provider}}.</p>
+<div class="actions"><form method="post" action="{{.SignOut}}"><button type="submit" class="button">Sign out</button></form>{{if .CanSignOutEverywhere}}<form method="post" action="{{.SignOutEverywhere}}"><button type="submit" class="button">Sign out everywhere</button></form>{{end}}{{if .CanDelete}}<a class="button danger" href="{{.P}}/delete">Delete all my data</a>{{end}}</div>
+<p class="fine">Signing out ends this page's session only: your watches keep running.{{if .CanSignOutEverywhere}} Everywhere also signs you out at {{.Provider}}.{{else}} You stay signed in at {{.Provider}}: sign out there yourself if this is not your device.{{end}}</p>
 </div>
 `)
 
@@ -148,8 +148,8 @@ var watchTmpl = accountPage("watch", `
 <h2>Recent matches</h2>
 {{template "matches" .W}}{{if not .W.Matches}}{{if not .W.MatchesErr}}<p class="muted">None yet.</p>{{end}}{{end}}
 <h2>Change it</h2>
-{{if .ChangeErr}}<p class="alert" role="alert" id="change-error">Not saved: {{.ChangeErr}}</p>{{end}}
-<form method="post" action="{{.W.Path}}" class="edit">
+<div id="change">{{if .ChangeErr}}<p class="alert" role="alert" id="change-error">Not saved: {{.ChangeErr}}</p>{{end}}</div>
+<form method="post" action="{{.W.Path}}#change" class="edit">
 {{template "fields" .}}
 <button type="submit">Save changes</button>
 </form>
@@ -159,8 +159,8 @@ var newWatchTmpl = accountPage("new", `
 <p class="back"><a href="{{.P}}/">← Your tagwatch page</a></p>
 <h1>Add a watch on {{.ProviderLabel}}</h1>
 <p class="lead">tagwatch searches {{.ProviderLabel}} for new posts with these hashtags, with the access you gave it, and sends them where you say.</p>
-{{if .Err}}<p class="alert" role="alert">Not added: {{.Err}}</p>{{end}}
-<form method="post" action="{{.P}}/watches" class="edit">
+<div id="form">{{if .Err}}<p class="alert" role="alert">Not added: {{.Err}}</p>{{end}}</div>
+<form method="post" action="{{.P}}/watches#form" class="edit">
 <input type="hidden" name="provider" value="{{.Form.Provider}}">
 {{template "fields" .}}
 <button type="submit">Add the watch</button>

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -136,6 +137,15 @@ func (s *Service) pages() Pages {
 	if pg.TargetLabel == nil {
 		pg.TargetLabel = targetKind
 	}
+	label := pg.TargetLabel
+	pg.TargetLabel = func(t string) string {
+		// The console is the operator's terminal, as the consent pages
+		// call it: its URL says nothing to a user.
+		if strings.HasPrefix(strings.ToLower(strings.TrimSpace(t)), "console:") {
+			return "The tagwatch operator's console"
+		}
+		return label(t)
+	}
 	if pg.Matches <= 0 {
 		pg.Matches = DefaultMatches
 	}
@@ -214,8 +224,11 @@ type grantView struct {
 	State, StateText, Why string
 	Since, LastRenewal    string
 	Watches               int
-	// CanReconsent, CanRevoke, CanAdd: the actions offered.
+	// CanReconsent, CanRevoke, CanAdd: the actions offered;
+	// ReconsentLabel the re-consent button's words ("Renew access", or
+	// "Give access again" after a revocation).
 	CanReconsent, CanRevoke, CanAdd bool
+	ReconsentLabel                  string
 }
 
 // targetChoice is one of the user's targets, offered in a form by label.
@@ -237,14 +250,18 @@ func (s *Service) providerLabel(name string) string {
 }
 
 // when says t for people: how far from now ("7 minutes ago", "in 8
-// minutes", "now"), and when, in UTC (the page does not know the
+// minutes", "in 40 seconds"; "now" within 5 seconds), and when, in UTC (the page does not know the
 // person's zone).
 func when(t, now time.Time) (rel, abs string) {
 	abs = t.UTC().Format("2 Jan 2006, 15:04 UTC")
 	d := t.Sub(now)
 	switch {
-	case d > -time.Minute && d < time.Minute:
+	case d > -5*time.Second && d < 5*time.Second:
 		return "now", abs
+	case d > -time.Minute && d < 0:
+		return fmt.Sprintf("%d seconds ago", int64(-d/time.Second)), abs
+	case d >= 0 && d < time.Minute:
+		return fmt.Sprintf("in %d seconds", int64(d/time.Second)), abs
 	case d < 0:
 		return span(-d) + " ago", abs
 	}
@@ -292,7 +309,7 @@ func (s *Service) watchWhy(w vault.Watch) string {
 	case vault.SuspendNeedsReconsent:
 		return "tagwatch's access to your " + p + " account needs renewing. Renew it below and the watch resumes by itself."
 	case vault.SuspendRevoked:
-		return "tagwatch no longer has access to your " + p + " account. The watch resumes if you give access again, with a new link from whoever set up tagwatch for you."
+		return "tagwatch no longer has access to your " + p + " account. The watch resumes when you give access again, below."
 	case vault.SuspendUsageCapped:
 		return p + "'s usage cap for tagwatch is reached. The watch resumes by itself when the cap lifts."
 	}
@@ -406,7 +423,7 @@ func matchOf(m vault.Match, now time.Time) matchView {
 func (s *Service) grantView(g vault.Grant, watches int) grantView {
 	pg := s.pages()
 	v := grantView{Path: s.prefix + "/grants/" + url.PathEscape(g.Provider), Provider: g.Provider, ProviderLabel: s.providerLabel(g.Provider), State: string(g.State),
-		Since: formatDate(g.CreatedAt), Watches: watches}
+		Since: formatDate(g.CreatedAt), Watches: watches, ReconsentLabel: "Renew access"}
 	switch {
 	case g.Username != "" && s.providerLabel(g.Provider) == "X":
 		v.Account = "@" + strings.TrimPrefix(g.Username, "@")
@@ -432,12 +449,37 @@ func (s *Service) grantView(g vault.Grant, watches int) grantView {
 			v.Why += " Use the link tagwatch sent you to renew its access."
 		}
 	case vault.GrantRevoked:
-		v.StateText = "Revoked"
-		v.Why = "tagwatch no longer has access here. To give it again, ask whoever set up tagwatch for you for a new link."
+		v.StateText, v.ReconsentLabel = "Revoked", "Give access again"
+		v.CanReconsent = pg.Links != nil && watches > 0
+		v.Why = revokedWhy(v.ProviderLabel, watches, pg.Links != nil)
 	default:
 		v.StateText = string(g.State)
 	}
 	return v
+}
+
+// noGrantView is the card of a provider where the user has watches but
+// no grant any more (revoked at the provider and deleted here): the
+// watches wait, and the page offers to give access again.
+func (s *Service) noGrantView(providerName string, watches int) grantView {
+	pg := s.pages()
+	label := s.providerLabel(providerName)
+	return grantView{Path: s.prefix + "/grants/" + url.PathEscape(providerName), Provider: providerName, ProviderLabel: label,
+		State: string(vault.GrantRevoked), StateText: "No access", Watches: watches, CanReconsent: pg.Links != nil,
+		ReconsentLabel: "Give access again", Why: revokedWhy(label, watches, pg.Links != nil)}
+}
+
+// revokedWhy says what a revoked access means for the user's watches at
+// the provider, and how to give it again.
+func revokedWhy(providerLabel string, watches int, canLink bool) string {
+	why := "tagwatch no longer has access to your " + providerLabel + " account"
+	switch {
+	case watches == 0:
+		return why + "."
+	case canLink:
+		return why + ", so your watches there wait. Give access again and they resume where they stopped."
+	}
+	return why + ", so your watches there wait. To give access again, ask whoever set up tagwatch for you for a new link."
 }
 
 // userView is everything the page shows of one user.
@@ -475,6 +517,12 @@ func (s *Service) userView(ps PageStore, sess session, n int, now time.Time) (us
 	}
 	for _, g := range gs {
 		v.Grants = append(v.Grants, s.grantView(g, perProvider[g.Provider]))
+		delete(perProvider, g.Provider)
+	}
+	// Watches at a provider where no grant is left: their access was
+	// revoked and deleted; the card offers to give it again.
+	for _, name := range slices.Sorted(maps.Keys(perProvider)) {
+		v.Grants = append(v.Grants, s.noGrantView(name, perProvider[name]))
 	}
 	return v, nil
 }
