@@ -1,10 +1,8 @@
 package notify
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -16,6 +14,7 @@ import (
 
 	"tagwatch/vault"
 	"tagwatch/vault/httpsec"
+	"tagwatch/vault/webpage"
 )
 
 // Actions is what the one-click links do; the daemon implements it.
@@ -118,7 +117,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET "+LinkPrefix+"{action}/{token}", s.linkPage)
 	mux.HandleFunc("POST "+LinkPrefix+"{action}/{token}", s.linkAct)
 	mux.HandleFunc(LinkPrefix, func(w http.ResponseWriter, r *http.Request) {
-		s.page(w, http.StatusNotFound, pageData{Kind: "error", Title: "Not found", Message: "This page does not exist."})
+		s.page(w, http.StatusNotFound, pageData{Kind: "error", Page: webpage.Page{Title: "Not found"}, Message: "This page does not exist."})
 	})
 	return mux
 }
@@ -126,18 +125,18 @@ func (s *Service) Handler() http.Handler {
 func (s *Service) checkLink(w http.ResponseWriter, r *http.Request) (link, bool) {
 	action := r.PathValue("action")
 	if action != ActionPause && action != ActionRevoke {
-		s.page(w, http.StatusNotFound, pageData{Kind: "error", Title: "Not found", Message: "This page does not exist."})
+		s.page(w, http.StatusNotFound, pageData{Kind: "error", Page: webpage.Page{Title: "Not found"}, Message: "This page does not exist."})
 		return link{}, false
 	}
 	l, err := verifyLink(s.cfg.LinkKey, action, r.PathValue("token"), s.now())
 	switch {
 	case errors.Is(err, errLinkExpired):
-		s.page(w, http.StatusGone, pageData{Kind: "error", Title: "This link has expired",
+		s.page(w, http.StatusGone, pageData{Kind: "error", Page: webpage.Page{Title: "This link has expired"},
 			Message: "Use the link in a more recent notification, or ask your operator."})
 		return link{}, false
 	case err != nil:
 		s.log.Info("one-click link refused", "action", action, "reason", "bad signature")
-		s.page(w, http.StatusBadRequest, pageData{Kind: "error", Title: "This link is not valid",
+		s.page(w, http.StatusBadRequest, pageData{Kind: "error", Page: webpage.Page{Title: "This link is not valid"},
 			Message: "Copy the whole link from the notification, or ask your operator."})
 		return link{}, false
 	}
@@ -165,25 +164,25 @@ func (s *Service) linkAct(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.cfg.Actions == nil {
 		s.log.Error("one-click link used but no actions are wired", "action", l.Action)
-		s.page(w, http.StatusServiceUnavailable, pageData{Kind: "error", Title: "Not available", Message: "Please try again later."})
+		s.page(w, http.StatusServiceUnavailable, pageData{Kind: "error", Page: webpage.Page{Title: "Not available"}, Message: "Please try again later."})
 		return
 	}
 	var err error
 	var d pageData
 	if l.Action == ActionPause {
 		err = s.cfg.Actions.PauseWatch(r.Context(), l.WatchID)
-		d = pageData{Kind: "ok", Title: "Watch paused", Message: "tagwatch will not search for this watch or send its posts until it is resumed."}
+		d = pageData{Kind: "ok", Page: webpage.Page{Title: "Watch paused"}, Message: "tagwatch will not search for this watch or send its posts until it is resumed."}
 	} else {
 		err = s.cfg.Actions.Revoke(r.Context(), l.UserID, l.Provider)
-		d = pageData{Kind: "ok", Title: "Access revoked", Message: "tagwatch no longer acts for your " + l.Provider + " account, and its watches have stopped."}
+		d = pageData{Kind: "ok", Page: webpage.Page{Title: "Access revoked"}, Message: "tagwatch no longer acts for your " + l.Provider + " account, and its watches have stopped."}
 	}
 	switch {
 	case errors.Is(err, vault.ErrNotFound):
-		s.page(w, http.StatusNotFound, pageData{Kind: "error", Title: "Nothing to do", Message: "This watch or access no longer exists."})
+		s.page(w, http.StatusNotFound, pageData{Kind: "error", Page: webpage.Page{Title: "Nothing to do"}, Message: "This watch or access no longer exists."})
 		return
 	case err != nil:
 		s.log.Error("one-click link action failed", "action", l.Action, "user", l.UserID, "watch", l.WatchID, "provider", l.Provider, "err", err)
-		s.page(w, http.StatusInternalServerError, pageData{Kind: "error", Title: "Something went wrong", Message: "Nothing was changed. Please try again later."})
+		s.page(w, http.StatusInternalServerError, pageData{Kind: "error", Page: webpage.Page{Title: "Something went wrong"}, Message: "Nothing was changed. Please try again later."})
 		return
 	}
 	s.log.Info("one-click link used", "action", l.Action, "user", l.UserID, "watch", l.WatchID, "provider", l.Provider)
@@ -191,56 +190,27 @@ func (s *Service) linkAct(w http.ResponseWriter, r *http.Request) {
 }
 
 type pageData struct {
-	Nonce, Kind, Title, Message, Button string
-	Form                                bool
+	webpage.Page
+	Kind, Message, Button string
+	Form                  bool
 }
 
-// page writes a page with the same security headers as the enrollment
-// pages: CSP with a per-response style nonce and no other source,
-// no-referrer, frame-ancestors 'none', nosniff, no-store.
+// page writes a page in the consent pages' look (webpage.Parse) with
+// their security headers: CSP with a per-response style nonce and no
+// other source, no-referrer, frame-ancestors 'none', nosniff, no-store.
 func (s *Service) page(w http.ResponseWriter, status int, d pageData) {
-	var nb [18]byte
-	_, _ = rand.Read(nb[:])
-	d.Nonce = base64.RawURLEncoding.EncodeToString(nb[:])
-	var b bytes.Buffer
-	if err := pageTmpl.Execute(&b, d); err != nil {
+	if err := webpage.Write(w, status, linkTmpl, &d); err != nil {
 		s.log.Error("render link page", "err", err)
-		status = http.StatusInternalServerError
-		b.Reset()
-		b.WriteString("internal error")
+		httpsec.SetPageHeaders(w.Header(), "")
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte("internal error\n"))
 	}
-	h := w.Header()
-	httpsec.SetPageHeaders(h, d.Nonce)
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(status)
-	_, _ = w.Write(b.Bytes())
 }
 
-var pageTmpl = template.Must(template.New("link").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<meta name="referrer" content="no-referrer"><meta name="robots" content="noindex,nofollow">
-<title>{{.Title}} · tagwatch</title><style nonce="{{.Nonce}}">
-:root{color-scheme:light dark;--bg:#f5f6f8;--card:#fff;--ink:#1c2330;--muted:#5b6475;--line:#dde1e8;--accent:#3b5bdb;--accent-ink:#fff;--ok:#2f9e44;--err:#e03131}
-@media (prefers-color-scheme:dark){:root{--bg:#11141a;--card:#1a1f27;--ink:#e9ecf1;--muted:#9aa3b2;--line:#2b323d;--accent:#748ffc;--accent-ink:#0b0d12}}
-*{box-sizing:border-box}
-body{margin:0;background:var(--bg);color:var(--ink);font:16px/1.5 -apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}
-main{max-width:520px;margin:0 auto;padding:32px 20px}
-.card{background:var(--card);border:1px solid var(--line);border-radius:16px;padding:28px 24px}
-.brand{margin:0 0 20px;font-weight:700;color:var(--accent)}
-h1{margin:0 0 10px;font-size:24px;line-height:1.25}
-p{margin:0 0 12px}
-.badge{display:inline-flex;align-items:center;justify-content:center;width:44px;height:44px;margin:0 0 16px;border-radius:50%;font-size:22px;font-weight:800}
-.badge.ok{color:var(--ok);border:2px solid var(--ok)}
-.badge.error{color:var(--err);border:2px solid var(--err)}
-form{margin:24px 0 0}
-button{display:block;width:100%;padding:14px 18px;border:0;border-radius:12px;background:var(--accent);color:var(--accent-ink);font:inherit;font-size:17px;font-weight:700;cursor:pointer}
-button:focus-visible{outline:3px solid var(--ink);outline-offset:2px}
-</style></head>
-<body><main><div class="card">
-<p class="brand"># tagwatch</p>
+var linkTmpl = template.Must(webpage.Parse("link", "", `
 {{if .Kind}}<div class="badge {{.Kind}}" aria-hidden="true">{{if eq .Kind "ok"}}✓{{else}}!{{end}}</div>{{end}}
 <h1>{{.Title}}</h1>
-<p>{{.Message}}</p>
+<p class="lead">{{.Message}}</p>
 {{if .Form}}<form method="post"><button type="submit">{{.Button}}</button></form>{{end}}
-</div></main></body></html>
 `))
