@@ -2,15 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
 
 	"tagwatch/notify"
 	"tagwatch/vault"
-	"tagwatch/vault/provider"
-	"tagwatch/vault/secret"
 	"tagwatch/vault/selfservice"
 )
 
@@ -24,18 +21,15 @@ const actorUserPage = "user page"
 // and deleting, when a watch runs next, schedules in words, targets
 // redacted). [account] and public_url change only on restart; a provider
 // reloaded by SIGHUP (a rotated client secret) is the one the page uses
-// from then on (pageProvider).
+// from then on (reloadProviders calls selfservice.Service.SetProviders).
 func (d *daemon) newAccount() (*selfservice.Service, error) {
 	a := d.cfg.Account
 	if !a.Enabled {
 		return nil, nil
 	}
-	ps := make(map[string]selfservice.Provider, len(a.SignIn))
-	for _, name := range a.SignIn {
-		if d.liveProvider(name) == nil {
-			return nil, fmt.Errorf("account: sign-in provider %q is not configured", name)
-		}
-		ps[name] = pageProvider{d: d, name: name}
+	ps, err := d.signInProviders()
+	if err != nil {
+		return nil, err
 	}
 	s, err := selfservice.New(selfservice.Config{Store: d.db, Providers: ps, PublicURL: d.cfg.HTTP.PublicURL,
 		IdleTimeout: a.IdleTimeout.Duration, AbsoluteTimeout: a.AbsoluteTimeout.Duration, RecentAuth: a.RecentAuth.Duration,
@@ -131,88 +125,16 @@ func (d *daemon) deleteUser(ctx context.Context, userID, actor string) (vault.De
 	return out, nil
 }
 
-// pageProvider is a sign-in provider as the page sees it: the daemon's
-// provider of that name as it is now, so that a provider SIGHUP rebuilt
-// (a rotated secret, new keys) serves the next sign-in.
-type pageProvider struct {
-	d    *daemon
-	name string
-}
-
-var _ selfservice.Provider = pageProvider{}
-
-// errNoProvider stands for a provider that left the configuration (a
-// reload refuses that while [account] names it, so it does not happen).
-var errNoProvider = errors.New("the sign-in provider is not configured")
-
-func (pp pageProvider) p() *provider.Provider { return pp.d.liveProvider(pp.name) }
-
-func (pp pageProvider) Kind() string {
-	if p := pp.p(); p != nil {
-		return p.Kind()
+// signInProviders returns the providers [account] signs people in with,
+// as they are now. Errors: a name that is not a running provider.
+func (d *daemon) signInProviders() (map[string]selfservice.Provider, error) {
+	ps := make(map[string]selfservice.Provider, len(d.cfg.Account.SignIn))
+	for _, name := range d.cfg.Account.SignIn {
+		p := d.liveProvider(name)
+		if p == nil {
+			return nil, fmt.Errorf("account: sign-in provider %q is not configured", name)
+		}
+		ps[name] = p
 	}
-	return ""
-}
-
-func (pp pageProvider) Issuer() string {
-	if p := pp.p(); p != nil {
-		return p.Issuer()
-	}
-	return ""
-}
-
-func (pp pageProvider) SignInURL(r provider.SignInRequest) string {
-	if p := pp.p(); p != nil {
-		return p.SignInURL(r)
-	}
-	return ""
-}
-
-func (pp pageProvider) CheckAuthorizationIssuer(iss string, present bool) error {
-	if p := pp.p(); p != nil {
-		return p.CheckAuthorizationIssuer(iss, present)
-	}
-	return errNoProvider
-}
-
-func (pp pageProvider) ExchangeSignIn(ctx context.Context, code, verifier, redirectURL string) (*provider.TokenResult, error) {
-	if p := pp.p(); p != nil {
-		return p.ExchangeSignIn(ctx, code, verifier, redirectURL)
-	}
-	return nil, errNoProvider
-}
-
-func (pp pageProvider) Identify(ctx context.Context, tr *provider.TokenResult, nonce string) (provider.Identity, error) {
-	if p := pp.p(); p != nil {
-		return p.Identify(ctx, tr, nonce)
-	}
-	return provider.Identity{}, errNoProvider
-}
-
-func (pp pageProvider) EndSessionURL(idTokenHint, postLogoutRedirect, state string) string {
-	if p := pp.p(); p != nil {
-		return p.EndSessionURL(idTokenHint, postLogoutRedirect, state)
-	}
-	return ""
-}
-
-func (pp pageProvider) VerifyLogoutToken(ctx context.Context, raw string) (provider.LogoutToken, error) {
-	if p := pp.p(); p != nil {
-		return p.VerifyLogoutToken(ctx, raw)
-	}
-	return provider.LogoutToken{}, errNoProvider
-}
-
-func (pp pageProvider) Revocation() provider.Revocation {
-	if p := pp.p(); p != nil {
-		return p.Revocation()
-	}
-	return provider.Revocation{}
-}
-
-func (pp pageProvider) Revoke(ctx context.Context, rt secret.RefreshToken) error {
-	if p := pp.p(); p != nil {
-		return p.Revoke(ctx, rt)
-	}
-	return errNoProvider
+	return ps, nil
 }

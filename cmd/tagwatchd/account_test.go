@@ -5,8 +5,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"tagwatch/vault"
 )
@@ -172,4 +176,57 @@ func mustParse(t *testing.T, raw string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// TestAccountProvidersReload: a sign-in provider SIGHUP rebuilt is the
+// one the page signs in with from then on. The test rotates X's client
+// secret file to a value the sandbox does not know and reloads: the
+// page's next sign-in reaches X's token endpoint with the new secret and
+// is refused there (the old provider would have been accepted).
+func TestAccountProvidersReload(t *testing.T) {
+	s := newSvc(t, "\n[account]\nsign_in = [\"x\"]\n", false)
+	s.start(0)
+	s.enrollUser("ada")
+	cfgText, err := os.ReadFile(s.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`client_secret_file = "([^"]+)"`).FindSubmatch(cfgText)
+	if m == nil {
+		t.Fatalf("no client_secret_file in %s", cfgText)
+	}
+	if err := os.WriteFile(string(m[1]), []byte("rotated-but-not-at-x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the provider reloaded", func() bool { return strings.Contains(s.logs.String(), "provider reloaded") })
+	if strings.Contains(s.logs.String(), "account page providers not reloaded") {
+		t.Fatalf("the account page kept its providers:\n%s", tail(s.logs.String(), 20))
+	}
+
+	b := browse(t)
+	req, _ := http.NewRequest("POST", s.public+"/account/signin", strings.NewReader(url.Values{"provider": {"x"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", s.public)
+	resp, err := b.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	code, loc := continued(t, b, s.public+"/account/signin", "POST", resp.StatusCode, resp.Header.Get("Location"))
+	if code != http.StatusSeeOther || !strings.HasPrefix(loc, s.x.URL()) {
+		t.Fatalf("POST /account/signin = %d %q", code, loc)
+	}
+	s.x.SetAutoApprove("1001")
+	code, loc = doReq(t, b, "GET", loc)
+	s.x.SetAutoApprove("")
+	if code != http.StatusFound {
+		t.Fatalf("X's authorize = %d %q", code, loc)
+	}
+	code, _ = doReq(t, b, "GET", loc)
+	if code == http.StatusSeeOther || !strings.Contains(s.logs.String(), "code exchange: client (HTTP 401") {
+		t.Errorf("callback with the rotated secret = %d, want the code exchange refused at X for its client secret (the reloaded provider's):\n%s", code, tail(s.logs.String(), 20))
+	}
 }

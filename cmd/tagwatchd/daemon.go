@@ -54,7 +54,8 @@ type daemon struct {
 	provMu    sync.Mutex
 	providers map[string]*builtProvider
 	// live is providers as the doors that read them outside provMu see
-	// them (the self-service page: pageProvider); replaced, never changed.
+	// them (liveProvider: the account page's providers and their kinds);
+	// replaced, never changed.
 	live   atomic.Pointer[map[string]*builtProvider]
 	renew  *renew.Manager
 	enroll *enroll.Service
@@ -320,6 +321,15 @@ func (d *daemon) reloadProviders(ctx context.Context, cfg *config.Config) error 
 		d.renew.SetProviders(rp)
 		d.enroll.SetProviders(ep)
 		d.worker.SetSources(ss)
+		if d.account != nil {
+			// A sign-in provider that did not build keeps its running
+			// version (above), so the set is whole.
+			if ps, err := d.signInProviders(); err != nil {
+				d.log.Error("account page providers not reloaded", "err", err)
+			} else if err := d.account.SetProviders(ps); err != nil {
+				d.log.Error("account page providers not reloaded", "err", err)
+			}
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("reload providers: %w", err)

@@ -133,7 +133,7 @@ func (s *Service) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 		first error
 	)
 	for _, n := range candidates {
-		t, err := s.cfg.Providers[n].VerifyLogoutToken(ctx, raw)
+		t, err := s.provider(n).VerifyLogoutToken(ctx, raw)
 		if err == nil {
 			lt, name, first = t, n, nil
 			break
@@ -198,8 +198,8 @@ func (s *Service) logoutProviders(raw string) ([]string, bool) {
 		return nil, false
 	}
 	var names []string
-	for _, n := range s.names {
-		if p := s.cfg.Providers[n]; p.Kind() == provider.KindOIDC && p.Issuer() == c.Issuer {
+	for _, n := range s.providers().names {
+		if p := s.provider(n); p.Kind() == provider.KindOIDC && p.Issuer() == c.Issuer {
 			names = append(names, n)
 		}
 	}

@@ -48,10 +48,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"tagwatch/vault"
@@ -179,11 +181,8 @@ type Service struct {
 	// callbackURL and signedOutURL are absolute: the redirect URI and the
 	// post-logout redirect URI.
 	callbackURL, signedOutURL string
-	// names are the providers' names, sorted; single is the one OpenID
-	// provider when there is exactly one (it renews a session this
-	// process does not know: one from before a restart).
-	names  []string
-	single string
+	// provs is the live set of sign-in providers (SetProviders).
+	provs atomic.Pointer[providerSet]
 
 	sessions *sessionStore
 	flows    *flowStore
@@ -196,9 +195,6 @@ type Service struct {
 func New(cfg Config) (*Service, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("selfservice: a store is required")
-	}
-	if len(cfg.Providers) == 0 {
-		return nil, errors.New("selfservice: at least one sign-in provider is required")
 	}
 	if err := provider.CheckURL(cfg.PublicURL); err != nil {
 		return nil, fmt.Errorf("selfservice: public url: %w", err)
@@ -251,23 +247,59 @@ func New(cfg Config) (*Service, error) {
 	}
 	base := strings.TrimRight(cfg.PublicURL, "/")
 	s.callbackURL, s.signedOutURL = base+Prefix+"/callback", base+Prefix+"/signed-out"
+	if err := s.SetProviders(cfg.Providers); err != nil {
+		return nil, err
+	}
+	s.cfg.Providers = nil // the live set is s.provs
+	return s, nil
+}
+
+// providerSet is a set of sign-in providers as the page uses it.
+type providerSet struct {
+	byName map[string]Provider
+	// names are the providers' names, sorted; single is the one OpenID
+	// provider when there is exactly one (it renews a session this
+	// process does not know: one from before a restart).
+	names  []string
+	single string
+}
+
+// SetProviders replaces the providers people sign in with, by name (the
+// map is copied): a provider the daemon rebuilt on SIGHUP (a rotated
+// client secret, new keys) serves the next sign-in, renewal and logout
+// token. Flows already started finish with the provider of their name at
+// callback time. Errors, which leave the set as it was: no provider, a
+// nil one, a kind other than provider.KindX or provider.KindOIDC. Safe for
+// concurrent use.
+func (s *Service) SetProviders(ps map[string]Provider) error {
+	if len(ps) == 0 {
+		return errors.New("selfservice: at least one sign-in provider is required")
+	}
+	set := &providerSet{byName: maps.Clone(ps)}
 	var oidcNames []string
-	for name, p := range cfg.Providers {
+	for name, p := range ps {
 		if p == nil {
-			return nil, fmt.Errorf("selfservice: provider %q is nil", name)
+			return fmt.Errorf("selfservice: provider %q is nil", name)
 		}
 		switch p.Kind() {
 		case provider.KindOIDC:
 			oidcNames = append(oidcNames, name)
 		case provider.KindX:
 		default:
-			return nil, fmt.Errorf("selfservice: provider %q: unknown kind %q", name, p.Kind())
+			return fmt.Errorf("selfservice: provider %q: unknown kind %q", name, p.Kind())
 		}
-		s.names = append(s.names, name)
+		set.names = append(set.names, name)
 	}
-	slices.Sort(s.names)
+	slices.Sort(set.names)
 	if len(oidcNames) == 1 {
-		s.single = oidcNames[0]
+		set.single = oidcNames[0]
 	}
-	return s, nil
+	s.provs.Store(set)
+	return nil
 }
+
+// providers returns the live set of sign-in providers.
+func (s *Service) providers() *providerSet { return s.provs.Load() }
+
+// provider returns the live sign-in provider of a name, nil for none.
+func (s *Service) provider(name string) Provider { return s.providers().byName[name] }

@@ -114,7 +114,7 @@ func (s *Service) home(w http.ResponseWriter, r *http.Request) {
 	d := &homeData{P: s.prefix, Notice: s.sessions.takeNotice(sess.key), Done: done[r.URL.Query().Get("done")],
 		Account: sess.account, Provider: s.providerLabel(sess.provider), Watches: v.Watches, Grants: v.Grants,
 		SignOut: s.prefix + "/signout", SignOutEverywhere: s.prefix + "/signout-everywhere", CanDelete: s.pages().Access != nil}
-	if p := s.cfg.Providers[sess.provider]; p != nil {
+	if p := s.provider(sess.provider); p != nil {
 		d.CanSignOutEverywhere = p.EndSessionURL(sess.subject, "", "") != ""
 	}
 	d.Title = "Your watches"

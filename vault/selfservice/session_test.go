@@ -179,8 +179,8 @@ func TestNew(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.prefix != "/tw/account" || s.callbackURL != "https://tagwatch.example.com/tw/account/callback" ||
-		s.signedOutURL != "https://tagwatch.example.com/tw/account/signed-out" || s.single != "corp" {
-		t.Errorf("New(%s): prefix %q callback %q signed-out %q single %q", good().PublicURL, s.prefix, s.callbackURL, s.signedOutURL, s.single)
+		s.signedOutURL != "https://tagwatch.example.com/tw/account/signed-out" || s.providers().single != "corp" {
+		t.Errorf("New(%s): prefix %q callback %q signed-out %q single %q", good().PublicURL, s.prefix, s.callbackURL, s.signedOutURL, s.providers().single)
 	}
 	for name, edit := range map[string]func(*Config){
 		"no store":          func(c *Config) { c.Store = nil },
@@ -203,3 +203,45 @@ func TestNew(t *testing.T) {
 		}
 	}
 }
+
+// TestSetProviders: the page signs in with the set SetProviders gave
+// last (a provider the daemon rebuilt on SIGHUP); a set it refuses
+// leaves the one in use.
+func TestSetProviders(t *testing.T) {
+	t.Parallel()
+	op := newFakeOP(t, false)
+	tokens := &tokenCounter{base: http.DefaultTransport}
+	first := newProvider(t, "corp", op.srv.URL, testClientID, testSecret, tokens)
+	s, err := New(Config{Store: vaulttest.Open(t), Providers: map[string]Provider{"corp": first}, PublicURL: "https://tagwatch.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := newProvider(t, "corp", op.srv.URL, testClientID, testSecret, tokens)
+	ps := map[string]Provider{"corp": second}
+	if err := s.SetProviders(ps); err != nil {
+		t.Fatal(err)
+	}
+	ps["corp"] = first // the set was copied
+	if s.provider("corp") != second || s.providers().single != "corp" {
+		t.Errorf("after SetProviders, provider(corp) is not the new one (single %q)", s.providers().single)
+	}
+	for name, bad := range map[string]map[string]Provider{
+		"none": nil, "nil": {"corp": nil}, "unknown kind": {"corp": kindOnly{kind: "saml"}},
+	} {
+		if err := s.SetProviders(bad); err == nil {
+			t.Errorf("SetProviders(%s) = nil, want an error", name)
+		}
+		if s.provider("corp") != second {
+			t.Errorf("SetProviders(%s) replaced the set in use", name)
+		}
+	}
+}
+
+// kindOnly is a Provider of some kind whose other methods are never
+// called (SetProviders refuses it first).
+type kindOnly struct {
+	Provider
+	kind string
+}
+
+func (k kindOnly) Kind() string { return k.kind }

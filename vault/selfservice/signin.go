@@ -92,11 +92,12 @@ func (s *Service) requireSession(w http.ResponseWriter, r *http.Request) (sessio
 	case sessionExpired:
 		s.renew(w, r, sess.provider, sess.userID)
 	case sessionUnknown:
-		if s.single == "" {
+		single := s.providers().single
+		if single == "" {
 			s.signInPage(w, r, "Your session has ended. Please sign in again.")
 			break
 		}
-		s.renew(w, r, s.single, "")
+		s.renew(w, r, single, "")
 	default:
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
 			s.signInPage(w, r, "")
@@ -109,7 +110,7 @@ func (s *Service) requireSession(w http.ResponseWriter, r *http.Request) (sessio
 
 // renew starts a silent renewal at the provider of an expired session.
 func (s *Service) renew(w http.ResponseWriter, r *http.Request, name, userID string) {
-	p := s.cfg.Providers[name]
+	p := s.provider(name)
 	if p == nil || p.Kind() != provider.KindOIDC {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			s.redirect(w, s.prefix+"/")
@@ -141,7 +142,7 @@ func (s *Service) requireRecentAuth(w http.ResponseWriter, r *http.Request, sess
 	if !sess.authTime.IsZero() && !sess.authTime.After(now.Add(clockLeeway)) && now.Sub(sess.authTime) <= s.cfg.RecentAuth {
 		return true
 	}
-	p := s.cfg.Providers[sess.provider]
+	p := s.provider(sess.provider)
 	if p == nil {
 		s.fail(w, r, refuse(reasonProviderUnavailable, fmt.Errorf("provider %q is not configured", sess.provider)))
 		return false
@@ -166,8 +167,8 @@ const clockLeeway = 30 * time.Second
 func (s *Service) signInPage(w http.ResponseWriter, r *http.Request, notice string) {
 	d := &signInData{Notice: notice, Action: s.prefix + "/signin"}
 	d.Title = "Sign in"
-	for _, name := range s.names {
-		p := s.cfg.Providers[name]
+	for _, name := range s.providers().names {
+		p := s.provider(name)
 		label := name
 		if p.Kind() == provider.KindX {
 			label, d.X = "X", true
@@ -185,7 +186,7 @@ func (s *Service) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PostForm.Get("provider")
-	p := s.cfg.Providers[name]
+	p := s.provider(name)
 	if p == nil {
 		s.fail(w, r, refuse(reasonUnknownProvider, fmt.Errorf("provider %q", httpsec.Clip(name, 64))))
 		return
@@ -311,7 +312,7 @@ func (s *Service) finish(w http.ResponseWriter, r *http.Request, f *flow, q map[
 		}
 		return ""
 	}
-	p := s.cfg.Providers[f.provider]
+	p := s.provider(f.provider)
 	if p == nil {
 		return refuse(reasonProviderUnavailable, fmt.Errorf("provider %q is not configured", f.provider))
 	}
@@ -497,7 +498,7 @@ func (s *Service) signOutEverywhere(w http.ResponseWriter, r *http.Request) {
 	binding := flowBinding(r)
 	state := randomString(32)
 	f := &flow{kind: flowLogout, provider: sess.provider, userID: sess.userID}
-	p := s.cfg.Providers[sess.provider]
+	p := s.provider(sess.provider)
 	if p != nil {
 		if loc := p.EndSessionURL(sess.subject, "", ""); loc != "" {
 			// On to the end session endpoint through the continue page:
@@ -528,7 +529,7 @@ func (s *Service) signedOut(w http.ResponseWriter, r *http.Request) {
 	if state := r.URL.Query().Get("state"); state != "" {
 		if f, err := s.flows.Take(state, flowCookie(r), s.cfg.Now()); err == nil && f.kind == flowLogout {
 			label := f.provider
-			if p := s.cfg.Providers[f.provider]; p != nil && p.Kind() == provider.KindX {
+			if p := s.provider(f.provider); p != nil && p.Kind() == provider.KindX {
 				label = "X"
 			}
 			d.Note = label + " has no way for tagwatch to sign you out there: sign out on its own site if you want to."

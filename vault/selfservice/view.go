@@ -240,7 +240,7 @@ type targetChoice struct {
 // providerLabel names a provider for people: "X" for an X provider, else
 // its name as the operator configured it.
 func (s *Service) providerLabel(name string) string {
-	if p := s.cfg.Providers[name]; p != nil && p.Kind() == provider.KindX {
+	if p := s.provider(name); p != nil && p.Kind() == provider.KindX {
 		return "X"
 	}
 	if k := s.pages().ProviderKind; k != nil && k(name) == provider.KindX {
