@@ -170,9 +170,13 @@ func newDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, o o
 	// The rules of a valid watch, with the running notifier's targets: from
 	// here on every door that changes a watch or a link goes through them.
 	db.SetRules(newRules(cfg, d.notify))
+	var accountURL string
+	if cfg.Account.Enabled {
+		accountURL = cfg.AccountURL()
+	}
 	d.enroll, err = enroll.New(enroll.Config{DB: db, Providers: enrollProviders, PublicURL: cfg.HTTP.PublicURL,
 		LinkTTL: cfg.Enroll.LinkTTL.Duration, TargetLabel: notify.TargetLabel, Cadence: notify.Cadence,
-		OnGrantStored: d.onGrantStored, Logger: logger, Now: o.Now})
+		AccountURL: accountURL, OnGrantStored: d.onGrantStored, Logger: logger, Now: o.Now})
 	if err != nil {
 		return fail(err)
 	}

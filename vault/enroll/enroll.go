@@ -123,6 +123,10 @@ type Config struct {
 	// Operator names who asks, on the landing page; default the host of
 	// PublicURL.
 	Operator string
+	// AccountURL, when set, is the user's own page (vault/selfservice),
+	// which the pages that end a consent link to ("Open your tagwatch
+	// page"); "" when the daemon serves none.
+	AccountURL string
 	// LinkTTL is a link's default lifetime; default vault.DefaultLinkTTL,
 	// at most vault.MaxLinkTTL.
 	LinkTTL time.Duration

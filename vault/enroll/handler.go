@@ -576,12 +576,18 @@ func (s *Service) enrolled(w http.ResponseWriter, r *http.Request) {
 		d.Title = "You're all set"
 		d.Message = "You can now sign in to your tagwatch page with this account."
 		d.Note = "tagwatch keeps only who you are at this provider: it has no access to your account and kept no token. You can close this page."
+		if s.cfg.AccountURL != "" {
+			d.Back, d.BackText = s.cfg.AccountURL, "Open your tagwatch page"
+		}
 		s.render(w, http.StatusOK, webpage.MessagePage, &d)
 		return
 	}
 	if e.Purpose == vault.PurposeReconsent {
 		d.Title = "Access renewed"
-		d.Message = "Thank you. tagwatch can work for you again; your watches resume where they stopped."
+		d.Message = "Thank you. tagwatch can act for you again."
+		if len(resumed) > 0 {
+			d.Message += " These watches of yours are running; any that waited go on from where they stopped:"
+		}
 	} else if e.WatchKept {
 		d.Title = "You're all set"
 		d.Message = "Thank you. You already had this watch, so tagwatch kept it and did not add a second one: " +
@@ -602,5 +608,9 @@ func (s *Service) enrolled(w http.ResponseWriter, r *http.Request) {
 		d.Lines = append(d.Lines, strings.Join(tags, " ")+", "+s.cfg.Cadence(w.Schedule))
 	}
 	d.Note = "You can close this page. To stop, revoke tagwatch's access in your account settings at the provider, or ask whoever sent you the link."
+	if s.cfg.AccountURL != "" {
+		d.Note = "You can close this page. Your tagwatch page shows your watches and lets you change, pause or stop them."
+		d.Back, d.BackText = s.cfg.AccountURL, "Open your tagwatch page"
+	}
 	s.render(w, http.StatusOK, webpage.MessagePage, &d)
 }

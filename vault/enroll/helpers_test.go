@@ -102,11 +102,13 @@ type env struct {
 	svc    *enroll.Service
 	srv    *httptest.Server
 	url    string // the public URL
-	tokens *tokenCounter
-	logs   *syncBuffer
-	clock  *clock
-	mu     sync.Mutex
-	stored []string // OnGrantStored calls
+	// accountURL, set by the providers func, is Config.AccountURL.
+	accountURL string
+	tokens     *tokenCounter
+	logs       *syncBuffer
+	clock      *clock
+	mu         sync.Mutex
+	stored     []string // OnGrantStored calls
 }
 
 type clock struct {
@@ -146,12 +148,13 @@ func newEnv(t *testing.T, providers func(e *env, redirect string, hc *http.Clien
 	}
 	e.dbPath = e.db.Path()
 	e.svc, err = enroll.New(enroll.Config{
-		DB:        e.db,
-		Providers: ps,
-		PublicURL: e.url,
-		Operator:  "Example Newsroom",
-		Logger:    slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Now:       e.clock.Now,
+		DB:         e.db,
+		Providers:  ps,
+		PublicURL:  e.url,
+		Operator:   "Example Newsroom",
+		AccountURL: e.accountURL,
+		Logger:     slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Now:        e.clock.Now,
 		// The daemon's words for a target, so pages (and their
 		// screenshots) show what users see.
 		TargetLabel: notify.TargetLabel,

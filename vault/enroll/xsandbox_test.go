@@ -309,3 +309,36 @@ func TestCreateLink(t *testing.T) {
 	expectPage(t, b.get(xe.url+"/enroll/"+strings.Repeat("A", 43)), http.StatusNotFound, "not valid")
 	expectPage(t, b.get(xe.url+"/enroll/short"), http.StatusNotFound, "not valid")
 }
+
+// TestDonePagesLinkToAccount: with the user's page on (Config.AccountURL),
+// the page a consent ends on links to it and says what it is for; a
+// re-consent that resumed nothing says only that access is renewed.
+func TestDonePagesLinkToAccount(t *testing.T) {
+	xe := &xEnv{}
+	xe.env = newEnv(t, func(e *env, redirect string, _ *http.Client) map[string]enroll.Provider {
+		e.accountURL = "https://tagwatch.example.com/account/"
+		xe.stack = renewtest.New(t, renewtest.Options{Now: e.clock.Now, RedirectURL: redirect, Transport: e.tokens,
+			Users: []xsandbox.User{{ID: "1001", Username: "ada", Name: "Ada L"}},
+			Vault: []vaulttest.Option{vaulttest.Rules(vaulttest.StubRules{})}})
+		xe.x, e.db = xe.stack.Sandbox, xe.stack.DB
+		return map[string]enroll.Provider{"x": xe.stack.Provider}
+	})
+	link, _ := xe.link("ada", "x", "")
+	p := xe.enroll(newBrowser(t), link, "1001")
+	expectPage(t, p, http.StatusOK, `<a href="https://tagwatch.example.com/account/">Open your tagwatch page</a>`)
+	expectPage(t, p, http.StatusOK, "Your tagwatch page shows your watches")
+
+	// A re-consent of the active grant: the running watch is listed, and
+	// nothing claims it had stopped.
+	g, _ := xe.grantOf("ada", "x")
+	token, _, err := xe.svc.CreateLink(context.Background(), vault.LinkRequest{UserID: "ada", Provider: "x", Purpose: vault.PurposeReconsent, GrantID: g.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = xe.enroll(newBrowser(t), token, "1001")
+	expectPage(t, p, http.StatusOK, "Access renewed")
+	expectPage(t, p, http.StatusOK, "These watches of yours are running")
+	if strings.Contains(p.body, "resume") {
+		t.Errorf("a re-consent that resumed nothing says watches resume:\n%s", p.body)
+	}
+}
