@@ -122,6 +122,19 @@ func TestAccountPagesInBrowser(t *testing.T) {
 	want("another user's watch", "Page not found")
 	browsertest.Shoot(t, bctx, "account-7-not-found")
 
+	// Ada revoked tagwatch's access at X meanwhile, and X confirmed it
+	// (the grant deleted): the page offers to give access again.
+	out, err := pe.db.UnenrollGrant(pe.adaX.ID, vault.Unenroll{Actor: "test", Revoke: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pe.db.SettleRevocation(out.RevocationID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	open(Prefix+"/#access", "h1")
+	want("the page after a revocation", "No access", "Give access again")
+	browsertest.Shoot(t, bctx, "account-7-no-access")
+
 	open(Prefix+"/delete", "form button")
 	want("the delete-all confirmation", "Delete all your data?", "Your 4 watches")
 	browsertest.Shoot(t, bctx, "account-8-delete")

@@ -116,7 +116,7 @@ var homeTmpl = accountPage("home", `
 </article>
 {{else}}<p class="muted">You have no watches. Add one on an account below.</p>
 {{end}}
-<h2>Access you gave tagwatch</h2>
+<h2 id="access">Access you gave tagwatch</h2>
 {{range .Grants}}<article class="item">
 <div class="item-head"><strong class="name">{{.ProviderLabel}}</strong><span class="state {{.State}}">{{.StateText}}</span></div>
 {{if .Why}}<p class="why">{{.Why}}</p>{{end}}
