@@ -95,7 +95,7 @@ func (p *Provider) VerifyLogoutToken(ctx context.Context, raw string) (LogoutTok
 	for i, a := range p.cfg.SigningAlgs {
 		algs[i] = jose.SignatureAlgorithm(a)
 	}
-	jws, err := jose.ParseSigned(raw, algs)
+	jws, err := jose.ParseSignedCompact(raw, algs) // a JWT is the compact serialization (RFC 7519 §1)
 	if err != nil {
 		return fail("not a signed JWT: %s", httpsec.Clip(err.Error(), 120))
 	}

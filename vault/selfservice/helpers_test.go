@@ -245,15 +245,6 @@ func (op *fakeOP) set(f func(op *fakeOP)) {
 	f(op)
 }
 
-func (op *fakeOP) lastAuthorization() url.Values {
-	op.mu.Lock()
-	defer op.mu.Unlock()
-	if len(op.authorizations) == 0 {
-		return nil
-	}
-	return op.authorizations[len(op.authorizations)-1]
-}
-
 // signJWT signs claims with key (RS256) under header's extra members.
 func signJWT(key *rsa.PrivateKey, header, claims map[string]any) string {
 	opts := &jose.SignerOptions{}
