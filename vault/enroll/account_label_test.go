@@ -49,4 +49,26 @@ func TestLandingNamesAccount(t *testing.T) {
 			}
 		})
 	}
+
+	// Revoked and deleted since: a link that gives access again, bound to
+	// the account id, still names @ada (from the sign-in the revocation
+	// left), as does an old re-consent link of the deleted grant.
+	old := reconsent(g.Subject)
+	out, err := xe.db.UnenrollGrant(g.ID, vault.Unenroll{Actor: "test", Revoke: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := xe.db.SettleRevocation(out.RevocationID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	again, _, err := xe.svc.CreateLink(context.Background(), vault.LinkRequest{UserID: "ada", Provider: "x",
+		Purpose: vault.PurposeReconsent, Expected: "1001", CreatedBy: "user page"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, l := range map[string]string{"give access again": again, "the deleted grant's re-consent link": old} {
+		if p := newBrowser(t).get(l); p.status != http.StatusOK || !strings.Contains(p.body, "sign in as @ada") || strings.Contains(p.body, "1001") {
+			t.Errorf("%s: landing = %d, want it to name @ada:\n%s", name, p.status, p.body)
+		}
+	}
 }

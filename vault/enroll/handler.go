@@ -165,8 +165,10 @@ func hostOf(origin string) string {
 // "@name", never the numeric account id a re-consent link is bound to
 // (the grant's subject); the grant's username is shown when the link
 // names its subject. A re-consent link that names no account is for its
-// grant's (the vault refuses any other). A subject whose username is not
-// known is "the account with id N". Empty when the link names no
+// grant's (the vault refuses any other). A subject's username comes from
+// the link's grant, else the user's grant there now, else the sign-in a
+// revocation left; a subject whose username none of them knows is "the
+// account with id N". Empty when the link names no
 // account.
 func (s *Service) accountLabel(e vault.Enrollment, p Provider) string {
 	name := e.Expected
@@ -185,6 +187,20 @@ func (s *Service) accountLabel(e vault.Enrollment, p Provider) string {
 		return ""
 	}
 	known := false
+	if g.Subject != name {
+		// The link's grant is gone (revoked and deleted): the user's
+		// grant there now, or the sign-in a revocation left, may still
+		// know the account's username.
+		if cur, err := s.cfg.DB.UserGrant(e.UserID, e.Provider); err == nil && cur.Subject == name {
+			g = cur
+		} else if u, err := s.cfg.DB.User(e.UserID); err == nil {
+			for _, si := range u.SignIns {
+				if si.Provider == e.Provider && si.Subject == name {
+					g = vault.Grant{Subject: si.Subject, Username: si.Username}
+				}
+			}
+		}
+	}
 	if g.Subject == name && g.Username != "" {
 		name, known = g.Username, true
 	}
