@@ -67,8 +67,31 @@ func TestLandingNamesAccount(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, l := range map[string]string{"give access again": again, "the deleted grant's re-consent link": old} {
-		if p := newBrowser(t).get(l); p.status != http.StatusOK || !strings.Contains(p.body, "sign in as @ada") || strings.Contains(p.body, "1001") {
+		p := newBrowser(t).get(l)
+		if p.status != http.StatusOK || !strings.Contains(p.body, "sign in as @ada") || strings.Contains(p.body, "1001") {
 			t.Errorf("%s: landing = %d, want it to name @ada:\n%s", name, p.status, p.body)
 		}
+		// The watch the revocation suspended waits for this consent.
+		if !strings.Contains(p.body, "#golang") || !strings.Contains(p.body, "resume where they stopped") {
+			t.Errorf("%s: landing does not show the waiting watch and that it resumes:\n%s", name, p.body)
+		}
+	}
+}
+
+// TestLandingNothingWaiting: a re-consent link whose user has no watch
+// waiting does not say that watches resume.
+func TestLandingNothingWaiting(t *testing.T) {
+	xe := newXEnv(t)
+	xe.t = t
+	link, rec := xe.link("ada", "x", "")
+	expectPage(t, xe.enroll(newBrowser(t), link, "1001"), http.StatusOK, "all set")
+	g := xe.expectEnrolled("ada", rec, "1001")
+	l, _, err := xe.svc.CreateLink(context.Background(), vault.LinkRequest{UserID: "ada", Provider: "x",
+		Purpose: vault.PurposeReconsent, GrantID: g.ID, CreatedBy: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := newBrowser(t).get(l); p.status != http.StatusOK || strings.Contains(p.body, "resume") {
+		t.Errorf("landing of a re-consent with nothing waiting = %d, says watches resume:\n%s", p.status, p.body)
 	}
 }

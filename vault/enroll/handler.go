@@ -270,8 +270,11 @@ func (s *Service) landing(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		for _, wc := range watches {
-			if wc.Provider == e.Provider && wc.SuspendReason == vault.SuspendNeedsReconsent {
+			// The watches a consent resumes: those waiting for one, after a
+			// dead grant or a revocation (Watch.Clear clears both).
+			if wc.Provider == e.Provider && (wc.SuspendReason == vault.SuspendNeedsReconsent || wc.SuspendReason == vault.SuspendRevoked) {
 				specs = append(specs, wc.WatchSpec)
+				d.Waiting = true
 			}
 		}
 	}

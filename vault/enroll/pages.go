@@ -160,7 +160,10 @@ func routeName(r *http.Request) string {
 
 type landingData struct {
 	webpage.Page
-	Reconsent    bool
+	Reconsent bool
+	// Waiting: some of the user's watches at the provider wait for this
+	// consent (a re-consent resumes them).
+	Waiting      bool
 	SignIn       bool
 	Operator     string
 	UserName     string
@@ -216,7 +219,7 @@ func formatTime(t time.Time) string {
 
 var landingTmpl = template.Must(webpage.Parse("landing", "", `
 {{if .Reconsent}}<h1>Renew tagwatch's access to your {{.ProviderName}} account</h1>
-<p class="lead">{{.Operator}} asks you to allow tagwatch again, so that your watches resume where they stopped.</p>
+<p class="lead">{{.Operator}} asks you to allow tagwatch again{{if .Waiting}}, so that your watches resume where they stopped{{end}}.</p>
 {{else if .SignIn}}<h1>Sign in to tagwatch with your {{.ProviderName}} account</h1>
 <p class="lead">{{.Operator}} invites you to use this account to sign in to your tagwatch page, where you see and steer your watches. tagwatch only learns who you are: it gets no access to your account.</p>
 {{else}}<h1>Let tagwatch watch hashtags for you</h1>
