@@ -125,6 +125,9 @@ type Message struct {
 	// (revoke: not in access_revoked and reconsent_needed notices).
 	PauseURL  string
 	RevokeURL string
+	// AccountURL is the user's own page (Config.AccountURL), "" when the
+	// daemon serves none.
+	AccountURL string
 	// Attempt counts from 1.
 	Attempt int
 	// Delivered is what earlier attempts delivered of a notification sent

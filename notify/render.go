@@ -42,7 +42,7 @@ type renderData struct {
 // characters everywhere, so it cannot forge headers or terminal output.
 func render(m *Message) (rendered, error) {
 	d := renderData{Message: m, Posts: m.Notice.Posts, Consent: m.Consent.Reveal()}
-	d.Heading, d.Lead = words(m.Notice)
+	d.Heading, d.Lead = words(m.Notice, m.AccountURL)
 	var r rendered
 	r.Subject, r.Lead = clipRunes(clean(d.Heading), 200), d.Lead
 	r.Text = renderText(d)
@@ -54,8 +54,9 @@ func render(m *Message) (rendered, error) {
 	return r, nil
 }
 
-// words returns the heading and the lead of a notice.
-func words(n vault.Notice) (heading, lead string) {
+// words returns the heading and the lead of a notice; accountURL, when
+// not "", is the user's own page, where access ended is given again.
+func words(n vault.Notice, accountURL string) (heading, lead string) {
 	tags := hashtags(n.Hashtags)
 	who := providerName(n.Provider)
 	// old is the text of a row written before notices carried facts,
@@ -98,6 +99,12 @@ func words(n vault.Notice) (heading, lead string) {
 		heading = "tagwatch's access has ended"
 		lead = "tagwatch's access to your " + who + " account was revoked, and your watches" + of(n.Hashtags, tags) +
 			" have stopped. To start again, ask your operator for a new link."
+		if accountURL != "" {
+			// The user's page gives access again (vault/selfservice).
+			lead = "tagwatch's access to your " + who + " account was revoked, and your watches" + of(n.Hashtags, tags) +
+				" have stopped. To start again, give access again on your tagwatch page: " + accountURL
+		}
+
 	case vault.NoticeTargetDisabled:
 		heading = "A notification target was turned off"
 		target := "one of the places tagwatch sends your notifications"
@@ -357,7 +364,7 @@ func renderText(d renderData) string {
 // after it gives.
 func renderChat(m *Message, b budget, from progress) ([]chatPart, error) {
 	d := renderData{Message: m, Posts: m.Notice.Posts, Consent: m.Consent.Reveal()}
-	d.Heading, d.Lead = words(m.Notice)
+	d.Heading, d.Lead = words(m.Notice, m.AccountURL)
 	heading := clipRunes(clean(d.Heading), 200)
 	blocks := textBlocks(d)
 	if from.Parts > 0 {

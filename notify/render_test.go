@@ -2,6 +2,8 @@ package notify
 
 import (
 	"encoding/json"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -137,7 +139,7 @@ func TestReconsentWords(t *testing.T) {
 		{"lost_rotation", "", "tagwatch lost the answer from the provider while renewing its access"},
 	} {
 		t.Run(tc.reason+"/"+tc.provider, func(t *testing.T) {
-			_, lead := words(vault.Notice{Type: vault.NoticeReconsent, UserID: "u1", Provider: tc.provider, Hashtags: []string{"a"}, Reason: tc.reason})
+			_, lead := words(vault.Notice{Type: vault.NoticeReconsent, UserID: "u1", Provider: tc.provider, Hashtags: []string{"a"}, Reason: tc.reason}, "")
 			if !strings.Contains(lead, tc.want) {
 				t.Errorf("words(reconsent, %q) lead = %q, want %q in it", tc.reason, lead, tc.want)
 			}
@@ -224,5 +226,43 @@ func TestMessageLinks(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRevokedPointsToAccountPage: where users have their own page, the
+// notice that access ended says to give it again there, in every form
+// (mail and console text, chat, webhook); without one, to ask the
+// operator.
+func TestRevokedPointsToAccountPage(t *testing.T) {
+	n := vault.Notice{Type: vault.NoticeRevoked, UserID: "u1", Provider: "x", Hashtags: []string{"golang"}, Time: time.Now()}
+	const page = "https://tagwatch.example.com/account/"
+	for _, c := range []struct {
+		account, want, not string
+	}{
+		{page, "give access again on your tagwatch page: " + page, "ask your operator"},
+		{"", "ask your operator for a new link", "tagwatch page"},
+	} {
+		m := &Message{ID: "r1", Target: "console:", Notice: n, AccountURL: c.account}
+		r, err := render(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, ok := chatBudget(slices.Collect(maps.Values(chatTargets))[0])
+		if !ok {
+			t.Fatal("no chat budget")
+		}
+		parts, err := renderChat(m, b, progress{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var chat strings.Builder
+		for _, p := range parts {
+			chat.WriteString(p.Text)
+		}
+		for form, text := range map[string]string{"text": r.Text, "html": r.HTML, "chat": chat.String()} {
+			if !strings.Contains(text, c.want) || strings.Contains(text, c.not) {
+				t.Errorf("%s with account page %q = %q, want %q and not %q", form, c.account, text, c.want, c.not)
+			}
+		}
 	}
 }

@@ -87,6 +87,10 @@ type Config struct {
 	Outbox Outbox
 	// PublicURL is the daemon's public base URL, for one-click links. Required.
 	PublicURL string
+	// AccountURL is the users' own page (vault/selfservice), "" when the
+	// daemon serves none: the notice that access ended points there to
+	// give it again.
+	AccountURL string
 	// LinkKey signs one-click links; at least 32 bytes. Required.
 	LinkKey []byte
 	// LinkTTL is how long a one-click link works; default 30 days.
@@ -340,6 +344,7 @@ func (s *Service) message(r vault.OutboxRow) (*Message, error) {
 	if m.Notice.Provider != "" && m.Notice.Type != vault.NoticeRevoked && m.Notice.Type != vault.NoticeReconsent {
 		m.RevokeURL = s.RevokeURL(m.Notice.UserID, m.Notice.Provider)
 	}
+	m.AccountURL = s.cfg.AccountURL
 	return m, nil
 }
 

@@ -102,7 +102,7 @@ func webhookBody(m *Message) ([]byte, error) {
 		WatchID: n.WatchID, Provider: n.Provider, Hashtags: n.Hashtags, Schedule: n.Schedule, Resumed: n.Resumed,
 		Reason: n.Reason, PauseURL: m.PauseURL, RevokeURL: m.RevokeURL, ConsentURL: m.Consent.Reveal()}}
 	if n.Type != vault.NoticeMatch {
-		_, b.Data.Message = words(n)
+		_, b.Data.Message = words(n, m.AccountURL)
 	}
 	for _, p := range n.Posts {
 		b.Data.Posts = append(b.Data.Posts, WebhookPost{ID: p.ID, Text: p.Text, AuthorID: p.AuthorID,

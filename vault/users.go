@@ -232,10 +232,12 @@ func (db *DB) DeleteUser(userID string, d UserDeletion) (DeleteUserOutcome, erro
 			}
 		}
 		return tx.Audit(AuditEvent{Kind: AuditUserDeleted, Actor: d.Actor, UserID: userID,
-			Detail: fmt.Sprintf("user deleted: %d grants unenrolled (%d revocations queued), %d grants deleted, %d kept until revoked at the provider; "+
-				"%d watches, %d consent links, %d sign-ins and %d notifications deleted; confirmation queued to %d targets",
-				len(out.Grants), len(out.RevocationIDs), len(grants)-kept, kept, out.Watches, out.Links, len(u.SignIns),
-				out.Notifications, out.Notices)})
+			Detail: fmt.Sprintf("user deleted: %s unenrolled (%s queued), %s deleted, %d kept until revoked at the provider; "+
+				"%s, %s, %s and %s deleted; confirmation queued to %s",
+				count(len(out.Grants), "grant", "grants"), count(len(out.RevocationIDs), "revocation", "revocations"),
+				count(len(grants)-kept, "grant", "grants"), kept, count(out.Watches, "watch", "watches"),
+				count(out.Links, "consent link", "consent links"), count(len(u.SignIns), "sign-in", "sign-ins"),
+				count(out.Notifications, "notification", "notifications"), count(out.Notices, "target", "targets"))})
 	})
 	if err != nil {
 		return DeleteUserOutcome{}, err

@@ -472,7 +472,11 @@ func newNotify(cfg *config.Config, db *vault.DB, master *seal.MasterKey, actions
 	if dd, ok := actions.(*daemon); ok {
 		d = dd
 	}
-	return notify.New(notify.Config{Outbox: db, PublicURL: cfg.HTTP.PublicURL, LinkKey: linkKey, Actions: actions,
+	var accountURL string
+	if cfg.Account.Enabled {
+		accountURL = cfg.AccountURL()
+	}
+	return notify.New(notify.Config{Outbox: db, PublicURL: cfg.HTTP.PublicURL, AccountURL: accountURL, LinkKey: linkKey, Actions: actions,
 		Channels: cc, Console: console, Logger: logger, Now: o.Now,
 		Observer: func(ev notify.Event) {
 			if d == nil {

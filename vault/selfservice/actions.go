@@ -191,7 +191,7 @@ func (s *Service) addWatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.changed(sess, "added", wt, false)
-	s.redirect(w, s.prefix+"/?done=added#watch-"+url.PathEscape(wt.ID))
+	s.redirect(w, s.prefix+"/?done=added&watch="+url.QueryEscape(wt.ID)+"#watch-"+url.PathEscape(wt.ID))
 }
 
 // changeWatch changes a watch's hashtags, schedule and targets.
@@ -283,7 +283,7 @@ func (s *Service) moveWatch(w http.ResponseWriter, r *http.Request, pause bool) 
 		s.redirect(w, path+"?done="+code)
 		return
 	}
-	s.redirect(w, s.prefix+"/?done="+code+"#watch-"+url.PathEscape(wt.ID))
+	s.redirect(w, s.prefix+"/?done="+code+"&watch="+url.QueryEscape(wt.ID)+"#watch-"+url.PathEscape(wt.ID))
 }
 
 // deleteWatch deletes a watch (its confirmation page asked first).

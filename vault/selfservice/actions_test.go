@@ -57,7 +57,7 @@ func TestActions(t *testing.T) {
 	}{
 		{name: "pause from the page",
 			path: func(pe *pagesEnv) string { return "/watches/" + pe.adaWatch + "/pause" },
-			loc:  func(pe *pagesEnv) string { return "/account/?done=paused#watch-" + pe.adaWatch },
+			loc:  func(pe *pagesEnv) string { return "/account/?done=paused&watch=" + pe.adaWatch + "#watch-" + pe.adaWatch },
 			check: func(t *testing.T, pe *pagesEnv) {
 				if w := pe.watch(t, pe.adaWatch); w.State != vault.WatchPaused {
 					t.Errorf("state %s, want paused", w.State)
@@ -74,7 +74,7 @@ func TestActions(t *testing.T) {
 			then: "Watch paused"},
 		{name: "pause a paused watch",
 			path: func(pe *pagesEnv) string { return "/watches/" + pe.adaPause + "/pause" },
-			loc:  func(pe *pagesEnv) string { return "/account/?done=unchanged#watch-" + pe.adaPause },
+			loc:  func(pe *pagesEnv) string { return "/account/?done=unchanged&watch=" + pe.adaPause + "#watch-" + pe.adaPause },
 			check: func(t *testing.T, pe *pagesEnv) {
 				if up, _ := pe.sched.calls(); len(up) != 0 {
 					t.Errorf("scheduler told %d times, want none", len(up))
@@ -83,7 +83,7 @@ func TestActions(t *testing.T) {
 			then: "Nothing needed changing"},
 		{name: "resume",
 			path: func(pe *pagesEnv) string { return "/watches/" + pe.adaPause + "/resume" },
-			loc:  func(pe *pagesEnv) string { return "/account/?done=resumed#watch-" + pe.adaPause },
+			loc:  func(pe *pagesEnv) string { return "/account/?done=resumed&watch=" + pe.adaPause + "#watch-" + pe.adaPause },
 			check: func(t *testing.T, pe *pagesEnv) {
 				if w := pe.watch(t, pe.adaPause); w.State != vault.WatchActive {
 					t.Errorf("state %s, want active", w.State)
@@ -97,7 +97,7 @@ func TestActions(t *testing.T) {
 				}
 				return "/watches/" + pe.adaXWatch + "/resume"
 			},
-			loc: func(pe *pagesEnv) string { return "/account/?done=waiting#watch-" + pe.adaXWatch },
+			loc: func(pe *pagesEnv) string { return "/account/?done=waiting&watch=" + pe.adaXWatch + "#watch-" + pe.adaXWatch },
 			check: func(t *testing.T, pe *pagesEnv) {
 				if w := pe.watch(t, pe.adaXWatch); w.State != vault.WatchSuspended || w.SuspendReason != vault.SuspendNeedsReconsent {
 					t.Errorf("state %s (%s), want suspended for re-consent", w.State, w.SuspendReason)
@@ -127,7 +127,7 @@ func TestActions(t *testing.T) {
 			form: func(pe *pagesEnv) url.Values {
 				return url.Values{"provider": {"corp"}, "hashtags": {"sqlite"}, "schedule": {"@hourly"}, "target": {targetKey(adaMail)}}
 			},
-			loc: func(pe *pagesEnv) string { return "/account/?done=added#watch-*" },
+			loc: func(pe *pagesEnv) string { return "/account/?done=added&watch=*" },
 			check: func(t *testing.T, pe *pagesEnv) {
 				ws, _ := pe.db.ListWatches("ada")
 				i := slices.IndexFunc(ws, func(w vault.WatchWithCursor) bool { return slices.Equal(w.Hashtags, []string{"sqlite"}) })
@@ -144,7 +144,7 @@ func TestActions(t *testing.T) {
 			form: func(pe *pagesEnv) url.Values {
 				return url.Values{"provider": {"x"}, "hashtags": {"sqlite"}, "schedule": {"@hourly"}, "new_targets": {"console:"}}
 			},
-			loc: func(pe *pagesEnv) string { return "/account/?done=added#watch-*" },
+			loc: func(pe *pagesEnv) string { return "/account/?done=added&watch=*" },
 			check: func(t *testing.T, pe *pagesEnv) {
 				ws, _ := pe.db.ListWatches("ada")
 				i := slices.IndexFunc(ws, func(w vault.WatchWithCursor) bool { return slices.Equal(w.Hashtags, []string{"sqlite"}) })
@@ -249,6 +249,15 @@ func TestActions(t *testing.T) {
 				then := b.follow(pe.url, p)
 				if then.status != http.StatusOK || !strings.Contains(html.UnescapeString(then.body), c.then) {
 					t.Errorf("the page after = %v, want %q", then, c.then)
+				}
+				// A notice about one watch stands in its card, where the
+				// page scrolls to, not above the visible part.
+				if id := mustURL(pe.url + p.loc).Query().Get("watch"); id != "" {
+					card := strings.Index(then.body, `id="watch-`+id+`"`)
+					notice := strings.Index(html.UnescapeString(then.body), c.then)
+					if card < 0 || notice < card {
+						t.Errorf("the notice %q is not in the card of watch %s", c.then, id)
+					}
 				}
 			}
 		})

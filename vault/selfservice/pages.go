@@ -87,8 +87,11 @@ var done = map[string]string{
 // homeData is the page.
 type homeData struct {
 	base
-	P                          string // the page's path prefix
-	Notice, Done               string
+	P            string // the page's path prefix
+	Notice, Done string
+	// DoneWatch is the watch Done is about (the "watch" parameter), shown
+	// in its card, where the page scrolls to; "" shows Done at the top.
+	DoneWatch                  string
 	Account, Provider          string
 	Watches                    []watchView
 	Grants                     []grantView
@@ -111,7 +114,7 @@ func (s *Service) home(w http.ResponseWriter, r *http.Request) {
 		s.readFailed(w, r, sess, err)
 		return
 	}
-	d := &homeData{P: s.prefix, Notice: s.sessions.takeNotice(sess.key), Done: done[r.URL.Query().Get("done")],
+	d := &homeData{P: s.prefix, Notice: s.sessions.takeNotice(sess.key), Done: done[r.URL.Query().Get("done")], DoneWatch: r.URL.Query().Get("watch"),
 		Account: sess.account, Provider: s.providerLabel(sess.provider), Watches: v.Watches, Grants: v.Grants,
 		SignOut: s.prefix + "/signout", SignOutEverywhere: s.prefix + "/signout-everywhere", CanDelete: s.pages().Access != nil}
 	if p := s.provider(sess.provider); p != nil {

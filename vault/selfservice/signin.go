@@ -325,7 +325,10 @@ func (s *Service) finish(w http.ResponseWriter, r *http.Request, f *flow, q map[
 	}
 	if _, ok := q["error"]; ok {
 		code := httpsec.Clip(get("error"), 64)
-		cause := fmt.Errorf("provider answered error %q: %s", code, httpsec.Clip(get("error_description"), 200))
+		cause := fmt.Errorf("provider answered error %q", code)
+		if desc := httpsec.Clip(get("error_description"), 200); desc != "" {
+			cause = fmt.Errorf("provider answered error %q: %s", code, desc)
+		}
 		if f.prompt == "none" && renewalErrors[code] {
 			// The provider's session is gone (or needs the person): sign
 			// in with them, same way back.
@@ -524,7 +527,7 @@ func (s *Service) signOutEverywhere(w http.ResponseWriter, r *http.Request) {
 // that signed out everywhere at a provider without an end session
 // endpoint is told it is still signed in there.
 func (s *Service) signedOut(w http.ResponseWriter, r *http.Request) {
-	d := s.withBack(&messageData{Kind: "ok", Message: "You are signed out of your tagwatch page. Your watches keep running."})
+	d := s.withBack(&messageData{Kind: "ok", Message: "You are signed out of your tagwatch page. Nothing changed for your watches."})
 	d.Title = "Signed out"
 	if state := r.URL.Query().Get("state"); state != "" {
 		if f, err := s.flows.Take(state, flowCookie(r), s.cfg.Now()); err == nil && f.kind == flowLogout {

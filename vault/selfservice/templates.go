@@ -105,9 +105,10 @@ var homeTmpl = accountPage("home", `
 <h1>Your tagwatch page</h1>
 <p class="lead">Signed in as <strong>{{.Account}}</strong> ({{.Provider}}).</p>
 {{if .Notice}}<p class="notice" role="status">{{.Notice}}</p>{{end}}
-{{if .Done}}<p class="notice ok" role="status">{{.Done}}</p>{{end}}
+{{if and .Done (not .DoneWatch)}}<p class="notice ok" role="status">{{.Done}}</p>{{end}}
 <h2>Your watches</h2>
 {{range .Watches}}<article class="item" id="watch-{{.ID}}">
+{{if and $.Done (eq $.DoneWatch .ID)}}<p class="notice ok" role="status">{{$.Done}}</p>{{end}}
 <div class="item-head">{{template "tags" .Hashtags}}<span class="state {{.State}}">{{.StateText}}</span></div>
 {{if .Why}}<p class="why">{{.Why}}</p>{{end}}
 {{template "facts" .}}
@@ -132,7 +133,7 @@ var homeTmpl = accountPage("home", `
 {{end}}
 <div class="account">
 <div class="actions"><form method="post" action="{{.SignOut}}"><button type="submit" class="button">Sign out</button></form>{{if .CanSignOutEverywhere}}<form method="post" action="{{.SignOutEverywhere}}"><button type="submit" class="button">Sign out everywhere</button></form>{{end}}{{if .CanDelete}}<a class="button danger" href="{{.P}}/delete">Delete all my data</a>{{end}}</div>
-<p class="fine">Signing out ends this page's session only: your watches keep running.{{if .CanSignOutEverywhere}} Everywhere also signs you out at {{.Provider}}.{{else}} You stay signed in at {{.Provider}}: sign out there yourself if this is not your device.{{end}}</p>
+<p class="fine">Signing out ends this page's session only: nothing changes for your watches.{{if .CanSignOutEverywhere}} Everywhere also signs you out at {{.Provider}}.{{else}} You stay signed in at {{.Provider}}: sign out there yourself if this is not your device.{{end}}</p>
 </div>
 `)
 
