@@ -57,7 +57,9 @@ func TestActions(t *testing.T) {
 	}{
 		{name: "pause from the page",
 			path: func(pe *pagesEnv) string { return "/watches/" + pe.adaWatch + "/pause" },
-			loc:  func(pe *pagesEnv) string { return "/account/?done=paused&watch=" + pe.adaWatch + "#watch-" + pe.adaWatch },
+			loc: func(pe *pagesEnv) string {
+				return "/account/?done=paused&watch=" + pe.adaWatch + "#watch-" + pe.adaWatch
+			},
 			check: func(t *testing.T, pe *pagesEnv) {
 				if w := pe.watch(t, pe.adaWatch); w.State != vault.WatchPaused {
 					t.Errorf("state %s, want paused", w.State)
@@ -74,7 +76,9 @@ func TestActions(t *testing.T) {
 			then: "Watch paused"},
 		{name: "pause a paused watch",
 			path: func(pe *pagesEnv) string { return "/watches/" + pe.adaPause + "/pause" },
-			loc:  func(pe *pagesEnv) string { return "/account/?done=unchanged&watch=" + pe.adaPause + "#watch-" + pe.adaPause },
+			loc: func(pe *pagesEnv) string {
+				return "/account/?done=unchanged&watch=" + pe.adaPause + "#watch-" + pe.adaPause
+			},
 			check: func(t *testing.T, pe *pagesEnv) {
 				if up, _ := pe.sched.calls(); len(up) != 0 {
 					t.Errorf("scheduler told %d times, want none", len(up))
@@ -83,7 +87,9 @@ func TestActions(t *testing.T) {
 			then: "Nothing needed changing"},
 		{name: "resume",
 			path: func(pe *pagesEnv) string { return "/watches/" + pe.adaPause + "/resume" },
-			loc:  func(pe *pagesEnv) string { return "/account/?done=resumed&watch=" + pe.adaPause + "#watch-" + pe.adaPause },
+			loc: func(pe *pagesEnv) string {
+				return "/account/?done=resumed&watch=" + pe.adaPause + "#watch-" + pe.adaPause
+			},
 			check: func(t *testing.T, pe *pagesEnv) {
 				if w := pe.watch(t, pe.adaPause); w.State != vault.WatchActive {
 					t.Errorf("state %s, want active", w.State)
@@ -97,7 +103,9 @@ func TestActions(t *testing.T) {
 				}
 				return "/watches/" + pe.adaXWatch + "/resume"
 			},
-			loc: func(pe *pagesEnv) string { return "/account/?done=waiting&watch=" + pe.adaXWatch + "#watch-" + pe.adaXWatch },
+			loc: func(pe *pagesEnv) string {
+				return "/account/?done=waiting&watch=" + pe.adaXWatch + "#watch-" + pe.adaXWatch
+			},
 			check: func(t *testing.T, pe *pagesEnv) {
 				if w := pe.watch(t, pe.adaXWatch); w.State != vault.WatchSuspended || w.SuspendReason != vault.SuspendNeedsReconsent {
 					t.Errorf("state %s (%s), want suspended for re-consent", w.State, w.SuspendReason)
