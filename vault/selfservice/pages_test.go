@@ -302,7 +302,7 @@ func TestPageShowsWatchesAndGrants(t *testing.T) {
 		`href="https://x.com/etcdio/status/1003"`, "bbolt 1.4 is out", "@etcdio",
 		"Needs renewing", "<dd>@ada</dd>", "Renew access", "Last renewal", "Not yet",
 		`action="/account/watches/` + pe.adaWatch + `/pause"`, `action="/account/watches/` + pe.adaPause + `/resume"`,
-		`href="/account/watches/new?provider=corp"`, `href="/account/grants/corp/revoke"`, `action="/account/grants/x/reconsent"`,
+		`href="/account/watches/` + pe.adaWatch + `#change"`, `href="/account/watches/new?provider=corp"`, `href="/account/grants/corp/revoke"`, `action="/account/grants/x/reconsent"`,
 		`href="/account/delete"`, `action="/account/signout"`, `action="/account/signout-everywhere"`,
 	} {
 		if !strings.Contains(body, want) {

@@ -113,7 +113,7 @@ var homeTmpl = accountPage("home", `
 {{if .Why}}<p class="why">{{.Why}}</p>{{end}}
 {{template "facts" .}}
 {{if .Matches}}<p class="label">Recent matches</p>{{end}}{{template "matches" .}}
-<div class="actions">{{template "move" .}}<a class="button" href="{{.Path}}">Change</a><a class="button danger" href="{{.Path}}/delete">Delete</a></div>
+<div class="actions">{{template "move" .}}<a class="button" href="{{.Path}}#change">Change</a><a class="button danger" href="{{.Path}}/delete">Delete</a></div>
 </article>
 {{else}}<p class="muted">You have no watches. Add one on an account below.</p>
 {{end}}
