@@ -243,8 +243,9 @@ func TestAccountPageE2E(t *testing.T) {
 	time.Sleep(idle + time.Second)
 	h.ResetStats()
 	watchPage := public + "/account/watches/" + watchID
-	do(browser, "open the watch after the session expired", chromedp.Click(watchSel+` a[href="/account/watches/`+watchID+`"]`))
-	at(browser, "the watch's page after a silent renewal", func(loc string) bool { return loc == watchPage })
+	do(browser, "open the watch after the session expired", chromedp.Click(watchSel+` a[href="/account/watches/`+watchID+`#change"]`))
+	// The browser keeps the link's fragment through the redirects.
+	at(browser, "the watch's page after a silent renewal", func(loc string) bool { return loc == watchPage+"#change" })
 	do(browser, "the watch's page", chromedp.WaitVisible(`main h1 .tags`))
 	s := h.Stats()
 	if s.Authorizations["none"] != 1 || len(nonZero(s.Authorizations)) != 1 || s.LoginPagesShown != 0 ||
