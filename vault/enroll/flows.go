@@ -1,9 +1,6 @@
 package enroll
 
 import (
-	"crypto/rand"
-	"encoding/base64"
-
 	"tagwatch/vault/webpage"
 )
 
@@ -29,11 +26,4 @@ type flowStore = webpage.FlowStore[flow]
 
 func newFlowStore(max, maxPerLink int) *flowStore {
 	return webpage.NewFlowStore[flow](max, maxPerLink)
-}
-
-// randomString returns n random bytes, base64url without padding.
-func randomString(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // never fails (crypto/rand: it crashes the program instead)
-	return base64.RawURLEncoding.EncodeToString(b)
 }

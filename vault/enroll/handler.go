@@ -68,21 +68,6 @@ func (s *Service) cookiePath() string {
 	return s.prefix + "/"
 }
 
-// wellFormed reports whether v looks like 32 random bytes in base64url, the
-// form of link tokens and flow bindings.
-func wellFormed(v string) bool {
-	if len(v) != 43 {
-		return false
-	}
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
 // wellFormedID reports whether v looks like a vault.NewID: 26 characters
 // of lower-case Crockford base32.
 func wellFormedID(v string) bool {
@@ -104,7 +89,7 @@ func wellFormedID(v string) bool {
 // request, no token request (C11).
 func (s *Service) link(r *http.Request) (vault.Enrollment, Provider, error) {
 	token := r.PathValue("token")
-	if !wellFormed(token) {
+	if !webpage.WellFormed(token) {
 		return vault.Enrollment{}, nil, refuse(reasonLinkUnknown, errors.New("malformed link token"))
 	}
 	e, err := s.cfg.DB.Link(vault.HashLinkToken(token))
@@ -316,11 +301,11 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 	// A well-formed flow cookie stays: the browser's other tabs may have
 	// flows bound to it.
 	binding := s.flowCookie(r)
-	if !wellFormed(binding) {
-		binding = randomString(32)
+	if !webpage.WellFormed(binding) {
+		binding = webpage.RandomString(32)
 	}
 	now := s.cfg.Now()
-	state := randomString(32)
+	state := webpage.RandomString(32)
 	f := flow{
 		linkHash:     e.Hash,
 		enrollmentID: e.ID,
@@ -328,7 +313,7 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 		provider:     e.Provider,
 		issuer:       p.Issuer(),
 		verifier:     oauth2.GenerateVerifier(),
-		nonce:        randomString(32),
+		nonce:        webpage.RandomString(32),
 	}
 	f.authURL = p.AuthCodeURL(state, f.verifier, f.nonce)
 	if e.Purpose == vault.PurposeSignIn {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"tagwatch/vault/httpsec"
+	"tagwatch/vault/webpage"
 )
 
 // setHeaders sets the headers every response of the page carries
@@ -62,10 +63,10 @@ func sessionID(r *http.Request) string {
 // has a well-formed one (its other tabs may have flows bound to it), or a
 // new one to set.
 func flowBinding(r *http.Request) string {
-	if c, err := r.Cookie(FlowCookie); err == nil && wellFormed(c.Value) {
+	if c, err := r.Cookie(FlowCookie); err == nil && webpage.WellFormed(c.Value) {
 		return c.Value
 	}
-	return randomString(32)
+	return webpage.RandomString(32)
 }
 
 func (s *Service) setFlowCookie(w http.ResponseWriter, binding string) {

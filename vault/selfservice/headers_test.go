@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"tagwatch/vault/vaulttest"
+	"tagwatch/vault/webpage"
 )
 
 // setCookie returns the Set-Cookie line of name in h, and the cookie it
@@ -88,7 +89,7 @@ func TestCookieAttributes(t *testing.T) {
 			if ck.MaxAge != c.maxAge {
 				t.Errorf("Set-Cookie %q: Max-Age %d, want %d", line, ck.MaxAge, c.maxAge)
 			}
-			if c.maxAge > 0 && !wellFormed(ck.Value) {
+			if c.maxAge > 0 && !webpage.WellFormed(ck.Value) {
 				t.Errorf("Set-Cookie %q: value is not 32 random bytes", line)
 			}
 			if c.maxAge < 0 && ck.Value != "" {

@@ -17,6 +17,7 @@ import (
 	"tagwatch/vault/provider"
 	"tagwatch/vault/secret"
 	"tagwatch/vault/vaulttest"
+	"tagwatch/vault/webpage"
 )
 
 // hydraEnv is the page against a real Ory Hydra (provider "hydra"), whose
@@ -214,7 +215,7 @@ func TestHydraCallbackAttacks(t *testing.T) {
 			b := newBrowser(t)
 			u := mustURL(start(b))
 			q := u.Query()
-			q.Set("nonce", "injected-"+randomString(16))
+			q.Set("nonce", "injected-"+webpage.RandomString(16))
 			u.RawQuery = q.Encode()
 			return b.get(callback(b, u.String()))
 		}, 400, "could not be verified", 1},

@@ -1,11 +1,11 @@
 package selfservice
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"sync"
 	"time"
+
+	"tagwatch/vault/webpage"
 )
 
 // session is a signed-in person's page session, kept server side. The
@@ -65,30 +65,6 @@ func newSessionStore(idle, absolute time.Duration, max int) *sessionStore {
 	return &sessionStore{byKey: map[[32]byte]*session{}, idle: idle, absolute: absolute, max: max, nextPrune: 1024}
 }
 
-// randomString returns n random bytes, base64url without padding.
-func randomString(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic("selfservice: crypto/rand failed: " + err.Error())
-	}
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// wellFormed reports whether v looks like 32 random bytes in base64url,
-// the form of session ids and flow bindings.
-func wellFormed(v string) bool {
-	if len(v) != 43 {
-		return false
-	}
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
 func (s *sessionStore) live(x *session, now time.Time) bool {
 	return now.Before(x.created.Add(s.absolute)) && now.Before(x.lastSeen.Add(s.idle))
 }
@@ -102,7 +78,7 @@ func (s *sessionStore) kept(x *session, now time.Time) bool {
 // create stores a new session made of x (its key, created and lastSeen
 // set here) and returns its id.
 func (s *sessionStore) create(x session, now time.Time) string {
-	id := randomString(32)
+	id := webpage.RandomString(32)
 	x.key = sha256.Sum256([]byte(id))
 	x.created, x.lastSeen = now, now
 	s.mu.Lock()
@@ -145,7 +121,7 @@ func (s *sessionStore) pruneLocked(now time.Time) {
 // lifetime starts again) and returned with sessionLive; an expired one
 // within its hint time is returned with sessionExpired and not touched.
 func (s *sessionStore) lookup(id string, now time.Time) (session, sessionState) {
-	if !wellFormed(id) {
+	if !webpage.WellFormed(id) {
 		return session{}, sessionNone
 	}
 	k := sha256.Sum256([]byte(id))
@@ -167,7 +143,7 @@ func (s *sessionStore) lookup(id string, now time.Time) (session, sessionState) 
 
 // delete ends the session id names, if any.
 func (s *sessionStore) delete(id string) {
-	if !wellFormed(id) {
+	if !webpage.WellFormed(id) {
 		return
 	}
 	k := sha256.Sum256([]byte(id))

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"tagwatch/vault/vaulttest"
+	"tagwatch/vault/webpage"
 )
 
 // TestSessionStore: the lifetimes, the renewal hint, pruning and the
@@ -54,7 +55,7 @@ func TestSessionStore(t *testing.T) {
 	t.Run("ids", func(t *testing.T) {
 		s := newSessionStore(idle, abs, 10)
 		a, b := s.create(session{userID: "ada"}, t0), s.create(session{userID: "ada"}, t0)
-		if a == b || !wellFormed(a) || !wellFormed(b) {
+		if a == b || !webpage.WellFormed(a) || !webpage.WellFormed(b) {
 			t.Errorf("ids %q, %q: want two distinct 32-byte random ids", a, b)
 		}
 		for _, id := range []string{"", "short", a[:42] + "!", a + "x"} {

@@ -203,11 +203,11 @@ func (s *Service) signIn(w http.ResponseWriter, r *http.Request) {
 func (s *Service) start(w http.ResponseWriter, r *http.Request, p Provider, f *flow) {
 	now := s.cfg.Now()
 	binding := flowBinding(r)
-	state := randomString(32)
+	state := webpage.RandomString(32)
 	f.issuer = p.Issuer()
 	f.verifier = oauth2.GenerateVerifier()
 	if p.Kind() == provider.KindOIDC {
-		f.nonce = randomString(32)
+		f.nonce = webpage.RandomString(32)
 	} else {
 		f.prompt, f.maxAge = "", 0 // X has neither
 	}
@@ -499,7 +499,7 @@ func (s *Service) signOutEverywhere(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("account signed out", "user", sess.userID, "provider", sess.provider, "everywhere", true)
 	binding := flowBinding(r)
-	state := randomString(32)
+	state := webpage.RandomString(32)
 	f := &flow{kind: flowLogout, provider: sess.provider, userID: sess.userID}
 	p := s.provider(sess.provider)
 	if p != nil {

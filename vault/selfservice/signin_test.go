@@ -14,6 +14,7 @@ import (
 	"tagwatch/vault/provider"
 	"tagwatch/vault/secret"
 	"tagwatch/vault/vaulttest"
+	"tagwatch/vault/webpage"
 	"tagwatch/worker/xapi/xsandbox"
 )
 
@@ -69,7 +70,7 @@ func TestSignIn(t *testing.T) {
 		t.Errorf("token requests = %d, want 1", n)
 	}
 	sid := b.cookie(e.url, SessionCookie)
-	if !wellFormed(sid) {
+	if !webpage.WellFormed(sid) {
 		t.Errorf("session cookie %q, want 32 random bytes", sid)
 	}
 	op.mu.Lock()
@@ -300,7 +301,7 @@ func TestSessionLifetimes(t *testing.T) {
 				t.Fatalf("renewal callback = %v, want 303 back to /account/?tab=watches", p)
 			}
 			expectPage(t, "the page after renewal", b.follow(e.url, p), http.StatusOK, "Signed in as")
-			if now := b.cookie(e.url, SessionCookie); now == old || !wellFormed(now) {
+			if now := b.cookie(e.url, SessionCookie); now == old || !webpage.WellFormed(now) {
 				t.Errorf("session id after renewal %q, want a new one (old %q)", now, old)
 			}
 			if _, st := e.svc.sessions.lookup(old, e.clock.Now()); st != sessionUnknown {
@@ -364,7 +365,7 @@ func TestRestartRenews(t *testing.T) {
 	t.Parallel()
 	e, op := fakeEnv(t, Config{}, false)
 	b := newBrowser(t)
-	b.jar.SetCookies(mustURL(e.url), []*http.Cookie{{Name: SessionCookie, Value: randomString(32), Path: "/", Secure: true}})
+	b.jar.SetCookies(mustURL(e.url), []*http.Cookie{{Name: SessionCookie, Value: webpage.RandomString(32), Path: "/", Secure: true}})
 	p := b.get(e.url + Prefix + "/")
 	if p.status != http.StatusSeeOther || !strings.HasPrefix(p.loc, op.srv.URL+"/authorize?") || mustURL(p.loc).Query().Get("prompt") != "none" {
 		t.Fatalf("GET /account/ with an unknown session id = %v, want a prompt=none renewal", p)

@@ -248,3 +248,22 @@ func TestRoutes(t *testing.T) {
 		t.Errorf("without a 405 handler: %d %q, want the mux's own 405", w.Code, w.Body.String())
 	}
 }
+
+// TestRandomString: RandomString(32) is always WellFormed, and differs
+// each time; WellFormed refuses any other length or alphabet.
+func TestRandomString(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		v := RandomString(32)
+		if !WellFormed(v) || seen[v] {
+			t.Fatalf("RandomString(32) = %q: well formed %v, seen before %v", v, WellFormed(v), seen[v])
+		}
+		seen[v] = true
+	}
+	for _, v := range []string{"", RandomString(31), RandomString(33), strings.Repeat("a", 42) + "=", strings.Repeat("a", 42) + "+",
+		strings.Repeat("a", 42) + "/", strings.Repeat("é", 21) + "a"} {
+		if WellFormed(v) {
+			t.Errorf("WellFormed(%q) = true", v)
+		}
+	}
+}
