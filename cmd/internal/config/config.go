@@ -75,8 +75,40 @@ type Config struct {
 	Scheduler Scheduler  `toml:"scheduler"`
 	Notify    Notify     `toml:"notify"`
 	Account   Account    `toml:"account"`
+	Storage   Storage    `toml:"storage"`
 	Providers []Provider `toml:"provider"`
 }
+
+// Storage says where the vault lives: the embedded bbolt file (the
+// default; one daemon owns it) or a PostgreSQL database that several
+// daemons share.
+type Storage struct {
+	// Engine is "bbolt" (daemon.database, or tagwatch.db in
+	// daemon.state_dir) or "postgres".
+	Engine string `toml:"engine"`
+	// DSN is the PostgreSQL connection string, keyword=value
+	// ("host=/run/postgresql dbname=tagwatch user=tagwatch") or a
+	// postgres:// URL, with no password in it: the password is a secret
+	// (PasswordFile or PasswordCredential), as every other secret is.
+	// Required for postgres.
+	DSN string `toml:"dsn"`
+	// PasswordFile or PasswordCredential (a systemd credential name) hold
+	// the database password; neither for peer or certificate
+	// authentication.
+	PasswordFile       string `toml:"password_file"`
+	PasswordCredential string `toml:"password_credential"`
+	// Synchronous is what the start does when the server has a standby
+	// but commits are not synchronous (a failover could then lose a
+	// rotated refresh token; see README's operator section): "warn"
+	// (default) or "refuse".
+	Synchronous string `toml:"synchronous"`
+	// Lease is how long a daemon holds a watch or outbox row it claimed
+	// before another may take it over: default 30s, at least 5s.
+	Lease Duration `toml:"lease"`
+}
+
+// MinLease is the least storage.lease may be.
+const MinLease = 5 * time.Second
 
 // Daemon holds process-wide settings.
 type Daemon struct {
@@ -290,6 +322,7 @@ func Default() Config {
 			SMTP: SMTP{Port: 587, Security: "starttls"}},
 		Account: Account{IdleTimeout: Duration{selfservice.DefaultIdleTimeout},
 			AbsoluteTimeout: Duration{selfservice.DefaultAbsoluteTimeout}, RecentAuth: Duration{selfservice.DefaultRecentAuth}},
+		Storage: Storage{Engine: "bbolt", Synchronous: "warn", Lease: Duration{30 * time.Second}},
 	}
 }
 
@@ -664,6 +697,22 @@ func (c *Config) validate() []fieldErr {
 
 	errs = append(errs, c.validateAccount()...)
 
+	st := c.Storage
+	oneOf("storage.engine", st.Engine, "bbolt", "postgres")
+	oneOf("storage.synchronous", st.Synchronous, "warn", "refuse")
+	if st.Lease.Duration < MinLease {
+		add("storage.lease", "must be at least %s, got %s", MinLease, st.Lease.Duration)
+	}
+	switch {
+	case st.Engine == "postgres" && strings.TrimSpace(st.DSN) == "":
+		add("storage.dsn", "is required for engine postgres, such as \"host=/run/postgresql dbname=tagwatch user=tagwatch\"")
+	case st.DSN != "":
+		if err := CheckDSN(st.DSN); err != nil {
+			add("storage.dsn", "%v", err)
+		}
+	}
+	secretSource("storage.password_file", st.PasswordFile, "storage.password_credential", st.PasswordCredential, false)
+
 	seen := map[string]bool{}
 	for i, p := range c.Providers {
 		key := fmt.Sprintf("provider[%d]", i)
@@ -946,3 +995,92 @@ func shortDuration(d time.Duration) string {
 
 // IsLoopbackHost reports whether host is localhost or a loopback address.
 func IsLoopbackHost(host string) bool { return provider.IsLoopbackHost(host) }
+
+// CheckDSN checks a PostgreSQL connection string as storage.dsn takes it:
+// keyword=value pairs (values in single quotes when they hold spaces,
+// with \' and \\ escapes) or a postgres:// or postgresql:// URL, and no
+// password in it, in any spelling (password=, a URL's user:password@, a
+// password query parameter): the password is a secret file or credential,
+// never configuration. The error names what is wrong, never the value of
+// a password. It reads no environment and never panics.
+// Source: PostgreSQL 15 documentation, 34.1.1 "Connection Strings".
+func CheckDSN(dsn string) error {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return errors.New("is not a valid postgres:// URL")
+		}
+		if _, has := u.User.Password(); has {
+			return errors.New("holds a password (user:password@): put it in storage.password_file or storage.password_credential")
+		}
+		for k := range u.Query() {
+			if strings.EqualFold(k, "password") {
+				return errors.New("holds a password parameter: put it in storage.password_file or storage.password_credential")
+			}
+		}
+		return nil
+	}
+	keys, err := dsnKeywords(dsn)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if k == "password" {
+			return errors.New("holds password=: put it in storage.password_file or storage.password_credential")
+		}
+	}
+	return nil
+}
+
+// dsnKeywords returns the keywords of a keyword=value connection string,
+// lower case, or an error naming the first thing that is not a pair.
+func dsnKeywords(dsn string) ([]string, error) {
+	var keys []string
+	s := dsn
+	for {
+		s = strings.TrimLeft(s, " \t\n\r\f\v")
+		if s == "" {
+			return keys, nil
+		}
+		eq := strings.IndexByte(s, '=')
+		if eq <= 0 {
+			return nil, fmt.Errorf("is not keyword=value pairs or a postgres:// URL (at byte %d)", len(dsn)-len(s)+1)
+		}
+		key := strings.TrimRight(s[:eq], " \t")
+		if strings.ContainsAny(key, " \t'\\") {
+			return nil, fmt.Errorf("is not keyword=value pairs or a postgres:// URL (at byte %d)", len(dsn)-len(s)+1)
+		}
+		keys = append(keys, strings.ToLower(key))
+		s = strings.TrimLeft(s[eq+1:], " \t")
+		if strings.HasPrefix(s, "'") {
+			i := 1
+			for ; i < len(s); i++ {
+				if s[i] == '\\' {
+					i++
+					continue
+				}
+				if s[i] == '\'' {
+					break
+				}
+			}
+			if i >= len(s) {
+				return nil, fmt.Errorf("has an unterminated quoted value for %s", clip(key, 40))
+			}
+			s = s[i+1:]
+			continue
+		}
+		end := strings.IndexAny(s, " \t\n\r\f\v")
+		if end < 0 {
+			return keys, nil
+		}
+		s = s[end:]
+	}
+}
+
+// clip is s cut to at most n bytes, for an error message.
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}

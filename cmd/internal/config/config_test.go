@@ -316,3 +316,84 @@ private_key_credential = "pk"
 		t.Errorf("MasterKeySource() = %v, %q; want the credential master-key", src, key)
 	}
 }
+
+// TestCheckDSN: a connection string is keyword=value pairs or a URL, and
+// holds no password in any spelling; the error never shows one.
+func TestCheckDSN(t *testing.T) {
+	for _, c := range []struct {
+		dsn, want string // want "" for ok
+	}{
+		{"host=/run/postgresql dbname=tagwatch user=tagwatch", ""},
+		{"host=db.example.org port=5432 dbname='tag watch' sslmode=verify-full", ""},
+		{"  host = /tmp   dbname=x  ", ""},
+		{"postgres://tagwatch@db.example.org/tagwatch?sslmode=verify-full", ""},
+		{"postgresql:///tagwatch?host=/run/postgresql", ""},
+		{"host=/tmp password=hunter2", "holds password="},
+		{"host=/tmp PassWord = 'hun ter2'", "holds password="},
+		{"dbname='it\\'s' password='a\\'b'", "holds password="},
+		{"dbname='it''s'", "is not keyword=value pairs"}, // '' is not an escape in a conninfo string
+		{"postgres://u:hunter2@db/x", "holds a password (user:password@)"},
+		{"postgres://u@db/x?password=hunter2", "holds a password parameter"},
+		{"postgres://u@db/x?PASSWORD=hunter2", "holds a password parameter"},
+		{"hunter2", "is not keyword=value pairs"},
+		{"host=/tmp dbname='unterminated", "unterminated quoted value for dbname"},
+		{"=x", "is not keyword=value pairs"},
+		{"postgres://%zz", "is not a valid postgres:// URL"},
+	} {
+		err := CheckDSN(c.dsn)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("CheckDSN(%q) = %v, want ok", c.dsn, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("CheckDSN(%q) = %v, want %q", c.dsn, err, c.want)
+		case err != nil && strings.Contains(err.Error(), "hunter2"):
+			t.Errorf("CheckDSN(%q) = %v: the error shows the password", c.dsn, err)
+		}
+	}
+}
+
+// FuzzCheckDSN: any string gives an answer, never a panic, and an error
+// never carries a password-looking value of the input.
+func FuzzCheckDSN(f *testing.F) {
+	for _, s := range []string{"host=/tmp password=x", "postgres://u:p@h/d", "a='b\\'c' d=e", "'", "=", "postgres://"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, dsn string) {
+		err := CheckDSN(dsn)
+		if err != nil && strings.Contains(dsn, "password=SECRETVALUE") && strings.Contains(err.Error(), "SECRETVALUE") {
+			t.Errorf("CheckDSN(%q) = %v: shows the password", dsn, err)
+		}
+	})
+}
+
+// TestStorage: [storage] defaults to bbolt; postgres needs a DSN without
+// a password, the password comes from a file or credential, and the
+// lease and the synchronous policy are checked.
+func TestStorage(t *testing.T) {
+	cfg, err := Parse("s.toml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := cfg.Storage; st.Engine != "bbolt" || st.Synchronous != "warn" || st.Lease.Duration != 30*time.Second {
+		t.Errorf("default storage = %+v", st)
+	}
+	good := "[storage]\nengine = \"postgres\"\ndsn = \"host=/run/postgresql dbname=tagwatch user=tagwatch\"\npassword_file = \"/etc/tagwatch/pg\"\nsynchronous = \"refuse\"\nlease = \"10s\"\n"
+	cfg, err = Parse("s.toml", []byte(good))
+	if err != nil || cfg.Storage.Engine != "postgres" || cfg.Storage.PasswordFile != "/etc/tagwatch/pg" || cfg.Storage.Lease.Duration != 10*time.Second {
+		t.Fatalf("Parse(postgres) = %+v, %v", cfg.Storage, err)
+	}
+	for _, c := range []struct{ doc, key, want string }{
+		{"[storage]\nengine = \"sqlite\"\n", "storage.engine", "must be one of bbolt, postgres"},
+		{"[storage]\nengine = \"postgres\"\n", "storage.dsn", "is required for engine postgres"},
+		{"[storage]\nengine = \"postgres\"\ndsn = \"host=/tmp password=hunter2\"\n", "storage.dsn", "holds password="},
+		{"[storage]\nsynchronous = \"maybe\"\n", "storage.synchronous", "must be one of warn, refuse"},
+		{"[storage]\nlease = \"1s\"\n", "storage.lease", "must be at least 5s"},
+		{"[storage]\npassword_file = \"pg\"\n", "storage.password_file", "must be an absolute path"},
+		{"[storage]\npassword_file = \"/a\"\npassword_credential = \"b\"\n", "storage.password_file", "name either storage.password_file or storage.password_credential, not both"},
+	} {
+		_, err := Parse("s.toml", []byte(c.doc))
+		if err == nil || !strings.Contains(err.Error(), c.key+": "+c.want) || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("Parse(%q) = %v, want %s: %s", c.doc, err, c.key, c.want)
+		}
+	}
+}
