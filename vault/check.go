@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"tagwatch/vault/kv"
 )
 
 // Invariant names one rule of the store that CheckConsistency checks.
@@ -18,8 +20,10 @@ type Invariant string
 // a record found breaking one was written around the methods (a raw
 // transaction), by a bug, or damaged on disk.
 const (
-	// InvPages: bbolt's own check of the file's pages (bbolt.Tx.Check):
-	// no page freed twice, none unreachable and not freed, keys in order.
+	// InvPages: the storage engine's own check of its structure
+	// (kv.Checker; bbolt: the file's pages as Open reads them, then
+	// bbolt.Tx.Check): no page freed twice, none unreachable and not
+	// freed, keys in order.
 	// When it fails nothing else is checked (walking a damaged tree can
 	// fault).
 	InvPages Invariant = "pages"
@@ -152,9 +156,12 @@ func (c *checker) run() {
 		c.add(InvPages, "file", "%v", err)
 		return
 	}
-	for err := range c.tx.tx.Check() {
-		// Drain the channel: bbolt's checker blocks until it is read.
-		c.add(InvPages, "file", "%v", err)
+	// The engine's own check of its structure (bbolt: Tx.Check of the
+	// pages), when it has one.
+	if ch, ok := c.tx.tx.(kv.Checker); ok {
+		for _, err := range ch.Check() {
+			c.add(InvPages, "file", "%v", err)
+		}
 	}
 	if len(c.found) > 0 {
 		return

@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"tagwatch/vault"
+	"tagwatch/vault/kv"
 	"tagwatch/vault/vaulttest"
 )
 
@@ -103,7 +104,7 @@ func seedForCheck(t *testing.T, db *vault.DB) checkSeed {
 
 // rewrite decodes the JSON record at key of bucket into a T, lets change
 // edit it, and stores it back as is, around every domain method.
-func rewrite[T any](btx *bolt.Tx, bucket []byte, key string, change func(*T)) error {
+func rewrite[T any](btx kv.Tx, bucket []byte, key string, change func(*T)) error {
 	b := btx.Bucket(bucket)
 	var rec T
 	if err := json.Unmarshal(b.Get([]byte(key)), &rec); err != nil {
@@ -129,108 +130,108 @@ func TestCheckConsistency(t *testing.T) {
 		name string
 		// breakIt breaks the store; inv and record are what the check
 		// must report.
-		breakIt func(s checkSeed) func(*bolt.Tx) error
+		breakIt func(s checkSeed) func(kv.Tx) error
 		inv     vault.Invariant
 		record  func(s checkSeed) string
 	}{
-		{"pending row missing from the due index", func(s checkSeed) func(*bolt.Tx) error {
-			return func(btx *bolt.Tx) error {
+		{"pending row missing from the due index", func(s checkSeed) func(kv.Tx) error {
+			return func(btx kv.Tx) error {
 				var r vault.OutboxRow
 				json.Unmarshal(btx.Bucket(vault.BucketOutbox).Get([]byte(s.match)), &r)
 				return btx.Bucket(vault.BucketOutboxDue).Delete(vault.DueKey(r.NextAttempt, r.ID))
 			}
 		}, vault.InvOutboxDue, func(s checkSeed) string { return fmt.Sprintf("notification %q", s.match) }},
-		{"delivered row in the due index", func(s checkSeed) func(*bolt.Tx) error {
-			return func(btx *bolt.Tx) error {
+		{"delivered row in the due index", func(s checkSeed) func(kv.Tx) error {
+			return func(btx kv.Tx) error {
 				return btx.Bucket(vault.BucketOutboxDue).Put(vault.DueKey(vaulttest.T0, s.done), nil)
 			}
 		}, vault.InvOutboxDue, func(s checkSeed) string { return "/" + s.done }},
-		{"row indexed at another time", func(s checkSeed) func(*bolt.Tx) error {
+		{"row indexed at another time", func(s checkSeed) func(kv.Tx) error {
 			return rewriteRow(s.match, func(r *vault.OutboxRow) { r.NextAttempt = r.NextAttempt.Add(time.Hour) })
 		}, vault.InvOutboxDue, func(s checkSeed) string { return "/" + s.match }},
-		{"user_watches key of a watch that does not exist", func(checkSeed) func(*bolt.Tx) error {
-			return func(btx *bolt.Tx) error {
+		{"user_watches key of a watch that does not exist", func(checkSeed) func(kv.Tx) error {
+			return func(btx kv.Tx) error {
 				return btx.Bucket(vault.BucketUserWatches).Put(pairKey("zed", "nosuch"), nil)
 			}
 		}, vault.InvUserWatches, func(checkSeed) string { return "user_watches key zed/nosuch" }},
-		{"user_watches key of another user's watch", func(s checkSeed) func(*bolt.Tx) error {
-			return func(btx *bolt.Tx) error {
+		{"user_watches key of another user's watch", func(s checkSeed) func(kv.Tx) error {
+			return func(btx kv.Tx) error {
 				return btx.Bucket(vault.BucketUserWatches).Put(pairKey("amy", s.zed.Started[0].ID), nil)
 			}
 		}, vault.InvUserWatches, func(s checkSeed) string { return "user_watches key amy/" + s.zed.Started[0].ID }},
-		{"watch without its user_watches key", func(s checkSeed) func(*bolt.Tx) error {
-			return func(btx *bolt.Tx) error {
+		{"watch without its user_watches key", func(s checkSeed) func(kv.Tx) error {
+			return func(btx kv.Tx) error {
 				return btx.Bucket(vault.BucketUserWatches).Delete(pairKey("zed", s.zed.Started[0].ID))
 			}
 		}, vault.InvUserWatches, func(s checkSeed) string { return fmt.Sprintf("watch %q", s.zed.Started[0].ID) }},
-		{"user_grants key of another provider", func(s checkSeed) func(*bolt.Tx) error {
-			return func(btx *bolt.Tx) error {
+		{"user_grants key of another provider", func(s checkSeed) func(kv.Tx) error {
+			return func(btx kv.Tx) error {
 				return btx.Bucket(vault.BucketUserGrants).Put(pairKey("zed", "corp"), []byte(s.zed.Grant.ID))
 			}
 		}, vault.InvUserGrants, func(checkSeed) string { return "user_grants key zed/corp" }},
-		{"user_grants key of a grant that does not exist", func(checkSeed) func(*bolt.Tx) error {
-			return func(btx *bolt.Tx) error {
+		{"user_grants key of a grant that does not exist", func(checkSeed) func(kv.Tx) error {
+			return func(btx kv.Tx) error {
 				return btx.Bucket(vault.BucketUserGrants).Put(pairKey("bob", "x"), []byte("nosuch"))
 			}
 		}, vault.InvUserGrants, func(checkSeed) string { return "user_grants key bob/x" }},
-		{"active grant without its user_grants key", func(checkSeed) func(*bolt.Tx) error {
-			return func(btx *bolt.Tx) error { return btx.Bucket(vault.BucketUserGrants).Delete(pairKey("zed", "x")) }
+		{"active grant without its user_grants key", func(checkSeed) func(kv.Tx) error {
+			return func(btx kv.Tx) error { return btx.Bucket(vault.BucketUserGrants).Delete(pairKey("zed", "x")) }
 		}, vault.InvUserGrants, func(s checkSeed) string { return fmt.Sprintf("grant %q", s.zed.Grant.ID) }},
-		{"active watch, dead grant", func(s checkSeed) func(*bolt.Tx) error {
-			return func(btx *bolt.Tx) error {
+		{"active watch, dead grant", func(s checkSeed) func(kv.Tx) error {
+			return func(btx kv.Tx) error {
 				return rewrite(btx, vault.BucketGrants, s.zed.Grant.ID, func(g *vault.Grant) { g.State = vault.GrantNeedsReconsent })
 			}
 		}, vault.InvWatchGrant, func(s checkSeed) string { return fmt.Sprintf("watch %q", s.zed.Started[0].ID) }},
-		{"active watch with a suspend reason", func(s checkSeed) func(*bolt.Tx) error {
+		{"active watch with a suspend reason", func(s checkSeed) func(kv.Tx) error {
 			return rewriteWatch(s.zed.Started[0].ID, func(w *vault.Watch) { w.SuspendReason = vault.SuspendNeedsReconsent })
 		}, vault.InvWatchState, func(s checkSeed) string { return fmt.Sprintf("watch %q", s.zed.Started[0].ID) }},
-		{"suspended watch without a reason", func(s checkSeed) func(*bolt.Tx) error {
+		{"suspended watch without a reason", func(s checkSeed) func(kv.Tx) error {
 			return rewriteWatch(s.amy.Started[0].ID, func(w *vault.Watch) { w.SuspendReason = vault.SuspendNone })
 		}, vault.InvWatchState, func(s checkSeed) string { return fmt.Sprintf("watch %q", s.amy.Started[0].ID) }},
-		{"seen index of a deleted watch", func(checkSeed) func(*bolt.Tx) error {
-			return func(btx *bolt.Tx) error {
+		{"seen index of a deleted watch", func(checkSeed) func(kv.Tx) error {
+			return func(btx kv.Tx) error {
 				return btx.Bucket(vault.BucketSeen).Put(vault.SeenKey("gone", 7), []byte("12345678"))
 			}
 		}, vault.InvWatchIndexes, func(checkSeed) string { return `watch_seen prefix "gone"` }},
-		{"cursor of a deleted watch", func(checkSeed) func(*bolt.Tx) error {
-			return func(btx *bolt.Tx) error {
+		{"cursor of a deleted watch", func(checkSeed) func(kv.Tx) error {
+			return func(btx kv.Tx) error {
 				return btx.Bucket(vault.BucketCursors).Put([]byte("gone"), []byte(`{"watch_id":"gone"}`))
 			}
 		}, vault.InvWatchIndexes, func(checkSeed) string { return `cursor "gone"` }},
-		{"sealed token that does not open", func(s checkSeed) func(*bolt.Tx) error {
-			return func(btx *bolt.Tx) error {
+		{"sealed token that does not open", func(s checkSeed) func(kv.Tx) error {
+			return func(btx kv.Tx) error {
 				return rewrite(btx, vault.BucketGrants, s.zed.Grant.ID, func(g *vault.Grant) { g.SealedRefresh[len(g.SealedRefresh)-1] ^= 1 })
 			}
 		}, vault.InvSealed, func(s checkSeed) string { return fmt.Sprintf("grant %q", s.zed.Grant.ID) }},
-		{"sealed token bound to another record", func(s checkSeed) func(*bolt.Tx) error {
-			return func(btx *bolt.Tx) error {
+		{"sealed token bound to another record", func(s checkSeed) func(kv.Tx) error {
+			return func(btx kv.Tx) error {
 				var zed vault.Grant
 				json.Unmarshal(btx.Bucket(vault.BucketGrants).Get([]byte(s.zed.Grant.ID)), &zed)
 				return rewriteRow(s.match, func(r *vault.OutboxRow) { r.SealedSecret = zed.SealedAccess })(btx)
 			}
 		}, vault.InvSealed, func(s checkSeed) string { return fmt.Sprintf("notification %q", s.match) }},
-		{"revocation of an active grant", func(s checkSeed) func(*bolt.Tx) error {
-			return func(btx *bolt.Tx) error {
+		{"revocation of an active grant", func(s checkSeed) func(kv.Tx) error {
+			return func(btx kv.Tx) error {
 				return rewrite(btx, vault.BucketRevocations, s.revID, func(r *vault.Revocation) { r.GrantID = s.zed.Grant.ID })
 			}
 		}, vault.InvRevocations, func(s checkSeed) string { return fmt.Sprintf("pending revocation %q", s.revID) }},
-		{"grant's account not in the sign-in index", func(s checkSeed) func(*bolt.Tx) error {
-			return func(btx *bolt.Tx) error {
+		{"grant's account not in the sign-in index", func(s checkSeed) func(kv.Tx) error {
+			return func(btx kv.Tx) error {
 				return rewrite(btx, vault.BucketGrants, s.zed.Grant.ID, func(g *vault.Grant) { g.Subject = "someone-else" })
 			}
 		}, vault.InvSignIns, func(s checkSeed) string { return fmt.Sprintf("grant %q", s.zed.Grant.ID) }},
-		{"sign-in index entry of a sign-in the user does not have", func(checkSeed) func(*bolt.Tx) error {
-			return func(btx *bolt.Tx) error {
+		{"sign-in index entry of a sign-in the user does not have", func(checkSeed) func(kv.Tx) error {
+			return func(btx kv.Tx) error {
 				return btx.Bucket(vault.BucketSignIns).Put(vault.SignInKey("corp", "ghost", "amy", "sign-in:https://idp"), []byte("https://idp"))
 			}
 		}, vault.InvSignIns, func(checkSeed) string { return "sign_ins key corp/ghost/amy/sign-in:https://idp" }},
-		{"sign-in index entry of a grant that does not exist", func(checkSeed) func(*bolt.Tx) error {
-			return func(btx *bolt.Tx) error {
+		{"sign-in index entry of a grant that does not exist", func(checkSeed) func(kv.Tx) error {
+			return func(btx kv.Tx) error {
 				return btx.Bucket(vault.BucketSignIns).Put(vault.SignInKey("x", "sub-zed", "zed", "grant:nosuch"), nil)
 			}
 		}, vault.InvSignIns, func(checkSeed) string { return "sign_ins key x/sub-zed/zed/grant:nosuch" }},
-		{"record that does not decode (C10)", func(s checkSeed) func(*bolt.Tx) error {
-			return func(btx *bolt.Tx) error {
+		{"record that does not decode (C10)", func(s checkSeed) func(kv.Tx) error {
+			return func(btx kv.Tx) error {
 				b := btx.Bucket(vault.BucketWatches)
 				raw := append([]byte(nil), b.Get([]byte(s.amy.Started[0].ID))...)
 				raw[0] = 0xff
@@ -289,7 +290,7 @@ func TestCheckConsistency(t *testing.T) {
 		rec := &recorder{TB: t}
 		db := vaulttest.Open(rec, vaulttest.Tolerate(vault.InvWatchGrant, "the test proves a defence"))
 		s := seedForCheck(t, db)
-		vault.RawUpdate(db, func(btx *bolt.Tx) error {
+		vault.RawUpdate(db, func(btx kv.Tx) error {
 			return rewrite(btx, vault.BucketGrants, s.zed.Grant.ID, func(g *vault.Grant) { g.State = vault.GrantNeedsReconsent })
 		})
 		if msg := rec.finish(); msg != "" {
@@ -301,7 +302,7 @@ func TestCheckConsistency(t *testing.T) {
 		rec := &recorder{TB: t}
 		db := vaulttest.Open(rec)
 		s := seedForCheck(t, db)
-		vault.RawUpdate(db, func(btx *bolt.Tx) error {
+		vault.RawUpdate(db, func(btx kv.Tx) error {
 			return btx.Bucket(vault.BucketUserWatches).Delete(pairKey("zed", s.zed.Started[0].ID))
 		})
 		db.Close()
@@ -340,7 +341,7 @@ func TestCheckConsistency(t *testing.T) {
 			t.Fatal(err)
 		}
 		var root, pageSize int
-		vault.RawUpdate(db, func(btx *bolt.Tx) error {
+		vault.RawBolt(db).View(func(btx *bolt.Tx) error {
 			root, pageSize = int(btx.Bucket(vault.BucketOutbox).Root()), btx.DB().Info().PageSize
 			return nil
 		})
@@ -370,10 +371,10 @@ func TestCheckConsistency(t *testing.T) {
 	})
 }
 
-func rewriteRow(id string, change func(*vault.OutboxRow)) func(*bolt.Tx) error {
-	return func(btx *bolt.Tx) error { return rewrite(btx, vault.BucketOutbox, id, change) }
+func rewriteRow(id string, change func(*vault.OutboxRow)) func(kv.Tx) error {
+	return func(btx kv.Tx) error { return rewrite(btx, vault.BucketOutbox, id, change) }
 }
 
-func rewriteWatch(id string, change func(*vault.Watch)) func(*bolt.Tx) error {
-	return func(btx *bolt.Tx) error { return rewrite(btx, vault.BucketWatches, id, change) }
+func rewriteWatch(id string, change func(*vault.Watch)) func(kv.Tx) error {
+	return func(btx kv.Tx) error { return rewrite(btx, vault.BucketWatches, id, change) }
 }

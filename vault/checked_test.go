@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	berrors "go.etcd.io/bbolt/errors"
+	"tagwatch/vault/kv"
 )
 
 // checkAtCleanup runs db's consistency check when the test ends, before
@@ -13,7 +13,7 @@ import (
 // so they get its check this way. A test that closed db is not checked.
 func checkAtCleanup(t testing.TB, db *DB) {
 	t.Cleanup(func() {
-		if err := db.CheckConsistency(); err != nil && !errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		if err := db.CheckConsistency(); err != nil && !errors.Is(err, kv.ErrClosed) {
 			t.Errorf("after %s: %v", t.Name(), err)
 		}
 	})

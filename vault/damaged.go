@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"tagwatch/vault/kv"
 )
 
 // This file isolates damaged records: one record whose bytes no longer
@@ -606,7 +606,7 @@ func (tx *Tx) reconcileDamaged(found []DamagedRecord, write bool) ([]DamagedReco
 	for _, r := range tx.damagedRegister() {
 		known[string(damagedKey(r.Kind, r.ID))] = r
 	}
-	var reg *bolt.Bucket
+	var reg kv.Bucket
 	if write {
 		var err error
 		if reg, err = tx.tx.CreateBucketIfNotExists(bucketDamaged); err != nil {

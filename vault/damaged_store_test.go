@@ -3,9 +3,8 @@ package vault_test
 import (
 	"testing"
 
-	bolt "go.etcd.io/bbolt"
-
 	"tagwatch/vault"
+	"tagwatch/vault/kv"
 )
 
 // Damage puts 0xff over the first byte of the record's JSON, as C10's
@@ -16,7 +15,7 @@ func (b bboltBackend) Damage(t *testing.T, kind, id string) {
 	if bucket == nil {
 		t.Fatalf("Damage: no bucket for kind %q", kind)
 	}
-	err := vault.RawUpdate(b.DB, func(btx *bolt.Tx) error {
+	err := vault.RawUpdate(b.DB, func(btx kv.Tx) error {
 		raw := append([]byte(nil), btx.Bucket(bucket).Get([]byte(id))...)
 		if len(raw) == 0 {
 			t.Fatalf("Damage: no %s %q", kind, id)

@@ -10,9 +10,8 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"tagwatch/vault"
+	"tagwatch/vault/kv"
 	"tagwatch/vault/seal"
 	"tagwatch/vault/secret"
 	"tagwatch/vault/vaulttest"
@@ -125,7 +124,10 @@ func TestDamagedRecordIsolated(t *testing.T) {
 			}, false},
 		{"grant: its JSON flipped (C10)", vault.KindGrant,
 			func(s damageSeed) string { return `{"id":"` + s.amy.Grant.ID + `","user_id"` },
-			func(occ []byte) { occ[len(`{"id":`)] ^= 0x13 }, func(s damageSeed) string { return s.amy.Grant.ID }, "after object key:value pair",
+			// The key's closing quote becomes 'x': the key runs on to the
+			// value's opening quote and no colon follows, whatever the id
+			// (a flipped value quote read as a number depended on it).
+			func(occ []byte) { occ[len(`{"id`)] ^= '"' ^ 'x' }, func(s damageSeed) string { return s.amy.Grant.ID }, "after object key",
 			func(db *vault.DB, s damageSeed) error { _, err := db.UserGrant("amy", "x"); return err }, false},
 		{"grant: its id flipped", vault.KindGrant,
 			func(s damageSeed) string { return `{"id":"` + s.amy.Grant.ID + `","user_id"` },
@@ -341,7 +343,7 @@ func TestDeleteDamagedRefuses(t *testing.T) {
 func TestDamagedGrantDeletedSuspendsItsWatches(t *testing.T) {
 	db := vaulttest.Open(t)
 	amy := vaulttest.Enroll(t, db, vaulttest.Enrollment{User: "amy"})
-	err := vault.RawUpdate(db, func(btx *bolt.Tx) error {
+	err := vault.RawUpdate(db, func(btx kv.Tx) error {
 		return btx.Bucket(vault.BucketGrants).Put([]byte(amy.Grant.ID), []byte("\xff"))
 	})
 	if err != nil {
@@ -375,7 +377,7 @@ func TestResetDamagedGrant(t *testing.T) {
 	if _, err := db.ResetDamagedGrant(zed.Grant.ID, r); !errors.Is(err, vault.ErrConflict) {
 		t.Errorf("ResetDamagedGrant(healthy) = %v, want ErrConflict", err)
 	}
-	err := vault.RawUpdate(db, func(btx *bolt.Tx) error {
+	err := vault.RawUpdate(db, func(btx kv.Tx) error {
 		b := btx.Bucket(vault.BucketGrants)
 		raw := string(b.Get([]byte(amy.Grant.ID)))
 		i := strings.Index(raw, `"sealed_refresh":"`) + len(`"sealed_refresh":"`) + 10
@@ -436,7 +438,7 @@ func TestResetDamagedGrant(t *testing.T) {
 	}
 
 	// A record that does not decode says nothing of whose it is: delete it.
-	err = vault.RawUpdate(db, func(btx *bolt.Tx) error {
+	err = vault.RawUpdate(db, func(btx kv.Tx) error {
 		return btx.Bucket(vault.BucketGrants).Put([]byte(zed.Grant.ID), []byte("\xff"))
 	})
 	if err != nil {

@@ -348,4 +348,19 @@
 // file (bbolt's page check) and the store's invariants (the Inv*
 // constants); vault/vaulttest runs it after every test that opens a
 // vault.
+//
+// # Storage engines (vault/kv)
+//
+// The domain code (Tx and every method on it, the DB methods, the
+// migrations, key rotation, the damaged-record walks, CheckConsistency's
+// invariants) reads and writes through vault/kv: named buckets of ordered
+// key/value pairs in closure-scoped transactions, with bbolt's rules for
+// order, cursors, sequences and byte-slice lifetimes. bbolt
+// (vault/kv/boltkv) is the engine today; a second engine (PostgreSQL)
+// passes vault/kv/kvtest and then runs every domain method, rule and
+// check unchanged. What is about the bbolt file stays with the file:
+// identify.go's page walk and contained (Open, View, Update, Backup), the
+// file lock (ErrLocked), the copy of the file (Backup, through
+// kv.BackupTo) and bbolt's page check (InvPages, through kv.Checker); an
+// engine without them skips the check and refuses Backup.
 package vault

@@ -1,11 +1,26 @@
 package vault
 
-import bolt "go.etcd.io/bbolt"
+import (
+	bolt "go.etcd.io/bbolt"
 
-// RawUpdate runs fn in a raw bbolt read-write transaction on db: the
-// test-only hook through which the consistency check's tests break an
-// invariant on purpose. Nothing outside this package's tests can reach it.
-func RawUpdate(db *DB, fn func(tx *bolt.Tx) error) error { return db.bolt.Update(fn) }
+	"tagwatch/vault/kv"
+	"tagwatch/vault/kv/boltkv"
+)
+
+// RawUpdate runs fn in a raw read-write transaction of db's storage
+// engine, around the domain methods: the test-only hook through which the
+// consistency check's tests break an invariant on purpose. Nothing
+// outside this package's tests can reach it.
+func RawUpdate(db *DB, fn func(tx kv.Tx) error) error { return db.engine.Update(fn) }
+
+// RawBolt returns the bbolt handle under db, for the tests about the file
+// itself (its pages); nil when db is on another engine.
+func RawBolt(db *DB) *bolt.DB {
+	if e, ok := db.engine.(*boltkv.Engine); ok {
+		return e.Bolt()
+	}
+	return nil
+}
 
 // Bucket names, for RawUpdate.
 var (

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"tagwatch/vault/kv"
 
 	"tagwatch/vault/seal"
 )
@@ -81,7 +81,7 @@ func (db *DB) KeyStatus() (KeyStatus, error) {
 	return ks, err
 }
 
-func countKeyUse(btx *bolt.Tx) (map[uint32]int, error) {
+func countKeyUse(btx kv.Tx) (map[uint32]int, error) {
 	counts := map[uint32]int{}
 	for _, sb := range sealedBuckets {
 		err := btx.Bucket(sb.name).ForEach(func(k, v []byte) error {
@@ -110,7 +110,7 @@ func countKeyUse(btx *bolt.Tx) (map[uint32]int, error) {
 
 // swapKeyring persists st and makes it the keyring in use, in one write
 // transaction that also runs extra. Callers hold keyMu exclusively.
-func (db *DB) swapKeyring(master *seal.MasterKey, st seal.State, failpoint string, extra func(*bolt.Tx) error) error {
+func (db *DB) swapKeyring(master *seal.MasterKey, st seal.State, failpoint string, extra func(kv.Tx) error) error {
 	kr, err := seal.Open(master, st)
 	if err != nil {
 		return err
@@ -119,7 +119,7 @@ func (db *DB) swapKeyring(master *seal.MasterKey, st seal.State, failpoint strin
 	if err != nil {
 		return err
 	}
-	err = db.bolt.Update(func(btx *bolt.Tx) error {
+	err = db.engine.Update(func(btx kv.Tx) error {
 		if err := btx.Bucket(bucketMeta).Put(keyKeyring, raw); err != nil {
 			return err
 		}
@@ -152,7 +152,7 @@ func (db *DB) RotateDataKey(actor string, batch int) (uint32, error) {
 	master := db.master.Load()
 	st, id, err := db.kr.Load().State().WithNewKey(master, db.now())
 	if err == nil {
-		err = db.swapKeyring(master, st, "rotate-key", func(btx *bolt.Tx) error {
+		err = db.swapKeyring(master, st, "rotate-key", func(btx kv.Tx) error {
 			return appendAudit(btx, AuditEvent{Time: db.now(), Kind: AuditKeyRotated, Actor: actor,
 				Detail: fmt.Sprintf("data key %d active", id)})
 		})
@@ -259,7 +259,7 @@ func (db *DB) RetireUnusedKeys(actor string) ([]uint32, error) {
 	db.keyMu.Lock()
 	defer db.keyMu.Unlock()
 	var counts map[uint32]int
-	if err := db.bolt.View(func(btx *bolt.Tx) error {
+	if err := db.engine.View(func(btx kv.Tx) error {
 		var err error
 		counts, err = countKeyUse(btx)
 		return err
@@ -282,7 +282,7 @@ func (db *DB) RetireUnusedKeys(actor string) ([]uint32, error) {
 	if len(retired) == 0 {
 		return nil, nil
 	}
-	err := db.swapKeyring(db.master.Load(), st, "retire-key", func(btx *bolt.Tx) error {
+	err := db.swapKeyring(db.master.Load(), st, "retire-key", func(btx kv.Tx) error {
 		return appendAudit(btx, AuditEvent{Time: db.now(), Kind: AuditKeyRetired, Actor: actor,
 			Detail: fmt.Sprintf("data keys %v retired", retired)})
 	})
@@ -302,7 +302,7 @@ func (db *DB) RotateMaster(next *seal.MasterKey, actor string) error {
 	if err != nil {
 		return fmt.Errorf("vault: rotate master key: %w", err)
 	}
-	err = db.swapKeyring(next, st, "rotate-master", func(btx *bolt.Tx) error {
+	err = db.swapKeyring(next, st, "rotate-master", func(btx kv.Tx) error {
 		return appendAudit(btx, AuditEvent{Time: db.now(), Kind: AuditMasterRotated, Actor: actor,
 			Detail: fmt.Sprintf("master key %s replaced by %s", cur.ID(), next.ID())})
 	})

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"tagwatch/vault/kv"
 )
 
 // bucketRateWindows holds what providers said about their request windows
@@ -135,7 +135,7 @@ func (db *DB) SaveRateWindows(ws ...RateWindow) error {
 	})
 }
 
-func pruneRateWindows(b *bolt.Bucket, now time.Time) error {
+func pruneRateWindows(b kv.Bucket, now time.Time) error {
 	var stale [][]byte
 	err := b.ForEach(func(k, v []byte) error {
 		var w RateWindow

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"tagwatch/vault/kv"
 )
 
 // A read-only open (check-config) reads, never writes: no migration, no
@@ -39,7 +39,7 @@ func TestReadOnlyOpen(t *testing.T) {
 		t.Errorf("Open(ReadOnly) while the daemon holds the vault = %v, want ErrLocked", err)
 	}
 	// An older schema needs the daemon's migration, not a read-only open.
-	rw.bolt.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keySchema) })
+	rw.engine.Update(func(tx kv.Tx) error { return tx.Bucket(bucketMeta).Delete(keySchema) })
 	rw.Close()
 	before = fileSum(t, path)
 	if _, err := Open(Options{Path: path, Master: m, ReadOnly: true}); !errors.Is(err, ErrOlderSchema) {

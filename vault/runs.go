@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"tagwatch/vault/kv"
 )
 
 // bucketSeen is the per-watch index of posts already queued: key
@@ -309,7 +309,7 @@ func newer(a, b string) bool {
 // pruneSeen deletes the oldest entries of a watch's seen index recorded
 // before cutoff. Post ids grow with time, so the old entries are at the
 // front of the watch's range.
-func pruneSeen(b *bolt.Bucket, watchID string, cutoff time.Time) error {
+func pruneSeen(b kv.Bucket, watchID string, cutoff time.Time) error {
 	prefix := append([]byte(watchID), 0)
 	c := b.Cursor()
 	limit := uint64(cutoff.Unix())

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"tagwatch/vault/kv"
 )
 
 // This file is who may sign in to a user's page: the accounts of the
@@ -113,7 +113,7 @@ func linkEntry(userID string, s SignIn) signInEntry {
 	return signInEntry{s.Provider, s.Subject, userID, signInFromLink + s.Issuer, s.Issuer}
 }
 
-func (tx *Tx) signInBucket() (*bolt.Bucket, error) {
+func (tx *Tx) signInBucket() (kv.Bucket, error) {
 	b := tx.tx.Bucket(bucketSignIns)
 	if b == nil {
 		return nil, errors.New("vault: the sign-in index is missing (schema older than 2)")
@@ -238,7 +238,7 @@ func (tx *Tx) signInUsers(provider, issuer, subject string) ([]string, error) {
 // indexExistingGrants is schema migration 1 -> 2: the sign-in index,
 // with an entry for every grant already stored that names its account.
 // A grant that does not decode is left out (FindDamaged reports it).
-func indexExistingGrants(btx *bolt.Tx) error {
+func indexExistingGrants(btx kv.Tx) error {
 	b, err := btx.CreateBucketIfNotExists(bucketSignIns)
 	if err != nil {
 		return err

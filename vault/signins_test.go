@@ -4,9 +4,8 @@ import (
 	"encoding/binary"
 	"testing"
 
-	bolt "go.etcd.io/bbolt"
-
 	"tagwatch/vault"
+	"tagwatch/vault/kv"
 	"tagwatch/vault/vaulttest"
 )
 
@@ -18,7 +17,7 @@ func TestSignInIndexMigration(t *testing.T) {
 	db := vaulttest.Open(t, vaulttest.Master(master))
 	vaulttest.Enroll(t, db, vaulttest.Enrollment{User: "zed"})
 	vaulttest.Enroll(t, db, vaulttest.Enrollment{User: "amy", Provider: "corp", Subject: "amy-corp"})
-	if err := vault.RawUpdate(db, func(btx *bolt.Tx) error {
+	if err := vault.RawUpdate(db, func(btx kv.Tx) error {
 		if err := btx.DeleteBucket(vault.BucketSignIns); err != nil {
 			return err
 		}

@@ -13,8 +13,7 @@ import (
 	"strconv"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
+	"tagwatch/vault/kv"
 	"tagwatch/vault/seal"
 	"tagwatch/vault/secret"
 )
@@ -22,7 +21,8 @@ import (
 // Tx is a transaction on the vault, valid only inside the View or Update
 // closure that received it. Records it returns are copies.
 type Tx struct {
-	tx *bolt.Tx
+	// tx is the storage engine's transaction (vault/kv).
+	tx kv.Tx
 	db *DB
 	kr *seal.Keyring
 }
@@ -30,7 +30,7 @@ type Tx struct {
 // Now returns the vault's clock reading.
 func (tx *Tx) Now() time.Time { return tx.db.now() }
 
-func putJSON(b *bolt.Bucket, key string, v any) error {
+func putJSON(b kv.Bucket, key string, v any) error {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -40,7 +40,7 @@ func putJSON(b *bolt.Bucket, key string, v any) error {
 
 // scanJSON calls fn for each record under prefix, skipping those that do
 // not decode (damaged.go: FindDamaged reports them).
-func scanJSON[T any](b *bolt.Bucket, prefix []byte, fn func(T) error) error {
+func scanJSON[T any](b kv.Bucket, prefix []byte, fn func(T) error) error {
 	c := b.Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		var rec T
@@ -408,8 +408,8 @@ func count(n int, one, many string) string {
 	return strconv.Itoa(n) + " " + many
 }
 
-func appendAudit(btx *bolt.Tx, ev AuditEvent) error {
-	b := btx.Bucket(bucketAudit)
+func appendAudit(etx kv.Tx, ev AuditEvent) error {
+	b := etx.Bucket(bucketAudit)
 	seq, err := b.NextSequence()
 	if err != nil {
 		return err

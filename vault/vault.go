@@ -15,9 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
-
+	"tagwatch/vault/kv"
+	"tagwatch/vault/kv/boltkv"
 	"tagwatch/vault/seal"
 )
 
@@ -63,9 +62,9 @@ var (
 
 // migrations[i] moves the layout from version i to i+1. Each runs inside
 // the one transaction that also records the new version.
-var migrations = []func(tx *bolt.Tx) error{
+var migrations = []func(tx kv.Tx) error{
 	// 0 -> 1: the first layout.
-	func(tx *bolt.Tx) error {
+	func(tx kv.Tx) error {
 		for _, b := range [][]byte{bucketUsers, bucketGrants, bucketUserGrants, bucketEnrollments,
 			bucketWatches, bucketUserWatches, bucketCursors, bucketOutbox, bucketOutboxDue,
 			bucketAudit, bucketRevocations} {
@@ -110,7 +109,8 @@ type Options struct {
 
 // DB is an open vault. Safe for concurrent use.
 type DB struct {
-	bolt   *bolt.DB
+	// engine holds the buckets (vault/kv); every record goes through it.
+	engine kv.Engine
 	path   string
 	now    func() time.Time
 	log    *slog.Logger
@@ -121,7 +121,8 @@ type DB struct {
 	// rotation, so no record is sealed under, or read with, a keyring that
 	// is being replaced.
 	keyMu sync.RWMutex
-	// file is bbolt's own descriptor of the file, read by filePages.
+	// file is bbolt's own descriptor of the file, read by filePages
+	// (boltkv.Engine.File).
 	file     *os.File
 	rules    rules
 	readOnly bool
@@ -186,25 +187,16 @@ func Open(opts Options) (*DB, error) {
 	// bbolt's reads at open are contained all the same: should one still
 	// fault or panic on a damaged page, the file it opened is closed (its
 	// lock released) and the error says the file is damaged.
-	var file *os.File
-	openFile := func(name string, flag int, perm os.FileMode) (*os.File, error) {
-		f, err := os.OpenFile(name, flag, perm)
-		file = f
-		return f, err
-	}
-	var bdb *bolt.DB
+	var engine *boltkv.Engine
 	err = contained(opts.Path, hintRestore, func() error {
 		var err error
-		bdb, err = bolt.Open(opts.Path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly, OpenFile: openFile})
+		engine, err = boltkv.Open(opts.Path, boltkv.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly})
 		return err
 	})
-	if errors.Is(err, berrors.ErrTimeout) {
+	if errors.Is(err, boltkv.ErrTimeout) {
 		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, ErrLocked)
 	}
 	if err != nil {
-		if bdb == nil && file != nil {
-			_ = file.Close()
-		}
 		if isNew {
 			_ = os.Remove(opts.Path)
 		}
@@ -213,9 +205,9 @@ func Open(opts Options) (*DB, error) {
 		}
 		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, withoutPath(err))
 	}
-	db := &DB{bolt: bdb, path: opts.Path, now: opts.Now, log: opts.Logger, fail: opts.Failpoint, readOnly: opts.ReadOnly, file: file}
+	db := &DB{engine: engine, path: opts.Path, now: opts.Now, log: opts.Logger, fail: opts.Failpoint, readOnly: opts.ReadOnly, file: engine.File()}
 	if err := contained(opts.Path, hintRestore, func() error { return db.load(opts.Master, isNew) }); err != nil {
-		_ = bdb.Close()
+		_ = engine.Close()
 		if isNew {
 			_ = os.Remove(opts.Path)
 		}
@@ -247,7 +239,7 @@ func withoutPath(err error) error {
 func (db *DB) load(master *seal.MasterKey, isNew bool) error {
 	var st *seal.State
 	version := 0
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.engine.View(func(tx kv.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
 			return nil
@@ -290,7 +282,7 @@ func (db *DB) load(master *seal.MasterKey, isNew bool) error {
 	if db.readOnly {
 		return fmt.Errorf("%w (file has version %d, this build %d)", ErrOlderSchema, version, SchemaVersion)
 	}
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+	return db.engine.Update(func(tx kv.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
 			return err
@@ -319,7 +311,7 @@ func (db *DB) load(master *seal.MasterKey, isNew bool) error {
 }
 
 // Close closes the database file.
-func (db *DB) Close() error { return db.bolt.Close() }
+func (db *DB) Close() error { return db.engine.Close() }
 
 // Path returns the database file's path.
 func (db *DB) Path() string { return db.path }
@@ -334,7 +326,7 @@ func (db *DB) View(fn func(tx *Tx) error) error {
 	// A page bbolt cannot read (the file changed under the daemon: cut
 	// short, overwritten) fails this transaction, not the process.
 	return contained(db.path, hintRunning, func() error {
-		return db.bolt.View(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, db: db, kr: db.kr.Load()}) })
+		return db.engine.View(func(etx kv.Tx) error { return fn(&Tx{tx: etx, db: db, kr: db.kr.Load()}) })
 	})
 }
 
@@ -346,19 +338,21 @@ func (db *DB) Update(fn func(tx *Tx) error) error {
 	// A page bbolt cannot read (the file changed under the daemon: cut
 	// short, overwritten) fails this transaction, not the process.
 	return contained(db.path, hintRunning, func() error {
-		return db.bolt.Update(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, db: db, kr: db.kr.Load()}) })
+		return db.engine.Update(func(etx kv.Tx) error { return fn(&Tx{tx: etx, db: db, kr: db.kr.Load()}) })
 	})
 }
 
 // Backup writes a consistent copy of the whole file (still sealed) to w.
 func (db *DB) Backup(w io.Writer) (int64, error) {
+	b, ok := db.engine.(kv.BackupTo)
+	if !ok {
+		return 0, errors.New("vault: backup: the storage engine cannot copy itself")
+	}
 	var n int64
 	err := contained(db.path, hintRunning, func() error {
-		return db.bolt.View(func(tx *bolt.Tx) error {
-			var err error
-			n, err = tx.WriteTo(w)
-			return err
-		})
+		var err error
+		n, err = b.BackupTo(w)
+		return err
 	})
 	return n, err
 }
@@ -367,7 +361,7 @@ func (db *DB) Backup(w io.Writer) (int64, error) {
 func (db *DB) SchemaVersionOnDisk() (int, error) {
 	v := 0
 	err := contained(db.path, hintRunning, func() error {
-		return db.bolt.View(func(tx *bolt.Tx) error {
+		return db.engine.View(func(tx kv.Tx) error {
 			if b := tx.Bucket(bucketMeta).Get(keySchema); len(b) == 8 {
 				v = int(binary.BigEndian.Uint64(b))
 			}

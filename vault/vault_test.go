@@ -15,6 +15,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"tagwatch/vault/kv"
 	"tagwatch/vault/seal"
 	"tagwatch/vault/secret"
 )
@@ -136,7 +137,7 @@ func TestNoKeyringNeverMinted(t *testing.T) {
 
 func TestNewerSchemaRefused(t *testing.T) {
 	db, m, path := openNew(t)
-	db.bolt.Update(func(tx *bolt.Tx) error {
+	db.engine.Update(func(tx kv.Tx) error {
 		return tx.Bucket(bucketMeta).Put(keySchema, []byte{0, 0, 0, 0, 0, 0, 0, 99})
 	})
 	db.Close()
@@ -148,7 +149,7 @@ func TestNewerSchemaRefused(t *testing.T) {
 func TestMigrationFromVersionZero(t *testing.T) {
 	db, m, path := openNew(t)
 	// Make the file look like version 0: a keyring, no schema, no buckets.
-	db.bolt.Update(func(tx *bolt.Tx) error {
+	db.engine.Update(func(tx kv.Tx) error {
 		for _, name := range [][]byte{bucketUsers, bucketGrants, bucketOutbox} {
 			if err := tx.DeleteBucket(name); err != nil {
 				return err
@@ -286,7 +287,7 @@ func TestDataKeyRotation(t *testing.T) {
 	check(db2)
 }
 
-func scanOne[T any](b *bolt.Bucket) (T, error) {
+func scanOne[T any](b kv.Bucket) (T, error) {
 	var out T
 	err := scanJSON(b, nil, func(v T) error { out = v; return nil })
 	return out, err
@@ -504,7 +505,7 @@ func BenchmarkStoreGrant(b *testing.B) {
 		val := bytes.Repeat([]byte{'x'}, size)
 		b.ReportAllocs()
 		for b.Loop() {
-			err := db.bolt.Update(func(tx *bolt.Tx) error {
+			err := RawBolt(db).Update(func(tx *bolt.Tx) error {
 				bk, err := tx.CreateBucketIfNotExists([]byte("raw"))
 				if err != nil {
 					return err

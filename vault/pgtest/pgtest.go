@@ -185,3 +185,38 @@ func (c *Cluster) Log() (string, error) {
 	}
 	return string(b), nil
 }
+
+// StartStandby starts a streaming standby of c (pg_basebackup -R into a
+// directory of its own, its own socket), stopped and removed when t
+// ends, and returns it. The primary's replication is asynchronous until
+// the test sets synchronous_standby_names on it (ALTER SYSTEM, then
+// pg_reload_conf()); the standby's application_name is name.
+func (c *Cluster) StartStandby(t testing.TB, name string) *Cluster {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "tagwatch-pg-standby-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Cluster{bin: c.bin, dir: dir, asUser: c.asUser,
+		options: fmt.Sprintf("-c listen_addresses='' -k %s -c fsync=off -c hot_standby=on -c max_connections=200", dir)}
+	t.Cleanup(func() {
+		s.stop("immediate")
+		os.RemoveAll(dir)
+	})
+	if s.asUser {
+		if err := os.Chown(dir, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := s.run("pg_basebackup", "-h", c.dir, "-U", Role, "-D", s.data(), "-R", "-X", "stream", "--no-sync", "--checkpoint=fast",
+		"-d", "application_name="+name); err != nil {
+		t.Fatalf("pgtest: pg_basebackup: %v\n%s", err, out)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}

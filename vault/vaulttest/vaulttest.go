@@ -33,9 +33,8 @@ import (
 	"time"
 	"unicode"
 
-	berrors "go.etcd.io/bbolt/errors"
-
 	"tagwatch/vault"
+	"tagwatch/vault/kv"
 	"tagwatch/vault/seal"
 )
 
@@ -136,7 +135,7 @@ func Open(t testing.TB, opts ...Option) *vault.DB {
 func check(t testing.TB, db *vault.DB, c config) {
 	t.Helper()
 	err := db.CheckConsistency()
-	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+	if errors.Is(err, kv.ErrClosed) {
 		again, oerr := vault.Open(vault.Options{Path: c.path, Master: c.master, LockTimeout: 100 * time.Millisecond, Logger: Quiet()})
 		switch {
 		case errors.Is(oerr, vault.ErrLocked):

@@ -1,0 +1,520 @@
+// Package pgkv is the PostgreSQL engine of vault/kv: the vault's buckets
+// of ordered key/value pairs as rows of one table in a database that
+// several tagwatch daemons share.
+//
+// Schema (created, or brought up to date, by Open under a transaction-
+// scoped advisory lock, so daemons starting together do not race):
+//
+//	kv_buckets (name bytea PRIMARY KEY, seq bigint NOT NULL)
+//	kv (bucket bytea, key bytea, value bytea NOT NULL, PRIMARY KEY (bucket, key))
+//
+// bytea compares bytewise (memcmp, then length), which is the order
+// bytes.Compare gives and the vault relies on.
+//
+// Isolation: Update runs at SERIALIZABLE, so a transaction of one daemon
+// sees and is seen by the others' as if one ran after the other; that is
+// what fences the refresh marker and every read-then-write rule of the
+// vault across daemons. Update therefore may run fn more than once: when
+// PostgreSQL aborts the transaction with a serialization failure
+// (SQLSTATE 40001) or a deadlock (40P01), Update rolls back and runs fn
+// again, up to MaxAttempts times, so fn must set what it returns only
+// from inside the transaction (the vault's closures do). View runs at
+// REPEATABLE READ, READ ONLY: one snapshot for the whole closure.
+//
+// Errors: a statement that fails inside fn (a lost connection, a
+// timeout) makes every later call of the Tx a no-op answering nil, and
+// the closure's outcome that error (View and Update return it, and
+// Update rolls back), whatever fn returned.
+package pgkv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"tagwatch/vault/kv"
+)
+
+// MaxAttempts is how many times Update runs fn when PostgreSQL keeps
+// aborting it for serialization.
+const MaxAttempts = 20
+
+// pageSize is how many pairs a cursor reads ahead in one query.
+const pageSize = 128
+
+// schemaLock is the advisory lock key Open takes while it creates or
+// migrates the schema ("tagwatch" in ASCII, as an int64).
+const schemaLock = 0x7461677761746368
+
+// schemaVersion is the version of the schema this code writes.
+const schemaVersion = 1
+
+// Options configure Open.
+type Options struct {
+	// DSN is the connection string (keyword=value or a postgres:// URL).
+	DSN string
+	// Password, when not empty, is the database password (a secret file's
+	// content; never in the DSN).
+	Password string
+	// MaxConns is the pool's size; default 8.
+	MaxConns int32
+	// StatementTimeout bounds each statement; default 30s.
+	StatementTimeout time.Duration
+}
+
+// Engine is a kv.Engine on a PostgreSQL database.
+type Engine struct {
+	pool   *pgxpool.Pool
+	opts   Options
+	closed atomic.Bool
+}
+
+var _ kv.Engine = (*Engine)(nil)
+
+// Open connects, creates or migrates the schema, and returns the engine.
+// Errors name what failed: the DSN, the connection, the schema (a schema
+// newer than this code is refused: a newer tagwatch wrote it).
+func Open(ctx context.Context, o Options) (*Engine, error) {
+	cfg, err := pgxpool.ParseConfig(o.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("pgkv: the connection string: %w", err)
+	}
+	if o.Password != "" {
+		cfg.ConnConfig.Password = o.Password
+	}
+	if o.MaxConns > 0 {
+		cfg.MaxConns = o.MaxConns
+	} else {
+		cfg.MaxConns = 8
+	}
+	if o.StatementTimeout <= 0 {
+		o.StatementTimeout = 30 * time.Second
+	}
+	cfg.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(o.StatementTimeout.Milliseconds())
+	cfg.ConnConfig.RuntimeParams["application_name"] = "tagwatchd"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgkv: connect: %w", err)
+	}
+	e := &Engine{pool: pool, opts: o}
+	if err := e.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// migrate creates the schema, or checks its version, under the advisory
+// lock, in one transaction.
+func (e *Engine) migrate(ctx context.Context) error {
+	return pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(schemaLock)); err != nil {
+			return fmt.Errorf("pgkv: schema lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS kv_schema (version int NOT NULL)`); err != nil {
+			return fmt.Errorf("pgkv: schema: %w", err)
+		}
+		var v int
+		err := tx.QueryRow(ctx, "SELECT version FROM kv_schema").Scan(&v)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			_, err = tx.Exec(ctx, `
+CREATE TABLE kv_buckets (name bytea PRIMARY KEY, seq bigint NOT NULL DEFAULT 0);
+CREATE TABLE kv (bucket bytea NOT NULL, key bytea NOT NULL, value bytea NOT NULL, PRIMARY KEY (bucket, key));
+INSERT INTO kv_schema (version) VALUES (1);`)
+			if err != nil {
+				return fmt.Errorf("pgkv: create the schema: %w", err)
+			}
+			return nil
+		case err != nil:
+			return fmt.Errorf("pgkv: schema version: %w", err)
+		case v > schemaVersion:
+			return fmt.Errorf("pgkv: the database's schema is version %d, newer than this tagwatch's %d", v, schemaVersion)
+		}
+		return nil
+	})
+}
+
+// Pool returns the engine's connection pool, for what the vault asks of
+// PostgreSQL beyond buckets (leases, the daemons' view).
+func (e *Engine) Pool() *pgxpool.Pool { return e.pool }
+
+// Close closes the pool; transactions begun after it fail with
+// kv.ErrClosed.
+func (e *Engine) Close() error {
+	if e.closed.Swap(true) {
+		return nil
+	}
+	e.pool.Close()
+	return nil
+}
+
+// View runs fn in a REPEATABLE READ, READ ONLY transaction.
+func (e *Engine) View(fn func(kv.Tx) error) error {
+	return e.run(pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, false, fn)
+}
+
+// Update runs fn in a SERIALIZABLE transaction, again after a
+// serialization failure or a deadlock (see the package doc).
+func (e *Engine) Update(fn func(kv.Tx) error) error {
+	var err error
+	for attempt := 1; attempt <= MaxAttempts; attempt++ {
+		err = e.run(pgx.TxOptions{IsoLevel: pgx.Serializable}, true, fn)
+		if !retryable(err) {
+			return err
+		}
+		// Jittered backoff: 1 ms doubling to 64 ms.
+		d := time.Duration(1<<min(attempt-1, 6)) * time.Millisecond
+		time.Sleep(d/2 + time.Duration(rand.Int64N(int64(d))))
+	}
+	return fmt.Errorf("pgkv: gave up after %d serialization failures: %w", MaxAttempts, err)
+}
+
+// retryable reports a serialization failure or a deadlock.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+}
+
+func (e *Engine) run(o pgx.TxOptions, writable bool, fn func(kv.Tx) error) error {
+	if e.closed.Load() {
+		return kv.ErrClosed
+	}
+	ctx := context.Background()
+	ptx, err := e.pool.BeginTx(ctx, o)
+	if err != nil {
+		return fmt.Errorf("pgkv: begin: %w", err)
+	}
+	t := &tx{ctx: ctx, tx: ptx, writable: writable, buckets: map[string]bool{}}
+	committed := false
+	defer func() {
+		// Every way out but a commit rolls back: an error, a read-only
+		// transaction, and a panic of fn (which goes on), so that the
+		// connection goes back to the pool.
+		if !committed {
+			_ = ptx.Rollback(ctx)
+		}
+	}()
+	ferr := fn(t)
+	if t.err != nil {
+		return t.err
+	}
+	if ferr != nil {
+		return ferr
+	}
+	if !writable {
+		return nil
+	}
+	committed = true
+	if err := ptx.Commit(ctx); err != nil {
+		if retryable(err) {
+			return err
+		}
+		return fmt.Errorf("pgkv: commit: %w", err)
+	}
+	return nil
+}
+
+// tx is a kv.Tx over one PostgreSQL transaction.
+type tx struct {
+	ctx      context.Context
+	tx       pgx.Tx
+	writable bool
+	// err is the first statement error; every later call is a no-op.
+	err error
+	// buckets caches which buckets exist in this transaction.
+	buckets map[string]bool
+	// writes counts the writes, so that cursors know their read-ahead is
+	// stale.
+	writes int
+}
+
+func (t *tx) fail(err error) {
+	if t.err == nil && err != nil {
+		t.err = fmt.Errorf("pgkv: %w", err)
+	}
+}
+
+func (t *tx) Writable() bool { return t.writable }
+
+func (t *tx) Bucket(name []byte) kv.Bucket {
+	if t.err != nil || len(name) == 0 {
+		return nil
+	}
+	ok, known := t.buckets[string(name)]
+	if !known {
+		err := t.tx.QueryRow(t.ctx, "SELECT true FROM kv_buckets WHERE name = $1", name).Scan(&ok)
+		if errors.Is(err, pgx.ErrNoRows) {
+			ok, err = false, nil
+		}
+		if err != nil {
+			t.fail(err)
+			return nil
+		}
+		t.buckets[string(name)] = ok
+	}
+	if !ok {
+		return nil
+	}
+	return &bucket{t: t, name: bytes.Clone(name)}
+}
+
+func (t *tx) CreateBucketIfNotExists(name []byte) (kv.Bucket, error) {
+	switch {
+	case !t.writable:
+		return nil, kv.ErrTxNotWritable
+	case len(name) == 0:
+		return nil, kv.ErrBucketNameRequired
+	case t.err != nil:
+		return nil, t.err
+	}
+	if _, err := t.tx.Exec(t.ctx, "INSERT INTO kv_buckets (name) VALUES ($1) ON CONFLICT DO NOTHING", name); err != nil {
+		t.fail(err)
+		return nil, t.err
+	}
+	t.buckets[string(name)] = true
+	t.writes++
+	return &bucket{t: t, name: bytes.Clone(name)}, nil
+}
+
+func (t *tx) DeleteBucket(name []byte) error {
+	switch {
+	case !t.writable:
+		return kv.ErrTxNotWritable
+	case t.err != nil:
+		return t.err
+	}
+	tag, err := t.tx.Exec(t.ctx, "DELETE FROM kv_buckets WHERE name = $1", name)
+	if err != nil {
+		t.fail(err)
+		return t.err
+	}
+	if tag.RowsAffected() == 0 {
+		return kv.ErrBucketNotFound
+	}
+	if _, err := t.tx.Exec(t.ctx, "DELETE FROM kv WHERE bucket = $1", name); err != nil {
+		t.fail(err)
+		return t.err
+	}
+	t.buckets[string(name)] = false
+	t.writes++
+	return nil
+}
+
+// bucket is a kv.Bucket: rows of kv with this bucket name.
+type bucket struct {
+	t    *tx
+	name []byte
+}
+
+func (b *bucket) Get(key []byte) []byte {
+	if b.t.err != nil {
+		return nil
+	}
+	var v []byte
+	err := b.t.tx.QueryRow(b.t.ctx, "SELECT value FROM kv WHERE bucket = $1 AND key = $2", b.name, key).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		b.t.fail(err)
+		return nil
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v
+}
+
+func (b *bucket) Put(key, value []byte) error {
+	switch {
+	case !b.t.writable:
+		return kv.ErrTxNotWritable
+	case len(key) == 0:
+		return kv.ErrKeyRequired
+	case b.t.err != nil:
+		return b.t.err
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	if _, err := b.t.tx.Exec(b.t.ctx, `INSERT INTO kv (bucket, key, value) VALUES ($1, $2, $3)
+ON CONFLICT (bucket, key) DO UPDATE SET value = EXCLUDED.value`, b.name, key, value); err != nil {
+		b.t.fail(err)
+		return b.t.err
+	}
+	b.t.writes++
+	return nil
+}
+
+func (b *bucket) Delete(key []byte) error {
+	switch {
+	case !b.t.writable:
+		return kv.ErrTxNotWritable
+	case b.t.err != nil:
+		return b.t.err
+	}
+	if _, err := b.t.tx.Exec(b.t.ctx, "DELETE FROM kv WHERE bucket = $1 AND key = $2", b.name, key); err != nil {
+		b.t.fail(err)
+		return b.t.err
+	}
+	b.t.writes++
+	return nil
+}
+
+func (b *bucket) NextSequence() (uint64, error) {
+	switch {
+	case !b.t.writable:
+		return 0, kv.ErrTxNotWritable
+	case b.t.err != nil:
+		return 0, b.t.err
+	}
+	var seq int64
+	if err := b.t.tx.QueryRow(b.t.ctx, "UPDATE kv_buckets SET seq = seq + 1 WHERE name = $1 RETURNING seq", b.name).Scan(&seq); err != nil {
+		b.t.fail(err)
+		return 0, b.t.err
+	}
+	b.t.writes++
+	return uint64(seq), nil
+}
+
+func (b *bucket) ForEach(fn func(k, v []byte) error) error {
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if err := fn(k, v); err != nil {
+			return err
+		}
+	}
+	return b.t.err
+}
+
+func (b *bucket) Cursor() kv.Cursor { return &cursor{b: b} }
+
+// cursor reads ahead pageSize pairs in the direction it moves; a write in
+// the transaction since the read makes it read again from where it is.
+type cursor struct {
+	b *bucket
+	// at is the key the cursor is at (nil: not positioned, or past an
+	// end); pastEnd says it went past the last key (Prev then moves to
+	// the last key).
+	at      []byte
+	pastEnd bool
+	// ahead are the pairs read after (forward) or before (backward) at,
+	// in the order the cursor moves; writes is t.writes when read.
+	ahead   [][2][]byte
+	forward bool
+	writes  int
+}
+
+// query reads up to pageSize pairs strictly after (forward) or before
+// key, or from the start or end when key is nil; inclusive makes it
+// start at key itself.
+func (c *cursor) query(key []byte, forward, inclusive bool) [][2][]byte {
+	t := c.b.t
+	if t.err != nil {
+		return nil
+	}
+	op, order := ">", "ASC"
+	if !forward {
+		op, order = "<", "DESC"
+	}
+	if inclusive {
+		op += "="
+	}
+	var rows pgx.Rows
+	var err error
+	if key == nil {
+		rows, err = t.tx.Query(t.ctx, "SELECT key, value FROM kv WHERE bucket = $1 ORDER BY key "+order+" LIMIT $2", c.b.name, pageSize)
+	} else {
+		rows, err = t.tx.Query(t.ctx, "SELECT key, value FROM kv WHERE bucket = $1 AND key "+op+" $2 ORDER BY key "+order+" LIMIT $3",
+			c.b.name, key, pageSize)
+	}
+	if err != nil {
+		t.fail(err)
+		return nil
+	}
+	var out [][2][]byte
+	for rows.Next() {
+		var k, v []byte
+		if err := rows.Scan(&k, &v); err != nil {
+			rows.Close()
+			t.fail(err)
+			return nil
+		}
+		if v == nil {
+			v = []byte{}
+		}
+		out = append(out, [2][]byte{k, v})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		t.fail(err)
+		return nil
+	}
+	c.writes = t.writes
+	return out
+}
+
+// land moves the cursor to the first of pairs (or past the end).
+func (c *cursor) land(pairs [][2][]byte, forward bool) ([]byte, []byte) {
+	c.forward = forward
+	if len(pairs) == 0 {
+		c.at, c.ahead, c.pastEnd = nil, nil, forward
+		return nil, nil
+	}
+	c.at, c.ahead, c.pastEnd = pairs[0][0], pairs[1:], false
+	return pairs[0][0], pairs[0][1]
+}
+
+func (c *cursor) First() ([]byte, []byte) { return c.land(c.query(nil, true, false), true) }
+
+func (c *cursor) Last() ([]byte, []byte) { return c.land(c.query(nil, false, false), false) }
+
+func (c *cursor) Seek(key []byte) ([]byte, []byte) { return c.land(c.query(key, true, true), true) }
+
+func (c *cursor) Next() ([]byte, []byte) { return c.step(true) }
+
+func (c *cursor) Prev() ([]byte, []byte) {
+	if c.at == nil && c.pastEnd {
+		return c.Last()
+	}
+	return c.step(false)
+}
+
+// step moves one pair on, from the read-ahead while it is fresh.
+func (c *cursor) step(forward bool) ([]byte, []byte) {
+	if c.at == nil {
+		return nil, nil
+	}
+	if forward == c.forward && c.writes == c.b.t.writes && len(c.ahead) > 0 {
+		p := c.ahead[0]
+		c.at, c.ahead = p[0], c.ahead[1:]
+		return p[0], p[1]
+	}
+	return c.land(c.query(c.at, forward, false), forward)
+}
+
+func (c *cursor) Delete() error {
+	t := c.b.t
+	switch {
+	case !t.writable:
+		return kv.ErrTxNotWritable
+	case c.at == nil:
+		return nil
+	}
+	if err := c.b.Delete(c.at); err != nil {
+		return err
+	}
+	// The read-ahead still holds what follows: the deleted key is not in
+	// it, and nothing else changed.
+	c.writes = t.writes
+	return nil
+}
