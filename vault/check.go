@@ -86,7 +86,7 @@ func (i Inconsistency) String() string {
 // ConsistencyError is what CheckConsistency found: every inconsistency,
 // in the order the check met them.
 type ConsistencyError struct {
-	// Path is the database file.
+	// Path is the database file (the engine's name, Options.Engine).
 	Path  string
 	Found []Inconsistency
 }
@@ -124,16 +124,17 @@ func (db *DB) CheckConsistency() error {
 		run = db.View
 	}
 	err := run(func(tx *Tx) error {
+		found = nil
 		c := &checker{tx: tx}
 		c.run()
 		found = c.found
 		return errRollback
 	})
 	if err != nil && !errors.Is(err, errRollback) {
-		return fmt.Errorf("vault: check %s: %w", db.path, err)
+		return fmt.Errorf("vault: check %s: %w", db.name, err)
 	}
 	if len(found) > 0 {
-		return &ConsistencyError{Path: db.path, Found: found}
+		return &ConsistencyError{Path: db.name, Found: found}
 	}
 	return nil
 }

@@ -180,6 +180,7 @@ func (db *DB) CreateLink(req LinkRequest) (string, Enrollment, error) {
 		rec   Enrollment
 	)
 	err := db.Update(func(tx *Tx) error {
+		token, rec = "", Enrollment{}
 		if req.Purpose == PurposeReconsent && req.GrantID != "" {
 			g, err := tx.grant(req.GrantID)
 			if err != nil {
@@ -293,6 +294,7 @@ type LinkView struct {
 func (db *DB) ListLinks(now time.Time) ([]LinkView, error) {
 	var links []LinkView
 	err := db.View(func(tx *Tx) error {
+		links = nil
 		return tx.Enrollments(func(e Enrollment) error {
 			e.Hash = ""
 			links = append(links, LinkView{Enrollment: e, State: e.State(now)})

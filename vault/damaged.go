@@ -642,7 +642,7 @@ func (tx *Tx) reconcileDamaged(found []DamagedRecord, write bool) ([]DamagedReco
 	for k := range known {
 		changed = true
 		if write && reg.Delete([]byte(k)) == nil {
-			tx.db.forgetDamaged([]byte(k))
+			tx.afterCommit(func() { tx.db.forgetDamaged([]byte(k)) })
 		}
 	}
 	return found, changed
@@ -682,6 +682,7 @@ func (db *DB) DeleteDamaged(kind, id, actor string) (DamagedRecord, error) {
 		return out, &InvalidError{Object: "damaged record", Err: fmt.Errorf("unknown kind %q (one of %s)", kind, strings.Join(DamagedKinds, ", "))}
 	}
 	err := db.Update(func(tx *Tx) error {
+		out = DamagedRecord{}
 		key, err := k.key(tx, id)
 		if err != nil {
 			return &InvalidError{Object: "damaged record", Err: err}
@@ -705,7 +706,7 @@ func (db *DB) DeleteDamaged(kind, id, actor string) (DamagedRecord, error) {
 				return err
 			}
 		}
-		tx.db.forgetDamaged(damagedKey(kind, id))
+		tx.afterCommit(func() { db.forgetDamaged(damagedKey(kind, id)) })
 		extra, err := tx.deleteDamaged(kind, key, raw)
 		if err != nil {
 			return err
@@ -830,6 +831,7 @@ func (db *DB) ResetDamagedGrant(id string, r Reconsent) (ReconsentOutcome, error
 	}
 	r.Reason, r.KeepTokens = "damaged", false // the damaged bytes go with the tokens
 	err = db.Update(func(tx *Tx) error {
+		out = ReconsentOutcome{}
 		raw := tx.tx.Bucket(bucketGrants).Get([]byte(id))
 		if raw == nil {
 			return notFound(KindGrant, id)
@@ -859,7 +861,7 @@ func (db *DB) ResetDamagedGrant(id string, r Reconsent) (ReconsentOutcome, error
 				return err
 			}
 		}
-		tx.db.forgetDamaged(damagedKey(KindGrant, id))
+		tx.afterCommit(func() { db.forgetDamaged(damagedKey(KindGrant, id)) })
 		out = ReconsentOutcome{Changed: true, Grant: g, Link: link, Notices: notices}
 		var de *DamagedError
 		errors.As(sealErr, &de)

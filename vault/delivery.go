@@ -34,6 +34,7 @@ import (
 func (db *DB) DueOutboxIDs(now time.Time, fn func(id string) bool) (time.Time, error) {
 	var next time.Time
 	err := db.View(func(tx *Tx) error {
+		next = time.Time{}
 		c := tx.tx.Bucket(bucketOutboxDue).Cursor()
 		end := binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano()))
 		k, _ := c.First()
@@ -62,8 +63,9 @@ func (db *DB) DueOutboxIDs(now time.Time, fn func(id string) bool) (time.Time, e
 // other rows are delivered, and FindDamaged reports them. Errors: only
 // the store's own.
 func (db *DB) LoadOutbox(ids []string) ([]OutboxRow, error) {
-	out := make([]OutboxRow, 0, len(ids))
+	var out []OutboxRow
 	err := db.View(func(tx *Tx) error {
+		out = make([]OutboxRow, 0, len(ids))
 		for _, id := range ids {
 			r, err := tx.OutboxRow(id)
 			if err == nil {

@@ -143,6 +143,9 @@ type RefreshTicket struct {
 func (db *DB) BeginRefresh(id, actor string) (RefreshTicket, error) {
 	var t RefreshTicket
 	err := db.Update(func(tx *Tx) error {
+		// A run again (DB.Update) must not keep Retry from a run that
+		// found a marker another daemon's commit has cleared since.
+		t = RefreshTicket{}
 		g, err := tx.grant(id)
 		if err != nil {
 			return err
@@ -224,6 +227,7 @@ type RefreshResult struct {
 func (db *DB) CommitRefresh(t RefreshTicket, r RefreshResult) (Grant, error) {
 	var out Grant
 	err := db.Update(func(tx *Tx) error {
+		out = Grant{}
 		g, err := tx.fenced(t, "commit a refresh of")
 		if err != nil {
 			return err
@@ -355,6 +359,9 @@ func (db *DB) MarkNeedsReconsent(grantID string, r Reconsent) (ReconsentOutcome,
 		return out, err
 	}
 	err = db.Update(func(tx *Tx) error {
+		// A run again (DB.Update) must not keep Changed, Link and
+		// Notices from a run that found the grant still active.
+		out = ReconsentOutcome{}
 		g, err := tx.grant(grantID)
 		if err != nil {
 			return err
@@ -486,6 +493,7 @@ type UnenrollOutcome struct {
 func (db *DB) UnenrollGrant(grantID string, u Unenroll) (UnenrollOutcome, error) {
 	var out UnenrollOutcome
 	err := db.Update(func(tx *Tx) error {
+		out = UnenrollOutcome{}
 		g, err := tx.grant(grantID)
 		if err != nil {
 			return err
@@ -597,6 +605,7 @@ func (db *DB) PendingRevocation(id string) (Revocation, secret.RefreshToken, err
 func (db *DB) DueRevocations(now time.Time) ([]string, error) {
 	var due []string
 	err := db.View(func(tx *Tx) error {
+		due = nil
 		return tx.Revocations(func(r Revocation) error {
 			if tx.revocationSealed(r) != nil {
 				return nil // damaged: FindDamaged reports it
@@ -630,6 +639,7 @@ func (db *DB) SettleRevocation(id, actor string) error {
 func (db *DB) DeferRevocation(id string, next time.Time, counted bool) (Revocation, error) {
 	var r Revocation
 	err := db.Update(func(tx *Tx) error {
+		r = Revocation{}
 		var err error
 		if r, err = tx.revocation(id); err != nil {
 			return err

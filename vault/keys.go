@@ -3,6 +3,7 @@ package vault
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"tagwatch/vault/kv"
@@ -183,7 +184,12 @@ func (db *DB) Reseal(batch int) error {
 		var after []byte
 		for {
 			var done bool
+			from := after
 			err := db.Update(func(tx *Tx) error {
+				// A run again (DB.Update) starts where this batch
+				// started, not where a rolled-back run left off: that
+				// would skip its records.
+				after, done = slices.Clone(from), false
 				b := tx.tx.Bucket(sb.name)
 				c := b.Cursor()
 				k, v := c.First()

@@ -66,6 +66,7 @@ func (db *DB) RecentMatches(owner, watchID string, n int) ([]Match, error) {
 	n = min(n, MaxRecentMatches)
 	var out []Match
 	err := db.View(func(tx *Tx) error {
+		out = nil
 		if _, err := tx.ownedWatch(watchID, owner, owner != ""); err != nil {
 			return err
 		}

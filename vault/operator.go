@@ -17,6 +17,7 @@ import (
 func (db *DB) ListUsers() ([]User, error) {
 	var out []User
 	err := db.View(func(tx *Tx) error {
+		out = nil
 		return tx.Users(func(u User) error { out = append(out, u); return nil })
 	})
 	return out, err
@@ -30,6 +31,7 @@ func (db *DB) ListUsers() ([]User, error) {
 func (db *DB) ListGrants() ([]Grant, error) {
 	var out []Grant
 	err := db.View(func(tx *Tx) error {
+		out = nil
 		return tx.Grants(func(g Grant) error {
 			if err := tx.grantSealed(g); err != nil {
 				tx.db.noteDamaged(err)
@@ -51,6 +53,7 @@ func (db *DB) ListGrants() ([]Grant, error) {
 func (db *DB) UserGrants(userID string) ([]Grant, error) {
 	var out []Grant
 	err := db.View(func(tx *Tx) error {
+		out = nil
 		prefix := pair(userID, "")
 		c := tx.tx.Bucket(bucketUserGrants).Cursor()
 		for k, id := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, id = c.Next() {
@@ -98,6 +101,7 @@ type DamagedGrant struct {
 func (db *DB) DamagedGrants() ([]DamagedGrant, error) {
 	var out []DamagedGrant
 	err := db.View(func(tx *Tx) error {
+		out = nil
 		c := tx.tx.Bucket(bucketGrants).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if v == nil {

@@ -29,6 +29,7 @@ const (
 func (db *DB) ReplayOutbox(id, actor string) (OutboxRow, error) {
 	var r OutboxRow
 	err := db.Update(func(tx *Tx) error {
+		r = OutboxRow{}
 		var err error
 		if r, err = tx.outboxRow(id); err != nil {
 			return err
@@ -114,6 +115,7 @@ func (db *DB) PruneOutbox(cutoff time.Time) (int, error) {
 	}
 	var ids []string
 	if err := db.View(func(tx *Tx) error {
+		ids = nil
 		return tx.Outbox(func(r OutboxRow) error {
 			if old(r) {
 				ids = append(ids, r.ID)
@@ -182,8 +184,9 @@ func (db *DB) DropOutboxBacklog(maxWaiting int, reason string) ([]OutboxBacklog,
 		id      string
 		created time.Time
 	}
-	byTarget := map[string][]ref{}
+	var byTarget map[string][]ref
 	if err := db.View(func(tx *Tx) error {
+		byTarget = map[string][]ref{}
 		return tx.DueOutbox(time.Unix(0, 1<<62), 0, func(r OutboxRow) bool {
 			byTarget[r.Target] = append(byTarget[r.Target], ref{r.ID, r.CreatedAt})
 			return true
@@ -253,8 +256,9 @@ type OutboxTally struct {
 // and metrics, not for hot paths. Damaged rows are not counted
 // (FindDamaged reports them). Errors: only the store's own.
 func (db *DB) OutboxTallies() ([]OutboxTally, error) {
-	by := map[string]*OutboxTally{}
+	var by map[string]*OutboxTally
 	err := db.View(func(tx *Tx) error {
+		by = map[string]*OutboxTally{}
 		return tx.Outbox(func(r OutboxRow) error {
 			t := by[r.Target]
 			if t == nil {
@@ -303,6 +307,7 @@ func (db *DB) ListOutbox(state OutboxState, limit int) ([]OutboxRow, error) {
 	}
 	var out []OutboxRow
 	err := db.View(func(tx *Tx) error {
+		out = nil
 		return tx.Outbox(func(r OutboxRow) error {
 			if state == "" || r.State == state {
 				out = append(out, r)

@@ -164,6 +164,7 @@ func (db *DB) RateWindows() ([]RateWindow, error) {
 	now := db.now()
 	var out []RateWindow
 	err := db.View(func(tx *Tx) error {
+		out = nil
 		b := tx.tx.Bucket(bucketRateWindows)
 		if b == nil {
 			return nil

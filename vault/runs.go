@@ -92,6 +92,7 @@ type RunInput struct {
 func (db *DB) RunInput(watchID string) (RunInput, error) {
 	var in RunInput
 	err := db.View(func(tx *Tx) error {
+		in = RunInput{}
 		var err error
 		if in.Watch, err = tx.watch(watchID); err != nil {
 			return err

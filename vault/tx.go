@@ -25,7 +25,16 @@ type Tx struct {
 	tx kv.Tx
 	db *DB
 	kr *seal.Keyring
+	// committed are what afterCommit deferred: run, in order, once this
+	// run of an Update closure has committed (never for a run rolled
+	// back, nor in a View).
+	committed []func()
 }
+
+// afterCommit defers f until the transaction has committed: changes to
+// the process's own state (the damaged-record register in memory) that
+// must not happen for a run that is rolled back, or run again (DB.Update).
+func (tx *Tx) afterCommit(f func()) { tx.committed = append(tx.committed, f) }
 
 // Now returns the vault's clock reading.
 func (tx *Tx) Now() time.Time { return tx.db.now() }

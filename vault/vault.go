@@ -40,6 +40,16 @@ var (
 	// ErrOlderSchema means a read-only open found a file that needs a
 	// migration, which only a read-write open (the daemon) performs.
 	ErrOlderSchema = errors.New("vault: database schema is older than this tagwatch: start the daemon once to migrate it")
+	// ErrNotFile means what was asked is about the vault's file (Backup),
+	// and the vault is on another storage engine (Options.Engine): use
+	// that engine's own tools (PostgreSQL: pg_dump, a base backup).
+	ErrNotFile = errors.New("vault: the vault is not a file")
+	// errReadOnly is every write of a vault opened ReadOnly on an engine
+	// that has no read-only mode of its own (bbolt refuses by itself).
+	errReadOnly = fmt.Errorf("vault: the vault is open read-only: %w", kv.ErrTxNotWritable)
+	// errCreatedMeanwhile: another daemon sharing the engine created the
+	// vault between Open's read and its write; Open reads again.
+	errCreatedMeanwhile = errors.New("vault: created meanwhile by another process")
 )
 
 var (
@@ -80,8 +90,19 @@ var migrations = []func(tx kv.Tx) error{
 
 // Options configure Open. The zero value of each field is its default.
 type Options struct {
-	// Path is the database file. Required.
+	// Path is the database file. Required unless Engine is set.
 	Path string
+	// Engine, when set, is the storage engine the vault runs on instead
+	// of the bbolt file at Path (vault/kv/pgkv: PostgreSQL); Path may
+	// then be empty, and messages name the engine ("postgres", from its
+	// Name method when it has one) instead of a file. Everything about a
+	// file is skipped or refused: identifying it before opening, its lock
+	// (LockTimeout), Backup, the page check of CheckConsistency. All else
+	// (the keyring and the master key check before a byte is written,
+	// Create, ReadOnly, schema migrations, the rules, damaged records)
+	// is as for bbolt. Open takes the engine over: DB.Close closes it,
+	// and so does an Open that fails.
+	Engine kv.Engine
 	// Master is the master key that wraps the data keys. Required.
 	Master *seal.MasterKey
 	// Create allows Open to create the file, with a new keyring, when it does
@@ -112,6 +133,9 @@ type DB struct {
 	// engine holds the buckets (vault/kv); every record goes through it.
 	engine kv.Engine
 	path   string
+	// name names the store in messages: the file's path, or the
+	// engine's name (Options.Engine).
+	name   string
 	now    func() time.Time
 	log    *slog.Logger
 	fail   func(string)
@@ -135,14 +159,19 @@ type DB struct {
 	damagedMet sync.Map
 }
 
-// Open opens (or, with Options.Create, creates) the vault at Options.Path.
-// It checks the master key before writing anything: a wrong key gives
-// seal.ErrWrongMasterKey and leaves the file byte-for-byte unchanged.
+// Open opens (or, with Options.Create, creates) the vault at Options.Path,
+// or on Options.Engine. It checks the master key before writing anything:
+// a wrong key gives seal.ErrWrongMasterKey and leaves the file
+// byte-for-byte unchanged (the engine's store unchanged).
 func Open(opts Options) (*DB, error) {
-	if opts.Path == "" {
+	if opts.Engine == nil && opts.Path == "" {
 		return nil, errors.New("vault: open: no path")
 	}
 	if opts.Master == nil {
+		if opts.Engine != nil {
+			_ = opts.Engine.Close()
+			return nil, fmt.Errorf("vault: open %s: %w", engineName(opts.Engine), seal.ErrNoMasterKey)
+		}
 		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, seal.ErrNoMasterKey)
 	}
 	if opts.LockTimeout <= 0 {
@@ -156,6 +185,9 @@ func Open(opts Options) (*DB, error) {
 	}
 	if opts.Failpoint == nil {
 		opts.Failpoint = func(string) {}
+	}
+	if opts.Engine != nil {
+		return openEngine(opts)
 	}
 	// What is at the path is identified first, reading only: a file cut
 	// short, empty, of another program or with damaged pages, or no file
@@ -205,7 +237,7 @@ func Open(opts Options) (*DB, error) {
 		}
 		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, withoutPath(err))
 	}
-	db := &DB{engine: engine, path: opts.Path, now: opts.Now, log: opts.Logger, fail: opts.Failpoint, readOnly: opts.ReadOnly, file: engine.File()}
+	db := &DB{engine: engine, path: opts.Path, name: opts.Path, now: opts.Now, log: opts.Logger, fail: opts.Failpoint, readOnly: opts.ReadOnly, file: engine.File()}
 	if err := contained(opts.Path, hintRestore, func() error { return db.load(opts.Master, isNew) }); err != nil {
 		_ = engine.Close()
 		if isNew {
@@ -222,6 +254,83 @@ func Open(opts Options) (*DB, error) {
 	}
 	return db, nil
 }
+
+// engineName is how messages name a storage engine: its Name when it has
+// one (kv.Named: "postgres"), else "the storage engine".
+func engineName(e kv.Engine) string {
+	if n, ok := e.(kv.Named); ok {
+		return n.Name()
+	}
+	return "the storage engine"
+}
+
+// openEngine is Open on opts.Engine: no file to identify, lock or
+// remove; the store is new when it holds none of the vault's buckets.
+func openEngine(opts Options) (*DB, error) {
+	name := engineName(opts.Engine)
+	engine := opts.Engine
+	if opts.ReadOnly {
+		engine = readOnlyEngine{engine}
+	}
+	db := &DB{engine: engine, name: name, now: opts.Now, log: opts.Logger, fail: opts.Failpoint, readOnly: opts.ReadOnly}
+	fail := func(err error) (*DB, error) {
+		_ = engine.Close()
+		return nil, fmt.Errorf("vault: open %s: %w", name, err)
+	}
+	// Twice at most: a daemon sharing the store may create the vault
+	// between the read and the write of the first (errCreatedMeanwhile).
+	for range 2 {
+		isNew, err := db.isEmpty()
+		if err != nil {
+			return fail(err)
+		}
+		if isNew && opts.ReadOnly {
+			return fail(ErrNoVault)
+		}
+		if isNew && !opts.Create {
+			return fail(fmt.Errorf("%w (run `tagwatchd keys init` to create it)", ErrNoVault))
+		}
+		err = db.load(opts.Master, isNew)
+		if errors.Is(err, errCreatedMeanwhile) {
+			continue
+		}
+		if err != nil {
+			return fail(err)
+		}
+		db.master.Store(opts.Master)
+		if opts.Rules != nil {
+			db.SetRules(opts.Rules)
+		}
+		return db, nil
+	}
+	return fail(errCreatedMeanwhile)
+}
+
+// isEmpty reports whether the engine's store holds none of the vault's
+// buckets: a vault may be created there. A store with some of them but no
+// meta bucket is not empty (load then finds no keyring: ErrNoKeyring).
+func (db *DB) isEmpty() (bool, error) {
+	empty := true
+	err := db.engine.View(func(tx kv.Tx) error {
+		empty = true
+		for _, b := range [][]byte{bucketMeta, bucketUsers, bucketGrants, bucketUserGrants, bucketEnrollments,
+			bucketWatches, bucketUserWatches, bucketCursors, bucketOutbox, bucketOutboxDue, bucketAudit,
+			bucketRevocations, bucketSeen, bucketSignIns, bucketRateWindows, bucketDamaged} {
+			if tx.Bucket(b) != nil {
+				empty = false
+				return nil
+			}
+		}
+		return nil
+	})
+	return empty, err
+}
+
+// readOnlyEngine refuses every Update: a vault opened ReadOnly on an
+// engine that has no read-only mode of its own writes nothing.
+type readOnlyEngine struct{ kv.Engine }
+
+func (readOnlyEngine) Update(func(kv.Tx) error) error { return errReadOnly }
 
 // withoutPath drops the path from an *os.PathError (the caller names it
 // once): "stat: permission denied", not "open P: stat P: permission denied".
@@ -240,6 +349,7 @@ func (db *DB) load(master *seal.MasterKey, isNew bool) error {
 	var st *seal.State
 	version := 0
 	err := db.engine.View(func(tx kv.Tx) error {
+		st, version = nil, 0
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
 			return nil
@@ -287,7 +397,22 @@ func (db *DB) load(master *seal.MasterKey, isNew bool) error {
 		if err != nil {
 			return err
 		}
-		for v := version; v < SchemaVersion; v++ {
+		// Read again, in this transaction: a daemon sharing the engine
+		// (and a retry of this closure after a serialization failure)
+		// may find the vault created or migrated since the read above.
+		from := 0
+		if v := meta.Get(keySchema); len(v) == 8 {
+			from = int(binary.BigEndian.Uint64(v))
+		}
+		switch has := meta.Get(keyKeyring) != nil; {
+		case from > SchemaVersion:
+			return fmt.Errorf("%w: file has version %d, this build knows %d", ErrNewerSchema, from, SchemaVersion)
+		case isNew && has:
+			return errCreatedMeanwhile
+		case !isNew && !has:
+			return ErrNoKeyring
+		}
+		for v := from; v < SchemaVersion; v++ {
 			if err := migrations[v](tx); err != nil {
 				return fmt.Errorf("migrate schema %d to %d: %w", v, v+1, err)
 			}
@@ -310,10 +435,11 @@ func (db *DB) load(master *seal.MasterKey, isNew bool) error {
 	})
 }
 
-// Close closes the database file.
+// Close closes the database file (the engine, Options.Engine).
 func (db *DB) Close() error { return db.engine.Close() }
 
-// Path returns the database file's path.
+// Path returns the database file's path; "" for a vault on another
+// engine (Options.Engine).
 func (db *DB) Path() string { return db.path }
 
 // Now returns the vault's clock reading.
@@ -325,31 +451,50 @@ func (db *DB) View(fn func(tx *Tx) error) error {
 	defer db.keyMu.RUnlock()
 	// A page bbolt cannot read (the file changed under the daemon: cut
 	// short, overwritten) fails this transaction, not the process.
-	return contained(db.path, hintRunning, func() error {
+	return contained(db.name, hintRunning, func() error {
 		return db.engine.View(func(etx kv.Tx) error { return fn(&Tx{tx: etx, db: db, kr: db.kr.Load()}) })
 	})
 }
 
 // Update runs fn in a read-write transaction, committed (and fsynced) when
 // fn returns nil. fn must not do network I/O.
+//
+// fn may run more than once: an engine shared by several daemons
+// (PostgreSQL) rolls back and runs it again after a serialization
+// failure, and only the last run commits. So fn sets what it hands out
+// only from inside the transaction, resetting it first (out = X{} as its
+// first statement: a slice appended to, a counter, a flag set in one
+// branch would keep what a rolled-back run left), and defers what must
+// happen only once the change is committed to Tx.afterCommit.
 func (db *DB) Update(fn func(tx *Tx) error) error {
 	db.keyMu.RLock()
 	defer db.keyMu.RUnlock()
+	var last *Tx
 	// A page bbolt cannot read (the file changed under the daemon: cut
 	// short, overwritten) fails this transaction, not the process.
-	return contained(db.path, hintRunning, func() error {
-		return db.engine.Update(func(etx kv.Tx) error { return fn(&Tx{tx: etx, db: db, kr: db.kr.Load()}) })
+	err := contained(db.name, hintRunning, func() error {
+		return db.engine.Update(func(etx kv.Tx) error {
+			last = &Tx{tx: etx, db: db, kr: db.kr.Load()}
+			return fn(last)
+		})
 	})
+	if err == nil && last != nil {
+		for _, f := range last.committed {
+			f()
+		}
+	}
+	return err
 }
 
 // Backup writes a consistent copy of the whole file (still sealed) to w.
+// A vault on another engine (Options.Engine) is not a file: ErrNotFile.
 func (db *DB) Backup(w io.Writer) (int64, error) {
 	b, ok := db.engine.(kv.BackupTo)
 	if !ok {
-		return 0, errors.New("vault: backup: the storage engine cannot copy itself")
+		return 0, fmt.Errorf("vault: backup: %w: it is in %s, whose own tools back it up", ErrNotFile, db.name)
 	}
 	var n int64
-	err := contained(db.path, hintRunning, func() error {
+	err := contained(db.name, hintRunning, func() error {
 		var err error
 		n, err = b.BackupTo(w)
 		return err
@@ -360,8 +505,9 @@ func (db *DB) Backup(w io.Writer) (int64, error) {
 // SchemaVersionOnDisk returns the schema version stored in the file.
 func (db *DB) SchemaVersionOnDisk() (int, error) {
 	v := 0
-	err := contained(db.path, hintRunning, func() error {
+	err := contained(db.name, hintRunning, func() error {
 		return db.engine.View(func(tx kv.Tx) error {
+			v = 0
 			if b := tx.Bucket(bucketMeta).Get(keySchema); len(b) == 8 {
 				v = int(binary.BigEndian.Uint64(b))
 			}

@@ -133,6 +133,7 @@ func (db *DB) AddWatch(req NewWatch, actor string, owner ...Owner) (Watch, error
 	}
 	var w Watch
 	err = db.Update(func(tx *Tx) error {
+		w = Watch{}
 		g, err := tx.UserGrant(req.UserID, req.Provider)
 		if errors.Is(err, ErrNotFound) || (err == nil && scoped && (req.UserID != who || g.UserID != who)) {
 			return &InvalidError{Object: "watch", Err: fmt.Errorf("user %q has no grant at provider %q: send them a consent link first", req.UserID, req.Provider)}
@@ -252,6 +253,7 @@ func (db *DB) moveWatch(id, actor string, owner []Owner, kind string, move func(
 	var w Watch
 	var changed bool
 	err = db.Update(func(tx *Tx) error {
+		w, changed = Watch{}, false
 		var err error
 		if w, err = tx.ownedWatch(id, who, scoped); err != nil {
 			return err
@@ -337,6 +339,7 @@ func (db *DB) UserWatch(owner, id string) (WatchWithCursor, error) {
 func (db *DB) ListWatches(userID string) ([]WatchWithCursor, error) {
 	var out []WatchWithCursor
 	err := db.View(func(tx *Tx) error {
+		out = nil
 		each := func(w Watch) error {
 			c, err := tx.Cursor(w.ID)
 			if err != nil && !errors.Is(err, ErrDamaged) {

@@ -241,8 +241,8 @@ func unwrapKey(err error) error {
 // A master key that is not the vault's is a configuration error (78),
 // named by its key.
 func checkStored(cfg *config.Config, stdout io.Writer) error {
-	path := cfg.DatabasePath()
-	if noVaultYet(path) {
+	path := vaultName(cfg)
+	if cfg.Storage.Engine != "postgres" && noVaultYet(path) {
 		fmt.Fprintf(stdout, "%s: no vault yet: no stored watches to check\n", path)
 		return nil
 	}
@@ -256,8 +256,13 @@ func checkStored(cfg *config.Config, stdout io.Writer) error {
 	}
 	// Read only: a shared lock (a running daemon's vault is ErrLocked), no
 	// migration, nothing written.
-	db, err := vault.Open(vault.Options{Path: path, Master: master, ReadOnly: true, Rules: rules,
-		LockTimeout: cfg.Daemon.LockTimeout.Duration, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	engine, err := openEngine(context.Background(), cfg, quiet)
+	if err != nil {
+		return err
+	}
+	db, err := vault.Open(vault.Options{Path: vaultPath(cfg), Engine: engine, Master: master, ReadOnly: true, Rules: rules,
+		LockTimeout: cfg.Daemon.LockTimeout.Duration, Logger: quiet})
 	switch {
 	case errors.Is(err, vault.ErrOlderSchema):
 		fmt.Fprintf(stdout, "%s: %v; stored watches and consent links were not checked\n", path, vault.ErrOlderSchema)

@@ -127,13 +127,17 @@ func newDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, o o
 	// with its own master key (a wrong one is refused, nothing written).
 	// Nothing at all at the path (noVaultYet): anything there, a dangling
 	// symbolic link included, is opened and identified, not "created".
-	if noVaultYet(cfg.DatabasePath()) && !o.CreateVault {
+	engine, err := openEngine(ctx, cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	if engine == nil && noVaultYet(cfg.DatabasePath()) && !o.CreateVault {
 		logger.Warn("no vault yet: creating a new one", "vault", cfg.DatabasePath(), "master_key", master.ID())
 	}
-	db, err := vault.Open(vault.Options{Path: cfg.DatabasePath(), Master: master, Create: true,
+	db, err := vault.Open(vault.Options{Path: vaultPath(cfg), Engine: engine, Master: master, Create: true,
 		LockTimeout: cfg.Daemon.LockTimeout.Duration, Logger: logger, Now: o.Now})
 	if errors.Is(err, seal.ErrWrongMasterKey) {
-		return nil, fmt.Errorf("%w\nthe vault %s was not changed; check %s", err, cfg.DatabasePath(), masterSource(cfg))
+		return nil, fmt.Errorf("%w\nthe vault %s was not changed; check %s", err, vaultName(cfg), masterSource(cfg))
 	}
 	if err != nil {
 		return nil, err

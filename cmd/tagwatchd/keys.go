@@ -94,11 +94,15 @@ func openVault(cfg *config.Config, logger *slog.Logger, rules vault.WatchRules, 
 	if err != nil {
 		return nil, err
 	}
-	db, err := vault.Open(vault.Options{Path: cfg.DatabasePath(), Master: master, ReadOnly: readOnly,
+	engine, err := openEngine(context.Background(), cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	db, err := vault.Open(vault.Options{Path: vaultPath(cfg), Engine: engine, Master: master, ReadOnly: readOnly,
 		LockTimeout: cfg.Daemon.LockTimeout.Duration, Logger: logger, Rules: rules})
 	if errors.Is(err, seal.ErrWrongMasterKey) {
 		// A configuration error, as at start (serve) and from check-config.
-		return nil, &exitError{exitConfig, fmt.Errorf("%w\nthe vault %s was not changed; check %s", err, cfg.DatabasePath(), masterSource(cfg))}
+		return nil, &exitError{exitConfig, fmt.Errorf("%w\nthe vault %s was not changed; check %s", err, vaultName(cfg), masterSource(cfg))}
 	}
 	return db, err
 }
@@ -161,6 +165,13 @@ func cmdKeys(args []string, stdout, stderr io.Writer) error {
 		}
 		if err := checkStart(context.Background(), cfg); err != nil {
 			return &exitError{exitConfig, err}
+		}
+		if cfg.Storage.Engine == "postgres" {
+			// The first start creates the vault in the database, under
+			// the master key it reads, as for a bbolt file.
+			fmt.Fprintf(stdout, "keys init: nothing to do for storage.engine = \"postgres\": the daemon's first start creates the vault %s sealed under master key file or credential %s\n",
+				vaultName(cfg), src)
+			return nil
 		}
 		if !noVaultYet(cfg.DatabasePath()) {
 			if err := vault.Identify(cfg.DatabasePath()); errors.Is(err, vault.ErrBadFile) {

@@ -60,7 +60,9 @@ var (
 // one writer at a time, readers see the last commit; see the engine).
 type Engine interface {
 	// View runs fn in a read-only transaction and returns fn's error as
-	// is. Writes inside it fail with ErrTxNotWritable.
+	// is. Writes inside it fail with ErrTxNotWritable. Every engine runs
+	// fn exactly once (a read is never retried), so fn may hand what it
+	// reads to a callback of its caller.
 	View(fn func(Tx) error) error
 	// Update runs fn in a read-write transaction, committed (durably)
 	// when fn returns nil. When fn returns an error, or panics, nothing
@@ -135,6 +137,12 @@ type Cursor interface {
 	// key that followed it, so a loop may delete as it goes. Errors:
 	// ErrTxNotWritable.
 	Delete() error
+}
+
+// Named is implemented by an engine that names itself in messages
+// ("postgres"), where a file's engine names its path.
+type Named interface {
+	Name() string
 }
 
 // Checker is implemented by an engine's Tx when the engine can check its

@@ -1,8 +1,10 @@
 // Package storetest is the contract suite of vault.Store: the tests any
-// storage backend of tagwatch must pass. It is run today against bbolt
-// (*vault.DB, TestStoreContract in package vault); the next backend
-// (PostgreSQL) will be held to the same suite. The promises it checks are
-// written down in the documentation of package vault.
+// storage backend of tagwatch must pass. Package vault runs it against
+// *vault.DB on each storage engine: bbolt (TestStoreContract), bbolt with
+// every update closure run twice as a retrying engine runs it
+// (TestStoreContractRunTwice), and PostgreSQL (TestStoreContractPostgres).
+// The promises it checks are written down in the documentation of
+// package vault.
 //
 // Run proves, each as a subtest of its name:
 //

@@ -52,12 +52,20 @@ type config struct {
 	rules    vault.WatchRules
 	logger   *slog.Logger
 	tolerate map[vault.Invariant]string
+	engine   func() (kv.Engine, error)
 }
 
 // Path opens (creating it when missing) the file at p instead of a new
 // one in t.TempDir(): a test that reopens a vault, or opens one a child
 // process wrote.
 func Path(p string) Option { return func(c *config) { c.path = p } }
+
+// Engine opens the vault on the storage engine open returns
+// (vault.Options.Engine) instead of a file: a PostgreSQL database, a
+// wrapped engine. The check after the test calls open again when the
+// test closed the vault, so open must return a new engine on the same
+// store each time.
+func Engine(open func() (kv.Engine, error)) Option { return func(c *config) { c.engine = open } }
 
 // Master opens the vault with m; default a new master key (NewMaster).
 func Master(m *seal.MasterKey) Option { return func(c *config) { c.master = m } }
@@ -111,13 +119,21 @@ func Open(t testing.TB, opts ...Option) *vault.DB {
 	for _, o := range opts {
 		o(&c)
 	}
-	if c.path == "" {
+	if c.path == "" && c.engine == nil {
 		c.path = filepath.Join(t.TempDir(), "tagwatch.db")
 	}
 	if c.master == nil {
 		c.master, _ = NewMaster(t)
 	}
-	db, err := vault.Open(vault.Options{Path: c.path, Master: c.master, Create: true, Now: c.now, Logger: c.logger, Rules: c.rules})
+	vo := vault.Options{Path: c.path, Master: c.master, Create: true, Now: c.now, Logger: c.logger, Rules: c.rules}
+	if c.engine != nil {
+		e, err := c.engine()
+		if err != nil {
+			t.Fatalf("vaulttest: open the engine: %v", err)
+		}
+		vo.Path, vo.Engine = "", e
+	}
+	db, err := vault.Open(vo)
 	if err != nil {
 		t.Fatalf("vaulttest: %v", err)
 	}
@@ -136,7 +152,16 @@ func check(t testing.TB, db *vault.DB, c config) {
 	t.Helper()
 	err := db.CheckConsistency()
 	if errors.Is(err, kv.ErrClosed) {
-		again, oerr := vault.Open(vault.Options{Path: c.path, Master: c.master, LockTimeout: 100 * time.Millisecond, Logger: Quiet()})
+		opts := vault.Options{Path: c.path, Master: c.master, LockTimeout: 100 * time.Millisecond, Logger: Quiet()}
+		if c.engine != nil {
+			e, eerr := c.engine()
+			if eerr != nil {
+				t.Errorf("vaulttest: open the engine again to check it: %v", eerr)
+				return
+			}
+			opts.Engine = e
+		}
+		again, oerr := vault.Open(opts)
 		switch {
 		case errors.Is(oerr, vault.ErrLocked):
 			t.Logf("vaulttest: %s not checked: another handle holds it", c.path)

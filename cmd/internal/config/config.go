@@ -978,7 +978,21 @@ func (c *Config) Secrets() []Secret {
 	}
 	s := c.Notify.SMTP
 	add("notify.smtp.password_file", s.PasswordFile, "notify.smtp.password_credential", s.PasswordCredential)
+	add("storage.password_file", c.Storage.PasswordFile, "storage.password_credential", c.Storage.PasswordCredential)
 	return out
+}
+
+// StoragePassword returns where the database password comes from, and
+// the key that names it; a zero Source when neither is written (peer or
+// certificate authentication).
+func (c *Config) StoragePassword() (seal.Source, string) {
+	switch {
+	case c.Storage.PasswordFile != "":
+		return seal.Source{File: c.Storage.PasswordFile}, "storage.password_file"
+	case c.Storage.PasswordCredential != "":
+		return seal.Source{Credential: c.Storage.PasswordCredential}, "storage.password_credential"
+	}
+	return seal.Source{}, ""
 }
 
 // shortDuration writes d without zero minutes and seconds: "720h", "1m".

@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -75,6 +76,11 @@ type Engine struct {
 	pool   *pgxpool.Pool
 	opts   Options
 	closed atomic.Bool
+	// exists remembers buckets seen to exist (committed), so that a
+	// transaction does not ask again: buckets are created by schema
+	// migrations and never deleted by the vault's domain code. A
+	// DeleteBucket through this engine forgets its name.
+	exists sync.Map // string -> struct{}
 }
 
 var _ kv.Engine = (*Engine)(nil)
@@ -193,7 +199,7 @@ func (e *Engine) run(o pgx.TxOptions, writable bool, fn func(kv.Tx) error) error
 	if err != nil {
 		return fmt.Errorf("pgkv: begin: %w", err)
 	}
-	t := &tx{ctx: ctx, tx: ptx, writable: writable, buckets: map[string]bool{}}
+	t := &tx{e: e, ctx: ctx, tx: ptx, writable: writable, buckets: map[string]bool{}}
 	committed := false
 	defer func() {
 		// Every way out but a commit rolls back: an error, a read-only
@@ -225,6 +231,7 @@ func (e *Engine) run(o pgx.TxOptions, writable bool, fn func(kv.Tx) error) error
 
 // tx is a kv.Tx over one PostgreSQL transaction.
 type tx struct {
+	e        *Engine
 	ctx      context.Context
 	tx       pgx.Tx
 	writable bool
@@ -246,10 +253,23 @@ func (t *tx) fail(err error) {
 func (t *tx) Writable() bool { return t.writable }
 
 func (t *tx) Bucket(name []byte) kv.Bucket {
-	if t.err != nil || len(name) == 0 {
+	if len(name) == 0 {
 		return nil
 	}
+	if t.err != nil {
+		// After a failed statement every call is a no-op answering
+		// nothing, a bucket's too; nil would be dereferenced by the
+		// vault, which takes its buckets from the schema (a panic where
+		// a serialization failure, retried, was due).
+		return &bucket{t: t, name: bytes.Clone(name)}
+	}
 	ok, known := t.buckets[string(name)]
+	if !known {
+		if _, seen := t.e.exists.Load(string(name)); seen {
+			ok, known = true, true
+			t.buckets[string(name)] = true
+		}
+	}
 	if !known {
 		err := t.tx.QueryRow(t.ctx, "SELECT true FROM kv_buckets WHERE name = $1", name).Scan(&ok)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -257,9 +277,12 @@ func (t *tx) Bucket(name []byte) kv.Bucket {
 		}
 		if err != nil {
 			t.fail(err)
-			return nil
+			return &bucket{t: t, name: bytes.Clone(name)} // a no-op, as above
 		}
 		t.buckets[string(name)] = ok
+		if ok {
+			t.e.exists.Store(string(name), struct{}{})
+		}
 	}
 	if !ok {
 		return nil
@@ -305,6 +328,7 @@ func (t *tx) DeleteBucket(name []byte) error {
 		return t.err
 	}
 	t.buckets[string(name)] = false
+	t.e.exists.Delete(string(name))
 	t.writes++
 	return nil
 }
