@@ -21,11 +21,13 @@
 // # The contract
 //
 // Store lists the methods a backend implements; vault/storetest.Run is
-// the suite that proves them, run against bbolt by TestStoreContract. A
-// second backend (PostgreSQL, a later issue) implements every Store method
-// with the promises listed here by record, reusing the record types and
-// their transitions (domain.go) and the typed errors, and passes the same
-// suite; it keeps the invariants CheckConsistency checks (the Inv*
+// the suite that proves them, run against *DB on bbolt
+// (TestStoreContract), on bbolt with every update run twice
+// (TestStoreContractRunTwice) and on PostgreSQL
+// (TestStoreContractPostgres: Options.Engine, vault/kv/pgkv). Another
+// backend implements every Store method with the promises listed here by
+// record, reusing the record types and their transitions (domain.go) and
+// the typed errors, and passes the same suite; it keeps the invariants CheckConsistency checks (the Inv*
 // constants but InvPages, which is bbolt's). Not part of the contract:
 // lifecycle (Open, Close), key management, Backup, CheckConsistency
 // itself, View and Update. What holds for every method:
@@ -356,11 +358,15 @@
 // invariants) reads and writes through vault/kv: named buckets of ordered
 // key/value pairs in closure-scoped transactions, with bbolt's rules for
 // order, cursors, sequences and byte-slice lifetimes. bbolt
-// (vault/kv/boltkv) is the engine today; a second engine (PostgreSQL)
-// passes vault/kv/kvtest and then runs every domain method, rule and
-// check unchanged. What is about the bbolt file stays with the file:
-// identify.go's page walk and contained (Open, View, Update, Backup), the
-// file lock (ErrLocked), the copy of the file (Backup, through
-// kv.BackupTo) and bbolt's page check (InvPages, through kv.Checker); an
-// engine without them skips the check and refuses Backup.
+// (vault/kv/boltkv) is the default engine; PostgreSQL (vault/kv/pgkv,
+// given as Options.Engine) passes vault/kv/kvtest and runs every domain
+// method, rule and check unchanged. What is about the bbolt file stays
+// with the file: identify.go's page walk and contained (Open, View,
+// Update, Backup), the file lock (ErrLocked), the copy of the file
+// (Backup, through kv.BackupTo) and bbolt's page check (InvPages,
+// through kv.Checker); an engine without them skips the check and
+// refuses Backup (ErrNotFile). PostgreSQL's engine runs an Update
+// closure again after a serialization failure: every closure resets
+// what it hands out at its start and defers effects on the process's
+// own state until the commit (DB.Update).
 package vault

@@ -1,5 +1,6 @@
 // Package vaulttest opens real vaults for tests, one bbolt file in
-// t.TempDir() each, and checks every one after its test: when the test
+// t.TempDir() each (or on a storage engine the test opens: Engine), and
+// checks every one after its test: when the test
 // ends, Open's cleanup runs DB.CheckConsistency (bbolt's page check and
 // the store's invariants, vault.Inv*) and fails the test with a message
 // naming each broken invariant and its record, the way bbolt's own test
@@ -122,6 +123,10 @@ func Open(t testing.TB, opts ...Option) *vault.DB {
 	if c.path == "" && c.engine == nil {
 		c.path = filepath.Join(t.TempDir(), "tagwatch.db")
 	}
+	name := c.path
+	if c.engine != nil {
+		name = "the vault on its engine"
+	}
 	if c.master == nil {
 		c.master, _ = NewMaster(t)
 	}
@@ -140,7 +145,7 @@ func Open(t testing.TB, opts ...Option) *vault.DB {
 	t.Cleanup(func() {
 		check(t, db, c)
 		if err := db.Close(); err != nil {
-			t.Errorf("vaulttest: close %s: %v", c.path, err)
+			t.Errorf("vaulttest: close %s: %v", name, err)
 		}
 	})
 	return db
@@ -176,7 +181,11 @@ func check(t testing.TB, db *vault.DB, c config) {
 		defer again.Close()
 		err = again.CheckConsistency()
 	}
-	report(t, c.path, err, c)
+	name := c.path
+	if c.engine != nil {
+		name = "the vault on its engine"
+	}
+	report(t, name, err, c)
 }
 
 func report(t testing.TB, path string, err error, c config) {
