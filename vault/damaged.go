@@ -262,7 +262,11 @@ func getRecord[T any](tx *Tx, bucket []byte, key string, decode func(k, v []byte
 // the damaged ones (each noted in the log once; FindDamaged reports
 // them). An error from fn stops the scan and is returned as is.
 func scanRecords[T any](tx *Tx, bucket []byte, decode func(k, v []byte) (T, error), fn func(T) error) error {
-	c := tx.tx.Bucket(bucket).Cursor()
+	b := tx.tx.Bucket(bucket)
+	if b == nil {
+		return nil // no bucket, no records (a file missing one: Identify and CheckConsistency say so)
+	}
+	c := b.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		if v == nil {
 			continue // a nested bucket, not a record
