@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -126,6 +127,16 @@ type Options struct {
 	// create or change watches, or links that carry one, fail without
 	// them; SetRules can set them later.
 	Rules WatchRules
+	// Holder is this process's id among the daemons sharing the store
+	// (kv.Daemon.ID): it holds claims and refresh markers under it.
+	// Default: a random id, new at every Open.
+	Holder string
+	// Lease is how long a claim, and a refresh marker, of a holder that
+	// stopped sending heartbeats is honoured before the work is taken
+	// over (storage.lease). Default 30s. On a single-process engine
+	// (bbolt) no other holder is alive, so a marker found is a dead
+	// holder's at once.
+	Lease time.Duration
 }
 
 // DB is an open vault. Safe for concurrent use.
@@ -157,6 +168,45 @@ type DB struct {
 	// register may not hold yet (kind|0|id -> true); DamagedRecords takes
 	// them in (damaged.go).
 	damagedMet sync.Map
+	// cluster is the engine's kv.Cluster, or a kv.LocalCluster for an
+	// engine one process owns; holder and lease are Options.Holder and
+	// Options.Lease.
+	cluster kv.Cluster
+	shared  bool // the engine is shared by several processes (it has its own kv.Cluster)
+	holder  string
+	lease   time.Duration
+	// steadySince is when this daemon's heartbeats started succeeding
+	// without a break (Unix ns; 0: the last one failed, or none yet).
+	steadySince atomic.Int64
+}
+
+// Cluster returns the claims, daemon registry, flows and notifications of
+// the store (kv.Cluster): shared by every daemon on the same engine, or
+// this process's own (kv.LocalCluster) on bbolt.
+func (db *DB) Cluster() kv.Cluster { return db.cluster }
+
+// Holder returns this process's holder id (Options.Holder).
+func (db *DB) Holder() string { return db.holder }
+
+// Lease returns the lease of claims and refresh markers (Options.Lease).
+func (db *DB) Lease() time.Duration { return db.lease }
+
+// setCluster fills the cluster fields from opts and the engine.
+func (db *DB) setCluster(opts Options) {
+	db.holder, db.lease = opts.Holder, opts.Lease
+	if db.holder == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		db.holder = hex.EncodeToString(b[:])
+	}
+	if db.lease <= 0 {
+		db.lease = 30 * time.Second
+	}
+	db.cluster = kv.ClusterOf(db.engine)
+	db.shared = db.cluster != nil
+	if !db.shared {
+		db.cluster = kv.NewLocalCluster(db.now)
+	}
 }
 
 // Open opens (or, with Options.Create, creates) the vault at Options.Path,
@@ -238,6 +288,7 @@ func Open(opts Options) (*DB, error) {
 		return nil, fmt.Errorf("vault: open %s: %w", opts.Path, withoutPath(err))
 	}
 	db := &DB{engine: engine, path: opts.Path, name: opts.Path, now: opts.Now, log: opts.Logger, fail: opts.Failpoint, readOnly: opts.ReadOnly, file: engine.File()}
+	db.setCluster(opts)
 	if err := contained(opts.Path, hintRestore, func() error { return db.load(opts.Master, isNew) }); err != nil {
 		_ = engine.Close()
 		if isNew {
@@ -273,6 +324,7 @@ func openEngine(opts Options) (*DB, error) {
 		engine = readOnlyEngine{engine}
 	}
 	db := &DB{engine: engine, name: name, now: opts.Now, log: opts.Logger, fail: opts.Failpoint, readOnly: opts.ReadOnly}
+	db.setCluster(opts)
 	fail := func(err error) (*DB, error) {
 		_ = engine.Close()
 		return nil, fmt.Errorf("vault: open %s: %w", name, err)
