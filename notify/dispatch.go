@@ -24,7 +24,9 @@ const commitBatch = 512
 //
 // A row is in known from the scan that queued it until its outcome is
 // committed (or dropped at shutdown), so it is sent by one goroutine at a
-// time and never queued twice.
+// time and never queued twice. A row whose claim another daemon holds
+// (Config.Claims) is in elsewhere until that claim's lease would end:
+// scans skip it without reading it, so it is not tried again and again.
 type dispatcher struct {
 	s    *Service
 	wake chan struct{} // one-buffered: the loop should look at rescan
@@ -37,6 +39,9 @@ type dispatcher struct {
 	rescan  bool                    // a full queue drained: scan again
 	pending []attempt               // outcomes awaiting commit
 	closing bool                    // no more outcomes will come
+	// elsewhere holds the ids another daemon holds, until when to leave
+	// them alone.
+	elsewhere map[string]time.Time
 
 	sends sync.WaitGroup // one per send goroutine
 	wg    sync.WaitGroup // the committer and maintenance
@@ -54,11 +59,14 @@ type attempt struct {
 	out    vault.OutboxOutcome
 	row    vault.OutboxRow // as read for sending
 	status int             // HTTP status, when there was one
+	// claimed: this daemon holds the attempt's claim (Config.Claims),
+	// released once the outcome is committed.
+	claimed bool
 }
 
 func newDispatcher(s *Service) *dispatcher {
 	d := &dispatcher{s: s, wake: make(chan struct{}, 1), targets: map[string]*targetQueue{},
-		known: map[string]bool{}, seen: map[string]string{}}
+		known: map[string]bool{}, seen: map[string]string{}, elsewhere: map[string]time.Time{}}
 	d.commit = sync.NewCond(&d.mu)
 	return d
 }
@@ -107,9 +115,17 @@ func (d *dispatcher) scan() time.Duration {
 	seen := make(map[string]string, len(d.seen))
 	planned := map[string]int{} // rows of targets with a known queue about to be loaded
 	var load []string
+	for id, until := range d.elsewhere {
+		if !now.Before(until) {
+			delete(d.elsewhere, id)
+		}
+	}
 	next, err := s.outbox.DueOutboxIDs(now, func(id string) bool {
 		if d.known[id] {
 			return true
+		}
+		if _, ok := d.elsewhere[id]; ok {
+			return true // another daemon's, for now
 		}
 		if t, ok := d.seen[id]; ok {
 			// Seen before and left out: skip it without reading it again
@@ -201,16 +217,26 @@ func (d *dispatcher) dispatch(ctx context.Context) {
 // answered 410 Gone before.
 const droppedDisabled = "target disabled (410 Gone)"
 
-// send sends one row and hands its outcome to the committer.
+// send claims one row (Config.Claims), sends it and hands its outcome to
+// the committer. A row another daemon holds is left to it.
 func (d *dispatcher) send(ctx context.Context, r vault.OutboxRow) {
+	claimed, leaveUntil := d.s.claimRow(ctx, r)
+	if !claimed {
+		d.leave(r, leaveUntil)
+		return
+	}
 	final, err := d.s.sendOnce(ctx, r)
 	// Shutting down: a send that failed may have failed because of it; it
 	// is not recorded, and the row is sent again, under the same id, by
-	// the next run. A delivery that made it is recorded.
+	// the next run (or at once by another daemon: its claim is given
+	// back). A delivery that made it is recorded.
 	record := err == nil || ctx.Err() == nil
 	var a attempt
 	if record {
 		a = d.s.decide(r, err, final)
+		a.claimed = d.s.cfg.Claims != nil
+	} else if d.s.cfg.Claims != nil {
+		d.s.releaseOne(ctx, r)
 	}
 	perTarget := d.s.set.Load().cc.PerTargetConcurrency
 	d.mu.Lock()
@@ -227,6 +253,24 @@ func (d *dispatcher) send(ctx context.Context, r vault.OutboxRow) {
 	} else {
 		delete(d.known, r.ID)
 	}
+	d.mu.Unlock()
+	d.poke()
+}
+
+// leave forgets a row this loop did not send because another daemon
+// holds it (or the store did not answer its claim), until leaveUntil.
+func (d *dispatcher) leave(r vault.OutboxRow, leaveUntil time.Time) {
+	perTarget := d.s.set.Load().cc.PerTargetConcurrency
+	d.mu.Lock()
+	if q := d.targets[r.Target]; q != nil {
+		q.active--
+		if q.more && len(q.queue) < perTarget {
+			q.more = false
+			d.rescan = true
+		}
+	}
+	delete(d.known, r.ID)
+	d.elsewhere[r.ID] = leaveUntil
 	d.mu.Unlock()
 	d.poke()
 }
@@ -309,6 +353,10 @@ func (s *Service) settle(batch []attempt) {
 		byID[a.out.ID] = a
 	}
 	settled, err := s.outbox.SettleOutbox(outs)
+	// The claims are released once the outcomes are committed, never
+	// before: a daemon dying in between leaves them to run out, and the
+	// rows are sent again.
+	s.releaseClaims(batch, err == nil)
 	if err != nil {
 		s.log.Error("record delivery outcomes", "rows", len(batch), "err", err)
 		return

@@ -23,6 +23,8 @@
 //   - render.go: every word a user reads; limits.go: how long a message
 //     each chat service takes, and in which unit; split.go: cutting a
 //     chat message into messages that fit.
+//   - claims.go: sharing the outbox with other daemons on the same store
+//     (Config.Claims): one daemon sends each attempt.
 //   - operator.go: the operator's views of the outbox and Replay.
 //   - links.go: the signed one-click links every message carries.
 //
@@ -113,6 +115,23 @@ type Config struct {
 	// default 1 minute.
 	MaintainEvery time.Duration
 
+	// Claims, when set, shares the outbox with the other daemons on the
+	// same store: before sending a due row, the loop claims its attempt
+	// (kind ClaimKind, the row's id, the round claimRound) under Holder
+	// for Lease, and after its outcome is committed releases it done. A
+	// row another daemon holds is left alone until that claim's lease
+	// would end; a daemon that dies mid-send leaves its claim to run out,
+	// and another sends the row again after the lease, under the same id
+	// (at least once). The daemon passes the vault's (vault.DB.Cluster,
+	// Holder, Lease) when the store is shared (vault.DB.Shared). Nil:
+	// every due row is this loop's.
+	Claims Claims
+	// Holder is this daemon's id among those sharing the store; required
+	// with Claims.
+	Holder string
+	// Lease is how long a claim holds; default 30 s (storage.lease).
+	Lease time.Duration
+
 	// Observer, when set, receives every event, synchronously from the
 	// loop's goroutines: it must be quick and safe for concurrent use.
 	Observer func(Event)
@@ -176,6 +195,9 @@ type Service struct {
 	kick    chan struct{} // one-buffered: a scan is wanted
 	running atomic.Bool
 
+	// claimsDown is set from a failed claim to the next success (claims.go).
+	claimsDown atomic.Bool
+
 	mu       sync.Mutex
 	disabled map[string]bool // targets that answered 410, until replayed
 	alerted  map[string]bool // targets over MaxBacklog, alerted once per episode
@@ -186,6 +208,9 @@ type Service struct {
 func New(cfg Config) (*Service, error) {
 	if cfg.Outbox == nil {
 		return nil, errors.New("notify: no outbox")
+	}
+	if cfg.Claims != nil && cfg.Holder == "" {
+		return nil, errors.New("notify: Claims need a Holder (this daemon's id)")
 	}
 	u, err := url.Parse(cfg.PublicURL)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
@@ -202,6 +227,7 @@ func New(cfg Config) (*Service, error) {
 	def(&cfg.LinkTTL, 30*24*time.Hour)
 	def(&cfg.PollInterval, time.Second)
 	def(&cfg.MaintainEvery, time.Minute)
+	def(&cfg.Lease, 30*time.Second)
 	if cfg.Console == nil {
 		cfg.Console = os.Stdout
 	}

@@ -27,6 +27,12 @@ const (
 	// When it fails nothing else is checked (walking a damaged tree can
 	// fault).
 	InvPages Invariant = "pages"
+	// InvBuckets: every bucket the schema requires is there (the meta
+	// bucket and those the migrations create; buckets.go). Open refuses
+	// a store without one; one gone under the open vault (the file
+	// replaced, rows deleted by hand) fails every transaction that meets
+	// it with ErrMissingBucket. When it fails nothing else is checked.
+	InvBuckets Invariant = "buckets"
 	// InvRecords: every record decodes, is stored under its own id and
 	// has what every record of its kind has (the records FindDamaged
 	// reports as damaged; audit events included).
@@ -159,10 +165,18 @@ func (c *checker) run() {
 	}
 	// The engine's own check of its structure (bbolt: Tx.Check of the
 	// pages), when it has one.
-	if ch, ok := c.tx.tx.(kv.Checker); ok {
+	if ch, ok := engineTx(c.tx.tx).(kv.Checker); ok {
 		for _, err := range ch.Check() {
 			c.add(InvPages, "file", "%v", err)
 		}
+	}
+	if len(c.found) > 0 {
+		return
+	}
+	// Asked of the engine's own transaction: the vault's (a schemaTx)
+	// would fail the check's transaction at the first bucket missing.
+	for _, name := range missingBuckets(engineTx(c.tx.tx), SchemaVersion) {
+		c.add(InvBuckets, fmt.Sprintf("bucket %q", name), "is missing (schema version %d requires it)", SchemaVersion)
 	}
 	if len(c.found) > 0 {
 		return
@@ -409,11 +423,7 @@ func (c *checker) revocations(grants map[string]Grant) {
 }
 
 func (c *checker) signIns(users map[string]User, grants map[string]Grant) {
-	b := c.tx.tx.Bucket(bucketSignIns)
-	if b == nil {
-		c.add(InvSignIns, "bucket sign_ins", "is missing")
-		return
-	}
+	b := c.tx.tx.Bucket(bucketSignIns) // never nil: InvBuckets holds
 	present := map[signInEntry]bool{}
 	stored := func(bucket []byte, id string) bool { return c.tx.tx.Bucket(bucket).Get([]byte(id)) != nil }
 	_ = b.ForEach(func(k, v []byte) error {

@@ -708,6 +708,7 @@ func (tx *Tx) consentGrant(e Enrollment, c Consent, now time.Time) (storedGrant,
 	if err := tx.PutGrant(g); err != nil {
 		return storedGrant{}, err
 	}
+	tx.tokensChanged(g.ID) // other daemons drop what they cache of it (grants.go)
 	out.Grant = g
 	return out, nil
 }

@@ -264,7 +264,7 @@ func getRecord[T any](tx *Tx, bucket []byte, key string, decode func(k, v []byte
 func scanRecords[T any](tx *Tx, bucket []byte, decode func(k, v []byte) (T, error), fn func(T) error) error {
 	b := tx.tx.Bucket(bucket)
 	if b == nil {
-		return nil // no bucket, no records (a file missing one: Identify and CheckConsistency say so)
+		return nil // an optional bucket not made yet (a required one is never nil: buckets.go)
 	}
 	c := b.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {

@@ -188,18 +188,30 @@
 // # Grants and the refresh protocol (grants.go)
 //
 // The in-flight marker and its fence (SECURITY.md RT-01, RT-04):
-// BeginRefresh commits Grant.RefreshInFlight before the token request and
-// returns a RefreshTicket carrying the refresh token; a marker found set
-// (a crash, a lost response: it survives a reopen) makes the ticket a
-// Retry and is counted once (LostRotations, an audit entry). The ticket
-// is a fence: CommitRefresh (new tokens sealed, expiry, marker cleared,
-// counters reset) and RecordRefreshFailure (counters; marker cleared
-// unless KeepMarker) store their outcome only while the grant is active,
-// its marker set and its refresh token the one the ticket was issued for.
-// Of several tickets issued for one refresh token at most one commits;
-// every stale one gets a *TransitionError (ErrConflict) and stores
-// nothing. A grant that is not active gives *NeedsConsentError at
-// BeginRefresh. MarkNeedsReconsent ends an active grant (needs_reconsent,
+// BeginRefresh commits Grant.RefreshInFlight, with this daemon as its
+// Grant.RefreshHolder, before the token request and returns a
+// RefreshTicket carrying the refresh token. A marker found set is in
+// doubt (a crash, a lost response: it survives a reopen) when the store
+// is this process's own (bbolt), when it is this daemon's or no daemon's,
+// or when its holder has sent no heartbeat for a lease while this daemon
+// has been steady for one (the issue's "a marker left by a dead holder
+// treated as in doubt"); then the ticket is a Retry and is counted once
+// (LostRotations, an audit entry). Another daemon's marker on a shared
+// store is otherwise a live refresh: BeginRefresh gives a
+// *RefreshBusyError (ErrRefreshBusy) naming the holder and changes
+// nothing, since presenting the same refresh token would be the reuse
+// that revokes the token family (RFC 6749 §10.4, RFC 9700 §4.14.2). The
+// ticket is a fence: CommitRefresh (new tokens sealed, expiry, marker
+// cleared, counters reset) and RecordRefreshFailure (counters; marker
+// cleared unless KeepMarker, which keeps it in doubt with no holder)
+// store their outcome only while the grant is active, its marker set and
+// its refresh token the one the ticket was issued for. Of several tickets
+// issued for one refresh token at most one commits; every stale one gets
+// a *TransitionError (ErrConflict) and stores nothing. A grant that is
+// not active gives *NeedsConsentError at BeginRefresh. Once a change of a
+// grant's tokens commits (a refresh, a consent renewing it, a grant
+// ended), its id is published on GrantTokensChannel so that every daemon
+// drops the access token it caches. MarkNeedsReconsent ends an active grant (needs_reconsent,
 // marker cleared, tokens dropped unless kept), suspends the user's
 // watches at the provider, creates a re-consent link bound to the grant's
 // subject and queues its notice (link sealed in the row), in one

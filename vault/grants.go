@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -132,15 +133,115 @@ type RefreshTicket struct {
 }
 
 // BeginRefresh is tx 1 of a refresh: it commits the in-flight marker
-// (Grant.RefreshInFlight = now) and returns the refresh token to use. A
-// marker already there means an earlier request's outcome is unknown: the
-// ticket says Retry, and the first such retry is counted
-// (Grant.LostRotations, InFlightRetried, an AuditLostRotation entry).
-// Fencing: two BeginRefresh calls on one grant both succeed, the second
-// with Retry set, and at most one of their tickets can commit (see
-// CommitRefresh). Errors: *NotFoundError; *NeedsConsentError when the
-// grant is not active; an error when it holds no refresh token.
+// (Grant.RefreshInFlight = now, Grant.RefreshHolder = this daemon's
+// Holder) and returns the refresh token to use.
+//
+// A marker already there is either a refresh in flight now or one whose
+// outcome is unknown (in doubt: a crash, a lost response). Only the latter
+// may be retried with the stored refresh token: presenting a refresh token
+// that a live holder is rotating at this moment is refresh-token reuse,
+// which a provider with rotation takes as a replay and answers by
+// revoking the whole token family (RFC 6749 §10.4; OAuth 2.0 Security
+// BCP, RFC 9700 §4.14.2). The rule, from the issue "a marker left by a
+// dead holder treated as in doubt":
+//
+//   - On a store this process owns (bbolt: Shared false) every marker is
+//     in doubt at once: no other process can hold one.
+//   - A marker of this daemon (a ticket whose outcome was never recorded)
+//     or of no daemon (RecordRefreshFailure with KeepMarker handed it
+//     over; a marker written before markers named their holder) is in
+//     doubt at once.
+//   - A daemon marks a refresh on a shared store only while its own
+//     heartbeat is recorded (ErrNoHeartbeat otherwise), so that a marker's
+//     holder is in the registry while its request may be in flight.
+//   - A marker of another daemon on a shared store is that daemon's live
+//     refresh unless both its holder is not alive (no heartbeat for a
+//     Lease in the daemon registry: kv.Cluster.Alive) and this daemon has
+//     itself been steady for a whole Lease (SteadyFor; after an outage of
+//     the store every heartbeat is stale, and a live holder must first
+//     have had the lease to write its outcome). A live holder's marker
+//     gives a *RefreshBusyError (ErrRefreshBusy) and changes nothing:
+//     wait, read the grant again, and use what that refresh stores.
+//
+// A marker in doubt makes the ticket a Retry, and the first such retry is
+// counted (Grant.LostRotations, InFlightRetried, an AuditLostRotation
+// entry); the marker becomes this daemon's. Fencing: two tickets issued
+// for one refresh token (a retry of a marker in doubt) both exist, and at
+// most one of them can commit (see CommitRefresh). Errors:
+// *NotFoundError; *NeedsConsentError when the grant is not active;
+// *RefreshBusyError; ErrNoHeartbeat on a shared store while this
+// daemon's heartbeat is not recorded (none yet, or the last one failed:
+// the others would soon take its marker for a dead holder's); an error
+// when it holds no refresh token, or when the daemon registry cannot be
+// read.
 func (db *DB) BeginRefresh(id, actor string) (RefreshTicket, error) {
+	if db.shared && db.steadySince.Load() == 0 {
+		return RefreshTicket{}, fmt.Errorf("vault: begin a refresh of grant %s as daemon %s: %w", id, db.holder, ErrNoHeartbeat)
+	}
+	// The registry is read outside the transaction (a closure may run
+	// more than once, and must not wait on the network): a run that finds
+	// another daemon's marker it has no verdict on returns needVerdict,
+	// rolled back, and runs again once the verdict is in. A verdict is
+	// for one marker (holder and start), so a marker replaced meanwhile
+	// is judged anew.
+	verdicts := map[markerKey]verdict{}
+	for run := 0; ; run++ {
+		t, err := db.beginRefresh(id, actor, verdicts)
+		var nv needVerdict
+		if !errors.As(err, &nv) {
+			return t, err
+		}
+		if run == maxVerdicts {
+			// The marker changed at every run: other daemons are at work
+			// on the grant.
+			return RefreshTicket{}, &RefreshBusyError{GrantID: id, Holder: nv.holder, Since: nv.since, Alive: true}
+		}
+		v, err := db.judge(nv.holder)
+		if err != nil {
+			return RefreshTicket{}, fmt.Errorf("vault: begin a refresh of grant %s: is daemon %s, which holds its refresh, alive? %w", id, nv.holder, err)
+		}
+		verdicts[nv.markerKey] = v
+	}
+}
+
+// maxVerdicts bounds how many markers one BeginRefresh judges; each one
+// after the first means another daemon changed the marker meanwhile.
+const maxVerdicts = 4
+
+// markerKey names one in-flight marker: its holder and its start.
+type markerKey struct {
+	holder string
+	since  int64
+}
+
+// verdict is what the daemon registry said of a marker's holder.
+type verdict struct {
+	alive, inDoubt bool
+}
+
+// needVerdict rolls back a run of BeginRefresh that found another
+// daemon's marker it has no verdict on.
+type needVerdict struct {
+	markerKey
+	since time.Time
+}
+
+func (needVerdict) Error() string { return "vault: the refresh marker's holder must be judged" }
+
+// judge decides whether holder's marker is in doubt (BeginRefresh): the
+// holder is not alive and this daemon has been steady for a whole lease.
+func (db *DB) judge(holder string) (verdict, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), db.lease)
+	defer cancel()
+	alive, err := db.cluster.Alive(ctx, holder, db.lease)
+	if err != nil {
+		return verdict{}, err
+	}
+	return verdict{alive: alive, inDoubt: !alive && db.SteadyFor() >= db.lease}, nil
+}
+
+// beginRefresh is one try of BeginRefresh with the verdicts known so far.
+func (db *DB) beginRefresh(id, actor string, verdicts map[markerKey]verdict) (RefreshTicket, error) {
 	var t RefreshTicket
 	err := db.Update(func(tx *Tx) error {
 		// A run again (DB.Update) must not keep Retry from a run that
@@ -161,17 +262,29 @@ func (db *DB) BeginRefresh(id, actor string) (RefreshTicket, error) {
 			return fmt.Errorf("grant %s has no refresh token", g.ID)
 		}
 		if !g.RefreshInFlight.IsZero() {
+			detail := "a refresh's outcome was lost (crash or timeout); retrying once with the stored refresh token"
+			if h := g.RefreshHolder; db.shared && h != "" && h != db.holder {
+				k := markerKey{holder: h, since: g.RefreshInFlight.UnixNano()}
+				v, ok := verdicts[k]
+				if !ok {
+					return needVerdict{markerKey: k, since: g.RefreshInFlight}
+				}
+				if !v.inDoubt {
+					return &RefreshBusyError{GrantID: g.ID, Holder: h, Since: g.RefreshInFlight, Alive: v.alive}
+				}
+				detail = "daemon " + h + " stopped during a refresh (no heartbeat for a lease), its outcome unknown; retrying once with the stored refresh token"
+			}
 			t.Retry = true
 			if !g.InFlightRetried {
 				g.InFlightRetried = true
 				g.LostRotations++
 				if err := tx.Audit(AuditEvent{Kind: AuditLostRotation, Actor: actor, UserID: g.UserID, GrantID: g.ID,
-					Detail: "a refresh's outcome was lost (crash or timeout); retrying once with the stored refresh token"}); err != nil {
+					Detail: detail}); err != nil {
 					return err
 				}
 			}
 		}
-		g.RefreshInFlight = tx.Now()
+		g.RefreshInFlight, g.RefreshHolder = tx.Now(), db.holder
 		if err := tx.PutGrant(g); err != nil {
 			return err
 		}
@@ -187,6 +300,36 @@ func (db *DB) BeginRefresh(id, actor string) (RefreshTicket, error) {
 func refreshFence(g Grant) string {
 	h := sha256.Sum256(g.SealedRefresh)
 	return hex.EncodeToString(h[:])
+}
+
+// GrantTokensChannel is the notification channel (kv.Cluster.Publish)
+// on which a daemon announces that a grant's tokens changed, once the
+// change is committed: a refresh (CommitRefresh), a consent that renewed
+// the grant, a grant ended (MarkNeedsReconsent, UnenrollGrant,
+// DeleteUser). The payload is the grant's id, nothing secret. Every other
+// daemon drops what it caches of the grant (vault/renew
+// FollowInvalidations) and reads the vault at its next use, instead of
+// serving an access token the grant no longer holds until a 401 tells
+// it. Notifications are delivered at most once and lost for a daemon not
+// connected then, so a subscriber drops everything after reconnecting.
+const GrantTokensChannel = "tagwatch_grant_tokens"
+
+// publishTimeout bounds the announcement of a change (GrantTokensChannel).
+const publishTimeout = 5 * time.Second
+
+// tokensChanged announces on GrantTokensChannel that grant id's tokens
+// changed, after this transaction commits (never for a run rolled back or
+// run again). A failed announcement is logged, and the commit stands.
+func (tx *Tx) tokensChanged(id string) {
+	db := tx.db
+	tx.afterCommit(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+		defer cancel()
+		if err := db.cluster.Publish(ctx, GrantTokensChannel, id); err != nil {
+			db.log.Warn("cannot tell the other daemons that a grant's tokens changed; they use the access token they cache until it is refused or expires",
+				"grant", id, "err", err)
+		}
+	})
 }
 
 // fenced returns the grant of a ticket for an outcome to be recorded, or a
@@ -244,7 +387,7 @@ func (db *DB) CommitRefresh(t RefreshTicket, r RefreshResult) (Grant, error) {
 			return err
 		}
 		g.AccessExpiry = r.Expiry
-		g.RefreshInFlight, g.InFlightRetried = time.Time{}, false
+		g.RefreshInFlight, g.RefreshHolder, g.InFlightRetried = time.Time{}, "", false
 		g.RefreshCount++
 		g.LastRefreshAt = tx.Now()
 		g.TransientErrors, g.LastErrorClass, g.LastErrorAt = 0, "", time.Time{}
@@ -252,7 +395,11 @@ func (db *DB) CommitRefresh(t RefreshTicket, r RefreshResult) (Grant, error) {
 			g.Scopes = r.Scopes
 		}
 		out = g
-		return tx.PutGrant(g)
+		if err := tx.PutGrant(g); err != nil {
+			return err
+		}
+		tx.tokensChanged(g.ID)
+		return nil
 	})
 	return out, err
 }
@@ -283,8 +430,12 @@ func (db *DB) RecordRefreshFailure(t RefreshTicket, f RefreshFailure) error {
 		if err != nil {
 			return err
 		}
-		if !f.KeepMarker {
-			g.RefreshInFlight, g.InFlightRetried = time.Time{}, false
+		if f.KeepMarker {
+			// No request is in flight any more; its outcome is unknown:
+			// whichever daemon refreshes next makes the one retry.
+			g.RefreshHolder = ""
+		} else {
+			g.RefreshInFlight, g.RefreshHolder, g.InFlightRetried = time.Time{}, "", false
 		}
 		g.TransientErrors++
 		g.LastErrorClass, g.LastErrorAt = f.Class, tx.Now()
@@ -397,13 +548,14 @@ func (tx *Tx) toNeedsReconsent(g *Grant, r Reconsent) (Enrollment, int, int, err
 		return Enrollment{}, 0, 0, err
 	}
 	g.LastErrorClass, g.LastErrorAt = r.Reason, now
-	g.RefreshInFlight, g.InFlightRetried = time.Time{}, false
+	g.RefreshInFlight, g.RefreshHolder, g.InFlightRetried = time.Time{}, "", false
 	if !r.KeepTokens {
 		g.SealedRefresh, g.SealedAccess, g.AccessExpiry = nil, nil, time.Time{}
 	}
 	if err := tx.PutGrant(*g); err != nil {
 		return Enrollment{}, 0, 0, err
 	}
+	tx.tokensChanged(g.ID)
 	return tx.queueReconsent(*g, r, now)
 }
 
@@ -544,10 +696,11 @@ func (tx *Tx) unenroll(g Grant, u Unenroll, notify bool) (UnenrollOutcome, error
 		}
 	}
 	g.SealedRefresh, g.SealedAccess, g.AccessExpiry = nil, nil, time.Time{}
-	g.RefreshInFlight, g.InFlightRetried = time.Time{}, false
+	g.RefreshInFlight, g.RefreshHolder, g.InFlightRetried = time.Time{}, "", false
 	if err := tx.PutGrant(g); err != nil {
 		return out, err
 	}
+	tx.tokensChanged(g.ID)
 	targets, hashtags, err := tx.suspendUserWatches(g.UserID, g.Provider, SuspendRevoked)
 	if err != nil {
 		return out, err

@@ -120,7 +120,8 @@ func (db *DB) swapKeyring(master *seal.MasterKey, st seal.State, failpoint strin
 	if err != nil {
 		return err
 	}
-	err = db.engine.Update(func(btx kv.Tx) error {
+	// engineUpdate, not Update: the caller holds keyMu.
+	err = db.engineUpdate(func(btx kv.Tx) error {
 		if err := btx.Bucket(bucketMeta).Put(keyKeyring, raw); err != nil {
 			return err
 		}
@@ -265,7 +266,7 @@ func (db *DB) RetireUnusedKeys(actor string) ([]uint32, error) {
 	db.keyMu.Lock()
 	defer db.keyMu.Unlock()
 	var counts map[uint32]int
-	if err := db.engine.View(func(btx kv.Tx) error {
+	if err := db.engineView(func(btx kv.Tx) error {
 		var err error
 		counts, err = countKeyUse(btx)
 		return err

@@ -50,6 +50,26 @@ func (b pgBackend) open() (kv.Engine, error) {
 
 func (b pgBackend) Advance(d time.Duration) { b.clock.Advance(d) }
 
+// Peer opens a second vault on the same database, with an engine of its
+// own and a holder of its own, on the same clock and master key: a
+// second daemon.
+func (b pgBackend) Peer(t *testing.T) (storetest.Peer, bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e, err := pgkv.Open(ctx, pgkv.Options{DSN: b.dsn})
+	if err != nil {
+		t.Fatalf("peer: %v", err)
+	}
+	db, err := vault.Open(vault.Options{Engine: e, Master: b.master, Now: b.clock.Now, Logger: vaulttest.Quiet(),
+		Rules: storetest.Rules{}})
+	if err != nil {
+		t.Fatalf("peer: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db, true
+}
+
 func (b pgBackend) Reopen(t *testing.T) storetest.Backend {
 	t.Helper()
 	if err := b.DB.Close(); err != nil {

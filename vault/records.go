@@ -72,10 +72,18 @@ type Grant struct {
 	LastErrorClass  string    `json:"last_error_class,omitempty"`
 	LastErrorAt     time.Time `json:"last_error_at,omitzero"`
 	TransientErrors int       `json:"transient_errors,omitempty"`
-	// RefreshInFlight is set (to when it started) from the commit before a
-	// call to the token endpoint until the commit of its result. Found set at
-	// start, it means the daemon died in between.
+	// RefreshInFlight is set (to when it started, by its holder's clock)
+	// from the commit before a call to the token endpoint until the commit
+	// of its result. Found set by a later refresh, it means the request's
+	// outcome is unknown (its daemon died, or the answer was lost), unless
+	// RefreshHolder is another daemon that is still alive
+	// (DB.BeginRefresh).
 	RefreshInFlight time.Time `json:"refresh_in_flight,omitzero"`
+	// RefreshHolder is the daemon (DB.Holder, kv.Daemon.ID) whose request
+	// the marker stands for; "" when no request is in flight any more
+	// (RecordRefreshFailure with KeepMarker handed the unknown outcome
+	// over) or the marker predates the field.
+	RefreshHolder string `json:"refresh_holder,omitempty"`
 	// InFlightRetried is set when the refresh in flight is the one retry
 	// allowed after a lost response.
 	InFlightRetried bool `json:"in_flight_retried,omitempty"`

@@ -28,6 +28,9 @@ type bboltBackend struct {
 
 func (b bboltBackend) Advance(d time.Duration) { b.clock.Advance(d) }
 
+// Peer: a bbolt file is one process's (its lock admits no second one).
+func (bboltBackend) Peer(*testing.T) (storetest.Peer, bool) { return nil, false }
+
 func (b bboltBackend) Reopen(t *testing.T) storetest.Backend {
 	t.Helper()
 	if err := b.DB.Close(); err != nil {

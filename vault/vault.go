@@ -76,9 +76,7 @@ var (
 var migrations = []func(tx kv.Tx) error{
 	// 0 -> 1: the first layout.
 	func(tx kv.Tx) error {
-		for _, b := range [][]byte{bucketUsers, bucketGrants, bucketUserGrants, bucketEnrollments,
-			bucketWatches, bucketUserWatches, bucketCursors, bucketOutbox, bucketOutboxDue,
-			bucketAudit, bucketRevocations} {
+		for _, b := range migrationBuckets[0] {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -400,8 +398,9 @@ func withoutPath(err error) error {
 func (db *DB) load(master *seal.MasterKey, isNew bool) error {
 	var st *seal.State
 	version := 0
+	var missing []string
 	err := db.engine.View(func(tx kv.Tx) error {
-		st, version = nil, 0
+		st, version, missing = nil, 0, nil
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
 			return nil
@@ -409,6 +408,9 @@ func (db *DB) load(master *seal.MasterKey, isNew bool) error {
 		if v := meta.Get(keySchema); len(v) == 8 {
 			version = int(binary.BigEndian.Uint64(v))
 		}
+		// Every bucket its schema requires: the vault's code reads them
+		// without looking for nil (buckets.go).
+		missing = missingBuckets(tx, version)
 		if v := meta.Get(keyKeyring); v != nil {
 			st = new(seal.State)
 			if err := json.Unmarshal(v, st); err != nil {
@@ -432,6 +434,9 @@ func (db *DB) load(master *seal.MasterKey, isNew bool) error {
 			return err
 		}
 		st = &fresh
+	}
+	if !isNew && len(missing) > 0 {
+		return db.missingAtOpen(missing, version)
 	}
 	kr, err := seal.Open(master, *st)
 	if err != nil {
@@ -502,10 +507,9 @@ func (db *DB) View(fn func(tx *Tx) error) error {
 	db.keyMu.RLock()
 	defer db.keyMu.RUnlock()
 	// A page bbolt cannot read (the file changed under the daemon: cut
-	// short, overwritten) fails this transaction, not the process.
-	return contained(db.name, hintRunning, func() error {
-		return db.engine.View(func(etx kv.Tx) error { return fn(&Tx{tx: etx, db: db, kr: db.kr.Load()}) })
-	})
+	// short, overwritten), or a bucket gone, fails this transaction, not
+	// the process (engineView).
+	return db.engineView(func(etx kv.Tx) error { return fn(&Tx{tx: etx, db: db, kr: db.kr.Load()}) })
 }
 
 // Update runs fn in a read-write transaction, committed (and fsynced) when
@@ -523,12 +527,11 @@ func (db *DB) Update(fn func(tx *Tx) error) error {
 	defer db.keyMu.RUnlock()
 	var last *Tx
 	// A page bbolt cannot read (the file changed under the daemon: cut
-	// short, overwritten) fails this transaction, not the process.
-	err := contained(db.name, hintRunning, func() error {
-		return db.engine.Update(func(etx kv.Tx) error {
-			last = &Tx{tx: etx, db: db, kr: db.kr.Load()}
-			return fn(last)
-		})
+	// short, overwritten), or a bucket gone, fails this transaction, not
+	// the process (engineUpdate).
+	err := db.engineUpdate(func(etx kv.Tx) error {
+		last = &Tx{tx: etx, db: db, kr: db.kr.Load()}
+		return fn(last)
 	})
 	if err == nil && last != nil {
 		for _, f := range last.committed {
@@ -557,14 +560,12 @@ func (db *DB) Backup(w io.Writer) (int64, error) {
 // SchemaVersionOnDisk returns the schema version stored in the file.
 func (db *DB) SchemaVersionOnDisk() (int, error) {
 	v := 0
-	err := contained(db.name, hintRunning, func() error {
-		return db.engine.View(func(tx kv.Tx) error {
-			v = 0
-			if b := tx.Bucket(bucketMeta).Get(keySchema); len(b) == 8 {
-				v = int(binary.BigEndian.Uint64(b))
-			}
-			return nil
-		})
+	err := db.engineView(func(tx kv.Tx) error {
+		v = 0
+		if b := tx.Bucket(bucketMeta).Get(keySchema); len(b) == 8 {
+			v = int(binary.BigEndian.Uint64(b))
+		}
+		return nil
 	})
 	return v, err
 }

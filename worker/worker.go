@@ -30,6 +30,20 @@
 // was removed) is not scheduled and not run until the rules or the watch
 // change, and Status says why.
 //
+// Several daemons sharing one store (PostgreSQL) each schedule every
+// watch, and share the runs through claims (Config.Claims, a kv.Cluster):
+// before a run, a daemon claims the watch's round (the fire's due time,
+// which is the same on every daemon: the engine's phases are a pure
+// function of the watch's id) for a lease; the daemon that gets it runs
+// the watch, the others skip that fire quietly (EventClaimedElsewhere),
+// and the run's end releases the round as done, so a daemon whose fire
+// of the same round comes late does not run it again. A run that lasts
+// extends its lease. A daemon that dies mid-run leaves its round undone:
+// once the lease has ended, the next fire of that watch on any daemon
+// claims it and runs it, so no watch stays unrun for longer than its
+// interval plus the lease (storage.lease). Without Claims (one daemon,
+// bbolt) every fire runs, as it always did.
+//
 // A Worker is safe for concurrent use. Run owns its goroutines (the
 // engine's workers) and returns after they have ended.
 package worker
@@ -94,6 +108,10 @@ const (
 	// EventUsageCapLifted: a probe succeeded and the provider's watches
 	// resumed.
 	EventUsageCapLifted = "usage_cap_lifted"
+	// EventClaimedElsewhere: another daemon sharing the store holds this
+	// fire's round, or ran it already (Config.Claims): nothing was done
+	// here. Reason is the fire's (scheduled, catch_up, manual, coalesced).
+	EventClaimedElsewhere = "claimed_elsewhere"
 )
 
 // Event is something a run did, for logs, metrics and the demo. It never
@@ -176,6 +194,19 @@ type Config struct {
 	// Observer receives events; it is called on the run's goroutine and
 	// must be quick.
 	Observer func(Event)
+	// Claims, when set, shares the runs with the other daemons on the
+	// same store (see the package documentation): each fire claims its
+	// watch's round under Holder for Lease before it runs. The daemon
+	// passes the vault's (vault.DB.Cluster, Holder, Lease) when the store
+	// is shared (vault.DB.Shared). Nil: every fire runs here.
+	Claims Claims
+	// Holder is this daemon's id among those sharing the store; required
+	// with Claims.
+	Holder string
+	// Lease is how long a claim holds without being extended: a run
+	// extends it every Lease/3, and a dead daemon's round is run by
+	// another after it; default 30 s (storage.lease).
+	Lease time.Duration
 	// Failpoint, when set, is called at "after_search" and "after_commit",
 	// so tests can crash the process there.
 	Failpoint func(name string)
@@ -209,6 +240,8 @@ type Worker struct {
 	// invalid holds the watches the current rules refuse (Refused), by
 	// id, with the rule's message: they are not in the engine.
 	invalid map[string]string
+
+	claimsState // claims.go
 }
 
 type capState struct {
@@ -237,6 +270,12 @@ func (w *Worker) SetSources(ss map[string]Source) {
 func New(cfg Config) (*Worker, error) {
 	if cfg.DB == nil || cfg.Tokens == nil || cfg.Sources == nil {
 		return nil, errors.New("worker: DB, Sources and Tokens are required")
+	}
+	if cfg.Claims != nil && cfg.Holder == "" {
+		return nil, errors.New("worker: Claims need a Holder (this daemon's id)")
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = 30 * time.Second
 	}
 	if cfg.MaxPages <= 0 {
 		cfg.MaxPages = 5
@@ -582,11 +621,19 @@ func (w *Worker) ResumeProvider(provider string) (int, error) {
 	return len(ids), nil
 }
 
+// fire runs one fire of the engine: when this daemon gets the claim on
+// its round (claims.go), or when there are no claims.
 func (w *Worker) fire(ctx context.Context, f sched.Fire) {
 	start := w.cfg.Now()
-	ctx, cancel := context.WithTimeout(ctx, w.cfg.RunTimeout)
+	rctx, cancel := context.WithTimeout(ctx, w.cfg.RunTimeout)
 	defer cancel()
-	ev := w.RunWatch(ctx, f.Key)
+	held, ok := w.claim(ctx, f, start, cancel)
+	if !ok {
+		return
+	}
+	defer held.stop()
+	ev := w.RunWatch(rctx, f.Key)
+	held.release(ctx, ev)
 	if ev.Reason == "" {
 		ev.Reason = f.Reason.String()
 	}

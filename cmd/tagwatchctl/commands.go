@@ -154,6 +154,7 @@ func commandTable() []*command {
 		}},
 		{name: "audit", summary: "show the newest events of the audit trail (--all for every one)", flags: auditFlags},
 		damagedCommand(),
+		daemonsCommand(),
 		{name: "keys", summary: "the vault's keyring", subs: []*command{
 			{name: "status", summary: "show the master key id and the data keys with their use",
 				flags: func(fs *flag.FlagSet) func(*env, []string) error { return noArgs(cmdKeysStatus) }},
@@ -304,6 +305,11 @@ func cmdGrants(e *env) error {
 			inFlight := "-"
 			if !g.RefreshInFlight.IsZero() {
 				inFlight = "since " + stamp(g.RefreshInFlight)
+				if g.RefreshHolder != "" {
+					inFlight += " on daemon " + g.RefreshHolder
+				} else {
+					inFlight += ", outcome unknown"
+				}
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", g.ID, g.UserID, g.Provider, id, state,
 				when(g.AccessExpiry), when(g.LastRefresh), g.RefreshCount, dash(g.LastErrorClass), inFlight)

@@ -79,6 +79,9 @@ func (m *metrics) observeWorker(ev worker.Event) {
 		m.observeRun("failed", ev.Lag, ev.PostsRead)
 	case worker.EventSkipped, worker.EventRateLimited, worker.EventUsageCapped:
 		m.observeRun(ev.Kind, -1, 0)
+	case worker.EventClaimedElsewhere:
+		// Another daemon on the same store runs this round.
+		m.observeRun(ev.Kind, -1, 0)
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"tagwatch/notify"
 	"tagwatch/vault"
 	"tagwatch/vault/enroll"
+	"tagwatch/vault/kv"
 	"tagwatch/vault/provider"
 	"tagwatch/vault/renew"
 	"tagwatch/vault/seal"
@@ -65,6 +66,9 @@ type daemon struct {
 	notify  *notify.Service
 	httpLn  net.Listener
 	started time.Time
+	// beatDown is set from a failed heartbeat to the next success
+	// (heartbeat), so an outage is logged once.
+	beatDown atomic.Bool
 	// observers receive events (logs, metrics, the demo).
 	observers       []func(renew.Event)
 	workerObservers []func(worker.Event)
@@ -135,7 +139,7 @@ func newDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, o o
 		logger.Warn("no vault yet: creating a new one", "vault", cfg.DatabasePath(), "master_key", master.ID())
 	}
 	db, err := vault.Open(vault.Options{Path: vaultPath(cfg), Engine: engine, Master: master, Create: true,
-		LockTimeout: cfg.Daemon.LockTimeout.Duration, Logger: logger, Now: o.Now})
+		LockTimeout: cfg.Daemon.LockTimeout.Duration, Lease: cfg.Storage.Lease.Duration, Logger: logger, Now: o.Now})
 	if errors.Is(err, seal.ErrWrongMasterKey) {
 		return nil, fmt.Errorf("%w\nthe vault %s was not changed; check %s", err, vaultName(cfg), masterSource(cfg))
 	}
@@ -184,7 +188,7 @@ func newDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, o o
 	if err != nil {
 		return fail(err)
 	}
-	d.worker, err = worker.New(worker.Config{DB: db, Sources: searchers,
+	wc := worker.Config{DB: db, Sources: searchers,
 		Tokens:  func(grantID string) worker.TokenSource { return d.renew.Source(grantID) },
 		Workers: cfg.Scheduler.Workers, PerUserConcurrency: cfg.Scheduler.PerUserConcurrency,
 		PerProviderConcurrency: cfg.Scheduler.PerProviderConcurrency, CatchUpWindow: cfg.Scheduler.CatchUpWindow.Duration,
@@ -198,8 +202,12 @@ func newDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, o o
 			for _, ob := range d.workerObservers {
 				ob(ev)
 			}
-		}})
-	if err != nil {
+		}}
+	if db.Shared() {
+		// Several daemons on one store: each watch's round runs on one.
+		wc.Claims, wc.Holder, wc.Lease = db.Cluster(), db.Holder(), db.Lease()
+	}
+	if d.worker, err = worker.New(wc); err != nil {
 		return fail(err)
 	}
 	if d.account, err = d.newAccount(); err != nil {
@@ -480,7 +488,7 @@ func newNotify(cfg *config.Config, db *vault.DB, master *seal.MasterKey, actions
 	if cfg.Account.Enabled {
 		accountURL = cfg.AccountURL()
 	}
-	return notify.New(notify.Config{Outbox: db, PublicURL: cfg.HTTP.PublicURL, AccountURL: accountURL, LinkKey: linkKey, Actions: actions,
+	nc := notify.Config{Outbox: db, PublicURL: cfg.HTTP.PublicURL, AccountURL: accountURL, LinkKey: linkKey, Actions: actions,
 		Channels: cc, Console: console, Logger: logger, Now: o.Now,
 		Observer: func(ev notify.Event) {
 			if d == nil {
@@ -489,7 +497,12 @@ func newNotify(cfg *config.Config, db *vault.DB, master *seal.MasterKey, actions
 			for _, ob := range d.notifyObservers {
 				ob(ev)
 			}
-		}})
+		}}
+	if db.Shared() {
+		// Several daemons on one store: each attempt is sent by one.
+		nc.Claims, nc.Holder, nc.Lease = db.Cluster(), db.Holder(), db.Lease()
+	}
+	return notify.New(nc)
 }
 
 // onGrantStored runs after an enrollment or re-consent committed: renewal
@@ -588,9 +601,27 @@ func (d *daemon) handler() http.Handler {
 	return mux
 }
 
-// run runs every component until ctx ends, then shuts down in order.
+// run runs every component until ctx ends, then shuts down in order. The
+// daemon's first heartbeat goes to the store's registry of daemons before
+// any component starts, the next every storage.lease/3; once every
+// component has stopped, the daemon leaves the registry, giving back the
+// claims it still holds.
 func (d *daemon) run(ctx context.Context) error {
+	beat := d.heartbeat(ctx)
+	defer d.leave()
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		t := time.NewTicker(d.db.Lease() / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				beat()
+			}
+		}
+	})
 	srv := &http.Server{Handler: d.public(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}
@@ -610,6 +641,47 @@ func (d *daemon) run(ctx context.Context) error {
 		return srv.Shutdown(sctx)
 	})
 	return g.Wait()
+}
+
+// heartbeat says in the store's registry that this daemon is alive
+// (vault.DB.Heartbeat), once now, and returns the function that says it
+// again. A failure is logged once per outage, at Warn, and the first
+// success after it at Info.
+func (d *daemon) heartbeat(ctx context.Context) func() {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown"
+	}
+	me := kv.Daemon{Host: host, PID: os.Getpid(), Version: Version(), Started: d.started}
+	beat := func() {
+		bctx, cancel := context.WithTimeout(ctx, d.db.Lease()/3)
+		defer cancel()
+		err := d.db.Heartbeat(bctx, me)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			if d.beatDown.CompareAndSwap(false, true) {
+				d.log.Warn("heartbeat not recorded: the other daemons will take this one for dead after storage.lease",
+					"daemon", d.db.Holder(), "lease", d.db.Lease(), "err", err)
+			}
+		case err == nil:
+			if d.beatDown.CompareAndSwap(true, false) {
+				d.log.Info("heartbeat recorded again", "daemon", d.db.Holder())
+			}
+		}
+	}
+	beat()
+	return beat
+}
+
+// leave takes this daemon out of the store's registry at its stop,
+// giving back undone the claims it still holds (kv.Cluster.Leave).
+func (d *daemon) leave() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.db.Cluster().Leave(ctx, d.db.Holder()); err != nil {
+		d.log.Warn("daemon not taken out of the registry of daemons: the others see it dead after storage.lease",
+			"daemon", d.db.Holder(), "err", err)
+	}
 }
 
 func (d *daemon) close() {

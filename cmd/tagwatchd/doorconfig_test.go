@@ -264,7 +264,7 @@ func TestUsageListsEveryCommandAndFlag(t *testing.T) {
 	for name := range commands {
 		var subs []string
 		switch name {
-		case "keys", "watches":
+		case "keys", "watches", "storage":
 			subs = subcommands(name)
 		case "damaged":
 			subs = damagedCommands

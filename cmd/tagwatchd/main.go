@@ -11,7 +11,7 @@
 //	                                      the stored watches by its rules, and exit
 //	tagwatchd keys init|status|rotate|rotate-master|generate
 //	                                      manage the vault's keys (daemon stopped)
-//	tagwatchd watches|enroll|damaged|demo|sandbox ...
+//	tagwatchd watches|enroll|damaged|demo|sandbox|storage ...
 //	                                      see tagwatchd help (usage)
 //
 // Every door here (the status socket's backend, the offline subcommands,
@@ -183,6 +183,7 @@ var commands = map[string]func(args []string, stdout, stderr io.Writer) error{
 	"watches":      cmdWatches,
 	"damaged":      cmdDamaged,
 	"sandbox":      cmdSandbox,
+	"storage":      cmdStorage,
 }
 
 func dispatch(args []string, stdout, stderr io.Writer) error {
@@ -262,6 +263,10 @@ Usage:
                    [-config FILE]
                                             create a one-time consent link (prints it once), by the
                                             rules the daemon applies
+  tagwatchd storage migrate -to FILE [-from FILE]
+                                            copy the vault (its daemons stopped) into the empty store
+                                            FILE's [storage] names (a PostgreSQL database, or a new bbolt
+                                            file), compare the copy with it and open it with FILE's master key
   tagwatchd damaged list [-config FILE]     list the records the daemon cannot use and skips (the
                                             default of tagwatchd damaged; reads only)
   tagwatchd damaged delete KIND ID [-config FILE]

@@ -269,7 +269,7 @@ func grantHealth(g vault.Grant) statusapi.Grant {
 	h := statusapi.Grant{ID: g.ID, UserID: g.UserID, Provider: g.Provider, Subject: g.Subject, Username: g.Username,
 		Scopes: g.Scopes, State: string(g.State), StateSince: g.StateSince, CreatedAt: g.CreatedAt,
 		AccessExpiry: g.AccessExpiry, LastRefresh: g.LastRefreshAt, RefreshCount: g.RefreshCount,
-		LastErrorClass: g.LastErrorClass, LastErrorAt: g.LastErrorAt, RefreshInFlight: g.RefreshInFlight,
+		LastErrorClass: g.LastErrorClass, LastErrorAt: g.LastErrorAt, RefreshInFlight: g.RefreshInFlight, RefreshHolder: g.RefreshHolder,
 		LostRotations: g.LostRotations}
 	if g.State == vault.GrantNeedsReconsent {
 		h.NeedsReconsentSince = g.StateSince
@@ -690,4 +690,41 @@ func (o *operator) RotateKeys(ctx context.Context, actor string) (statusapi.Rota
 // Backup streams a consistent copy of the vault.
 func (o *operator) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	return o.d.db.Backup(w)
+}
+
+var _ statusapi.DaemonsBackend = (*operator)(nil)
+
+// Daemons lists the daemons sharing the store (kv.Cluster.Daemons: the
+// registry their heartbeats keep), each with the claims it holds now by
+// kind (watch runs: worker.ClaimKind; notifications: notify.ClaimKind),
+// whether its last heartbeat is within storage.lease (kv.Cluster.Alive,
+// on the store's clock), and this daemon marked Self. On a store one
+// daemon owns (bbolt) the list is this daemon alone, holding no claims:
+// it runs everything without them.
+func (o *operator) Daemons(ctx context.Context) ([]statusapi.Daemon, error) {
+	cl := o.d.db.Cluster()
+	ds, err := cl.Daemons(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the registry of daemons: %w", statusapi.ErrUnavailable, err)
+	}
+	out := make([]statusapi.Daemon, 0, len(ds))
+	for _, d := range ds {
+		alive, err := cl.Alive(ctx, d.ID, o.d.db.Lease())
+		if err != nil {
+			return nil, fmt.Errorf("%w: the registry of daemons: %w", statusapi.ErrUnavailable, err)
+		}
+		v := statusapi.Daemon{ID: d.ID, Host: d.Host, PID: d.PID, Version: d.Version, Started: d.Started,
+			Heartbeat: d.Heartbeat, Alive: alive, Self: d.ID == o.d.db.Holder(),
+			Watches: d.Holds[worker.ClaimKind], Outbox: d.Holds[notify.ClaimKind]}
+		for k, n := range d.Holds {
+			if n > 0 {
+				if v.Holds == nil {
+					v.Holds = map[string]int{}
+				}
+				v.Holds[k] = n
+			}
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }

@@ -27,9 +27,11 @@
 // token kept.
 //
 // A Service is safe for concurrent use. It starts no goroutines: flows in
-// progress live in memory, bounded in number and age, and are pruned as new
-// ones start. A daemon restart forgets them; the links themselves stay
-// usable.
+// progress are kept in the vault's flow state (vault.DB.PutFlow: sealed,
+// in the store's kv.Cluster), bounded in number and age, so that a flow
+// started on one daemon finishes on any daemon sharing the store (on
+// PostgreSQL; on bbolt they live in the process, and a restart forgets
+// them). The links themselves stay usable.
 package enroll
 
 import (
@@ -217,7 +219,7 @@ func New(cfg Config) (*Service, error) {
 		secure:   !(base.Scheme == "http" && provider.IsLoopbackHost(base.Hostname())),
 		operator: cfg.Operator,
 		log:      cfg.Logger,
-		flows:    newFlowStore(cfg.MaxFlows, maxFlowsPerLink),
+		flows:    newFlowStore(cfg.DB, cfg.MaxFlows, maxFlowsPerLink),
 	}
 	if s.operator == "" {
 		s.operator = base.Host

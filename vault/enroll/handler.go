@@ -323,8 +323,8 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	f.label = providerName(e.Provider, p)
-	if err := s.flows.Add(state, binding, f.linkHash, f, now.Add(s.cfg.FlowTTL), now); err != nil {
-		s.fail(w, r, &failure{reason: reasonBusy, err: err, attrs: []any{"user", e.UserID, "provider", e.Provider, "enrollment", e.ID}})
+	if err := s.flows.Add(r.Context(), state, binding, f.linkHash, f, now.Add(s.cfg.FlowTTL), now); err != nil {
+		s.fail(w, r, &failure{reason: webpage.AddFlowReason(err, reasonBusy, reasonInternal), err: err, attrs: []any{"user", e.UserID, "provider", e.Provider, "enrollment", e.ID}})
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: s.cookieName(), Value: binding, Path: s.cookiePath(),
@@ -341,7 +341,7 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 // nothing and may be loaded again while the flow lives; an unknown or
 // expired flow, or another browser's, gets the callback's error pages.
 func (s *Service) continuePage(w http.ResponseWriter, r *http.Request) {
-	f, err := s.flows.Peek(r.URL.Query().Get("state"), s.flowCookie(r), s.cfg.Now())
+	f, err := s.flows.Peek(r.Context(), r.URL.Query().Get("state"), s.flowCookie(r), s.cfg.Now())
 	if err != nil {
 		s.fail(w, r, flowFailure(fmt.Errorf("continue page: %w", err)))
 		return
@@ -367,7 +367,7 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, refuse(reasonBadCallback, err))
 		return
 	}
-	f, err := s.flows.Take(state, s.flowCookie(r), s.cfg.Now())
+	f, err := s.flows.Take(r.Context(), state, s.flowCookie(r), s.cfg.Now())
 	if err != nil {
 		s.fail(w, r, flowFailure(err))
 		return

@@ -71,7 +71,7 @@ func TestPKCEPerFlow(t *testing.T) {
 				binding = c.Value
 			}
 		}
-		f, err := s.flows.Peek(state, binding, s.cfg.Now())
+		f, err := s.flows.Peek(context.Background(), state, binding, s.cfg.Now())
 		if err != nil {
 			t.Fatalf("flow %d not kept: %v", i, err)
 		}

@@ -157,3 +157,28 @@ type Checker interface {
 type BackupTo interface {
 	BackupTo(w io.Writer) (int64, error)
 }
+
+// BucketLister is implemented by an engine's Tx that can name every
+// bucket it holds (boltkv: the file's top-level buckets; pgkv: the rows
+// of kv_buckets). Copy, Verify and Census need it.
+type BucketLister interface {
+	// Buckets returns the name of every bucket, in bytewise order.
+	// Errors: the engine's (a failed statement).
+	Buckets() ([][]byte, error)
+}
+
+// Sequencer is implemented by an engine's Bucket whose sequence (the
+// counter NextSequence increments) can be read and set, so that a copy
+// of the bucket carries it: the vault numbers its audit events with it,
+// and a copy that started again at 1 would write new events over old
+// ones.
+type Sequencer interface {
+	// Sequence returns the bucket's sequence: 0 before the first
+	// NextSequence, else the last number it returned (in this
+	// transaction or committed before it).
+	Sequence() uint64
+	// SetSequence sets the sequence to n: the next NextSequence returns
+	// n+1. It rolls back with the transaction. Errors: ErrTxNotWritable,
+	// the engine's range (pgkv: n at most 2^63-1).
+	SetSequence(n uint64) error
+}

@@ -51,21 +51,22 @@ func NewLocalCluster(now func() time.Time) *LocalCluster {
 		flows: map[string]localFlow{}, subs: map[string]map[*localSub]struct{}{}}
 }
 
-var errBadClaim = errors.New("kv: a claim needs a kind, an id, a holder and a positive lease")
-
-// Claim implements Cluster.
+// Claim implements Cluster. A holder whose claim has ended (released,
+// or expired) holds it no more: a round it finished is refused to it as
+// to any other.
 func (l *LocalCluster) Claim(_ context.Context, c Claim) (bool, error) {
-	if c.Kind == "" || c.ID == "" || c.Holder == "" || c.Lease <= 0 {
-		return false, errBadClaim
+	if err := c.Check(); err != nil {
+		return false, err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
 	k := [2]string{c.Kind, c.ID}
-	cl := l.claims[k]
-	if cl != nil && cl.holder != c.Holder {
-		ended := !now.Before(cl.until)
-		if !ended || (cl.round >= c.Round && cl.done) {
+	if cl := l.claims[k]; cl != nil {
+		running := now.Before(cl.until)
+		held := running && cl.holder == c.Holder
+		free := !running && (cl.round < c.Round || !cl.done)
+		if !held && !free {
 			return false, nil
 		}
 	}
@@ -83,7 +84,8 @@ func (l *LocalCluster) Release(_ context.Context, kind, id, holder string, done 
 	return nil
 }
 
-// Heartbeat implements Cluster.
+// Heartbeat implements Cluster; a zero d.Started at the first call
+// becomes the time of that call.
 func (l *LocalCluster) Heartbeat(_ context.Context, d Daemon) error {
 	if d.ID == "" {
 		return errors.New("kv: a heartbeat needs the daemon's id")
@@ -93,6 +95,8 @@ func (l *LocalCluster) Heartbeat(_ context.Context, d Daemon) error {
 	d.Heartbeat, d.Holds = l.now(), nil
 	if old, ok := l.daemons[d.ID]; ok {
 		d.Started = old.Started
+	} else if d.Started.IsZero() {
+		d.Started = d.Heartbeat
 	}
 	l.daemons[d.ID] = d
 	return nil
@@ -165,6 +169,9 @@ func (l *LocalCluster) TakeFlow(_ context.Context, key string) ([]byte, bool, er
 
 // Publish implements Cluster.
 func (l *LocalCluster) Publish(_ context.Context, channel, payload string) error {
+	if err := CheckChannel(channel); err != nil {
+		return err
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for s := range l.subs[channel] {
@@ -178,6 +185,9 @@ func (l *LocalCluster) Publish(_ context.Context, channel, payload string) error
 
 // Subscribe implements Cluster.
 func (l *LocalCluster) Subscribe(ctx context.Context, channel string, fn func(string), _ func()) error {
+	if err := CheckChannel(channel); err != nil {
+		return err
+	}
 	s := &localSub{ch: make(chan string, 1024)}
 	l.mu.Lock()
 	if l.subs[channel] == nil {

@@ -24,6 +24,17 @@
 // grant before the one retry with the stored token. A Manager is safe for
 // concurrent use; Run owns its goroutine.
 //
+// Several daemons may share one store (PostgreSQL). The marker then names
+// its daemon, and a refresh another daemon has in flight is waited for,
+// never joined: vault.DB.BeginRefresh answers vault.ErrRefreshBusy while
+// the marker's holder is alive, and the Manager polls the grant until that
+// refresh's outcome is stored (then uses it) or the marker is in doubt
+// (then makes the one retry), bounded by the lease and a margin
+// (waitBound). Presenting the refresh token the other daemon is rotating
+// would be the reuse that revokes the token family (RFC 9700 §4.14.2).
+// Each commit of new tokens is announced on vault.GrantTokensChannel;
+// FollowInvalidations drops this daemon's cached token of that grant.
+//
 // Every change to the store is one method of *vault.DB (vault/grants.go:
 // BeginRefresh, CommitRefresh, RecordRefreshFailure, MarkNeedsReconsent,
 // UnenrollGrant and the pending revocations' methods); this package holds
@@ -39,6 +50,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -105,7 +117,14 @@ type Config struct {
 	// at half of each token's own lifetime (see renewAt), so a token that
 	// lives less than twice the skew is still used.
 	Skew time.Duration
-	// Timeout bounds one token request; default 15 s.
+	// Timeout bounds one token request; default 15 s. On a store several
+	// daemons share, another daemon takes a marker over once its holder's
+	// heartbeats have stopped for the vault's lease (vault.Options.Lease,
+	// storage.lease), and a holder cut off from the store may have sent
+	// its request up to one heartbeat interval (a third of the lease)
+	// after its last heartbeat: Timeout must stay below two thirds of the
+	// lease, or that request may still be in flight when its refresh
+	// token is presented again (New logs a warning when it is not).
 	Timeout time.Duration
 	// MinBackoff and MaxBackoff bound the waits after transient failures;
 	// defaults 2 s and 10 min.
@@ -198,6 +217,9 @@ type entry struct {
 	cur atomic.Pointer[cached]
 	// dead is set when the grant is known not to be active.
 	dead atomic.Bool
+	// gen counts the drops of what is cached (drop): a token or a verdict
+	// read from the vault before a drop is not kept after it (keep, kill).
+	gen atomic.Uint64
 	// slow-path state, guarded by the grant's Locker.
 	notBefore time.Time
 	failures  int
@@ -247,6 +269,10 @@ func New(cfg Config) *Manager {
 	}
 	m.providers.Store(ps)
 	m.cfg.Providers = nil // the live set is m.providers
+	if m.db != nil && m.db.Shared() && 3*cfg.Timeout >= 2*m.db.Lease() {
+		m.log.Warn("the token request timeout is not below two thirds of the storage lease: a daemon cut off from the store may still have a refresh in flight when another takes its marker over",
+			"renewal_timeout", cfg.Timeout, "storage_lease", m.db.Lease())
+	}
 	return m
 }
 
@@ -310,12 +336,71 @@ func (m *Manager) entry(grantID string) *entry {
 	return e
 }
 
-// Forget drops what the Manager caches about a grant, after it was
-// replaced (a re-consent) or removed.
-func (m *Manager) Forget(grantID string) {
-	e := m.entry(grantID)
+// drop forgets e's cached token and verdict: the next use reads the
+// vault.
+func (e *entry) drop() {
+	e.gen.Add(1)
 	e.cur.Store(nil)
 	e.dead.Store(false)
+}
+
+// keep caches c, read from the vault or the provider when e.gen was gen,
+// unless e was dropped since (it may be older than what the drop
+// announced).
+func (e *entry) keep(gen uint64, c *cached) {
+	e.cur.Store(c)
+	if e.gen.Load() != gen {
+		e.cur.Store(nil)
+	}
+}
+
+// kill records that the grant is not active, as read when e.gen was gen,
+// unless e was dropped since (a consent may have renewed it).
+func (e *entry) kill(gen uint64) {
+	e.cur.Store(nil)
+	e.dead.Store(true)
+	if e.gen.Load() != gen {
+		e.dead.Store(false)
+	}
+}
+
+// Forget drops what the Manager caches about a grant, after it was
+// replaced (a re-consent) or removed.
+func (m *Manager) Forget(grantID string) { m.entry(grantID).drop() }
+
+// FollowInvalidations drops what the Manager caches of a grant whenever a
+// daemon sharing the store (this one included) announces that the
+// grant's tokens changed (vault.GrantTokensChannel: a refresh, a consent,
+// a grant ended), so that the next Token reads the vault instead of
+// serving an access token the grant no longer holds until the API refuses
+// it. After a lost connection to the store it drops everything (what was
+// announced meanwhile is lost), and it drops everything when it starts:
+// start it before the first Token. It runs until ctx ends, reconnecting
+// as needed, and returns ctx's error (or the store's, closed). On a store
+// one process owns (bbolt) the announcements are this process's own.
+func (m *Manager) FollowInvalidations(ctx context.Context) error {
+	m.dropAll()
+	return m.db.Cluster().Subscribe(ctx, vault.GrantTokensChannel, m.dropGrant, m.dropAll)
+}
+
+// dropGrant drops what is cached of grant id, if anything.
+func (m *Manager) dropGrant(id string) {
+	m.mu.Lock()
+	e := m.entries[id]
+	m.mu.Unlock()
+	if e != nil {
+		e.drop()
+	}
+}
+
+// dropAll drops what is cached of every grant.
+func (m *Manager) dropAll() {
+	m.mu.Lock()
+	es := slices.Collect(maps.Values(m.entries))
+	m.mu.Unlock()
+	for _, e := range es {
+		e.drop()
+	}
 }
 
 // Source is the token source of one grant. Safe for concurrent use.
@@ -361,41 +446,102 @@ func (m *Manager) renew(ctx context.Context, e *entry, stale *secret.AccessToken
 		return secret.AccessToken{}, fmt.Errorf("renew: wait for grant %s: %w", e.id, err)
 	}
 	defer unlock()
-	// Someone else may have renewed while we waited.
-	if c := e.cur.Load(); c != nil && m.valid(c) && (stale == nil || !c.access.Equal(stale.Value)) {
-		return c.access, nil
-	}
-	// The vault may be fresher than the cache (a restart, a re-consent).
-	g, tok, err := m.db.GrantTokens(e.id)
-	if err != nil {
-		return secret.AccessToken{}, fmt.Errorf("renew: load the grant: %w", err)
-	}
-	if g.State != vault.GrantActive {
-		e.dead.Store(true)
-		e.cur.Store(nil)
-		return secret.AccessToken{}, &vault.NeedsConsentError{GrantID: e.id, State: g.State}
-	}
-	if g.RefreshInFlight.IsZero() && !tok.Access.IsZero() && (stale == nil || !tok.Access.Equal(stale.Value)) {
-		if c := m.cached(tok.Access, g.AccessExpiry, storedLifetime(g)); m.valid(c) {
-			e.cur.Store(c)
-			return tok.Access, nil
+	var until time.Time // when waiting for another daemon's refresh ends
+	for {
+		// Someone else may have renewed while we waited.
+		if c := e.cur.Load(); c != nil && m.valid(c) && (stale == nil || !c.access.Equal(stale.Value)) {
+			return c.access, nil
+		}
+		gen := e.gen.Load()
+		// The vault may be fresher than the cache (a restart, a re-consent,
+		// another daemon's refresh).
+		g, tok, err := m.db.GrantTokens(e.id)
+		if err != nil {
+			return secret.AccessToken{}, fmt.Errorf("renew: load the grant: %w", err)
+		}
+		if g.State != vault.GrantActive {
+			e.kill(gen)
+			return secret.AccessToken{}, &vault.NeedsConsentError{GrantID: e.id, State: g.State}
+		}
+		if g.RefreshInFlight.IsZero() && !tok.Access.IsZero() && (stale == nil || !tok.Access.Equal(stale.Value)) {
+			if c := m.cached(tok.Access, g.AccessExpiry, storedLifetime(g)); m.valid(c) {
+				e.keep(gen, c)
+				return tok.Access, nil
+			}
+		}
+		if e.failures > 0 && e.failProvider == g.Provider {
+			if _, pgen, _ := m.provider(g.Provider); pgen != e.failGen {
+				// The provider was replaced since the failures: start afresh.
+				e.failures, e.lastErr, e.notBefore = 0, nil, time.Time{}
+			}
+		}
+		if now := m.now(); now.Before(e.notBefore) {
+			return secret.AccessToken{}, fmt.Errorf("renew: grant %s backing off until %s: %w", e.id, e.notBefore.Format(time.RFC3339), e.lastErr)
+		}
+		at, err := m.refresh(ctx, e, g, gen)
+		var busy *vault.RefreshBusyError
+		if !errors.As(err, &busy) {
+			return at, err
+		}
+		// Another daemon is refreshing the grant: wait for its outcome
+		// and start over with what it stored.
+		if until.IsZero() {
+			until = time.Now().Add(m.waitBound())
+			m.log.Debug("waiting for another daemon's refresh of a grant", "grant", e.id, "holder", busy.Holder)
+		} else if !time.Now().Before(until) {
+			return secret.AccessToken{}, fmt.Errorf("renew: grant %s: waited %s for daemon %s's refresh (in flight since %s), which neither finished nor was given up: %w",
+				e.id, m.waitBound(), busy.Holder, busy.Since.UTC().Format(time.RFC3339), busy)
+		}
+		if err := m.await(ctx, busy, until); err != nil {
+			return secret.AccessToken{}, err
 		}
 	}
-	if e.failures > 0 && e.failProvider == g.Provider {
-		if _, gen, _ := m.provider(g.Provider); gen != e.failGen {
-			// The provider was replaced since the failures: start afresh.
-			e.failures, e.lastErr, e.notBefore = 0, nil, time.Time{}
-		}
-	}
-	if now := m.now(); now.Before(e.notBefore) {
-		return secret.AccessToken{}, fmt.Errorf("renew: grant %s backing off until %s: %w", e.id, e.notBefore.Format(time.RFC3339), e.lastErr)
-	}
-	return m.refresh(ctx, e, g)
 }
 
-// refresh runs the refresh protocol. The caller holds the grant's lock.
-func (m *Manager) refresh(ctx context.Context, e *entry, g vault.Grant) (secret.AccessToken, error) {
-	p, gen, ok := m.provider(g.Provider)
+// pollEvery is how often a grant whose refresh another daemon holds is
+// read again: 100 ms plus up to 150 ms of jitter.
+func pollEvery() time.Duration { return 100*time.Millisecond + rand.N(150*time.Millisecond) }
+
+// waitBound is how long a refresh waits for another daemon's: the lease
+// (a dead holder's marker is in doubt once its heartbeats have stopped
+// for a lease, and this daemon's own have been steady for one) and half
+// a lease more (a heartbeat interval, a third of it, and some).
+func (m *Manager) waitBound() time.Duration { return m.db.Lease() + m.db.Lease()/2 }
+
+// await reads the grant of b every pollEvery until its marker is no longer
+// b's (its refresh stored an outcome, or another daemon took it over, or
+// the grant ended) or until passes. Errors: ctx's; the vault's.
+func (m *Manager) await(ctx context.Context, b *vault.RefreshBusyError, until time.Time) error {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for first := true; ; first = false {
+		if !first {
+			g, err := m.db.Grant(b.GrantID)
+			if err != nil {
+				return fmt.Errorf("renew: read grant %s while daemon %s refreshes it: %w", b.GrantID, b.Holder, err)
+			}
+			if g.State != vault.GrantActive || g.RefreshHolder != b.Holder || !g.RefreshInFlight.Equal(b.Since) {
+				return nil
+			}
+		}
+		left := time.Until(until)
+		if left <= 0 {
+			return nil
+		}
+		t.Reset(min(pollEvery(), left))
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("renew: wait for daemon %s's refresh of grant %s: %w", b.Holder, b.GrantID, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// refresh runs the refresh protocol; gen is e.gen when g was read. The
+// caller holds the grant's lock. Errors: *vault.RefreshBusyError when
+// another daemon has the grant's refresh in flight (nothing was done).
+func (m *Manager) refresh(ctx context.Context, e *entry, g vault.Grant, gen uint64) (secret.AccessToken, error) {
+	p, pgen, ok := m.provider(g.Provider)
 	if !ok {
 		return secret.AccessToken{}, fmt.Errorf("renew: grant %s: provider %q is not configured", g.ID, g.Provider)
 	}
@@ -405,7 +551,10 @@ func (m *Manager) refresh(ctx context.Context, e *entry, g vault.Grant) (secret.
 		t, err := m.db.BeginRefresh(g.ID, actor)
 		if err != nil {
 			if errors.Is(err, vault.ErrNeedsConsent) {
-				e.dead.Store(true)
+				e.kill(gen)
+				return secret.AccessToken{}, err
+			}
+			if errors.Is(err, vault.ErrRefreshBusy) {
 				return secret.AccessToken{}, err
 			}
 			return secret.AccessToken{}, fmt.Errorf("renew: mark a refresh in flight: %w", err)
@@ -424,7 +573,7 @@ func (m *Manager) refresh(ctx context.Context, e *entry, g vault.Grant) (secret.
 		cancel()
 
 		if rerr == nil {
-			return m.commitSuccess(ctx, e, t, p, res)
+			return m.commitSuccess(ctx, e, t, p, res, gen)
 		}
 		var pe *provider.Error
 		if !errors.As(rerr, &pe) {
@@ -439,8 +588,7 @@ func (m *Manager) refresh(ctx context.Context, e *entry, g vault.Grant) (secret.
 			if err := m.needsReconsent(g, reason, false); err != nil {
 				return secret.AccessToken{}, err
 			}
-			e.dead.Store(true)
-			e.cur.Store(nil)
+			e.kill(gen)
 			return secret.AccessToken{}, &vault.NeedsConsentError{GrantID: g.ID, State: vault.GrantNeedsReconsent}
 		case pe.Ambiguous && !retry && attempt == 0:
 			// The request may have rotated the token: retry once, now, with
@@ -448,7 +596,7 @@ func (m *Manager) refresh(ctx context.Context, e *entry, g vault.Grant) (secret.
 			m.log.Warn("refresh answer lost; retrying once", "grant", g.ID, "provider", g.Provider, "err", pe)
 			continue
 		default:
-			e.failProvider, e.failGen = g.Provider, gen
+			e.failProvider, e.failGen = g.Provider, pgen
 			return secret.AccessToken{}, m.recordFailure(e, t, pe, retry || pe.Ambiguous)
 		}
 	}
@@ -456,8 +604,8 @@ func (m *Manager) refresh(ctx context.Context, e *entry, g vault.Grant) (secret.
 
 // commitSuccess is tx 2 of a refresh: the new tokens, sealed, with the
 // absolute expiry; the marker cleared. Only after it commits is the new
-// access token used.
-func (m *Manager) commitSuccess(ctx context.Context, e *entry, t vault.RefreshTicket, p Provider, res *provider.TokenResult) (secret.AccessToken, error) {
+// access token used. gen is e.gen when the grant was read.
+func (m *Manager) commitSuccess(ctx context.Context, e *entry, t vault.RefreshTicket, p Provider, res *provider.TokenResult, gen uint64) (secret.AccessToken, error) {
 	g := t.Grant
 	reason := ""
 	// The refresh token just used proves offline access, whether or not
@@ -472,7 +620,7 @@ func (m *Manager) commitSuccess(ctx context.Context, e *entry, t vault.RefreshTi
 			m.log.Error("ID token from a refresh does not match the grant", "grant", g.ID, "err", err)
 		}
 	}
-	out, err := m.db.CommitRefresh(t, vault.RefreshResult{Access: res.Access, Expiry: res.Expiry, Refresh: res.Refresh, Scopes: res.Scopes})
+	out, err := m.storeRefresh(t, vault.RefreshResult{Access: res.Access, Expiry: res.Expiry, Refresh: res.Refresh, Scopes: res.Scopes})
 	if err != nil {
 		// The provider rotated but we could not store it: the marker stays,
 		// so the next attempt is the retry and ends the grant cleanly if the
@@ -484,15 +632,54 @@ func (m *Manager) commitSuccess(ctx context.Context, e *entry, t vault.RefreshTi
 		if err := m.needsReconsent(out, reason, true); err != nil {
 			return secret.AccessToken{}, err
 		}
-		e.dead.Store(true)
-		e.cur.Store(nil)
+		e.kill(gen)
 		return secret.AccessToken{}, &vault.NeedsConsentError{GrantID: g.ID, State: vault.GrantNeedsReconsent}
 	}
-	e.cur.Store(m.cached(res.Access, res.Expiry, res.Lifetime))
+	e.keep(gen, m.cached(res.Access, res.Expiry, res.Lifetime))
 	m.emit(Event{Kind: EventRenewed, GrantID: out.ID, UserID: out.UserID, Provider: out.Provider, RefreshCount: out.RefreshCount, Expiry: res.Expiry})
 	m.log.Info("access token renewed", "grant", out.ID, "user", out.UserID, "provider", out.Provider,
 		"refresh_count", out.RefreshCount, "expires", res.Expiry.UTC().Format(time.RFC3339), "no_expires_in", res.NoExpiresIn)
 	return res.Access, nil
+}
+
+// commitTries is how often storeRefresh tries to commit a refresh's
+// tokens, commitPause the pause after the first failure (doubling).
+const (
+	commitTries = 3
+	commitPause = 100 * time.Millisecond
+)
+
+// storeRefresh commits what the provider answered (vault.DB.CommitRefresh).
+// The provider has rotated the refresh token: losing the answer now ends
+// the grant at the next refresh (its retry presents the spent token), so
+// a commit that failed for a reason other than the fence (the store
+// unreachable for a moment, serialization retries exhausted) is tried
+// again, commitTries times in all. When it still fails the marker is
+// handed over (RecordRefreshFailure with KeepMarker): this daemon has no
+// request in flight any more, so no other daemon has to wait for it, and
+// whichever refreshes next makes the one retry.
+func (m *Manager) storeRefresh(t vault.RefreshTicket, r vault.RefreshResult) (vault.Grant, error) {
+	pause := commitPause
+	for try := 1; ; try++ {
+		out, err := m.db.CommitRefresh(t, r)
+		if err == nil || errors.Is(err, vault.ErrConflict) || errors.Is(err, vault.ErrNotFound) {
+			// Fenced off: the grant moved on (another refresh, or this one
+			// committed after all and its answer was lost; a re-consent; an
+			// unenroll). The next use reads what it holds now.
+			return out, err
+		}
+		if try == commitTries {
+			if ferr := m.db.RecordRefreshFailure(t, vault.RefreshFailure{Class: "store_failed", KeepMarker: true, Actor: actor}); ferr != nil {
+				m.log.Error("cannot hand a refresh's marker over either", "grant", t.Grant.ID, "err", ferr)
+			}
+			m.log.Error("the provider rotated a refresh token but its answer could not be stored: the next refresh is the retry with the stored token",
+				"grant", t.Grant.ID, "user", t.Grant.UserID, "provider", t.Grant.Provider, "err", err)
+			return vault.Grant{}, err
+		}
+		m.log.Warn("cannot store a refresh's tokens; trying again", "grant", t.Grant.ID, "try", try, "err", err)
+		time.Sleep(pause)
+		pause *= 2
+	}
 }
 
 // recordFailure notes a non-terminal failure and sets the backoff. keep

@@ -48,13 +48,13 @@ func (m *Manager) Unenroll(ctx context.Context, grantID, actor string) (Unenroll
 			u.Revoke, u.EndsAccount, u.Why = r.Endpoint, r.EndsAccount, r.Why
 		}
 	}
+	e := m.entry(grantID)
+	gen := e.gen.Load()
 	out, err := m.db.UnenrollGrant(grantID, u)
 	if err != nil {
 		return UnenrollResult{}, fmt.Errorf("renew: unenroll: %w", err)
 	}
-	e := m.entry(grantID)
-	e.cur.Store(nil)
-	e.dead.Store(true)
+	e.kill(gen)
 	if !out.Changed {
 		return UnenrollResult{AlreadyRevoked: true}, nil
 	}

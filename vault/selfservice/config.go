@@ -37,9 +37,11 @@
 // (httpsec.SetPageHeaders: CSP with frame-ancestors 'none' and no script,
 // no referrer, no caching).
 //
-// A Service is safe for concurrent use and starts no goroutines: sessions,
-// flows and seen logout tokens live in memory, bounded, and are pruned as
-// new ones come. A restart ends every page session; the next visit renews
+// A Service is safe for concurrent use and starts no goroutines: sessions
+// and seen logout tokens live in memory, bounded, and are pruned as new
+// ones come; sign-in flows in progress are kept in the vault's flow state
+// (Store's webpage.FlowBackend: sealed, shared by the daemons on one
+// store, so a sign-in's callback may reach any of them). A restart ends every page session; the next visit renews
 // it with prompt=none when one OpenID provider signs people in.
 package selfservice
 
@@ -59,12 +61,16 @@ import (
 	"tagwatch/vault"
 	"tagwatch/vault/provider"
 	"tagwatch/vault/secret"
+	"tagwatch/vault/webpage"
 )
 
 // Store is what the page needs from the vault: who signs in, and what
 // the page shows and changes (PageStore). *vault.DB implements it.
 type Store interface {
 	PageStore
+	// FlowBackend keeps the sign-in flows in progress (PutFlow, TakeFlow:
+	// sealed, shared by every daemon on the same store).
+	webpage.FlowBackend
 	// UserBySignIn returns the user an identity signs in: the user whose
 	// grant at provider has subject as its account, or to whom a sign-in
 	// link bound (provider, issuer, subject). *vault.NotFoundError when
@@ -241,7 +247,7 @@ func New(cfg Config) (*Service, error) {
 		log:      cfg.Logger.With("door", "account"),
 		prefix:   strings.TrimRight(u.Path, "/") + Prefix,
 		sessions: newSessionStore(cfg.IdleTimeout, cfg.AbsoluteTimeout, cfg.MaxSessions),
-		flows:    newFlowStore(cfg.MaxFlows, maxFlowsPerBrowser),
+		flows:    newFlowStore(cfg.Store, cfg.MaxFlows, maxFlowsPerBrowser),
 		seen:     newReplayStore(maxSeenLogoutTokens),
 		cop:      http.NewCrossOriginProtection(),
 	}

@@ -1,6 +1,7 @@
 package selfservice
 
 import (
+	"context"
 	"time"
 
 	"tagwatch/vault/webpage"
@@ -68,15 +69,16 @@ const maxFlowsPerBrowser = 8
 
 // flowStore holds flows in progress under their state, bound to the
 // browser's flow cookie and grouped by it (at most maxFlowsPerBrowser
-// each).
+// each), in the vault's flow state (vault.DB.PutFlow: sealed, shared by
+// every daemon on the same store; flowjson.go is a flow's stored form).
 type flowStore = webpage.FlowStore[flow]
 
-func newFlowStore(max, maxPerBrowser int) *flowStore {
-	return webpage.NewFlowStore[flow](max, maxPerBrowser)
+func newFlowStore(b webpage.FlowBackend, max, maxPerBrowser int) *flowStore {
+	return webpage.NewFlowStore[flow](b, "account", max, maxPerBrowser)
 }
 
 // addFlow stores f under state for the browser of binding (its flow
 // cookie), until FlowTTL from now.
-func (s *Service) addFlow(state, binding string, f *flow, now time.Time) error {
-	return s.flows.Add(state, binding, binding, *f, now.Add(s.cfg.FlowTTL), now)
+func (s *Service) addFlow(ctx context.Context, state, binding string, f *flow, now time.Time) error {
+	return s.flows.Add(ctx, state, binding, binding, *f, now.Add(s.cfg.FlowTTL), now)
 }

@@ -214,8 +214,8 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request, p Provider, f *f
 	f.next = p.SignInURL(provider.SignInRequest{State: state, Verifier: f.verifier, Nonce: f.nonce,
 		RedirectURL: s.callbackURL, Prompt: f.prompt, MaxAge: f.maxAge})
 	f.label = providerLabel(f.provider, p)
-	if err := s.addFlow(state, binding, f, now); err != nil {
-		s.fail(w, r, &failure{reason: reasonBusy, err: err, attrs: []any{"provider", f.provider}})
+	if err := s.addFlow(r.Context(), state, binding, f, now); err != nil {
+		s.fail(w, r, &failure{reason: webpage.AddFlowReason(err, reasonBusy, reasonInternal), err: err, attrs: []any{"provider", f.provider}})
 		return
 	}
 	s.setFlowCookie(w, binding)
@@ -243,7 +243,7 @@ func (s *Service) goOn(w http.ResponseWriter, r *http.Request, next, state strin
 // again while the flow lives; an unknown or expired flow, or another
 // browser's, gets the callback's error pages.
 func (s *Service) continuePage(w http.ResponseWriter, r *http.Request) {
-	f, err := s.flows.Peek(r.URL.Query().Get("state"), flowCookie(r), s.cfg.Now())
+	f, err := s.flows.Peek(r.Context(), r.URL.Query().Get("state"), flowCookie(r), s.cfg.Now())
 	if err != nil {
 		s.fail(w, r, flowFailure(fmt.Errorf("continue page: %w", err)))
 		return
@@ -281,7 +281,7 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, refuse(reasonBadCallback, err))
 		return
 	}
-	f, err := s.flows.Take(state, flowCookie(r), s.cfg.Now())
+	f, err := s.flows.Take(r.Context(), state, flowCookie(r), s.cfg.Now())
 	if err != nil {
 		s.fail(w, r, flowFailure(err))
 		return
@@ -509,8 +509,8 @@ func (s *Service) signOutEverywhere(w http.ResponseWriter, r *http.Request) {
 			f.kind, f.next, f.label = flowEndSession, loc, providerLabel(sess.provider, p)
 		}
 	}
-	if err := s.addFlow(state, binding, f, now); err != nil {
-		s.fail(w, r, &failure{reason: reasonBusy, err: err, attrs: []any{"provider", sess.provider}})
+	if err := s.addFlow(r.Context(), state, binding, f, now); err != nil {
+		s.fail(w, r, &failure{reason: webpage.AddFlowReason(err, reasonBusy, reasonInternal), err: err, attrs: []any{"provider", sess.provider}})
 		return
 	}
 	s.setFlowCookie(w, binding)
@@ -530,7 +530,7 @@ func (s *Service) signedOut(w http.ResponseWriter, r *http.Request) {
 	d := s.withBack(&messageData{Kind: "ok", Message: "You are signed out of your tagwatch page. Nothing changed for your watches."})
 	d.Title = "Signed out"
 	if state := r.URL.Query().Get("state"); state != "" {
-		if f, err := s.flows.Take(state, flowCookie(r), s.cfg.Now()); err == nil && f.kind == flowLogout {
+		if f, err := s.flows.Take(r.Context(), state, flowCookie(r), s.cfg.Now()); err == nil && f.kind == flowLogout {
 			label := f.provider
 			if p := s.provider(f.provider); p != nil && p.Kind() == provider.KindX {
 				label = "X"

@@ -15,7 +15,18 @@
 //     committed concurrently exactly one wins; RecordRefreshFailure keeps
 //     or clears the marker as asked and never changes the grant's state;
 //     a ticket of a grant ended meanwhile (re-consent, unenroll) is
-//     refused and BeginRefresh gives ErrNeedsConsent.
+//     refused and BeginRefresh gives ErrNeedsConsent. On a shared store
+//     (Shared, a second daemon from Peer) a daemon whose heartbeat is not
+//     recorded begins no refresh (ErrNoHeartbeat); another daemon's marker
+//     while it sends heartbeats is busy (ErrRefreshBusy naming it, nothing
+//     changed); a marker of a daemon that stopped (left the registry) is
+//     in doubt only once this daemon has been steady for a whole lease;
+//     this daemon's own
+//     marker, and one handed over by RecordRefreshFailure with KeepMarker,
+//     are in doubt at once. On a store one process owns every marker is in
+//     doubt at once. Every committed change of a grant's tokens (refresh,
+//     renewing consent, re-consent needed, unenroll) publishes its id on
+//     vault.GrantTokensChannel once; a refused one publishes nothing.
 //   - Runs: a commit moves the cursor, queues the outbox rows and fills
 //     the seen index in one step; a repeated or overlapping commit queues
 //     no post twice, also after a reopen; a failed run moves nothing but
@@ -119,6 +130,12 @@ import (
 // to drive it, through public methods only.
 type Backend interface {
 	vault.Store
+	// Daemon is the handle's place among the daemons sharing the store.
+	Daemon
+	// Peer opens a second handle on the same store, as a second daemon
+	// with a holder of its own on the same clock, closed when t ends; ok
+	// is false for a store one process owns (bbolt: Shared is false).
+	Peer(t *testing.T) (p Peer, ok bool)
 	// Now is the store's clock reading: the time its methods record.
 	Now() time.Time
 	// Advance moves the store's clock forward by d.
@@ -146,6 +163,12 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Refresh/ConcurrentCommits", testRefreshConcurrent},
 		{"Refresh/Failure", testRefreshFailure},
 		{"Refresh/EndedGrantFencesTicket", testRefreshEndedGrant},
+		{"Refresh/LiveHolderBusy", testRefreshLiveHolder},
+		{"Refresh/DeadHolderInDoubt", testRefreshDeadHolder},
+		{"Refresh/NotSteadyBusy", testRefreshNotSteady},
+		{"Refresh/OwnMarkerInDoubt", testRefreshOwnMarker},
+		{"Refresh/TokensNotified", testTokensNotified},
+		{"Refresh/NoHeartbeatNoMarker", testRefreshNoHeartbeat},
 		{"Runs/CommitIsOneStep", testRunCommit},
 		{"Runs/RepeatedCommitQueuesNothingTwice", testRunRepeated},
 		{"Runs/FailedRunMovesNothing", testRunFailed},
@@ -184,6 +207,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
 			s.SetRules(Rules{})
+			heartbeat(t, s) // a daemon is in the registry before it refreshes (vault.ErrNoHeartbeat)
 			tc.fn(t, s)
 		})
 	}
@@ -218,11 +242,15 @@ func (Rules) CheckWatch(provider string, w *vault.WatchSpec) error {
 	return nil
 }
 
-// reopen reopens s and sets the suite's rules again.
+// reopen reopens s as a daemon restarts: it leaves the registry of
+// daemons, is reopened (a new holder), has the suite's rules set again
+// and sends its first heartbeat.
 func reopen(t *testing.T, s Backend) Backend {
 	t.Helper()
+	leave(t, s)
 	s = s.Reopen(t)
 	s.SetRules(Rules{})
+	heartbeat(t, s)
 	return s
 }
 

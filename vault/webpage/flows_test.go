@@ -1,12 +1,16 @@
 package webpage
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"tagwatch/vault/kv"
 )
 
 // TestFlowStore drives a store through a sequence of operations per case:
@@ -122,11 +126,14 @@ func TestFlowStore(t *testing.T) {
 		}, 0},
 	}
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	ctx := context.Background()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			fs := NewFlowStore[string](c.max, c.perGroup)
+			// The backend's clock is the operations' clock.
+			var now time.Time
+			fs := NewFlowStore[string](kv.NewLocalCluster(func() time.Time { return now }), "test", c.max, c.perGroup)
 			for i, o := range c.ops {
-				now := t0.Add(o.at)
+				now = t0.Add(o.at)
 				var err error
 				var got string
 				switch o.do {
@@ -135,11 +142,11 @@ func TestFlowStore(t *testing.T) {
 					if ttl == 0 {
 						ttl = time.Hour
 					}
-					err = fs.Add(o.state, o.binding, o.group, "flow "+o.state, now.Add(ttl), now)
+					err = fs.Add(ctx, o.state, o.binding, o.group, "flow "+o.state, now.Add(ttl), now)
 				case "take":
-					got, err = fs.Take(o.state, o.binding, now)
+					got, err = fs.Take(ctx, o.state, o.binding, now)
 				case "peek":
-					got, err = fs.Peek(o.state, o.binding, now)
+					got, err = fs.Peek(ctx, o.state, o.binding, now)
 				}
 				if err != o.want {
 					t.Fatalf("op %d: %s %q with binding %q = %v, want %v", i, o.do, o.state, o.binding, err, o.want)
@@ -161,8 +168,9 @@ func TestFlowStore(t *testing.T) {
 // TestFlowStoreConcurrent: Add, Peek and Take from many goroutines (run
 // with -race); each flow is taken exactly once.
 func TestFlowStoreConcurrent(t *testing.T) {
-	fs := NewFlowStore[int](1000, 8)
+	fs := NewFlowStore[int](kv.NewLocalCluster(nil), "test", 1000, 8)
 	now := time.Now()
+	ctx := context.Background()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	taken := map[int]int{}
@@ -172,17 +180,17 @@ func TestFlowStoreConcurrent(t *testing.T) {
 			defer wg.Done()
 			for i := range 50 {
 				state := fmt.Sprintf("s%d-%d", g, i)
-				if err := fs.Add(state, "b", state, g*100+i, now.Add(time.Hour), now); err != nil {
+				if err := fs.Add(ctx, state, "b", state, g*100+i, now.Add(time.Hour), now); err != nil {
 					t.Error(err)
 					return
 				}
 				for range 2 {
-					if v, err := fs.Take(state, "b", now); err == nil {
+					if v, err := fs.Take(ctx, state, "b", now); err == nil {
 						mu.Lock()
 						taken[v]++
 						mu.Unlock()
 					}
-					_, _ = fs.Peek(state, "b", now)
+					_, _ = fs.Peek(ctx, state, "b", now)
 				}
 			}
 		}()
@@ -251,13 +259,25 @@ func TestCallbackState(t *testing.T) {
 func TestFlowStoreZero(t *testing.T) {
 	var fs FlowStore[string]
 	now := time.Now()
-	if err := fs.Add("s", "b", "g", "v", now.Add(time.Hour), now); err != ErrFlowsFull {
+	ctx := context.Background()
+	if err := fs.Add(ctx, "s", "b", "g", "v", now.Add(time.Hour), now); err != ErrFlowsFull {
 		t.Errorf("Add = %v, want ErrFlowsFull", err)
 	}
-	if _, err := fs.Take("s", "b", now); err != ErrNoFlow {
+	if _, err := fs.Take(ctx, "s", "b", now); err != ErrNoFlow {
 		t.Errorf("Take = %v, want ErrNoFlow", err)
+	}
+	if _, err := fs.Peek(ctx, "s", "b", now); err != ErrNoFlow {
+		t.Errorf("Peek = %v, want ErrNoFlow", err)
 	}
 	if fs.Len() != 0 {
 		t.Errorf("Len = %d", fs.Len())
+	}
+	// Without a backend: no flow is stored, and the error says why.
+	nb := NewFlowStore[string](nil, "test", 10, 8)
+	if err := nb.Add(ctx, "s", "b", "g", "v", now.Add(time.Hour), now); err == nil || errors.Is(err, ErrFlowsFull) || !strings.Contains(err.Error(), "no backend") {
+		t.Errorf("Add without a backend = %v, want an error saying there is no backend", err)
+	}
+	if _, err := nb.Take(ctx, "s", "b", now); err != ErrNoFlow || nb.Len() != 0 {
+		t.Errorf("Take without a backend = %v (Len %d), want ErrNoFlow and none held", err, nb.Len())
 	}
 }

@@ -430,6 +430,7 @@ func (h *Handler) routes() {
 	})
 	m.HandleFunc("POST /v1/backup", h.backup)
 	h.damagedRoutes()
+	h.daemonsRoutes()
 	if h.cfg.Metrics != nil {
 		m.Handle("GET /metrics", h.cfg.Metrics)
 	}

@@ -113,7 +113,12 @@ type Grant struct {
 	// RefreshInFlight is when the refresh now in flight started (zero when
 	// none is); set at start-up it means the daemon died during one.
 	RefreshInFlight time.Time `json:"refresh_in_flight,omitzero"`
-	LostRotations   int       `json:"lost_rotations,omitempty"`
+	// RefreshHolder is the daemon (its id, as `tagwatchctl daemons` lists
+	// it) whose refresh the marker stands for; empty when none is in
+	// flight, or when its outcome is unknown and the next refresh, on any
+	// daemon, is the retry (vault.Grant.RefreshHolder).
+	RefreshHolder string `json:"refresh_holder,omitempty"`
+	LostRotations int    `json:"lost_rotations,omitempty"`
 	// NeedsReconsentSince is set while the grant waits for a new consent.
 	NeedsReconsentSince time.Time `json:"needs_reconsent_since,omitzero"`
 	// Problem is, for a damaged grant (State GrantDamaged), what is

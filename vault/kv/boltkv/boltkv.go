@@ -47,6 +47,9 @@ var (
 	_ kv.Engine   = (*Engine)(nil)
 	_ kv.BackupTo = (*Engine)(nil)
 	_ kv.Checker  = (*tx)(nil)
+	// The optional interfaces Copy, Verify and Census use.
+	_ kv.BucketLister = (*tx)(nil)
+	_ kv.Sequencer    = (*bucket)(nil)
 )
 
 // Open opens (creating it when missing and not ReadOnly) the bbolt file
@@ -142,6 +145,17 @@ func (t *tx) DeleteBucket(name []byte) error { return mapErr((*bolt.Tx)(t).Delet
 
 func (t *tx) Writable() bool { return (*bolt.Tx)(t).Writable() }
 
+// Buckets names the file's top-level buckets, in bbolt's (bytewise)
+// order (kv.BucketLister).
+func (t *tx) Buckets() ([][]byte, error) {
+	var names [][]byte
+	err := (*bolt.Tx)(t).ForEach(func(name []byte, _ *bolt.Bucket) error {
+		names = append(names, append([]byte(nil), name...))
+		return nil
+	})
+	return names, mapErr(err)
+}
+
 // Check runs bbolt's check of the file's pages (kv.Checker), draining its
 // channel (bbolt's checker blocks until it is read). Run it in a
 // read-write transaction, or with no writer able to run: bbolt's check is
@@ -168,6 +182,11 @@ func (b *bucket) NextSequence() (uint64, error) {
 	n, err := (*bolt.Bucket)(b).NextSequence()
 	return n, mapErr(err)
 }
+
+// Sequence and SetSequence are bbolt's own (kv.Sequencer).
+func (b *bucket) Sequence() uint64 { return (*bolt.Bucket)(b).Sequence() }
+
+func (b *bucket) SetSequence(n uint64) error { return mapErr((*bolt.Bucket)(b).SetSequence(n)) }
 
 func (c *cursor) First() ([]byte, []byte)          { return (*bolt.Cursor)(c).First() }
 func (c *cursor) Last() ([]byte, []byte)           { return (*bolt.Cursor)(c).Last() }

@@ -5,8 +5,18 @@
 // Schema (created, or brought up to date, by Open under a transaction-
 // scoped advisory lock, so daemons starting together do not race):
 //
+//	kv_schema (version int NOT NULL)  -- one row: schemaVersion
 //	kv_buckets (name bytea PRIMARY KEY, seq bigint NOT NULL)
 //	kv (bucket bytea, key bytea, value bytea NOT NULL, PRIMARY KEY (bucket, key))
+//	-- version 2: the kv.Cluster (cluster.go)
+//	kv_claims (kind text, id text, round bigint, holder text, until timestamptz,
+//	           done bool, PRIMARY KEY (kind, id))  -- index on (holder, until)
+//	kv_daemons (id text PRIMARY KEY, host text, pid int, version text,
+//	            started timestamptz, heartbeat timestamptz)
+//	kv_flows (key text PRIMARY KEY, value bytea, expires timestamptz)  -- index on expires
+//
+// A database of an older version is brought up to this one, step by
+// step, in the same transaction; a newer one is refused.
 //
 // bytea compares bytewise (memcmp, then length), which is the order
 // bytes.Compare gives and the vault relies on.
@@ -55,8 +65,24 @@ const pageSize = 128
 // migrates the schema ("tagwatch" in ASCII, as an int64).
 const schemaLock = 0x7461677761746368
 
-// schemaVersion is the version of the schema this code writes.
-const schemaVersion = 1
+// schemaVersion is the version of the schema this code writes: the
+// number of migrations.
+const schemaVersion = 2
+
+// migrations[v] brings a database from schema version v to v+1.
+var migrations = [schemaVersion]string{
+	// 0 -> 1: the buckets.
+	`CREATE TABLE kv_buckets (name bytea PRIMARY KEY, seq bigint NOT NULL DEFAULT 0);
+CREATE TABLE kv (bucket bytea NOT NULL, key bytea NOT NULL, value bytea NOT NULL, PRIMARY KEY (bucket, key));`,
+	// 1 -> 2: the kv.Cluster: claims, daemons, flows.
+	`CREATE TABLE kv_claims (kind text NOT NULL, id text NOT NULL, round bigint NOT NULL, holder text NOT NULL,
+	until timestamptz NOT NULL, done bool NOT NULL DEFAULT false, PRIMARY KEY (kind, id));
+CREATE INDEX kv_claims_holder ON kv_claims (holder, until);
+CREATE TABLE kv_daemons (id text PRIMARY KEY, host text NOT NULL, pid int NOT NULL, version text NOT NULL,
+	started timestamptz NOT NULL, heartbeat timestamptz NOT NULL);
+CREATE TABLE kv_flows (key text PRIMARY KEY, value bytea NOT NULL, expires timestamptz NOT NULL);
+CREATE INDEX kv_flows_expires ON kv_flows (expires);`,
+}
 
 // Options configure Open.
 type Options struct {
@@ -118,8 +144,9 @@ func Open(ctx context.Context, o Options) (*Engine, error) {
 	return e, nil
 }
 
-// migrate creates the schema, or checks its version, under the advisory
-// lock, in one transaction.
+// migrate creates the schema, or brings it up to schemaVersion, under
+// the advisory lock, in one transaction: a daemon that starts while
+// another migrates waits for the lock and then finds the schema done.
 func (e *Engine) migrate(ctx context.Context) error {
 	return pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(schemaLock)); err != nil {
@@ -132,18 +159,26 @@ func (e *Engine) migrate(ctx context.Context) error {
 		err := tx.QueryRow(ctx, "SELECT version FROM kv_schema").Scan(&v)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
-			_, err = tx.Exec(ctx, `
-CREATE TABLE kv_buckets (name bytea PRIMARY KEY, seq bigint NOT NULL DEFAULT 0);
-CREATE TABLE kv (bucket bytea NOT NULL, key bytea NOT NULL, value bytea NOT NULL, PRIMARY KEY (bucket, key));
-INSERT INTO kv_schema (version) VALUES (1);`)
-			if err != nil {
+			if _, err := tx.Exec(ctx, "INSERT INTO kv_schema (version) VALUES (0)"); err != nil {
 				return fmt.Errorf("pgkv: create the schema: %w", err)
 			}
-			return nil
 		case err != nil:
 			return fmt.Errorf("pgkv: schema version: %w", err)
 		case v > schemaVersion:
 			return fmt.Errorf("pgkv: the database's schema is version %d, newer than this tagwatch's %d", v, schemaVersion)
+		case v < 0:
+			return fmt.Errorf("pgkv: the database's schema version is %d: damaged", v)
+		}
+		if v == schemaVersion {
+			return nil
+		}
+		for ; v < schemaVersion; v++ {
+			if _, err := tx.Exec(ctx, migrations[v]); err != nil {
+				return fmt.Errorf("pgkv: migrate the schema from version %d to %d: %w", v, v+1, err)
+			}
+		}
+		if _, err := tx.Exec(ctx, "UPDATE kv_schema SET version = $1", schemaVersion); err != nil {
+			return fmt.Errorf("pgkv: migrate the schema: %w", err)
 		}
 		return nil
 	})

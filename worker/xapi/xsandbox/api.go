@@ -302,7 +302,13 @@ func parseTimeParam(w http.ResponseWriter, q url.Values, name string) (time.Time
 
 func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) {
 	u, ok := s.authenticate(w, r, EndpointSearch)
-	if !ok || !s.admit(w, EndpointSearch, u.ID) {
+	if !ok {
+		return
+	}
+	if s.cfg.OnSearch != nil {
+		s.cfg.OnSearch(u.ID, r.URL.Query().Get("query"), s.now())
+	}
+	if !s.admit(w, EndpointSearch, u.ID) {
 		return
 	}
 	q := r.URL.Query()

@@ -92,6 +92,15 @@ type Config struct {
 	// id that was never added is served as a user named "user<id>". It is
 	// called on every such request, without locks held.
 	ExternalToken func(ctx context.Context, token string) (userID string, scopes []string, err error)
+	// OnSearch, when set, is called for every search request the sandbox
+	// authenticated, before its rate limits and usage cap are applied (a
+	// refused request is seen too): userID is the X user id the token
+	// acts for, query the request's query parameter as sent, at the time
+	// by Now. It is called on the request's goroutine with no lock held,
+	// so it must be quick and safe for concurrent use. It observes only:
+	// the answer does not depend on it. Tests read from it when each
+	// watch asked (a multi-daemon test's largest gap between runs).
+	OnSearch func(userID, query string, at time.Time)
 	// Addr is the address to listen on, host:port with a loopback host;
 	// default "127.0.0.1:0" (a free port). The sandbox is never served
 	// beyond loopback: Start refuses any other host.
