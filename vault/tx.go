@@ -29,6 +29,9 @@ type Tx struct {
 	// run of an Update closure has committed (never for a run rolled
 	// back, nor in a View).
 	committed []func()
+	// changedWatches are the ids of the watches this run of the closure
+	// put or deleted, announced after the commit (watchChanged).
+	changedWatches []string
 }
 
 // afterCommit defers f until the transaction has committed: changes to
@@ -334,6 +337,7 @@ func (tx *Tx) PutWatch(w Watch) error {
 	if err := putJSON(tx.tx.Bucket(bucketWatches), w.ID, w); err != nil {
 		return err
 	}
+	tx.watchChanged(w.ID)
 	return tx.tx.Bucket(bucketUserWatches).Put(pair(w.UserID, w.ID), nil)
 }
 
@@ -346,6 +350,7 @@ func (tx *Tx) DeleteWatch(id string) error {
 	if err := tx.DeleteSeen(id); err != nil {
 		return err
 	}
+	tx.watchChanged(id)
 	if err := tx.tx.Bucket(bucketUserWatches).Delete(pair(w.UserID, w.ID)); err != nil {
 		return err
 	}

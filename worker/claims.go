@@ -75,6 +75,9 @@ func (w *Worker) claim(ctx context.Context, f sched.Fire, start time.Time, cance
 	}
 	c := kv.Claim{Kind: ClaimKind, ID: f.Key, Round: w.runRound(f), Holder: w.cfg.Holder, Lease: w.cfg.Lease}
 	ok, err := w.cfg.Claims.Claim(ctx, c)
+	if err != nil && ctx.Err() != nil {
+		return nil, false // the daemon stops: not an outage, and nothing to run
+	}
 	w.claimOutage(err)
 	switch {
 	case err != nil:
@@ -104,6 +107,9 @@ func (h *heldClaim) extend(ctx context.Context) {
 		return // the run ended, or this daemon stops: the lease runs out
 	}
 	ok, err := h.w.cfg.Claims.Claim(ctx, h.c)
+	if ctx.Err() != nil {
+		return
+	}
 	h.w.claimOutage(err)
 	if err == nil && !ok {
 		h.w.log.Warn("watch run's claim was taken over by another daemon: run cancelled", "watch", h.c.ID,

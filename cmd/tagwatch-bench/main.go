@@ -33,7 +33,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: tagwatch-bench sched|e2e [flags]")
+		fmt.Fprintln(os.Stderr, "usage: tagwatch-bench sched|e2e|cluster [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -42,6 +42,8 @@ func main() {
 		err = benchSched(os.Args[2:])
 	case "e2e":
 		err = benchE2E(os.Args[2:])
+	case "cluster":
+		err = benchCluster(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}

@@ -634,6 +634,9 @@ func (d *daemon) run(ctx context.Context) error {
 	g.Go(func() error { return d.renew.Run(ctx) })
 	g.Go(func() error { return d.notify.Run(ctx) })
 	g.Go(func() error { return d.worker.Run(ctx) })
+	if d.db.Shared() {
+		g.Go(func() error { d.followWatches(ctx); return nil })
+	}
 	g.Go(func() error {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), d.cfg.Daemon.ShutdownTimeout.Duration)
@@ -671,6 +674,35 @@ func (d *daemon) heartbeat(ctx context.Context) func() {
 	}
 	beat()
 	return beat
+}
+
+// followWatches keeps this daemon's schedule as the shared store has it
+// while ctx runs: every watch another daemon creates, changes or deletes
+// is announced on vault.WatchesChannel, and rescheduled (or taken out)
+// here from the vault's record; after a lost connection, whose
+// announcements are lost, every watch is reloaded.
+func (d *daemon) followWatches(ctx context.Context) {
+	apply := func(payload string) {
+		for _, id := range vault.ChangedWatchIDs(payload) {
+			w, err := d.db.Watch(id)
+			switch {
+			case errors.Is(err, vault.ErrNotFound):
+				d.worker.Remove(id)
+			case err != nil:
+				d.log.Warn("cannot read a watch another daemon changed; it is scheduled at the next reload", "watch", id, "err", err)
+			default:
+				if err := d.worker.Upsert(w.Watch); err != nil {
+					d.log.Warn("cannot schedule a watch another daemon changed", "watch", id, "err", err)
+				}
+			}
+		}
+	}
+	reload := func() {
+		if err := d.worker.Reload(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("cannot reload the watches after the store's connection came back", "err", err)
+		}
+	}
+	_ = d.db.Cluster().Subscribe(ctx, vault.WatchesChannel, apply, reload)
 }
 
 // leave takes this daemon out of the store's registry at its stop,

@@ -46,15 +46,8 @@ type Cluster struct {
 // failing it under CI_STRICT=1) when there is none.
 func Bin(t testing.TB) string {
 	t.Helper()
-	if d := os.Getenv("TAGWATCH_PG_BIN"); d != "" {
+	if d, err := FindBin(); err == nil {
 		return d
-	}
-	if ms, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres"); len(ms) > 0 {
-		sort.Slice(ms, func(i, j int) bool { return version(ms[i]) > version(ms[j]) })
-		return filepath.Dir(ms[0])
-	}
-	if p, err := exec.LookPath("postgres"); err == nil {
-		return filepath.Dir(p)
 	}
 	if os.Getenv("CI_STRICT") == "1" {
 		t.Fatalf("PostgreSQL not found (.ci/run installs Debian's postgresql; or set TAGWATCH_PG_BIN)")
@@ -65,6 +58,22 @@ func Bin(t testing.TB) string {
 
 // version is the major version in a /usr/lib/postgresql/N/bin/postgres
 // path, 0 when there is none.
+// FindBin returns the directory of the PostgreSQL binaries (as Bin), or
+// an error when there is none.
+func FindBin() (string, error) {
+	if d := os.Getenv("TAGWATCH_PG_BIN"); d != "" {
+		return d, nil
+	}
+	if ms, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres"); len(ms) > 0 {
+		sort.Slice(ms, func(i, j int) bool { return version(ms[i]) > version(ms[j]) })
+		return filepath.Dir(ms[0]), nil
+	}
+	if p, err := exec.LookPath("postgres"); err == nil {
+		return filepath.Dir(p), nil
+	}
+	return "", errors.New("pgtest: PostgreSQL not found: apt-get install postgresql, or set TAGWATCH_PG_BIN")
+}
+
 func version(path string) int {
 	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(path))))
 	return n
@@ -77,33 +86,49 @@ func version(path string) int {
 func Start(t testing.TB) *Cluster {
 	t.Helper()
 	bin := Bin(t)
-	dir, err := os.MkdirTemp("", "tagwatch-pg-")
+	start := time.Now()
+	c, stop, err := Launch(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{bin: bin, dir: dir, asUser: os.Geteuid() == 0,
+	t.Cleanup(stop)
+	t.Logf("pgtest: PostgreSQL (%s) ready in %s, socket in %s", bin, time.Since(start).Round(time.Millisecond), c.dir)
+	return c
+}
+
+// Launch starts a cluster with the binaries in bin outside a test (the
+// benchmark program), as Start does; stop stops it and removes every
+// byte of it.
+func Launch(bin string) (c *Cluster, stop func(), err error) {
+	dir, err := os.MkdirTemp("", "tagwatch-pg-")
+	if err != nil {
+		return nil, nil, err
+	}
+	c = &Cluster{bin: bin, dir: dir, asUser: os.Geteuid() == 0,
 		options: fmt.Sprintf("-c listen_addresses='' -k %s -c fsync=off -c synchronous_commit=on -c max_connections=200", dir)}
-	t.Cleanup(func() {
+	stop = func() {
 		c.stop("immediate")
 		os.RemoveAll(dir)
-	})
+	}
 	if c.asUser {
 		if err := os.Chown(dir, 65534, 65534); err != nil {
-			t.Fatal(err)
+			stop()
+			return nil, nil, err
 		}
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
-		t.Fatal(err)
+		stop()
+		return nil, nil, err
 	}
-	start := time.Now()
 	if out, err := c.run("initdb", "-D", c.data(), "-A", "trust", "-U", Role, "--no-sync", "-E", "UTF8", "--locale=C"); err != nil {
-		t.Fatalf("pgtest: initdb: %v\n%s", err, out)
+		stop()
+		return nil, nil, fmt.Errorf("pgtest: initdb: %v\n%s", err, out)
 	}
 	if err := c.Start(); err != nil {
-		t.Fatal(err)
+		stop()
+		return nil, nil, err
 	}
-	t.Logf("pgtest: PostgreSQL (%s) ready in %s, socket in %s", bin, time.Since(start).Round(time.Millisecond), dir)
-	return c
+	return c, stop, nil
 }
 
 func (c *Cluster) data() string { return filepath.Join(c.dir, "data") }
@@ -146,20 +171,30 @@ func (c *Cluster) DSN(db string) string {
 	return fmt.Sprintf("host=%s user=%s dbname=%s sslmode=disable", c.dir, Role, db)
 }
 
+// NewDB creates a fresh, empty database and returns its name (CreateDB
+// without a test: nothing drops it but the cluster's end).
+func (c *Cluster) NewDB(ctx context.Context) (string, error) {
+	name := fmt.Sprintf("t%d_%d", os.Getpid(), c.dbs.Add(1))
+	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
+	if err != nil {
+		return "", fmt.Errorf("pgtest: connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", fmt.Errorf("pgtest: create database %s: %w", name, err)
+	}
+	return name, nil
+}
+
 // CreateDB creates a fresh, empty database for t (dropped when t ends)
 // and returns its name.
 func (c *Cluster) CreateDB(t testing.TB) string {
 	t.Helper()
-	name := fmt.Sprintf("t%d_%d", os.Getpid(), c.dbs.Add(1))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
+	name, err := c.NewDB(ctx)
 	if err != nil {
-		t.Fatalf("pgtest: connect: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		t.Fatalf("pgtest: create database %s: %v", name, err)
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -58,7 +58,7 @@ INSERT INTO kv_buckets (name, seq) VALUES ('\x6772616e7473', 7);
 INSERT INTO kv (bucket, key, value) VALUES ('\x6772616e7473', '\x6731', '\x01');`
 
 // testMigrateFromVersion1: a database of schema version 1 (buckets only)
-// is brought to version 2 by three engines opening it at once (one
+// is brought to version 3 by three engines opening it at once (one
 // migrates under the lock, the others find it done); its pairs and
 // sequences are kept, and the cluster's tables work.
 func testMigrateFromVersion1(t *testing.T, c *pgtest.Cluster) {
@@ -89,8 +89,8 @@ func testMigrateFromVersion1(t *testing.T, c *pgtest.Cluster) {
 		defer engines[i].Close()
 	}
 	var v, rows int
-	if err := conn.QueryRow(ctx, "SELECT version, (SELECT count(*) FROM kv_schema) FROM kv_schema").Scan(&v, &rows); err != nil || v != 2 || rows != 1 {
-		t.Fatalf("schema after Open = version %d in %d rows, %v; want version 2 in one row", v, rows, err)
+	if err := conn.QueryRow(ctx, "SELECT version, (SELECT count(*) FROM kv_schema) FROM kv_schema").Scan(&v, &rows); err != nil || v != 3 || rows != 1 {
+		t.Fatalf("schema after Open = version %d in %d rows, %v; want version 3 in one row", v, rows, err)
 	}
 	var got []byte
 	var seq uint64

@@ -14,6 +14,8 @@
 //	kv_daemons (id text PRIMARY KEY, host text, pid int, version text,
 //	            started timestamptz, heartbeat timestamptz)
 //	kv_flows (key text PRIMARY KEY, value bytea, expires timestamptz)  -- index on expires
+//	-- version 3: the write gate (see Contention)
+//	kv_gate ()  -- no columns, no rows: only ever locked
 //
 // A database of an older version is brought up to this one, step by
 // step, in the same transaction; a newer one is refused.
@@ -29,7 +31,44 @@
 // (SQLSTATE 40001) or a deadlock (40P01), Update rolls back and runs fn
 // again, up to MaxAttempts times, so fn must set what it returns only
 // from inside the transaction (the vault's closures do). View runs at
-// REPEATABLE READ, READ ONLY: one snapshot for the whole closure.
+// REPEATABLE READ, READ ONLY: one snapshot for the whole closure, never
+// retried, never blocked by the gate below. It is not SERIALIZABLE: a
+// View may see a state no serial order of the writers shows (the
+// read-only anomaly), which is harmless because the vault decides
+// nothing in a View: what it reads there (due rows, runnable watches) is
+// read again and checked in the Update that acts on it; SERIALIZABLE
+// READ ONLY DEFERRABLE would remove the anomaly at the price of waiting
+// for a safe snapshot, as long as writers keep running.
+//
+// Contention: SERIALIZABLE (PostgreSQL's Serializable Snapshot Isolation)
+// aborts more than the true conflicts: its predicate locks on a B-tree
+// are per index page, so reading one key of kv's primary key conflicts
+// with a write of any key on the same page (a page holds about a hundred
+// keys, a small vault's whole bucket), and tuple locks are promoted to
+// page and relation locks past max_pred_locks_per_page,
+// max_pred_locks_per_relation and max_pred_locks_per_transaction
+// (PostgreSQL 15 documentation, 13.2.3 "Serializable Isolation Level"
+// and 20.12 "Lock Management"). Writers of one row (a grant, a watch's
+// cursor, the audit bucket's sequence) conflict for real. Update bounds
+// the storm this makes across daemons in two ways:
+//
+//   - Backoff: a retry waits a random time in [0, d), d doubling from
+//     backoffBase up to backoffCap ("full jitter"), so that the
+//     transactions that collided do not collide again in step.
+//   - Progress: every Update transaction first takes the gate, the table
+//     kv_gate, in ACCESS SHARE mode (no wait, no conflict among them).
+//     After EscalateAfter failed attempts, fn runs in a transaction that
+//     takes the gate in ACCESS EXCLUSIVE mode instead: it waits for the
+//     Update transactions running now, in every daemon, to end; those
+//     that begin meanwhile wait behind it (PostgreSQL queues a lock
+//     request behind a conflicting waiting one); it then runs alone among
+//     the writers and cannot be aborted by another Update, so every
+//     storm drains, one escalated transaction at a time. The lock is the
+//     first statement (LOCK TABLE takes no snapshot, so the snapshot,
+//     taken by fn's first statement, sees every commit before the
+//     escalation): an advisory lock taken by a SELECT would not do, as
+//     the SELECT's snapshot is taken before it waits. Isolation stays
+//     SERIALIZABLE in both modes. Stats counts what happened.
 //
 // Errors: a statement that fails inside fn (a lost connection, a
 // timeout) makes every later call of the Tx a no-op answering nil, and
@@ -54,9 +93,32 @@ import (
 	"tagwatch/vault/kv"
 )
 
-// MaxAttempts is how many times Update runs fn when PostgreSQL keeps
-// aborting it for serialization.
-const MaxAttempts = 20
+// MaxAttempts is how many times Update runs fn at most when PostgreSQL
+// keeps aborting it for serialization or a deadlock; the attempts after
+// the first EscalateAfter hold the gate alone (see the package doc), so
+// only a writer that does not take the gate (another program, a daemon
+// of a tagwatch before schema version 3) can make them fail.
+const MaxAttempts = 30
+
+// EscalateAfter is how many attempts of an Update fail before fn runs
+// holding the gate exclusively.
+const EscalateAfter = 4
+
+// Backoff before a retry: a random wait in [0, d), d = backoffBase
+// doubling with each failed attempt, at most backoffCap.
+const (
+	backoffBase = 2 * time.Millisecond
+	backoffCap  = 100 * time.Millisecond
+)
+
+// The statements that begin an Update's transaction: the isolation, and
+// the gate taken before any snapshot (see the package doc), in one round
+// trip (pgx runs a BeginQuery without arguments in the simple protocol,
+// which allows several statements).
+const (
+	beginShared    = "BEGIN ISOLATION LEVEL SERIALIZABLE; LOCK TABLE kv_gate IN ACCESS SHARE MODE"
+	beginExclusive = "BEGIN ISOLATION LEVEL SERIALIZABLE; LOCK TABLE kv_gate IN ACCESS EXCLUSIVE MODE"
+)
 
 // pageSize is how many pairs a cursor reads ahead in one query.
 const pageSize = 128
@@ -67,7 +129,7 @@ const schemaLock = 0x7461677761746368
 
 // schemaVersion is the version of the schema this code writes: the
 // number of migrations.
-const schemaVersion = 2
+const schemaVersion = 3
 
 // migrations[v] brings a database from schema version v to v+1.
 var migrations = [schemaVersion]string{
@@ -82,6 +144,10 @@ CREATE TABLE kv_daemons (id text PRIMARY KEY, host text NOT NULL, pid int NOT NU
 	started timestamptz NOT NULL, heartbeat timestamptz NOT NULL);
 CREATE TABLE kv_flows (key text PRIMARY KEY, value bytea NOT NULL, expires timestamptz NOT NULL);
 CREATE INDEX kv_flows_expires ON kv_flows (expires);`,
+	// 2 -> 3: the write gate: every Update locks it, shared, or alone
+	// after EscalateAfter serialization failures.
+	`CREATE TABLE kv_gate ();
+COMMENT ON TABLE kv_gate IS 'tagwatch: locked by every write transaction (ACCESS SHARE), or by one alone (ACCESS EXCLUSIVE) after repeated serialization failures; never holds rows';`,
 }
 
 // Options configure Open.
@@ -107,6 +173,36 @@ type Engine struct {
 	// migrations and never deleted by the vault's domain code. A
 	// DeleteBucket through this engine forgets its name.
 	exists sync.Map // string -> struct{}
+	// stats counts Update's attempts (Stats).
+	stats struct {
+		updates, attempts, retries, escalated, gaveUp, mostAttempts atomic.Uint64
+	}
+}
+
+// Stats counts what Update did since Open, in every goroutine.
+type Stats struct {
+	// Updates is how many Update calls ended (committed, or returned an
+	// error).
+	Updates uint64
+	// Attempts is how many transactions Update began: every run of fn.
+	Attempts uint64
+	// Retries is how many attempts PostgreSQL aborted with a
+	// serialization failure (40001) or a deadlock (40P01).
+	Retries uint64
+	// Escalated is how many attempts ran holding the gate alone.
+	Escalated uint64
+	// GaveUp is how many Updates failed after MaxAttempts aborted
+	// attempts.
+	GaveUp uint64
+	// MostAttempts is the most attempts one Update took.
+	MostAttempts uint64
+}
+
+// Stats returns the engine's counts; they only grow.
+func (e *Engine) Stats() Stats {
+	s := &e.stats
+	return Stats{Updates: s.updates.Load(), Attempts: s.attempts.Load(), Retries: s.retries.Load(),
+		Escalated: s.escalated.Load(), GaveUp: s.gaveUp.Load(), MostAttempts: s.mostAttempts.Load()}
 }
 
 var _ kv.Engine = (*Engine)(nil)
@@ -204,19 +300,54 @@ func (e *Engine) View(fn func(kv.Tx) error) error {
 }
 
 // Update runs fn in a SERIALIZABLE transaction, again after a
-// serialization failure or a deadlock (see the package doc).
+// serialization failure or a deadlock, with backoff, holding the gate
+// alone after EscalateAfter failures (see the package doc). Errors: fn's,
+// as is; the engine's; after MaxAttempts aborted attempts, "pgkv: gave
+// up after N serialization failures" wrapping the last abort.
 func (e *Engine) Update(fn func(kv.Tx) error) error {
+	s := &e.stats
+	defer s.updates.Add(1)
 	var err error
 	for attempt := 1; attempt <= MaxAttempts; attempt++ {
-		err = e.run(pgx.TxOptions{IsoLevel: pgx.Serializable}, true, fn)
+		begin := beginShared
+		if attempt > EscalateAfter {
+			begin = beginExclusive
+			s.escalated.Add(1)
+		}
+		s.attempts.Add(1)
+		err = e.run(pgx.TxOptions{BeginQuery: begin}, true, fn)
 		if !retryable(err) {
+			noteMost(&s.mostAttempts, uint64(attempt))
 			return err
 		}
-		// Jittered backoff: 1 ms doubling to 64 ms.
-		d := time.Duration(1<<min(attempt-1, 6)) * time.Millisecond
-		time.Sleep(d/2 + time.Duration(rand.Int64N(int64(d))))
+		s.retries.Add(1)
+		if attempt < MaxAttempts {
+			time.Sleep(backoff(attempt))
+		}
 	}
+	noteMost(&s.mostAttempts, MaxAttempts)
+	s.gaveUp.Add(1)
 	return fmt.Errorf("pgkv: gave up after %d serialization failures: %w", MaxAttempts, err)
+}
+
+// backoff is the wait after failed attempt n (1, 2, ...): uniform in
+// [0, min(backoffCap, backoffBase<<(n-1))).
+func backoff(n int) time.Duration {
+	d := backoffCap
+	if n <= 16 {
+		d = min(backoffCap, backoffBase<<(n-1))
+	}
+	return rand.N(d)
+}
+
+// noteMost raises m to n.
+func noteMost(m *atomic.Uint64, n uint64) {
+	for {
+		old := m.Load()
+		if n <= old || m.CompareAndSwap(old, n) {
+			return
+		}
+	}
 }
 
 // retryable reports a serialization failure or a deadlock.

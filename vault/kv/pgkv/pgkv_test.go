@@ -110,7 +110,7 @@ func TestSchemaFromTheFuture(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.Close()
-	if _, err := pgkv.Open(ctx, pgkv.Options{DSN: c.DSN(db)}); err == nil || !strings.Contains(err.Error(), "version 99, newer than this tagwatch's 2") {
+	if _, err := pgkv.Open(ctx, pgkv.Options{DSN: c.DSN(db)}); err == nil || !strings.Contains(err.Error(), "version 99, newer than this tagwatch's 3") {
 		t.Errorf("Open(schema 99) = %v, want it refused naming the versions", err)
 	}
 }
