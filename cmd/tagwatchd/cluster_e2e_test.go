@@ -136,7 +136,7 @@ func TestClusterDaemons(t *testing.T) {
 		if err := os.MkdirAll(filepath.Join(ddir, "state"), 0o700); err != nil {
 			t.Fatal(err)
 		}
-		doc := "[daemon]\nstate_dir = " + quote(filepath.Join(ddir, "state")) +
+		doc := "[daemon]\nstate_dir = " + quote(filepath.Join(ddir, "state")) + "\nlog_level = " + quote(k.logLevel) +
 			"\n\n[keys]\nmaster_key_file = " + quote(key) +
 			"\n\n[http]\nlisten = " + quote(strings.TrimPrefix(d.public, "http://")) +
 			"\n\n[status]\nsocket = " + quote(d.socket) +
@@ -628,6 +628,29 @@ func TestClusterDaemons(t *testing.T) {
 	}
 	if out, err := exec.Command(tagwatchctlBin(t), "--socket", daemons[0].socket, "daemons").CombinedOutput(); err == nil {
 		t.Logf("tagwatchctl daemons:\n%s", out)
+	}
+
+	// Each daemon's last life's own counters (from its start): runs by
+	// result, how late runs started, refreshes, CPU.
+	for _, d := range daemons {
+		m, err := d.client().Metrics(ctxEnd)
+		if err != nil {
+			t.Logf("daemon %d metrics: %v", d.idx, err)
+			continue
+		}
+		var keep []string
+		for l := range strings.Lines(m) {
+			for _, p := range []string{"tagwatch_watch_runs_total", "tagwatch_fire_lag_seconds_bucket", "tagwatch_fire_lag_seconds_count",
+				"tagwatch_refreshes_total", "tagwatch_deliveries_total", "process_cpu_seconds_total"} {
+				if strings.HasPrefix(l, p) {
+					keep = append(keep, strings.TrimSpace(l))
+				}
+			}
+		}
+		d.mu.Lock()
+		life := d.life
+		d.mu.Unlock()
+		t.Logf("daemon %d (life %d) metrics: %s", d.idx, life, strings.Join(keep, "; "))
 	}
 
 	// What the daemons' logs say, counted (figures for the report, not

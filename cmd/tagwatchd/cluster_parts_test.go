@@ -49,6 +49,7 @@ type clusterKnobs struct {
 	enrollers int           // TAGWATCH_CLUSTER_ENROLLERS: consents walked at once
 	seed      uint64        // TAGWATCH_CLUSTER_SEED: which daemons die, which users get posts
 	logDir    string        // TAGWATCH_CLUSTER_LOGS: keep the daemons' logs there (else a temp dir)
+	logLevel  string        // TAGWATCH_CLUSTER_LOG_LEVEL: the daemons' daemon.log_level (debug shows every claim)
 }
 
 // clusterKnobsFromEnv reads the knobs; a value that does not parse fails
@@ -102,6 +103,13 @@ func clusterKnobsFromEnv(t *testing.T) clusterKnobs {
 		k.seed = n
 	}
 	k.logDir = os.Getenv("TAGWATCH_CLUSTER_LOGS")
+	k.logLevel = "info"
+	if v := os.Getenv("TAGWATCH_CLUSTER_LOG_LEVEL"); v != "" {
+		if v != "debug" && v != "info" && v != "warn" && v != "error" {
+			t.Fatalf("TAGWATCH_CLUSTER_LOG_LEVEL=%q: want debug, info, warn or error", v)
+		}
+		k.logLevel = v
+	}
 	return k
 }
 

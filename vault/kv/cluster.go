@@ -35,7 +35,9 @@ type Cluster interface {
 	// another holder, or none, is not an error and changes nothing.
 	Release(ctx context.Context, kind, id, holder string, done bool) error
 	// Heartbeat records that daemon d is alive now, creating its entry
-	// at its first call (d.Heartbeat and d.Holds are ignored).
+	// at its first call (d.Heartbeat and d.Holds are ignored), and
+	// removes the entries of daemons silent for DaemonRetention (killed
+	// long ago: a restarted daemon has a new id).
 	Heartbeat(ctx context.Context, d Daemon) error
 	// Alive reports whether daemon id's last heartbeat is less than
 	// lease ago (false for a daemon never seen or that left).
@@ -64,6 +66,10 @@ type Cluster interface {
 	// ctx's error.
 	Subscribe(ctx context.Context, channel string, fn func(payload string), reconnected func()) error
 }
+
+// DaemonRetention is how long a daemon that stopped sending heartbeats
+// without leaving (killed, its machine lost) stays listed, as dead.
+const DaemonRetention = time.Hour
 
 // Claim is a request for the claim on one unit of work.
 type Claim struct {

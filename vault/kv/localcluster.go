@@ -99,6 +99,11 @@ func (l *LocalCluster) Heartbeat(_ context.Context, d Daemon) error {
 		d.Started = d.Heartbeat
 	}
 	l.daemons[d.ID] = d
+	for id, o := range l.daemons {
+		if l.now().Sub(o.Heartbeat) >= DaemonRetention {
+			delete(l.daemons, id)
+		}
+	}
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package kv_test
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
@@ -58,5 +59,34 @@ func TestLocalClusterLeaseEdge(t *testing.T) {
 	c.Advance(time.Nanosecond)
 	if ok, err := l.Claim(ctx, other); !ok || err != nil {
 		t.Fatalf("Claim(%+v) as the lease ends = %v, %v; want true", other, ok, err)
+	}
+}
+
+// TestLocalClusterForgetsDeadDaemons: a daemon silent for
+// kv.DaemonRetention is removed at the next heartbeat; one silent for
+// less stays.
+func TestLocalClusterForgetsDeadDaemons(t *testing.T) {
+	c := &clock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	l := kv.NewLocalCluster(c.Now)
+	ctx := context.Background()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(l.Heartbeat(ctx, kv.Daemon{ID: "old"}))
+	c.Advance(2 * time.Minute)
+	must(l.Heartbeat(ctx, kv.Daemon{ID: "newer"}))
+	c.Advance(kv.DaemonRetention - time.Minute)
+	must(l.Heartbeat(ctx, kv.Daemon{ID: "live"}))
+	ds, err := l.Daemons(ctx)
+	must(err)
+	var ids []string
+	for _, d := range ds {
+		ids = append(ids, d.ID)
+	}
+	if len(ids) != 2 || ids[0] != "newer" || ids[1] != "live" {
+		t.Errorf("daemons = %q, want [newer live] (old silent for over %s)", ids, kv.DaemonRetention)
 	}
 }

@@ -83,6 +83,9 @@ ON CONFLICT (id) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, version
 		d.ID, d.Host, d.PID, d.Version, started); err != nil {
 		return fmt.Errorf("pgkv: heartbeat of daemon %q: %w", d.ID, err)
 	}
+	if _, err := e.pool.Exec(ctx, "DELETE FROM kv_daemons WHERE heartbeat < now() - $1 * interval '1 microsecond'", micros(kv.DaemonRetention)); err != nil {
+		return fmt.Errorf("pgkv: forget daemons dead for %s: %w", kv.DaemonRetention, err)
+	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -47,6 +48,42 @@ func TestCluster(t *testing.T) {
 	})
 	t.Run("migrate from version 1", func(t *testing.T) { testMigrateFromVersion1(t, c) })
 	t.Run("flow sweep", func(t *testing.T) { testFlowSweep(t, c) })
+	t.Run("dead daemons forgotten", func(t *testing.T) { testDaemonRetention(t, c) })
+}
+
+// testDaemonRetention: a daemon silent for kv.DaemonRetention (its
+// heartbeat set back in the table, as a daemon killed long ago left it)
+// is removed at another daemon's heartbeat; one silent for less stays,
+// listed as not alive.
+func testDaemonRetention(t *testing.T, c *pgtest.Cluster) {
+	ctx := context.Background()
+	e := open(t, c.DSN(c.CreateDB(t)))
+	for _, id := range []string{"long-dead", "recently-dead", "live"} {
+		if err := e.Heartbeat(ctx, kv.Daemon{ID: id, Host: "h", PID: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.Pool().Exec(ctx, `UPDATE kv_daemons SET heartbeat = now() - interval '61 minutes' WHERE id = 'long-dead';
+UPDATE kv_daemons SET heartbeat = now() - interval '59 minutes' WHERE id = 'recently-dead'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Heartbeat(ctx, kv.Daemon{ID: "live", Host: "h", PID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := e.Daemons(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, d := range ds {
+		ids = append(ids, d.ID)
+	}
+	if strings.Join(ids, ",") != "recently-dead,live" {
+		t.Errorf("daemons after a heartbeat = %q, want recently-dead and live (long-dead silent for over %s)", ids, kv.DaemonRetention)
+	}
+	if alive, err := e.Alive(ctx, "recently-dead", time.Minute); err != nil || alive {
+		t.Errorf("Alive(recently-dead) = %v, %v; want false", alive, err)
+	}
 }
 
 // schemaV1 is the schema version 1 wrote, as that code wrote it.
