@@ -176,6 +176,9 @@ type DB struct {
 	// steadySince is when this daemon's heartbeats started succeeding
 	// without a break (Unix ns; 0: the last one failed, or none yet).
 	steadySince atomic.Int64
+	// krShared is the keyring as last read from a shared store
+	// (keyringFor).
+	krShared atomic.Pointer[sharedKeyring]
 }
 
 // Cluster returns the claims, daemon registry, flows and notifications of
@@ -509,7 +512,13 @@ func (db *DB) View(fn func(tx *Tx) error) error {
 	// A page bbolt cannot read (the file changed under the daemon: cut
 	// short, overwritten), or a bucket gone, fails this transaction, not
 	// the process (engineView).
-	return db.engineView(func(etx kv.Tx) error { return fn(&Tx{tx: etx, db: db, kr: db.kr.Load()}) })
+	return db.engineView(func(etx kv.Tx) error {
+		kr, err := db.keyringFor(etx)
+		if err != nil {
+			return err
+		}
+		return fn(&Tx{tx: etx, db: db, kr: kr})
+	})
 }
 
 // Update runs fn in a read-write transaction, committed (and fsynced) when
@@ -530,7 +539,11 @@ func (db *DB) Update(fn func(tx *Tx) error) error {
 	// short, overwritten), or a bucket gone, fails this transaction, not
 	// the process (engineUpdate).
 	err := db.engineUpdate(func(etx kv.Tx) error {
-		last = &Tx{tx: etx, db: db, kr: db.kr.Load()}
+		kr, err := db.keyringFor(etx)
+		if err != nil {
+			return err
+		}
+		last = &Tx{tx: etx, db: db, kr: kr}
 		return fn(last)
 	})
 	if err == nil && last != nil {

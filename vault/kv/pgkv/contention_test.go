@@ -1,10 +1,12 @@
 package pgkv_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -27,10 +29,11 @@ var (
 	cGrants  = []byte("grants")
 	cAudit   = []byte("audit")
 	cHot     = []byte("hot")
+	cSeen    = []byte("watch_seen")
 )
 
 const (
-	cWatches = 8
+	cWatches = 24
 	cGrantsN = 16
 	// pending and settled are an outbox row's states (its first byte).
 	pending, settled = 'p', 's'
@@ -53,7 +56,7 @@ func openEngines(t *testing.T, n int) []*pgkv.Engine {
 		es = append(es, e)
 	}
 	if err := es[0].Update(func(tx kv.Tx) error {
-		for _, b := range [][]byte{cCursors, cOutbox, cDue, cGrants, cAudit, cHot} {
+		for _, b := range [][]byte{cCursors, cSeen, cOutbox, cDue, cGrants, cAudit, cHot} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -127,9 +130,11 @@ func report(t *testing.T, phase string, s pgkv.Stats, took time.Duration, sorted
 
 // TestContention: three engines on one database (three daemons), four
 // goroutines each, run a mix shaped like the vault's writes for a few
-// seconds: watch runs (a watch's cursor read and incremented, the due
-// index scanned, an outbox row and its due entry written, one in four
-// audited), settles (the due index scanned, due rows marked settled and
+// seconds: watch runs (CommitRun: a watch's cursor read and
+// incremented, two posts added to its seen index and the index pruned by
+// a scan, an outbox row and its due entry written, one in four audited),
+// deliveries (DueOutboxIDs in a View, then SettleOutbox of this
+// goroutine's share of the due rows: each read, marked settled,
 // unindexed), refreshes (a grant's counter read and incremented, one in
 // eight audited) and operator requests (audit only). Then every
 // goroutine increments one counter (a storm: every pair of transactions
@@ -164,18 +169,31 @@ func TestContention(t *testing.T) {
 		w := rand.IntN(cWatches)
 		audited1 := rand.IntN(4) == 0
 		err := e.Update(func(tx kv.Tx) error {
-			cur, due, ob := tx.Bucket(cCursors), tx.Bucket(cDue), tx.Bucket(cOutbox)
+			cur, seen, due, ob := tx.Bucket(cCursors), tx.Bucket(cSeen), tx.Bucket(cDue), tx.Bucket(cOutbox)
 			key := fmt.Appendf(nil, "w%02d", w)
 			n := u64(cur.Get(key))
-			// A look at the first few due rows, as a run's scan of a
+			// Two posts seen (as CommitRun's watch_seen), then the
+			// watch's seen index pruned to its newest 20: a scan of a
 			// small index.
-			c, seen := due.Cursor(), 0
-			for k, _ := c.First(); k != nil && seen < 5; k, _ = c.Next() {
-				seen++
+			for p := range uint64(2) {
+				if err := seen.Put(binary.BigEndian.AppendUint64(bytes.Clone(key), 2*n+p), []byte{1}); err != nil {
+					return err
+				}
+			}
+			var keys [][]byte
+			c := seen.Cursor()
+			for k, _ := c.Seek(key); k != nil && bytes.HasPrefix(k, key); k, _ = c.Next() {
+				keys = append(keys, k)
+			}
+			for _, k := range keys[:max(len(keys)-20, 0)] {
+				if err := seen.Delete(k); err != nil {
+					return err
+				}
 			}
 			if err := put64(cur, key, n+1); err != nil {
 				return err
 			}
+			// One outbox row, due now, and its due entry.
 			at := time.Now()
 			id := fmt.Appendf(nil, "%s-%d", name, at.UnixNano())
 			if err := ob.Put(id, append([]byte{pending}, make([]byte, 200)...)); err != nil {
@@ -200,25 +218,38 @@ func TestContention(t *testing.T) {
 		}
 		return err
 	}
-	settle := func(e *pgkv.Engine) error {
+	// settle delivers due rows, as a daemon's delivery loop: the due rows
+	// read in a View (DueOutboxIDs), those of this goroutine's share
+	// taken (as its claims would give it them: slot of slots), and
+	// settled in one Update (SettleOutbox: each row read, marked settled,
+	// unindexed). A row found settled already was settled twice.
+	settle := func(e *pgkv.Engine, slot, slots int) error {
+		type dueRow struct{ key, id []byte }
+		var mine []dueRow
+		if err := e.View(func(tx kv.Tx) error {
+			c := tx.Bucket(cDue).Cursor()
+			for k, v := c.First(); k != nil && len(mine) < 5; k, v = c.Next() {
+				if int(crc32.ChecksumIEEE(v))%slots == slot {
+					mine = append(mine, dueRow{bytes.Clone(k), bytes.Clone(v)})
+				}
+			}
+			return nil
+		}); err != nil || len(mine) == 0 {
+			return err
+		}
 		var n uint64
 		err := e.Update(func(tx kv.Tx) error {
 			n = 0
 			due, ob := tx.Bucket(cDue), tx.Bucket(cOutbox)
-			c := due.Cursor()
-			var keys, ids [][]byte
-			for k, v := c.First(); k != nil && len(keys) < 5; k, v = c.Next() {
-				keys, ids = append(keys, k), append(ids, v)
-			}
-			for i, id := range ids {
-				row := ob.Get(id)
+			for _, r := range mine {
+				row := ob.Get(r.id)
 				if len(row) == 0 || row[0] != pending {
-					return fmt.Errorf("due entry %x names row %s, which is %q, want pending", keys[i], id, row[:min(len(row), 1)])
+					return fmt.Errorf("due row %s is %q, want pending (settled twice?)", r.id, row[:min(len(row), 1)])
 				}
-				if err := ob.Put(id, append([]byte{settled}, row[1:]...)); err != nil {
+				if err := ob.Put(r.id, append([]byte{settled}, row[1:]...)); err != nil {
 					return err
 				}
-				if err := due.Delete(keys[i]); err != nil {
+				if err := due.Delete(r.key); err != nil {
 					return err
 				}
 				n++
@@ -268,18 +299,18 @@ func TestContention(t *testing.T) {
 
 	// hammer runs op in perEngine goroutines per engine until d passed,
 	// and returns how long each op took, in order.
-	hammer := func(d time.Duration, op func(e *pgkv.Engine, name string) error) []time.Duration {
+	hammer := func(d time.Duration, op func(e *pgkv.Engine, name string, slot int) error) []time.Duration {
 		end := time.Now().Add(d)
 		var wg sync.WaitGroup
 		var took []time.Duration
 		var tmu sync.Mutex
 		for i, e := range es {
 			for g := range perEngine {
-				name := fmt.Sprintf("d%d.%d", i, g)
+				name, slot := fmt.Sprintf("d%d.%d", i, g), i*perEngine+g
 				wg.Go(func() {
 					for time.Now().Before(end) {
 						t0 := time.Now()
-						err := op(e, name)
+						err := op(e, name, slot)
 						tmu.Lock()
 						took = append(took, time.Since(t0))
 						tmu.Unlock()
@@ -297,12 +328,12 @@ func TestContention(t *testing.T) {
 	}
 
 	before, start := sumStats(es), time.Now()
-	took := hammer(mixFor, func(e *pgkv.Engine, name string) error {
+	took := hammer(mixFor, func(e *pgkv.Engine, name string, slot int) error {
 		switch p := rand.IntN(10); {
 		case p < 4:
 			return run(e, name)
 		case p < 7:
-			return settle(e)
+			return settle(e, slot, len(es)*perEngine)
 		case p < 9:
 			return refresh(e)
 		default:
@@ -313,7 +344,7 @@ func TestContention(t *testing.T) {
 
 	var stormCommits atomic.Uint64
 	before, start = sumStats(es), time.Now()
-	took = hammer(stormFor, func(e *pgkv.Engine, _ string) error {
+	took = hammer(stormFor, func(e *pgkv.Engine, _ string, _ int) error {
 		err := e.Update(func(tx kv.Tx) error {
 			b := tx.Bucket(cHot)
 			return put64(b, []byte("n"), u64(b.Get([]byte("n")))+1)
