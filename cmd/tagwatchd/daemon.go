@@ -631,6 +631,12 @@ func (d *daemon) run(ctx context.Context) error {
 		}
 		return nil
 	})
+	g.Go(func() error {
+		if err := d.renew.FollowInvalidations(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			d.log.Error("stopped following the token changes of the other daemons", "err", err)
+		}
+		return nil
+	})
 	g.Go(func() error { return d.renew.Run(ctx) })
 	g.Go(func() error { return d.notify.Run(ctx) })
 	g.Go(func() error { return d.worker.Run(ctx) })

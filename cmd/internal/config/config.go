@@ -702,6 +702,13 @@ func (c *Config) validate() []fieldErr {
 	oneOf("storage.synchronous", st.Synchronous, "warn", "refuse")
 	if st.Lease.Duration < MinLease {
 		add("storage.lease", "must be at least %s, got %s", MinLease, st.Lease.Duration)
+	} else if st.Engine == "postgres" && 3*c.Renewal.Timeout.Duration >= 2*st.Lease.Duration {
+		// A daemon cut off from the database may still be waiting for
+		// its token request up to renewal.timeout after its last
+		// heartbeat, which came up to lease/3 before: the others must not
+		// take its refresh over before (vault.DB.BeginRefresh).
+		add("storage.lease", "must be more than 1.5 × renewal.timeout (%s) with engine \"postgres\", so that no daemon takes over a refresh another is still waiting for; got %s",
+			c.Renewal.Timeout.Duration, st.Lease.Duration)
 	}
 	switch {
 	case st.Engine == "postgres" && strings.TrimSpace(st.DSN) == "":

@@ -377,7 +377,7 @@ func TestStorage(t *testing.T) {
 	if st := cfg.Storage; st.Engine != "bbolt" || st.Synchronous != "warn" || st.Lease.Duration != 30*time.Second {
 		t.Errorf("default storage = %+v", st)
 	}
-	good := "[storage]\nengine = \"postgres\"\ndsn = \"host=/run/postgresql dbname=tagwatch user=tagwatch\"\npassword_file = \"/etc/tagwatch/pg\"\nsynchronous = \"refuse\"\nlease = \"10s\"\n"
+	good := "[storage]\nengine = \"postgres\"\ndsn = \"host=/run/postgresql dbname=tagwatch user=tagwatch\"\npassword_file = \"/etc/tagwatch/pg\"\nsynchronous = \"refuse\"\nlease = \"10s\"\n[renewal]\ntimeout = \"6s\"\n"
 	cfg, err = Parse("s.toml", []byte(good))
 	if err != nil || cfg.Storage.Engine != "postgres" || cfg.Storage.PasswordFile != "/etc/tagwatch/pg" || cfg.Storage.Lease.Duration != 10*time.Second {
 		t.Fatalf("Parse(postgres) = %+v, %v", cfg.Storage, err)
@@ -388,6 +388,7 @@ func TestStorage(t *testing.T) {
 		{"[storage]\nengine = \"postgres\"\ndsn = \"host=/tmp password=hunter2\"\n", "storage.dsn", "holds password="},
 		{"[storage]\nsynchronous = \"maybe\"\n", "storage.synchronous", "must be one of warn, refuse"},
 		{"[storage]\nlease = \"1s\"\n", "storage.lease", "must be at least 5s"},
+		{"[storage]\nengine = \"postgres\"\ndsn = \"host=/tmp\"\nlease = \"22s\"\n", "storage.lease", "must be more than 1.5 × renewal.timeout (15s)"},
 		{"[storage]\npassword_file = \"pg\"\n", "storage.password_file", "must be an absolute path"},
 		{"[storage]\npassword_file = \"/a\"\npassword_credential = \"b\"\n", "storage.password_file", "name either storage.password_file or storage.password_credential, not both"},
 	} {
