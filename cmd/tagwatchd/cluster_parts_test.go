@@ -50,6 +50,7 @@ type clusterKnobs struct {
 	seed      uint64        // TAGWATCH_CLUSTER_SEED: which daemons die, which users get posts
 	logDir    string        // TAGWATCH_CLUSTER_LOGS: keep the daemons' logs there (else a temp dir)
 	logLevel  string        // TAGWATCH_CLUSTER_LOG_LEVEL: the daemons' daemon.log_level (debug shows every claim)
+	race      bool          // TAGWATCH_CLUSTER_RACE: 1 runs the daemons built with -race (default 0: see TestClusterDaemons)
 }
 
 // clusterKnobsFromEnv reads the knobs; a value that does not parse fails
@@ -102,6 +103,13 @@ func clusterKnobsFromEnv(t *testing.T) clusterKnobs {
 		}
 		k.seed = n
 	}
+	switch v := os.Getenv("TAGWATCH_CLUSTER_RACE"); v {
+	case "", "0":
+	case "1":
+		k.race = true
+	default:
+		t.Fatalf("TAGWATCH_CLUSTER_RACE=%q: want 0 (the daemons built without -race, the default) or 1", v)
+	}
 	k.logDir = os.Getenv("TAGWATCH_CLUSTER_LOGS")
 	k.logLevel = "info"
 	if v := os.Getenv("TAGWATCH_CLUSTER_LOG_LEVEL"); v != "" {
@@ -142,6 +150,7 @@ func freeClusterPort(t *testing.T, rng *rand.Rand) string {
 // (same configuration, a new process) after each kill. Each life's
 // output goes to a file of its own.
 type clusterDaemon struct {
+	binary string // the tagwatchd executable
 	idx    int
 	config string // its configuration file
 	socket string // its status socket
@@ -169,7 +178,7 @@ func (d *clusterDaemon) start() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(binary, "-config", d.config)
+	cmd := exec.Command(d.binary, "-config", d.config)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		f.Close()

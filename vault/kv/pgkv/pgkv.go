@@ -465,12 +465,21 @@ func (t *tx) CreateBucketIfNotExists(name []byte) (kv.Bucket, error) {
 	case t.err != nil:
 		return nil, t.err
 	}
-	if _, err := t.tx.Exec(t.ctx, "INSERT INTO kv_buckets (name) VALUES ($1) ON CONFLICT DO NOTHING", name); err != nil {
-		t.fail(err)
-		return nil, t.err
+	// A bucket known to exist is not inserted again: no statement, and
+	// no read of kv_buckets for SERIALIZABLE to lock (the vault asks for
+	// watch_seen so in every watch run).
+	ok, known := t.buckets[string(name)]
+	if !known {
+		_, ok = t.e.exists.Load(string(name))
+	}
+	if !ok {
+		if _, err := t.tx.Exec(t.ctx, "INSERT INTO kv_buckets (name) VALUES ($1) ON CONFLICT DO NOTHING", name); err != nil {
+			t.fail(err)
+			return nil, t.err
+		}
+		t.writes++
 	}
 	t.buckets[string(name)] = true
-	t.writes++
 	return &bucket{t: t, name: bytes.Clone(name)}, nil
 }
 
