@@ -32,11 +32,16 @@ func (db *DB) keyringFor(etx kv.Tx) (*seal.Keyring, error) {
 	if !db.shared {
 		return db.kr.Load(), nil
 	}
-	meta := etx.Bucket(bucketMeta)
+	// The engine's own transaction: a meta bucket gone is for the schema
+	// check to report (buckets.go), not for this read to fail on.
+	meta := engineTx(etx).Bucket(bucketMeta)
 	if meta == nil {
-		return db.kr.Load(), nil // missing buckets are reported by the schema check
+		return db.kr.Load(), nil
 	}
 	raw := meta.Get(keyKeyring)
+	if raw == nil {
+		return db.kr.Load(), nil
+	}
 	if cur := db.krShared.Load(); cur != nil && bytes.Equal(cur.raw, raw) {
 		return cur.kr, nil
 	}

@@ -642,43 +642,55 @@ func (m *Manager) commitSuccess(ctx context.Context, e *entry, t vault.RefreshTi
 	return res.Access, nil
 }
 
-// commitTries is how often storeRefresh tries to commit a refresh's
-// tokens, commitPause the pause after the first failure (doubling).
+// commitPatience is how long storeRefresh keeps trying to commit a
+// refresh's tokens; commitPause the pause after the first failure,
+// doubling up to commitMaxPause.
 const (
-	commitTries = 3
-	commitPause = 100 * time.Millisecond
+	commitPatience = 10 * time.Minute
+	commitPause    = 100 * time.Millisecond
+	commitMaxPause = 2 * time.Second
 )
 
 // storeRefresh commits what the provider answered (vault.DB.CommitRefresh).
-// The provider has rotated the refresh token: losing the answer now ends
-// the grant at the next refresh (its retry presents the spent token), so
-// a commit that failed for a reason other than the fence (the store
-// unreachable for a moment, serialization retries exhausted) is tried
-// again, commitTries times in all. When it still fails the marker is
-// handed over (RecordRefreshFailure with KeepMarker): this daemon has no
-// request in flight any more, so no other daemon has to wait for it, and
-// whichever refreshes next makes the one retry.
+// The provider has rotated the refresh token, and this process holds the
+// only copy of the new one: losing the answer ends the grant at the next
+// refresh (its retry presents the spent token, and X revokes the whole
+// family). So a commit that failed for a reason other than the fence (the
+// database restarting or unreachable, serialization retries exhausted) is
+// tried again, with pauses from commitPause doubling to commitMaxPause,
+// for commitPatience: a database back within that time gets the tokens.
+// Meanwhile the marker stays this daemon's and its heartbeats (which
+// resume with the database) keep the other daemons waiting
+// (vault.DB.BeginRefresh). Only after commitPatience is the marker handed
+// over (RecordRefreshFailure with KeepMarker), and whichever daemon
+// refreshes next makes the one retry.
 func (m *Manager) storeRefresh(t vault.RefreshTicket, r vault.RefreshResult) (vault.Grant, error) {
 	pause := commitPause
+	deadline := m.now().Add(commitPatience)
 	for try := 1; ; try++ {
 		out, err := m.db.CommitRefresh(t, r)
 		if err == nil || errors.Is(err, vault.ErrConflict) || errors.Is(err, vault.ErrNotFound) {
 			// Fenced off: the grant moved on (another refresh, or this one
 			// committed after all and its answer was lost; a re-consent; an
 			// unenroll). The next use reads what it holds now.
+			if try > 1 && err == nil {
+				m.log.Info("a refresh's tokens are stored after all", "grant", t.Grant.ID, "tries", try)
+			}
 			return out, err
 		}
-		if try == commitTries {
+		if !m.now().Before(deadline) {
 			if ferr := m.db.RecordRefreshFailure(t, vault.RefreshFailure{Class: "store_failed", KeepMarker: true, Actor: actor}); ferr != nil {
 				m.log.Error("cannot hand a refresh's marker over either", "grant", t.Grant.ID, "err", ferr)
 			}
 			m.log.Error("the provider rotated a refresh token but its answer could not be stored: the next refresh is the retry with the stored token",
-				"grant", t.Grant.ID, "user", t.Grant.UserID, "provider", t.Grant.Provider, "err", err)
+				"grant", t.Grant.ID, "user", t.Grant.UserID, "provider", t.Grant.Provider, "tries", try, "err", err)
 			return vault.Grant{}, err
 		}
-		m.log.Warn("cannot store a refresh's tokens; trying again", "grant", t.Grant.ID, "try", try, "err", err)
+		if try == 1 || try%10 == 0 {
+			m.log.Warn("cannot store a refresh's tokens; trying again until the store answers", "grant", t.Grant.ID, "try", try, "err", err)
+		}
 		time.Sleep(pause)
-		pause *= 2
+		pause = min(2*pause, commitMaxPause)
 	}
 }
 

@@ -102,7 +102,7 @@ const MaxAttempts = 30
 
 // EscalateAfter is how many attempts of an Update fail before fn runs
 // holding the gate exclusively.
-const EscalateAfter = 4
+const EscalateAfter = 6
 
 // Backoff before a retry: a random wait in [0, d), d = backoffBase
 // doubling with each failed attempt, at most backoffCap.
