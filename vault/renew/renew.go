@@ -562,6 +562,12 @@ func (m *Manager) refresh(ctx context.Context, e *entry, g vault.Grant, gen uint
 		g = t.Grant
 		retry := t.Retry
 		if retry {
+			if res, ok := m.recover(t); ok {
+				// The daemon that made the request wrote its answer down
+				// before it stopped: commit that, present nothing again.
+				m.log.Warn("a refresh whose outcome was lost is completed from its journaled answer", "grant", g.ID, "user", g.UserID, "provider", g.Provider)
+				return m.commitSuccess(ctx, e, t, p, res, gen)
+			}
 			m.emit(Event{Kind: EventLostRotation, GrantID: g.ID, UserID: g.UserID, Provider: g.Provider})
 			m.log.Warn("retrying a refresh whose outcome was lost", "grant", g.ID, "user", g.UserID, "provider", g.Provider)
 		}
@@ -573,7 +579,12 @@ func (m *Manager) refresh(ctx context.Context, e *entry, g vault.Grant, gen uint
 		cancel()
 
 		if rerr == nil {
-			return m.commitSuccess(ctx, e, t, p, res, gen)
+			m.journal(t, res)
+			tok, err := m.commitSuccess(ctx, e, t, p, res, gen)
+			if err == nil {
+				m.forget(t)
+			}
+			return tok, err
 		}
 		var pe *provider.Error
 		if !errors.As(rerr, &pe) {

@@ -35,6 +35,7 @@ func TestSharedStore(t *testing.T) {
 	t.Run("WaitsForLiveHolder", func(t *testing.T) { testWaitsForLiveHolder(t, c) })
 	t.Run("LiveHolderWaitIsBounded", func(t *testing.T) { testWaitBounded(t, c) })
 	t.Run("DeadHolderTakenOver", func(t *testing.T) { testDeadHolder(t, c) })
+	t.Run("DeadHolderJournaledAnswer", func(t *testing.T) { testJournaledAnswer(t, c) })
 	t.Run("NoHeartbeatNoRequest", func(t *testing.T) { testNoHeartbeat(t, c) })
 }
 
@@ -525,6 +526,62 @@ func testDeadHolder(t *testing.T, c *pgtest.Cluster) {
 	}
 	if p.lost2.Load() != 1 || p.st.Refreshes() != 1 {
 		t.Errorf("daemon 2: %d lost-rotation events, %d refreshes; want 1, 1", p.lost2.Load(), p.st.Refreshes())
+	}
+	noReuse(t, p.st)
+}
+
+// testJournaledAnswer: daemon 1 marks a refresh, the provider rotates the
+// refresh token and answers, daemon 1 writes the answer down (the
+// rotation journal) and dies before its commit. Daemon 2, once daemon 1
+// is dead for a lease, completes the refresh from the journal: it
+// presents no spent token (no reuse at the sandbox, whose family
+// revocation is on), the grant stays active with the rotated tokens, and
+// the journal entry is gone.
+func testJournaledAnswer(t *testing.T, c *pgtest.Cluster) {
+	const lease = 2 * time.Second
+	p := twoDaemons(t, c, renewtest.Options{AccessTokenTTL: time.Hour}, lease)
+	p.st.Sandbox.SetReuseRevokesFamily(true)
+	g := p.st.Enroll(renewtest.Enrollee{}).Grant
+	beat(t, p.db2, 200*time.Millisecond)
+	hctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.st.DB.Heartbeat(hctx, kv.Daemon{Host: "daemon-1"}); err != nil {
+		t.Fatal(err)
+	}
+	ticket, err := p.st.DB.BeginRefresh(g.ID, "daemon 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.st.Provider.Refresh(hctx, ticket.Refresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renew.Journal(p.st.Manager, ticket, res) // then daemon 1 dies: no commit
+	tok, err := p.m2.Source(g.ID).Token(context.Background())
+	if err != nil {
+		t.Fatalf("daemon 2's Token over a dead holder's journaled refresh = %v", err)
+	}
+	if !tok.Equal(res.Access.Value) {
+		t.Errorf("daemon 2 serves another access token than the journaled answer's")
+	}
+	if code := p.st.UsersMe(tok); code != http.StatusOK {
+		t.Errorf("users/me with the journaled access token = %d", code)
+	}
+	gg, tt, err := p.db2.GrantTokens(g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gg.State != vault.GrantActive || !gg.RefreshInFlight.IsZero() || !tt.Refresh.Equal(res.Refresh.Value) {
+		t.Errorf("grant = %s, marker %v, stored refresh token the rotated one: %v; want active, cleared, true",
+			gg.State, gg.RefreshInFlight, tt.Refresh.Equal(res.Refresh.Value))
+	}
+	if p.st.Refreshes() != 1 {
+		t.Errorf("refreshes at the sandbox = %d, want 1 (daemon 1's; daemon 2 sent none)", p.st.Refreshes())
+	}
+	noReuse(t, p.st)
+	// The next refresh uses the journaled refresh token: the family lives.
+	if _, err := p.m2.Source(g.ID).Invalidate(context.Background(), tok); err != nil {
+		t.Fatalf("a refresh after the recovery = %v", err)
 	}
 	noReuse(t, p.st)
 }

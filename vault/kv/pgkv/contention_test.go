@@ -145,7 +145,7 @@ func report(t *testing.T, phase string, s pgkv.Stats, took time.Duration, sorted
 // n the audited commits. Retries per update are logged for the note.
 func TestContention(t *testing.T) {
 	es := openEngines(t, 3)
-	mixFor, stormFor := 3*time.Second, 1500*time.Millisecond
+	mixFor, stormFor := 2*time.Second, time.Second
 	if testing.Short() {
 		mixFor, stormFor = time.Second, 500*time.Millisecond
 	}
