@@ -529,3 +529,21 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	i := int(float64(len(ds)-1) * p / 100)
 	return ds[i]
 }
+
+// reuseLog keeps every refresh-token reuse the sandbox saw
+// (xsandbox.Config.OnReuse).
+type reuseLog struct {
+	mu  sync.Mutex
+	all []reuse
+}
+
+type reuse struct {
+	user            string
+	rotated, reused time.Time
+}
+
+func (l *reuseLog) seen(user string, rotated, reused time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.all = append(l.all, reuse{user, rotated, reused})
+}

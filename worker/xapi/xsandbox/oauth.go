@@ -94,6 +94,7 @@ type refreshToken struct {
 	grant   *grant
 	expires time.Time
 	used    bool
+	usedAt  time.Time // when it was spent
 }
 
 func randomToken(n int) string {
@@ -460,7 +461,11 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request) {
 			t.grant.revoked = true
 			s.stats.FamilyRevocations++
 		}
+		user, rotated := t.grant.userID, t.usedAt
 		s.mu.Unlock()
+		if s.cfg.OnReuse != nil {
+			s.cfg.OnReuse(user, rotated, now)
+		}
 		s.log.Debug("refresh token reused", "user", t.grant.userID)
 		s.tokenError(w, http.StatusBadRequest, "invalid_request", descBadToken)
 		return
@@ -469,7 +474,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request) {
 		s.tokenError(w, http.StatusBadRequest, "invalid_request", descBadToken)
 		return
 	}
-	t.used = true
+	t.used, t.usedAt = true, now
 	tr := s.issueLocked(t.grant, now)
 	drop := s.dropAfterRotate > 0
 	if drop {

@@ -48,3 +48,35 @@ func TestOnSearch(t *testing.T) {
 		}
 	}
 }
+
+// TestOnReuse: Config.OnReuse sees a spent refresh token presented again,
+// with its user, when it was spent and now; a first use is not a reuse.
+func TestOnReuse(t *testing.T) {
+	type seen struct {
+		user              string
+		rotated, reusedAt time.Time
+	}
+	var mu sync.Mutex
+	var got []seen
+	e := newEnv(t, func(c *Config) {
+		c.OnReuse = func(user string, rotated, reused time.Time) {
+			mu.Lock()
+			got = append(got, seen{user, rotated, reused})
+			mu.Unlock()
+		}
+	})
+	_, rt := e.grant("101")
+	if st, body := e.refresh(rt); st != 200 {
+		t.Fatalf("refresh = %d %s", st, body)
+	}
+	e.clock.Advance(3 * time.Second)
+	if st, _ := e.refresh(rt); st != 400 {
+		t.Fatalf("refresh with the spent token = %d, want 400", st)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []seen{{"101", t0, t0.Add(3 * time.Second)}}
+	if len(got) != 1 || got[0].user != want[0].user || !got[0].rotated.Equal(want[0].rotated) || !got[0].reusedAt.Equal(want[0].reusedAt) {
+		t.Fatalf("OnReuse saw %+v, want %+v", got, want)
+	}
+}

@@ -101,6 +101,14 @@ type Config struct {
 	// the answer does not depend on it. Tests read from it when each
 	// watch asked (a multi-daemon test's largest gap between runs).
 	OnSearch func(userID, query string, at time.Time)
+	// OnReuse, when set, is called for every refresh token presented
+	// again after it was spent (a reuse, whatever SetReuseRevokesFamily
+	// does about it): userID is the user the token's grant is for,
+	// rotatedAt when the token was spent (its first use, which rotated
+	// it), reusedAt now. Called with no lock held, observing only, like
+	// OnSearch: a test tells a reuse that a process killed between
+	// the rotation and its commit explains from any other.
+	OnReuse func(userID string, rotatedAt, reusedAt time.Time)
 	// Addr is the address to listen on, host:port with a loopback host;
 	// default "127.0.0.1:0" (a free port). The sandbox is never served
 	// beyond loopback: Start refuses any other host.
