@@ -213,7 +213,7 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request, p Provider, f *f
 	}
 	f.next = p.SignInURL(provider.SignInRequest{State: state, Verifier: f.verifier, Nonce: f.nonce,
 		RedirectURL: s.callbackURL, Prompt: f.prompt, MaxAge: f.maxAge})
-	f.label = providerLabel(f.provider, p)
+	f.label = s.providerLabel(f.provider)
 	if err := s.addFlow(r.Context(), state, binding, f, now); err != nil {
 		s.fail(w, r, &failure{reason: webpage.AddFlowReason(err, reasonBusy, reasonInternal), err: err, attrs: []any{"provider", f.provider}})
 		return
@@ -261,14 +261,6 @@ func flowCookie(r *http.Request) string {
 		return c.Value
 	}
 	return ""
-}
-
-// providerLabel names a provider as people know it: "X" for X.
-func providerLabel(name string, p Provider) string {
-	if p != nil && p.Kind() == provider.KindX {
-		return "X"
-	}
-	return name
 }
 
 // callback finishes a flow: state and its cookie, iss, then an error
@@ -506,7 +498,7 @@ func (s *Service) signOutEverywhere(w http.ResponseWriter, r *http.Request) {
 		if loc := p.EndSessionURL(sess.subject, "", ""); loc != "" {
 			// On to the end session endpoint through the continue page:
 			// the provider's logout UI may be on another origin.
-			f.kind, f.next, f.label = flowEndSession, loc, providerLabel(sess.provider, p)
+			f.kind, f.next, f.label = flowEndSession, loc, s.providerLabel(sess.provider)
 		}
 	}
 	if err := s.addFlow(r.Context(), state, binding, f, now); err != nil {
