@@ -19,10 +19,7 @@ const ClaimKind = "outbox"
 // a lease, on each delivery attempt of each row, so that one daemon
 // sends it. See kv.Cluster for the rules. Both methods are safe for
 // concurrent use.
-type Claims interface {
-	Claim(ctx context.Context, c kv.Claim) (bool, error)
-	Release(ctx context.Context, kind, id, holder string, done bool) error
-}
+type Claims = kv.Claimer
 
 // releaseTimeout bounds the releases of one committed batch.
 const releaseTimeout = 10 * time.Second

@@ -20,10 +20,7 @@ const ClaimKind = "watch"
 // claim is taken when nobody holds it, when its holder's lease ended
 // and its round is older or was not done; a round released done is
 // never taken again. Both methods are safe for concurrent use.
-type Claims interface {
-	Claim(ctx context.Context, c kv.Claim) (bool, error)
-	Release(ctx context.Context, kind, id, holder string, done bool) error
-}
+type Claims = kv.Claimer
 
 // releaseTimeout bounds a Release, which runs after its run's context
 // may have ended (a shutdown gives the round back).

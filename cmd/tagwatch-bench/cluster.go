@@ -118,39 +118,8 @@ func clusterRound(pg *pgtest.Cluster, n, users int, every, dur time.Duration) (f
 		}
 		defer dbs[i].Close()
 	}
-	for b := 0; b < users; b += 250 {
-		err := dbs[0].Update(func(tx *vault.Tx) error {
-			for i := b; i < min(b+250, users); i++ {
-				xid := strconv.Itoa(1_000_000 + i)
-				if err := sb.AddUser(xsandbox.User{ID: xid, Username: "u" + xid}); err != nil && !strings.Contains(err.Error(), "exists") {
-					return err
-				}
-				at, rt, err := sb.Grant(xid, nil)
-				if err != nil {
-					return err
-				}
-				uid := "user" + xid
-				g := vault.Grant{ID: "g" + xid, UserID: uid, Provider: "x", Subject: xid, Scopes: provider.XScopes,
-					State: vault.GrantActive, AccessExpiry: time.Now().Add(2 * time.Hour)}
-				if err := tx.PutUser(vault.User{ID: uid}); err != nil {
-					return err
-				}
-				if err := tx.SealTokens(&g, vault.Tokens{Refresh: secret.NewRefreshToken(rt), Access: secret.NewAccessToken(at)}); err != nil {
-					return err
-				}
-				if err := tx.PutGrant(g); err != nil {
-					return err
-				}
-				if err := tx.PutWatch(vault.Watch{ID: "w" + xid, UserID: uid, Provider: "x", State: vault.WatchActive,
-					WatchSpec: vault.WatchSpec{Hashtags: []string{"tag" + xid}, Schedule: "@every " + every.String(), Targets: []string{"console:"}}}); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return 0, err
-		}
+	if _, err := seedUsers(dbs[0], sb, users, "@every "+every.String()); err != nil {
+		return 0, err
 	}
 	var runs, failed, elsewhere atomic.Int64
 	done := make(chan error, n)

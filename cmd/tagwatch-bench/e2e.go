@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,41 +62,9 @@ func benchE2E(args []string) error {
 	mgr := renew.New(renew.Config{DB: db, Providers: map[string]renew.Provider{"x": prov}, PublicURL: "http://127.0.0.1:1", Logger: quiet})
 
 	setup := time.Now()
-	xids := make([]string, *users)
-	for b := 0; b < *users; b += 500 {
-		err := db.Update(func(tx *vault.Tx) error {
-			for i := b; i < min(b+500, *users); i++ {
-				xid := strconv.Itoa(1_000_000 + i)
-				xids[i] = xid
-				if err := sb.AddUser(xsandbox.User{ID: xid, Username: "u" + xid}); err != nil {
-					return err
-				}
-				at, rt, err := sb.Grant(xid, nil)
-				if err != nil {
-					return err
-				}
-				uid := "user" + xid
-				g := vault.Grant{ID: vault.NewID(), UserID: uid, Provider: "x", Subject: xid, Scopes: provider.XScopes,
-					State: vault.GrantActive, AccessExpiry: time.Now().Add(2 * time.Hour)}
-				if err := tx.PutUser(vault.User{ID: uid}); err != nil {
-					return err
-				}
-				if err := tx.SealTokens(&g, vault.Tokens{Refresh: secret.NewRefreshToken(rt), Access: secret.NewAccessToken(at)}); err != nil {
-					return err
-				}
-				if err := tx.PutGrant(g); err != nil {
-					return err
-				}
-				if err := tx.PutWatch(vault.Watch{ID: vault.NewID(), UserID: uid, Provider: "x", State: vault.WatchActive,
-					WatchSpec: vault.WatchSpec{Hashtags: []string{"tag" + xid}, Schedule: "@every 1m", Targets: []string{"console:"}}}); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
+	xids, err := seedUsers(db, sb, *users, "@every 1m")
+	if err != nil {
+		return err
 	}
 	fmt.Printf("setup: %d users, grants and watches in %s\n", *users, time.Since(setup).Round(time.Millisecond))
 

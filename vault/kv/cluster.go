@@ -71,6 +71,14 @@ type Cluster interface {
 // without leaving (killed, its machine lost) stays listed, as dead.
 const DaemonRetention = time.Hour
 
+// Claimer is the part of a Cluster that shares units of work: what a
+// component that runs them needs (the worker's watch runs, the
+// notifier's deliveries). See Cluster for the rules.
+type Claimer interface {
+	Claim(ctx context.Context, c Claim) (bool, error)
+	Release(ctx context.Context, kind, id, holder string, done bool) error
+}
+
 // Claim is a request for the claim on one unit of work.
 type Claim struct {
 	// Kind names the work's namespace ("watch", "outbox"); ID the unit.
