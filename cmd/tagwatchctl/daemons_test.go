@@ -26,7 +26,9 @@ func (b daemonsBackend) Daemons(context.Context) ([]statusapi.Daemon, error) { r
 // kind; --json gives the API's list; an empty registry says so; a store
 // that does not answer is one line and exit 1.
 func TestDaemons(t *testing.T) {
-	now := time.Now().UTC().Truncate(time.Second)
+	// Not truncated: the ages shown are rounded to the second from the
+	// time they are printed, a few milliseconds after now.
+	now := time.Now().UTC()
 	ds := []statusapi.Daemon{
 		{ID: "a1b2", Host: "node1", PID: 101, Version: "v1.5.0", Started: now.Add(-time.Hour), Heartbeat: now.Add(-2 * time.Second),
 			Alive: true, Self: true, Watches: 3, Outbox: 1, Holds: map[string]int{"watch": 3, "outbox": 1}},
