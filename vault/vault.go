@@ -495,6 +495,19 @@ func (db *DB) load(master *seal.MasterKey, isNew bool) error {
 	})
 }
 
+// HasVault reports whether engine holds a vault (its keyring), without
+// opening it: a first start on an empty PostgreSQL database says it
+// creates one. Errors: the engine's.
+func HasVault(engine kv.Engine) (bool, error) {
+	has := false
+	err := engine.View(func(tx kv.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		has = meta != nil && meta.Get(keyKeyring) != nil
+		return nil
+	})
+	return has, err
+}
+
 // Close closes the database file (the engine, Options.Engine).
 func (db *DB) Close() error { return db.engine.Close() }
 

@@ -264,6 +264,10 @@ func checkStored(cfg *config.Config, stdout io.Writer) error {
 	db, err := vault.Open(vault.Options{Path: vaultPath(cfg), Engine: engine, Master: master, ReadOnly: true, Rules: rules,
 		LockTimeout: cfg.Daemon.LockTimeout.Duration, Logger: quiet})
 	switch {
+	case errors.Is(err, vault.ErrNoVault):
+		// A database that holds no vault yet: the first start creates it.
+		fmt.Fprintf(stdout, "%s: no vault yet: no stored watches to check\n", path)
+		return nil
 	case errors.Is(err, vault.ErrOlderSchema):
 		fmt.Fprintf(stdout, "%s: %v; stored watches and consent links were not checked\n", path, vault.ErrOlderSchema)
 		return nil

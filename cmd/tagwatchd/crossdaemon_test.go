@@ -127,6 +127,11 @@ func TestConsentAcrossDaemonProcesses(t *testing.T) {
 	if code, loc := doReq(t, br, "GET", onB(callback)); code != http.StatusSeeOther || !strings.HasPrefix(loc, "/enrolled/") {
 		t.Fatalf("callback on B = %d %q, want the success page", code, loc)
 	}
+	// B's log line reaches its output through a pipe, possibly after
+	// the answer reached the browser.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(bOut.String(), "enrollment completed") && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if !strings.Contains(bOut.String(), "enrollment completed") || strings.Contains(a.logs.String(), "enrollment completed") {
 		t.Errorf("daemon B did not log the completion (or A did too)")
 	}

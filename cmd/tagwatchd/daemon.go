@@ -138,6 +138,11 @@ func newDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, o o
 	if engine == nil && noVaultYet(cfg.DatabasePath()) && !o.CreateVault {
 		logger.Warn("no vault yet: creating a new one", "vault", cfg.DatabasePath(), "master_key", master.ID())
 	}
+	if engine != nil && !o.CreateVault {
+		if has, err := vault.HasVault(engine); err == nil && !has {
+			logger.Warn("no vault yet: creating a new one", "vault", vaultName(cfg), "master_key", master.ID())
+		}
+	}
 	db, err := vault.Open(vault.Options{Path: vaultPath(cfg), Engine: engine, Master: master, Create: true,
 		LockTimeout: cfg.Daemon.LockTimeout.Duration, Lease: cfg.Storage.Lease.Duration, Logger: logger, Now: o.Now})
 	if errors.Is(err, seal.ErrWrongMasterKey) {

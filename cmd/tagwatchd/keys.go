@@ -44,7 +44,7 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	printAccount(cfg, stdout)
-	fmt.Fprintf(stdout, "%s: ok (%s, vault %s)\n", cfg.Path, count(len(cfg.Providers), "provider", "providers"), cfg.DatabasePath())
+	fmt.Fprintf(stdout, "%s: ok (%s, vault %s)\n", cfg.Path, count(len(cfg.Providers), "provider", "providers"), vaultName(cfg))
 	return nil
 }
 

@@ -366,7 +366,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, o options,
 	if onBound != nil {
 		onBound(op)
 	}
-	started := []any{"version", Version(), "daemon", d.db.Holder(), "vault", d.db.Path(), "http", d.httpLn.Addr().String(),
+	started := []any{"version", Version(), "daemon", d.db.Holder(), "vault", vaultName(cfg), "http", d.httpLn.Addr().String(),
 		"public_url", cfg.HTTP.PublicURL, "status", cfg.Status.Socket, "tls", op.certs != nil}
 	if d.account != nil {
 		started = append(started, "account_page", cfg.AccountURL())

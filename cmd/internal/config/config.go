@@ -707,12 +707,14 @@ func (c *Config) validate() []fieldErr {
 		// its token request up to renewal.timeout after its last
 		// heartbeat, which came up to lease/3 before: the others must not
 		// take its refresh over before (vault.DB.BeginRefresh).
-		add("storage.lease", "must be more than 1.5 × renewal.timeout (%s) with engine \"postgres\", so that no daemon takes over a refresh another is still waiting for; got %s",
-			c.Renewal.Timeout.Duration, st.Lease.Duration)
+		add("storage.lease", "must be more than %s (1.5 × renewal.timeout, %s) with engine \"postgres\", so that no daemon takes over a refresh another is still waiting for; got %s",
+			c.Renewal.Timeout.Duration*3/2, c.Renewal.Timeout.Duration, st.Lease.Duration)
 	}
 	switch {
 	case st.Engine == "postgres" && strings.TrimSpace(st.DSN) == "":
 		add("storage.dsn", "is required for engine postgres, such as \"host=/run/postgresql dbname=tagwatch user=tagwatch\"")
+	case st.Engine != "postgres" && (st.DSN != "" || st.PasswordFile != "" || st.PasswordCredential != ""):
+		add("storage.dsn", "is set, but storage.engine is %q: the vault would be the bbolt file, not this database; write engine = \"postgres\", or remove the PostgreSQL settings", st.Engine)
 	case st.DSN != "":
 		if err := CheckDSN(st.DSN); err != nil {
 			add("storage.dsn", "%v", err)

@@ -388,7 +388,8 @@ func TestStorage(t *testing.T) {
 		{"[storage]\nengine = \"postgres\"\ndsn = \"host=/tmp password=hunter2\"\n", "storage.dsn", "holds password="},
 		{"[storage]\nsynchronous = \"maybe\"\n", "storage.synchronous", "must be one of warn, refuse"},
 		{"[storage]\nlease = \"1s\"\n", "storage.lease", "must be at least 5s"},
-		{"[storage]\nengine = \"postgres\"\ndsn = \"host=/tmp\"\nlease = \"22s\"\n", "storage.lease", "must be more than 1.5 × renewal.timeout (15s)"},
+		{"[storage]\nengine = \"postgres\"\ndsn = \"host=/tmp\"\nlease = \"22s\"\n", "storage.lease", "must be more than 22.5s (1.5 × renewal.timeout, 15s)"},
+		{"[storage]\ndsn = \"host=/tmp\"\n", "storage.dsn", "is set, but storage.engine is \"bbolt\""},
 		{"[storage]\npassword_file = \"pg\"\n", "storage.password_file", "must be an absolute path"},
 		{"[storage]\npassword_file = \"/a\"\npassword_credential = \"b\"\n", "storage.password_file", "name either storage.password_file or storage.password_credential, not both"},
 	} {

@@ -160,7 +160,7 @@ COMMENT ON TABLE kv_gate IS 'tagwatch: locked by every write transaction (ACCESS
 type Options struct {
 	// DSN is the connection string (keyword=value or a postgres:// URL).
 	DSN string
-	// Password, when not empty, is the database password (a secret file's
+	// Password is the database password (a secret file's
 	// content; never in the DSN).
 	Password string
 	// MaxConns is the pool's size; default 8.
@@ -221,9 +221,11 @@ func Open(ctx context.Context, o Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgkv: the connection string: %w", err)
 	}
-	if o.Password != "" {
-		cfg.ConnConfig.Password = o.Password
-	}
+	// The password is Options.Password and nothing else: pgx would also
+	// take PGPASSWORD or a ~/.pgpass file, which tagwatch's
+	// configuration does not name (its password is a secret file or a
+	// credential, never in the environment).
+	cfg.ConnConfig.Password = o.Password
 	if o.MaxConns > 0 {
 		cfg.MaxConns = o.MaxConns
 	} else {

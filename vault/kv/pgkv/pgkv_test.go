@@ -2,6 +2,8 @@ package pgkv_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -112,5 +114,29 @@ func TestSchemaFromTheFuture(t *testing.T) {
 	e.Close()
 	if _, err := pgkv.Open(ctx, pgkv.Options{DSN: c.DSN(db)}); err == nil || !strings.Contains(err.Error(), "version 99, newer than this tagwatch's 3") {
 		t.Errorf("Open(schema 99) = %v, want it refused naming the versions", err)
+	}
+}
+
+// TestPasswordOnlyFromOptions: the engine's password is Options.Password
+// alone: PGPASSWORD and a ~/.pgpass file, which pgx would read, are not
+// tagwatch's configuration and are ignored.
+func TestPasswordOnlyFromOptions(t *testing.T) {
+	c := pgtest.Start(t)
+	dsn := c.DSN(c.CreateDB(t))
+	home := t.TempDir()
+	if err := os.WriteFile(filepath.Join(home, ".pgpass"), []byte("*:*:*:*:from-pgpass\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOME", home)
+	t.Setenv("PGPASSWORD", "from-environment")
+	for _, want := range []string{"", "from-options"} {
+		e, err := pgkv.Open(context.Background(), pgkv.Options{DSN: dsn, Password: want})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.Pool().Config().ConnConfig.Password; got != want {
+			t.Errorf("Open with Options.Password %q: the connection's password is %q", want, got)
+		}
+		e.Close()
 	}
 }
