@@ -461,12 +461,12 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request) {
 			t.grant.revoked = true
 			s.stats.FamilyRevocations++
 		}
-		user, rotated := t.grant.userID, t.usedAt
+		user, rotated, revokes := t.grant.userID, t.usedAt, s.reuseRevokesFamily
 		s.mu.Unlock()
 		if s.cfg.OnReuse != nil {
 			s.cfg.OnReuse(user, rotated, now)
 		}
-		s.log.Debug("refresh token reused", "user", t.grant.userID)
+		s.log.Warn("a spent refresh token was presented again (a reuse)", "user", user, "family_revoked", revokes)
 		s.tokenError(w, http.StatusBadRequest, "invalid_request", descBadToken)
 		return
 	case t.grant.revoked || !now.Before(t.expires):
