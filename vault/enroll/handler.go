@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -436,6 +437,13 @@ func (s *Service) finish(r *http.Request, f *flow, q map[string][]string) error 
 		return stateFailure(e.State(s.cfg.Now()), err)
 	}
 
+	// A flow started on a daemon whose callback URL (http.public_url) is
+	// not this one's: redeeming the code would send another redirect_uri
+	// than the authorization request did, which the provider refuses
+	// (RFC 6749 §4.1.3) as an invalid code. Say what is wrong instead.
+	if sent, here := redirectURI(f.authURL), redirectURI(p.AuthCodeURL("state", "verifier", "nonce")); sent != here {
+		return refuse(reasonInternal, fmt.Errorf("the consent was started with redirect_uri %s, and this daemon's is %s: every daemon sharing a store needs the same http.public_url", sent, here))
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ExchangeTimeout)
 	defer cancel()
 	tr, err := p.Exchange(ctx, code, f.verifier)
@@ -617,4 +625,14 @@ func (s *Service) enrolled(w http.ResponseWriter, r *http.Request) {
 		d.Back, d.BackText = s.cfg.AccountURL, "Open your tagwatch page"
 	}
 	s.render(w, http.StatusOK, webpage.MessagePage, &d)
+}
+
+// redirectURI returns the redirect_uri parameter of an authorization
+// request URL ("" when it has none or does not parse).
+func redirectURI(authURL string) string {
+	u, err := url.Parse(authURL)
+	if err != nil {
+		return ""
+	}
+	return u.Query().Get("redirect_uri")
 }
