@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"tagwatch/vault/provider"
+	"tagwatch/vault/secret"
 	"testing"
 	"time"
 
@@ -356,6 +358,42 @@ func TestConsentAcrossDaemons(t *testing.T) {
 				t.Errorf("round %d: %d token requests, want 1: the code is redeemed once", i, got-exchanges)
 			}
 			d.expectConsented(user, rec, account)
+		}
+	})
+
+	t.Run("a daemon with another public_url refuses before redeeming", func(t *testing.T) {
+		d.t = t
+		base := x.URL()
+		other, err := provider.New(context.Background(), provider.Config{Name: "x", Kind: provider.KindX, ClientID: renewtest.ClientID,
+			ClientSecret: secret.NewClientSecret("unused"), RedirectURL: "http://127.0.0.1:1/elsewhere/callback",
+			AuthURL: base + string(xsandbox.EndpointAuthorize), TokenURL: base + string(xsandbox.EndpointToken),
+			RevokeURL: base + string(xsandbox.EndpointRevoke), APIURL: base, Logger: vaulttest.Quiet()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.svc["B"].SetProviders(map[string]enroll.Provider{"x": other})
+		defer d.svc["B"].SetProviders(map[string]enroll.Provider{"x": d.stack.Provider})
+		link, _ := d.link("cyd")
+		b := newBrowser(t)
+		auth, _ := d.start(b, link, "A", "A")
+		consent := b.get(auth.String())
+		m := hiddenRequest.FindStringSubmatch(consent.body)
+		if consent.status != http.StatusOK || m == nil {
+			t.Fatalf("consent page = %d without a request field:\n%s", consent.status, consent.body)
+		}
+		ans := b.post(x.URL()+string(xsandbox.EndpointAuthorize), url.Values{"request": {html.UnescapeString(m[1])},
+			"username": {"ada"}, "action": {"authorize"}})
+		if ans.status != http.StatusFound || !strings.HasPrefix(ans.loc, d.public+"/callback?") {
+			t.Fatalf("consent answer = %d %q, want a redirect to the public callback", ans.status, ans.loc)
+		}
+		exchanges := d.tokens.count()
+		expectPage(t, b.get(d.on("B", ans.loc)), http.StatusInternalServerError, "Something went wrong on our side")
+		if got := d.tokens.count(); got != exchanges {
+			t.Errorf("%d token requests, want none: the code must not be redeemed with another redirect_uri", got-exchanges)
+		}
+		if log := d.logs.String(); !strings.Contains(log, "every daemon sharing a store needs the same http.public_url") ||
+			!strings.Contains(log, "http://127.0.0.1:1/elsewhere/callback") {
+			t.Errorf("B's log does not name the mismatch and its fix:\n%s", log)
 		}
 	})
 }
