@@ -100,7 +100,7 @@ func (l *LocalCluster) Heartbeat(_ context.Context, d Daemon) error {
 	}
 	l.daemons[d.ID] = d
 	for id, o := range l.daemons {
-		if l.now().Sub(o.Heartbeat) >= DaemonRetention {
+		if d.Heartbeat.Sub(o.Heartbeat) >= DaemonRetention {
 			delete(l.daemons, id)
 		}
 	}
