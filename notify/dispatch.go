@@ -9,18 +9,35 @@ import (
 	"tagwatch/vault"
 )
 
-// scanBatch bounds the ids one scan reads.
+// scanBatch bounds the rows one scan reads.
 const scanBatch = 4096
+
+// loadChunk bounds the rows one read transaction of a scan loads: the
+// rows of each chunk are queued, and their sends start, while the next
+// chunk is read.
+const loadChunk = 256
+
+// queueBudget is how many rows the queues of all targets hold together
+// when that many targets have rows queued: each target's queue holds an
+// equal share of it, and never less than queueFloor. One busy target
+// thus gets long queues (few scans), many get short ones (bounded memory).
+const queueBudget = 4096
 
 // commitBatch bounds the outcomes one transaction records.
 const commitBatch = 512
 
-// dispatcher is one run of the delivery loop. Its state is guarded by mu;
-// its goroutines (the loop in Run's goroutine, one per send, the
-// committer) hand work to each other by appending to that state and
-// waking the other side, never by a blocking channel send, so no buffer
-// size can stall it: a send finishing while the committer is busy and
-// the loop is scanning just leaves its outcome in pending.
+// dispatcher is one run of the delivery loop. Its state is guarded by mu.
+// Three kinds of goroutines share it, and hand work to each other by
+// appending to that state and waking the other side, never by a blocking
+// channel send, so no buffer size can stall them:
+//
+//   - the scanner (Run's goroutine, loop) reads due rows into per-target
+//     queues, without holding mu while it reads the store;
+//   - up to PerTargetConcurrency workers per target (work) take rows from
+//     their target's queue and send them one after the other, until the
+//     queue is empty; a queue running low asks the scanner for more;
+//   - the committer (commitLoop) records the outcomes the workers leave in
+//     pending, many per transaction.
 //
 // A row is in known from the scan that queued it until its outcome is
 // committed (or dropped at shutdown), so it is sent by one goroutine at a
@@ -30,27 +47,40 @@ const commitBatch = 512
 type dispatcher struct {
 	s    *Service
 	wake chan struct{} // one-buffered: the loop should look at rescan
+	// peek says which target a row is for without reading the whole row,
+	// when the outbox can (vault.DB): nil otherwise.
+	peek targetPeeker
 
 	mu      sync.Mutex
 	commit  *sync.Cond              // on mu: pending grew, or closing was set
 	targets map[string]*targetQueue // by raw target
 	known   map[string]bool         // ids queued, sending or awaiting commit
-	seen    map[string]string       // ids seen due but not queued -> their target
-	rescan  bool                    // a full queue drained: scan again
+	rescan  bool                    // a queue ran low: scan again
 	pending []attempt               // outcomes awaiting commit
 	closing bool                    // no more outcomes will come
 	// elsewhere holds the ids another daemon holds, until when to leave
 	// them alone.
 	elsewhere map[string]time.Time
 
-	sends sync.WaitGroup // one per send goroutine
+	// seen holds the ids seen due but not queued (their target's queue was
+	// full), with their target; only the scanner uses it.
+	seen map[string]string
+
+	sends sync.WaitGroup // one per worker
 	wg    sync.WaitGroup // the committer and maintenance
+}
+
+// targetPeeker is what an Outbox may do besides (*vault.DB does): give
+// the target of rows, reading only the start of each (vault.DB.OutboxTargets).
+// The scanner then reads only the rows their targets' queues have room for.
+type targetPeeker interface {
+	OutboxTargets(ids []string) ([]string, error)
 }
 
 // targetQueue is the dispatcher's view of one target.
 type targetQueue struct {
 	queue  []vault.OutboxRow
-	active int  // sends in flight
+	active int  // workers
 	more   bool // due rows were seen that did not fit the queue
 }
 
@@ -67,6 +97,7 @@ type attempt struct {
 func newDispatcher(s *Service) *dispatcher {
 	d := &dispatcher{s: s, wake: make(chan struct{}, 1), targets: map[string]*targetQueue{},
 		known: map[string]bool{}, seen: map[string]string{}, elsewhere: map[string]time.Time{}}
+	d.peek, _ = s.outbox.(targetPeeker)
 	d.commit = sync.NewCond(&d.mu)
 	return d
 }
@@ -78,17 +109,16 @@ func (d *dispatcher) poke() {
 	}
 }
 
-// loop scans for due rows and starts sends until ctx ends.
+// loop scans for due rows, and starts workers for them, until ctx ends.
 func (d *dispatcher) loop(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	scan := true
 	for {
 		if scan {
-			timer.Reset(d.scan())
+			timer.Reset(d.scan(ctx))
 			scan = false
 		}
-		d.dispatch(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -104,23 +134,48 @@ func (d *dispatcher) loop(ctx context.Context) {
 	}
 }
 
-// scan queues due rows that are not known yet, at most queueCap per
-// target, and returns how long to wait before the next scan.
-func (d *dispatcher) scan() time.Duration {
+// queueCap is how many rows one target's queue holds now: its share of
+// queueBudget, at least queueFloor. d.mu is held.
+func (d *dispatcher) queueCap(perTarget int) int {
+	floor := max(32*perTarget, 128) // queueFloor
+	return max(floor, queueBudget/max(len(d.targets), 1))
+}
+
+// load is a row a scan is about to read, with its target when known.
+type load struct{ id, target string }
+
+// scan queues due rows that are not known yet, as many per target as its
+// queue has room for, starts workers for them, and returns how long to
+// wait before the next scan. It reads the store without holding d.mu.
+func (d *dispatcher) scan(ctx context.Context) time.Duration {
 	s := d.s
-	queueCap := max(32*s.set.Load().cc.PerTargetConcurrency, 128)
+	perTarget := s.set.Load().cc.PerTargetConcurrency
 	now := s.now()
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	seen := make(map[string]string, len(d.seen))
-	planned := map[string]int{} // rows of targets with a known queue about to be loaded
-	var load []string
 	for id, until := range d.elsewhere {
 		if !now.Before(until) {
 			delete(d.elsewhere, id)
 		}
 	}
+	d.mu.Unlock()
+
+	// Walk the due index: known rows are skipped, and so are rows seen
+	// before whose target's queue is full, without reading them.
+	seen := make(map[string]string, len(d.seen))
+	planned := map[string]int{} // rows about to be read, by target
+	full := func(t string) bool {
+		n := planned[t]
+		if q := d.targets[t]; q != nil {
+			n += len(q.queue)
+		}
+		return n >= d.queueCap(perTarget)
+	}
+	over := map[string]bool{} // targets with due rows left out
+	var loads []load
+	var unseen []string // ids whose target is not known yet
 	next, err := s.outbox.DueOutboxIDs(now, func(id string) bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
 		if d.known[id] {
 			return true
 		}
@@ -128,21 +183,52 @@ func (d *dispatcher) scan() time.Duration {
 			return true // another daemon's, for now
 		}
 		if t, ok := d.seen[id]; ok {
-			// Seen before and left out: skip it without reading it again
-			// while its target's queue is full.
 			seen[id] = t
-			if q := d.targets[t]; q != nil && len(q.queue)+planned[t] >= queueCap {
-				q.more = true
+			if full(t) {
+				over[t] = true
 				return true
 			}
 			planned[t]++
+			loads = append(loads, load{id, t})
+		} else {
+			unseen = append(unseen, id)
 		}
-		load = append(load, id)
-		return len(load) < scanBatch
+		return len(loads)+len(unseen) < scanBatch
 	})
-	if err == nil {
+	cut := len(loads)+len(unseen) >= scanBatch
+	if err == nil && len(unseen) > 0 {
+		// Which target each new row is for: those whose queue is full are
+		// left for a later scan without being read.
+		var targets []string
+		if d.peek != nil {
+			targets, err = d.peek.OutboxTargets(unseen)
+		}
+		d.mu.Lock()
+		for i, id := range unseen {
+			t := ""
+			if i < len(targets) {
+				t = targets[i]
+			}
+			if t != "" && full(t) {
+				seen[id] = t
+				over[t] = true
+				continue
+			}
+			planned[t]++
+			loads = append(loads, load{id, t})
+		}
+		d.mu.Unlock()
+	}
+	for len(loads) > 0 && err == nil {
+		chunk := loads[:min(len(loads), loadChunk)]
+		loads = loads[len(chunk):]
+		ids := make([]string, len(chunk))
+		for i, l := range chunk {
+			ids[i] = l.id
+		}
 		var rows []vault.OutboxRow
-		rows, err = s.outbox.LoadOutbox(load)
+		rows, err = s.outbox.LoadOutbox(ids)
+		d.mu.Lock()
 		for _, r := range rows {
 			if (r.State != vault.OutboxPending && r.State != vault.OutboxRetrying) || r.NextAttempt.After(now) {
 				continue // settled or replayed since the ids were read
@@ -152,22 +238,44 @@ func (d *dispatcher) scan() time.Duration {
 				q = &targetQueue{}
 				d.targets[r.Target] = q
 			}
-			if len(q.queue) >= queueCap {
+			if len(q.queue) >= d.queueCap(perTarget) {
 				seen[r.ID] = r.Target
-				q.more = true
+				over[r.Target] = true
 				continue
 			}
 			d.known[r.ID] = true
 			delete(seen, r.ID)
 			q.queue = append(q.queue, r)
 		}
+		for t := range over {
+			if q := d.targets[t]; q != nil {
+				q.more = true
+			}
+		}
+		d.startLocked(ctx)
+		d.mu.Unlock()
 	}
+	d.mu.Lock()
+	for t := range over {
+		q := d.targets[t]
+		if q == nil || (len(q.queue) == 0 && q.active == 0) {
+			// Its queue emptied while the scan read (the rows planned
+			// for it were settled meanwhile): no worker will ask for
+			// the rows left out, so look again at once.
+			d.rescan = true
+			d.poke()
+			continue
+		}
+		q.more = true
+	}
+	d.startLocked(ctx)
+	d.mu.Unlock()
 	d.seen = seen
 	if err != nil {
 		s.log.Error("read due notifications", "err", err)
 		return s.cfg.PollInterval
 	}
-	if len(load) >= scanBatch {
+	if cut {
 		return 0
 	}
 	wait := s.cfg.PollInterval
@@ -177,39 +285,46 @@ func (d *dispatcher) scan() time.Duration {
 	return wait
 }
 
-// dispatch starts sends from the queues, up to PerTargetConcurrency per
-// target; rows of a disabled target are dropped without a send.
-func (d *dispatcher) dispatch(ctx context.Context) {
+// startLocked starts workers for the queues, up to PerTargetConcurrency
+// per target; rows of a disabled target are dropped without a send. d.mu
+// is held.
+func (d *dispatcher) startLocked(ctx context.Context) {
 	perTarget := d.s.set.Load().cc.PerTargetConcurrency
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	for t, q := range d.targets {
-		disabled := d.s.isDisabled(t)
-		for len(q.queue) > 0 && (disabled || q.active < perTarget) {
-			r := q.queue[0]
-			q.queue = q.queue[1:]
-			if disabled {
-				d.pending = append(d.pending, attempt{row: r, out: vault.OutboxOutcome{ID: r.ID, Attempts: r.Attempts,
-					State: vault.OutboxDropped, Error: droppedDisabled}})
-				d.commit.Signal()
-				continue
-			}
+		if len(q.queue) > 0 && d.s.isDisabled(t) {
+			d.dropLocked(q)
+		}
+		for n := min(perTarget-q.active, len(q.queue)); n > 0 && ctx.Err() == nil; n-- {
 			q.active++
 			d.sends.Add(1)
-			go func() {
-				defer d.sends.Done()
-				d.send(ctx, r)
-			}()
+			go d.work(ctx, t)
 		}
-		if disabled && q.more {
-			// Nothing will free a slot: look for the rest of its rows now.
-			q.more = false
-			d.rescan = true
-			d.poke()
-		}
-		if len(q.queue) == 0 && q.active == 0 && !q.more {
-			delete(d.targets, t)
-		}
+		d.forgetLocked(t, q)
+	}
+}
+
+// dropLocked drops the rows queued for a disabled target, without a send,
+// and looks for the rest of its rows at once: nothing else would free a
+// slot. d.mu is held.
+func (d *dispatcher) dropLocked(q *targetQueue) {
+	for _, r := range q.queue {
+		d.pending = append(d.pending, attempt{row: r, out: vault.OutboxOutcome{ID: r.ID, Attempts: r.Attempts,
+			State: vault.OutboxDropped, Error: droppedDisabled}})
+	}
+	q.queue = nil
+	d.commit.Signal()
+	if q.more {
+		q.more = false
+		d.rescan = true
+		d.poke()
+	}
+}
+
+// forgetLocked forgets a target with nothing queued, sending or left to
+// read. d.mu is held.
+func (d *dispatcher) forgetLocked(t string, q *targetQueue) {
+	if len(q.queue) == 0 && q.active == 0 && !q.more {
+		delete(d.targets, t)
 	}
 }
 
@@ -217,12 +332,58 @@ func (d *dispatcher) dispatch(ctx context.Context) {
 // answered 410 Gone before.
 const droppedDisabled = "target disabled (410 Gone)"
 
+// work is one worker of target t: it sends the target's queued rows, one
+// at a time, until the queue is empty or ctx ends.
+func (d *dispatcher) work(ctx context.Context, t string) {
+	defer d.sends.Done()
+	for {
+		r, ok := d.next(ctx, t)
+		if !ok {
+			return
+		}
+		d.send(ctx, r)
+	}
+}
+
+// next takes the next row of t's queue for a worker of t, or says the
+// worker is done: the queue is empty, ctx ended, or the target has more
+// workers than PerTargetConcurrency allows now (Reconfigure). A queue
+// down to half its room, with due rows left out, asks for a scan, so the
+// next rows are read while these are sent.
+func (d *dispatcher) next(ctx context.Context, t string) (vault.OutboxRow, bool) {
+	perTarget := d.s.set.Load().cc.PerTargetConcurrency
+	disabled := d.s.isDisabled(t)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	q := d.targets[t]
+	if disabled && len(q.queue) > 0 {
+		d.dropLocked(q)
+	}
+	if q.more && len(q.queue) <= d.queueCap(perTarget)/2 {
+		q.more = false
+		d.rescan = true
+		d.poke()
+	}
+	if len(q.queue) == 0 || ctx.Err() != nil || q.active > perTarget {
+		q.active--
+		d.forgetLocked(t, q)
+		return vault.OutboxRow{}, false
+	}
+	r := q.queue[0]
+	q.queue[0] = vault.OutboxRow{}
+	q.queue = q.queue[1:]
+	return r, true
+}
+
 // send claims one row (Config.Claims), sends it and hands its outcome to
 // the committer. A row another daemon holds is left to it.
 func (d *dispatcher) send(ctx context.Context, r vault.OutboxRow) {
 	claimed, leaveUntil := d.s.claimRow(ctx, r)
 	if !claimed {
-		d.leave(r, leaveUntil)
+		d.mu.Lock()
+		delete(d.known, r.ID)
+		d.elsewhere[r.ID] = leaveUntil
+		d.mu.Unlock()
 		return
 	}
 	final, err := d.s.sendOnce(ctx, r)
@@ -238,15 +399,7 @@ func (d *dispatcher) send(ctx context.Context, r vault.OutboxRow) {
 	} else if d.s.cfg.Claims != nil {
 		d.s.releaseOne(ctx, r)
 	}
-	perTarget := d.s.set.Load().cc.PerTargetConcurrency
 	d.mu.Lock()
-	if q := d.targets[r.Target]; q != nil {
-		q.active--
-		if q.more && len(q.queue) < perTarget {
-			q.more = false
-			d.rescan = true
-		}
-	}
 	if record {
 		d.pending = append(d.pending, a)
 		d.commit.Signal()
@@ -254,25 +407,6 @@ func (d *dispatcher) send(ctx context.Context, r vault.OutboxRow) {
 		delete(d.known, r.ID)
 	}
 	d.mu.Unlock()
-	d.poke()
-}
-
-// leave forgets a row this loop did not send because another daemon
-// holds it (or the store did not answer its claim), until leaveUntil.
-func (d *dispatcher) leave(r vault.OutboxRow, leaveUntil time.Time) {
-	perTarget := d.s.set.Load().cc.PerTargetConcurrency
-	d.mu.Lock()
-	if q := d.targets[r.Target]; q != nil {
-		q.active--
-		if q.more && len(q.queue) < perTarget {
-			q.more = false
-			d.rescan = true
-		}
-	}
-	delete(d.known, r.ID)
-	d.elsewhere[r.ID] = leaveUntil
-	d.mu.Unlock()
-	d.poke()
 }
 
 // commitLoop records pending outcomes, up to commitBatch per transaction,

@@ -86,6 +86,54 @@ func (db *DB) LoadOutbox(ids []string) ([]OutboxRow, error) {
 	return out, err
 }
 
+// OutboxTargets returns the target of each row with the given ids, in the
+// order asked, from one read transaction, reading only as much of each
+// record as it takes to find it (the record's start, where the target is
+// stored before the payload): "" for an id without a row, or whose
+// record does not give one (damaged: FindDamaged reports it). It is the
+// delivery loop's cheap look at which target a due row is for, before it
+// decides to read the row; the row LoadOutbox returns is what counts.
+// Errors: only the store's own.
+func (db *DB) OutboxTargets(ids []string) ([]string, error) {
+	var out []string
+	err := db.View(func(tx *Tx) error {
+		out = make([]string, len(ids))
+		b := tx.tx.Bucket(bucketOutbox)
+		for i, id := range ids {
+			if raw := b.Get([]byte(id)); raw != nil {
+				out[i] = peekTarget(raw)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// targetKey is how a record's target starts. encoding/json writes an
+// OutboxRow's fields in their order, and the fields before Target are
+// strings, in which a quote is always escaped ("\""): the first
+// occurrence is the record's own.
+var targetKey = []byte(`,"target":"`)
+
+// peekTarget returns the target of a stored outbox record: found after
+// targetKey when the value has no escapes, otherwise by decoding the
+// record; "" when neither gives one.
+func peekTarget(raw []byte) string {
+	if i := bytes.Index(raw, targetKey); i >= 0 {
+		v := raw[i+len(targetKey):]
+		if j := bytes.IndexByte(v, '"'); j >= 0 && bytes.IndexByte(v[:j], '\\') < 0 {
+			return string(v[:j])
+		}
+	}
+	var r struct {
+		Target string `json:"target"`
+	}
+	if json.Unmarshal(raw, &r) != nil {
+		return ""
+	}
+	return r.Target
+}
+
 // OpenOutboxSecret opens the sealed secret of r (a consent link), bound to
 // r.ID, with the current keyring, in its own read transaction. A row
 // without one gives the zero Value. Errors: seal's (a row sealed under a
@@ -197,6 +245,7 @@ func (db *DB) SettleOutbox(outcomes []OutboxOutcome) ([]OutboxSettled, error) {
 			if !cur.waiting() || cur.Attempts != o.Attempts {
 				continue
 			}
+			prevDue := cur.NextAttempt // waiting: its due key
 			if o.Sent {
 				cur.Attempts++
 			}
@@ -210,7 +259,8 @@ func (db *DB) SettleOutbox(outcomes []OutboxOutcome) ([]OutboxSettled, error) {
 			case OutboxRetrying:
 				cur.NextAttempt = o.NextAttempt
 			}
-			if err := tx.PutOutboxRow(cur); err != nil {
+			// The row was just read: put it without reading it again.
+			if err := tx.putOutbox(cur, prevDue); err != nil {
 				return err
 			}
 			s := OutboxSettled{Row: cur}

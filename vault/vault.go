@@ -379,11 +379,13 @@ func (db *DB) isEmpty() (bool, error) {
 	return empty, err
 }
 
-// readOnlyEngine refuses every Update: a vault opened ReadOnly on an
+// readOnlyEngine refuses every Update and Batch: a vault opened ReadOnly on an
 // engine that has no read-only mode of its own writes nothing.
 type readOnlyEngine struct{ kv.Engine }
 
 func (readOnlyEngine) Update(func(kv.Tx) error) error { return errReadOnly }
+
+func (readOnlyEngine) Batch(func(kv.Tx) error) error { return errReadOnly }
 
 // withoutPath drops the path from an *os.PathError (the caller names it
 // once): "stat: permission denied", not "open P: stat P: permission denied".
@@ -545,13 +547,31 @@ func (db *DB) View(fn func(tx *Tx) error) error {
 // branch would keep what a rolled-back run left), and defers what must
 // happen only once the change is committed to Tx.afterCommit.
 func (db *DB) Update(fn func(tx *Tx) error) error {
-	db.keyMu.RLock()
-	defer db.keyMu.RUnlock()
-	var last *Tx
 	// A page bbolt cannot read (the file changed under the daemon: cut
 	// short, overwritten), or a bucket gone, fails this transaction, not
 	// the process (engineUpdate).
-	err := db.engineUpdate(func(etx kv.Tx) error {
+	return db.update(db.engineUpdate, fn)
+}
+
+// batch is Update for a write that may share its commit with the others
+// running at the same time (kv.Engine.Batch: on bbolt one fsync for
+// many): the run commits of a million watches. fn follows Update's rules,
+// and on bbolt too it may run more than once.
+func (db *DB) batch(fn func(tx *Tx) error) error {
+	return db.update(func(fn func(kv.Tx) error) error {
+		return contained(db.name, hintRunning, func() error {
+			return db.engine.Batch(func(etx kv.Tx) error { return db.onSchema(etx, fn) })
+		})
+	}, fn)
+}
+
+// update runs fn in a read-write transaction of run (engineUpdate or
+// batch's), then what it deferred to the commit.
+func (db *DB) update(run func(func(kv.Tx) error) error, fn func(tx *Tx) error) error {
+	db.keyMu.RLock()
+	defer db.keyMu.RUnlock()
+	var last *Tx
+	err := run(func(etx kv.Tx) error {
 		kr, err := db.keyringFor(etx)
 		if err != nil {
 			return err

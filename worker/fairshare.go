@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"strings"
 	"sync"
 	"time"
 )
@@ -25,12 +26,25 @@ type fairShare struct {
 	window time.Duration
 	now    func() time.Time
 
-	mu      sync.Mutex
-	watches map[string]watchRef // scheduled watches
+	mu sync.Mutex
+	// watches are the scheduled watches, each to its (user, provider)
+	// in refs: a million watches are ten to a user, and a string and an
+	// index a watch is what the table costs (about 40 bytes, not the
+	// 115 a pair of strings a watch took).
+	watches map[string]uint32
+	refs    []refCount
+	refIdx  map[watchRef]uint32
+	free    []uint32
 	provs   map[string]*provWindow
 }
 
 type watchRef struct{ user, provider string }
+
+// refCount is a (user, provider) and how many scheduled watches name it.
+type refCount struct {
+	watchRef
+	n int
+}
 
 // provWindow is one provider's window.
 type provWindow struct {
@@ -42,7 +56,8 @@ type provWindow struct {
 }
 
 func newFairShare(limit int, window time.Duration, now func() time.Time) *fairShare {
-	return &fairShare{limit: limit, window: window, now: now, watches: map[string]watchRef{}, provs: map[string]*provWindow{}}
+	return &fairShare{limit: limit, window: window, now: now, watches: map[string]uint32{}, refIdx: map[watchRef]uint32{},
+		provs: map[string]*provWindow{}}
 }
 
 func (f *fairShare) prov(name string) *provWindow {
@@ -59,14 +74,28 @@ func (f *fairShare) track(watchID, user, provider string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	ref := watchRef{user, provider}
-	if old, ok := f.watches[watchID]; ok {
-		if old == ref {
+	if i, ok := f.watches[watchID]; ok {
+		if f.refs[i].watchRef == ref {
 			return
 		}
-		f.dropLocked(watchID, old)
+		f.dropLocked(watchID, i)
 	}
-	f.watches[watchID] = ref
-	f.prov(provider).users[user]++
+	i, ok := f.refIdx[ref]
+	if !ok {
+		// Own the strings: callers' may be views of bigger buffers.
+		ref = watchRef{strings.Clone(user), strings.Clone(provider)}
+		if n := len(f.free); n > 0 {
+			i, f.free = f.free[n-1], f.free[:n-1]
+			f.refs[i] = refCount{watchRef: ref}
+		} else {
+			i = uint32(len(f.refs))
+			f.refs = append(f.refs, refCount{watchRef: ref})
+		}
+		f.refIdx[ref] = i
+	}
+	f.refs[i].n++
+	f.watches[strings.Clone(watchID)] = i
+	f.prov(provider).users[f.refs[i].user]++
 }
 
 // scheduledAt returns the watches scheduled at provider, by id, with
@@ -75,9 +104,9 @@ func (f *fairShare) scheduledAt(provider string) map[string]string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := map[string]string{}
-	for id, ref := range f.watches {
-		if ref.provider == provider {
-			out[id] = ref.user
+	for id, i := range f.watches {
+		if r := f.refs[i]; r.provider == provider {
+			out[id] = r.user
 		}
 	}
 	return out
@@ -87,16 +116,22 @@ func (f *fairShare) scheduledAt(provider string) map[string]string {
 func (f *fairShare) untrack(watchID string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if old, ok := f.watches[watchID]; ok {
-		f.dropLocked(watchID, old)
+	if i, ok := f.watches[watchID]; ok {
+		f.dropLocked(watchID, i)
 	}
 }
 
-func (f *fairShare) dropLocked(watchID string, ref watchRef) {
+func (f *fairShare) dropLocked(watchID string, i uint32) {
 	delete(f.watches, watchID)
+	ref := f.refs[i].watchRef
 	p := f.prov(ref.provider)
 	if p.users[ref.user]--; p.users[ref.user] <= 0 {
 		delete(p.users, ref.user)
+	}
+	if f.refs[i].n--; f.refs[i].n == 0 {
+		delete(f.refIdx, ref)
+		f.refs[i] = refCount{}
+		f.free = append(f.free, i)
 	}
 }
 

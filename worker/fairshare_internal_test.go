@@ -131,3 +131,47 @@ func TestFairShareAccounting(t *testing.T) {
 		}
 	}
 }
+
+// TestFairShareTrack: the table of scheduled watches counts each user's
+// watches at each provider as watches are tracked, moved to another user
+// or provider, tracked again unchanged and untracked, and forgets a
+// (user, provider) once no watch names it, reusing its slot.
+func TestFairShareTrack(t *testing.T) {
+	f := newFairShare(450, 15*time.Minute, time.Now)
+	f.track("w1", "u1", "x")
+	f.track("w2", "u1", "x")
+	f.track("w3", "u2", "x")
+	f.track("w3", "u2", "x") // unchanged
+	f.track("w4", "u1", "mastodon")
+	check := func(when string, want map[string]map[string]int, refs int) {
+		t.Helper()
+		for prov, users := range want {
+			if got := f.prov(prov).users; fmt.Sprint(got) != fmt.Sprint(users) {
+				t.Errorf("%s: users at %s = %v, want %v", when, prov, got, users)
+			}
+		}
+		if got := len(f.refIdx); got != refs {
+			t.Errorf("%s: %d (user, provider) pairs kept, want %d", when, got, refs)
+		}
+	}
+	check("tracked", map[string]map[string]int{"x": {"u1": 2, "u2": 1}, "mastodon": {"u1": 1}}, 3)
+	if got := f.scheduledAt("x"); fmt.Sprint(got) != "map[w1:u1 w2:u1 w3:u2]" {
+		t.Errorf("scheduledAt(x) = %v, want w1, w2 of u1 and w3 of u2", got)
+	}
+	f.track("w3", "u3", "x") // moved to another user
+	check("w3 moved", map[string]map[string]int{"x": {"u1": 2, "u3": 1}}, 3)
+	f.untrack("w4")
+	f.untrack("w4") // twice: nothing
+	check("w4 gone", map[string]map[string]int{"x": {"u1": 2, "u3": 1}, "mastodon": {}}, 2)
+	f.track("w5", "u5", "x") // reuses a freed slot
+	if len(f.refs) != 3 || len(f.free) != 0 {
+		t.Errorf("after w5: %d slots, %d free; want 3 slots, none free (one reused)", len(f.refs), len(f.free))
+	}
+	for _, id := range []string{"w1", "w2", "w3", "w5"} {
+		f.untrack(id)
+	}
+	check("all gone", map[string]map[string]int{"x": {}}, 0)
+	if len(f.watches) != 0 {
+		t.Errorf("watches left: %v", f.watches)
+	}
+}

@@ -79,7 +79,8 @@ type Store interface {
 	SuspendProviderWatches(provider string, r vault.SuspendReason) ([]string, error)
 	ClearProviderWatches(provider string, r vault.SuspendReason) ([]string, error)
 	// RunnableWatches calls fn with every watch to schedule (Watch.Runs)
-	// and its cursor; fn must not call the store.
+	// and its cursor; fn must not call the store, but for CheckWatch,
+	// which applies the rules and reads nothing.
 	RunnableWatches(fn func(vault.WatchWithCursor) error) error
 	// CheckWatch applies the store's current rules of a valid watch to
 	// spec without storing anything (*vault.InvalidError when they refuse
@@ -355,47 +356,50 @@ func (w *Worker) Reload(ctx context.Context) error {
 	// What providers said about their windows before a restart: the
 	// sources get their holds back, capped providers their next probe.
 	caps := w.restoreWindows()
-	// Read first, check after: RunnableWatches' callback must not call the
-	// store, and CheckWatch is the store's.
-	var runnable []vault.WatchWithCursor
+	// Each watch is checked and scheduled as it is read, in the read's
+	// callback: a million watches are never all held at once (they were
+	// 700 MB at the peak of a load). The callback calls only the store's
+	// CheckWatch, which applies the rules and reads nothing.
+	prior := map[string]bool{} // scheduled before: those not read again leave
+	w.engine.Keys(func(k string) { prior[k] = true })
+	w.mu.Lock()
+	before := maps.Clone(w.invalid)
+	w.mu.Unlock()
+	var bad []error
+	cappedProv := map[string]int{} // suspended watches by provider
+	refused := map[string]string{}
+	var refusedWatches, acceptedAgain []vault.Watch
+	scheduled := 0
 	err := w.cfg.DB.RunnableWatches(func(wt vault.WatchWithCursor) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		runnable = append(runnable, wt)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("worker: reload: %w", err)
-	}
-	want := map[string]bool{}
-	var bad []error
-	cappedProv := map[string]int{} // suspended watches by provider
-	refused := map[string]string{}
-	var refusedWatches []vault.Watch
-	for _, wt := range runnable {
 		if wt.State == vault.WatchSuspended { // by the usage cap: Runs
 			cappedProv[wt.Provider]++
 		}
 		if why := Refused(w.cfg.DB, wt.Watch); why != nil {
 			refused[wt.ID] = why.Error()
 			refusedWatches = append(refusedWatches, wt.Watch)
-			continue
+			return nil
 		}
 		if err := w.schedule(wt.Watch, wt.Cursor); err != nil {
 			bad = append(bad, fmt.Errorf("watch %s: %w", wt.ID, err))
-			continue
+			return nil
 		}
-		want[wt.ID] = true
-	}
-	var gone []string
-	w.engine.Keys(func(k string) {
-		if !want[k] {
-			gone = append(gone, k)
+		delete(prior, wt.ID)
+		scheduled++
+		if _, had := before[wt.ID]; had {
+			acceptedAgain = append(acceptedAgain, wt.Watch)
 		}
+		return nil
 	})
-	for _, k := range gone {
+	if err != nil {
+		return fmt.Errorf("worker: reload: %w", err)
+	}
+	gone := 0
+	for k := range prior {
 		w.unschedule(k)
+		gone++
 	}
 	w.mu.Lock()
 	var restored []UsageCap
@@ -406,7 +410,6 @@ func (w *Worker) Reload(ctx context.Context) error {
 			restored = append(restored, UsageCap{Provider: p, NextProbe: w.capped[p].next})
 		}
 	}
-	before := w.invalid
 	w.invalid = refused
 	w.mu.Unlock()
 	for _, c := range restored {
@@ -418,10 +421,8 @@ func (w *Worker) Reload(ctx context.Context) error {
 			w.logRefused(wt, refused[wt.ID])
 		}
 	}
-	for _, wt := range runnable {
-		if _, had := before[wt.ID]; had && want[wt.ID] {
-			w.log.Info("watch accepted by the current rules again: scheduled", "watch", wt.ID, "user", wt.UserID, "provider", wt.Provider)
-		}
+	for _, wt := range acceptedAgain {
+		w.log.Info("watch accepted by the current rules again: scheduled", "watch", wt.ID, "user", wt.UserID, "provider", wt.Provider)
 	}
 	for _, err := range bad {
 		w.log.Error("watch not scheduled", "err", err)
@@ -430,7 +431,7 @@ func (w *Worker) Reload(ctx context.Context) error {
 	for _, n := range cappedProv {
 		nCapped += n
 	}
-	w.log.Info("watches loaded", "scheduled", len(want), "usage_capped", nCapped, "removed", len(gone), "invalid", len(refused)+len(bad))
+	w.log.Info("watches loaded", "scheduled", scheduled, "usage_capped", nCapped, "removed", gone, "invalid", len(refused)+len(bad))
 	return nil
 }
 

@@ -1,177 +1,221 @@
 package main
 
 import (
-	"context"
+	"bufio"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"os"
+	"os/exec"
 	"strconv"
-	"sync"
-	"sync/atomic"
+	"strings"
 	"time"
-
-	"github.com/robfig/cron/v3"
-
-	"tagwatch/worker/sched"
 )
 
+// benchSched compares the watch engine (worker/sched) with robfig/cron/v3
+// at the same entry count and fire rate, each engine in a child process of
+// its own (this program re-executed with -child) so its CPU (getrusage),
+// heap and GC are its own:
+//
+//   - ours: sched.Engine, `@every period` with its per-entry phases, the
+//     daemon's defaults (32 workers, 1 run per user at once);
+//   - robfig: robfig/cron/v3 as it is, `@every period` (whole seconds: every
+//     entry of a second fires in one burst), each entry on its own second,
+//     as entries added over time are;
+//   - robfig-phase: robfig/cron/v3 with a cron.Schedule whose Next adds the
+//     entry's phase, as ours has (the fair comparison): every due entry on
+//     its own time, so robfig's loop wakes for each and sorts every entry.
+//
+// The job is the same cheap function for every engine (sched_child.go).
+// When a robfig variant cannot keep up at -watches (a fire missed, or lag
+// past -keep-up), it runs again at each of -robfig-sizes, largest first, at
+// the same fire rate, until it keeps up.
 func benchSched(args []string) error {
 	fs := flag.NewFlagSet("sched", flag.ContinueOnError)
-	n := fs.Int("watches", 1_000_000, "watches in the engine")
-	period := fs.Duration("period", 200*time.Second, "every watch's @every interval")
-	dur := fs.Duration("dur", 60*time.Second, "measured time for each engine")
-	rn := fs.Int("robfig", 50_000, "robfig/cron entries (@every 10s)")
+	o := schedOpts{}
+	fs.IntVar(&o.watches, "watches", 1_000_000, "entries in each engine")
+	fs.Float64Var(&o.rate, "rate", 5000, "fires per second (each entry's period is watches/rate)")
+	fs.DurationVar(&o.dur, "dur", 30*time.Second, "measured window for each engine")
+	fs.DurationVar(&o.warm, "warm", 5*time.Second, "run time before the window")
+	fs.DurationVar(&o.grace, "grace", 2*time.Second, "time after the window for late fires before a due fire counts as missed")
+	engines := fs.String("engines", "ours,robfig,robfig-phase", "engines to run, comma-separated")
+	sizes := fs.String("robfig-sizes", "300000,100000,30000", "smaller sizes (same fire rate) for a robfig variant that cannot keep up at -watches")
+	keepUp := fs.Duration("keep-up", time.Second, "a variant keeps up when it misses no fire and its max lag stays under this")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of ours' window to this file")
+	fs.StringVar(&o.traceFile, "trace", "", "write an execution trace of ours' window to this file")
+	child := fs.String("child", "", "internal: run one engine in this process and print its result")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *child != "" {
+		return schedChild(*child, o)
+	}
+	var fallback []int
+	for _, s := range strings.Split(*sizes, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("sched: -robfig-sizes: %w", err)
+		}
+		fallback = append(fallback, n)
+	}
 	fmt.Printf("machine: %s\nload average before: %s\n", machine(), loadavg())
-
-	// --- our engine
-	type rec struct {
-		mu   sync.Mutex
-		lags []time.Duration
-	}
-	var r rec
-	fired := make([]atomic.Bool, *n)
-	var fires atomic.Int64
-	e, err := sched.New(sched.Config{Workers: 32, PerProviderConcurrency: 1 << 30, PerUserConcurrency: 1,
-		Job: func(ctx context.Context, f sched.Fire) {
-			lag := time.Since(f.Scheduled)
-			i, _ := strconv.ParseUint(f.Key[len(f.Key)-8:], 16, 32)
-			fired[i].Store(true)
-			fires.Add(1)
-			r.mu.Lock()
-			r.lags = append(r.lags, lag)
-			r.mu.Unlock()
-		}})
-	if err != nil {
-		return err
-	}
-	spec := fmt.Sprintf("@every %s", *period)
-	before := heapInUse()
-	now := time.Now()
-	for i := 0; i < *n; i++ {
-		// 26-character keys, like vault.NewID, built here so their bytes count.
-		key := fmt.Sprintf("w%017x%08x", uint64(i)*0x9e3779b97f4a7c15>>8, i)
-		if err := e.Upsert(sched.Entry{Key: key, User: fmt.Sprintf("user%d", i), Provider: "x", Schedule: spec, LastRun: now}); err != nil {
+	fmt.Printf("%d entries at %.0f fires/s (each on `@every %s`), window %s after %s, each engine in its own process\n",
+		o.watches, o.rate, o.period(o.watches), o.dur, o.warm)
+	var ours *schedResult
+	theirs := map[string]*schedResult{}
+	for _, name := range strings.Split(*engines, ",") {
+		name = strings.TrimSpace(name)
+		r, err := runSchedChild(name, o, o.watches)
+		if err != nil {
 			return err
 		}
-	}
-	after := heapInUse()
-	perWatch := float64(after-before) / float64(*n)
-	fmt.Printf("engine: %d watches on %q: %.0f bytes per watch (heap, keys included)\n", *n, spec, perWatch)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- e.Run(ctx) }()
-	time.Sleep(2 * time.Second) // settle
-	r.mu.Lock()
-	r.lags = r.lags[:0]
-	r.mu.Unlock()
-	for i := range fired {
-		fired[i].Store(false)
-	}
-	// Which watches are due in the window, before it starts.
-	start := time.Now()
-	end := start.Add(*dur)
-	due := make([]bool, *n)
-	expected := 0
-	var keys []string
-	e.Keys(func(k string) { keys = append(keys, k) })
-	for _, k := range keys {
-		next, _, err := e.Next(k)
-		var i int
-		fmt.Sscanf(k[len(k)-8:], "%08x", &i)
-		if err == nil && next.After(start.Add(50*time.Millisecond)) && next.Before(end.Add(-50*time.Millisecond)) {
-			due[i] = true
-			expected++
+		r.print()
+		if name == "ours" {
+			ours = r
+			continue
+		}
+		theirs[name] = r
+		if r.keepsUp(*keepUp) {
+			continue
+		}
+		fmt.Printf("  %s does not keep up at %d entries (missed %d, max lag %s); the same rate with fewer entries:\n",
+			name, r.Entries, r.Missed, time.Duration(r.Max))
+		for _, n := range fallback {
+			if n >= o.watches {
+				continue
+			}
+			small, err := runSchedChild(name, o, n)
+			if err != nil {
+				return err
+			}
+			small.print()
+			if small.keepsUp(*keepUp) {
+				fmt.Printf("  %s keeps up at %d entries\n", name, n)
+				break
+			}
 		}
 	}
-	start = time.Now()
-	cpu0 := cpuTime()
-	f0 := fires.Load()
-	time.Sleep(time.Until(end))
-	cpu := cpuTime() - cpu0
-	wall := time.Since(start)
-	nf := fires.Load() - f0
-	cancel()
-	<-done
-	missed := 0
-	for i := range due {
-		if due[i] && !fired[i].Load() {
-			missed++
+	if ours != nil {
+		for _, name := range []string{"robfig", "robfig-phase"} {
+			r := theirs[name]
+			if r == nil {
+				continue
+			}
+			fmt.Printf("ours vs %s at %d entries: CPU per fire %.2fx (ours/theirs, <= 1 is ours cheaper), p99 lag %.3fx, max lag %.3fx, bytes per watch %.2fx\n",
+				name, r.Entries, ours.cpuPerFire()/r.cpuPerFire(), float64(ours.P99)/float64(max(r.P99, 1)),
+				float64(ours.Max)/float64(max(r.Max, 1)), ours.BytesPerEntry/r.BytesPerEntry)
 		}
+		fmt.Printf("goals for ours: CPU per fire <= robfig's (both), p99 < 5ms, max < 50ms, 0 missed, <= 160 B per watch: p99 %s, max %s, missed %d, %.0f B\n",
+			time.Duration(ours.P99), time.Duration(ours.Max), ours.Missed, ours.BytesPerEntry)
 	}
-	r.mu.Lock()
-	ls := percentiles(r.lags)
-	r.mu.Unlock()
-	ours := result{name: "tagwatch engine", entries: *n, fires: nf, wall: wall, cpu: cpu, lag: ls, missed: missed, expected: expected}
-	ours.print()
-	e = nil
-	keys = nil
-	heapInUse()
-
-	// --- robfig/cron/v3's run loop
-	var rl rec
-	var rf atomic.Int64
-	c := cron.New(cron.WithSeconds())
-	c.Start()
-	job := func() {
-		// Its @every schedule fires on whole seconds.
-		now := time.Now()
-		lag := now.Sub(now.Truncate(time.Second))
-		rf.Add(1)
-		rl.mu.Lock()
-		rl.lags = append(rl.lags, lag)
-		rl.mu.Unlock()
-	}
-	// Added over 10 s while running, so fires spread over the seconds as a
-	// daemon's watches would (added at once they all fire in one burst).
-	for i := 0; i < *rn; i++ {
-		if _, err := c.AddFunc("@every 10s", job); err != nil {
-			return err
-		}
-		if batch := *rn / 100; batch > 0 && i%batch == batch-1 {
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	time.Sleep(12 * time.Second) // past the first round
-	rl.mu.Lock()
-	rl.lags = rl.lags[:0]
-	rl.mu.Unlock()
-	rstart := time.Now()
-	rcpu0 := cpuTime()
-	rf0 := rf.Load()
-	time.Sleep(*dur)
-	rcpu := cpuTime() - rcpu0
-	rwall := time.Since(rstart)
-	rnf := rf.Load() - rf0
-	<-c.Stop().Done()
-	rl.mu.Lock()
-	rls := percentiles(rl.lags)
-	rl.mu.Unlock()
-	rexp := int(int64(*rn) * int64(rwall/(10*time.Second)))
-	theirs := result{name: "robfig/cron/v3", entries: *rn, fires: rnf, wall: rwall, cpu: rcpu, lag: rls, missed: max(0, rexp-int(rnf)), expected: rexp}
-	theirs.print()
-	fmt.Printf("ratios (robfig / ours): CPU per fire %.1fx, p99 lag %.1fx, max lag %.1fx\n",
-		theirs.cpuPerFire()/ours.cpuPerFire(), float64(rls.p99)/float64(max(ls.p99, 1)), float64(rls.max)/float64(max(ls.max, 1)))
 	fmt.Printf("load average after: %s\n", loadavg())
 	return nil
 }
 
-type result struct {
-	name      string
-	entries   int
-	fires     int64
-	wall, cpu time.Duration
-	lag       lagStats
-	missed    int
-	expected  int
+type schedOpts struct {
+	watches               int
+	rate                  float64
+	dur, warm, grace      time.Duration
+	cpuProfile, traceFile string
 }
 
-func (r result) cpuPerFire() float64 { return float64(r.cpu) / float64(max(r.fires, 1)) }
+// period is each entry's interval for n entries at the fire rate, in whole
+// seconds (robfig's @every has no finer grain).
+func (o schedOpts) period(n int) time.Duration {
+	return max(time.Second, time.Duration(float64(n)/o.rate)*time.Second)
+}
 
-func (r result) print() {
-	fmt.Printf("%s: %d entries, %d fires in %s (%.0f/s), CPU %.1f%% of a core (%.1f µs/fire), lag p50 %s p99 %s max %s, missed %d of %d due\n",
-		r.name, r.entries, r.fires, r.wall.Round(time.Millisecond), float64(r.fires)/r.wall.Seconds(),
-		100*r.cpu.Seconds()/r.wall.Seconds(), r.cpuPerFire()/1e3, r.lag.p50, r.lag.p99, r.lag.max, r.missed, r.expected)
+// schedResult is one engine's run, printed by the child as JSON.
+type schedResult struct {
+	Engine        string
+	Entries       int
+	PeriodSec     float64
+	Fires         int64 // run in the window
+	WallNs        int64
+	CPUNs         int64 // getrusage, whole process, over the window
+	GCCPUNs       int64 // of CPUNs, the garbage collector's (runtime/metrics)
+	GCs           uint32
+	P50, P99, Max int64 // lag ns, fires due in the window
+	P99FirstHalf  int64
+	P99LastHalf   int64
+	Due, Missed   int
+	BytesPerEntry float64 // heap after loading, keys included
+	LoadNs        int64
+	CtxSwitches   int64 // of the process's threads, over the window
+	Note          string
+}
+
+func (r *schedResult) cpuPerFire() float64 { return float64(r.CPUNs) / float64(max(r.Fires, 1)) }
+
+func (r *schedResult) keepsUp(limit time.Duration) bool {
+	return r.Missed == 0 && time.Duration(r.Max) < limit
+}
+
+func (r *schedResult) print() {
+	wall := time.Duration(r.WallNs)
+	fmt.Printf("%-12s %8d entries @every %gs: %7d fires in %s (%.0f/s), CPU %.1f%% of a core, %.2f µs/fire (GC %.0f%% of it, %d GCs), "+
+		"%.2f thread wake-ups/fire, lag p50 %s p99 %s max %s (p99 first/second half %s/%s), missed %d of %d due, %.0f B/entry (load %s)\n",
+		r.Engine, r.Entries, r.PeriodSec, r.Fires, wall.Round(time.Millisecond), float64(r.Fires)/wall.Seconds(),
+		100*float64(r.CPUNs)/float64(r.WallNs), r.cpuPerFire()/1e3, 100*float64(r.GCCPUNs)/float64(max(r.CPUNs, 1)), r.GCs, float64(r.CtxSwitches)/float64(max(r.Fires, 1)),
+		rd(r.P50), rd(r.P99), rd(r.Max), rd(r.P99FirstHalf), rd(r.P99LastHalf), r.Missed, r.Due, r.BytesPerEntry,
+		time.Duration(r.LoadNs).Round(time.Millisecond))
+	if r.Note != "" {
+		fmt.Printf("  note: %s\n", r.Note)
+	}
+}
+
+func rd(ns int64) time.Duration {
+	d := time.Duration(ns)
+	switch {
+	case d >= time.Second:
+		return d.Round(time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
+}
+
+// runSchedChild runs one engine in a child process and returns its result.
+func runSchedChild(name string, o schedOpts, n int) (*schedResult, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"sched", "-child", name, "-watches", strconv.Itoa(n), "-rate", strconv.FormatFloat(o.rate, 'g', -1, 64),
+		"-dur", o.dur.String(), "-warm", o.warm.String(), "-grace", o.grace.String()}
+	if name == "ours" {
+		args = append(args, "-cpuprofile", o.cpuProfile, "-trace", o.traceFile)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	var r *schedResult
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		line := sc.Text()
+		if js, ok := strings.CutPrefix(line, "RESULT "); ok {
+			r = new(schedResult)
+			if err := json.Unmarshal([]byte(js), r); err != nil {
+				return nil, fmt.Errorf("sched: child %s: %w", name, err)
+			}
+			continue
+		}
+		fmt.Println("  " + line)
+	}
+	if err := cmd.Wait(); err != nil {
+		return nil, fmt.Errorf("sched: child %s: %w", name, err)
+	}
+	if r == nil {
+		return nil, fmt.Errorf("sched: child %s printed no result", name)
+	}
+	return r, nil
 }

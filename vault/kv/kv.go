@@ -74,6 +74,22 @@ type Engine interface {
 	// again (a retry after a serialization failure) must say so, and its
 	// callers' closures must then reset what they set outside the Tx.
 	Update(fn func(Tx) error) error
+	// Batch runs fn as Update does, committed (durably) when fn returns
+	// nil, except that the engine may commit it in one transaction with
+	// other Batch calls running at the same time (group commit: bbolt
+	// then syncs the file once for all of them). So fn may run more than
+	// once even on bbolt: when another closure of the batch fails, the
+	// others run again without it, and a closure that failed in a batch
+	// runs again alone, whose error is the one returned. fn must
+	// therefore reset, at its top, everything it sets outside the Tx (the
+	// vault's closures do: see Update). The closures of a batch run one
+	// after another in its transaction, each seeing what those before it
+	// wrote, as a sequence of Updates would. An error or a panic of fn is
+	// its caller's alone, as from Update (nothing fn wrote is kept; the
+	// others commit without it); a failed commit is returned to every
+	// caller of the batch. An engine without group commit runs fn as
+	// Update (pgkv).
+	Batch(fn func(Tx) error) error
 	// Close releases the engine. Transactions running meanwhile finish
 	// first (bbolt waits for them).
 	Close() error

@@ -1,84 +1,126 @@
 package sched
 
-// item is a heap slot: the fire time next to the entry's index, so sifting
-// touches only the heap's own memory.
+// item is a heap slot: a fire time and the entry (with its generation) it
+// is for. Items are never searched for: an item whose entry has since taken
+// another fire time, or was removed, is stale, and is dropped when it
+// reaches the top or when the heap is compacted. So sifting touches the
+// heap's own memory only, never the entries.
 type item struct {
 	next int64
 	idx  int32
+	gen  uint32
 }
 
-// fireHeap is a 4-ary min-heap of fire times. The entries' heap positions
-// are kept in step through the pos callback's slice.
+// heapPad puts the four children of a node in one 64-byte cache line: the
+// heap starts at the fourth 16-byte item of its storage, so node i's
+// children, at 4i+1..4i+4, sit at 4(i+1)..4(i+1)+3 of the storage, whose
+// large allocations are page-aligned.
+const heapPad = 3
+
+// fireHeap is a 4-ary min-heap of fire times.
 type fireHeap struct {
-	items []item
+	store []item
+	a     []item // store[heapPad:]
 }
 
-func (h *fireHeap) len() int { return len(h.items) }
+func (h *fireHeap) len() int { return len(h.a) }
 
-func (h *fireHeap) push(e *Engine, it item) {
-	h.items = append(h.items, it)
-	h.up(e, len(h.items)-1)
-}
-
-// remove deletes the item at position i.
-func (h *fireHeap) remove(e *Engine, i int) {
-	last := len(h.items) - 1
-	e.entries[h.items[i].idx].heap = -1
-	if i != last {
-		h.items[i] = h.items[last]
-		e.entries[h.items[i].idx].heap = int32(i)
+func (h *fireHeap) push(it item) {
+	if h.store == nil {
+		h.store = make([]item, heapPad, heapPad+64)
 	}
-	h.items = h.items[:last]
-	if i != last {
-		h.fix(e, i)
-	}
+	h.store = append(h.store, it)
+	h.a = h.store[heapPad:]
+	h.up(len(h.a) - 1)
 }
 
-// fix restores the order after the item at i changed its time.
-func (h *fireHeap) fix(e *Engine, i int) {
-	if !h.up(e, i) {
-		h.down(e, i)
+// pop removes the top item.
+func (h *fireHeap) pop() {
+	last := len(h.a) - 1
+	h.a[0] = h.a[last]
+	h.store = h.store[:heapPad+last]
+	h.a = h.store[heapPad:]
+	if last > 0 {
+		h.down(0)
 	}
 }
 
-func (h *fireHeap) up(e *Engine, i int) bool {
-	it := h.items[i]
-	moved := false
+// setTop gives the top item a later fire time.
+func (h *fireHeap) setTop(next int64) {
+	h.a[0].next = next
+	h.down(0)
+}
+
+func (h *fireHeap) up(i int) {
+	a := h.a
+	it := a[i]
 	for i > 0 {
 		p := (i - 1) / 4
-		if h.items[p].next <= it.next {
+		if a[p].next <= it.next {
 			break
 		}
-		h.items[i] = h.items[p]
-		e.entries[h.items[i].idx].heap = int32(i)
-		i, moved = p, true
+		a[i] = a[p]
+		i = p
 	}
-	h.items[i] = it
-	e.entries[it.idx].heap = int32(i)
-	return moved
+	a[i] = it
 }
 
-func (h *fireHeap) down(e *Engine, i int) {
-	n := len(h.items)
-	it := h.items[i]
+func (h *fireHeap) down(i int) {
+	a := h.a
+	n := len(a)
+	it := a[i]
 	for {
 		c := 4*i + 1
 		if c >= n {
 			break
 		}
 		m := c
-		for j := c + 1; j < c+4 && j < n; j++ {
-			if h.items[j].next < h.items[m].next {
-				m = j
+		if end := min(c+4, n); end == c+4 {
+			// The common case, a full group of four, without bounds checks.
+			g := a[c : c+4 : c+4]
+			mn := g[0].next
+			if g[1].next < mn {
+				m, mn = c+1, g[1].next
+			}
+			if g[2].next < mn {
+				m, mn = c+2, g[2].next
+			}
+			if g[3].next < mn {
+				m = c + 3
+			}
+		} else {
+			for j := c + 1; j < end; j++ {
+				if a[j].next < a[m].next {
+					m = j
+				}
 			}
 		}
-		if h.items[m].next >= it.next {
+		if a[m].next >= it.next {
 			break
 		}
-		h.items[i] = h.items[m]
-		e.entries[h.items[i].idx].heap = int32(i)
+		a[i] = a[m]
 		i = m
 	}
-	h.items[i] = it
-	e.entries[it.idx].heap = int32(i)
+	a[i] = it
+}
+
+// filter keeps the items keep says yes to and restores the heap order.
+func (h *fireHeap) filter(keep func(item) bool) {
+	w := 0
+	for _, it := range h.a {
+		if keep(it) {
+			h.a[w] = it
+			w++
+		}
+	}
+	h.store = h.store[:heapPad+w]
+	if cap(h.store) > 2*len(h.store)+1024 {
+		h.store = append(make([]item, 0, len(h.store)+len(h.store)/8), h.store...)
+	}
+	h.a = h.store[heapPad:]
+	if w > 1 {
+		for i := (w - 2) / 4; i >= 0; i-- {
+			h.down(i)
+		}
+	}
 }

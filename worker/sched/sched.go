@@ -6,6 +6,13 @@
 // previous run (a fire meanwhile is coalesced into one run after it);
 // after downtime a missed entry runs once, spread over a catch-up window.
 //
+// Cost (cmd/tagwatch-bench sched): the entries hold no pointers (keys in
+// one byte arena, an open-addressing key table, a heap of plain items), so
+// a garbage collection does not scan them; an `@every` fire's next time is
+// the previous one plus the interval; the timer loop sleeps at least
+// Config.Resolution and dispatches every due fire at once, and one idle
+// worker is woken at a time, which takes queued runs until none is left.
+//
 // An Engine is safe for concurrent use. Run owns every goroutine the engine
 // starts and returns after they have all ended.
 package sched
@@ -14,7 +21,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"hash/maphash"
 	"log/slog"
 	"math"
@@ -122,24 +128,29 @@ type Entry struct {
 	LastRun time.Time
 }
 
+// Entry flags.
 const (
 	flagRunning uint8 = 1 << iota
 	flagPending       // came due while running: run once more after
 	flagQueued        // waiting in a limit queue
 	flagLive          // slot in use
 	flagCatchUp       // the next timed fire is a catch-up
+	flagInHeap        // next is a fire time with an item in the heap
+	flagMark          // scratch, for heap compaction
 )
 
-// entry is one scheduled watch: 48 bytes plus its key.
+// entry is one scheduled watch: 40 bytes, no pointer, plus its key's bytes
+// in the arena and its slot in the key table.
 type entry struct {
-	key   string
-	user  uint64 // hash of the user id: only compared, for limits
-	next  int64  // Unix ns of the next fire; math.MaxInt64: never
-	gen   uint32 // bumped when the slot is reused
-	spec  uint32
-	heap  int32 // position in the heap, -1 when not in it
-	prov  uint16
-	flags uint8
+	next   int64  // Unix ns of the next fire; math.MaxInt64: never
+	user   uint64 // hash of the user id: only compared, for limits
+	keyOff uint32 // key bytes: keys.b[keyOff:keyOff+keyLen]
+	hash   uint32 // key hash, for the key table
+	gen    uint32 // bumped when the slot is reused
+	spec   uint32
+	keyLen uint16
+	prov   uint16
+	flags  uint8
 }
 
 type specInfo struct {
@@ -157,10 +168,15 @@ type queued struct {
 	reason    Reason
 }
 
+// job is a started run, waiting for or held by a worker. It carries the
+// user and provider it was counted under, so the counts stay right when
+// the entry changes meanwhile.
 type job struct {
-	idx int32
-	gen uint32
-	f   Fire
+	idx  int32
+	gen  uint32
+	prov uint16
+	user uint64
+	f    Fire
 }
 
 // Stats are the engine's counters.
@@ -182,15 +198,17 @@ type Engine struct {
 	mu       sync.Mutex
 	entries  []entry
 	free     []int32
-	index    map[string]int32
+	keys     arena
+	index    keyTable
 	heap     fireHeap
+	inHeap   int // entries with flagInHeap; the heap's other items are stale
 	specs    []specInfo
 	specIdx  map[string]uint32
 	specFree []uint32
 	provs    []string
 	provIdx  map[string]uint16
 
-	active    int
+	active    int // started runs: in runq or on a worker
 	provCount []int
 	userCount map[uint64]int
 	waitAll   []queued
@@ -198,9 +216,16 @@ type Engine struct {
 	waitUser  map[uint64][]queued
 	stats     Stats
 
-	jobs    chan job
+	runq     []job // started runs no worker has taken yet: runq[runqHead:]
+	runqHead int
+	idle     []int32         // parked workers
+	wakeCh   []chan struct{} // one per worker
+	waking   bool            // a parked worker was woken and has not looked at runq yet
+	stopping bool
+
 	wake    chan struct{}
 	running bool
+	started bool
 }
 
 // New returns an Engine.
@@ -235,26 +260,27 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Engine{cfg: cfg, log: cfg.Logger, seed: maphash.MakeSeed(), index: map[string]int32{},
+	return &Engine{cfg: cfg, log: cfg.Logger, seed: maphash.MakeSeed(),
 		specIdx: map[string]uint32{}, provIdx: map[string]uint16{}, userCount: map[uint64]int{},
-		waitUser: map[uint64][]queued{}, jobs: make(chan job, cfg.Workers), wake: make(chan struct{}, 1)}, nil
+		waitUser: map[uint64][]queued{}, wake: make(chan struct{}, 1)}, nil
 }
 
 func (e *Engine) now() int64 { return e.cfg.Now().UnixNano() }
 
+func (e *Engine) hashKey(key string) uint32 {
+	h := maphash.String(e.seed, key)
+	return uint32(h ^ h>>32)
+}
+
 // phase is the entry's stable offset: the same key always gets the same
 // one, so watches sharing a schedule fire spread out, and restarts do not
 // move them.
-func phase(key string) uint64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(key))
-	return h.Sum64()
-}
+func phase(key []byte) uint64 { return fnv64a(key) }
 
 // fireAfter returns the entry's first fire time strictly after t.
 func (e *Engine) fireAfter(en *entry, t int64) int64 {
 	s := &e.specs[en.spec]
-	ph := int64(phase(en.key) % uint64(s.cap))
+	ph := int64(phase(e.keyOf(en)) % uint64(s.cap))
 	if s.every > 0 {
 		d := s.every
 		x := t - ph
@@ -269,6 +295,25 @@ func (e *Engine) fireAfter(en *entry, t int64) int64 {
 		return math.MaxInt64
 	}
 	return next.UnixNano() + ph
+}
+
+// nextFire returns the fire after the one scheduled at scheduled, past
+// now (missed ticks fold into the fire being made). A timed fire of an
+// `@every` entry is on its phase's grid, so the next one is the interval
+// later, with no phase to hash and no schedule to call.
+func (e *Engine) nextFire(en *entry, scheduled, now int64, catchUp bool) int64 {
+	if d := e.specs[en.spec].every; d > 0 && !catchUp {
+		next := scheduled + d
+		if next <= now {
+			next += ((now-next)/d + 1) * d
+		}
+		return next
+	}
+	next := e.fireAfter(en, scheduled)
+	if next <= now {
+		next = e.fireAfter(en, now)
+	}
+	return next
 }
 
 func (e *Engine) internSpec(text string) (uint32, error) {
@@ -334,17 +379,22 @@ func (e *Engine) internProv(name string) uint16 {
 
 // Upsert adds an entry or changes one. A changed schedule takes effect at
 // once (the next fire is computed from now); an unchanged entry is left
-// alone. It returns an error for a schedule the parser refuses.
+// alone. It returns an error for an empty key, a key longer than 65,535
+// bytes, or a schedule the parser refuses.
 func (e *Engine) Upsert(en Entry) error {
 	if en.Key == "" {
 		return errors.New("sched: upsert: empty key")
+	}
+	if len(en.Key) > maxKeyLen {
+		return fmt.Errorf("sched: upsert: key of %d bytes, longer than %d", len(en.Key), maxKeyLen)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	user := maphash.String(e.seed, en.User)
 	prov := e.internProv(en.Provider)
 	now := e.now()
-	if i, ok := e.index[en.Key]; ok {
+	h := e.hashKey(en.Key)
+	if i, _ := e.find(en.Key, h); i >= 0 {
 		cur := &e.entries[i]
 		if e.specs[cur.spec].text == en.Schedule {
 			cur.user, cur.prov = user, prov
@@ -372,41 +422,76 @@ func (e *Engine) Upsert(en Entry) error {
 		i = int32(len(e.entries) - 1)
 	}
 	gen := e.entries[i].gen + 1
-	key := string([]byte(en.Key)) // own the bytes: callers' strings may be views of bigger buffers
-	e.entries[i] = entry{key: key, user: user, spec: spec, prov: prov, gen: gen, heap: -1, flags: flagLive}
-	e.index[key] = i
+	off := e.storeKey(en.Key)
+	e.entries[i] = entry{keyOff: off, keyLen: uint16(len(en.Key)), hash: h, user: user, spec: spec, prov: prov, gen: gen,
+		flags: flagLive, next: math.MaxInt64}
+	e.indexAdd(i)
 	cur := &e.entries[i]
-	var next int64
 	last := en.LastRun.UnixNano()
-	next = e.fireAfter(cur, now)
+	next := e.fireAfter(cur, now)
 	if (en.LastRun.IsZero() || e.fireAfter(cur, last) <= now) && next > now+int64(e.cfg.CatchUpWindow) {
 		// Missed (or never ran), and the schedule does not come due within
 		// the catch-up window: once, spread over the window.
-		next = now + int64(phase(key)>>1%uint64(e.cfg.CatchUpWindow))
+		next = now + int64(phase(e.keyOf(cur))>>1%uint64(e.cfg.CatchUpWindow))
 		cur.flags |= flagCatchUp
 	}
 	e.setNext(i, next)
 	return nil
 }
 
+// setNext gives entry i a new fire time (math.MaxInt64: none). Its old
+// heap item, if any, goes stale.
 func (e *Engine) setNext(i int32, next int64) {
 	en := &e.entries[i]
-	en.next = next
-	switch {
-	case next == math.MaxInt64 && en.heap >= 0:
-		e.heap.remove(e, int(en.heap))
-	case next == math.MaxInt64:
-	case en.heap >= 0:
-		e.heap.items[en.heap].next = next
-		e.heap.fix(e, int(en.heap))
-	default:
-		e.heap.push(e, item{next: next, idx: i})
+	was := en.flags&flagInHeap != 0
+	if was && en.next == next {
+		return
 	}
-	if e.heap.len() > 0 && e.heap.items[0].idx == i {
+	en.next = next
+	if next == math.MaxInt64 {
+		if was {
+			en.flags &^= flagInHeap
+			e.inHeap--
+			e.compactHeap()
+		}
+		return
+	}
+	if !was {
+		en.flags |= flagInHeap
+		e.inHeap++
+	}
+	e.heap.push(item{next: next, idx: i, gen: en.gen})
+	if top := e.heap.a[0]; top.idx == i && top.next == next {
 		select {
 		case e.wake <- struct{}{}:
 		default:
 		}
+	}
+	e.compactHeap()
+}
+
+// live reports whether heap item it is its entry's current fire.
+func (e *Engine) live(it item) bool {
+	en := &e.entries[it.idx]
+	return en.gen == it.gen && en.flags&flagInHeap != 0 && en.next == it.next
+}
+
+// compactHeap drops the stale items once they are as many as the live
+// ones (the heap at most doubles between two compactions).
+func (e *Engine) compactHeap() {
+	if e.heap.len() < 2*e.inHeap+1024 {
+		return
+	}
+	e.heap.filter(func(it item) bool {
+		en := &e.entries[it.idx]
+		if !e.live(it) || en.flags&flagMark != 0 { // stale, or a second item for the same fire
+			return false
+		}
+		en.flags |= flagMark
+		return true
+	})
+	for _, it := range e.heap.a {
+		e.entries[it.idx].flags &^= flagMark
 	}
 }
 
@@ -423,34 +508,38 @@ func (e *Engine) SetMinInterval(d time.Duration) {
 func (e *Engine) Remove(key string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	i, ok := e.index[key]
-	if !ok {
+	i, slot := e.find(key, e.hashKey(key))
+	if i < 0 {
 		return false
 	}
 	en := &e.entries[i]
-	if en.heap >= 0 {
-		e.heap.remove(e, int(en.heap))
+	if en.flags&flagInHeap != 0 {
+		e.inHeap--
 	}
 	e.releaseSpec(en.spec)
-	delete(e.index, key)
+	e.indexDelete(slot)
+	e.keys.garbage += int(en.keyLen)
 	running := en.flags&flagRunning != 0
-	*en = entry{gen: en.gen + 1, heap: -1, user: en.user, prov: en.prov}
+	*en = entry{gen: en.gen + 1, next: math.MaxInt64}
 	if running {
-		// The slot is freed when the run ends, so its counters stay right.
+		// The slot is freed when the run ends.
 		en.flags = flagRunning
 	} else {
 		e.free = append(e.free, i)
 	}
+	e.compactHeap()
 	return true
 }
 
 // Keys calls fn with every key (under the engine's lock: fn must not call
-// the engine).
+// the engine). Each key is a new string fn may keep.
 func (e *Engine) Keys(fn func(key string)) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for k := range e.index {
-		fn(k)
+	for i := range e.entries {
+		if en := &e.entries[i]; en.flags&flagLive != 0 {
+			fn(e.keyString(en))
+		}
 	}
 }
 
@@ -459,8 +548,8 @@ func (e *Engine) Keys(fn func(key string)) {
 func (e *Engine) Next(key string) (next time.Time, running bool, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	i, ok := e.index[key]
-	if !ok {
+	i := e.lookup(key)
+	if i < 0 {
 		return time.Time{}, false, ErrUnknown
 	}
 	en := &e.entries[i]
@@ -476,8 +565,8 @@ func (e *Engine) Next(key string) (next time.Time, running bool, err error) {
 func (e *Engine) FireFrom(key string, t time.Time) (time.Time, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	i, ok := e.index[key]
-	if !ok {
+	i := e.lookup(key)
+	if i < 0 {
 		return time.Time{}, ErrUnknown
 	}
 	next := e.fireAfter(&e.entries[i], t.UnixNano()-1)
@@ -492,8 +581,8 @@ func (e *Engine) FireFrom(key string, t time.Time) (time.Time, error) {
 func (e *Engine) RunNow(key string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	i, ok := e.index[key]
-	if !ok {
+	i := e.lookup(key)
+	if i < 0 {
 		return ErrUnknown
 	}
 	e.dispatch(i, e.now(), Manual)
@@ -505,7 +594,7 @@ func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	s := e.stats
-	s.Entries = len(e.index)
+	s.Entries = e.index.n
 	s.Running = e.active
 	s.Queued = len(e.waitAll)
 	for _, q := range e.waitProv {
@@ -552,23 +641,38 @@ func (e *Engine) tryStart(q queued) bool {
 		e.active++
 		e.provCount[en.prov]++
 		e.userCount[en.user]++
-		e.jobs <- job{idx: q.idx, gen: q.gen, f: Fire{Key: en.key, Scheduled: time.Unix(0, q.scheduled), Reason: q.reason}}
+		e.runq = append(e.runq, job{idx: q.idx, gen: q.gen, prov: en.prov, user: en.user,
+			f: Fire{Key: e.keyString(en), Scheduled: time.Unix(0, q.scheduled), Reason: q.reason}})
+		e.wakeWorker()
 		return true
 	}
 	en.flags |= flagQueued
 	return false
 }
 
-// done ends a run of entry i and lets queued runs start.
+// wakeWorker wakes a parked worker for the runs in runq, unless one was
+// woken already and has not looked yet: a worker that takes a run wakes
+// the next one if runs are left, so cheap runs are taken by one worker in
+// a row and slow ones spread over as many workers as they need.
+func (e *Engine) wakeWorker() {
+	if e.waking || len(e.idle) == 0 {
+		return
+	}
+	w := e.idle[len(e.idle)-1]
+	e.idle = e.idle[:len(e.idle)-1]
+	e.waking = true
+	e.wakeCh[w] <- struct{}{}
+}
+
+// done ends run j and lets queued runs start.
 func (e *Engine) done(j job) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	en := &e.entries[j.idx]
-	prov, user := en.prov, en.user
 	e.active--
-	e.provCount[prov]--
-	if e.userCount[user]--; e.userCount[user] <= 0 {
-		delete(e.userCount, user)
+	e.provCount[j.prov]--
+	if c := e.userCount[j.user]; c <= 1 {
+		delete(e.userCount, j.user)
+	} else {
+		e.userCount[j.user] = c - 1
 	}
 	en.flags &^= flagRunning
 	if en.gen != j.gen { // removed while running: free the slot now
@@ -578,14 +682,14 @@ func (e *Engine) done(j job) {
 		en.flags &^= flagPending
 		e.tryStart(queued{idx: j.idx, gen: en.gen, scheduled: e.now(), reason: Coalesced})
 	}
-	if q := e.waitUser[user]; len(q) > 0 {
-		e.waitUser[user] = q[1:]
+	if q := e.waitUser[j.user]; len(q) > 0 {
+		e.waitUser[j.user] = q[1:]
 		if len(q) == 1 {
-			delete(e.waitUser, user)
+			delete(e.waitUser, j.user)
 		}
 		e.tryStart(q[0])
 	}
-	e.drain(&e.waitProv[prov])
+	e.drain(&e.waitProv[j.prov])
 	e.drain(&e.waitAll)
 }
 
@@ -608,26 +712,25 @@ func (e *Engine) drain(q *[]queued) {
 }
 
 // Run fires entries until ctx ends, then waits for the runs in progress
-// (their ctx ends too) and returns nil. It must be called once.
+// (their ctx ends too) and returns nil. It must be called once; a second
+// call returns an error.
 func (e *Engine) Run(ctx context.Context) error {
 	e.mu.Lock()
-	if e.running {
+	if e.started {
 		e.mu.Unlock()
 		return errors.New("sched: Run called twice")
 	}
-	e.running = true
+	e.started, e.running = true, true
+	e.wakeCh = make([]chan struct{}, e.cfg.Workers)
+	for w := range e.wakeCh {
+		e.wakeCh[w] = make(chan struct{}, 1)
+	}
 	e.drain(&e.waitAll)
 	e.mu.Unlock()
 
 	var wg sync.WaitGroup
-	for w := 0; w < e.cfg.Workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range e.jobs {
-				e.runJob(ctx, j)
-			}
-		}()
+	for w := range e.cfg.Workers {
+		wg.Go(func() { e.work(ctx, int32(w)) })
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -637,8 +740,11 @@ func (e *Engine) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			e.mu.Lock()
-			e.running = false
-			close(e.jobs)
+			e.running, e.stopping = false, true
+			for _, w := range e.idle {
+				e.wakeCh[w] <- struct{}{}
+			}
+			e.idle = nil
 			e.mu.Unlock()
 			wg.Wait()
 			return nil
@@ -648,52 +754,87 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
+// work is worker w: it takes started runs from runq until the engine
+// stops and runq is empty, parking while there is none.
+func (e *Engine) work(ctx context.Context, w int32) {
+	e.mu.Lock()
+	for {
+		for e.runqHead == len(e.runq) {
+			if e.stopping {
+				e.mu.Unlock()
+				return
+			}
+			e.idle = append(e.idle, w)
+			e.mu.Unlock()
+			<-e.wakeCh[w]
+			e.mu.Lock()
+			e.waking = false
+		}
+		j := e.runq[e.runqHead]
+		e.runq[e.runqHead] = job{}
+		if e.runqHead++; e.runqHead == len(e.runq) {
+			e.runq, e.runqHead = e.runq[:0], 0
+		} else {
+			e.wakeWorker()
+		}
+		e.mu.Unlock()
+		panicked := e.runJob(ctx, j)
+		e.mu.Lock()
+		if panicked {
+			e.stats.Panics++
+		}
+		e.done(j)
+	}
+}
+
 // fireDue dispatches every entry that is due and returns how long until
 // the next one is.
 func (e *Engine) fireDue() time.Duration {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.now()
-	for e.heap.len() > 0 && e.heap.items[0].next <= now {
-		i := e.heap.items[0].idx
-		en := &e.entries[i]
-		scheduled := en.next
+	for e.heap.len() > 0 && e.heap.a[0].next <= now {
+		it := e.heap.a[0]
+		if !e.live(it) {
+			e.heap.pop()
+			continue
+		}
+		en := &e.entries[it.idx]
+		scheduled := it.next
 		reason := Scheduled
 		if en.flags&flagCatchUp != 0 {
 			en.flags &^= flagCatchUp
 			reason = CatchUp
 		}
-		next := e.fireAfter(en, scheduled)
-		if next <= now {
-			next = e.fireAfter(en, now) // missed ticks fold into this fire
-		}
+		next := e.nextFire(en, scheduled, now, reason == CatchUp)
 		if floor := int64(e.cfg.MinInterval); floor > 0 && next-scheduled < floor && next != math.MaxInt64 {
 			next = e.fireAfter(en, scheduled+floor-1)
 		}
 		en.next = next
 		if next == math.MaxInt64 {
-			e.heap.remove(e, 0)
+			en.flags &^= flagInHeap
+			e.inHeap--
+			e.heap.pop()
 		} else {
-			e.heap.items[0].next = next
-			e.heap.down(e, 0)
+			e.heap.setTop(next)
 		}
-		e.dispatch(i, scheduled, reason)
+		e.dispatch(it.idx, scheduled, reason)
 	}
 	if e.heap.len() == 0 {
 		return time.Hour
 	}
-	return time.Duration(e.heap.items[0].next - now)
+	return time.Duration(e.heap.a[0].next - now)
 }
 
-func (e *Engine) runJob(ctx context.Context, j job) {
-	defer e.done(j)
+// runJob runs one job and reports whether it panicked (recovered and
+// logged).
+func (e *Engine) runJob(ctx context.Context, j job) (panicked bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			e.mu.Lock()
-			e.stats.Panics++
-			e.mu.Unlock()
+			panicked = true
 			e.log.Error("sched job panicked", "key", j.f.Key, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 		}
 	}()
 	e.cfg.Job(ctx, j.f)
+	return false
 }

@@ -158,6 +158,10 @@ type Client struct {
 	mu      sync.Mutex
 	limits  map[limitKey]*limitState
 	changed map[limitKey]bool
+	// sweepAt is the size of limits at which the windows that are over
+	// are dropped: twice what a sweep left, so a sweep's cost (every
+	// window) is spread over as many requests (ratelimit.go: observe).
+	sweepAt int
 }
 
 // New returns a Client.

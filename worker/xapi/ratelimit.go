@@ -213,6 +213,10 @@ func (c *Client) NotBefore(user, endpoint string) time.Time {
 	return s.notBefore
 }
 
+// minSweep is the fewest windows kept before observe drops those that
+// are over.
+const minSweep = 4096
+
 // observe records the rate-limit headers of a response of endpoint for
 // user; limited is true for a 429. A 429 or a spent window holds the
 // endpoint for the user as holdOf says. A hold that begins, or moves
@@ -255,12 +259,15 @@ func (c *Client) observe(user, endpoint string, h http.Header, limited bool) {
 			c.changed[k] = true
 		}
 	}
-	if len(c.limits) > 4096 { // drop windows that are over
+	if len(c.limits) > max(c.sweepAt, minSweep) { // drop windows that are over
 		for k, s := range c.limits {
 			if !s.notBefore.After(now) && !s.reset.After(now) && !c.changed[k] {
 				delete(c.limits, k)
 			}
 		}
+		// With every window live (100,000 users in their 15 minutes), a
+		// sweep at each request would read them all each time.
+		c.sweepAt = 2 * len(c.limits)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -307,4 +308,52 @@ func FuzzRateLimitHeaders(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestObserveDropsWindowsOver: the windows the client keeps, one per user
+// and endpoint, are dropped once they are over, and only then: with
+// 3×minSweep users inside their windows every window is kept (a run
+// still needs it); after those windows end, the next sweep drops them
+// all and keeps the live ones. A sweep happens when the table has doubled
+// since the last one, so its cost is spread over the requests (with
+// 100,000 users inside their windows, each request read every window).
+func TestObserveDropsWindowsOver(t *testing.T) {
+	now := ours
+	c := New(Config{Now: func() time.Time { return now }})
+	h := func(reset time.Time) http.Header {
+		return http.Header{"X-Rate-Limit-Limit": {"300"}, "X-Rate-Limit-Remaining": {"200"},
+			"X-Rate-Limit-Reset": {strconv.FormatInt(reset.Unix(), 10)}, "Date": {now.UTC().Format(http.TimeFormat)}}
+	}
+	const ep = "/2/tweets/search/recent"
+	n := 3 * minSweep
+	for i := range n {
+		c.observe("user"+strconv.Itoa(i), ep, h(now.Add(10*time.Minute)), false)
+	}
+	if got := len(c.limits); got != n {
+		t.Fatalf("windows kept while live = %d, want %d", got, n)
+	}
+	now = now.Add(11 * time.Minute) // every window so far is over
+	late := 0
+	for prev := len(c.limits); ; prev = len(c.limits) {
+		c.observe("late"+strconv.Itoa(late), ep, h(now.Add(10*time.Minute)), false)
+		late++
+		if len(c.limits) < prev {
+			break // swept
+		}
+		if late > 4*n {
+			t.Fatalf("no sweep after %d more windows (sweepAt %d)", late, c.sweepAt)
+		}
+	}
+	if got := len(c.limits); got != late {
+		t.Errorf("windows kept after a sweep = %d, want the %d live ones", got, late)
+	}
+	for k := range c.limits {
+		if !strings.HasPrefix(k.user, "late") {
+			t.Errorf("window of %s kept after it ended", k.user)
+			break
+		}
+	}
+	if got := c.sweepAt; got != 2*late {
+		t.Errorf("sweepAt after a sweep that kept %d windows = %d, want %d", late, got, 2*late)
+	}
 }

@@ -13,6 +13,8 @@ package boltkv
 import (
 	"io"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -41,6 +43,12 @@ type Options struct {
 type Engine struct {
 	db   *bolt.DB
 	file *os.File
+
+	// The group commit of Batch (batch.go).
+	bmu     sync.Mutex
+	pending []*call // Batch calls waiting for the next commit
+	leading bool    // a caller is committing a batch
+	commits atomic.Uint64
 }
 
 var (

@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) kv.Engine) {
 		{"next sequence", testNextSequence},
 		{"rollback on error", testRollback},
 		{"rollback on panic", testPanic},
+		{"batch", testBatch},
 		{"read-only transaction", testReadOnly},
 		{"own writes visible", testOwnWrites},
 		{"read snapshot", testSnapshot},
@@ -807,5 +808,70 @@ func testClosed(t *testing.T, e kv.Engine) {
 	}
 	if err := e.Update(func(kv.Tx) error { called = true; return nil }); !errors.Is(err, kv.ErrClosed) || called {
 		t.Errorf("Update() of a closed engine = %v (fn called: %v), want ErrClosed", err, called)
+	}
+	if err := e.Batch(func(kv.Tx) error { called = true; return nil }); !errors.Is(err, kv.ErrClosed) || called {
+		t.Errorf("Batch() of a closed engine = %v (fn called: %v), want ErrClosed", err, called)
+	}
+}
+
+// testBatch: concurrent Batch calls each commit their own writes; one
+// that fails or panics keeps nothing and gets its own error or panic,
+// the others commit all the same; each closure reads its own writes and
+// what the calls before it committed. Closures may run more than once
+// (kv.Engine.Batch), so each sets its outputs from inside.
+func testBatch(t *testing.T, e kv.Engine) {
+	fill(t, e, bucketA, "base")
+	fail := errors.New("fn failed")
+	const n = 48
+	errs := make([]error, n)
+	panics := make([]any, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			defer func() { panics[i] = recover() }()
+			k := []byte(fmt.Sprintf("k%02d", i))
+			errs[i] = e.Batch(func(tx kv.Tx) error {
+				a := tx.Bucket(bucketA)
+				if err := a.Put(k, []byte("v")); err != nil {
+					return err
+				}
+				if got := a.Get(k); string(got) != "v" {
+					return fmt.Errorf("own write reads %q", got)
+				}
+				if a.Get([]byte("base")) == nil {
+					return errors.New("the committed key base is not seen")
+				}
+				switch i % 16 {
+				case 5:
+					return fmt.Errorf("step: %w", fail)
+				case 9:
+					panic(fmt.Sprintf("boom %d", i))
+				}
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	want := []string{"base"}
+	for i := range n {
+		switch i % 16 {
+		case 5:
+			if !errors.Is(errs[i], fail) || errs[i].Error() != "step: fn failed" || panics[i] != nil {
+				t.Errorf("Batch() %d = %v (panic %v), want fn's error as fn returned it", i, errs[i], panics[i])
+			}
+		case 9:
+			if want := fmt.Sprintf("boom %d", i); panics[i] != want {
+				t.Errorf("Batch() %d panicked with %v, want fn's panic %q to go on", i, panics[i], want)
+			}
+		default:
+			if errs[i] != nil || panics[i] != nil {
+				t.Errorf("Batch() %d = %v (panic %v), want nil", i, errs[i], panics[i])
+			}
+			want = append(want, fmt.Sprintf("k%02d", i))
+		}
+	}
+	slices.Sort(want)
+	if got := contents(t, e, bucketA); !slices.Equal(got, want) {
+		t.Errorf("after the batches bucket a holds %q, want %q", got, want)
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"tagwatch/vault/kv"
 )
 
-// RunTwice wraps e so that every Update runs its closure twice, as an
+// RunTwice wraps e so that every Update and Batch runs its closure twice, as an
 // engine that retries after a serialization failure does (vault/kv/pgkv):
 // fn runs in a transaction that is then rolled back, and again in a new
 // one, which is committed when fn returns nil. A closure that sets
@@ -34,6 +34,21 @@ func (r *runTwice) Update(fn func(kv.Tx) error) error {
 		return err
 	}
 	return r.Engine.Update(fn)
+}
+
+// Batch runs fn twice, as Update does: the first run in a transaction
+// rolled back, the second in e's Batch.
+func (r *runTwice) Batch(fn func(kv.Tx) error) error {
+	err := r.Engine.Update(func(tx kv.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return errAgain
+	})
+	if err != errAgain {
+		return err
+	}
+	return r.Engine.Batch(fn)
 }
 
 // Name names the wrapper in messages (kv.Named).

@@ -307,6 +307,10 @@ func (e *Engine) View(fn func(kv.Tx) error) error {
 	return e.run(pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, false, fn)
 }
 
+// Batch is Update (kv.Engine): PostgreSQL commits concurrent
+// transactions on its own, with its own group commit (commit_delay).
+func (e *Engine) Batch(fn func(kv.Tx) error) error { return e.Update(fn) }
+
 // Update runs fn in a SERIALIZABLE transaction, again after a
 // serialization failure or a deadlock, with backoff, holding the gate
 // alone after EscalateAfter failures (see the package doc). Errors: fn's,
