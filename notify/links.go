@@ -1,15 +1,18 @@
 package notify
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"hash"
 	"html/template"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"tagwatch/vault"
@@ -51,11 +54,27 @@ func (l link) payload() []byte {
 }
 
 // signLink returns the token of l: base64url(payload) "." base64url(HMAC-SHA256).
-func signLink(key []byte, l link) string {
+func signLink(key []byte, l link) string { return newLinkSigner(key).sign(l) }
+
+// linkSigner signs links with one key. Every message carries links, so
+// it keeps keyed HMACs for reuse: hmac.New hashes the key each time, a
+// Reset returns to the keyed state. Safe for concurrent use.
+type linkSigner struct{ macs sync.Pool }
+
+func newLinkSigner(key []byte) *linkSigner {
+	key = bytes.Clone(key)
+	return &linkSigner{macs: sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}
+}
+
+// sign returns the token of l, as signLink does.
+func (ls *linkSigner) sign(l link) string {
 	p := l.payload()
-	mac := hmac.New(sha256.New, key)
+	mac := ls.macs.Get().(hash.Hash)
+	mac.Reset()
 	mac.Write(p)
-	return base64.RawURLEncoding.EncodeToString(p) + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+	sum := mac.Sum(nil)
+	ls.macs.Put(mac)
+	return base64.RawURLEncoding.EncodeToString(p) + "." + base64.RawURLEncoding.EncodeToString(sum)
 }
 
 // verifyLink checks a token's signature, action and expiry.
@@ -98,14 +117,14 @@ var errLinkExpired = errors.New("notify: link expired")
 // PauseURL returns a signed one-click link that pauses watchID of userID.
 func (s *Service) PauseURL(userID, watchID string) string {
 	l := link{Action: ActionPause, UserID: userID, WatchID: watchID, Expires: s.now().Add(s.cfg.LinkTTL)}
-	return s.publicURL + LinkPrefix + ActionPause + "/" + signLink(s.cfg.LinkKey, l)
+	return s.publicURL + LinkPrefix + ActionPause + "/" + s.links.sign(l)
 }
 
 // RevokeURL returns a signed one-click link that revokes tagwatch's
 // access for userID at provider.
 func (s *Service) RevokeURL(userID, provider string) string {
 	l := link{Action: ActionRevoke, UserID: userID, Provider: provider, Expires: s.now().Add(s.cfg.LinkTTL)}
-	return s.publicURL + LinkPrefix + ActionRevoke + "/" + signLink(s.cfg.LinkKey, l)
+	return s.publicURL + LinkPrefix + ActionRevoke + "/" + s.links.sign(l)
 }
 
 // Handler serves the one-click pages under LinkPrefix ("/n/"): GET shows

@@ -3,6 +3,8 @@ package notify
 import (
 	"encoding/json"
 	"fmt"
+	jsonv2 "github.com/go-json-experiment/json"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -43,7 +45,7 @@ func BenchmarkZZOutboxOnly(b *testing.B) {
 		db := openDB(b, "", nil, nil)
 		var n atomic.Int64
 		done := make(chan struct{})
-		s := deliveryService(b, db, hook.url(), sec, func(string) {
+		s := deliveryService(b, db, hook.url(), sec, time.Hour, func(string) {
 			if n.Add(1) == total {
 				close(done)
 			}
@@ -53,13 +55,14 @@ func BenchmarkZZOutboxOnly(b *testing.B) {
 			rows[i] = vault.OutboxRow{ID: fmt.Sprintf("d%05d", i), Kind: vault.NoticeMatch, UserID: "u1", WatchID: "w1",
 				Target: hook.url(), Payload: payload}
 		}
+		stop := startRun(s)
+		time.Sleep(100 * time.Millisecond)
 		t0 := time.Now()
 		if _, err := db.Enqueue(rows...); err != nil {
 			b.Fatal(err)
 		}
 		t1 := time.Now()
 		c0 := cpuTime()
-		stop := startRun(s)
 		s.Kick()
 		<-done
 		el := time.Since(t1)
@@ -69,4 +72,72 @@ func BenchmarkZZOutboxOnly(b *testing.B) {
 		b.ReportMetric(float64(c.Microseconds())/total, "cpu-µs/delivery")
 		b.ReportMetric(float64(t1.Sub(t0).Milliseconds()), "enqueue-ms")
 	}
+}
+
+func BenchmarkZZRowDecodeV2(b *testing.B) {
+	p := []byte(mustJSON(matchNotice("u1", "w1", 3)))
+	r := vault.OutboxRow{ID: "d00001", Kind: "match", UserID: "u1", WatchID: "w1", Target: "http://127.0.0.1:1234/hook", Payload: p, State: vault.OutboxPending, CreatedAt: time.Now(), NextAttempt: time.Now()}
+	raw, _ := json.Marshal(r)
+	b.Run("v2", func(b *testing.B) {
+		for b.Loop() {
+			var x vault.OutboxRow
+			if err := jsonv2.Unmarshal(raw, &x); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("v1compat", func(b *testing.B) {
+		for b.Loop() {
+			var x vault.OutboxRow
+			if err := jsonv1.Unmarshal(raw, &x); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("v2-notice", func(b *testing.B) {
+		for b.Loop() {
+			var n vault.Notice
+			_ = jsonv2.Unmarshal(p, &n)
+		}
+	})
+	b.Run("v2-encode", func(b *testing.B) {
+		for b.Loop() {
+			_, _ = jsonv2.Marshal(r)
+		}
+	})
+	b.Run("v1compat-encode", func(b *testing.B) {
+		for b.Loop() {
+			_, _ = jsonv1.Marshal(r)
+		}
+	})
+}
+
+func BenchmarkZZAge(b *testing.B) {
+	type age struct {
+		ID          string            `json:"id"`
+		State       vault.OutboxState `json:"state"`
+		CreatedAt   time.Time         `json:"created_at"`
+		DeliveredAt time.Time         `json:"delivered_at"`
+	}
+	p := []byte(mustJSON(matchNotice("u1", "w1", 3)))
+	r := vault.OutboxRow{ID: "d00001", Kind: "match", UserID: "u1", WatchID: "w1", Target: "http://127.0.0.1:1234/hook", Payload: p, State: vault.OutboxDelivered, CreatedAt: time.Now(), NextAttempt: time.Now(), DeliveredAt: time.Now()}
+	raw, _ := json.Marshal(r)
+	b.Run("std", func(b *testing.B) {
+		for b.Loop() {
+			var x age
+			_ = json.Unmarshal(raw, &x)
+		}
+	})
+	b.Run("v1compat", func(b *testing.B) {
+		for b.Loop() {
+			var x age
+			_ = jsonv1.Unmarshal(raw, &x)
+		}
+	})
+	b.Run("v2", func(b *testing.B) {
+		for b.Loop() {
+			var x age
+			_ = jsonv2.Unmarshal(raw, &x)
+		}
+	})
 }

@@ -67,7 +67,7 @@ func (db *DB) LoadOutbox(ids []string) ([]OutboxRow, error) {
 	err := db.View(func(tx *Tx) error {
 		out = make([]OutboxRow, 0, len(ids))
 		for _, id := range ids {
-			r, err := tx.OutboxRow(id)
+			r, err := tx.outboxRowFast(id)
 			if err == nil {
 				if err = tx.outboxSealed(r); err != nil {
 					tx.db.noteDamaged(err)
@@ -107,31 +107,6 @@ func (db *DB) OutboxTargets(ids []string) ([]string, error) {
 		return nil
 	})
 	return out, err
-}
-
-// targetKey is how a record's target starts. encoding/json writes an
-// OutboxRow's fields in their order, and the fields before Target are
-// strings, in which a quote is always escaped ("\""): the first
-// occurrence is the record's own.
-var targetKey = []byte(`,"target":"`)
-
-// peekTarget returns the target of a stored outbox record: found after
-// targetKey when the value has no escapes, otherwise by decoding the
-// record; "" when neither gives one.
-func peekTarget(raw []byte) string {
-	if i := bytes.Index(raw, targetKey); i >= 0 {
-		v := raw[i+len(targetKey):]
-		if j := bytes.IndexByte(v, '"'); j >= 0 && bytes.IndexByte(v[:j], '\\') < 0 {
-			return string(v[:j])
-		}
-	}
-	var r struct {
-		Target string `json:"target"`
-	}
-	if json.Unmarshal(raw, &r) != nil {
-		return ""
-	}
-	return r.Target
 }
 
 // OpenOutboxSecret opens the sealed secret of r (a consent link), bound to
@@ -231,11 +206,13 @@ func (db *DB) SettleOutbox(outcomes []OutboxOutcome) ([]OutboxSettled, error) {
 		}
 	}
 	var out []OutboxSettled
-	err := db.Update(func(tx *Tx) error {
+	// Its commit may be shared with other writes of the moment (DB.batch):
+	// the run commits that queue notifications, above all.
+	err := db.batch(func(tx *Tx) error {
 		out = out[:0]
 		now := tx.Now()
 		for _, o := range outcomes {
-			cur, err := tx.OutboxRow(o.ID)
+			cur, err := tx.outboxRowFast(o.ID)
 			if errors.Is(err, ErrNotFound) || errors.Is(err, ErrDamaged) {
 				continue // pruned; or damaged since it was read: skipped, the batch stands
 			}

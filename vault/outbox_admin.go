@@ -82,7 +82,8 @@ func (db *DB) OutboxRow(id string) (OutboxRow, error) {
 // store's own.
 func (db *DB) Enqueue(rows ...OutboxRow) (int, error) {
 	n := 0
-	err := db.Update(func(tx *Tx) error {
+	// The commit may be shared with other writes of the moment (DB.batch).
+	err := db.batch(func(tx *Tx) error {
 		n = 0
 		for _, r := range rows {
 			added, err := tx.Enqueue(r)

@@ -105,7 +105,7 @@ type e2eResult struct {
 	DeliverDups int `json:"deliver_dups"`
 	Undelivered int `json:"undelivered"`
 	BadSigs     int `json:"bad_sigs"`
-	PostLate    int `json:"post_late"`
+	PostLate    int `json:"post_late"` // made at or after their fire: its run cannot see them
 	Runs        int `json:"runs"`
 	Failed      int `json:"failed"`
 	CatchUps    int `json:"catch_ups"`
@@ -115,6 +115,22 @@ type e2eResult struct {
 	Limited     int `json:"limited"`
 	Unauth      int `json:"unauth"`
 	Renewals    int `json:"renewals"`
+}
+
+// MarshalJSON writes l as [p50, p99, max] in nanoseconds (the sweep's
+// results).
+func (l lagStats) MarshalJSON() ([]byte, error) {
+	return json.Marshal([3]time.Duration{l.p50, l.p99, l.max})
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote.
+func (l *lagStats) UnmarshalJSON(b []byte) error {
+	var v [3]time.Duration
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	l.p50, l.p99, l.max = v[0], v[1], v[2]
+	return nil
 }
 
 func benchE2E(args []string) error {
@@ -324,7 +340,7 @@ func runE2E(o e2eOpts) (*e2eResult, error) {
 	db.SetRules(worker.Rules{Sources: map[string]worker.Source{"x": xsource.New(nil)}, Targets: targets, MinInterval: minInterval})
 
 	var (
-		inWindow               atomic.Bool
+		inWindow, stopping     atomic.Bool
 		winStart, winEnd       atomic.Int64
 		runs, failed, catchUps atomic.Int64
 		other, winRuns         atomic.Int64
@@ -355,6 +371,9 @@ func runE2E(o e2eOpts) (*e2eResult, error) {
 					lagMu.Unlock()
 				}
 			case worker.EventRunFailed:
+				if stopping.Load() {
+					break // cancelled by the stop
+				}
 				if failed.Add(1) <= 3 {
 					fmt.Fprintln(os.Stderr, "run failed:", ev.Err)
 				}
@@ -374,6 +393,7 @@ func runE2E(o e2eOpts) (*e2eResult, error) {
 			return nil
 		}
 		stopped = true
+		stopping.Store(true)
 		cancel()
 		if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 			return err
@@ -606,7 +626,7 @@ func (r *e2eResult) print() {
 	if o.Notify {
 		fmt.Printf("post to webhook received: p50 %s p99 %s max %s\n", r.PostToHook.p50, r.PostToHook.p99, r.PostToHook.max)
 	}
-	fmt.Printf("posts: %d made, %d queued, %d missed, %d duplicated; %d delivered, %d delivered twice, %d undelivered, %d bad signatures; %d made late\n",
+	fmt.Printf("posts: %d made, %d queued, %d missed, %d duplicated; %d delivered, %d delivered twice, %d undelivered, %d bad signatures; %d made too late for their fire\n",
 		r.Posts, r.Queued, r.Missed, r.Duplicated, r.Delivered, r.DeliverDups, r.Undelivered, r.BadSigs, r.PostLate)
 	fmt.Printf("sandbox: %d searches, %d refreshes (%d renewals here), %d 429s, %d 401s\n", r.Searches, r.Refreshes, r.Renewals, r.Limited, r.Unauth)
 	fmt.Printf("load average after: %s\n", loadavg())

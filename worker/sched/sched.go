@@ -218,9 +218,12 @@ type Engine struct {
 
 	runq     []job // started runs no worker has taken yet: runq[runqHead:]
 	runqHead int
+	enq, deq uint64          // runs put in and taken from runq, ever
+	enqTick  uint64          // enq at the timer loop's last pass
 	idle     []int32         // parked workers
 	wakeCh   []chan struct{} // one per worker
-	waking   bool            // a parked worker was woken and has not looked at runq yet
+	awake    int             // workers not parked: running a job, or on their way to runq
+	ticking  bool            // the timer loop is in fireDue
 	stopping bool
 
 	wake    chan struct{}
@@ -643,6 +646,7 @@ func (e *Engine) tryStart(q queued) bool {
 		e.userCount[en.user]++
 		e.runq = append(e.runq, job{idx: q.idx, gen: q.gen, prov: en.prov, user: en.user,
 			f: Fire{Key: e.keyString(en), Scheduled: time.Unix(0, q.scheduled), Reason: q.reason}})
+		e.enq++
 		e.wakeWorker()
 		return true
 	}
@@ -650,18 +654,48 @@ func (e *Engine) tryStart(q queued) bool {
 	return false
 }
 
-// wakeWorker wakes a parked worker for the runs in runq, unless one was
-// woken already and has not looked yet: a worker that takes a run wakes
-// the next one if runs are left, so cheap runs are taken by one worker in
-// a row and slow ones spread over as many workers as they need.
+// wakeWorker sees that a run put in runq gets a worker. When no worker is
+// awake it wakes one, which takes runs until runq is empty: a burst of
+// cheap runs costs one wake-up. When one is awake (busy with a run), the
+// timer loop's next pass, at most Config.Resolution later, wakes as many
+// as the runs that waited through a whole pass: slow runs spread over the
+// workers they need without a wake-up per run.
 func (e *Engine) wakeWorker() {
-	if e.waking || len(e.idle) == 0 {
+	if len(e.idle) == 0 {
 		return
 	}
+	if e.awake == 0 {
+		e.wakeOne()
+		return
+	}
+	if !e.ticking {
+		// Let the timer loop look at runq within a Resolution.
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (e *Engine) wakeOne() {
 	w := e.idle[len(e.idle)-1]
 	e.idle = e.idle[:len(e.idle)-1]
-	e.waking = true
+	e.awake++
 	e.wakeCh[w] <- struct{}{}
+}
+
+// helpWorkers is the timer loop's pass over runq: runs that were already
+// there at its previous pass get a parked worker each. It reports whether
+// runs are waiting, so the loop passes again within a Resolution.
+func (e *Engine) helpWorkers() bool {
+	waiting := len(e.runq) - e.runqHead
+	if waiting > 0 && e.deq < e.enqTick {
+		for n := waiting; n > 0 && len(e.idle) > 0; n-- {
+			e.wakeOne()
+		}
+	}
+	e.enqTick = e.enq
+	return waiting > 0
 }
 
 // done ends run j and lets queued runs start.
@@ -721,6 +755,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		return errors.New("sched: Run called twice")
 	}
 	e.started, e.running = true, true
+	e.awake = e.cfg.Workers
 	e.wakeCh = make([]chan struct{}, e.cfg.Workers)
 	for w := range e.wakeCh {
 		e.wakeCh[w] = make(chan struct{}, 1)
@@ -735,16 +770,14 @@ func (e *Engine) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		wait := max(e.fireDue(), e.cfg.Resolution)
-		timer.Reset(wait)
+		timer.Reset(sleepFor(max(e.fireDue(), e.cfg.Resolution)))
 		select {
 		case <-ctx.Done():
 			e.mu.Lock()
 			e.running, e.stopping = false, true
-			for _, w := range e.idle {
-				e.wakeCh[w] <- struct{}{}
+			for len(e.idle) > 0 {
+				e.wakeOne()
 			}
-			e.idle = nil
 			e.mu.Unlock()
 			wg.Wait()
 			return nil
@@ -752,6 +785,22 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-e.wake:
 		}
 	}
+}
+
+// sleepMargin is how far past a whole millisecond the timer loop's sleeps
+// end. Go's poller on Linux sleeps whole milliseconds (epoll_wait) and
+// rounds down: a sleep of 1.9 ms wakes after 1 ms, finds nothing due and
+// sleeps again. A sleep just past a whole millisecond wakes once, and the
+// few µs past the millisecond are gone by the time the poller looks.
+var sleepMargin = 50 * time.Microsecond
+
+// sleepFor rounds a short wait up to a whole millisecond plus sleepMargin,
+// so the loop wakes once per pass; a fire waits at most 1 ms more.
+func sleepFor(wait time.Duration) time.Duration {
+	if wait >= time.Second {
+		return wait
+	}
+	return (wait+time.Millisecond-1)/time.Millisecond*time.Millisecond + sleepMargin
 }
 
 // work is worker w: it takes started runs from runq until the engine
@@ -765,17 +814,16 @@ func (e *Engine) work(ctx context.Context, w int32) {
 				return
 			}
 			e.idle = append(e.idle, w)
+			e.awake--
 			e.mu.Unlock()
-			<-e.wakeCh[w]
+			<-e.wakeCh[w] // the waker counted this worker awake
 			e.mu.Lock()
-			e.waking = false
 		}
 		j := e.runq[e.runqHead]
 		e.runq[e.runqHead] = job{}
+		e.deq++
 		if e.runqHead++; e.runqHead == len(e.runq) {
 			e.runq, e.runqHead = e.runq[:0], 0
-		} else {
-			e.wakeWorker()
 		}
 		e.mu.Unlock()
 		panicked := e.runJob(ctx, j)
@@ -792,6 +840,8 @@ func (e *Engine) work(ctx context.Context, w int32) {
 func (e *Engine) fireDue() time.Duration {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.ticking = true
+	defer func() { e.ticking = false }()
 	now := e.now()
 	for e.heap.len() > 0 && e.heap.a[0].next <= now {
 		it := e.heap.a[0]
@@ -820,10 +870,14 @@ func (e *Engine) fireDue() time.Duration {
 		}
 		e.dispatch(it.idx, scheduled, reason)
 	}
-	if e.heap.len() == 0 {
-		return time.Hour
+	wait := time.Hour
+	if e.heap.len() > 0 {
+		wait = time.Duration(e.heap.a[0].next - now)
 	}
-	return time.Duration(e.heap.a[0].next - now)
+	if e.helpWorkers() {
+		wait = min(wait, e.cfg.Resolution)
+	}
+	return wait
 }
 
 // runJob runs one job and reports whether it panicked (recovered and
