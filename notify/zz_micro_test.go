@@ -141,3 +141,25 @@ func BenchmarkZZAge(b *testing.B) {
 		}
 	})
 }
+
+func BenchmarkZZNotice(b *testing.B) {
+	p := []byte(mustJSON(matchNotice("u1", "w1", 3)))
+	b.Run("v1compat", func(b *testing.B) {
+		for b.Loop() {
+			var n vault.Notice
+			_ = jsonv1.Unmarshal(p, &n)
+		}
+	})
+	b.Run("v2", func(b *testing.B) {
+		for b.Loop() {
+			var n vault.Notice
+			_ = jsonv2.Unmarshal(p, &n)
+		}
+	})
+	b.Run("std", func(b *testing.B) {
+		for b.Loop() {
+			var n vault.Notice
+			_ = json.Unmarshal(p, &n)
+		}
+	})
+}

@@ -46,7 +46,7 @@ type e2eOpts struct {
 	Notify   bool          `json:"notify"`
 	Workers  int           `json:"workers"`
 
-	cpuProfile, memProfile, loadProfile, jsonOut, dir string
+	cpuProfile, memProfile, loadProfile, peerProfile, jsonOut, dir string
 	quiet                                bool // no report on stdout (tests)
 }
 
@@ -57,14 +57,15 @@ func (o *e2eOpts) flags(fs *flag.FlagSet) {
 	fs.IntVar(&o.Hooks, "hooks", 8, "webhook URLs at the receiver; a user's watches notify one of them")
 	fs.DurationVar(&o.Warm, "warm", 20*time.Second, "from the first post to the measured window")
 	fs.DurationVar(&o.Measure, "measure", 3*time.Minute, "the measured window")
-	fs.DurationVar(&o.Drain, "drain", 10*time.Second, "after the last post's fire, for the last runs and deliveries")
+	fs.DurationVar(&o.Drain, "drain", 2*time.Second, "after the last post's fire, at least this for the last runs and deliveries (then until all are in, a minute at most)")
 	fs.DurationVar(&o.Lead, "lead", 2*time.Second, "a post is made this long before its watch's fire")
-	fs.DurationVar(&o.Ahead, "ahead", 0, "seeded last runs are the last fire before seeding's end plus this (0: 30s + 120µs a watch, enough for the load)")
+	fs.DurationVar(&o.Ahead, "ahead", 0, "seeded last runs are each watch's last fire before seeding plus this (0: 30s + 90µs a watch, longer than seeding and the load)")
 	fs.BoolVar(&o.Notify, "notify", true, "run the notifier, delivering to the peer's webhook receiver")
 	fs.IntVar(&o.Workers, "workers", 0, "scheduler.workers (0: the default)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the measured process's CPU profile of the window here")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write the measured process's heap profile at the window's end here")
 	fs.StringVar(&o.loadProfile, "loadprofile", "", "write the measured process's CPU profile of the load of the watches here")
+	fs.StringVar(&o.peerProfile, "peerprofile", "", "write the peer's CPU profile of the window here")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the result as JSON here")
 	fs.StringVar(&o.dir, "dir", "", "directory for the vault file (default a new one under $TMPDIR, removed after)")
 }
@@ -251,7 +252,7 @@ func runE2E(o e2eOpts) (*e2eResult, error) {
 		return nil, err
 	}
 	if o.Ahead <= 0 {
-		o.Ahead = 30*time.Second + time.Duration(o.Watches)*120*time.Microsecond
+		o.Ahead = 30*time.Second + time.Duration(o.Watches)*90*time.Microsecond
 	}
 	res := &e2eResult{Opts: o, Users: (o.Watches + o.PerUser - 1) / o.PerUser, Machine: machine()}
 	say := func(format string, a ...any) {
@@ -283,6 +284,7 @@ func runE2E(o e2eOpts) (*e2eResult, error) {
 		return nil, err
 	}
 	defer peer.close()
+	tSeed := time.Now()
 	seeded, err := peer.call(peerRequest{Op: "seed", Plan: seedPlan{Watches: o.Watches, PerUser: o.PerUser, Schedule: o.Schedule,
 		Hooks: o.Hooks, HookSecret: whsec, VaultPath: vaultPath, Master: raw, Ahead: o.Ahead, Skew: skew}})
 	if err != nil {
@@ -309,7 +311,7 @@ func runE2E(o e2eOpts) (*e2eResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	var renewals atomic.Int64
+	var renewals, delivered, rows, matches atomic.Int64
 	mgr := renew.New(renew.Config{DB: db, Providers: map[string]renew.Provider{"x": prov}, Skew: skew, PublicURL: "http://127.0.0.1:1",
 		Logger: logger, Observer: func(ev renew.Event) {
 			if ev.Kind == renew.EventRenewed {
@@ -325,7 +327,11 @@ func runE2E(o e2eOpts) (*e2eResult, error) {
 	var ns *notify.Service
 	if o.Notify {
 		ns, err = notify.New(notify.Config{Outbox: db, PublicURL: "http://127.0.0.1:1", LinkKey: master.Derive("tagwatch one-click links"),
-			Channels: cc, Console: io.Discard, Logger: logger})
+			Channels: cc, Console: io.Discard, Logger: logger, Observer: func(ev notify.Event) {
+				if ev.Kind == notify.EventDelivered {
+					delivered.Add(1)
+				}
+			}})
 		if err != nil {
 			return nil, err
 		}
@@ -361,6 +367,8 @@ func runE2E(o e2eOpts) (*e2eResult, error) {
 			switch ev.Kind {
 			case worker.EventRun:
 				runs.Add(1)
+				rows.Add(int64(ev.Rows))
+				matches.Add(int64(ev.Matches))
 				due := ev.Time.Add(-ev.Lag).UnixNano()
 				if due >= winStart.Load() && due < winEnd.Load() {
 					winRuns.Add(1)
@@ -435,8 +443,8 @@ func runE2E(o e2eOpts) (*e2eResult, error) {
 	}
 	res.RSSLoadMiB, _ = rssMiB()
 	say("load: %d watches scheduled in %s (RSS %.0f MiB)\n", o.Watches, res.Load.Round(time.Millisecond), res.RSSLoadMiB)
-	if time.Since(loadStart) > o.Ahead {
-		say("warning: the load took longer than -ahead (%s): watches due meanwhile catch up\n", o.Ahead)
+	if time.Since(tSeed) > o.Ahead {
+		say("warning: seeding and the load took longer than -ahead (%s): watches due meanwhile catch up\n", o.Ahead)
 	}
 
 	// Posting: one post per fire from now, lead before it.
@@ -461,7 +469,7 @@ func runE2E(o e2eOpts) (*e2eResult, error) {
 			return nil, err
 		}
 	}
-	pm0, err := peer.call(peerRequest{Op: "mark"})
+	pm0, err := peer.call(peerRequest{Op: "mark", Action: "start", Profile: o.peerProfile})
 	if err != nil {
 		return nil, err
 	}
@@ -477,7 +485,7 @@ func runE2E(o e2eOpts) (*e2eResult, error) {
 	}
 	inWindow.Store(false)
 	cpu1, t1 := cpuTime(), time.Now()
-	pm1, err := peer.call(peerRequest{Op: "mark"})
+	pm1, err := peer.call(peerRequest{Op: "mark", Action: "stop"})
 	if err != nil {
 		return nil, err
 	}
@@ -502,7 +510,15 @@ func runE2E(o e2eOpts) (*e2eResult, error) {
 		_ = f.Close()
 	}
 
+	// The last fires' runs and deliveries: at least Lead+Drain, and until
+	// every planned post is queued and every row delivered (a minute more
+	// at most: a post still missing then is missed).
 	time.Sleep(o.Lead + o.Drain)
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if matches.Load() >= int64(planned.Planned) && (ns == nil || delivered.Load() >= rows.Load()) {
+			break
+		}
+	}
 	_, res.RSSPeakMiB = rssMiB()
 	if err := stop(); err != nil {
 		return nil, err

@@ -22,7 +22,7 @@ func TestMain(m *testing.M) {
 // fire due in the window runs.
 func TestE2ESmoke(t *testing.T) {
 	r, err := runE2E(e2eOpts{Watches: 200, PerUser: 10, Schedule: "@every 2s", Hooks: 2, Warm: time.Second,
-		Measure: 2 * time.Second, Drain: 1500 * time.Millisecond, Lead: 400 * time.Millisecond, Notify: true,
+		Measure: 2 * time.Second, Drain: 300 * time.Millisecond, Lead: 400 * time.Millisecond, Notify: true,
 		dir: t.TempDir(), quiet: true})
 	if err != nil {
 		t.Fatalf("runE2E() = %v", err)

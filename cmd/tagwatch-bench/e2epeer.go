@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +50,10 @@ type peerRequest struct {
 	From  time.Time     `json:"from,omitzero"`
 	Until time.Time     `json:"until,omitzero"`
 	Lead  time.Duration `json:"lead,omitempty"`
+	// mark: start ("start") or stop ("stop") the peer's CPU profile,
+	// written to Profile.
+	Profile string `json:"profile,omitempty"`
+	Action  string `json:"action,omitempty"`
 }
 
 // peerReply is the peer's answer to one request.
@@ -120,6 +125,7 @@ type peer struct {
 
 	postCancel context.CancelFunc
 	postDone   chan struct{}
+	prof       *os.File
 
 	mu      sync.Mutex
 	posts   []ledgerPost
@@ -150,6 +156,9 @@ func (p *peer) handle(req peerRequest) (peerReply, error) {
 	case "post":
 		return p.startPosting(req.From, req.Until, req.Lead)
 	case "mark":
+		if err := p.profile(req.Action, req.Profile); err != nil {
+			return peerReply{}, err
+		}
 		return peerReply{CPU: cpuTime()}, nil
 	case "finish":
 		return p.finish()
@@ -355,6 +364,25 @@ func (p *peer) receive(w http.ResponseWriter, r *http.Request) {
 	}
 	p.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// profile starts or stops the peer's CPU profile.
+func (p *peer) profile(action, path string) error {
+	switch {
+	case action == "start" && path != "":
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		p.prof = f
+		return pprof.StartCPUProfile(f)
+	case action == "stop" && p.prof != nil:
+		pprof.StopCPUProfile()
+		err := p.prof.Close()
+		p.prof = nil
+		return err
+	}
+	return nil
 }
 
 // finish stops posting and returns the ledger, the deliveries and the

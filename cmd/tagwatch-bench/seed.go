@@ -119,10 +119,11 @@ func seedAll(sb *xsandbox.Server, plan seedPlan, hooks []string, lastFire func(i
 	}
 	ref := t1.Add(plan.Ahead)
 	// The sandbox's tokens live DefaultAccessTokenTTL from now; the vault
-	// is told they expire earlier, evenly from ahead+skew on, so renewals
-	// run at their steady rate (users per token lifetime) at once instead
-	// of all together two hours from now.
-	spreadFrom := plan.Ahead + plan.Skew + time.Minute
+	// is told they expire earlier, evenly from 30 s after a skew on, so
+	// renewals (due a skew before expiry, made by the user's first run
+	// after) run at their steady rate (users per token lifetime) from the
+	// daemon's start, instead of all together two hours from now.
+	spreadFrom := plan.Skew + 30*time.Second
 	spread := xsandbox.DefaultAccessTokenTTL - spreadFrom - time.Minute
 	const usersPerTx = 1000
 	for b := 0; b < users; b += usersPerTx {
