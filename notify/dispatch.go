@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"errors"
+	"os"
 	"sync"
 	"time"
 
@@ -19,8 +20,9 @@ const loadChunk = 256
 
 // queueBudget is how many rows the queues of all targets hold together
 // when that many targets have rows queued: each target's queue holds an
-// equal share of it, and never less than queueFloor. One busy target
-// thus gets long queues (few scans), many get short ones (bounded memory).
+// equal share of it, and never less than 32 sends per target (at least
+// 128; queueCap). One busy target thus gets a long queue (few scans),
+// many get short ones (bounded memory).
 const queueBudget = 4096
 
 // commitBatch bounds the outcomes one transaction records.
@@ -33,7 +35,7 @@ const commitBatch = 512
 // much more time before a delivery is recorded, and before a crash would
 // stop redelivering it. With no send in flight no other outcome is
 // coming: what is pending is committed at once.
-const commitEvery = 10 * time.Millisecond
+var commitEvery = expDur("X_COMMIT", 10*time.Millisecond)
 
 // dispatcher is one run of the delivery loop. Its state is guarded by mu.
 // Three kinds of goroutines share it, and hand work to each other by
@@ -119,45 +121,62 @@ func (d *dispatcher) poke() {
 	}
 }
 
+// scanDuty bounds the time the loop spends walking the due index, a
+// walk that grows with the rows due and not sent yet (a backlog waiting
+// behind its target's full queue): after a walk that took w, the next
+// scan waits until scanDuty*w has passed, so walks take at most
+// 1/(1+scanDuty) of the loop's time. A walk past a few rows takes
+// microseconds and delays nothing.
+var scanDuty = time.Duration(expDur("X_DUTY", 9))
+
 // loop scans for due rows, and starts workers for them, until ctx ends.
 func (d *dispatcher) loop(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	scan := true
+	var quiet time.Time // no scan before then (scanDuty)
+	want := true        // a scan is wanted
 	for {
-		if scan {
-			timer.Reset(d.scan(ctx))
-			scan = false
+		if want {
+			if wait := time.Until(quiet); wait > 0 {
+				timer.Reset(wait) // scan once the quiet time is over
+			} else {
+				next, walked := d.scan(ctx)
+				quiet = time.Now().Add(scanDuty * walked)
+				want = false
+				timer.Reset(next)
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-d.s.kick:
-			scan = true
+			want = true
 		case <-timer.C:
-			scan = true
+			want = true
 		case <-d.wake:
 			d.mu.Lock()
-			scan, d.rescan = d.rescan, false
+			want = want || d.rescan
+			d.rescan = false
 			d.mu.Unlock()
 		}
 	}
 }
 
 // queueCap is how many rows one target's queue holds now: its share of
-// queueBudget, at least queueFloor. d.mu is held.
+// queueBudget, at least max(32*perTarget, 128). d.mu is held.
 func (d *dispatcher) queueCap(perTarget int) int {
 	floor := max(32*perTarget, 128) // queueFloor
-	return max(floor, queueBudget/max(len(d.targets), 1))
+	return max(floor, d.s.cfg.queueBudget/max(len(d.targets), 1))
 }
 
 // load is a row a scan is about to read, with its target when known.
 type load struct{ id, target string }
 
 // scan queues due rows that are not known yet, as many per target as its
-// queue has room for, starts workers for them, and returns how long to
-// wait before the next scan. It reads the store without holding d.mu.
-func (d *dispatcher) scan(ctx context.Context) time.Duration {
+// queue has room for, and starts workers for them. It returns how long to
+// wait before the next scan, and how long it walked the due index. It
+// reads the store without holding d.mu.
+func (d *dispatcher) scan(ctx context.Context) (next, walked time.Duration) {
 	s := d.s
 	perTarget := s.set.Load().cc.PerTargetConcurrency
 	now := s.now()
@@ -183,7 +202,8 @@ func (d *dispatcher) scan(ctx context.Context) time.Duration {
 	over := map[string]bool{} // targets with due rows left out
 	var loads []load
 	var unseen []string // ids whose target is not known yet
-	next, err := s.outbox.DueOutboxIDs(now, func(id string) bool {
+	t0 := time.Now()
+	nextDue, err := s.outbox.DueOutboxIDs(now, func(id string) bool {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		if d.known[id] {
@@ -205,6 +225,7 @@ func (d *dispatcher) scan(ctx context.Context) time.Duration {
 		}
 		return len(loads)+len(unseen) < scanBatch
 	})
+	walked = time.Since(t0)
 	cut := len(loads)+len(unseen) >= scanBatch
 	if err == nil && len(unseen) > 0 {
 		// Which target each new row is for: those whose queue is full are
@@ -233,11 +254,14 @@ func (d *dispatcher) scan(ctx context.Context) time.Duration {
 		chunk := loads[:min(len(loads), loadChunk)]
 		loads = loads[len(chunk):]
 		ids := make([]string, len(chunk))
+		hint := make(map[string]string, len(chunk))
 		for i, l := range chunk {
 			ids[i] = l.id
+			hint[l.id] = l.target
 		}
 		var rows []vault.OutboxRow
 		rows, err = s.outbox.LoadOutbox(ids)
+		touched := map[string]*targetQueue{}
 		d.mu.Lock()
 		for _, r := range rows {
 			if (r.State != vault.OutboxPending && r.State != vault.OutboxRetrying) || r.NextAttempt.After(now) {
@@ -248,7 +272,11 @@ func (d *dispatcher) scan(ctx context.Context) time.Duration {
 				q = &targetQueue{}
 				d.targets[r.Target] = q
 			}
-			if len(q.queue) >= d.queueCap(perTarget) {
+			// A row planned for its target had room when it was planned
+			// (queues created since may have shrunk the shares): it is
+			// queued, not read in vain. Only a row whose target was not
+			// known is checked now.
+			if hint[r.ID] != r.Target && len(q.queue) >= d.queueCap(perTarget) {
 				seen[r.ID] = r.Target
 				over[r.Target] = true
 				continue
@@ -256,13 +284,14 @@ func (d *dispatcher) scan(ctx context.Context) time.Duration {
 			d.known[r.ID] = true
 			delete(seen, r.ID)
 			q.queue = append(q.queue, r)
+			touched[r.Target] = q
 		}
-		for t := range over {
-			if q := d.targets[t]; q != nil {
+		for t, q := range touched {
+			if over[t] {
 				q.more = true
 			}
+			d.startLocked(ctx, t, q)
 		}
-		d.startLocked(ctx)
 		d.mu.Unlock()
 	}
 	d.mu.Lock()
@@ -278,39 +307,41 @@ func (d *dispatcher) scan(ctx context.Context) time.Duration {
 		}
 		q.more = true
 	}
-	d.startLocked(ctx)
+	for t, q := range d.targets {
+		// A target disabled since its rows were queued, or allowed more
+		// sends in flight since (Reconfigure).
+		d.startLocked(ctx, t, q)
+	}
 	d.mu.Unlock()
 	d.seen = seen
 	if err != nil {
 		s.log.Error("read due notifications", "err", err)
-		return s.cfg.PollInterval
+		return s.cfg.PollInterval, walked
 	}
 	if cut {
-		return 0
+		return 0, walked
 	}
-	wait := s.cfg.PollInterval
-	if !next.IsZero() {
-		wait = min(wait, max(next.Sub(now), time.Millisecond))
+	next = s.cfg.PollInterval
+	if !nextDue.IsZero() {
+		next = min(next, max(nextDue.Sub(now), time.Millisecond))
 	}
-	return wait
+	return next, walked
 }
 
-// startLocked starts workers for the queues, up to PerTargetConcurrency
-// per target; rows of a disabled target are dropped without a send. d.mu
-// is held.
-func (d *dispatcher) startLocked(ctx context.Context) {
+// startLocked starts workers for target t's queue q, up to
+// PerTargetConcurrency; the rows of a disabled target are dropped without
+// a send. d.mu is held.
+func (d *dispatcher) startLocked(ctx context.Context, t string, q *targetQueue) {
 	perTarget := d.s.set.Load().cc.PerTargetConcurrency
-	for t, q := range d.targets {
-		if len(q.queue) > 0 && d.s.isDisabled(t) {
-			d.dropLocked(q)
-		}
-		for n := min(perTarget-q.active, len(q.queue)); n > 0 && ctx.Err() == nil; n-- {
-			q.active++
-			d.sends.Add(1)
-			go d.work(ctx, t)
-		}
-		d.forgetLocked(t, q)
+	if len(q.queue) > 0 && d.s.isDisabled(t) {
+		d.dropLocked(q)
 	}
+	for n := min(perTarget-q.active, len(q.queue)); n > 0 && ctx.Err() == nil; n-- {
+		q.active++
+		d.sends.Add(1)
+		go d.work(ctx, t)
+	}
+	d.forgetLocked(t, q)
 }
 
 // dropLocked drops the rows queued for a disabled target, without a send,
@@ -545,4 +576,12 @@ func (s *Service) settle(batch []attempt) {
 		}
 		s.emit(ev)
 	}
+}
+
+func expDur(k string, d time.Duration) time.Duration {
+	if v := os.Getenv(k); v != "" {
+		x, _ := time.ParseDuration(v)
+		return x
+	}
+	return d
 }

@@ -180,3 +180,113 @@ func TestShutdownKeepsRowsDue(t *testing.T) {
 		t.Errorf("row after a shutdown mid-send = %s after %d attempts (%q), want pending after 0", r.State, r.Attempts, r.LastError)
 	}
 }
+
+// TestDispatchBacklogs: backlogs larger than their queues are delivered
+// with each row read from the store once; a target whose receiver hangs
+// holds PerTargetConcurrency sends and no more, and holds up no other
+// target, not even one whose rows come after its backlog.
+func TestDispatchBacklogs(t *testing.T) {
+	const cc, budget, fast, stuck, late = 3, 300, 1000, 200, 20
+	sec, _ := whsec()
+	release := make(chan struct{})
+	var mu sync.Mutex
+	inflight, peak := map[string]int{}, map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		inflight[r.URL.Path]++
+		peak[r.URL.Path] = max(peak[r.URL.Path], inflight[r.URL.Path])
+		mu.Unlock()
+		if r.URL.Path == "/stuck" {
+			<-release
+		}
+		mu.Lock()
+		inflight[r.URL.Path]--
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	hook := func(path string) string { return srv.URL + path }
+	so := &stallOutbox{DB: openDB(t, "", nil, nil)}
+	delivered := map[string]int{} // by id prefix, under mu
+	observe := func(ev Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ev.Kind != EventDelivered {
+			t.Errorf("event %s for %s (%s), want deliveries only", ev.Kind, ev.ID, ev.Err)
+		}
+		prefix, _, _ := strings.Cut(ev.ID, "-")
+		delivered[prefix]++
+	}
+	wait := func(prefix string, n int) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			mu.Lock()
+			got := delivered[prefix]
+			mu.Unlock()
+			if got == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of the %d %s rows delivered within 20s", got, n, prefix)
+			}
+		}
+	}
+	var hooks []WebhookSecret
+	for _, p := range []string{"/fast", "/stuck", "/late"} {
+		hooks = append(hooks, WebhookSecret{URL: hook(p), Secret: secret.New(sec)})
+	}
+	s, err := New(Config{Outbox: so, PublicURL: "https://tagwatch.example", LinkKey: linkKey(), Observer: observe,
+		Channels:    ChannelsConfig{AllowPrivateTargets: true, PerTargetConcurrency: cc, Webhooks: hooks},
+		queueBudget: budget}) // queues of 300 rows for one target, 128 for three
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := []byte(mustJSON(matchNotice("u1", "w1", 1)))
+	rows := func(prefix, target string, n int) []vault.OutboxRow {
+		out := make([]vault.OutboxRow, n)
+		for i := range out {
+			out[i] = vault.OutboxRow{ID: fmt.Sprintf("%s-%05d", prefix, i), Kind: vault.NoticeMatch, UserID: "u1",
+				Target: target, Payload: payload}
+		}
+		return out
+	}
+	// The hanging target's rows come first in the due index.
+	if _, err := so.Enqueue(rows("stuck", hook("/stuck"), stuck)...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := so.Enqueue(rows("fast", hook("/fast"), fast)...); err != nil {
+		t.Fatal(err)
+	}
+	run(t, s)
+	if _, err := so.Enqueue(rows("late", hook("/late"), late)...); err != nil {
+		t.Fatal(err)
+	}
+	s.Kick()
+	wait("fast", fast)
+	wait("late", late)
+	mu.Lock()
+	stuckNow := inflight["/stuck"]
+	mu.Unlock()
+	if stuckNow != cc {
+		t.Errorf("%d sends in flight to the hanging target, want %d (PerTargetConcurrency)", stuckNow, cc)
+	}
+	close(release)
+	released = true
+	wait("stuck", stuck)
+	mu.Lock()
+	defer mu.Unlock()
+	for p, n := range peak {
+		if n > cc {
+			t.Errorf("%d sends in flight at once to %s, want at most %d", n, p, cc)
+		}
+	}
+	if n, want := so.loadedRows(), fast+stuck+late; n != want {
+		t.Errorf("the loop read %d rows from the store to deliver %d, want each once", n, want)
+	}
+}

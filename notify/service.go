@@ -148,6 +148,8 @@ type Config struct {
 	// telegramAPI is where Telegram's Bot API is (tests); default
 	// https://api.telegram.org.
 	telegramAPI string
+	// queueBudget is the queues' budget (tests); default queueBudget.
+	queueBudget int
 }
 
 // EventKind says what happened to a notification.
@@ -244,6 +246,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.Jitter == nil {
 		cfg.Jitter = rand.Float64
+	}
+	if cfg.queueBudget <= 0 {
+		cfg.queueBudget = queueBudget
 	}
 	s := &Service{cfg: cfg, outbox: cfg.Outbox, log: cfg.Logger, now: cfg.Now, publicURL: strings.TrimRight(cfg.PublicURL, "/"),
 		links:   newLinkSigner(cfg.LinkKey),

@@ -39,7 +39,7 @@ func BenchmarkZZRowDecode(b *testing.B) {
 func BenchmarkZZOutboxOnly(b *testing.B) {
 	const total = 10000
 	sec, _ := whsec()
-	hook := newBenchHook(b, sec)
+	hook := newBenchHook(b, sec, 0)
 	payload := []byte(mustJSON(matchNotice("u1", "w1", 3)))
 	for range b.N {
 		db := openDB(b, "", nil, nil)

@@ -40,7 +40,8 @@
 //   - Serializable: concurrent calls behave as if run one after another;
 //     a method's reads and writes see one state (the batch methods above:
 //     each batch does). Every method is safe for concurrent use; callbacks
-//     (RunnableWatches, DueOutboxIDs, AuditTrail) must not call the store.
+//     (RunnableWatches, DueOutboxIDs, AuditTrail) must not call the store
+//     (CheckWatch, which reads nothing, excepted).
 //   - No network I/O inside a method: callers do their HTTP first and
 //     commit what they learnt.
 //   - Records returned are copies; changing them changes nothing stored.
@@ -242,9 +243,11 @@
 // RunInput reads a watch, its cursor and the user's grant state in one
 // read transaction. RunnableWatches scans the watches that run, in id
 // order, from one read transaction (its callback must not call the
-// store). CommitRun records a run in one transaction: the new posts go to
-// the outbox as digests (one row per target, deterministic ids), into the
-// watch's seen index, and the cursor and counters advance (never back).
+// store, CheckWatch excepted). CommitRun records a run in one
+// transaction (concurrent commits may share one, and one fsync: the
+// engine's Batch): the new posts go to the outbox as digests (one row
+// per target, deterministic ids), into the watch's seen index, and the
+// cursor and counters advance (never back).
 // All or nothing: a post is queued at most once per watch however often
 // a commit is repeated (within SeenRetention); a failed run records its
 // error and moves nothing else; a watch deleted meanwhile gives

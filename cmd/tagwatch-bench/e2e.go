@@ -46,8 +46,11 @@ type e2eOpts struct {
 	Notify   bool          `json:"notify"`
 	Workers  int           `json:"workers"`
 
-	cpuProfile, memProfile, loadProfile, peerProfile, jsonOut, dir string
-	quiet                                bool // no report on stdout (tests)
+	// Files to write: profiles of this process's window and load, of the
+	// peer's window, the result as JSON; dir holds the vault.
+	cpuProfile, memProfile, loadProfile, peerProfile string
+	jsonOut, dir                                     string
+	quiet                                            bool // no report on stdout (tests)
 }
 
 func (o *e2eOpts) flags(fs *flag.FlagSet) {
@@ -92,6 +95,8 @@ type e2eResult struct {
 	RSSSteadMiB float64       `json:"rss_steady_mib"` // the largest VmRSS seen in the window
 	RSSAnonMiB  float64       `json:"rss_anon_mib"`   // of it, anonymous memory (heap, stacks)
 	RSSFileMiB  float64       `json:"rss_file_mib"`   // of it, file pages (the vault's memory map)
+	RSSGrowMiB  float64       `json:"rss_grow_mib"`   // VmRSS at the window's end minus at its start
+	FileGrowMiB float64       `json:"file_grow_mib"`  // of it, the vault's map
 	HeapMiB     float64       `json:"heap_mib"`       // live heap at the window's end
 	FireLag     lagStats      `json:"fire_lag"`       // due to run start (the engine and the limits)
 	DueToRow    lagStats      `json:"due_to_row"`     // due to outbox row: what tagwatch adds
@@ -475,14 +480,19 @@ func runE2E(o e2eOpts) (*e2eResult, error) {
 	}
 	cpu0, t0 := cpuTime(), time.Now()
 	inWindow.Store(true)
-	var rssMax float64
+	rss0, _ := rssMiB()
+	_, file0 := rssSplit()
+	var rssMax, rss1, file1 float64
 	for time.Now().Before(mEnd) {
 		time.Sleep(min(time.Second, time.Until(mEnd)))
-		if cur, _ := rssMiB(); cur > rssMax {
-			rssMax = cur
+		rss1, _ = rssMiB()
+		_, file1 = rssSplit()
+		if rss1 > rssMax {
+			rssMax = rss1
 			res.RSSAnonMiB, res.RSSFileMiB = rssSplit()
 		}
 	}
+	res.RSSGrowMiB, res.FileGrowMiB = rss1-rss0, file1-file0
 	inWindow.Store(false)
 	cpu1, t1 := cpuTime(), time.Now()
 	pm1, err := peer.call(peerRequest{Op: "mark", Action: "stop"})
@@ -636,6 +646,7 @@ func (r *e2eResult) print() {
 		100*r.CPU, r.CPUPerRun.Round(time.Microsecond), 100*r.PeerCPU)
 	fmt.Printf("RSS of the daemon's process: %.0f MiB at most in the window (%.0f anonymous, %.0f of the vault file's map), %.0f MiB peak over its life (after the load: %.0f MiB); heap %.0f MiB\n",
 		r.RSSSteadMiB, r.RSSAnonMiB, r.RSSFileMiB, r.RSSPeakMiB, r.RSSLoadMiB, r.HeapMiB)
+	fmt.Printf("RSS over the window: %+.0f MiB (the vault's map %+.0f MiB: outbox rows and seen posts written)\n", r.RSSGrowMiB, r.FileGrowMiB)
 	fmt.Printf("fire lag (due to run start): p50 %s p99 %s max %s\n", r.FireLag.p50, r.FireLag.p99, r.FireLag.max)
 	fmt.Printf("due to outbox row (what tagwatch adds): p50 %s p99 %s max %s\n", r.DueToRow.p50, r.DueToRow.p99, r.DueToRow.max)
 	fmt.Printf("post to outbox row (post made %s before its fire): p50 %s p99 %s max %s\n", o.Lead, r.PostToRow.p50, r.PostToRow.p99, r.PostToRow.max)

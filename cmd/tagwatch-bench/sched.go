@@ -41,6 +41,7 @@ func benchSched(args []string) error {
 	engines := fs.String("engines", "ours,robfig,robfig-phase", "engines to run, comma-separated")
 	sizes := fs.String("robfig-sizes", "300000,100000,30000", "smaller sizes (same fire rate) for a robfig variant that cannot keep up at -watches")
 	keepUp := fs.Duration("keep-up", time.Second, "a variant keeps up when it misses no fire and its max lag stays under this")
+	fs.DurationVar(&o.resolution, "resolution", 0, "ours: sched.Config.Resolution (0: its default)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of ours' window to this file")
 	fs.StringVar(&o.traceFile, "trace", "", "write an execution trace of ours' window to this file")
 	child := fs.String("child", "", "internal: run one engine in this process and print its result")
@@ -119,6 +120,7 @@ type schedOpts struct {
 	watches               int
 	rate                  float64
 	dur, warm, grace      time.Duration
+	resolution            time.Duration
 	cpuProfile, traceFile string
 }
 
@@ -187,7 +189,7 @@ func runSchedChild(name string, o schedOpts, n int) (*schedResult, error) {
 	args := []string{"sched", "-child", name, "-watches", strconv.Itoa(n), "-rate", strconv.FormatFloat(o.rate, 'g', -1, 64),
 		"-dur", o.dur.String(), "-warm", o.warm.String(), "-grace", o.grace.String()}
 	if name == "ours" {
-		args = append(args, "-cpuprofile", o.cpuProfile, "-trace", o.traceFile)
+		args = append(args, "-cpuprofile", o.cpuProfile, "-trace", o.traceFile, "-resolution", o.resolution.String())
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Stderr = os.Stderr

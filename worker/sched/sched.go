@@ -9,9 +9,11 @@
 // Cost (cmd/tagwatch-bench sched): the entries hold no pointers (keys in
 // one byte arena, an open-addressing key table, a heap of plain items), so
 // a garbage collection does not scan them; an `@every` fire's next time is
-// the previous one plus the interval; the timer loop sleeps at least
-// Config.Resolution and dispatches every due fire at once, and one idle
-// worker is woken at a time, which takes queued runs until none is left.
+// the previous one plus the interval. There is no timer goroutine: the idle
+// workers wait on one ticker (period Config.Resolution while fires are due
+// that soon), and the one a tick wakes dispatches every due fire and runs
+// them itself, so a pass of cheap runs costs one wake-up, not one per run;
+// slow runs get more workers at the next pass (run.go).
 //
 // An Engine is safe for concurrent use. Run owns every goroutine the engine
 // starts and returns after they have all ended.
@@ -24,7 +26,6 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"math"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -219,14 +220,16 @@ type Engine struct {
 	runq     []job // started runs no worker has taken yet: runq[runqHead:]
 	runqHead int
 	enq, deq uint64          // runs put in and taken from runq, ever
-	enqTick  uint64          // enq at the timer loop's last pass
+	enqPass  uint64          // enq at the last pass
 	idle     []int32         // parked workers
 	wakeCh   []chan struct{} // one per worker
 	awake    int             // workers not parked: running a job, or on their way to runq
-	ticking  bool            // the timer loop is in fireDue
+	passing  bool            // a worker is in pass
 	stopping bool
+	ticker   *time.Ticker // paces the passes; nil until Run
+	period   time.Duration
 
-	wake    chan struct{}
+	wake    chan struct{} // a pass is wanted now (an earlier fire, a run to take)
 	running bool
 	started bool
 }
@@ -654,50 +657,6 @@ func (e *Engine) tryStart(q queued) bool {
 	return false
 }
 
-// wakeWorker sees that a run put in runq gets a worker. When no worker is
-// awake it wakes one, which takes runs until runq is empty: a burst of
-// cheap runs costs one wake-up. When one is awake (busy with a run), the
-// timer loop's next pass, at most Config.Resolution later, wakes as many
-// as the runs that waited through a whole pass: slow runs spread over the
-// workers they need without a wake-up per run.
-func (e *Engine) wakeWorker() {
-	if len(e.idle) == 0 {
-		return
-	}
-	if e.awake == 0 {
-		e.wakeOne()
-		return
-	}
-	if !e.ticking {
-		// Let the timer loop look at runq within a Resolution.
-		select {
-		case e.wake <- struct{}{}:
-		default:
-		}
-	}
-}
-
-func (e *Engine) wakeOne() {
-	w := e.idle[len(e.idle)-1]
-	e.idle = e.idle[:len(e.idle)-1]
-	e.awake++
-	e.wakeCh[w] <- struct{}{}
-}
-
-// helpWorkers is the timer loop's pass over runq: runs that were already
-// there at its previous pass get a parked worker each. It reports whether
-// runs are waiting, so the loop passes again within a Resolution.
-func (e *Engine) helpWorkers() bool {
-	waiting := len(e.runq) - e.runqHead
-	if waiting > 0 && e.deq < e.enqTick {
-		for n := waiting; n > 0 && len(e.idle) > 0; n-- {
-			e.wakeOne()
-		}
-	}
-	e.enqTick = e.enq
-	return waiting > 0
-}
-
 // done ends run j and lets queued runs start.
 func (e *Engine) done(j job) {
 	en := &e.entries[j.idx]
@@ -743,152 +702,4 @@ func (e *Engine) drain(q *[]queued) {
 	if cap(*q) > 1024 && len(*q) == 0 {
 		*q = nil
 	}
-}
-
-// Run fires entries until ctx ends, then waits for the runs in progress
-// (their ctx ends too) and returns nil. It must be called once; a second
-// call returns an error.
-func (e *Engine) Run(ctx context.Context) error {
-	e.mu.Lock()
-	if e.started {
-		e.mu.Unlock()
-		return errors.New("sched: Run called twice")
-	}
-	e.started, e.running = true, true
-	e.awake = e.cfg.Workers
-	e.wakeCh = make([]chan struct{}, e.cfg.Workers)
-	for w := range e.wakeCh {
-		e.wakeCh[w] = make(chan struct{}, 1)
-	}
-	e.drain(&e.waitAll)
-	e.mu.Unlock()
-
-	var wg sync.WaitGroup
-	for w := range e.cfg.Workers {
-		wg.Go(func() { e.work(ctx, int32(w)) })
-	}
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		timer.Reset(sleepFor(max(e.fireDue(), e.cfg.Resolution)))
-		select {
-		case <-ctx.Done():
-			e.mu.Lock()
-			e.running, e.stopping = false, true
-			for len(e.idle) > 0 {
-				e.wakeOne()
-			}
-			e.mu.Unlock()
-			wg.Wait()
-			return nil
-		case <-timer.C:
-		case <-e.wake:
-		}
-	}
-}
-
-// sleepMargin is how far past a whole millisecond the timer loop's sleeps
-// end. Go's poller on Linux sleeps whole milliseconds (epoll_wait) and
-// rounds down: a sleep of 1.9 ms wakes after 1 ms, finds nothing due and
-// sleeps again. A sleep just past a whole millisecond wakes once, and the
-// few µs past the millisecond are gone by the time the poller looks.
-var sleepMargin = 50 * time.Microsecond
-
-// sleepFor rounds a short wait up to a whole millisecond plus sleepMargin,
-// so the loop wakes once per pass; a fire waits at most 1 ms more.
-func sleepFor(wait time.Duration) time.Duration {
-	if wait >= time.Second {
-		return wait
-	}
-	return (wait+time.Millisecond-1)/time.Millisecond*time.Millisecond + sleepMargin
-}
-
-// work is worker w: it takes started runs from runq until the engine
-// stops and runq is empty, parking while there is none.
-func (e *Engine) work(ctx context.Context, w int32) {
-	e.mu.Lock()
-	for {
-		for e.runqHead == len(e.runq) {
-			if e.stopping {
-				e.mu.Unlock()
-				return
-			}
-			e.idle = append(e.idle, w)
-			e.awake--
-			e.mu.Unlock()
-			<-e.wakeCh[w] // the waker counted this worker awake
-			e.mu.Lock()
-		}
-		j := e.runq[e.runqHead]
-		e.runq[e.runqHead] = job{}
-		e.deq++
-		if e.runqHead++; e.runqHead == len(e.runq) {
-			e.runq, e.runqHead = e.runq[:0], 0
-		}
-		e.mu.Unlock()
-		panicked := e.runJob(ctx, j)
-		e.mu.Lock()
-		if panicked {
-			e.stats.Panics++
-		}
-		e.done(j)
-	}
-}
-
-// fireDue dispatches every entry that is due and returns how long until
-// the next one is.
-func (e *Engine) fireDue() time.Duration {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.ticking = true
-	defer func() { e.ticking = false }()
-	now := e.now()
-	for e.heap.len() > 0 && e.heap.a[0].next <= now {
-		it := e.heap.a[0]
-		if !e.live(it) {
-			e.heap.pop()
-			continue
-		}
-		en := &e.entries[it.idx]
-		scheduled := it.next
-		reason := Scheduled
-		if en.flags&flagCatchUp != 0 {
-			en.flags &^= flagCatchUp
-			reason = CatchUp
-		}
-		next := e.nextFire(en, scheduled, now, reason == CatchUp)
-		if floor := int64(e.cfg.MinInterval); floor > 0 && next-scheduled < floor && next != math.MaxInt64 {
-			next = e.fireAfter(en, scheduled+floor-1)
-		}
-		en.next = next
-		if next == math.MaxInt64 {
-			en.flags &^= flagInHeap
-			e.inHeap--
-			e.heap.pop()
-		} else {
-			e.heap.setTop(next)
-		}
-		e.dispatch(it.idx, scheduled, reason)
-	}
-	wait := time.Hour
-	if e.heap.len() > 0 {
-		wait = time.Duration(e.heap.a[0].next - now)
-	}
-	if e.helpWorkers() {
-		wait = min(wait, e.cfg.Resolution)
-	}
-	return wait
-}
-
-// runJob runs one job and reports whether it panicked (recovered and
-// logged).
-func (e *Engine) runJob(ctx context.Context, j job) (panicked bool) {
-	defer func() {
-		if r := recover(); r != nil {
-			panicked = true
-			e.log.Error("sched job panicked", "key", j.f.Key, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-		}
-	}()
-	e.cfg.Job(ctx, j.f)
-	return false
 }

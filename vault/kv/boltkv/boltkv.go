@@ -4,6 +4,10 @@
 // copying to bbolt, and it keeps bbolt's rules (one writer at a time,
 // readers on the last commit, byte slices valid during the transaction).
 //
+// Its Batch is a group commit (batch.go): the calls that arrive while a
+// commit is under way are committed together, in one transaction and
+// one fsync, by the first of them.
+//
 // Beyond kv.Engine it offers what only a file has: the file's lock and
 // descriptor (File), a copy of the file (BackupTo), bbolt's own page
 // check inside a transaction (the Tx implements kv.Checker), and the
