@@ -3,7 +3,6 @@ package notify
 import (
 	"context"
 	"errors"
-	"os"
 	"sync"
 	"time"
 
@@ -29,13 +28,17 @@ const queueBudget = 4096
 const commitBatch = 512
 
 // commitEvery is the least time from the start of one commit of outcomes
-// to the start of the next while sends are in flight, unless commitBatch
-// outcomes wait: the outcomes of a burst share fsyncs (at 5,000
-// deliveries a second, 50 to a commit), at the price of at most this
-// much more time before a delivery is recorded, and before a crash would
-// stop redelivering it. With no send in flight no other outcome is
-// coming: what is pending is committed at once.
-var commitEvery = expDur("X_COMMIT", 10*time.Millisecond)
+// to the start of the next during a burst (at least burstQueued rows
+// queued), unless commitBatch outcomes wait: the outcomes of a burst
+// share fsyncs (at 5,000 deliveries a second, 50 to a commit), at the
+// price of at most this much more time before a delivery is recorded, and
+// before a crash would stop redelivering it. Out of bursts, what is
+// pending is committed as soon as the last commit is done: a steady
+// stream keeps its latency.
+const commitEvery = 10 * time.Millisecond
+
+// burstQueued is how many rows waiting in the queues make a burst.
+const burstQueued = 32
 
 // dispatcher is one run of the delivery loop. Its state is guarded by mu.
 // Three kinds of goroutines share it, and hand work to each other by
@@ -67,7 +70,7 @@ type dispatcher struct {
 	targets map[string]*targetQueue // by raw target
 	known   map[string]bool         // ids queued, sending or awaiting commit
 	rescan  bool                    // a queue ran low: scan again
-	sending int                     // rows taken by workers whose outcome is not pending yet
+	queued  int                     // rows in the queues
 	pending []attempt               // outcomes awaiting commit
 	closing bool                    // no more outcomes will come
 	// elsewhere holds the ids another daemon holds, until when to leave
@@ -127,7 +130,7 @@ func (d *dispatcher) poke() {
 // scan waits until scanDuty*w has passed, so walks take at most
 // 1/(1+scanDuty) of the loop's time. A walk past a few rows takes
 // microseconds and delays nothing.
-var scanDuty = time.Duration(expDur("X_DUTY", 9))
+const scanDuty = 9
 
 // loop scans for due rows, and starts workers for them, until ctx ends.
 func (d *dispatcher) loop(ctx context.Context) {
@@ -284,6 +287,7 @@ func (d *dispatcher) scan(ctx context.Context) (next, walked time.Duration) {
 			d.known[r.ID] = true
 			delete(seen, r.ID)
 			q.queue = append(q.queue, r)
+			d.queued++
 			touched[r.Target] = q
 		}
 		for t, q := range touched {
@@ -352,6 +356,7 @@ func (d *dispatcher) dropLocked(q *targetQueue) {
 		d.pending = append(d.pending, attempt{row: r, out: vault.OutboxOutcome{ID: r.ID, Attempts: r.Attempts,
 			State: vault.OutboxDropped, Error: droppedDisabled}})
 	}
+	d.queued -= len(q.queue)
 	q.queue = nil
 	d.commit.Signal()
 	if q.more {
@@ -413,7 +418,7 @@ func (d *dispatcher) next(ctx context.Context, t string) (vault.OutboxRow, bool)
 	r := q.queue[0]
 	q.queue[0] = vault.OutboxRow{}
 	q.queue = q.queue[1:]
-	d.sending++
+	d.queued--
 	return r, true
 }
 
@@ -423,7 +428,6 @@ func (d *dispatcher) send(ctx context.Context, r vault.OutboxRow) {
 	claimed, leaveUntil := d.s.claimRow(ctx, r)
 	if !claimed {
 		d.mu.Lock()
-		d.sending--
 		delete(d.known, r.ID)
 		d.elsewhere[r.ID] = leaveUntil
 		d.mu.Unlock()
@@ -443,7 +447,6 @@ func (d *dispatcher) send(ctx context.Context, r vault.OutboxRow) {
 		d.s.releaseOne(ctx, r)
 	}
 	d.mu.Lock()
-	d.sending--
 	if record {
 		d.pending = append(d.pending, a)
 		d.commit.Signal()
@@ -467,7 +470,7 @@ func (d *dispatcher) commitLoop() {
 			d.mu.Unlock()
 			return
 		}
-		if wait := commitEvery - time.Since(last); wait > 0 && d.sending > 0 && len(d.pending) < commitBatch && !d.closing {
+		if wait := commitEvery - time.Since(last); wait > 0 && d.queued >= burstQueued && len(d.pending) < commitBatch && !d.closing {
 			// Let the outcomes of the moment gather into this commit.
 			d.mu.Unlock()
 			time.Sleep(wait)
@@ -576,12 +579,4 @@ func (s *Service) settle(batch []attempt) {
 		}
 		s.emit(ev)
 	}
-}
-
-func expDur(k string, d time.Duration) time.Duration {
-	if v := os.Getenv(k); v != "" {
-		x, _ := time.ParseDuration(v)
-		return x
-	}
-	return d
 }

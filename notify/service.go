@@ -13,8 +13,8 @@
 // The package is split along its concerns:
 //
 //   - dispatch.go: the loop (a dispatcher with its own goroutines: the
-//     scanner, one per send, the committer), per-target concurrency and
-//     group commit.
+//     scanner, up to PerTargetConcurrency workers per target, the
+//     committer), per-target queues and group commit.
 //   - retry.go: what an attempt's result means for the row.
 //   - maintain.go: pruning and backlog caps.
 //   - channel.go and one file per channel; targets.go: which targets exist,
@@ -29,7 +29,8 @@
 //   - links.go: the signed one-click links every message carries.
 //
 // The store is reached only through the Outbox interface, which *vault.DB
-// implements; notify never opens a transaction of its own.
+// implements (and, when the outbox can, OutboxTargets: see targetPeeker);
+// notify never opens a transaction of its own.
 package notify
 
 import (

@@ -67,7 +67,7 @@ func (db *DB) LoadOutbox(ids []string) ([]OutboxRow, error) {
 	err := db.View(func(tx *Tx) error {
 		out = make([]OutboxRow, 0, len(ids))
 		for _, id := range ids {
-			r, err := tx.outboxRowFast(id)
+			r, err := tx.OutboxRow(id)
 			if err == nil {
 				if err = tx.outboxSealed(r); err != nil {
 					tx.db.noteDamaged(err)
@@ -212,7 +212,7 @@ func (db *DB) SettleOutbox(outcomes []OutboxOutcome) ([]OutboxSettled, error) {
 		out = out[:0]
 		now := tx.Now()
 		for _, o := range outcomes {
-			cur, err := tx.outboxRowFast(o.ID)
+			cur, err := tx.OutboxRow(o.ID)
 			if errors.Is(err, ErrNotFound) || errors.Is(err, ErrDamaged) {
 				continue // pruned; or damaged since it was read: skipped, the batch stands
 			}

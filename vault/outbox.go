@@ -60,7 +60,7 @@ func (tx *Tx) OpenOutboxSecret(r OutboxRow) (secret.Value, error) {
 // OutboxRow returns the row with the given id, ErrNotFound, or a
 // *DamagedError naming it.
 func (tx *Tx) OutboxRow(id string) (OutboxRow, error) {
-	return getRecord(tx, bucketOutbox, id, decodeOutbox)
+	return getRecord(tx, bucketOutbox, id, decodeOutboxFast)
 }
 
 // PutOutboxRow replaces a row, keeping the due index in step: rows pending
@@ -148,5 +148,5 @@ func (tx *Tx) NextDue() (time.Time, bool) {
 
 // Outbox calls fn for every row in id order, skipping damaged ones.
 func (tx *Tx) Outbox(fn func(OutboxRow) error) error {
-	return scanRecords(tx, bucketOutbox, decodeOutbox, fn)
+	return scanRecords(tx, bucketOutbox, decodeOutboxFast, fn)
 }

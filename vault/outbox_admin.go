@@ -188,6 +188,16 @@ func (db *DB) DropOutboxBacklog(maxWaiting int, reason string) ([]OutboxBacklog,
 	var byTarget map[string][]ref
 	if err := db.View(func(tx *Tx) error {
 		byTarget = map[string][]ref{}
+		// No target can be over the cap while all of them together are
+		// not: count the due index, which reads no row, before reading
+		// the waiting rows (this runs every minute, backlog or not).
+		waiting, c := 0, tx.tx.Bucket(bucketOutboxDue).Cursor()
+		for k, _ := c.First(); k != nil && waiting <= maxWaiting; k, _ = c.Next() {
+			waiting++
+		}
+		if waiting <= maxWaiting {
+			return nil
+		}
 		return tx.DueOutbox(time.Unix(0, 1<<62), 0, func(r OutboxRow) bool {
 			byTarget[r.Target] = append(byTarget[r.Target], ref{r.ID, r.CreatedAt})
 			return true

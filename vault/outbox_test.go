@@ -291,6 +291,16 @@ func TestDropOutboxBacklog(t *testing.T) {
 			t.Errorf("%s = %s, want %s", id, r.State, want)
 		}
 	}
+	// Two rows wait for each target now, four in all: a cap of 4 or more
+	// is met by all of them together, a cap of 2 or 3 by each.
+	for _, limit := range []int{2, 3, 4, 5} {
+		if over, err := db.DropOutboxBacklog(limit, "x"); err != nil || len(over) != 0 {
+			t.Errorf("DropOutboxBacklog(%d) with 2 and 2 waiting = %+v, %v; want none over", limit, over, err)
+		}
+	}
+	if over, err := db.DropOutboxBacklog(1, "x"); err != nil || len(over) != 2 {
+		t.Errorf("DropOutboxBacklog(1) with 2 and 2 waiting = %+v, %v; want both over", over, err)
+	}
 	if _, err := db.DropOutboxBacklog(0, ""); !errors.Is(err, ErrInvalid) {
 		t.Errorf("DropOutboxBacklog(0) = %v, want ErrInvalid", err)
 	}

@@ -8,14 +8,15 @@ import (
 )
 
 // The delivery loop reads every outbox row at least twice (to send it, to
-// settle it), and the decoding was the larger part of the store's cost
-// per delivery. These paths decode with the JSON v2 project's
-// implementation of encoding/json's rules (github.com/go-json-experiment/json/v1,
-// what encoding/json becomes in the standard library's jsonv2
-// experiment): the same rows, in a third of the time. Records are still
-// written by encoding/json, and a record it does not accept is decoded
-// again by decodeOutbox, so a damaged row is named as FindDamaged names
-// it (TestOutboxFastDecode, FuzzOutboxFastDecode: both decoders agree).
+// settle it), and decoding was the larger part of the store's cost per
+// delivery. Outbox rows are therefore read (Tx.OutboxRow, Tx.Outbox) with
+// the JSON v2 project's implementation of encoding/json's rules
+// (github.com/go-json-experiment/json/v1, what encoding/json becomes in
+// the standard library's jsonv2 experiment): the same rows, in less than
+// half the time. Records are still written by encoding/json, and a record
+// the fast decoder does not accept is decoded again by decodeOutbox, so a
+// damaged row is named as FindDamaged names it (TestOutboxFastDecode,
+// FuzzOutboxFastDecode: both decoders agree).
 
 // decodeOutboxFast is decodeOutbox, faster for records that decode.
 func decodeOutboxFast(k, v []byte) (OutboxRow, error) {
@@ -24,11 +25,6 @@ func decodeOutboxFast(k, v []byte) (OutboxRow, error) {
 		return decodeOutbox(k, v)
 	}
 	return r, nil
-}
-
-// outboxRowFast is Tx.OutboxRow with decodeOutboxFast.
-func (tx *Tx) outboxRowFast(id string) (OutboxRow, error) {
-	return getRecord(tx, bucketOutbox, id, decodeOutboxFast)
 }
 
 // targetKey is how a record's target starts. encoding/json writes an

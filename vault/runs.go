@@ -125,10 +125,11 @@ func (db *DB) RunInput(watchID string) (RunInput, error) {
 // consistent state, and holds that transaction while fn runs: fn must be
 // quick and must not call the DB (a write from fn could wait for the read
 // to end), CheckWatch excepted: it applies the rules and reads nothing, so
-// a caller may check each watch as it comes instead of holding them all. Damaged watches, watches whose cursor is damaged and watches
-// whose user's grant at their provider is damaged are left out: they do
-// not run until an operator deletes the damaged record (FindDamaged
-// reports them). An error from fn stops the scan and is returned as is.
+// a caller may check each watch as it comes instead of holding them all.
+// Damaged watches, watches whose cursor is damaged and watches whose
+// user's grant at their provider is damaged are left out: they do not run
+// until an operator deletes the damaged record (FindDamaged reports
+// them). An error from fn stops the scan and is returned as is.
 func (db *DB) RunnableWatches(fn func(WatchWithCursor) error) error {
 	return db.View(func(tx *Tx) error {
 		grantDamaged := map[string]bool{} // by user|0|provider

@@ -379,8 +379,8 @@ func (db *DB) isEmpty() (bool, error) {
 	return empty, err
 }
 
-// readOnlyEngine refuses every Update and Batch: a vault opened ReadOnly on an
-// engine that has no read-only mode of its own writes nothing.
+// readOnlyEngine refuses every Update and Batch: a vault opened ReadOnly
+// on an engine that has no read-only mode of its own writes nothing.
 type readOnlyEngine struct{ kv.Engine }
 
 func (readOnlyEngine) Update(func(kv.Tx) error) error { return errReadOnly }

@@ -34,6 +34,7 @@ type schedEngine interface {
 // schedBook records fires: the job every engine runs, cheap and the same
 // for all (an index parsed from the key, two atomic adds, a store).
 type schedBook struct {
+	alloc            int
 	winStart, winEnd atomic.Int64
 	fires            atomic.Int64
 	fired            []atomic.Int64 // entry -> due time of its fire in the window
@@ -42,8 +43,15 @@ type schedBook struct {
 	nlag             atomic.Int64
 }
 
+// schedSink keeps the job's garbage from being optimized away.
+var schedSink atomic.Pointer[[]byte]
+
 func (b *schedBook) job(key string, due, now int64) {
 	b.fires.Add(1)
+	if b.alloc > 0 {
+		g := make([]byte, b.alloc)
+		schedSink.Store(&g)
+	}
 	if due < b.winStart.Load() || due >= b.winEnd.Load() {
 		return
 	}
@@ -101,7 +109,7 @@ func schedChild(name string, o schedOpts) error {
 	}
 	// The bench's own buffers exist before the heap is measured.
 	capLags := int(o.rate*(o.dur+o.grace).Seconds())*2 + 10_000
-	b := &schedBook{fired: make([]atomic.Int64, n), dueAt: make([]int64, n), lags: make([]int64, capLags), dues: make([]int64, capLags)}
+	b := &schedBook{alloc: o.alloc, fired: make([]atomic.Int64, n), dueAt: make([]int64, n), lags: make([]int64, capLags), dues: make([]int64, capLags)}
 	b.winStart.Store(1<<63 - 1)
 	h0 := heapInUse()
 	t0 := time.Now()

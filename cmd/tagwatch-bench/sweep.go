@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"image/color"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -171,13 +172,22 @@ func sweepChart(rs []*e2eResult, path string) error {
 		if !logY {
 			p.Y.Min = 0
 			p.Legend.Left = false
+			p.Y.Tick.Marker = plot.TickerFunc(func(min, max float64) []plot.Tick {
+				ts := plot.DefaultTicks{}.Ticks(min, max)
+				for i := range ts {
+					if ts[i].Label != "" {
+						ts[i].Label = strconv.FormatFloat(ts[i].Value, 'f', -1, 64)
+					}
+				}
+				return ts
+			})
 		}
 		p.Title.Text = title
 		p.X.Label.Text = "watches"
 		p.Y.Label.Text = ylabel
-		p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+		p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, logTicks{}
 		if logY {
-			p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+			p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, logTicks{}
 		}
 		p.Legend.Top = true
 		if logY {
@@ -207,6 +217,9 @@ func sweepChart(rs []*e2eResult, path string) error {
 			}
 			p.Add(l, sc)
 			p.Legend.Add(s.name, l, sc)
+		}
+		if !logY {
+			p.Y.Max *= 1.3 // room for the legend
 		}
 		return p, nil
 	}
@@ -251,4 +264,34 @@ func sweepChart(rs []*e2eResult, path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// logTicks marks 1, 2 and 5 times each power of ten, labelled short
+// (500, 10k, 1M).
+type logTicks struct{}
+
+// Ticks implements plot.Ticker.
+func (logTicks) Ticks(min, max float64) []plot.Tick {
+	var ts []plot.Tick
+	for e := math.Floor(math.Log10(min)); math.Pow(10, e) <= max; e++ {
+		for _, m := range []float64{1, 2, 5} {
+			v := m * math.Pow(10, e)
+			if v < min || v > max {
+				continue
+			}
+			ts = append(ts, plot.Tick{Value: v, Label: shortNumber(v)})
+		}
+	}
+	return ts
+}
+
+// shortNumber writes v as 0.5, 20, 10k or 1M.
+func shortNumber(v float64) string {
+	switch {
+	case v >= 1e6:
+		return strconv.FormatFloat(v/1e6, 'f', -1, 64) + "M"
+	case v >= 1e4:
+		return strconv.FormatFloat(v/1e3, 'f', -1, 64) + "k"
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
 }

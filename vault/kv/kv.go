@@ -79,10 +79,10 @@ type Engine interface {
 	// other Batch calls running at the same time (group commit: bbolt
 	// then syncs the file once for all of them). So fn may run more than
 	// once even on bbolt: when another closure of the batch fails, the
-	// others run again without it, and a closure that failed in a batch
-	// runs again alone, whose error is the one returned. fn must
-	// therefore reset, at its top, everything it sets outside the Tx (the
-	// vault's closures do: see Update). The closures of a batch run one
+	// others run again without it, and the closure that failed runs again
+	// alone, for the error (or panic) its caller gets. fn must therefore
+	// reset, at its top, everything it sets outside the Tx (the vault's
+	// closures do: see Update). The closures of a batch run one
 	// after another in its transaction, each seeing what those before it
 	// wrote, as a sequence of Updates would. An error or a panic of fn is
 	// its caller's alone, as from Update (nothing fn wrote is kept; the

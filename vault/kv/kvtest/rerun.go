@@ -6,8 +6,8 @@ import (
 	"tagwatch/vault/kv"
 )
 
-// RunTwice wraps e so that every Update and Batch runs its closure twice, as an
-// engine that retries after a serialization failure does (vault/kv/pgkv):
+// RunTwice wraps e so that every Update and Batch runs its closure twice,
+// as an engine that retries after a serialization failure does (pgkv):
 // fn runs in a transaction that is then rolled back, and again in a new
 // one, which is committed when fn returns nil. A closure that sets
 // something outside the transaction without resetting it first (appends
