@@ -39,7 +39,7 @@ func benchSched(args []string) error {
 	fs.DurationVar(&o.warm, "warm", 5*time.Second, "run time before the window")
 	fs.DurationVar(&o.grace, "grace", 2*time.Second, "time after the window for late fires before a due fire counts as missed")
 	engines := fs.String("engines", "ours,robfig,robfig-phase", "engines to run, comma-separated")
-	sizes := fs.String("robfig-sizes", "300000,100000,30000", "smaller sizes (same fire rate) for a robfig variant that cannot keep up at -watches")
+	sizes := fs.String("robfig-sizes", "300000,100000,30000,10000,3000", "smaller sizes (same fire rate) for a robfig variant that cannot keep up at -watches")
 	keepUp := fs.Duration("keep-up", time.Second, "a robfig variant keeps up when it misses no fire, its max lag stays under this and it takes under 90% of a core")
 	fs.IntVar(&o.alloc, "alloc", 0, "bytes each fire's job allocates (garbage, as a daemon's runs make), so collections run in the window")
 	fs.DurationVar(&o.resolution, "resolution", 0, "ours: sched.Config.Resolution (0: its default)")

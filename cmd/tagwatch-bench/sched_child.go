@@ -94,6 +94,20 @@ func schedKeyIndex(key string) int {
 // schedChild runs one engine in this process and prints its result as a
 // RESULT line of JSON.
 func schedChild(name string, o schedOpts) error {
+	r, err := measureSched(name, o)
+	if err != nil {
+		return err
+	}
+	js, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("RESULT %s\n", js)
+	return nil
+}
+
+// measureSched loads, runs and measures one engine in this process.
+func measureSched(name string, o schedOpts) (*schedResult, error) {
 	n := o.watches
 	period := o.period(n)
 	var eng schedEngine
@@ -105,7 +119,7 @@ func schedChild(name string, o schedOpts) error {
 	case "robfig-phase":
 		eng = &robfigEngine{phased: true}
 	default:
-		return fmt.Errorf("sched: unknown engine %q (ours, robfig, robfig-phase)", name)
+		return nil, fmt.Errorf("sched: unknown engine %q (ours, robfig, robfig-phase)", name)
 	}
 	// The bench's own buffers exist before the heap is measured.
 	capLags := int(o.rate*(o.dur+o.grace).Seconds())*2 + 10_000
@@ -114,7 +128,7 @@ func schedChild(name string, o schedOpts) error {
 	h0 := heapInUse()
 	t0 := time.Now()
 	if err := eng.load(n, period, b.job); err != nil {
-		return err
+		return nil, err
 	}
 	load := time.Since(t0)
 	h1 := heapInUse()
@@ -141,21 +155,21 @@ func schedChild(name string, o schedOpts) error {
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if o.traceFile != "" {
 		f, err := os.Create(o.traceFile)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer f.Close()
 		if err := trace.Start(f); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	gcCPU0, gcs0 := gcMetrics()
@@ -196,12 +210,7 @@ func schedChild(name string, o schedOpts) error {
 	}
 	_, r.P99FirstHalf, _ = quantiles(first)
 	_, r.P99LastHalf, _ = quantiles(last)
-	js, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("RESULT %s\n", js)
-	return nil
+	return &r, nil
 }
 
 func quantiles(v []int64) (p50, p99, mx int64) {
