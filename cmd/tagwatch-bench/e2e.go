@@ -252,6 +252,9 @@ func runE2E(o e2eOpts) (*e2eResult, error) {
 	if o.Watches <= 0 || o.PerUser <= 0 {
 		return nil, errors.New("e2e: -watches and -per-user must be positive")
 	}
+	if o.Watches < o.PerUser {
+		return nil, fmt.Errorf("e2e: -watches %d is fewer than -per-user %d: no user would have a watch", o.Watches, o.PerUser)
+	}
 	every, err := everyOf(o.Schedule)
 	if err != nil {
 		return nil, err

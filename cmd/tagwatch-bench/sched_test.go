@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -28,6 +29,20 @@ func TestSchedBenchSmoke(t *testing.T) {
 		}
 		if r.BytesPerEntry <= 0 || r.CPUNs <= 0 {
 			t.Errorf("%s: %.0f bytes per entry, CPU %d ns: want both measured", name, r.BytesPerEntry, r.CPUNs)
+		}
+	}
+}
+
+// TestSchedBenchRefusesBadFlags: a value the measurement cannot run with is
+// refused with the flag named, never a panic or an endless run.
+func TestSchedBenchRefusesBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-watches", "-5"}, {"-watches", "0"}, {"-rate", "0"}, {"-rate", "-1"}, {"-rate", "NaN"},
+		{"-dur", "0s"}, {"-alloc", "-1"}, {"-robfig-sizes", "abc"}, {"-robfig-sizes", "-3"},
+	} {
+		err := benchSched(args)
+		if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(args[0], "-")) {
+			t.Errorf("sched %v = %v, want an error naming %s", args, err, args[0])
 		}
 	}
 }
