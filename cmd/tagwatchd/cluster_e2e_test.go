@@ -473,11 +473,17 @@ func TestClusterDaemons(t *testing.T) {
 	// commit) fails the test.
 	const killWindow = 250 * time.Millisecond
 	explained := map[string]bool{} // users whose reuse a kill explains
+	// When each such user's token was spent: the grant is lost from the
+	// kill on (its family revoked at the next daemon's retry), so its
+	// posts from a run before that on cannot be notified, and its watch
+	// searches no more, until the user consents again.
+	lostAt := map[string]time.Time{}
 	var unexplained []string
 	reuses.mu.Lock()
 	for _, r := range reuses.all {
 		if slices.ContainsFunc(kills, func(kl kill) bool { return !kl.wall.Before(r.rotated) && kl.wall.Sub(r.rotated) <= killWindow }) {
 			explained[tagOf[r.user]] = true
+			lostAt[tagOf[r.user]] = r.rotated
 			continue
 		}
 		unexplained = append(unexplained, fmt.Sprintf("%s (spent %s, presented again %s)", tagOf[r.user], r.rotated.Format(time.StampMilli), r.reused.Format(time.StampMilli)))
@@ -521,12 +527,23 @@ func TestClusterDaemons(t *testing.T) {
 	postsMu.Unlock()
 	rc.mu.Lock()
 	var missing []string
-	missingEnded := 0
+	missingEnded, missingLost := 0, 0
+	// lost says whether a post or a gap of tag's watch from at on is owed
+	// to its grant's loss in a killed rotation's window (a run's worth
+	// before the loss on: a post made then may not have been searched).
+	lost := func(tag string, at time.Time) bool {
+		t0, ok := lostAt[tag]
+		return ok && ended[tag] && !at.Before(t0.Add(-(k.interval + k.lease + k.margin)))
+	}
 	dupPosts, extraCarries, redelivered, deliveries := 0, 0, 0, 0
 	var latencies []time.Duration
 	for _, p := range posts {
 		in := rc.postIn[p.id]
 		if len(in) == 0 {
+			if lost(p.tag, p.at) {
+				missingLost++
+				continue
+			}
 			missing = append(missing, p.id+" #"+p.tag)
 			if ended[p.tag] {
 				missingEnded++
@@ -580,11 +597,15 @@ func TestClusterDaemons(t *testing.T) {
 	// can be claimed meanwhile).
 	bound := k.interval + k.lease + k.margin
 	gaps := searches.largestGaps(tags, loadStart, checkAt, downFrom, downTo)
-	over, overEnded := 0, 0
+	over, overEnded, overLost := 0, 0, 0
 	var overList []string
 	var sizes []time.Duration
 	for _, g := range gaps {
 		sizes = append(sizes, g.size)
+		if g.size > bound+g.overlapsDown && lost(g.tag, g.start) {
+			overLost++
+			continue
+		}
 		if g.size > bound+g.overlapsDown {
 			over++
 			if ended[g.tag] {
@@ -736,20 +757,20 @@ func TestClusterDaemons(t *testing.T) {
 	searchesLoad := sumCalls(st.APICalls[xsandbox.EndpointSearch]) - sumCalls(sbBefore.APICalls[xsandbox.EndpointSearch])
 	t.Logf("cluster summary: daemons=%d users=%d interval=%s lease=%s token_ttl=%s load=%s kills=%d [%s] pg_outage=%s (posts made around it %d, notified %d); "+
 		"sandbox: searches during load+drain=%d (%.1f/s; %d watches at one per %s would be %.1f/s) refresh_requests=%d refresh_reuses=%d (in a killed rotation's window %d) family_revocations=%d unauthorized=%d token_errors=%d; "+
-		"grants: active=%d/%d refreshes_committed=%d; posts=%d notified=%d missing=%d (for ended grants %d) duplicate_posts=%d (%.1f per 1000, %d extra deliveries) "+
+		"grants: active=%d/%d refreshes_committed=%d; posts=%d notified=%d missing=%d (for ended grants %d) lost_with_a_grant_in_a_killed_rotation=%d duplicate_posts=%d (%.1f per 1000, %d extra deliveries) "+
 		"redelivered_ids=%d deliveries=%d by_type=%s latency p50=%s p99=%s max=%s; "+
-		"largest gap per watch: p50=%s p90=%s max=%s (#%s, from %s into the load) bound=%s (+outage where spanned) over_bound=%d (ended grants %d); "+
+		"largest gap per watch: p50=%s p90=%s max=%s (#%s, from %s into the load) bound=%s (+outage where spanned) over_bound=%d (ended grants %d; after a grant lost in a killed rotation, not counted: %d); "+
 		"gaps over %s: spanning a kill %d, the outage %d, neither %d, of ended grants %d; "+
 		"outbox waiting=%d dead=%d; tagwatchctl daemons live=%d entries=%d; "+
 		"daemon logs: warn/error lines=%d in-doubt refresh retries=%d gave-up-after-serialization-failures=%d; wall: consents=%s (refused and walked again: %d) drain=%s",
 		k.daemons, k.users, k.interval, k.lease, k.tokenTTL, k.duration, len(kills), strings.Join(killsText, " "), outage, nearOutage, nearOutageNotified,
 		searchesLoad, float64(searchesLoad)/checkAt.Sub(loadStart).Seconds(), k.users, k.interval, float64(k.users)/k.interval.Seconds(),
 		st.TokenRequests["refresh_token"], st.RefreshReuses, len(explained), st.FamilyRevocations, st.Unauthorized, st.TokenErrors,
-		active, k.users, refreshes, len(posts), len(posts)-len(missing), len(missing), missingEnded, dupPosts, perMille, extraCarries,
+		active, k.users, refreshes, len(posts), len(posts)-len(missing)-missingLost, len(missing), missingEnded, missingLost, dupPosts, perMille, extraCarries,
 		redelivered, deliveries, types, percentile(latencies, 50).Round(time.Millisecond), percentile(latencies, 99).Round(time.Millisecond),
 		percentile(latencies, 100).Round(time.Millisecond),
 		percentile(sizes, 50).Round(time.Millisecond), percentile(sizes, 90).Round(time.Millisecond),
-		largest.size.Round(time.Millisecond), largest.tag, largest.start.Sub(loadStart).Round(100*time.Millisecond), bound, over, overEnded,
+		largest.size.Round(time.Millisecond), largest.tag, largest.start.Sub(loadStart).Round(100*time.Millisecond), bound, over, overEnded, overLost,
 		bound, atKill, atOutage, atNeither, ofEnded,
 		waiting, dead, live, entries, problemLines, inDoubt, gaveUp, enrollTook.Round(time.Second), len(refusedConsents), checkAt.Sub(loadEnd).Round(time.Second))
 	if len(failures) > 0 {
